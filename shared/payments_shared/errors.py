@@ -1,0 +1,62 @@
+"""API.md's error shape, shared by the gateway, webhook-ingest and the workers' replies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+STATUS_BY_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "card_error": 402,
+    "not_found": 404,
+    "conflict": 409,
+    "idempotency_error": 422,
+    "rate_limit_error": 429,
+    "provider_error": 502,
+    "provider_unavailable": 503,
+}
+
+
+@dataclass
+class ApiError(Exception):
+    type: str
+    message: str
+    code: str | None = None
+    param: str | None = None
+    transaction_id: str | None = None
+    decline_code: str | None = None
+    retry_after: float | None = None
+    status: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = STATUS_BY_TYPE[self.type]
+        if self.code is None:
+            self.code = self.type
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": self.type, "code": self.code, "message": self.message}
+        for key in ("param", "transaction_id", "decline_code"):
+            value = getattr(self, key)
+            if value is not None:
+                error[key] = value
+        return {"error": error}
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+def invalid(message: str, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError("invalid_request_error", message, code=code, param=param)
+
+
+def not_found(what: str, param: str | None = "id") -> ApiError:
+    return ApiError("not_found", f"No such {what}", code="resource_missing", param=param)
+
+
+def conflict(message: str, code: str = "conflict") -> ApiError:
+    return ApiError("conflict", message, code=code)

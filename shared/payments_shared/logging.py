@@ -1,0 +1,70 @@
+"""JSON-lines logging with a correlation id, scrubbed of card numbers, tokens and keys.
+
+`configure()` once per process; `correlation_id` is a context variable the entrypoints set per request or
+message, so every line logged while handling it carries it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from payments_shared.carddata import mask_card_numbers
+
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+_SECRETS = re.compile(
+    r"(sk|rk|pk)_(test|live)_[A-Za-z0-9]+"  # Stripe keys
+    r"|whsec_[A-Za-z0-9+/=]+"  # Stripe webhook secrets
+    r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWTs
+    r"|(?i:bearer)\s+\S+"
+)
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_registered_secrets: list[str] = []
+
+
+def register_secret(value: str | None) -> None:
+    """Make the formatter remove this exact value (an API key, a transaction key) wherever it appears."""
+    if value and len(value) >= 4 and value not in _registered_secrets:
+        _registered_secrets.append(value)
+
+
+def scrub(text: str) -> str:
+    for secret in _registered_secrets:
+        text = text.replace(secret, "[secret removed]")
+    return mask_card_numbers(_SECRETS.sub("[secret removed]", text))
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": correlation_id.get(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(line, default=str, ensure_ascii=False))
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aio_pika", "aiormq", "httpx", "httpcore", "stripe"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True

@@ -1,0 +1,145 @@
+"""The provider port: what the workers ask of Stripe, Authorize.net or the sandbox.
+
+Adapters never raise for an outcome the provider gave (approved, declined, error): they return a
+`ProviderResult`. They raise only for their own bugs. `RETRYABLE` means "the call may or may not have reached
+the provider and trying again with the same idempotency key is safe"; `PERMANENT` means "trying again will not
+help" (a 502 to the client); `UNAVAILABLE` is set by the resilience layer when a breaker is open (a 503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Outcome(StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    PENDING_REVIEW = "pending_review"  # held by the provider (Authorize.net responseCode 4)
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class OpaqueData:
+    """Accept.js payment nonce."""
+
+    data_descriptor: str
+    data_value: str
+
+
+PaymentMethod = str | OpaqueData  # a provider token (pm_…, a payment profile id) or opaque data
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    outcome: Outcome
+    reference: str | None = None  # the provider's id of the object (pi_…, transId, cus_…, sub_…)
+    decline_code: str | None = None
+    message: str | None = None  # safe to show a client: never a key, token or card number
+    next_action: Mapping[str, Any] | None = None
+    amount: int | None = None  # the amount the provider acted on, when it says
+    details: Mapping[str, Any] = field(default_factory=dict)  # recorded on the event (ids created, last4…)
+    retry_after: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is Outcome.APPROVED
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    idempotency_key: str  # the command id: the provider must act at most once per key
+    amount: int
+    currency: str  # lower case ISO 4217
+    payment_method: PaymentMethod
+    capture: bool  # False: authorize only
+    customer_reference: str | None = None  # the provider's customer id, when charging a customer
+    description: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaymentRef:
+    """An existing payment, as the provider knows it."""
+
+    reference: str
+    amount_authorized: int
+    amount_captured: int
+    currency: str
+    details: Mapping[str, Any] = field(default_factory=dict)  # kept from earlier results
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def pay(self, request: PaymentRequest) -> ProviderResult: ...
+
+    async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult: ...
+
+    async def refund(
+        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+    ) -> ProviderResult: ...
+
+    async def void(self, payment: PaymentRef, idempotency_key: str) -> ProviderResult: ...
+
+
+@dataclass(frozen=True)
+class CustomerRequest:
+    idempotency_key: str
+    email: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    description: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    payment_method: PaymentMethod | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionRequest:
+    idempotency_key: str
+    customer_reference: str | None  # the provider's customer id
+    amount: int
+    currency: str
+    interval: str  # day | week | month | year
+    interval_count: int
+    quantity: int
+    price: str | None = None  # a provider price/plan id given by the client
+    trial_days: int | None = None
+    payment_method: PaymentMethod | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    idempotency_key: str
+    quantity: int | None = None
+    amount: int | None = None
+    price: str | None = None
+    cancel_at_period_end: bool | None = None
+    metadata: Mapping[str, str] | None = None
+
+
+class BillingProvider(Protocol):
+    """Customers and subscriptions. Subscription results carry in `details`: `status` (API.md's names),
+    `current_period_start`, `current_period_end` (unix seconds) and, where known, `cancel_at_period_end`."""
+
+    name: str
+
+    async def create_customer(self, request: CustomerRequest) -> ProviderResult: ...
+
+    async def update_customer(self, reference: str, request: CustomerRequest) -> ProviderResult: ...
+
+    async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult: ...
+
+    async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult: ...
+
+    async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult: ...
+
+    async def cancel_subscription(
+        self, reference: str, at_period_end: bool, idempotency_key: str
+    ) -> ProviderResult: ...

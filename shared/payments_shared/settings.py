@@ -1,0 +1,118 @@
+"""Settings read from the environment (names as in API.md). One class per process kind builds on these.
+
+A wrong value stops start-up with one line naming the variable and the accepted forms (see `load`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from limits import parse as parse_rate_limit
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BROKER_FORMS = "memory:// or amqp://user:pass@host:5672/vhost (amqps:// too)"
+EVENTSTORE_FORMS = "sqlite:///path/events.db, kurrentdb://host:2113?tls=false, esdb://host:2113 or memory://"
+PROVIDER_NAMES = ("sandbox", "stripe", "authnet")
+ProviderName = Literal["sandbox", "stripe", "authnet"]
+
+
+class ConfigError(SystemExit):
+    """Raised (and exits the process with status 2) on a wrong setting; its text is one line."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(2)
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.line
+
+
+class CommonSettings(BaseSettings):
+    """What every process reads."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path("./data")
+    broker_url: str = "memory://"
+    eventstore_uri: str = ""  # default: sqlite:///$DATA_DIR/events.db
+    log_level: str = "INFO"
+    # A …Requested without an outcome older than this is taken over by a new delivery (its first attempt died).
+    in_flight_window_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if value == "memory://" or value.startswith(("amqp://", "amqps://")):
+            return value
+        raise ValueError(f"must be {BROKER_FORMS}")
+
+    @field_validator("eventstore_uri")
+    @classmethod
+    def _eventstore_scheme(cls, value: str) -> str:
+        if value == "" or value == "memory://" or value.startswith(("sqlite:///", "kurrentdb://", "esdb://")):
+            return value
+        if value.startswith(("kurrentdb+discover://", "esdb+discover://")):
+            return value
+        raise ValueError(f"must be {EVENTSTORE_FORMS}")
+
+    @model_validator(mode="after")
+    def _default_eventstore(self) -> CommonSettings:
+        if not self.eventstore_uri:
+            self.eventstore_uri = f"sqlite:///{self.data_dir / 'events.db'}"
+        return self
+
+
+class ProviderSettings(BaseSettings):
+    """Provider credentials and resilience knobs: read by the workers that call providers."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    payments_default_provider: ProviderName = "sandbox"
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    authnet_api_login_id: str | None = None
+    authnet_transaction_key: str | None = None
+    authnet_api_url: str = "https://apitest.authorize.net/xml/v1/request.api"
+    provider_timeout_s: float = Field(default=10.0, gt=0)
+    provider_retry_attempts: int = Field(default=3, ge=1, le=10)
+    provider_retry_base_s: float = Field(default=0.05, ge=0)
+    provider_retry_cap_s: float = Field(default=1.0, ge=0)
+    breaker_fail_max: int = Field(default=5, ge=1)
+    breaker_reset_timeout_s: float = Field(default=30.0, gt=0)
+
+
+def check_rate_limit(value: str) -> str:
+    try:
+        parse_rate_limit(value)
+    except ValueError:
+        raise ValueError("must be in the limits notation, e.g. 600/minute or 10/second") from None
+    return value
+
+
+def check_rate_limit_storage(value: str) -> str:
+    if value == "memory://" or value.startswith(("redis://", "rediss://")):
+        return value
+    raise ValueError("must be memory:// or redis://host:6379")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S]) -> S:
+    """Build settings from the environment, or raise ConfigError naming the first wrong variable."""
+    try:
+        return cls()
+    except ValidationError as error:
+        first = error.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"configuration error: {variable} {reason}") from None
+
+
+def exit_on_config_error(error: ConfigError) -> None:
+    print(error.line, file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,32 @@
+"""Fixtures every suite shares: where RabbitMQ is, and the rule that CI fails rather than skips without it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _answers(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5672), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The local RabbitMQ's URL. Without one: skip locally, fail under CI=true."""
+    if not _answers(RABBITMQ_URL):
+        message = f"RabbitMQ does not answer at {RABBITMQ_URL}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: RabbitMQ-dependent tests must run)")
+        pytest.skip(message)
+    return RABBITMQ_URL
