@@ -1,0 +1,1 @@
+"""payments-ops: the operator CLI."""
