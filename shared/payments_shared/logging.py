@@ -37,7 +37,8 @@ def register_secret(value: str | None) -> None:
 def scrub(text: str) -> str:
     for secret in _registered_secrets:
         text = text.replace(secret, "[secret removed]")
-    return mask_card_numbers(_SECRETS.sub("[secret removed]", text))
+    masked: str = _SECRETS.sub("[secret removed]", text)
+    return mask_card_numbers(masked)
 
 
 class JsonFormatter(logging.Formatter):
