@@ -31,7 +31,7 @@ services: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(wildcard shared/payments_shared services/*/payments_*[a-z]) tests bench
+	$(BIN)/mypy $(filter-out %.egg-info,$(wildcard shared/payments_shared services/*/payments_*)) tests bench
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
