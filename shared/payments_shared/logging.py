@@ -22,7 +22,7 @@ _SECRETS = re.compile(
     r"(sk|rk|pk)_(test|live)_[A-Za-z0-9]+"  # Stripe keys
     r"|whsec_[A-Za-z0-9+/=]+"  # Stripe webhook secrets
     r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWTs
-    r"|(?i:bearer)\s+\S+"
+    r"|(?i:bearer)\s+[^\s\"']+"
 )
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _registered_secrets: list[str] = []
@@ -55,7 +55,19 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(line, default=str, ensure_ascii=False))
+        return json.dumps(_scrub_values(line), default=str, ensure_ascii=False)
+
+
+def _scrub_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrub_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_values(item) for item in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return scrub(str(value))
 
 
 def configure(level: str = "INFO") -> None:

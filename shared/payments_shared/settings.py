@@ -5,7 +5,6 @@ A wrong value stops start-up with one line naming the variable and the accepted 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -20,10 +19,10 @@ ProviderName = Literal["sandbox", "stripe", "authnet"]
 
 
 class ConfigError(SystemExit):
-    """Raised (and exits the process with status 2) on a wrong setting; its text is one line."""
+    """A wrong setting. Uncaught, it ends the process with status 1, its one line printed on stderr."""
 
     def __init__(self, line: str) -> None:
-        super().__init__(2)
+        super().__init__(line)
         self.line = line
 
     def __str__(self) -> str:
@@ -113,6 +112,19 @@ def load(cls: type[S]) -> S:
         raise ConfigError(f"configuration error: {variable} {reason}") from None
 
 
-def exit_on_config_error(error: ConfigError) -> None:
-    print(error.line, file=sys.stderr)
-    raise SystemExit(2)
+# Used when PAYMENTS_JWT_SECRET is unset (embedded development only; the gateway warns loudly at start-up).
+DEVELOPMENT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+
+
+class JwtSettings(BaseSettings):
+    """Bearer-token settings, shared by the gateway (verifies) and payments-ops (mints development tokens)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    payments_jwt_secret: str = DEVELOPMENT_JWT_SECRET
+    payments_jwt_issuer: str | None = None
+    payments_jwt_audience: str | None = None
+
+    @property
+    def using_development_secret(self) -> bool:
+        return self.payments_jwt_secret == DEVELOPMENT_JWT_SECRET

@@ -1,0 +1,47 @@
+import pytest
+from payments_shared.carddata import contains_card_number, luhn_valid, mask_card_numbers
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4242424242424242",
+        "4242 4242 4242 4242",
+        "4242-4242-4242-4242",
+        "card: 4242-4242-4242-4242 exp 12/28",
+        "378282246310005",  # 15-digit Amex
+        "6011111111111117",
+        "4000056655665556",
+        "x4242424242424242y",
+        "4242424242424242 12",  # grouped with a trailing short group
+    ],
+)
+def test_card_numbers_are_found(text: str) -> None:
+    assert contains_card_number(text)
+    assert "4242424242424242" not in mask_card_numbers(text).replace(" ", "").replace("-", "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "4242424242424241",  # fails Luhn
+        "424242424242",  # 12 digits
+        "12345678901234567890",  # one 20-digit run: an order number, not a card
+        "4242  4242  4242  4242",  # double spaces do not group
+        "order 2024-11-26",
+        "pm_card_visa",
+    ],
+)
+def test_non_card_text_is_left_alone(text: str) -> None:
+    assert not contains_card_number(text)
+    assert mask_card_numbers(text) == text
+
+
+def test_luhn() -> None:
+    assert luhn_valid("79927398713")
+    assert not luhn_valid("79927398710")
+
+
+def test_masking_keeps_the_rest_of_the_text() -> None:
+    assert mask_card_numbers("pay 4242 4242 4242 4242 now") == "pay [card number removed] now"
