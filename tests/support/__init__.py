@@ -1,0 +1,1 @@
+"""Helpers shared by test suites (fault injection and the like)."""
