@@ -4,6 +4,8 @@ Adapters never raise for an outcome the provider gave (approved, declined, error
 `ProviderResult`. They raise only for their own bugs. `RETRYABLE` means "the call may or may not have reached
 the provider and trying again with the same idempotency key is safe"; `PERMANENT` means "trying again will not
 help" (a 502 to the client); `UNAVAILABLE` is set by the resilience layer when a breaker is open (a 503).
+A `PERMANENT` result whose `details` hold `{"invalid_param": "<field>"}` means the provider refused that request
+parameter (e.g. an unknown `payment_method`): the client gets 400 `invalid_request_error` with that `param`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,46 @@
+"""Event type names of a `transaction-{id}` stream, and the event value the decision functions return.
+
+A payment (charge/authorize) and every follow-up (capture, refund, void) is an *operation*: first its
+`…Requested` event (appended before the provider is called), then exactly one outcome event. A retryable
+provider failure (`ProviderCallFailed`) is recorded but is not an outcome: the operation stays open and is
+driven again later with the same provider idempotency key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+TRANSACTION_REQUESTED: Final = "TransactionRequested"
+PAYMENT_AUTHORIZED: Final = "PaymentAuthorized"
+PAYMENT_CAPTURED: Final = "PaymentCaptured"
+PAYMENT_REQUIRES_ACTION: Final = "PaymentRequiresAction"
+PAYMENT_HELD_FOR_REVIEW: Final = "PaymentHeldForReview"
+PAYMENT_FAILED: Final = "PaymentFailed"
+
+CAPTURE_REQUESTED: Final = "CaptureRequested"
+CAPTURE_SUCCEEDED: Final = "CaptureSucceeded"
+CAPTURE_FAILED: Final = "CaptureFailed"
+
+VOID_REQUESTED: Final = "VoidRequested"
+VOID_SUCCEEDED: Final = "VoidSucceeded"
+VOID_FAILED: Final = "VoidFailed"
+
+REFUND_REQUESTED: Final = "RefundRequested"
+REFUND_SUCCEEDED: Final = "RefundSucceeded"
+REFUND_FAILED: Final = "RefundFailed"
+
+PROVIDER_CALL_FAILED: Final = "ProviderCallFailed"
+
+
+def stream_name(transaction_id: str) -> str:
+    return f"transaction-{transaction_id}"
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """An event decided by the domain, not yet stored (the service adds metadata and appends it)."""
+
+    type: str
+    data: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,300 @@
+"""A transaction's state: a fold of its recorded events (pure; the same stream always gives the same state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from payments_shared.eventstore.port import RecordedEvent
+
+from payments_transactions.domain import events as ev
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    VOIDED = "voided"
+    FAILED = "failed"
+
+
+class OperationKind(StrEnum):
+    PAYMENT = "payment"  # the creating charge/authorize
+    CAPTURE = "capture"
+    REFUND = "refund"
+    VOID = "void"
+
+
+@dataclass
+class Operation:
+    """One command's work on the transaction: requested, then (at most) one outcome."""
+
+    kind: OperationKind
+    command_id: str
+    message_id: str
+    fingerprint: str | None
+    requested_at: datetime
+    amount: int | None = None
+    refund_id: str | None = None
+    reason: str | None = None
+    outcome_version: int | None = None  # the stream version of its outcome event
+    error: Mapping[str, Any] | None = None  # API.md error fields when the outcome was a failure
+    attempt_open: bool = True  # False after a recorded retryable failure: nobody is working on it
+    last_failure: Mapping[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome_version is not None
+
+
+@dataclass
+class Refund:
+    id: str
+    amount: int
+    status: str  # pending | succeeded | failed
+    created_at: str
+    command_id: str
+    reason: str | None = None
+    provider_reference: str | None = None
+
+
+@dataclass
+class Transaction:
+    id: str
+    workspace: str
+    kind: str  # charge | authorize
+    amount: int
+    currency: str
+    provider: str
+    payment_method: Mapping[str, Any]
+    customer_id: str | None
+    description: str | None
+    metadata: Mapping[str, str]
+    created_at: str
+    status: Status = Status.PENDING
+    amount_authorized: int = 0
+    amount_captured: int = 0
+    amount_refunded: int = 0
+    provider_reference: str | None = None
+    provider_details: dict[str, Any] = field(default_factory=dict)
+    refunds: list[Refund] = field(default_factory=list)
+    failure_code: str | None = None
+    failure_message: str | None = None
+    next_action: Mapping[str, Any] | None = None
+    updated_at: str = ""
+    version: int = -1
+    operations: dict[str, Operation] = field(default_factory=dict)
+
+    @property
+    def payment(self) -> Operation:
+        return next(op for op in self.operations.values() if op.kind is OperationKind.PAYMENT)
+
+    @property
+    def refund_reserved(self) -> int:
+        """Refunded plus refunds still pending: what is no longer refundable."""
+        return sum(refund.amount for refund in self.refunds if refund.status in ("pending", "succeeded"))
+
+    @property
+    def refundable(self) -> int:
+        return self.amount_captured - self.refund_reserved
+
+    def open_operations(self) -> list[Operation]:
+        return [op for op in self.operations.values() if not op.finished]
+
+    def refund(self, refund_id: str) -> Refund:
+        return next(refund for refund in self.refunds if refund.id == refund_id)
+
+    @classmethod
+    def from_events(cls, recorded: Sequence[RecordedEvent]) -> Transaction | None:
+        """The state after `recorded` (a stream's events in order, or a prefix of them); None for no events."""
+        if not recorded:
+            return None
+        transaction = _start(recorded[0])
+        for event in recorded[1:]:
+            _apply(transaction, event)
+        return transaction
+
+
+def occurred_at(event: RecordedEvent) -> str:
+    value = event.metadata.get("occurred_at")
+    return str(value) if value else event.recorded_at.isoformat().replace("+00:00", "Z")
+
+
+def _start(event: RecordedEvent) -> Transaction:
+    if event.type != ev.TRANSACTION_REQUESTED:
+        raise ValueError(f"a transaction stream starts with {ev.TRANSACTION_REQUESTED}, not {event.type}")
+    data = event.data
+    at = occurred_at(event)
+    transaction = Transaction(
+        id=data["transaction_id"],
+        workspace=str(event.metadata.get("workspace", "")),
+        kind=data["kind"],
+        amount=data["amount"],
+        currency=data["currency"],
+        provider=data["provider"],
+        payment_method=data["payment_method"],
+        customer_id=data.get("customer_id"),
+        description=data.get("description"),
+        metadata=data.get("metadata") or {},
+        created_at=at,
+        updated_at=at,
+        version=event.version,
+    )
+    transaction.operations[data["command_id"]] = _operation(OperationKind.PAYMENT, event, amount=data["amount"])
+    return transaction
+
+
+def _operation(kind: OperationKind, event: RecordedEvent, **extra: Any) -> Operation:
+    return Operation(
+        kind=kind,
+        command_id=event.data["command_id"],
+        message_id=event.data.get("message_id", ""),
+        fingerprint=event.data.get("fingerprint"),
+        requested_at=event.recorded_at,
+        **extra,
+    )
+
+
+def _finish(transaction: Transaction, event: RecordedEvent, error: Mapping[str, Any] | None = None) -> None:
+    operation = transaction.operations[event.data["command_id"]]
+    if operation.finished:  # a later move (e.g. a webhook after requires_action) keeps the first outcome
+        return
+    operation.outcome_version = event.version
+    operation.error = error
+    operation.attempt_open = False
+
+
+def _payment_authorized(transaction: Transaction, event: RecordedEvent) -> None:
+    _record_reference(transaction, event)
+    transaction.status = Status.AUTHORIZED
+    transaction.amount_authorized = event.data["amount"]
+    transaction.next_action = None
+    _finish(transaction, event)
+
+
+def _payment_captured(transaction: Transaction, event: RecordedEvent) -> None:
+    _record_reference(transaction, event)
+    transaction.status = Status.CAPTURED
+    transaction.amount_authorized = event.data["amount"]
+    transaction.amount_captured = event.data["amount"]
+    transaction.next_action = None
+    _finish(transaction, event)
+
+
+def _payment_requires_action(transaction: Transaction, event: RecordedEvent) -> None:
+    _record_reference(transaction, event)
+    transaction.status = Status.REQUIRES_ACTION
+    transaction.next_action = event.data.get("next_action")
+    _finish(transaction, event)
+
+
+def _payment_held(transaction: Transaction, event: RecordedEvent) -> None:
+    _record_reference(transaction, event)
+    transaction.failure_message = event.data.get("message")
+    _finish(transaction, event)
+
+
+def _payment_failed(transaction: Transaction, event: RecordedEvent) -> None:
+    _record_reference(transaction, event)
+    transaction.status = Status.FAILED
+    transaction.next_action = None
+    transaction.failure_code = event.data["failure_code"]
+    transaction.failure_message = event.data["error"]["message"]
+    _finish(transaction, event, error=event.data["error"])
+
+
+def _record_reference(transaction: Transaction, event: RecordedEvent) -> None:
+    if event.data.get("provider_reference"):
+        transaction.provider_reference = event.data["provider_reference"]
+    transaction.provider_details.update(event.data.get("details") or {})
+
+
+def _capture_requested(transaction: Transaction, event: RecordedEvent) -> None:
+    operation = _operation(OperationKind.CAPTURE, event, amount=event.data["amount"])
+    transaction.operations[operation.command_id] = operation
+
+
+def _capture_succeeded(transaction: Transaction, event: RecordedEvent) -> None:
+    transaction.status = Status.CAPTURED
+    transaction.amount_captured = event.data["amount"]
+    transaction.provider_details.update(event.data.get("details") or {})
+    _finish(transaction, event)
+
+
+def _void_requested(transaction: Transaction, event: RecordedEvent) -> None:
+    operation = _operation(OperationKind.VOID, event)
+    transaction.operations[operation.command_id] = operation
+
+
+def _void_succeeded(transaction: Transaction, event: RecordedEvent) -> None:
+    transaction.status = Status.VOIDED
+    _finish(transaction, event)
+
+
+def _refund_requested(transaction: Transaction, event: RecordedEvent) -> None:
+    data = event.data
+    operation = _operation(
+        OperationKind.REFUND, event, amount=data["amount"], refund_id=data["refund_id"], reason=data.get("reason")
+    )
+    transaction.operations[operation.command_id] = operation
+    refund = Refund(data["refund_id"], data["amount"], "pending", occurred_at(event), operation.command_id)
+    refund.reason = data.get("reason")
+    transaction.refunds.append(refund)
+
+
+def _refund_succeeded(transaction: Transaction, event: RecordedEvent) -> None:
+    refund = transaction.refund(event.data["refund_id"])
+    refund.status = "succeeded"
+    refund.provider_reference = event.data.get("provider_reference")
+    transaction.amount_refunded += refund.amount
+    fully = transaction.amount_refunded >= transaction.amount_captured
+    transaction.status = Status.REFUNDED if fully else Status.PARTIALLY_REFUNDED
+    _finish(transaction, event)
+
+
+def _refund_failed(transaction: Transaction, event: RecordedEvent) -> None:
+    transaction.refund(event.data["refund_id"]).status = "failed"
+    _finish(transaction, event, error=event.data["error"])
+
+
+def _follow_up_failed(transaction: Transaction, event: RecordedEvent) -> None:
+    _finish(transaction, event, error=event.data["error"])
+
+
+def _provider_call_failed(transaction: Transaction, event: RecordedEvent) -> None:
+    operation = transaction.operations[event.data["command_id"]]
+    operation.attempt_open = False
+    operation.last_failure = event.data
+
+
+_APPLY: Mapping[str, Callable[[Transaction, RecordedEvent], None]] = {
+    ev.PAYMENT_AUTHORIZED: _payment_authorized,
+    ev.PAYMENT_CAPTURED: _payment_captured,
+    ev.PAYMENT_REQUIRES_ACTION: _payment_requires_action,
+    ev.PAYMENT_HELD_FOR_REVIEW: _payment_held,
+    ev.PAYMENT_FAILED: _payment_failed,
+    ev.CAPTURE_REQUESTED: _capture_requested,
+    ev.CAPTURE_SUCCEEDED: _capture_succeeded,
+    ev.CAPTURE_FAILED: _follow_up_failed,
+    ev.VOID_REQUESTED: _void_requested,
+    ev.VOID_SUCCEEDED: _void_succeeded,
+    ev.VOID_FAILED: _follow_up_failed,
+    ev.REFUND_REQUESTED: _refund_requested,
+    ev.REFUND_SUCCEEDED: _refund_succeeded,
+    ev.REFUND_FAILED: _refund_failed,
+    ev.PROVIDER_CALL_FAILED: _provider_call_failed,
+}
+
+
+def _apply(transaction: Transaction, event: RecordedEvent) -> None:
+    apply = _APPLY.get(event.type)
+    if apply is not None:  # an event type this version does not know changes nothing
+        apply(transaction, event)
+    transaction.version = event.version
+    transaction.updated_at = occurred_at(event)

@@ -1,0 +1,95 @@
+"""Driving one open operation to an outcome: call the provider once, then append the outcome at the version
+read, reloading on a concurrent append (the provider is not called again for that)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from payments_shared import faults
+from payments_shared.errors import ApiError
+from payments_shared.eventstore.port import RecordedEvent, WrongExpectedVersion
+from payments_shared.providers.port import PaymentMethod, PaymentProvider, ProviderResult
+
+from payments_transactions.domain import decisions
+from payments_transactions.domain.events import DomainEvent
+from payments_transactions.domain.state import OperationKind, Transaction
+from payments_transactions.provider_calls import call_provider
+from payments_transactions.streams import TransactionStreams
+
+logger = logging.getLogger(__name__)
+
+MAX_APPEND_RACES: Final = 50
+
+Decide = Callable[[Transaction, str, ProviderResult], DomainEvent]
+
+
+def _payment_outcome(transaction: Transaction, _command_id: str, result: ProviderResult) -> DomainEvent:
+    return decisions.payment_outcome(transaction, result)
+
+
+OUTCOME_BY_KIND: Final[Mapping[OperationKind, Decide]] = {
+    OperationKind.PAYMENT: _payment_outcome,
+    OperationKind.CAPTURE: decisions.capture_outcome,
+    OperationKind.REFUND: decisions.refund_outcome,
+    OperationKind.VOID: decisions.void_outcome,
+}
+
+
+class OperationDriver:
+    def __init__(
+        self, streams: TransactionStreams, providers: Mapping[str, PaymentProvider], provider_timeout_s: float
+    ) -> None:
+        self._streams = streams
+        self._providers = providers
+        self._timeout_s = provider_timeout_s
+
+    def provider_for(self, transaction: Transaction) -> PaymentProvider:
+        provider = self._providers.get(transaction.provider)
+        if provider is None:
+            raise ApiError(
+                "provider_unavailable",
+                f"The provider {transaction.provider} is not configured on this worker.",
+                transaction_id=transaction.id,
+                retry_after=30,
+            )
+        return provider
+
+    async def drive(
+        self,
+        transaction_id: str,
+        command_id: str,
+        metadata: Callable[[], Mapping[str, Any]],
+        method: PaymentMethod | None = None,
+    ) -> list[RecordedEvent]:
+        """The stream's events once the operation has an outcome (or a recorded retryable failure)."""
+        recorded, transaction = await self._streams.load(transaction_id)
+        if transaction is None:
+            raise LookupError(f"no transaction {transaction_id}")
+        operation = transaction.operations[command_id]
+        if operation.finished:
+            return recorded
+        provider = self.provider_for(transaction)
+        result = await call_provider(provider, transaction, operation, method, self._timeout_s)
+        logger.info(
+            "provider answered",
+            extra={"provider": provider.name, "operation": operation.kind.value, "outcome": result.outcome.value},
+        )
+        faults.reached("after_provider_call")
+        decide = OUTCOME_BY_KIND[operation.kind]
+        for _ in range(MAX_APPEND_RACES):
+            if transaction.operations[command_id].finished:  # another delivery finished it meanwhile
+                return recorded
+            event = decide(transaction, command_id, result)
+            try:
+                await self._streams.append(transaction_id, [event], transaction.version, metadata())
+            except WrongExpectedVersion:
+                recorded, reloaded = await self._streams.load(transaction_id)
+                assert reloaded is not None
+                transaction = reloaded
+                continue
+            faults.reached("after_outcome_recorded")
+            recorded, _ = await self._streams.load(transaction_id)
+            return recorded
+        raise RuntimeError(f"transaction {transaction_id}: too many concurrent appends; giving up for a redelivery")

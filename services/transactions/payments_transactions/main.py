@@ -1,0 +1,34 @@
+"""Composition of the transactions worker (the one place it is wired): used by `__main__` (services mode) and
+by payments_embedded (one process)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from payments_shared.broker.port import Broker
+from payments_shared.eventstore.port import EventStore
+from payments_shared.messages import TRANSACTIONS_QUEUE
+from payments_shared.providers.port import PaymentProvider
+
+from payments_transactions.settings import TransactionsSettings
+from payments_transactions.worker import TransactionsWorker
+
+logger = logging.getLogger(__name__)
+
+
+async def start_transactions(
+    broker: Broker,
+    store: EventStore,
+    providers: Mapping[str, PaymentProvider],
+    settings: TransactionsSettings,
+    *,
+    recover_min_age_s: float | None = None,
+) -> TransactionsWorker:
+    """Finish what a previous run left open, then consume the queue. Embedded mode passes
+    `recover_min_age_s=0` (no other worker can be running); services mode keeps the setting's age."""
+    worker = TransactionsWorker(store, providers, settings)
+    recovered = await worker.recover(recover_min_age_s)
+    await broker.consume(TRANSACTIONS_QUEUE, worker.handle, prefetch=settings.transactions_prefetch)
+    logger.info("transactions worker consuming", extra={"queue": TRANSACTIONS_QUEUE, "recovered": recovered})
+    return worker

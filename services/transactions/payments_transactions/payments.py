@@ -1,0 +1,113 @@
+"""Charge and authorize: the creating commands. The transaction id is derived from the command id, so a retried
+request lands on the same stream, whose first event (appended expecting no stream) decides who does the work."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from payments_shared import faults
+from payments_shared.errors import invalid
+from payments_shared.eventstore.port import NO_STREAM, WrongExpectedVersion
+from payments_shared.idempotency import IdempotencyGuard, idempotency_mismatch, in_progress, may_take_over, replayed
+from payments_shared.providers.port import PaymentProvider
+
+from payments_transactions.context import Delivery
+from payments_transactions.domain import decisions
+from payments_transactions.domain.state import Transaction
+from payments_transactions.driver import OperationDriver
+from payments_transactions.provider_calls import describe_payment_method, parse_payment_method
+from payments_transactions.settings import TransactionsSettings
+from payments_transactions.streams import TransactionStreams
+from payments_transactions.views import operation_reply, outcome_reply
+
+logger = logging.getLogger(__name__)
+
+MAX_RACES: Final = 20
+
+
+class PaymentHandler:
+    def __init__(
+        self,
+        streams: TransactionStreams,
+        guard: IdempotencyGuard,
+        driver: OperationDriver,
+        providers: Mapping[str, PaymentProvider],
+        settings: TransactionsSettings,
+    ) -> None:
+        self._streams = streams
+        self._guard = guard
+        self._driver = driver
+        self._providers = providers
+        self._settings = settings
+
+    async def handle(self, delivery: Delivery) -> dict[str, Any]:
+        command = delivery.command
+        payload = delivery.payload
+        transaction_id = str(payload["transaction_id"])
+        if await self._guard.state(command.command_id) is not None:
+            raise idempotency_mismatch("This Idempotency-Key was already used for a different kind of request.")
+        provider = payload.get("provider") or self._settings.payments_default_provider
+        if provider not in self._providers:
+            raise invalid(f"The provider {provider!r} is unknown or not configured.", param="provider")
+        method = parse_payment_method(payload["payment_method"])
+        requested = decisions.request_payment(
+            transaction_id=transaction_id,
+            kind=command.type,
+            amount=int(payload["amount"]),
+            currency=str(payload["currency"]).lower(),
+            provider=provider,
+            payment_method=describe_payment_method(method),
+            customer_id=payload.get("customer_id"),
+            description=payload.get("description"),
+            metadata=payload.get("metadata") or {},
+            command_id=command.command_id,
+            message_id=delivery.message_id,
+            fingerprint=command.fingerprint,
+        )
+        for _ in range(MAX_RACES):
+            recorded, transaction = await self._streams.load(transaction_id)
+            if transaction is None:
+                try:
+                    await self._streams.append(transaction_id, [requested], NO_STREAM, delivery.metadata())
+                except WrongExpectedVersion:
+                    continue  # a concurrent delivery created it: look again
+                faults.reached("after_transaction_requested")
+                break
+            self._check_same_request(transaction, delivery)
+            operation = transaction.payment
+            if operation.finished:
+                return replayed(outcome_reply(recorded, operation))
+            if not self._may_take_over(transaction, delivery):
+                raise in_progress()
+            logger.info("taking over an unfinished payment", extra={"transaction_id": transaction_id})
+            break
+        else:
+            raise in_progress()
+        recorded = await self._driver.drive(transaction_id, command.command_id, delivery.metadata, method)
+        return operation_reply(recorded, command.command_id)
+
+    @staticmethod
+    def _check_same_request(transaction: Transaction, delivery: Delivery) -> None:
+        command = delivery.command
+        operation = transaction.payment
+        same = (
+            transaction.workspace == command.workspace
+            and transaction.kind == command.type
+            and operation.command_id == command.command_id
+            and operation.fingerprint == command.fingerprint
+        )
+        if not same:
+            raise idempotency_mismatch()
+
+    def _may_take_over(self, transaction: Transaction, delivery: Delivery) -> bool:
+        operation = transaction.payment
+        return may_take_over(
+            claimed_at=operation.requested_at,
+            claim_message_id=operation.message_id,
+            message_id=delivery.message_id,
+            redelivered=delivery.redelivered,
+            idle=not operation.attempt_open,
+            in_flight_window_s=self._settings.in_flight_window_s,
+        )

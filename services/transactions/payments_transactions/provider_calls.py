@@ -1,0 +1,93 @@
+"""Calling a provider for one open operation, with the operation's command id as the idempotency key."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from payments_shared.providers.port import (
+    OpaqueData,
+    Outcome,
+    PaymentMethod,
+    PaymentProvider,
+    PaymentRef,
+    PaymentRequest,
+    ProviderResult,
+)
+
+from payments_transactions.domain.state import Operation, OperationKind, Transaction
+
+logger = logging.getLogger(__name__)
+
+
+def parse_payment_method(value: Any) -> PaymentMethod:
+    """The payload's payment_method: a token string or Accept.js opaque data."""
+    if isinstance(value, Mapping):
+        return OpaqueData(str(value["data_descriptor"]), str(value["data_value"]))
+    return str(value)
+
+
+def describe_payment_method(method: PaymentMethod) -> dict[str, Any]:
+    """What the event store keeps: the token, or only the descriptor of opaque data (never `data_value`)."""
+    if isinstance(method, OpaqueData):
+        return {"type": "opaque_data", "data_descriptor": method.data_descriptor}
+    return {"type": "token", "token": method}
+
+
+def stored_payment_method(description: Mapping[str, Any]) -> PaymentMethod:
+    """The payment method for a re-drive without the original message. Opaque data cannot be re-sent (its
+    value was never stored): the adapter gets an empty value and must look the payment up by its key first."""
+    if description.get("type") == "opaque_data":
+        return OpaqueData(str(description.get("data_descriptor", "")), "")
+    return str(description.get("token", ""))
+
+
+def _payment_ref(transaction: Transaction) -> PaymentRef:
+    return PaymentRef(
+        reference=transaction.provider_reference or "",
+        amount_authorized=transaction.amount_authorized,
+        amount_captured=transaction.amount_captured,
+        currency=transaction.currency,
+        details=dict(transaction.provider_details),
+    )
+
+
+async def _call(
+    provider: PaymentProvider, transaction: Transaction, operation: Operation, method: PaymentMethod | None
+) -> ProviderResult:
+    key = operation.command_id
+    amount = operation.amount or 0
+    if operation.kind is OperationKind.PAYMENT:
+        request = PaymentRequest(
+            idempotency_key=key,
+            amount=transaction.amount,
+            currency=transaction.currency,
+            payment_method=method if method is not None else stored_payment_method(transaction.payment_method),
+            capture=transaction.kind == "charge",
+            description=transaction.description,
+            metadata=dict(transaction.metadata),
+        )
+        return await provider.pay(request)
+    if operation.kind is OperationKind.CAPTURE:
+        return await provider.capture(_payment_ref(transaction), amount, key)
+    if operation.kind is OperationKind.REFUND:
+        return await provider.refund(_payment_ref(transaction), amount, key, operation.reason)
+    return await provider.void(_payment_ref(transaction), key)
+
+
+async def call_provider(
+    provider: PaymentProvider,
+    transaction: Transaction,
+    operation: Operation,
+    method: PaymentMethod | None,
+    timeout_s: float,
+) -> ProviderResult:
+    """The provider's answer; no answer in time is a retryable failure (the same key makes a retry safe)."""
+    # Circuit breaker and retries (issue 8) wrap this call.
+    try:
+        return await asyncio.wait_for(_call(provider, transaction, operation, method), timeout_s)
+    except TimeoutError:
+        logger.warning("provider call timed out", extra={"provider": provider.name, "operation": operation.kind.value})
+        return ProviderResult(Outcome.RETRYABLE, message="The provider did not answer in time.", retry_after=1.0)

@@ -1,0 +1,108 @@
+"""What clients see: the transaction JSON of API.md and the worker's replies, as pure functions of the stream
+(so a replay of a recorded outcome is byte-identical to the first answer)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from payments_shared.errors import ApiError
+from payments_shared.eventstore.port import RecordedEvent
+from payments_shared.messages import Reply, public_metadata
+
+from payments_transactions.domain.state import Operation, OperationKind, Transaction
+
+
+def transaction_json(transaction: Transaction) -> dict[str, Any]:
+    return {
+        "id": transaction.id,
+        "object": "transaction",
+        "workspace": transaction.workspace,
+        "status": transaction.status.value,
+        "amount": transaction.amount,
+        "currency": transaction.currency,
+        "amount_authorized": transaction.amount_authorized,
+        "amount_captured": transaction.amount_captured,
+        "amount_refunded": transaction.amount_refunded,
+        "provider": transaction.provider,
+        "provider_reference": transaction.provider_reference,
+        "customer_id": transaction.customer_id,
+        "description": transaction.description,
+        "metadata": dict(transaction.metadata),
+        "refunds": [
+            {"id": refund.id, "amount": refund.amount, "status": refund.status, "created_at": refund.created_at}
+            for refund in transaction.refunds
+        ],
+        "failure_code": transaction.failure_code,
+        "failure_message": transaction.failure_message,
+        "next_action": dict(transaction.next_action) if transaction.next_action is not None else None,
+        "created_at": transaction.created_at,
+        "updated_at": transaction.updated_at,
+    }
+
+
+def events_json(recorded: Sequence[RecordedEvent]) -> dict[str, Any]:
+    return {
+        "data": [
+            {
+                "type": event.type,
+                "data": dict(event.data),
+                "metadata": public_metadata(event.metadata),
+                "stream_version": event.version,
+                "position": event.position,
+            }
+            for event in recorded
+        ]
+    }
+
+
+def error_reply(error: ApiError) -> dict[str, Any]:
+    return Reply(status=error.status, body=error.body(), headers=error.headers()).to_body()
+
+
+def stored_error(error: Mapping[str, Any], transaction_id: str) -> ApiError:
+    return ApiError(
+        error["type"],
+        error["message"],
+        code=error.get("code"),
+        param=error.get("param"),
+        transaction_id=transaction_id,
+        decline_code=error.get("decline_code"),
+    )
+
+
+def outcome_reply(recorded: Sequence[RecordedEvent], operation: Operation) -> dict[str, Any]:
+    """The answer to a finished operation: the transaction as it stood right after the outcome (or its error)."""
+    if operation.outcome_version is None:
+        raise ValueError("the operation has no outcome yet")
+    as_of = Transaction.from_events(recorded[: operation.outcome_version + 1])
+    if as_of is None:
+        raise ValueError("empty stream")
+    if operation.error is not None:
+        return error_reply(stored_error(operation.error, as_of.id))
+    status = 201 if operation.kind is OperationKind.PAYMENT else 200
+    return Reply(status=status, body=transaction_json(as_of)).to_body()
+
+
+def unavailable_error(transaction: Transaction, operation: Operation) -> ApiError:
+    """An operation whose last attempt failed retryably: 503, the transaction keeps its state meanwhile."""
+    failure = operation.last_failure or {}
+    retry_after = failure.get("retry_after")
+    message = str(failure.get("message") or "The provider is unavailable.")
+    return ApiError(
+        "provider_unavailable",
+        f"{message} Retry with the same Idempotency-Key.",
+        transaction_id=transaction.id,
+        retry_after=float(retry_after) if retry_after else 1.0,
+    )
+
+
+def operation_reply(recorded: Sequence[RecordedEvent], command_id: str) -> dict[str, Any]:
+    """The answer once an operation was driven: its outcome, or 503 when its last attempt failed retryably."""
+    transaction = Transaction.from_events(recorded)
+    if transaction is None:
+        raise ValueError("empty stream")
+    operation = transaction.operations[command_id]
+    if operation.finished:
+        return outcome_reply(recorded, operation)
+    return error_reply(unavailable_error(transaction, operation))

@@ -1,0 +1,199 @@
+"""Idempotency for commands that do not create their own stream (capture, refund, void; billing updates…): a
+guard over the event store, one stream per command, `idempotency-{command_id}`.
+
+- `begin` claims the key (`IdempotencyKeyClaimed` expecting no stream). If the key was seen before: a different
+  fingerprint or route → 422; a recorded response → that response again (`Idempotent-Replayed: true`); no
+  response yet → this delivery takes over only when the earlier attempt is known to be dead or idle (see
+  `may_take_over`), by appending a new claim at the version it read, so one taker wins; otherwise 409.
+- `record` stores the response (`IdempotentResponseRecorded`); every later `begin` replays it byte-identically.
+- `release` marks an attempt that ended without a response worth keeping (a 503), so a retry takes over at once.
+
+Nothing here knows about transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from payments_shared.errors import ApiError, conflict
+from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, RecordedEvent, WrongExpectedVersion
+
+KEY_CLAIMED: Final = "IdempotencyKeyClaimed"
+RESPONSE_RECORDED: Final = "IdempotentResponseRecorded"
+KEY_RELEASED: Final = "IdempotencyKeyReleased"
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+MAX_RACES: Final = 20
+
+
+def key_stream(command_id: str) -> str:
+    return f"idempotency-{command_id}"
+
+
+def may_take_over(
+    *,
+    claimed_at: datetime,
+    claim_message_id: str,
+    message_id: str,
+    redelivered: bool,
+    idle: bool,
+    in_flight_window_s: float,
+    now: datetime | None = None,
+) -> bool:
+    """Whether a delivery may carry on with work an earlier attempt started and did not finish.
+
+    Yes when this is a redelivery or the same message (the earlier attempt died with it), when the earlier
+    attempt recorded that it stopped (`idle`), or when it started longer ago than the in-flight window.
+    """
+    if redelivered or message_id == claim_message_id or idle:
+        return True
+    if claimed_at.tzinfo is None:  # an adapter that reports naive times means UTC
+        claimed_at = claimed_at.replace(tzinfo=UTC)
+    age = ((now or datetime.now(UTC)) - claimed_at).total_seconds()
+    return age > in_flight_window_s
+
+
+def idempotency_mismatch(message: str = "") -> ApiError:
+    return ApiError(
+        "idempotency_error",
+        message or "This Idempotency-Key was already used with a different request.",
+        code="idempotency_key_reused",
+    )
+
+
+def in_progress() -> ApiError:
+    return conflict(
+        "A request with this Idempotency-Key is still being processed; retry later.", code="idempotency_key_in_use"
+    )
+
+
+def replayed(response: Mapping[str, Any]) -> dict[str, Any]:
+    headers = {**response.get("headers", {}), REPLAYED_HEADER: "true"}
+    return {"status": response["status"], "body": response["body"], "headers": headers}
+
+
+@dataclass(frozen=True)
+class KeyState:
+    fingerprint: str | None
+    route: str
+    target: str | None
+    message_id: str
+    claimed_at: datetime
+    response: Mapping[str, Any] | None
+    released: bool
+    version: int
+
+    @classmethod
+    def from_events(cls, recorded: Sequence[RecordedEvent]) -> KeyState | None:
+        state: KeyState | None = None
+        for event in recorded:
+            if event.type == KEY_CLAIMED:
+                data = event.data
+                response = state.response if state else None
+                state = cls(
+                    data.get("fingerprint"),
+                    data["route"],
+                    data.get("target"),
+                    data.get("message_id", ""),
+                    event.recorded_at,
+                    response,
+                    False,
+                    event.version,
+                )
+            elif state is not None and event.type == RESPONSE_RECORDED and state.response is None:
+                response = {key: event.data[key] for key in ("status", "body", "headers")}
+                state = _replace(state, response=response, version=event.version)
+            elif state is not None and event.type == KEY_RELEASED:
+                state = _replace(state, released=True, version=event.version)
+            elif state is not None:
+                state = _replace(state, version=event.version)
+        return state
+
+
+def _replace(state: KeyState, **changes: Any) -> KeyState:
+    return replace(state, **changes)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """This delivery owns the key now; `version` is the key stream's version to record the response at."""
+
+    command_id: str
+    version: int
+    target: str | None
+
+
+@dataclass(frozen=True)
+class Replay:
+    response: dict[str, Any]
+
+
+class IdempotencyGuard:
+    def __init__(self, store: EventStore, in_flight_window_s: float) -> None:
+        self._store = store
+        self._window = in_flight_window_s
+
+    async def state(self, command_id: str) -> KeyState | None:
+        return KeyState.from_events(await self._store.read(key_stream(command_id)))
+
+    async def begin(
+        self,
+        command_id: str,
+        *,
+        fingerprint: str | None,
+        route: str,
+        target: str | None,
+        message_id: str,
+        redelivered: bool,
+        metadata: Mapping[str, Any],
+    ) -> Claimed | Replay:
+        """Claim the key, replay its response, or raise ApiError (422 different request, 409 in progress)."""
+        claim = {"fingerprint": fingerprint, "route": route, "target": target, "message_id": message_id}
+        for _ in range(MAX_RACES):
+            state = await self.state(command_id)
+            if state is not None:
+                if state.fingerprint != fingerprint or state.route != route:
+                    raise idempotency_mismatch()
+                if state.response is not None:
+                    return Replay(replayed(state.response))
+                if not may_take_over(
+                    claimed_at=state.claimed_at,
+                    claim_message_id=state.message_id,
+                    message_id=message_id,
+                    redelivered=redelivered,
+                    idle=state.released,
+                    in_flight_window_s=self._window,
+                ):
+                    raise in_progress()
+            expected = NO_STREAM if state is None else state.version
+            try:
+                await self._store.append(key_stream(command_id), [NewEvent(KEY_CLAIMED, claim, metadata)], expected)
+            except WrongExpectedVersion:
+                continue  # another delivery moved first: look again
+            return Claimed(command_id, expected + 1, target)
+        raise in_progress()
+
+    async def record(
+        self, claimed: Claimed, response: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Store the response; returns what the key answers from now on (an earlier recorded one wins a race)."""
+        data = {"status": response["status"], "body": response["body"], "headers": dict(response.get("headers", {}))}
+        try:
+            await self._store.append(
+                key_stream(claimed.command_id), [NewEvent(RESPONSE_RECORDED, data, metadata)], claimed.version
+            )
+        except WrongExpectedVersion:
+            state = await self.state(claimed.command_id)
+            if state is not None and state.response is not None:
+                return dict(state.response)
+            raise
+        return data
+
+    async def release(self, claimed: Claimed, reason: str, metadata: Mapping[str, Any]) -> None:
+        """The attempt ended without a response to keep: a retry may take over immediately."""
+        event = NewEvent(KEY_RELEASED, {"reason": reason}, metadata)
+        with suppress(WrongExpectedVersion):  # someone else took over meanwhile: they own the key now
+            await self._store.append(key_stream(claimed.command_id), [event], claimed.version)

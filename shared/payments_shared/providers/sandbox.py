@@ -1,0 +1,328 @@
+"""The sandbox provider of API.md: deterministic, no network, with Stripe's test payment-method names.
+
+It keeps a durable ledger (SQLite, `$DATA_DIR/sandbox.db` by default) keyed by idempotency key: a repeated call
+with a key returns the recorded result and moves no money again, and tests count the ledger to prove one
+provider call per key. Fault injection for tests and benchmarks (`SandboxSettings`) is off unless configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from payments_shared.providers.port import OpaqueData, Outcome, PaymentRef, PaymentRequest, ProviderResult
+
+logger = logging.getLogger(__name__)
+
+NAME: Final = "sandbox"
+
+
+@dataclass(frozen=True)
+class TestCard:
+    outcome: Outcome
+    brand: str
+    last4: str
+    decline_code: str | None = None
+    message: str | None = None
+
+
+APPROVED_CARDS: Final = {
+    "pm_card_visa": TestCard(Outcome.APPROVED, "visa", "4242"),
+    "pm_card_mastercard": TestCard(Outcome.APPROVED, "mastercard", "4444"),
+    "pm_card_amex": TestCard(Outcome.APPROVED, "amex", "8431"),
+}
+TEST_CARDS: Final = {
+    **APPROVED_CARDS,
+    "pm_card_chargeDeclined": TestCard(Outcome.DECLINED, "visa", "0002", "generic_decline", "Your card was declined."),
+    "pm_card_chargeDeclinedInsufficientFunds": TestCard(
+        Outcome.DECLINED, "visa", "9995", "insufficient_funds", "Your card has insufficient funds."
+    ),
+    "pm_card_chargeDeclinedExpiredCard": TestCard(
+        Outcome.DECLINED, "visa", "0069", "expired_card", "Your card has expired."
+    ),
+    "pm_card_authenticationRequired": TestCard(Outcome.REQUIRES_ACTION, "visa", "3184"),
+    "pm_card_processingError": TestCard(
+        Outcome.PERMANENT, "visa", "0119", message="An error occurred while processing your card."
+    ),
+}
+
+
+class SandboxSettings(BaseSettings):
+    """`SANDBOX_*` variables. Every fault is off by default."""
+
+    model_config = SettingsConfigDict(env_prefix="sandbox_", case_sensitive=False, extra="ignore")
+
+    db_path: Path | None = None  # default: $DATA_DIR/sandbox.db
+    latency_ms: int = Field(default=0, ge=0)  # added to every call
+    failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)  # share of calls answered RETRYABLE
+    failure_after_commit: bool = False  # an injected failure happens after the ledger write (money moved, reply lost)
+    hang: bool = False  # every call waits forever (the caller's timeout must end it)
+    fault_seed: int | None = None  # makes the injected failures reproducible
+
+
+def reference_for(prefix: str, idempotency_key: str) -> str:
+    return f"{prefix}_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]}"
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    idempotency_key: str
+    operation: str  # pay | capture | refund | void
+    reference: str | None
+    payment_reference: str | None
+    amount: int
+    outcome: str
+    captured: bool
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    idempotency_key TEXT PRIMARY KEY,
+    operation TEXT NOT NULL,
+    reference TEXT,
+    payment_reference TEXT,
+    amount INTEGER NOT NULL,
+    currency TEXT,
+    captured INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS ledger_reference ON ledger (reference);
+"""
+
+
+def _result_json(result: ProviderResult) -> str:
+    return json.dumps(
+        {
+            "outcome": result.outcome.value,
+            "reference": result.reference,
+            "decline_code": result.decline_code,
+            "message": result.message,
+            "next_action": dict(result.next_action) if result.next_action is not None else None,
+            "amount": result.amount,
+            "details": dict(result.details),
+        }
+    )
+
+
+def _result_from_json(text: str) -> ProviderResult:
+    data = json.loads(text)
+    return ProviderResult(
+        outcome=Outcome(data["outcome"]),
+        reference=data["reference"],
+        decline_code=data["decline_code"],
+        message=data["message"],
+        next_action=data["next_action"],
+        amount=data["amount"],
+        details=data["details"],
+    )
+
+
+class SandboxLedger:
+    """The sandbox's own record of every call, one row per idempotency key (first write wins)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def lookup(self, idempotency_key: str) -> ProviderResult | None:
+        with self._lock:
+            row = self._db.execute("SELECT result FROM ledger WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+        return _result_from_json(row[0]) if row else None
+
+    def payment(self, reference: str) -> LedgerEntry | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE reference = ? AND operation = 'pay'", (reference,)
+            ).fetchone()
+        return _entry(row) if row else None
+
+    def record(self, entry: LedgerEntry, currency: str | None, result: ProviderResult) -> ProviderResult:
+        """Insert unless the key is already there; return the result the key holds (the first one)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO ledger (idempotency_key, operation, reference, payment_reference, amount,"
+                " currency, captured, outcome, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.idempotency_key,
+                    entry.operation,
+                    entry.reference,
+                    entry.payment_reference,
+                    entry.amount,
+                    currency,
+                    int(entry.captured),
+                    entry.outcome,
+                    _result_json(result),
+                ),
+            )
+            row = self._db.execute(
+                "SELECT result FROM ledger WHERE idempotency_key = ?", (entry.idempotency_key,)
+            ).fetchone()
+        return _result_from_json(row[0])
+
+    def entries(self) -> list[LedgerEntry]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_ENTRY_COLUMNS} FROM ledger ORDER BY rowid").fetchall()
+        return [_entry(row) for row in rows]
+
+    def count(self, idempotency_key: str | None = None) -> int:
+        with self._lock:
+            if idempotency_key is None:
+                row = self._db.execute("SELECT count(*) FROM ledger").fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT count(*) FROM ledger WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+    key, operation, reference, payment_reference, amount, outcome, captured = row
+    return LedgerEntry(key, operation, reference, payment_reference, amount, outcome, bool(captured))
+
+
+_ENTRY_COLUMNS = "idempotency_key, operation, reference, payment_reference, amount, outcome, captured"
+
+
+def _invalid_payment_method() -> ProviderResult:
+    known = ", ".join(TEST_CARDS)
+    return ProviderResult(
+        Outcome.PERMANENT,
+        message=f"The sandbox does not know this payment_method; use one of {known}.",
+        details={"invalid_param": "payment_method"},
+    )
+
+
+def _pay_result(request: PaymentRequest, reference: str) -> ProviderResult:
+    method = request.payment_method
+    card = TEST_CARDS.get(method) if not isinstance(method, OpaqueData) else None
+    if card is None:
+        return _invalid_payment_method()
+    details = {"brand": card.brand, "last4": card.last4}
+    if card.outcome is Outcome.REQUIRES_ACTION:
+        next_action = {
+            "type": "redirect_to_url",
+            "redirect_to_url": {"url": f"https://sandbox.invalid/3ds/{reference}"},
+        }
+        return ProviderResult(card.outcome, reference, next_action=next_action, amount=request.amount, details=details)
+    return ProviderResult(
+        card.outcome, reference, card.decline_code, card.message, amount=request.amount, details=details
+    )
+
+
+class SandboxProvider:
+    name = NAME
+
+    def __init__(self, ledger_path: Path, settings: SandboxSettings | None = None) -> None:
+        self.settings = settings or SandboxSettings()
+        self.ledger = SandboxLedger(ledger_path)
+        self._random = random.Random(self.settings.fault_seed)
+
+    async def pay(self, request: PaymentRequest) -> ProviderResult:
+        reference = reference_for("sbx", request.idempotency_key)
+
+        def attempt() -> ProviderResult:
+            result = _pay_result(request, reference)
+            moved = result.outcome in (Outcome.APPROVED, Outcome.REQUIRES_ACTION)
+            entry = LedgerEntry(
+                request.idempotency_key,
+                "pay",
+                reference if moved or result.outcome is Outcome.DECLINED else None,
+                None,
+                request.amount,
+                result.outcome.value,
+                request.capture and result.outcome is Outcome.APPROVED,
+            )
+            return self.ledger.record(entry, request.currency, result)
+
+        return await self._call(request.idempotency_key, attempt)
+
+    async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
+        def attempt() -> ProviderResult:
+            found = self.ledger.payment(payment.reference)
+            if found is None or found.outcome != Outcome.APPROVED.value:
+                result = ProviderResult(Outcome.PERMANENT, message="The sandbox has no authorized payment to capture.")
+            elif found.captured or amount > found.amount:
+                message = "The sandbox cannot capture this amount."
+                result = ProviderResult(Outcome.PERMANENT, message=message, details={"invalid_param": "amount"})
+            else:
+                result = ProviderResult(Outcome.APPROVED, payment.reference, amount=amount)
+            entry = LedgerEntry(idempotency_key, "capture", None, payment.reference, amount, result.outcome.value, True)
+            return self.ledger.record(entry, payment.currency, result)
+
+        return await self._call(idempotency_key, attempt)
+
+    async def refund(
+        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+    ) -> ProviderResult:
+        def attempt() -> ProviderResult:
+            if self.ledger.payment(payment.reference) is None:
+                result = ProviderResult(Outcome.PERMANENT, message="The sandbox has no such payment to refund.")
+            else:
+                result = ProviderResult(Outcome.APPROVED, reference_for("sbxre", idempotency_key), amount=amount)
+            entry = LedgerEntry(
+                idempotency_key, "refund", result.reference, payment.reference, amount, result.outcome.value, False
+            )
+            return self.ledger.record(entry, payment.currency, result)
+
+        return await self._call(idempotency_key, attempt)
+
+    async def void(self, payment: PaymentRef, idempotency_key: str) -> ProviderResult:
+        def attempt() -> ProviderResult:
+            if self.ledger.payment(payment.reference) is None:
+                result = ProviderResult(Outcome.PERMANENT, message="The sandbox has no such payment to void.")
+            else:
+                result = ProviderResult(Outcome.APPROVED, payment.reference, amount=payment.amount_authorized)
+            entry = LedgerEntry(
+                idempotency_key, "void", None, payment.reference, payment.amount_authorized, result.outcome.value, False
+            )
+            return self.ledger.record(entry, payment.currency, result)
+
+        return await self._call(idempotency_key, attempt)
+
+    async def close(self) -> None:
+        self.ledger.close()
+
+    async def _call(self, idempotency_key: str, attempt: Callable[[], ProviderResult]) -> ProviderResult:
+        """Replay a recorded key, else act once; with the configured faults around it."""
+        await self._inject_delay()
+        recorded = await asyncio.to_thread(self.ledger.lookup, idempotency_key)
+        if recorded is not None:
+            return recorded
+        failing = self._random.random() < self.settings.failure_rate
+        if failing and not self.settings.failure_after_commit:
+            return _injected_failure()
+        result: ProviderResult = await asyncio.to_thread(attempt)
+        return _injected_failure() if failing else result
+
+    async def _inject_delay(self) -> None:
+        if self.settings.latency_ms:
+            await asyncio.sleep(self.settings.latency_ms / 1000)
+        if self.settings.hang:
+            await asyncio.Event().wait()
+
+
+def _injected_failure() -> ProviderResult:
+    return ProviderResult(Outcome.RETRYABLE, message="The sandbox injected a retryable failure.", retry_after=1.0)

@@ -1,0 +1,140 @@
+"""The generic idempotency guard over a real event-store adapter (in memory): claim, replay, take-over rules."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from payments_shared.errors import ApiError
+from payments_shared.eventstore.memory import InMemoryEventStore
+from payments_shared.idempotency import (
+    KEY_CLAIMED,
+    KEY_RELEASED,
+    RESPONSE_RECORDED,
+    Claimed,
+    IdempotencyGuard,
+    Replay,
+    key_stream,
+    may_take_over,
+)
+
+RESPONSE = {"status": 200, "body": {"id": "x", "amount": 5, "nested": {"b": 2, "a": 1}}, "headers": {}}
+
+
+@pytest.fixture
+def store() -> InMemoryEventStore:
+    return InMemoryEventStore()
+
+
+async def begin(guard: IdempotencyGuard, *, fingerprint="fp", route="refund", message_id="m1", redelivered=False):
+    return await guard.begin(
+        "cmd-1",
+        fingerprint=fingerprint,
+        route=route,
+        target="txn_1",
+        message_id=message_id,
+        redelivered=redelivered,
+        metadata={"actor": "tester"},
+    )
+
+
+async def test_first_use_claims_then_the_response_is_replayed_byte_identically(store) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    claimed = await begin(guard)
+    assert isinstance(claimed, Claimed)
+    kept = await guard.record(claimed, RESPONSE, {})
+    assert kept == RESPONSE
+    for _ in range(3):
+        replay = await begin(guard, message_id="m-later")
+        assert isinstance(replay, Replay)
+        assert replay.response["body"] == RESPONSE["body"]
+        assert replay.response["headers"] == {"Idempotent-Replayed": "true"}
+    assert [event.type for event in await store.read(key_stream("cmd-1"))] == [KEY_CLAIMED, RESPONSE_RECORDED]
+
+
+@pytest.mark.parametrize(("fingerprint", "route"), [("other", "refund"), ("fp", "capture")])
+async def test_another_request_with_the_key_is_an_idempotency_error(store, fingerprint, route) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    await begin(guard)
+    with pytest.raises(ApiError) as raised:
+        await begin(guard, fingerprint=fingerprint, route=route, message_id="m2")
+    assert (raised.value.status, raised.value.type) == (422, "idempotency_error")
+
+
+async def test_while_in_flight_another_message_gets_409(store) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    await begin(guard)
+    with pytest.raises(ApiError) as raised:
+        await begin(guard, message_id="m2")
+    assert (raised.value.status, raised.value.type) == (409, "conflict")
+
+
+@pytest.mark.parametrize(("message_id", "redelivered"), [("m1", False), ("m2", True)])
+async def test_a_redelivery_or_the_same_message_takes_over(store, message_id, redelivered) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    await begin(guard)
+    taken = await begin(guard, message_id=message_id, redelivered=redelivered)
+    assert isinstance(taken, Claimed)
+    assert taken.version == 1
+
+
+async def test_a_released_key_is_taken_over_by_the_next_request(store) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    claimed = await begin(guard)
+    assert isinstance(claimed, Claimed)
+    await guard.release(claimed, "provider_unavailable", {})
+    taken = await begin(guard, message_id="m2")
+    assert isinstance(taken, Claimed)
+    types = [event.type for event in await store.read(key_stream("cmd-1"))]
+    assert types == [KEY_CLAIMED, KEY_RELEASED, KEY_CLAIMED]
+
+
+async def test_only_one_of_many_concurrent_requests_claims(store) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    outcomes = await asyncio.gather(*(begin(guard, message_id=f"m{i}") for i in range(16)), return_exceptions=True)
+    claims = [outcome for outcome in outcomes if isinstance(outcome, Claimed)]
+    refusals = [outcome for outcome in outcomes if isinstance(outcome, ApiError)]
+    assert len(claims) == 1
+    assert len(refusals) == 15
+    assert {error.status for error in refusals} == {409}
+
+
+async def test_only_one_of_two_concurrent_take_overs_wins(store) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    claimed = await begin(guard)
+    assert isinstance(claimed, Claimed)
+    await guard.release(claimed, "x", {})
+    outcomes = await asyncio.gather(begin(guard, message_id="a"), begin(guard, message_id="b"), return_exceptions=True)
+    assert sum(isinstance(outcome, Claimed) for outcome in outcomes) == 1
+
+
+async def test_the_first_recorded_response_wins_a_race(store) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    first = await begin(guard)
+    second = await begin(guard, message_id="m1")  # the same message again (a redelivery) takes over
+    assert isinstance(first, Claimed) and isinstance(second, Claimed)
+    assert await guard.record(second, RESPONSE, {}) == RESPONSE
+    assert await guard.record(first, {"status": 500, "body": {}, "headers": {}}, {}) == RESPONSE
+
+
+def test_take_over_rules() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    fresh, stale = now - timedelta(seconds=5), now - timedelta(seconds=31)
+
+    def rule(claimed_at: datetime, message_id: str = "m2", redelivered: bool = False, idle: bool = False) -> bool:
+        return may_take_over(
+            claimed_at=claimed_at,
+            claim_message_id="m1",
+            message_id=message_id,
+            redelivered=redelivered,
+            idle=idle,
+            in_flight_window_s=30.0,
+            now=now,
+        )
+
+    assert not rule(fresh)
+    assert rule(stale)
+    assert rule(fresh, message_id="m1")
+    assert rule(fresh, redelivered=True)
+    assert rule(fresh, idle=True)
