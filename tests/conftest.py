@@ -30,3 +30,27 @@ def rabbitmq_url() -> str:
             pytest.fail(f"{message} (CI=true: RabbitMQ-dependent tests must run)")
         pytest.skip(message)
     return RABBITMQ_URL
+
+
+def _rabbitmqctl(*arguments: str) -> None:
+    import subprocess
+
+    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def isolated_rabbitmq_url(rabbitmq_url: str):  # type: ignore[no-untyped-def]
+    """A fresh RabbitMQ virtual host for one test module, so services-mode tests never share queues with
+    each other or with a developer's running system. Deleted afterwards."""
+    import shutil
+    import uuid
+
+    if shutil.which("rabbitmqctl") is None:
+        pytest.fail("rabbitmqctl is needed to create an isolated virtual host")
+    vhost = f"test-{uuid.uuid4().hex[:12]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield rabbitmq_url.rstrip("/") + "/" + vhost
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
