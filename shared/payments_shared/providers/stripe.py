@@ -1,0 +1,404 @@
+"""The Stripe adapter: PaymentIntents, Refunds, Customers, Plans and Subscriptions through the official SDK.
+
+Every POST carries an idempotency key derived from our command id (the command id itself for the step that moves
+money or creates the object the command is about, `<id>:<step>` for the preparatory steps), so a redelivered
+command replays Stripe's stored answers instead of acting twice. The SDK does not retry (`max_network_retries=0`):
+the resilience layer does, with the same keys. Only `*_async` calls: nothing blocks the event loop.
+
+Stripe objects are turned into plain dicts at once and read by the pure mappers in `stripe_results`; Stripe's
+errors become results in `stripe_errors`. The adapter never raises for what Stripe answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, cast
+
+import stripe
+from stripe.params import (
+    CustomerCreateParams,
+    CustomerUpdateParams,
+    PaymentIntentCreateParams,
+    PlanCreateParams,
+    RefundCreateParams,
+    SubscriptionCreateParams,
+    SubscriptionCreateParamsItem,
+    SubscriptionUpdateParams,
+    SubscriptionUpdateParamsItem,
+)
+
+from payments_shared.logging import register_secret
+from payments_shared.providers import stripe_errors, stripe_results
+from payments_shared.providers.port import (
+    CustomerRequest,
+    OpaqueData,
+    Outcome,
+    PaymentMethod,
+    PaymentRef,
+    PaymentRequest,
+    ProviderResult,
+    SubscriptionChange,
+    SubscriptionRequest,
+)
+from payments_shared.settings import ProviderSettings
+
+log = logging.getLogger(__name__)
+
+Created = dict[str, str]  # ids of the Stripe objects an operation created, recorded on the event
+_STRIPE_REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+_authentication_failure_logged = False  # once per process, whatever the number of adapters
+
+
+class _Refused(Exception):
+    """Raised inside an operation when we can tell, without asking Stripe, that it cannot be done."""
+
+    def __init__(self, result: ProviderResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+def _once(key: str) -> stripe.RequestOptions:
+    return {"idempotency_key": key}
+
+
+def _stripe_payment_method(method: PaymentMethod, field: str = "payment_method") -> str:
+    if isinstance(method, OpaqueData):
+        raise _Refused(
+            ProviderResult(
+                Outcome.PERMANENT,
+                message="Stripe takes a PaymentMethod id (pm_…), not Accept.js opaque data",
+                details={"invalid_param": field},
+            )
+        )
+    return method
+
+
+def _is_price_id(price: str) -> bool:
+    """A Price id goes as `price`; anything else is a Plan id (Plans may carry custom ids), sent as `plan`."""
+    return price.startswith("price_")
+
+
+def _plan_name(amount: int, currency: str, interval: str, interval_count: int) -> str:
+    every = interval if interval_count == 1 else f"{interval_count} {interval}s"
+    return f"{amount} {currency} every {every}"
+
+
+class StripeProvider:
+    """Implements `PaymentProvider` and `BillingProvider` against Stripe (or a Stripe-compatible emulator)."""
+
+    name = "stripe"
+
+    def __init__(self, api_key: str, *, api_base: str | None = None, timeout_s: float = 10.0) -> None:
+        register_secret(api_key)
+        self._http = stripe.HTTPXClient(timeout=timeout_s)
+        client = stripe.StripeClient(
+            api_key,
+            http_client=self._http,
+            base_addresses={"api": api_base.rstrip("/")} if api_base else {},
+            max_network_retries=0,
+        )
+        self._v1 = client.v1
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> StripeProvider:
+        if not settings.stripe_api_key:
+            raise ValueError("STRIPE_API_KEY is not set")
+        return cls(settings.stripe_api_key, api_base=settings.stripe_api_base, timeout_s=settings.provider_timeout_s)
+
+    async def close(self) -> None:
+        """Close the HTTP connections (the registry's `close_providers` calls this)."""
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    # ---- payments -------------------------------------------------------------------------------------------
+
+    async def pay(self, request: PaymentRequest) -> ProviderResult:
+        return await self._guard(lambda created: self._pay(request))
+
+    async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
+        async def run(created: Created) -> ProviderResult:
+            intent = await self._v1.payment_intents.capture_async(
+                payment.reference, {"amount_to_capture": amount}, _once(idempotency_key)
+            )
+            return stripe_results.payment_result(intent.to_dict(), acted_amount=amount)
+
+        return await self._guard(run)
+
+    async def refund(
+        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+    ) -> ProviderResult:
+        async def run(created: Created) -> ProviderResult:
+            params: RefundCreateParams = {"payment_intent": payment.reference, "amount": amount}
+            if reason in _STRIPE_REFUND_REASONS:
+                params["reason"] = reason
+            elif reason:
+                params["metadata"] = {"reason": reason[:500]}  # Stripe's own reasons are an enum
+            refund = await self._v1.refunds.create_async(params, _once(idempotency_key))
+            return stripe_results.refund_result(refund.to_dict())
+
+        return await self._guard(run)
+
+    async def void(self, payment: PaymentRef, idempotency_key: str) -> ProviderResult:
+        async def run(created: Created) -> ProviderResult:
+            intent = await self._v1.payment_intents.cancel_async(payment.reference, None, _once(idempotency_key))
+            return stripe_results.void_result(intent.to_dict())
+
+        return await self._guard(run)
+
+    async def _pay(self, request: PaymentRequest) -> ProviderResult:
+        params: PaymentIntentCreateParams = {
+            "amount": request.amount,
+            "currency": request.currency.lower(),
+            "payment_method": _stripe_payment_method(request.payment_method),
+            "confirm": True,
+            # Cards only: no redirect-based method can be picked, so confirming needs no return_url.
+            # (API version 2026-09-30 and later refuse the older `payment_method_types`.)
+            "allowed_payment_method_types": ["card"],
+            "expand": ["payment_method"],
+        }
+        if not request.capture:
+            params["capture_method"] = "manual"
+        if request.customer_reference:
+            params["customer"] = request.customer_reference
+        if request.description:
+            params["description"] = request.description
+        if request.metadata:
+            params["metadata"] = dict(request.metadata)
+        intent = await self._v1.payment_intents.create_async(params, _once(request.idempotency_key))
+        return stripe_results.payment_result(intent.to_dict())
+
+    # ---- customers ------------------------------------------------------------------------------------------
+
+    async def create_customer(self, request: CustomerRequest) -> ProviderResult:
+        async def run(created: Created) -> ProviderResult:
+            fields = cast("CustomerCreateParams", _customer_fields(request))
+            customer = await self._v1.customers.create_async(fields, _once(request.idempotency_key))
+            created["customer"] = customer.id
+            default = None
+            if request.payment_method is not None:
+                default = await self._attach(customer.id, request.payment_method, request.idempotency_key)
+                created["default_payment_method"] = default
+                customer = await self._v1.customers.update_async(
+                    customer.id,
+                    {"invoice_settings": {"default_payment_method": default}},
+                    _once(f"{request.idempotency_key}:default"),
+                )
+            return stripe_results.customer_result(customer.to_dict(), default)
+
+        return await self._guard(run)
+
+    async def update_customer(self, reference: str, request: CustomerRequest) -> ProviderResult:
+        async def run(created: Created) -> ProviderResult:
+            fields = cast("CustomerUpdateParams", _customer_fields(request))
+            default = None
+            if request.payment_method is not None:
+                default = await self._attach(reference, request.payment_method, request.idempotency_key)
+                created["default_payment_method"] = default
+                fields["invoice_settings"] = {"default_payment_method": default}
+            if fields:
+                customer = await self._v1.customers.update_async(reference, fields, _once(request.idempotency_key))
+            else:
+                customer = await self._v1.customers.retrieve_async(reference)
+            return stripe_results.customer_result(customer.to_dict(), default)
+
+        return await self._guard(run)
+
+    async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
+        async def run(created: Created) -> ProviderResult:
+            try:
+                await self._v1.customers.delete_async(reference)
+            except stripe.InvalidRequestError as error:
+                if not stripe_errors.is_missing_object(error):
+                    raise
+                # Already gone: an earlier attempt of this command deleted it before its answer was lost.
+            return ProviderResult(Outcome.APPROVED, reference, details={"customer": reference, "deleted": True})
+
+        return await self._guard(run)
+
+    async def _attach(self, customer: str, method: PaymentMethod, idempotency_key: str) -> str:
+        """Attach the PaymentMethod to the customer; its id (a test token like pm_card_visa yields a new one)."""
+        attached = await self._v1.payment_methods.attach_async(
+            _stripe_payment_method(method), {"customer": customer}, _once(f"{idempotency_key}:attach")
+        )
+        return str(attached.id)
+
+    # ---- subscriptions --------------------------------------------------------------------------------------
+
+    async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
+        async def run(created: Created) -> ProviderResult:
+            customer = request.customer_reference
+            if not customer:
+                raise _Refused(
+                    ProviderResult(
+                        Outcome.PERMANENT,
+                        message="A Stripe subscription needs a Stripe customer",
+                        details={"invalid_param": "customer_id"},
+                    )
+                )
+            item = await self._new_item(request, created)
+            if request.payment_method is not None:
+                default = await self._attach(customer, request.payment_method, request.idempotency_key)
+                created["default_payment_method"] = default
+                # The customer's invoice default, which the subscription bills (localstripe lacks the
+                # subscription-level default_payment_method; Stripe uses this one when that is unset).
+                await self._v1.customers.update_async(
+                    customer,
+                    {"invoice_settings": {"default_payment_method": default}},
+                    _once(f"{request.idempotency_key}:default"),
+                )
+            params: SubscriptionCreateParams = {"customer": customer, "items": [item]}
+            if request.trial_days:
+                params["trial_period_days"] = request.trial_days
+            if request.metadata:
+                params["metadata"] = dict(request.metadata)
+            subscription = await self._v1.subscriptions.create_async(params, _once(request.idempotency_key))
+            return stripe_results.subscription_result(subscription.to_dict())
+
+        return await self._guard(run)
+
+    async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
+        async def run(created: Created) -> ProviderResult:
+            params: SubscriptionUpdateParams = {}
+            if change.quantity is not None or change.price or change.amount is not None:
+                params["items"] = [await self._changed_item(reference, change, created)]
+            if change.cancel_at_period_end is not None:
+                params["cancel_at_period_end"] = change.cancel_at_period_end
+            if change.metadata:
+                params["metadata"] = dict(change.metadata)
+            if not params:
+                subscription = await self._v1.subscriptions.retrieve_async(reference)
+            else:
+                subscription = await self._v1.subscriptions.update_async(
+                    reference, params, _once(change.idempotency_key)
+                )
+            return stripe_results.subscription_result(subscription.to_dict())
+
+        return await self._guard(run)
+
+    async def cancel_subscription(self, reference: str, at_period_end: bool, idempotency_key: str) -> ProviderResult:
+        async def run(created: Created) -> ProviderResult:
+            if at_period_end:
+                subscription = await self._v1.subscriptions.update_async(
+                    reference, {"cancel_at_period_end": True}, _once(idempotency_key)
+                )
+                return stripe_results.subscription_result(subscription.to_dict())
+            return stripe_results.subscription_result(await self._cancel_now(reference))
+
+        return await self._guard(run)
+
+    async def _cancel_now(self, reference: str) -> dict[str, Any]:
+        try:
+            return (await self._v1.subscriptions.cancel_async(reference)).to_dict()
+        except stripe.InvalidRequestError:
+            # A repeated cancel (the first one's answer was lost) is refused by Stripe: fine if it is canceled.
+            current = (await self._v1.subscriptions.retrieve_async(reference)).to_dict()
+            if stripe_results.subscription_status(current.get("status")) != "canceled":
+                raise
+            return current
+
+    async def _new_item(self, request: SubscriptionRequest, created: Created) -> SubscriptionCreateParamsItem:
+        if request.price:
+            if _is_price_id(request.price):
+                return {"price": request.price, "quantity": request.quantity}
+            return {"plan": request.price, "quantity": request.quantity}
+        plan = await self._create_plan(
+            request.amount, request.currency, request.interval, request.interval_count, request.idempotency_key
+        )
+        created["plan"] = plan
+        return {"plan": plan, "quantity": request.quantity}
+
+    async def _changed_item(
+        self, reference: str, change: SubscriptionChange, created: Created
+    ) -> SubscriptionUpdateParamsItem:
+        """The subscription's (single) item with the new quantity and/or Plan/Price."""
+        current = stripe_results.subscription_result(
+            (await self._v1.subscriptions.retrieve_async(reference)).to_dict()
+        ).details
+        item: SubscriptionUpdateParamsItem = {"id": current["subscription_item"]}
+        if change.price:
+            if _is_price_id(change.price):
+                item["price"] = change.price
+            else:
+                item["plan"] = change.price
+        elif change.amount is not None:
+            plan = await self._create_plan(
+                change.amount,
+                str(current["currency"]),
+                str(current["interval"]),
+                int(current.get("interval_count") or 1),
+                change.idempotency_key,
+            )
+            created["plan"] = plan
+            item["plan"] = plan
+        # Always sent: Stripe keeps the quantity when it is omitted, localstripe resets it to 1.
+        item["quantity"] = change.quantity if change.quantity is not None else int(current.get("quantity") or 1)
+        return item
+
+    async def _create_plan(
+        self, amount: int, currency: str, interval: str, interval_count: int, idempotency_key: str
+    ) -> str:
+        """A Plan for this amount and period (Plans, not Prices: Stripe still takes them and localstripe has no
+        Prices). Its product is created inline."""
+        params: PlanCreateParams = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "interval": interval,
+            "interval_count": interval_count,
+            "product": {"name": _plan_name(amount, currency.lower(), interval, interval_count)},
+        }
+        plan = await self._v1.plans.create_async(params, _once(f"{idempotency_key}:plan"))
+        return str(plan.id)
+
+    # ---- errors ---------------------------------------------------------------------------------------------
+
+    async def _guard(self, run: Callable[[Created], Awaitable[ProviderResult]]) -> ProviderResult:
+        """Run an operation; Stripe's errors become results. Ids created on the way are recorded either way."""
+        created: Created = {}
+        try:
+            result = await run(created)
+        except _Refused as refused:
+            result = refused.result
+        except stripe.StripeError as error:
+            _log_failure(error)
+            result = stripe_errors.result_for_error(error)
+        if not created:
+            return result
+        return replace(result, details={**created, **result.details})
+
+
+def _customer_fields(request: CustomerRequest) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "email": request.email,
+        "name": request.name,
+        "phone": request.phone,
+        "description": request.description,
+    }
+    present = {key: value for key, value in fields.items() if value is not None}
+    if request.metadata:
+        present["metadata"] = dict(request.metadata)
+    return present
+
+
+def _log_failure(error: stripe.StripeError) -> None:
+    global _authentication_failure_logged
+    if stripe_errors.is_authentication_failure(error):
+        if not _authentication_failure_logged:
+            _authentication_failure_logged = True
+            log.critical(
+                "Stripe rejected our API key (%s, HTTP %s): every Stripe call will fail until STRIPE_API_KEY is fixed",
+                type(error).__name__,
+                error.http_status,
+            )
+        return
+    level = logging.INFO if isinstance(error, stripe.CardError) else logging.WARNING  # a decline is no fault
+    log.log(
+        level,
+        "Stripe call failed",
+        extra={
+            "stripe_error": type(error).__name__,
+            "http_status": error.http_status,
+            "stripe_request_id": error.request_id,
+            "stripe_code": error.code,
+        },
+    )

@@ -1,0 +1,90 @@
+"""localstripe (a Stripe emulator) for the tests: a subprocess on a free port, its state flushed per test.
+
+Run as a script (`python tests/support/localstripe_server.py --port N`) it is localstripe with two adjustments:
+- no state file: localstripe pickles its whole store to /tmp/localstripe.pickle after every write, a path shared
+  by every run on the machine (and by other users); we keep the state in memory only.
+- it accepts `allowed_payment_method_types`, the name Stripe API version 2026-09-30 and later (the version our
+  SDK pins) gives to what localstripe still calls `payment_method_types`. Nothing else is taught to it.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+READY_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_localstripe(log_path: Path) -> Iterator[str]:
+    """Start localstripe, wait until it answers, yield its base URL; stop it afterwards."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, __file__, "--port", str(port), "--from-scratch"], stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while not _answers(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"localstripe did not start: see {log_path}")
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def flush(base_url: str) -> None:
+    """Forget every object (localstripe's own reset endpoint)."""
+    httpx.delete(f"{base_url}/_config/data", timeout=5).raise_for_status()
+
+
+def _adjust_localstripe() -> None:
+    import localstripe.resources as resources
+
+    def keep_in_memory(self: Any) -> None:
+        return None
+
+    resources.Store.dump_to_disk = keep_in_memory
+    create_intent = resources.PaymentIntent._api_create.__func__
+
+    def create_with_allowed_types(cls: Any, /, allowed_payment_method_types: Any = None, **data: Any) -> Any:
+        if allowed_payment_method_types is not None:
+            data["payment_method_types"] = allowed_payment_method_types
+        return create_intent(cls, **data)
+
+    resources.PaymentIntent._api_create = classmethod(create_with_allowed_types)
+
+
+if __name__ == "__main__":
+    _adjust_localstripe()
+    from localstripe.server import start
+
+    start()

@@ -1,0 +1,300 @@
+"""A small HTTP server speaking Stripe's wire format, for what localstripe cannot show.
+
+Real socket, form-encoded requests, Stripe's JSON objects and error bodies (as documented at
+https://docs.stripe.com/api/errors), and Stripe's idempotency rules: a POST's `Idempotency-Key` with the same
+endpoint and parameters replays the first answer (with `Idempotent-Replayed: true`); with other parameters it is a
+400 `idempotency_error`. It can be told to answer the next requests with a given status and error body (429, 500,
+400, 401, 403…, before the request is executed, as a load balancer or Stripe's rate limiter would) or to execute the
+next request and then stall before answering (the ambiguous failure a client timeout produces).
+
+It knows PaymentIntents (create+confirm, capture, cancel), Refunds, Customers (create, update, delete) and
+PaymentMethod attach. `pm_card_visa` is approved, `pm_card_chargeDeclinedInsufficientFunds` declined
+(`insufficient_funds`), `pm_card_authenticationRequired` needs 3-D Secure; any other `pm_…` is a 400
+`resource_missing` on `payment_method`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+DECLINES = {"pm_card_chargeDeclinedInsufficientFunds": ("insufficient_funds", "Your card has insufficient funds.")}
+THREE_D_SECURE = "pm_card_authenticationRequired"
+APPROVED = "pm_card_visa"
+
+
+def stripe_error(status: int, error: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": dict(error)}, status=status, headers=dict(headers or {}))
+
+
+RATE_LIMITED = {
+    "type": "invalid_request_error",
+    "code": "rate_limit",
+    "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+}
+SERVER_ERROR = {"type": "api_error", "message": "An unknown error occurred"}
+
+
+@dataclass
+class Fault:
+    status: int
+    error: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    params: list[tuple[str, str]]
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def _masked(key: str) -> str:
+    return f"{key[:8]}{'*' * max(len(key) - 12, 0)}{key[-4:]}"
+
+
+class StripeWireServer:
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.requests: list[Recorded] = []
+        self.payment_intents: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
+        self._faults: list[Fault] = []
+        self._stalls: list[float] = []
+        self._idempotent: dict[str, tuple[str, str, web.Response]] = {}  # key → (endpoint, fingerprint, answer)
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # ---- control --------------------------------------------------------------------------------------------
+
+    def fail_next(self, status: int, error: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
+        """Answer the next request with this error, without executing it."""
+        self._faults.append(Fault(status, error, dict(headers or {})))
+
+    def stall_next(self, seconds: float) -> None:
+        """Execute the next request, then wait this long before answering."""
+        self._stalls.append(seconds)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---- HTTP -----------------------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        params = parse_qsl(body, keep_blank_values=True) if request.method == "POST" else list(request.query.items())
+        self.requests.append(Recorded(request.method, request.path, dict(request.headers), params))
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            message = f"Invalid API Key provided: {_masked(presented)}"
+            return stripe_error(401, {"type": "invalid_request_error", "message": message})
+        if self._faults:
+            fault = self._faults.pop(0)
+            return stripe_error(fault.status, fault.error, fault.headers)
+        key = request.headers.get("Idempotency-Key")
+        if request.method == "POST" and key:
+            answer = self._idempotent_answer(key, request, params)
+        else:
+            answer = self._execute(request.method, request.path, dict(params))
+        if self._stalls:
+            await asyncio.sleep(self._stalls.pop(0))
+        return answer
+
+    def _idempotent_answer(self, key: str, request: web.Request, params: list[tuple[str, str]]) -> web.Response:
+        endpoint = f"{request.method} {request.path}"
+        fingerprint = hashlib.sha256(json.dumps(sorted(params)).encode()).hexdigest()
+        if key in self._idempotent:
+            first_endpoint, first_fingerprint, first = self._idempotent[key]
+            if first_endpoint != endpoint:
+                message = (
+                    f"Keys for idempotent requests can only be used for the same endpoint they were first used for "
+                    f"('{request.path}' vs '{first_endpoint.split(' ', 1)[1]}'). Try using a key other than "
+                    f"'{key}' if you meant to execute a different request."
+                )
+                return stripe_error(400, {"type": "idempotency_error", "message": message})
+            if first_fingerprint != fingerprint:
+                message = (
+                    "Keys for idempotent requests can only be used with the same parameters they were first used "
+                    f"with. Try using a key other than '{key}' if you meant to execute a different request."
+                )
+                return stripe_error(400, {"type": "idempotency_error", "message": message})
+            replay = web.Response(body=first.body, status=first.status, content_type="application/json")
+            replay.headers["Idempotent-Replayed"] = "true"
+            return replay
+        answer = self._execute(request.method, request.path, dict(params))
+        self._idempotent[key] = (endpoint, fingerprint, answer)
+        return answer
+
+    def _execute(self, method: str, path: str, params: dict[str, str]) -> web.Response:
+        parts = path.strip("/").split("/")
+        match (method, parts):
+            case ("POST", ["v1", "payment_intents"]):
+                return self._create_intent(params)
+            case ("POST", ["v1", "payment_intents", intent_id, "capture"]):
+                return self._capture(intent_id, params)
+            case ("POST", ["v1", "payment_intents", intent_id, "cancel"]):
+                return self._cancel(intent_id)
+            case ("POST", ["v1", "refunds"]):
+                return self._refund(params)
+            case ("POST", ["v1", "customers"]):
+                return self._create_customer(params)
+            case ("POST", ["v1", "customers", customer_id]):
+                return self._update_customer(customer_id, params)
+            case ("DELETE", ["v1", "customers", customer_id]):
+                return self._delete_customer(customer_id)
+            case ("POST", ["v1", "payment_methods", method_id, "attach"]):
+                return self._attach(method_id, params)
+        return stripe_error(404, {"type": "invalid_request_error", "message": f"Unrecognized request URL ({path})."})
+
+    # ---- objects --------------------------------------------------------------------------------------------
+
+    def _missing(self, what: str, object_id: str, param: str = "id") -> web.Response:
+        error = {"type": "invalid_request_error", "code": "resource_missing", "param": param}
+        return stripe_error(404, {**error, "message": f"No such {what}: '{object_id}'"})
+
+    def _create_intent(self, params: dict[str, str]) -> web.Response:
+        method = params.get("payment_method", "")
+        if method != APPROVED and method != THREE_D_SECURE and method not in DECLINES:
+            return self._missing("PaymentMethod", method, "payment_method")
+        intent: dict[str, Any] = {
+            "id": _new_id("pi"),
+            "object": "payment_intent",
+            "amount": int(params["amount"]),
+            "amount_capturable": 0,
+            "amount_received": 0,
+            "currency": params["currency"],
+            "capture_method": params.get("capture_method", "automatic_async"),
+            "client_secret": "",
+            "customer": params.get("customer"),
+            "latest_charge": None,
+            "last_payment_error": None,
+            "metadata": {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")},
+            "next_action": None,
+            "payment_method": method,
+            "status": "requires_confirmation",
+        }
+        intent["client_secret"] = f"{intent['id']}_secret_{secrets.token_hex(8)}"
+        self.payment_intents[intent["id"]] = intent
+        if params.get("confirm") != "true":
+            return web.json_response(intent)
+        if method in DECLINES:
+            decline_code, message = DECLINES[method]
+            charge = _new_id("ch")
+            error = {"type": "card_error", "code": "card_declined", "decline_code": decline_code, "message": message}
+            intent.update(status="requires_payment_method", latest_charge=charge, last_payment_error=error)
+            return stripe_error(402, {**error, "charge": charge, "payment_intent": intent, "param": ""})
+        if method == THREE_D_SECURE:
+            intent.update(
+                status="requires_action",
+                next_action={
+                    "type": "use_stripe_sdk",
+                    "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": "https://hooks.stripe.com/x"},
+                },
+            )
+            return web.json_response(intent)
+        intent["latest_charge"] = _new_id("ch")
+        if intent["capture_method"] == "manual":
+            intent.update(status="requires_capture", amount_capturable=intent["amount"])
+        else:
+            intent.update(status="succeeded", amount_received=intent["amount"])
+        return web.json_response(intent)
+
+    def _capture(self, intent_id: str, params: dict[str, str]) -> web.Response:
+        intent = self.payment_intents.get(intent_id)
+        if intent is None:
+            return self._missing("payment_intent", intent_id)
+        if intent["status"] != "requires_capture":
+            message = f"This PaymentIntent could not be captured because it has a status of {intent['status']}."
+            error = {"type": "invalid_request_error", "code": "payment_intent_unexpected_state", "message": message}
+            return stripe_error(400, error)
+        amount = int(params.get("amount_to_capture", intent["amount"]))
+        intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
+        return web.json_response(intent)
+
+    def _cancel(self, intent_id: str) -> web.Response:
+        intent = self.payment_intents.get(intent_id)
+        if intent is None:
+            return self._missing("payment_intent", intent_id)
+        intent.update(status="canceled", amount_capturable=0, cancellation_reason=None)
+        return web.json_response(intent)
+
+    def _refund(self, params: dict[str, str]) -> web.Response:
+        intent = self.payment_intents.get(params.get("payment_intent", ""))
+        if intent is None:
+            return self._missing("payment_intent", params.get("payment_intent", ""), "payment_intent")
+        refunded = sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == intent["id"])
+        amount = int(params.get("amount", intent["amount_received"] - refunded))
+        if refunded + amount > intent["amount_received"]:
+            message = f"Refund amount ({amount}) is greater than unrefunded amount on charge."
+            error = {"type": "invalid_request_error", "code": "amount_too_large", "param": "amount"}
+            return stripe_error(400, {**error, "message": message})
+        refund = {
+            "id": _new_id("re"),
+            "object": "refund",
+            "amount": amount,
+            "charge": intent["latest_charge"],
+            "payment_intent": intent["id"],
+            "status": "succeeded",
+        }
+        self.refunds[refund["id"]] = refund
+        return web.json_response(refund)
+
+    def _create_customer(self, params: dict[str, str]) -> web.Response:
+        customer: dict[str, Any] = {
+            "id": _new_id("cus"),
+            "object": "customer",
+            "email": params.get("email"),
+            "name": params.get("name"),
+            "invoice_settings": {"default_payment_method": None},
+        }
+        self.customers[customer["id"]] = customer
+        return web.json_response(customer)
+
+    def _update_customer(self, customer_id: str, params: dict[str, str]) -> web.Response:
+        customer = self.customers.get(customer_id)
+        if customer is None:
+            return self._missing("customer", customer_id)
+        for key, value in params.items():
+            if key == "invoice_settings[default_payment_method]":
+                customer["invoice_settings"] = {"default_payment_method": value}
+            elif "[" not in key:
+                customer[key] = value
+        return web.json_response(customer)
+
+    def _delete_customer(self, customer_id: str) -> web.Response:
+        if self.customers.pop(customer_id, None) is None:
+            return self._missing("customer", customer_id)
+        return web.json_response({"id": customer_id, "object": "customer", "deleted": True})
+
+    def _attach(self, method_id: str, params: dict[str, str]) -> web.Response:
+        customer = params.get("customer", "")
+        if customer not in self.customers:
+            return self._missing("customer", customer, "customer")
+        attached = _new_id("pm") if method_id == APPROVED else method_id  # test tokens become new objects
+        return web.json_response({"id": attached, "object": "payment_method", "customer": customer})
