@@ -1,0 +1,609 @@
+"""`AuthorizeNetProvider`: the provider port over Authorize.net's XML API.
+
+Exactly-once without idempotency keys. Every request carries `refId` = a 20-character digest of the command id;
+a new transaction (charge, authorization, refund) also carries it as `order.invoiceNumber` and sets
+`duplicateWindow` explicitly. When a call ends ambiguously (read timeout, connection lost after sending, 5xx,
+an unreadable answer) the adapter first looks the transaction up (the unsettled list, then its details,
+matched by invoice number) and sends again only if it is not there. A duplicate-transaction answer (reason 11)
+and a reused Accept.js token (E00114) resolve to the original transaction, never to a second one. Captures and
+voids act on an existing transId: after an ambiguous end, the transaction's own status tells whether they
+happened, and "already captured/voided" answers count as done.
+
+Subscriptions are ARB subscriptions on a customer payment profile (see arb.py); ARB cannot cancel at the period
+end, so that is reported unsupported.
+
+Payment methods: Accept.js opaque data (`OpaqueData`), or a customer payment profile written
+`"<customerProfileId>/<paymentProfileId>"` (a bare `<paymentProfileId>` is accepted with a customer). Anything
+holding a card number is refused before any call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from payments_shared.carddata import contains_card_number
+from payments_shared.providers.authnet import arb, messages
+from payments_shared.providers.authnet.client import Ambiguous, AuthnetClient, NotSent, TransportFailure
+from payments_shared.providers.authnet.outcomes import (
+    ALREADY_CAPTURED,
+    ALREADY_VOIDED,
+    DUPLICATE_RECORD,
+    DUPLICATE_TRANSACTION,
+    INVALID_ONE_TIME_TOKEN,
+    NOT_FOUND_CODES,
+    NOT_SETTLED_FOR_CREDIT,
+    is_authentication_failure,
+    judge_transaction,
+    request_outcome,
+    transaction_outcome,
+)
+from payments_shared.providers.authnet.parse import (
+    ApiResponse,
+    CustomerProfile,
+    Message,
+    TransactionDetails,
+    TransactionResponse,
+    customer_profile,
+    customer_profile_id,
+    payment_profile_ids,
+    transaction_details,
+    transaction_list,
+    transaction_response,
+)
+from payments_shared.providers.port import (
+    CustomerRequest,
+    OpaqueData,
+    Outcome,
+    PaymentMethod,
+    PaymentRef,
+    PaymentRequest,
+    ProviderResult,
+    SubscriptionChange,
+    SubscriptionRequest,
+)
+from payments_shared.settings import ProviderSettings
+
+logger = logging.getLogger(__name__)
+
+_PROFILE_TOKEN = re.compile(r"^(\d{1,20})/(\d{1,20})$")
+_PAYMENT_PROFILE_ID = re.compile(r"^\d{1,20}$")
+_DUPLICATE_RECORD_ID = re.compile(r"ID (\d+)")
+_CAPTURED_STATUSES = frozenset({"capturedPendingSettlement", "settledSuccessfully", "pendingFinalSettlement"})
+_REVIEW_STATUSES = frozenset({"FDSPendingReview", "FDSAuthorizedPendingReview", "underReview"})
+_METHOD_FORMS = "Accept.js opaque data or a customer payment profile '<customerProfileId>/<paymentProfileId>'"
+
+PaymentSource = dict[str, tuple[str, str]]  # {"opaque": (descriptor, value)} or {"profile": (customer, payment)}
+
+
+class _LookupFailed(Exception):
+    """A look-up could not tell whether the transaction exists."""
+
+    def __init__(self, result: ProviderResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+class AuthorizeNetProvider:
+    name = "authnet"
+
+    def __init__(
+        self,
+        login_id: str,
+        transaction_key: str,
+        url: str,
+        timeout_s: float = 10.0,
+        attempts: int = 3,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._credentials = messages.Credentials(login_id, transaction_key)
+        # `timeout_s` is the budget of one operation (the worker's deadline is PROVIDER_TIMEOUT_S): each HTTP
+        # call gets a third of it, so that a call that times out and its look-up (two calls) fit within it.
+        self._client = AuthnetClient(url, timeout_s / 3, http)
+        self._attempts = max(1, attempts)
+        self._unresolved: set[str] = set()  # references sent and not yet answered definitely
+        self._authentication_failure_logged = False
+
+    @classmethod
+    def from_settings(cls, settings: ProviderSettings) -> AuthorizeNetProvider | None:
+        """The adapter when both credentials are set, else None."""
+        if not settings.authnet_api_login_id or not settings.authnet_transaction_key:
+            return None
+        return cls(
+            settings.authnet_api_login_id,
+            settings.authnet_transaction_key,
+            settings.authnet_api_url,
+            timeout_s=settings.provider_timeout_s,
+            attempts=settings.provider_retry_attempts,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    # -- payments ---------------------------------------------------------------------------------------
+
+    async def pay(self, request: PaymentRequest) -> ProviderResult:
+        source = _payment_source(request.payment_method, request.customer_reference)
+        if isinstance(source, ProviderResult):
+            return source
+        reference = messages.reference_for(request.idempotency_key)
+        document = messages.payment_transaction(
+            self._credentials,
+            reference,
+            capture=request.capture,
+            amount=messages.to_decimal_amount(request.amount, request.currency),
+            currency=request.currency,
+            opaque=source.get("opaque"),
+            profile=source.get("profile"),
+            description=request.description,
+        )
+        result = await self._create(reference, document, request.currency)
+        return _with_amount(result, request.amount)
+
+    async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
+        reference = messages.reference_for(idempotency_key)
+        document = messages.capture_transaction(
+            self._credentials, reference, payment.reference, messages.to_decimal_amount(amount, payment.currency)
+        )
+        result = await self._act_on(payment, document, lambda found: found.status in _CAPTURED_STATUSES)
+        return _with_amount(result, amount)
+
+    async def void(self, payment: PaymentRef, idempotency_key: str) -> ProviderResult:
+        reference = messages.reference_for(idempotency_key)
+        document = messages.void_transaction(self._credentials, reference, payment.reference)
+        return await self._act_on(payment, document, lambda found: found.status == "voided")
+
+    async def refund(
+        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+    ) -> ProviderResult:
+        last_four = await self._last_four(payment)
+        if isinstance(last_four, ProviderResult):
+            return last_four
+        reference = messages.reference_for(idempotency_key)
+        document = messages.refund_transaction(
+            self._credentials,
+            reference,
+            payment.reference,
+            messages.to_decimal_amount(amount, payment.currency),
+            last_four,
+        )
+        result = await self._create(reference, document, payment.currency)
+        if result.details.get("reason_code") != NOT_SETTLED_FOR_CREDIT:
+            return _with_amount(_with_details(result, refund_of=payment.reference), amount)
+        if amount < payment.amount_captured:
+            return ProviderResult(
+                Outcome.PERMANENT,
+                message=(
+                    "Authorize.net refunds only settled transactions (usually the day after capture): "
+                    "refund part of it after settlement, or the whole amount now"
+                ),
+                details={"reason_code": NOT_SETTLED_FOR_CREDIT, "unsettled": True},
+            )
+        voided = await self.void(payment, idempotency_key)
+        if voided.outcome is not Outcome.APPROVED:
+            return voided
+        return _with_amount(_with_details(voided, refunded_by="void"), amount)
+
+    # -- customers ----------------------------------------------------------------------------------------
+
+    async def create_customer(self, request: CustomerRequest) -> ProviderResult:
+        opaque = _opaque_only(request.payment_method)
+        if isinstance(opaque, ProviderResult):
+            return opaque
+        reference = messages.reference_for(request.idempotency_key)
+        document = messages.create_customer_profile(
+            self._credentials,
+            reference,
+            email=request.email,
+            description=request.description or request.name,
+            opaque=opaque,
+        )
+        response = await self._send_repeatable(document)
+        if isinstance(response, ProviderResult):
+            return response
+        if not response.ok and response.first_code == DUPLICATE_RECORD:
+            return await self._existing_customer(response)
+        if not response.ok:
+            return self._refused(response)
+        profile_id = customer_profile_id(response)
+        return ProviderResult(
+            Outcome.APPROVED, reference=profile_id, details=_customer_details(profile_id, payment_profile_ids(response))
+        )
+
+    async def update_customer(self, reference: str, request: CustomerRequest) -> ProviderResult:
+        """updateCustomerProfileRequest replaces every field: the current profile is read first and merged."""
+        opaque = _opaque_only(request.payment_method)
+        if isinstance(opaque, ProviderResult):
+            return opaque
+        current = await self._profile(reference)
+        if isinstance(current, ProviderResult):
+            return current
+        ref_id = messages.reference_for(request.idempotency_key)
+        document = messages.update_customer_profile(
+            self._credentials,
+            ref_id,
+            reference,
+            merchant_customer_id=current.merchant_customer_id,
+            email=request.email or current.email,
+            description=request.description or request.name or current.description,
+        )
+        response = await self._send_repeatable(document)
+        if isinstance(response, ProviderResult):
+            return response
+        if not response.ok:
+            return self._refused(response)
+        if opaque is None:
+            return ProviderResult(Outcome.APPROVED, reference=reference, details={"customer_profile_id": reference})
+        return await self._add_payment_profile(reference, ref_id, opaque)
+
+    async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
+        document = messages.delete_customer_profile(
+            self._credentials, messages.reference_for(idempotency_key), reference
+        )
+        response = await self._send_repeatable(document)
+        if isinstance(response, ProviderResult):
+            return response
+        if not response.ok and response.first_code in NOT_FOUND_CODES:
+            return ProviderResult(Outcome.APPROVED, reference=reference, details={"already_deleted": True})
+        if not response.ok:
+            return self._refused(response)
+        return ProviderResult(Outcome.APPROVED, reference=reference, details={"deleted": True})
+
+    async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
+        """ARBCreateSubscriptionRequest on a customer payment profile; a resend is answered E00012 naming the first."""
+        if request.price:
+            return _invalid("Authorize.net subscriptions take amount, currency and interval, not a price id", "price")
+        schedule = arb.interval(request.interval, request.interval_count)
+        if schedule is None:
+            return _invalid("Authorize.net schedules every 7 to 365 days or 1 to 12 months", "interval_count")
+        profile = _payment_profile(request.payment_method, request.customer_reference)
+        if profile is None:
+            return _invalid("Authorize.net subscriptions charge a customer payment profile", "payment_method")
+        reference = messages.reference_for(request.idempotency_key)
+        document = messages.create_subscription(
+            self._credentials,
+            reference,
+            name=f"subscription {reference}",
+            interval=schedule,
+            start=arb.start_date(request.trial_days),
+            amount=messages.to_decimal_amount(request.amount * request.quantity, request.currency),
+            quantity=request.quantity,
+            profile=profile,
+        )
+        response = await self._send_repeatable(document)
+        if isinstance(response, ProviderResult):
+            return response
+        subscription_id = response.child_text("subscriptionId") if response.ok else arb.duplicate_of(response)
+        if subscription_id is None:
+            return self._refused(response)
+        status = "trialing" if request.trial_days else "active"
+        return ProviderResult(Outcome.APPROVED, reference=subscription_id, details={"status": status})
+
+    async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
+        """Amount and quantity through ARBUpdateSubscriptionRequest (ARB holds their product per occurrence)."""
+        if change.price:
+            return _invalid("Authorize.net subscriptions take an amount, not a price id", "price")
+        if change.cancel_at_period_end:
+            return _unsupported("Authorize.net cannot cancel a subscription at the period end: cancel it now")
+        if change.amount is None and change.quantity is None:
+            return ProviderResult(Outcome.APPROVED, reference=reference)  # metadata lives here, not at ARB
+        current = await self._send_repeatable(messages.get_subscription(self._credentials, reference))
+        if isinstance(current, ProviderResult):
+            return current
+        pricing = arb.current_pricing(current) if current.ok else None
+        if pricing is None:
+            return self._refused(current)
+        total, quantity = pricing
+        new_quantity = change.quantity or quantity
+        # ARB has no currency of its own (the account's): amounts are in a two-decimal currency
+        unit = messages.to_decimal_amount(change.amount, "usd") if change.amount is not None else total / quantity
+        document = messages.update_subscription_amount(
+            self._credentials,
+            messages.reference_for(change.idempotency_key),
+            reference,
+            (unit * new_quantity).quantize(Decimal("0.01")),
+            new_quantity,
+        )
+        response = await self._send_repeatable(document)
+        if isinstance(response, ProviderResult):
+            return response
+        if not response.ok:
+            return self._refused(response)
+        return ProviderResult(Outcome.APPROVED, reference=reference)
+
+    async def cancel_subscription(self, reference: str, at_period_end: bool, idempotency_key: str) -> ProviderResult:
+        if at_period_end:
+            return _unsupported("Authorize.net cannot cancel a subscription at the period end: cancel it now")
+        document = messages.cancel_subscription(self._credentials, messages.reference_for(idempotency_key), reference)
+        response = await self._send_repeatable(document)
+        if isinstance(response, ProviderResult):
+            return response
+        if not response.ok:
+            return self._refused(response)
+        return ProviderResult(Outcome.APPROVED, reference=reference, details={"status": "canceled"})
+
+    # -- exactly-once machinery -----------------------------------------------------------------------
+
+    async def _create(self, reference: str, document: bytes, currency: str) -> ProviderResult:
+        """Send a transaction that creates a new transId, at most once per reference (its invoice number).
+
+        The reference stays marked unresolved from before the first send until a definite answer, so an attempt
+        cut short anywhere (timeout, cancellation by the caller's deadline) makes the next one look up first.
+        """
+        try:
+            if reference in self._unresolved:
+                found = await self._find_by_invoice(reference, currency)
+                if found is not None:
+                    self._unresolved.discard(reference)
+                    return found
+            self._unresolved.add(reference)
+            for _attempt in range(self._attempts):
+                try:
+                    response = await self._client.call(document)
+                except NotSent:
+                    continue
+                except Ambiguous as failure:
+                    logger.warning("Authorize.net call ended ambiguously (%s): looking the transaction up", failure)
+                    found = await self._find_by_invoice(reference, currency)
+                    if found is not None:
+                        self._unresolved.discard(reference)
+                        return found
+                    continue
+                result = await self._judge_created(reference, response, currency)
+                self._unresolved.discard(reference)
+                return result
+        except _LookupFailed as failure:
+            return failure.result
+        return _unreachable()
+
+    async def _judge_created(self, reference: str, response: ApiResponse, currency: str) -> ProviderResult:
+        transaction = transaction_response(response)
+        duplicate = transaction is not None and transaction.reason_code == DUPLICATE_TRANSACTION
+        if transaction is not None and duplicate and transaction.response_code == "3":
+            return await self._original_of_duplicate(reference, transaction, currency)
+        if response.first_code == INVALID_ONE_TIME_TOKEN:
+            found = await self._find_by_invoice(reference, currency)
+            if found is not None:
+                return found
+        if transaction is None:
+            return self._refused(response)
+        return transaction_outcome(response, transaction)
+
+    async def _original_of_duplicate(
+        self, reference: str, duplicate: TransactionResponse, currency: str
+    ) -> ProviderResult:
+        if duplicate.trans_id is not None:
+            details = await self._details(duplicate.trans_id)
+            if details is not None and details.invoice_number == reference:
+                return _from_details(details, currency)
+        found = await self._find_by_invoice(reference, currency)
+        if found is not None:
+            return found
+        return ProviderResult(
+            Outcome.RETRYABLE,
+            message="Authorize.net reports a duplicate whose original cannot be found yet",
+            details={"reason_code": DUPLICATE_TRANSACTION},
+        )
+
+    async def _act_on(
+        self, payment: PaymentRef, document: bytes, done: Callable[[TransactionDetails], bool]
+    ) -> ProviderResult:
+        """Capture or void an existing transaction: after an ambiguous end, its status tells what happened."""
+        try:
+            for _attempt in range(self._attempts):
+                try:
+                    response = await self._client.call(document)
+                except NotSent:
+                    continue
+                except Ambiguous as failure:
+                    logger.warning("Authorize.net call ended ambiguously (%s): checking the transaction", failure)
+                    details = await self._details(payment.reference)
+                    if details is not None and done(details):
+                        return _from_details(details, payment.currency, reference=payment.reference)
+                    continue
+                return self._judge_action(payment, response)
+        except _LookupFailed as failure:
+            return failure.result
+        return _unreachable()
+
+    def _judge_action(self, payment: PaymentRef, response: ApiResponse) -> ProviderResult:
+        transaction = transaction_response(response)
+        if transaction is None:
+            return self._refused(response)
+        result = transaction_outcome(response, transaction)
+        if transaction.reason_code in (ALREADY_CAPTURED, ALREADY_VOIDED):
+            result = ProviderResult(Outcome.APPROVED, message=result.message, details=result.details)
+        if result.outcome is Outcome.APPROVED:
+            return ProviderResult(
+                Outcome.APPROVED, reference=payment.reference, message=result.message, details=result.details
+            )
+        return result
+
+    async def _find_by_invoice(self, reference: str, currency: str) -> ProviderResult | None:
+        """The transaction whose invoice number is `reference`, judged from its details; None if there is none."""
+        listing = await self._lookup_call(messages.unsettled_transactions(self._credentials))
+        for summary in transaction_list(listing):
+            if summary.invoice_number == reference:
+                details = await self._details(summary.trans_id)
+                if details is not None:
+                    return _with_details(_from_details(details, currency), recovered_by="lookup")
+        return None
+
+    async def _details(self, trans_id: str) -> TransactionDetails | None:
+        response = await self._lookup_call(messages.transaction_details(self._credentials, trans_id))
+        return transaction_details(response)
+
+    async def _lookup_call(self, document: bytes) -> ApiResponse:
+        for _attempt in range(self._attempts):
+            try:
+                response = await self._client.call(document)
+            except TransportFailure:
+                continue  # a look-up changes nothing: asking again is always safe
+            if response.ok or response.first_code in ("I00004", *NOT_FOUND_CODES):
+                return response
+            raise _LookupFailed(self._refused(response))
+        raise _LookupFailed(_unreachable())
+
+    async def _send_repeatable(self, document: bytes) -> ApiResponse | ProviderResult:
+        """Send a request that is safe to repeat (customer profile calls resolve their own duplicates)."""
+        for _attempt in range(self._attempts):
+            try:
+                return await self._client.call(document)
+            except TransportFailure:
+                continue
+        return _unreachable()
+
+    async def _existing_customer(self, response: ApiResponse) -> ProviderResult:
+        """E00039 names the profile an earlier attempt of this command created: that one, with its payment profile."""
+        text = response.messages[0].text if response.messages else ""
+        match = _DUPLICATE_RECORD_ID.search(text)
+        if match is None:
+            return request_outcome(response)
+        profile_id = match.group(1)
+        profile = await self._profile(profile_id)
+        payment_profiles = [] if isinstance(profile, ProviderResult) else list(profile.payment_profile_ids)
+        details = _customer_details(profile_id, payment_profiles)
+        details["existing"] = True
+        return ProviderResult(Outcome.APPROVED, reference=profile_id, details=details)
+
+    async def _profile(self, profile_id: str) -> CustomerProfile | ProviderResult:
+        response = await self._send_repeatable(messages.get_customer_profile(self._credentials, profile_id))
+        if isinstance(response, ProviderResult):
+            return response
+        profile = customer_profile(response) if response.ok else None
+        return profile if profile is not None else self._refused(response)
+
+    async def _add_payment_profile(self, customer: str, ref_id: str, opaque: tuple[str, str]) -> ProviderResult:
+        document = messages.create_payment_profile(self._credentials, ref_id, customer, opaque)
+        response = await self._send_repeatable(document)
+        if isinstance(response, ProviderResult):
+            return response
+        if not response.ok and response.first_code != DUPLICATE_RECORD:
+            return self._refused(response)
+        return ProviderResult(
+            Outcome.APPROVED, reference=customer, details=_customer_details(customer, payment_profile_ids(response))
+        )
+
+    async def _last_four(self, payment: PaymentRef) -> str | ProviderResult:
+        kept = payment.details.get("last4") or str(payment.details.get("account_number") or "")[-4:]
+        if kept:
+            return str(kept)
+        try:
+            details = await self._details(payment.reference)
+        except _LookupFailed as failure:
+            return failure.result
+        if details is None or not details.account_number:
+            return ProviderResult(Outcome.PERMANENT, message="the original transaction's card is unknown")
+        return details.account_number[-4:]
+
+    def _refused(self, response: ApiResponse) -> ProviderResult:
+        if is_authentication_failure(response) and not self._authentication_failure_logged:
+            self._authentication_failure_logged = True
+            logger.error(
+                "Authorize.net rejected the API credentials (%s): check AUTHNET_API_LOGIN_ID and "
+                "AUTHNET_TRANSACTION_KEY, and that AUTHNET_API_URL is the environment they belong to",
+                response.first_code,
+            )
+        return request_outcome(response)
+
+
+# -- pure helpers -----------------------------------------------------------------------------------------
+
+
+def _payment_source(method: PaymentMethod, customer_reference: str | None) -> PaymentSource | ProviderResult:
+    if isinstance(method, OpaqueData):
+        return {"opaque": (method.data_descriptor, method.data_value)}
+    token = method.strip()
+    if contains_card_number(token):
+        return _invalid_method("card numbers are refused: send " + _METHOD_FORMS)
+    profile = _PROFILE_TOKEN.match(token)
+    if profile:
+        return {"profile": (profile.group(1), profile.group(2))}
+    if customer_reference and _PAYMENT_PROFILE_ID.match(token):
+        return {"profile": (customer_reference, token)}
+    return _invalid_method(f"Authorize.net takes {_METHOD_FORMS}")
+
+
+def _opaque_only(method: PaymentMethod | None) -> tuple[str, str] | ProviderResult | None:
+    if method is None:
+        return None
+    if isinstance(method, OpaqueData):
+        return (method.data_descriptor, method.data_value)
+    return _invalid_method("a customer's payment method on Authorize.net is Accept.js opaque data")
+
+
+def _invalid_method(message: str) -> ProviderResult:
+    details = {"invalid_payment_method": True, "invalid_param": "payment_method"}
+    return ProviderResult(Outcome.PERMANENT, message=message, details=details)
+
+
+def _from_details(details: TransactionDetails, currency: str, reference: str | None = None) -> ProviderResult:
+    """A verdict rebuilt from getTransactionDetails, as if it were the transaction's own answer."""
+    code = details.response_code or ("1" if details.status not in ("declined", "generalError") else "2")
+    if details.status in _REVIEW_STATUSES:
+        code = "4"
+    reason = (Message(details.reason_code or code, details.reason_text or details.status),)
+    approved_or_held = code in ("1", "4")
+    transaction = TransactionResponse(
+        response_code=code,
+        trans_id=reference or details.trans_id,
+        ref_trans_id=details.ref_trans_id,
+        auth_code=None,
+        account_number=details.account_number,
+        account_type=None,
+        messages=reason if approved_or_held else (),
+        errors=() if approved_or_held else reason,
+    )
+    result = judge_transaction(transaction, "Ok" if approved_or_held else "Error", None)
+    amount = details.settle_amount or details.auth_amount
+    extra: dict[str, Any] = {"transaction_status": details.status}
+    if amount is not None and amount > Decimal(0):
+        return _with_amount(_with_details(result, **extra), messages.to_minor_units(amount, currency))
+    return _with_details(result, **extra)
+
+
+def _customer_details(profile_id: str | None, payment_profiles: list[str]) -> dict[str, Any]:
+    details: dict[str, Any] = {"customer_profile_id": profile_id}
+    if payment_profiles:
+        details["payment_profile_id"] = payment_profiles[0]
+        details["default_payment_method"] = f"{profile_id}/{payment_profiles[0]}"
+    return details
+
+
+def _with_amount(result: ProviderResult, amount: int) -> ProviderResult:
+    if result.outcome not in (Outcome.APPROVED, Outcome.PENDING_REVIEW) or result.amount is not None:
+        return result
+    return _replace(result, amount=amount)
+
+
+def _with_details(result: ProviderResult, **extra: Any) -> ProviderResult:
+    return _replace(result, details={**result.details, **extra})
+
+
+def _replace(result: ProviderResult, **changes: Any) -> ProviderResult:
+    return dataclasses.replace(result, **changes)
+
+
+def _unreachable() -> ProviderResult:
+    return ProviderResult(Outcome.RETRYABLE, message="Authorize.net did not answer", retry_after=1.0)
+
+
+def _unsupported(message: str) -> ProviderResult:
+    return ProviderResult(Outcome.PERMANENT, message=message, details={"unsupported": True})
+
+
+def _invalid(message: str, param: str) -> ProviderResult:
+    return ProviderResult(Outcome.PERMANENT, message=message, details={"invalid_param": param})
+
+
+def _payment_profile(method: PaymentMethod | None, customer_reference: str | None) -> tuple[str, str] | None:
+    if method is None or isinstance(method, OpaqueData):
+        return None
+    source = _payment_source(method, customer_reference)
+    return None if isinstance(source, ProviderResult) else source.get("profile")

@@ -1,0 +1,212 @@
+"""The Authorize.net flows through the gateway: `python -m payments_embedded` with `PAYMENTS_DEFAULT_PROVIDER=authnet`
+and `AUTHNET_API_URL` pointing at the Authorize.net test server (tests/authnet_server). Each flow is checked on both
+sides: the API's answer and what the test server then holds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from payments_shared.ids import command_id
+from payments_shared.providers.authnet.messages import reference_for
+
+from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
+from tests.blackbox.server import API, Server, embedded_server, mint_token, new_key, new_workspace
+
+DESCRIPTOR = "COMMON.ACCEPT.INAPP.PAYMENT"
+PERMISSIONS = [
+    "payments:admin",
+    *(f"customer:{verb}" for verb in ("create", "read", "update", "delete")),
+    *(f"subscription:{verb}" for verb in ("create", "read", "update", "cancel")),
+]
+
+
+@pytest.fixture(scope="module")
+def anet() -> Iterator[AuthnetTestServer]:
+    with running_server(stall_s=3.0) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def authnet_gateway(tmp_path_factory: pytest.TempPathFactory, anet: AuthnetTestServer) -> Iterator[Server]:
+    env = {
+        "PAYMENTS_DEFAULT_PROVIDER": "authnet",
+        "AUTHNET_API_LOGIN_ID": LOGIN_ID,
+        "AUTHNET_TRANSACTION_KEY": TRANSACTION_KEY,
+        "AUTHNET_API_URL": anet.url,
+        "PROVIDER_TIMEOUT_S": "1.5",
+    }
+    data_dir = tmp_path_factory.mktemp("embedded-authnet")
+    with embedded_server(data_dir, RATE_LIMIT_WRITE="600/minute", **env) as running:
+        yield running
+
+
+class Client:
+    def __init__(self, http: httpx.Client, workspace: str) -> None:
+        self.http = http
+        self.workspace = workspace
+
+    def post(self, route: str, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        return self.http.post(f"/{route}", json=body, headers=headers)
+
+    def pay(self, route: str, value: str, amount: int = 1099, key: str | None = None, **extra: Any) -> httpx.Response:
+        method = {"data_descriptor": DESCRIPTOR, "data_value": value}
+        return self.post(route, {"amount": amount, "currency": "usd", "payment_method": method, **extra}, key)
+
+
+@pytest.fixture
+def client(authnet_gateway: Server) -> Iterator[Client]:
+    workspace = new_workspace()
+    headers = {"Authorization": f"Bearer {mint_token(workspace, PERMISSIONS)}"}
+    with httpx.Client(base_url=f"{authnet_gateway.base_url}{API}", headers=headers, timeout=30) as http:
+        yield Client(http, workspace)
+
+
+def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_charge(client: Client, anet: AuthnetTestServer) -> None:
+    body = ok(client.pay("charge", "gw-charge"), 201)
+
+    assert (body["status"], body["provider"], body["amount_captured"]) == ("captured", "authnet", 1099)
+    stored = anet.state.transactions[body["provider_reference"]]
+    assert (stored.kind, stored.status) == ("authCaptureTransaction", "capturedPendingSettlement")
+
+
+def test_authorize_partial_capture(client: Client, anet: AuthnetTestServer) -> None:
+    authorized = ok(client.pay("authorize", "gw-auth", amount=1000), 201)
+    assert authorized["status"] == "authorized"
+
+    captured = ok(client.post("capture", {"transaction_id": authorized["id"], "amount": 600}))
+
+    assert (captured["status"], captured["amount_captured"]) == ("captured", 600)
+    stored = anet.state.transactions[authorized["provider_reference"]]
+    assert (stored.status, stored.settle_amount) == ("capturedPendingSettlement", Decimal(6))
+
+
+def test_authorize_void(client: Client, anet: AuthnetTestServer) -> None:
+    authorized = ok(client.pay("authorize", "gw-void"), 201)
+    voided = ok(client.post("void", {"transaction_id": authorized["id"]}))
+    assert voided["status"] == "voided"
+    assert anet.state.transactions[authorized["provider_reference"]].status == "voided"
+
+
+@pytest.mark.parametrize(
+    ("value", "decline_code"), [("test-decline", "generic_decline"), ("test-reason-27", "incorrect_address")]
+)
+def test_declines_are_402_with_the_decline_code(client: Client, value: str, decline_code: str) -> None:
+    response = client.pay("charge", f"{value}-gw")
+    error = response.json()["error"]
+    assert response.status_code == 402, response.text
+    assert (error["type"], error["code"], error["decline_code"]) == ("card_error", "card_declined", decline_code)
+    failed = ok(client.http.get(f"/transactions/{error['transaction_id']}"))
+    assert failed["status"] == "failed"
+
+
+def test_held_for_review_is_not_approved(client: Client, anet: AuthnetTestServer) -> None:
+    response = client.pay("charge", "test-review-gw")
+    body = response.json()
+    assert response.status_code in (201, 202), response.text
+    assert body["status"] == "pending"
+    assert anet.state.transactions[body["provider_reference"]].status == "FDSPendingReview"
+
+
+def test_full_refund_before_settlement_is_a_void(client: Client, anet: AuthnetTestServer) -> None:
+    charged = ok(client.pay("charge", "gw-refund-void"), 201)
+    refunded = ok(client.post("refund", {"transaction_id": charged["id"]}))
+    assert (refunded["status"], refunded["amount_refunded"]) == ("refunded", 1099)
+    assert anet.state.transactions[charged["provider_reference"]].status == "voided"
+
+
+def test_partial_refund_before_settlement_is_refused(client: Client, anet: AuthnetTestServer) -> None:
+    charged = ok(client.pay("charge", "gw-refund-partial"), 201)
+    response = client.post("refund", {"transaction_id": charged["id"], "amount": 100})
+    assert response.status_code == 502, response.text
+    assert "settle" in response.json()["error"]["message"]
+    assert anet.state.transactions[charged["provider_reference"]].status == "capturedPendingSettlement"
+
+
+def test_refund_after_settlement(client: Client, anet: AuthnetTestServer) -> None:
+    charged = ok(client.pay("charge", "gw-refund-settled"), 201)
+    anet.settle()
+    refunded = ok(client.post("refund", {"transaction_id": charged["id"], "amount": 400}))
+    assert (refunded["status"], refunded["amount_refunded"]) == ("partially_refunded", 400)
+    refunds = [t for t in anet.state.transactions.values() if t.ref_trans_id == charged["provider_reference"]]
+    assert [(t.kind, t.amount) for t in refunds] == [("refundTransaction", Decimal(4))]
+
+
+def test_ambiguous_timeout_leaves_one_transaction_at_authorize_net(client: Client, anet: AuthnetTestServer) -> None:
+    key = new_key()
+    anet.fail_next("timeout")
+
+    body = ok(client.pay("charge", "gw-timeout", key=key), 201)
+
+    assert body["status"] == "captured"
+    invoice = reference_for(command_id(client.workspace, key))
+    assert [t.trans_id for t in anet.state.payments_with_invoice(invoice)] == [body["provider_reference"]]
+
+
+def test_duplicate_window_answer_resolves_to_the_original(client: Client, anet: AuthnetTestServer) -> None:
+    customer = ok(client.post("customers", {"email": "dup@example.com", "payment_method": opaque("gw-dup")}), 201)
+    key = new_key()
+    anet.fail_next("drop")
+    anet.lag_reports(1)  # the look-up misses it, so the adapter sends again and gets reason 11
+
+    body = ok(
+        client.post(
+            "charge", {"amount": 700, "currency": "usd", "payment_method": customer["default_payment_method"]}, key
+        ),
+        201,
+    )
+
+    invoice = reference_for(command_id(client.workspace, key))
+    assert [t.trans_id for t in anet.state.payments_with_invoice(invoice)] == [body["provider_reference"]]
+
+
+def opaque(value: str) -> dict[str, str]:
+    return {"data_descriptor": DESCRIPTOR, "data_value": value}
+
+
+def test_customer_profile_create_update_delete(client: Client, anet: AuthnetTestServer) -> None:
+    created = ok(client.post("customers", {"email": "ada@example.com", "payment_method": opaque("gw-cus")}), 201)
+    profile_id = created["provider_reference"]
+    assert (created["provider"], anet.state.profiles[profile_id].email) == ("authnet", "ada@example.com")
+    assert created["default_payment_method"].startswith(f"{profile_id}/")
+
+    charged = ok(
+        client.post("charge", {"amount": 250, "currency": "usd", "payment_method": created["default_payment_method"]}),
+        201,
+    )
+    assert (
+        anet.state.transactions[charged["provider_reference"]].payment_key
+        == f"profile:{created['default_payment_method']}"
+    )
+
+    ok(client.http.put(f"/customers/{created['id']}", json={"email": "ada@new.example"}))
+    assert anet.state.profiles[profile_id].email == "ada@new.example"
+
+    deleted = ok(client.http.delete(f"/customers/{created['id']}"))
+    assert deleted["deleted"] is True
+    assert profile_id not in anet.state.profiles
+
+
+def test_subscription_is_an_arb_subscription(client: Client, anet: AuthnetTestServer) -> None:
+    customer = ok(client.post("customers", {"email": "sub@example.com", "payment_method": opaque("gw-sub")}), 201)
+    body = {"customer_id": customer["id"], "amount": 1500, "currency": "usd", "interval": "month", "quantity": 2}
+
+    subscription = ok(client.post("subscriptions", body), 201)
+
+    assert (subscription["status"], subscription["provider"]) == ("active", "authnet")
+    stored = anet.state.subscriptions[subscription["provider_reference"]]
+    assert (stored.amount, stored.interval, stored.status) == (Decimal(30), (1, "months"), "active")
+
+    canceled = ok(client.post(f"subscriptions/{subscription['id']}/cancel", {}))
+    assert canceled["status"] == "canceled"
+    assert stored.status == "canceled"

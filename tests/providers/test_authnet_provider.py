@@ -1,0 +1,434 @@
+"""AuthorizeNetProvider against the Authorize.net test server over a real socket."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from payments_shared.providers.authnet.messages import reference_for
+from payments_shared.providers.authnet.provider import AuthorizeNetProvider
+from payments_shared.providers.port import (
+    CustomerRequest,
+    OpaqueData,
+    Outcome,
+    PaymentRef,
+    PaymentRequest,
+    ProviderResult,
+    SubscriptionChange,
+    SubscriptionRequest,
+)
+
+from tests.authnet_server import fixture
+from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer
+
+DESCRIPTOR = "COMMON.ACCEPT.INAPP.PAYMENT"
+CLIENT_TIMEOUT_S = fixture.CLIENT_TIMEOUT_S
+authnet_server = fixture.authnet_server
+authnet = fixture.authnet
+
+
+def opaque(value: str) -> OpaqueData:
+    return OpaqueData(DESCRIPTOR, value)
+
+
+def payment(key: str, value: str, amount: int = 1099, capture: bool = True) -> PaymentRequest:
+    return PaymentRequest(key, amount, "usd", opaque(value), capture=capture)
+
+
+def ref_of(result: ProviderResult, authorized: int, captured: int) -> PaymentRef:
+    assert result.reference is not None
+    return PaymentRef(result.reference, authorized, captured, "usd", dict(result.details))
+
+
+def server_transaction(server: AuthnetTestServer, result: ProviderResult):
+    assert result.reference is not None
+    return server.state.transactions[result.reference]
+
+
+async def test_charge_is_auth_capture_with_invoice_and_last_four(authnet, authnet_server):
+    result = await authnet.pay(payment("cmd-charge", "tok-charge"))
+
+    assert result.outcome is Outcome.APPROVED
+    assert result.amount == 1099
+    assert result.details["last4"] == "1111"
+    stored = server_transaction(authnet_server, result)
+    assert (stored.kind, stored.status, stored.amount) == (
+        "authCaptureTransaction",
+        "capturedPendingSettlement",
+        Decimal("10.99"),
+    )
+    assert stored.invoice_number == reference_for("cmd-charge")
+    assert len(stored.invoice_number) == 20
+
+
+async def test_authorize_then_partial_capture(authnet, authnet_server):
+    authorized = await authnet.pay(payment("cmd-auth", "tok-auth", amount=1000, capture=False))
+    assert authorized.outcome is Outcome.APPROVED
+    assert server_transaction(authnet_server, authorized).status == "authorizedPendingCapture"
+
+    captured = await authnet.capture(ref_of(authorized, 1000, 0), 600, "cmd-capture")
+
+    assert captured.outcome is Outcome.APPROVED
+    assert (captured.reference, captured.amount) == (authorized.reference, 600)
+    stored = server_transaction(authnet_server, authorized)
+    assert (stored.status, stored.settle_amount) == ("capturedPendingSettlement", Decimal("6.00"))
+
+
+async def test_capture_above_authorized_is_permanent(authnet):
+    authorized = await authnet.pay(payment("cmd-auth-small", "tok-auth-small", amount=500, capture=False))
+    result = await authnet.capture(ref_of(authorized, 500, 0), 900, "cmd-capture-big")
+    assert result.outcome is Outcome.PERMANENT
+    assert result.details["reason_code"] == "47"
+
+
+async def test_void_and_void_again(authnet, authnet_server):
+    authorized = await authnet.pay(payment("cmd-auth-v", "tok-auth-v", capture=False))
+
+    first = await authnet.void(ref_of(authorized, 1099, 0), "cmd-void")
+    again = await authnet.void(ref_of(authorized, 1099, 0), "cmd-void")
+
+    assert first.outcome is Outcome.APPROVED and again.outcome is Outcome.APPROVED
+    assert again.details["reason_code"] == "310"
+    assert server_transaction(authnet_server, authorized).status == "voided"
+
+
+@pytest.mark.parametrize(
+    ("value", "outcome", "decline_code"),
+    [
+        ("test-decline", Outcome.DECLINED, "generic_decline"),
+        ("test-reason-27", Outcome.DECLINED, "incorrect_address"),
+        ("test-reason-44", Outcome.DECLINED, "incorrect_cvc"),
+        ("test-reason-8", Outcome.DECLINED, "expired_card"),
+        ("test-reason-4", Outcome.DECLINED, "pickup_card"),
+        ("test-review", Outcome.PENDING_REVIEW, None),
+        ("test-error", Outcome.RETRYABLE, None),
+    ],
+)
+async def test_outcomes_of_the_answer(authnet, value, outcome, decline_code):
+    result = await authnet.pay(payment(f"cmd-{value}", value))
+    assert result.outcome is outcome
+    assert result.decline_code == decline_code
+    assert result.reference is not None or outcome is Outcome.RETRYABLE
+
+
+async def test_held_for_review_is_pending_with_the_transaction(authnet, authnet_server):
+    result = await authnet.pay(payment("cmd-review", "test-review-1"))
+    assert result.outcome is Outcome.PENDING_REVIEW
+    assert server_transaction(authnet_server, result).status == "FDSPendingReview"
+
+
+async def test_decline_control(authnet, authnet_server):
+    authnet_server.decline_next(2)
+    result = await authnet.pay(payment("cmd-forced-decline", "tok-forced"))
+    assert (result.outcome, result.decline_code) == (Outcome.DECLINED, "generic_decline")
+    assert server_transaction(authnet_server, result).status == "declined"
+
+
+async def test_full_refund_before_settlement_is_a_void(authnet, authnet_server):
+    charged = await authnet.pay(payment("cmd-charge-r1", "tok-r1"))
+
+    refunded = await authnet.refund(ref_of(charged, 1099, 1099), 1099, "cmd-refund-r1", None)
+
+    assert refunded.outcome is Outcome.APPROVED
+    assert refunded.details["refunded_by"] == "void"
+    assert refunded.amount == 1099
+    assert server_transaction(authnet_server, charged).status == "voided"
+
+
+async def test_partial_refund_before_settlement_is_refused(authnet, authnet_server):
+    charged = await authnet.pay(payment("cmd-charge-r2", "tok-r2"))
+
+    refunded = await authnet.refund(ref_of(charged, 1099, 1099), 500, "cmd-refund-r2", None)
+
+    assert refunded.outcome is Outcome.PERMANENT
+    assert refunded.message is not None and "settle" in refunded.message
+    assert server_transaction(authnet_server, charged).status == "capturedPendingSettlement"
+
+
+async def test_refunds_after_settlement_use_last_four_and_add_up(authnet, authnet_server):
+    charged = await authnet.pay(payment("cmd-charge-r3", "tok-r3-card-4242"))
+    authnet_server.settle()
+    original = ref_of(charged, 1099, 1099)
+    assert original.details["last4"] == "4242"
+
+    first = await authnet.refund(original, 600, "cmd-refund-r3a", "requested_by_customer")
+    second = await authnet.refund(original, 499, "cmd-refund-r3b", None)
+    too_much = await authnet.refund(original, 1, "cmd-refund-r3c", None)
+
+    assert first.outcome is Outcome.APPROVED and second.outcome is Outcome.APPROVED
+    assert first.reference != charged.reference and first.details["refund_of"] == charged.reference
+    refund = server_transaction(authnet_server, first)
+    assert (refund.kind, refund.status, refund.amount) == ("refundTransaction", "refundPendingSettlement", Decimal(6))
+    assert refund.invoice_number == reference_for("cmd-refund-r3a")
+    assert too_much.outcome is Outcome.PERMANENT and too_much.details["reason_code"] == "55"
+
+
+async def test_refund_without_kept_last_four_reads_it_from_the_details(authnet, authnet_server):
+    charged = await authnet.pay(payment("cmd-charge-r4", "tok-r4"))
+    authnet_server.settle()
+    bare = PaymentRef(charged.reference or "", 1099, 1099, "usd", {})
+    result = await authnet.refund(bare, 1099, "cmd-refund-r4", None)
+    assert result.outcome is Outcome.APPROVED
+
+
+@pytest.mark.parametrize("fault", ["timeout", "drop", "500"])
+async def test_ambiguous_end_is_looked_up_and_not_sent_again(authnet, authnet_server, fault):
+    authnet_server.fail_next(fault)
+
+    result = await authnet.pay(payment(f"cmd-ambiguous-{fault}", f"tok-ambiguous-{fault}"))
+
+    assert result.outcome is Outcome.APPROVED
+    assert result.details["recovered_by"] == "lookup"
+    invoice = reference_for(f"cmd-ambiguous-{fault}")
+    assert [t.trans_id for t in authnet_server.state.payments_with_invoice(invoice)] == [result.reference]
+    assert authnet_server.state.requests == [
+        "createTransactionRequest",
+        "getUnsettledTransactionListRequest",
+        "getTransactionDetailsRequest",
+    ]
+
+
+async def test_unanswered_request_that_did_nothing_is_sent_again(authnet, authnet_server):
+    authnet_server.fail_next("refuse500")
+
+    result = await authnet.pay(payment("cmd-refused-once", "tok-refused-once"))
+
+    assert result.outcome is Outcome.APPROVED
+    assert len(authnet_server.state.payments_with_invoice(reference_for("cmd-refused-once"))) == 1
+    # the refused attempt never reached the state; the look-up found nothing, so it was sent again
+    assert authnet_server.state.requests == ["getUnsettledTransactionListRequest", "createTransactionRequest"]
+
+
+async def test_persistent_5xx_is_retryable_and_the_retry_looks_up_first(authnet, authnet_server):
+    authnet_server.fail_next("500", times=1)
+    authnet_server.fail_next("refuse500", only=None, times=10)
+    first = await authnet.pay(payment("cmd-5xx", "tok-5xx"))
+    assert first.outcome is Outcome.RETRYABLE
+    authnet_server.state.requests.clear()
+    authnet_server._faults.clear()
+
+    second = await authnet.pay(payment("cmd-5xx", "tok-5xx"))
+
+    assert second.outcome is Outcome.APPROVED
+    assert authnet_server.state.requests[0] == "getUnsettledTransactionListRequest"
+    assert len(authnet_server.state.payments_with_invoice(reference_for("cmd-5xx"))) == 1
+
+
+async def test_duplicate_window_answer_resolves_to_the_original(authnet_server):
+    """A redelivered command reaching a fresh adapter (no memory of the first call) is answered reason 11."""
+    first_adapter = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, authnet_server.url, timeout_s=CLIENT_TIMEOUT_S)
+    second_adapter = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, authnet_server.url, timeout_s=CLIENT_TIMEOUT_S)
+    customer = await first_adapter.create_customer(
+        CustomerRequest("cus-dup", email="d@x.io", payment_method=opaque("t"))
+    )
+    token = customer.details["default_payment_method"]
+    request = PaymentRequest("cmd-dup", 2500, "usd", token, capture=True)
+
+    original = await first_adapter.pay(request)
+    repeated = await second_adapter.pay(request)
+
+    assert original.outcome is Outcome.APPROVED and repeated.outcome is Outcome.APPROVED
+    assert repeated.reference == original.reference
+    assert len(authnet_server.state.payments_with_invoice(reference_for("cmd-dup"))) == 1
+    assert "createTransactionRequest" in authnet_server.state.requests
+    await first_adapter.close()
+    await second_adapter.close()
+
+
+async def test_duplicate_answer_after_a_lagging_lookup_resolves_to_the_original(authnet, authnet_server):
+    """The look-up after a dropped connection misses the transaction (reporting lag): the resend is answered as a
+    duplicate (reason 11), which resolves to the original."""
+    customer = await authnet.create_customer(CustomerRequest("cus-lag", email="l@x.io", payment_method=opaque("t")))
+    request = PaymentRequest("cmd-lag", 700, "usd", customer.details["default_payment_method"], capture=True)
+    authnet_server.fail_next("drop")
+    authnet_server.lag_reports(1)
+
+    result = await authnet.pay(request)
+
+    assert result.outcome is Outcome.APPROVED
+    stored = authnet_server.state.payments_with_invoice(reference_for("cmd-lag"))
+    assert [t.trans_id for t in stored] == [result.reference]
+    assert authnet_server.state.requests[-4:] == [
+        "createTransactionRequest",
+        "getUnsettledTransactionListRequest",
+        "createTransactionRequest",
+        "getTransactionDetailsRequest",
+    ]
+
+
+async def test_reused_accept_token_resolves_to_the_original(authnet_server):
+    first_adapter = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, authnet_server.url, timeout_s=CLIENT_TIMEOUT_S)
+    second_adapter = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, authnet_server.url, timeout_s=CLIENT_TIMEOUT_S)
+    original = await first_adapter.pay(payment("cmd-token-again", "tok-once"))
+    repeated = await second_adapter.pay(payment("cmd-token-again", "tok-once"))
+    assert repeated.outcome is Outcome.APPROVED
+    assert repeated.reference == original.reference
+    await first_adapter.close()
+    await second_adapter.close()
+
+
+async def test_ambiguous_capture_checks_the_transaction(authnet, authnet_server):
+    authorized = await authnet.pay(payment("cmd-auth-c", "tok-auth-c", capture=False))
+    authnet_server.fail_next("drop")
+
+    captured = await authnet.capture(ref_of(authorized, 1099, 0), 1099, "cmd-capture-c")
+
+    assert captured.outcome is Outcome.APPROVED
+    assert captured.details["transaction_status"] == "capturedPendingSettlement"
+    assert authnet_server.state.requests[-1] == "getTransactionDetailsRequest"
+
+
+async def test_ambiguous_void_checks_the_transaction(authnet, authnet_server):
+    authorized = await authnet.pay(payment("cmd-auth-d", "tok-auth-d", capture=False))
+    authnet_server.fail_next("timeout")
+    voided = await authnet.void(ref_of(authorized, 1099, 0), "cmd-void-d")
+    assert voided.outcome is Outcome.APPROVED
+    assert server_transaction(authnet_server, authorized).status == "voided"
+
+
+async def test_wrong_credentials_are_permanent_and_logged_once_without_the_key(authnet_server, caplog):
+    adapter = AuthorizeNetProvider(LOGIN_ID, "WrongKey12345678", authnet_server.url, timeout_s=CLIENT_TIMEOUT_S)
+    with caplog.at_level(logging.INFO):
+        first = await adapter.pay(payment("cmd-auth-fail-1", "tok-af-1"))
+        second = await adapter.pay(payment("cmd-auth-fail-2", "tok-af-2"))
+    await adapter.close()
+
+    assert first.outcome is Outcome.PERMANENT and second.outcome is Outcome.PERMANENT
+    assert first.details["error_code"] == "E00007"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "WrongKey12345678" not in caplog.text and "WrongKey12345678" not in repr(adapter.__dict__)
+
+
+async def test_unreachable_server_is_retryable(authnet_server):
+    authnet_server.stop()
+    adapter = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, authnet_server.url, timeout_s=CLIENT_TIMEOUT_S)
+    result = await adapter.pay(payment("cmd-down", "tok-down"))
+    await adapter.close()
+    assert result.outcome is Outcome.RETRYABLE
+
+
+@pytest.mark.parametrize("method", ["4242 4242 4242 4242", "pm_card_visa", "12/34/56"])
+async def test_card_numbers_and_foreign_tokens_are_refused_before_any_call(authnet, authnet_server, method):
+    result = await authnet.pay(PaymentRequest("cmd-bad-method", 100, "usd", method, capture=True))
+    assert result.outcome is Outcome.PERMANENT
+    assert result.details["invalid_payment_method"] is True
+    assert "4242" not in (result.message or "")
+    assert authnet_server.state.requests == []
+
+
+async def test_customer_profile_create_charge_update_delete(authnet, authnet_server):
+    created = await authnet.create_customer(
+        CustomerRequest("cmd-cus", email="ada@example.com", name="Ada", payment_method=opaque("tok-cus"))
+    )
+    assert created.outcome is Outcome.APPROVED
+    profile = authnet_server.state.profiles[created.reference or ""]
+    assert (profile.email, profile.merchant_customer_id) == ("ada@example.com", reference_for("cmd-cus"))
+
+    again = await authnet.create_customer(
+        CustomerRequest("cmd-cus", email="ada@example.com", name="Ada", payment_method=opaque("tok-cus"))
+    )
+    assert again.reference == created.reference and len(authnet_server.state.profiles) == 1
+    assert again.details["default_payment_method"] == created.details["default_payment_method"]
+
+    bare_profile_id = created.details["payment_profile_id"]
+    charged = await authnet.pay(
+        PaymentRequest("cmd-cus-pay", 300, "usd", bare_profile_id, capture=True, customer_reference=created.reference)
+    )
+    assert charged.outcome is Outcome.APPROVED
+
+    updated = await authnet.update_customer(
+        created.reference or "", CustomerRequest("cmd-cus-upd", email="ada@new.example", payment_method=opaque("tok-2"))
+    )
+    assert updated.outcome is Outcome.APPROVED
+    assert profile.email == "ada@new.example" and len(profile.payment_profiles) == 2
+    # updateCustomerProfile replaces every field: the ones not changed were read and sent again
+    assert (profile.description, profile.merchant_customer_id) == ("Ada", reference_for("cmd-cus"))
+
+    deleted = await authnet.delete_customer(created.reference or "", "cmd-cus-del")
+    deleted_again = await authnet.delete_customer(created.reference or "", "cmd-cus-del")
+    assert deleted.outcome is Outcome.APPROVED and deleted_again.details["already_deleted"] is True
+    assert authnet_server.state.profiles == {}
+
+
+async def test_update_of_unknown_customer_is_permanent(authnet):
+    result = await authnet.update_customer("999", CustomerRequest("cmd-upd-unknown", email="x@y.io"))
+    assert result.outcome is Outcome.PERMANENT
+    assert result.details["error_code"] == "E00040"
+
+
+async def subscribed_customer(authnet: AuthorizeNetProvider, key: str) -> str:
+    customer = await authnet.create_customer(CustomerRequest(key, email=f"{key}@x.io", payment_method=opaque(key)))
+    return str(customer.details["default_payment_method"])
+
+
+def monthly(key: str, method: str, **extra) -> SubscriptionRequest:
+    return SubscriptionRequest(key, None, 500, "usd", "month", 1, 2, payment_method=method, **extra)
+
+
+async def test_subscription_create_is_arb_and_a_resend_finds_the_first(authnet, authnet_server):
+    method = await subscribed_customer(authnet, "cus-sub")
+
+    created = await authnet.create_subscription(monthly("cmd-sub", method))
+    again = await authnet.create_subscription(monthly("cmd-sub", method))
+
+    assert created.outcome is Outcome.APPROVED and created.details["status"] == "active"
+    assert again.reference == created.reference
+    stored = authnet_server.state.subscriptions[created.reference or ""]
+    assert (stored.amount, stored.interval, stored.invoice_number) == (
+        Decimal(10),
+        (1, "months"),
+        reference_for("cmd-sub"),
+    )
+    assert len(authnet_server.state.subscriptions) == 1
+
+
+async def test_subscription_trial_starts_later(authnet, authnet_server):
+    method = await subscribed_customer(authnet, "cus-trial")
+    created = await authnet.create_subscription(monthly("cmd-trial", method, trial_days=14))
+    assert created.details["status"] == "trialing"
+    assert authnet_server.state.subscriptions[created.reference or ""].start_date > date.today().isoformat()
+
+
+async def test_subscription_update_amount_and_quantity(authnet, authnet_server):
+    method = await subscribed_customer(authnet, "cus-upd")
+    created = await authnet.create_subscription(monthly("cmd-sub-upd", method))
+    stored = authnet_server.state.subscriptions[created.reference or ""]
+
+    more = await authnet.update_subscription(created.reference or "", SubscriptionChange("cmd-q", quantity=3))
+    assert (more.outcome, stored.amount) == (Outcome.APPROVED, Decimal(15))
+    pricier = await authnet.update_subscription(created.reference or "", SubscriptionChange("cmd-a", amount=700))
+    assert (pricier.outcome, stored.amount) == (Outcome.APPROVED, Decimal(21))
+    at_end = await authnet.update_subscription(
+        created.reference or "", SubscriptionChange("cmd-e", cancel_at_period_end=True)
+    )
+    assert at_end.outcome is Outcome.PERMANENT and at_end.details["unsupported"] is True
+
+
+async def test_subscription_cancel_now_and_again(authnet, authnet_server):
+    method = await subscribed_customer(authnet, "cus-cancel")
+    created = await authnet.create_subscription(monthly("cmd-sub-c", method))
+
+    canceled = await authnet.cancel_subscription(created.reference or "", False, "cmd-cancel")
+    again = await authnet.cancel_subscription(created.reference or "", False, "cmd-cancel")
+    at_period_end = await authnet.cancel_subscription(created.reference or "", True, "cmd-cancel-end")
+
+    assert canceled.details["status"] == "canceled" and again.outcome is Outcome.APPROVED
+    assert authnet_server.state.subscriptions[created.reference or ""].status == "canceled"
+    assert at_period_end.details["unsupported"] is True
+
+
+@pytest.mark.parametrize(
+    ("request_", "param"),
+    [
+        (SubscriptionRequest("s1", "1", 500, "usd", "day", 3, 1, payment_method="1/2"), "interval_count"),
+        (SubscriptionRequest("s2", "1", 500, "usd", "month", 1, 1, payment_method=opaque("x")), "payment_method"),
+        (SubscriptionRequest("s3", "1", 500, "usd", "month", 1, 1, price="price_123"), "price"),
+    ],
+)
+async def test_subscriptions_arb_cannot_take_are_invalid_params(authnet, authnet_server, request_, param):
+    result = await authnet.create_subscription(request_)
+    assert result.outcome is Outcome.PERMANENT and result.details["invalid_param"] == param
+    assert authnet_server.state.requests == []
