@@ -1,0 +1,64 @@
+"""What every billing command handler works with: the streams, the providers by name, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from payments_shared.errors import invalid
+from payments_shared.messages import utc_now_iso
+from payments_shared.providers.port import BillingProvider, OpaqueData, PaymentMethod
+
+from payments_billing.streams import Origin, Streams
+
+
+@dataclass(frozen=True)
+class BillingContext:
+    streams: Streams
+    providers: Mapping[str, BillingProvider]
+    default_provider: str
+
+    def provider(self, name: str | None) -> BillingProvider:
+        chosen = name or self.default_provider
+        provider = self.providers.get(chosen)
+        if provider is None:
+            raise invalid(f"The {chosen} provider is not configured on this server.", param="provider")
+        return provider
+
+
+@dataclass(frozen=True)
+class Call:
+    """One command being handled: where it came from, its payload, and the time it is handled at."""
+
+    origin: Origin
+    now: str
+
+    @classmethod
+    def of(cls, origin: Origin) -> Call:
+        return cls(origin, utc_now_iso())
+
+    @property
+    def payload(self) -> Mapping[str, Any]:
+        return self.origin.command.payload
+
+    @property
+    def workspace(self) -> str:
+        return self.origin.command.workspace
+
+    @property
+    def command_id(self) -> str:
+        return self.origin.command.command_id
+
+
+def payment_method(value: Any) -> PaymentMethod | None:
+    """A payload's payment method: a token, Accept.js opaque data, or none."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return OpaqueData(str(value["data_descriptor"]), str(value["data_value"]))
+    raise invalid("payment_method must be a token or opaque data.", param="payment_method")
+
+
+def string_map(value: Any) -> dict[str, str]:
+    return {str(key): str(item) for key, item in (value or {}).items()}

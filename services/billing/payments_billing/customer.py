@@ -1,0 +1,191 @@
+"""The customer: its fold and the decisions about it (pure: no I/O, the clock and the provider's answers are
+inputs).
+
+Stream `customer-{id}`: `CustomerCreated` (the whole customer), `CustomerUpdated` (the changed fields with their
+new values; `metadata` already merged), `CustomerDeleted`. A deleted customer, or one of another workspace, is
+"not found" for every command, while its events stay in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from payments_shared.errors import conflict, invalid, not_found
+
+from payments_billing.events import DomainEvent, StoredEvent
+
+CREATED = "CustomerCreated"
+UPDATED = "CustomerUpdated"
+DELETED = "CustomerDeleted"
+
+# Fields a PUT may change (besides `metadata`, merged, and `payment_method`, which sets the default).
+PLAIN_FIELDS = ("email", "name", "phone", "description")
+
+
+def stream_name(customer_id: str) -> str:
+    return f"customer-{customer_id}"
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    workspace: str
+    email: str | None
+    provider: str
+    created_at: str
+    updated_at: str
+    name: str | None = None
+    phone: str | None = None
+    description: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    provider_reference: str | None = None
+    default_payment_method: str | None = None
+    deleted: bool = False
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "customer",
+            "email": self.email,
+            "name": self.name,
+            "phone": self.phone,
+            "description": self.description,
+            "metadata": dict(self.metadata),
+            "provider": self.provider,
+            "provider_reference": self.provider_reference,
+            "default_payment_method": self.default_payment_method,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class NewCustomer:
+    """What a create command asks for, with what the provider answered."""
+
+    id: str
+    workspace: str
+    email: str | None
+    provider: str
+    name: str | None = None
+    phone: str | None = None
+    description: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    provider_reference: str | None = None
+    default_payment_method: str | None = None
+
+
+@dataclass(frozen=True)
+class CustomerChanges:
+    """A PUT: only the fields present in the request (`fields` holds email/name/phone/description)."""
+
+    fields: Mapping[str, str | None] = field(default_factory=dict)
+    metadata: Mapping[str, str] | None = None  # merged; a key set to "" is removed (as Stripe does)
+    provider: str | None = None  # may only repeat the customer's provider
+    default_payment_method: str | None = None
+
+
+def fold(events: Iterable[StoredEvent]) -> Customer | None:
+    customer: Customer | None = None
+    for event in events:
+        customer = evolve(customer, event)
+    return customer
+
+
+def evolve(customer: Customer | None, event: StoredEvent) -> Customer | None:
+    data = event.data
+    if event.type == CREATED:
+        return Customer(
+            id=data["id"],
+            workspace=data["workspace"],
+            email=data.get("email"),
+            name=data.get("name"),
+            phone=data.get("phone"),
+            description=data.get("description"),
+            metadata=dict(data.get("metadata") or {}),
+            provider=data["provider"],
+            provider_reference=data.get("provider_reference"),
+            default_payment_method=data.get("default_payment_method"),
+            created_at=data["created_at"],
+            updated_at=data["created_at"],
+        )
+    if customer is None:
+        return None
+    if event.type == UPDATED:
+        changes = dict(data.get("changes") or {})
+        return replace(customer, **changes, updated_at=data["updated_at"])
+    if event.type == DELETED:
+        return replace(customer, deleted=True, updated_at=data["deleted_at"])
+    return customer  # an event type this version does not know changes nothing
+
+
+def visible(customer: Customer | None, workspace: str) -> Customer:
+    """The customer as `workspace` may see it; a deleted one or another workspace's is "not found"."""
+    if customer is None or customer.deleted or customer.workspace != workspace:
+        raise not_found("customer")
+    return customer
+
+
+def decide_create(existing: Customer | None, new: NewCustomer, now: str) -> DomainEvent:
+    if existing is not None:
+        raise conflict(f"Customer {new.id} already exists.")
+    data: dict[str, Any] = {
+        "id": new.id,
+        "workspace": new.workspace,
+        "email": new.email,
+        "name": new.name,
+        "phone": new.phone,
+        "description": new.description,
+        "metadata": dict(new.metadata),
+        "provider": new.provider,
+        "provider_reference": new.provider_reference,
+        "default_payment_method": new.default_payment_method,
+        "created_at": now,
+    }
+    return DomainEvent(CREATED, data)
+
+
+def check_update(customer: Customer | None, workspace: str, changes: CustomerChanges) -> Customer:
+    """Refuse what no provider call should be made for: an unknown customer, a change of provider."""
+    current = visible(customer, workspace)
+    if changes.provider is not None and changes.provider != current.provider:
+        raise invalid("A customer's provider cannot be changed.", param="provider")
+    return current
+
+
+def merged_metadata(current: Mapping[str, str], update: Mapping[str, str]) -> dict[str, str]:
+    merged = dict(current)
+    for key, value in update.items():
+        if value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def decide_update(customer: Customer | None, workspace: str, changes: CustomerChanges, now: str) -> DomainEvent:
+    current = check_update(customer, workspace, changes)
+    new_values: dict[str, Any] = {name: value for name, value in changes.fields.items() if name in PLAIN_FIELDS}
+    if changes.metadata is not None:
+        new_values["metadata"] = merged_metadata(current.metadata, changes.metadata)
+    if changes.default_payment_method is not None:
+        new_values["default_payment_method"] = changes.default_payment_method
+    return DomainEvent(UPDATED, {"changes": new_values, "updated_at": now})
+
+
+def decide_delete(customer: Customer | None, workspace: str, now: str) -> DomainEvent:
+    visible(customer, workspace)
+    return DomainEvent(DELETED, {"deleted_at": now})
+
+
+def decide_reported_deletion(customer: Customer | None, workspace: str, now: str) -> DomainEvent | None:
+    """The provider reports the customer deleted (a webhook): recorded once, ignored when already deleted."""
+    if customer is None or customer.workspace != workspace or customer.deleted:
+        return None
+    return DomainEvent(DELETED, {"deleted_at": now, "reported_by_provider": True})
+
+
+def deleted_reply(customer_id: str) -> dict[str, Any]:
+    return {"id": customer_id, "object": "customer", "deleted": True}

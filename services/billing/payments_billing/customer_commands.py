@@ -1,0 +1,117 @@
+"""The customer commands: create, get, update (merge), delete. Each loads the stream, asks the domain, calls the
+customer's provider with the command id as idempotency key, appends what was decided and replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from payments_shared.messages import Reply
+from payments_shared.providers.port import CustomerRequest, ProviderResult
+
+from payments_billing import customer as domain
+from payments_billing.context import BillingContext, Call, payment_method, string_map
+from payments_billing.outcomes import require_success
+from payments_billing.references import Linked, link
+from payments_billing.streams import Loaded
+
+CUSTOMER_FIELDS = ("email", "name", "phone", "description")
+
+
+async def load(context: BillingContext, customer_id: str) -> Loaded[domain.Customer]:
+    return await context.streams.load(domain.stream_name(customer_id), domain.fold)
+
+
+def default_method(result: ProviderResult, requested: Any) -> str | None:
+    """The provider's id for the default payment method (a payment profile id), else the token given."""
+    chosen = result.details.get("default_payment_method")
+    if isinstance(chosen, str):
+        return chosen
+    return requested if isinstance(requested, str) else None
+
+
+def customer_request(call: Call) -> CustomerRequest:
+    payload = call.payload
+    return CustomerRequest(
+        idempotency_key=call.command_id,
+        email=payload.get("email"),
+        name=payload.get("name"),
+        phone=payload.get("phone"),
+        description=payload.get("description"),
+        metadata=string_map(payload.get("metadata")),
+        payment_method=payment_method(payload.get("payment_method")),
+    )
+
+
+async def create_customer(context: BillingContext, call: Call) -> Reply:
+    customer_id = str(call.payload["customer_id"])
+    loaded = await load(context, customer_id)
+    if loaded.applied(call.command_id) and loaded.state is not None:
+        return Reply(status=201, body=loaded.state.to_api())
+    provider = context.provider(call.payload.get("provider"))
+    result = require_success(provider.name, await provider.create_customer(customer_request(call)))
+    new = domain.NewCustomer(
+        id=customer_id,
+        workspace=call.workspace,
+        email=call.payload.get("email"),
+        name=call.payload.get("name"),
+        phone=call.payload.get("phone"),
+        description=call.payload.get("description"),
+        metadata=string_map(call.payload.get("metadata")),
+        provider=provider.name,
+        provider_reference=result.reference,
+        default_payment_method=default_method(result, call.payload.get("payment_method")),
+    )
+    event = domain.decide_create(loaded.state, new, call.now)
+    if result.reference:
+        linked = Linked(customer_id, call.workspace)
+        await link(context.streams, "customer", provider.name, result.reference, linked, call.origin)
+    await context.streams.append(domain.stream_name(customer_id), event, loaded.version, call.origin)
+    created = domain.evolve(None, event)
+    assert created is not None
+    return Reply(status=201, body=created.to_api())
+
+
+async def get_customer(context: BillingContext, call: Call) -> Reply:
+    loaded = await load(context, str(call.payload["customer_id"]))
+    return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
+
+
+def changes_of(payload: dict[str, Any], default_payment_method: str | None) -> domain.CustomerChanges:
+    return domain.CustomerChanges(
+        fields={name: payload[name] for name in CUSTOMER_FIELDS if name in payload},
+        metadata=string_map(payload["metadata"]) if "metadata" in payload else None,
+        provider=payload.get("provider"),
+        default_payment_method=default_payment_method,
+    )
+
+
+async def update_customer(context: BillingContext, call: Call) -> Reply:
+    customer_id = str(call.payload["customer_id"])
+    loaded = await load(context, customer_id)
+    if loaded.applied(call.command_id):
+        return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
+    current = domain.check_update(loaded.state, call.workspace, changes_of(dict(call.payload), None))
+    provider = context.provider(current.provider)
+    result = await provider.update_customer(current.provider_reference or "", customer_request(call))
+    result = require_success(provider.name, result)
+    requested_method = call.payload.get("payment_method")
+    chosen_method = default_method(result, requested_method) if requested_method is not None else None
+    event = domain.decide_update(loaded.state, call.workspace, changes_of(dict(call.payload), chosen_method), call.now)
+    await context.streams.append(domain.stream_name(customer_id), event, loaded.version, call.origin)
+    updated = domain.evolve(current, event)
+    assert updated is not None
+    return Reply(status=200, body=updated.to_api())
+
+
+async def delete_customer(context: BillingContext, call: Call) -> Reply:
+    customer_id = str(call.payload["customer_id"])
+    loaded = await load(context, customer_id)
+    if loaded.applied(call.command_id):
+        return Reply(status=200, body=domain.deleted_reply(customer_id))
+    current = domain.visible(loaded.state, call.workspace)
+    if current.provider_reference:
+        provider = context.provider(current.provider)
+        require_success(provider.name, await provider.delete_customer(current.provider_reference, call.command_id))
+    event = domain.decide_delete(loaded.state, call.workspace, call.now)
+    await context.streams.append(domain.stream_name(customer_id), event, loaded.version, call.origin)
+    return Reply(status=200, body=domain.deleted_reply(customer_id))

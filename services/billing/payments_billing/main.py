@@ -1,0 +1,54 @@
+"""Composition: the billing worker on a broker and an event store, with the providers the registry built.
+Used by the billing process (`__main__`) and by the embedded runner alike."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from payments_shared.broker.port import Broker
+from payments_shared.eventstore.port import EventStore
+from payments_shared.idempotency import IdempotencyGuard
+from payments_shared.messages import BILLING_QUEUE
+
+from payments_billing.context import BillingContext
+from payments_billing.providers import billing_providers
+from payments_billing.streams import Streams
+from payments_billing.worker import BillingWorker
+
+logger = logging.getLogger(__name__)
+
+
+class BillingConfig(Protocol):
+    """What the worker reads from settings (`BillingSettings`, or the embedded runner's own settings)."""
+
+    @property
+    def payments_default_provider(self) -> str: ...
+
+    @property
+    def in_flight_window_s(self) -> float: ...
+
+
+def build_worker(store: EventStore, providers: Mapping[str, Any], settings: BillingConfig) -> BillingWorker:
+    context = BillingContext(Streams(store), billing_providers(providers), settings.payments_default_provider)
+    return BillingWorker(context, IdempotencyGuard(store, settings.in_flight_window_s))
+
+
+async def start_billing(
+    broker: Broker,
+    store: EventStore,
+    providers: Mapping[str, Any],
+    settings: BillingConfig,
+    *,
+    recover_min_age_s: float | None = None,
+) -> BillingWorker:
+    """Finish the changes a previous run accepted and did not answer, then consume `BILLING_QUEUE`; returns once
+    the consumer is registered (closing the broker stops it). Embedded mode passes `recover_min_age_s=0` (no other
+    worker can be running); services mode keeps the in-flight window, leaving younger ones to their worker."""
+    worker = build_worker(store, providers, settings)
+    min_age_s = settings.in_flight_window_s if recover_min_age_s is None else recover_min_age_s
+    recovered = await worker.recover(min_age_s)
+    await broker.consume(BILLING_QUEUE, worker.handle)
+    logger.info("billing worker consuming", extra={"queue": BILLING_QUEUE, "recovered": recovered})
+    return worker

@@ -1,0 +1,49 @@
+"""What a provider's answer means for a billing command: carry on, or which API.md error to reply."""
+
+from __future__ import annotations
+
+from payments_shared.errors import ApiError, invalid
+from payments_shared.providers.port import Outcome, ProviderResult
+
+RETRY_AFTER_S = 2.0
+
+
+def unsupported(provider: str, result: ProviderResult) -> ApiError:
+    message = result.message or f"The {provider} provider does not support this operation."
+    return ApiError("invalid_request_error", message, code="provider_unsupported")
+
+
+def provider_error(provider: str, result: ProviderResult) -> ApiError:
+    """The error for any result that is not a success the command can record."""
+    if result.details.get("unsupported"):
+        return unsupported(provider, result)
+    param = result.details.get("invalid_param")
+    if isinstance(param, str):
+        return invalid(result.message or f"Invalid {param}.", param=param)
+    if result.outcome in (Outcome.RETRYABLE, Outcome.UNAVAILABLE):
+        return ApiError(
+            "provider_unavailable",
+            result.message or f"The {provider} provider is unavailable; retry later.",
+            retry_after=result.retry_after or RETRY_AFTER_S,
+        )
+    if result.outcome is Outcome.DECLINED:
+        return ApiError(
+            "card_error",
+            result.message or "The card was declined.",
+            code="card_declined",
+            decline_code=result.decline_code or "generic_decline",
+        )
+    if result.outcome is Outcome.REQUIRES_ACTION:
+        return ApiError("card_error", "The payment method requires authentication.", code="authentication_required")
+    return ApiError("provider_error", result.message or f"The {provider} provider answered with an error.")
+
+
+def require_success(provider: str, result: ProviderResult) -> ProviderResult:
+    if result.outcome is Outcome.APPROVED and not result.details.get("unsupported"):
+        return result
+    raise provider_error(provider, result)
+
+
+def starts_incomplete(result: ProviderResult) -> bool:
+    """A subscription whose first invoice was declined or needs authentication exists, `incomplete`."""
+    return result.outcome in (Outcome.DECLINED, Outcome.REQUIRES_ACTION) and not result.details.get("invalid_param")

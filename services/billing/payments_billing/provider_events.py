@@ -1,0 +1,75 @@
+"""What a provider's webhook event says about a customer or subscription (pure): which object, by the provider's
+id, and what it reports. Events about anything else are None (recorded by webhook-ingest, ignored here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from payments_shared.providers.stripe_results import object_id, subscription_result
+
+from payments_billing.times import reported_periods
+
+SUBSCRIPTION = "subscription"
+CUSTOMER = "customer"
+REPORTED_FIELDS = ("status", "cancel_at_period_end", "quantity")
+# Invoice outcomes → the subscription's status (Stripe: an unpaid renewal makes it past_due until paid).
+INVOICE_STATUS = {
+    "invoice.paid": "active",
+    "invoice.payment_succeeded": "active",
+    "invoice.payment_failed": "past_due",
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    kind: str  # SUBSCRIPTION | CUSTOMER
+    provider: str
+    reference: str
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    deleted: bool = False
+
+
+def interpret(payload: Mapping[str, Any]) -> Report | None:
+    provider = str(payload.get("provider") or "")
+    event_type = str(payload.get("event_type") or "")
+    found = payload.get("object")
+    obj: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    if provider == "stripe":
+        return _stripe(event_type, obj)
+    if provider == "authnet":
+        return _authnet(event_type, obj)
+    return None
+
+
+def _stripe(event_type: str, obj: Mapping[str, Any]) -> Report | None:
+    if event_type.startswith("customer.subscription.") and isinstance(obj.get("id"), str):
+        details = subscription_result(obj).details
+        changes = {name: details[name] for name in REPORTED_FIELDS if name in details}
+        changes.update(reported_periods(details))
+        if event_type == "customer.subscription.deleted":
+            changes["status"] = "canceled"
+        return Report(SUBSCRIPTION, "stripe", str(obj["id"]), changes)
+    if event_type in INVOICE_STATUS:
+        reference = _invoice_subscription(obj)
+        return Report(SUBSCRIPTION, "stripe", reference, {"status": INVOICE_STATUS[event_type]}) if reference else None
+    if event_type == "customer.deleted" and isinstance(obj.get("id"), str):
+        return Report(CUSTOMER, "stripe", str(obj["id"]), deleted=True)
+    return None
+
+
+def _invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
+    """The invoice's subscription: `subscription` (older API versions) or `parent.subscription_details`."""
+    direct = object_id(invoice.get("subscription"))
+    if direct:
+        return direct
+    parent = invoice.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
+    return object_id(details.get("subscription")) if isinstance(details, Mapping) else None
+
+
+def _authnet(event_type: str, obj: Mapping[str, Any]) -> Report | None:
+    if event_type == "net.authorize.customer.deleted" and obj.get("id") is not None:
+        return Report(CUSTOMER, "authnet", str(obj["id"]), deleted=True)
+    return None

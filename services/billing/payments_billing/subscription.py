@@ -1,0 +1,258 @@
+"""The subscription: its fold, its status machine and the decisions about it (pure: no I/O; the clock and the
+provider's answers are inputs).
+
+Stream `subscription-{id}`: `SubscriptionCreated` (the whole subscription), `SubscriptionUpdated` (changed fields
+with their new values), `SubscriptionCancelScheduled` (cancel at period end), `SubscriptionCanceled`
+(immediately), `SubscriptionStatusChanged` (what the provider reports later through webhooks: renewals, failed
+invoices). Nothing changes a canceled subscription: every change is a 409, every later report is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from payments_shared.errors import conflict, invalid, not_found
+
+from payments_billing.customer import merged_metadata
+from payments_billing.events import DomainEvent, StoredEvent
+
+CREATED = "SubscriptionCreated"
+UPDATED = "SubscriptionUpdated"
+CANCEL_SCHEDULED = "SubscriptionCancelScheduled"
+CANCELED = "SubscriptionCanceled"
+STATUS_CHANGED = "SubscriptionStatusChanged"
+
+INCOMPLETE: Final = "incomplete"
+TRIALING: Final = "trialing"
+ACTIVE: Final = "active"
+PAST_DUE: Final = "past_due"
+UNPAID: Final = "unpaid"
+CANCELED_STATUS: Final = "canceled"
+STATUSES = (INCOMPLETE, TRIALING, ACTIVE, PAST_DUE, UNPAID, CANCELED_STATUS)
+
+# The only moves between statuses (a status "moving" to itself is no move at all).
+MOVES: Mapping[str, frozenset[str]] = {
+    INCOMPLETE: frozenset({ACTIVE, CANCELED_STATUS}),
+    TRIALING: frozenset({ACTIVE, PAST_DUE, UNPAID, CANCELED_STATUS}),
+    ACTIVE: frozenset({PAST_DUE, UNPAID, CANCELED_STATUS}),
+    PAST_DUE: frozenset({ACTIVE, UNPAID, CANCELED_STATUS}),
+    UNPAID: frozenset({ACTIVE, CANCELED_STATUS}),
+    CANCELED_STATUS: frozenset(),
+}
+
+# Fields a change may carry (the provider's answer may add `status` and the period bounds).
+CHANGEABLE = (
+    "quantity",
+    "amount",
+    "currency",
+    "interval",
+    "interval_count",
+    "price",
+    "cancel_at_period_end",
+    "metadata",
+    "status",
+    "current_period_start",
+    "current_period_end",
+)
+
+
+# What a provider's report may change.
+REPORTED = ("status", "current_period_start", "current_period_end", "cancel_at_period_end", "quantity")
+
+
+def stream_name(subscription_id: str) -> str:
+    return f"subscription-{subscription_id}"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    workspace: str
+    customer_id: str
+    status: str
+    amount: int
+    currency: str
+    interval: str
+    interval_count: int
+    quantity: int
+    current_period_start: str | None
+    current_period_end: str | None
+    provider: str
+    created_at: str
+    updated_at: str
+    price: str | None = None
+    trial_end: str | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: str | None = None
+    provider_reference: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    provider_event_at: str | None = None  # the provider's time of the latest report applied (not shown)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "subscription",
+            "customer_id": self.customer_id,
+            "status": self.status,
+            "amount": self.amount,
+            "currency": self.currency,
+            "interval": self.interval,
+            "interval_count": self.interval_count,
+            "quantity": self.quantity,
+            "price": self.price,
+            "current_period_start": self.current_period_start,
+            "current_period_end": self.current_period_end,
+            "trial_end": self.trial_end,
+            "cancel_at_period_end": self.cancel_at_period_end,
+            "canceled_at": self.canceled_at,
+            "provider": self.provider,
+            "provider_reference": self.provider_reference,
+            "metadata": dict(self.metadata),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class NewSubscription:
+    """A create command with the provider's answer folded in (status, periods, reference)."""
+
+    id: str
+    workspace: str
+    customer_id: str
+    status: str
+    amount: int
+    currency: str
+    interval: str
+    interval_count: int
+    quantity: int
+    provider: str
+    current_period_start: str | None
+    current_period_end: str | None
+    price: str | None = None
+    trial_end: str | None = None
+    provider_reference: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubscriptionChanges:
+    """A PUT with the provider's answer: only the fields present (see CHANGEABLE); metadata is merged."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+def fold(events: Iterable[StoredEvent]) -> Subscription | None:
+    subscription: Subscription | None = None
+    for event in events:
+        subscription = evolve(subscription, event)
+    return subscription
+
+
+def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscription | None:
+    data = event.data
+    if event.type == CREATED:
+        fields = {name: data[name] for name in NewSubscription.__dataclass_fields__ if name in data}
+        fields["metadata"] = dict(data.get("metadata") or {})
+        return Subscription(**fields, created_at=data["created_at"], updated_at=data["created_at"])
+    if subscription is None:
+        return None
+    if event.type == UPDATED:
+        return replace(subscription, **dict(data.get("changes") or {}), updated_at=data["updated_at"])
+    if event.type == STATUS_CHANGED:
+        changes = dict(data.get("changes") or {})
+        return replace(
+            subscription, **changes, updated_at=data["updated_at"], provider_event_at=data["provider_created"]
+        )
+    if event.type == CANCEL_SCHEDULED:
+        return replace(subscription, cancel_at_period_end=True, updated_at=data["updated_at"])
+    if event.type == CANCELED:
+        return replace(
+            subscription,
+            status=CANCELED_STATUS,
+            canceled_at=data["canceled_at"],
+            cancel_at_period_end=False,
+            updated_at=data["canceled_at"],
+            provider_event_at=data.get("provider_created", subscription.provider_event_at),
+        )
+    return subscription
+
+
+def visible(subscription: Subscription | None, workspace: str) -> Subscription:
+    if subscription is None or subscription.workspace != workspace:
+        raise not_found("subscription")
+    return subscription
+
+
+def changeable(subscription: Subscription | None, workspace: str) -> Subscription:
+    """The subscription if it may still change: not found → 404, canceled → 409."""
+    current = visible(subscription, workspace)
+    if current.status == CANCELED_STATUS:
+        message = f"Subscription {current.id} is canceled: it cannot change any more."
+        raise conflict(message, code="subscription_canceled")
+    return current
+
+
+def check_move(current: str, new: str) -> None:
+    if new not in STATUSES:
+        raise invalid(f"Unknown subscription status {new!r}.", param="status")
+    if new != current and new not in MOVES[current]:
+        raise conflict(f"A subscription cannot go from {current} to {new}.", code="invalid_status_transition")
+
+
+def decide_create(existing: Subscription | None, new: NewSubscription, now: str) -> DomainEvent:
+    if existing is not None:
+        raise conflict(f"Subscription {new.id} already exists.")
+    if new.status not in STATUSES or new.status == CANCELED_STATUS:
+        raise invalid(f"A subscription cannot start as {new.status!r}.", param="status")
+    data = {name: getattr(new, name) for name in NewSubscription.__dataclass_fields__}
+    data["metadata"] = dict(new.metadata)
+    data["created_at"] = now
+    return DomainEvent(CREATED, data)
+
+
+def decide_update(
+    subscription: Subscription | None, workspace: str, changes: SubscriptionChanges, now: str
+) -> DomainEvent:
+    current = changeable(subscription, workspace)
+    values = {name: value for name, value in changes.values.items() if name in CHANGEABLE}
+    if "status" in values:
+        check_move(current.status, values["status"])
+    if "metadata" in values:
+        values["metadata"] = merged_metadata(current.metadata, values["metadata"])
+    return DomainEvent(UPDATED, {"changes": values, "updated_at": now})
+
+
+def decide_cancel(subscription: Subscription | None, workspace: str, at_period_end: bool, now: str) -> DomainEvent:
+    changeable(subscription, workspace)
+    if at_period_end:
+        return DomainEvent(CANCEL_SCHEDULED, {"cancel_at_period_end": True, "updated_at": now})
+    return DomainEvent(CANCELED, {"canceled_at": now})
+
+
+def decide_reported(
+    subscription: Subscription | None, workspace: str, reported: Mapping[str, Any], provider_created: str, now: str
+) -> DomainEvent | None:
+    """What the provider reports later (a webhook: renewal, failed invoice, cancellation), as the event to record,
+    or None when there is nothing to record: no change, a report older than one already applied (reports apply in
+    the provider's own order), a move the status machine forbids, or a subscription already canceled."""
+    current = visible(subscription, workspace)
+    if current.status == CANCELED_STATUS:
+        return None
+    if current.provider_event_at is not None and provider_created < current.provider_event_at:
+        return None
+    status = reported.get("status", current.status)
+    if status not in STATUSES or (status != current.status and status not in MOVES[current.status]):
+        return None
+    if status == CANCELED_STATUS:
+        return DomainEvent(CANCELED, {"canceled_at": now, "provider_created": provider_created})
+    changes: dict[str, Any] = {
+        name: value
+        for name, value in reported.items()
+        if name in REPORTED and value is not None and value != getattr(current, name)
+    }
+    if not changes:
+        return None
+    return DomainEvent(STATUS_CHANGED, {"changes": changes, "updated_at": now, "provider_created": provider_created})

@@ -1,0 +1,202 @@
+"""The subscription commands: create (on the customer's provider), get, update, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from payments_shared.errors import ApiError, invalid
+from payments_shared.messages import Reply
+from payments_shared.providers.port import Outcome, ProviderResult, SubscriptionChange, SubscriptionRequest
+
+from payments_billing import customer as customers
+from payments_billing import periods
+from payments_billing import subscription as domain
+from payments_billing.context import BillingContext, Call, payment_method, string_map
+from payments_billing.outcomes import provider_error, require_success, starts_incomplete
+from payments_billing.references import Linked, link
+from payments_billing.streams import Loaded
+from payments_billing.times import iso, parse_iso, reported_periods
+
+PRICE_FIELDS = ("amount", "currency", "interval", "interval_count")
+
+
+def price_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: details[name] for name in PRICE_FIELDS if details.get(name) is not None}
+
+
+async def load(context: BillingContext, subscription_id: str) -> Loaded[domain.Subscription]:
+    return await context.streams.load(domain.stream_name(subscription_id), domain.fold)
+
+
+async def customer_of(context: BillingContext, call: Call) -> customers.Customer:
+    customer_id = str(call.payload["customer_id"])
+    loaded = await context.streams.load(customers.stream_name(customer_id), customers.fold)
+    try:
+        return customers.visible(loaded.state, call.workspace)
+    except ApiError as error:
+        error.param = "customer_id"
+        raise
+
+
+def initial_status(result: ProviderResult, trial_days: int | None, provider: str) -> str:
+    if starts_incomplete(result):
+        return domain.INCOMPLETE
+    if result.outcome is not Outcome.APPROVED or result.details.get("unsupported"):
+        raise provider_error(provider, result)
+    reported = result.details.get("status")
+    if isinstance(reported, str):
+        return reported
+    return domain.TRIALING if trial_days else domain.ACTIVE
+
+
+def check_interval(payload: Mapping[str, Any]) -> None:
+    """Stripe's limit: a billing interval of at most one year (a price brings its own interval)."""
+    if payload.get("price") is not None:
+        return
+    interval, count = str(payload.get("interval")), int(payload.get("interval_count") or 1)
+    if not periods.valid_interval_count(interval, count):
+        limit = periods.MAX_INTERVAL_COUNT.get(interval)
+        raise invalid(
+            f"interval_count must be between 1 and {limit} for {interval}: at most one year.", "interval_count"
+        )
+
+
+def subscription_request(call: Call, customer: customers.Customer) -> SubscriptionRequest:
+    payload = call.payload
+    method = payment_method(payload.get("payment_method")) or customer.default_payment_method
+    trial_days = payload.get("trial_days")
+    if method is None and not trial_days:
+        raise invalid("The customer has no default payment method: give payment_method.", param="payment_method")
+    check_interval(payload)
+    return SubscriptionRequest(
+        idempotency_key=call.command_id,
+        customer_reference=customer.provider_reference,
+        amount=int(payload.get("amount") or 0),
+        currency=str(payload.get("currency") or ""),
+        interval=str(payload.get("interval") or ""),
+        interval_count=int(payload.get("interval_count") or 1),
+        quantity=int(payload.get("quantity") or 1),
+        price=payload.get("price"),
+        trial_days=trial_days,
+        payment_method=method,
+        metadata=string_map(payload.get("metadata")),
+    )
+
+
+def new_subscription(
+    call: Call, customer: customers.Customer, request: SubscriptionRequest, result: ProviderResult, status: str
+) -> domain.NewSubscription:
+    price = price_details(result.details)
+    amount = int(price.get("amount", request.amount))
+    currency = str(price.get("currency", request.currency))
+    interval = str(price.get("interval", request.interval))
+    interval_count = int(price.get("interval_count", request.interval_count))
+    period = periods.first_period(parse_iso(call.now), interval, interval_count, request.trial_days)
+    bounds = {"current_period_start": iso(period.start), "current_period_end": iso(period.end)}
+    bounds.update(reported_periods(result.details))
+    return domain.NewSubscription(
+        id=str(call.payload["subscription_id"]),
+        workspace=call.workspace,
+        customer_id=customer.id,
+        status=status,
+        amount=amount,
+        currency=currency,
+        interval=interval,
+        interval_count=interval_count,
+        quantity=request.quantity,
+        provider=customer.provider,
+        current_period_start=bounds["current_period_start"],
+        current_period_end=bounds["current_period_end"],
+        price=request.price,
+        trial_end=bounds["current_period_end"] if status == domain.TRIALING else None,
+        provider_reference=result.reference,
+        metadata=request.metadata,
+    )
+
+
+async def create_subscription(context: BillingContext, call: Call) -> Reply:
+    subscription_id = str(call.payload["subscription_id"])
+    loaded = await load(context, subscription_id)
+    if loaded.applied(call.command_id) and loaded.state is not None:
+        return Reply(status=201, body=loaded.state.to_api())
+    customer = await customer_of(context, call)
+    request = subscription_request(call, customer)
+    provider = context.provider(customer.provider)
+    result = await provider.create_subscription(request)
+    status = initial_status(result, request.trial_days, provider.name)
+    event = domain.decide_create(loaded.state, new_subscription(call, customer, request, result, status), call.now)
+    if result.reference:
+        linked = Linked(subscription_id, call.workspace)
+        await link(context.streams, "subscription", provider.name, result.reference, linked, call.origin)
+    await context.streams.append(domain.stream_name(subscription_id), event, loaded.version, call.origin)
+    created = domain.evolve(None, event)
+    assert created is not None
+    return Reply(status=201, body=created.to_api())
+
+
+async def get_subscription(context: BillingContext, call: Call) -> Reply:
+    loaded = await load(context, str(call.payload["subscription_id"]))
+    return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
+
+
+def requested_changes(payload: Mapping[str, Any]) -> dict[str, Any]:
+    values = {name: payload[name] for name in ("quantity", "amount", "cancel_at_period_end") if name in payload}
+    if "metadata" in payload:
+        values["metadata"] = string_map(payload["metadata"])
+    if payload.get("price") is not None:
+        values["price"] = payload["price"]
+    elif payload.get("amount") is not None:
+        values["price"] = None  # an amount replaces the price it came from
+    return values
+
+
+def reported_changes(result: ProviderResult) -> dict[str, Any]:
+    values = {**price_details(result.details), **reported_periods(result.details)}
+    for name in ("status", "cancel_at_period_end"):
+        if result.details.get(name) is not None:
+            values[name] = result.details[name]
+    return values
+
+
+async def update_subscription(context: BillingContext, call: Call) -> Reply:
+    subscription_id = str(call.payload["subscription_id"])
+    loaded = await load(context, subscription_id)
+    if loaded.applied(call.command_id):
+        return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
+    current = domain.changeable(loaded.state, call.workspace)
+    payload = call.payload
+    change = SubscriptionChange(
+        idempotency_key=call.command_id,
+        quantity=payload.get("quantity"),
+        amount=payload.get("amount"),
+        price=payload.get("price"),
+        cancel_at_period_end=payload.get("cancel_at_period_end"),
+        metadata=string_map(payload["metadata"]) if "metadata" in payload else None,
+    )
+    provider = context.provider(current.provider)
+    result = await provider.update_subscription(current.provider_reference or "", change)
+    result = require_success(provider.name, result)
+    changes = domain.SubscriptionChanges({**requested_changes(payload), **reported_changes(result)})
+    event = domain.decide_update(loaded.state, call.workspace, changes, call.now)
+    await context.streams.append(domain.stream_name(subscription_id), event, loaded.version, call.origin)
+    updated = domain.evolve(current, event)
+    assert updated is not None
+    return Reply(status=200, body=updated.to_api())
+
+
+async def cancel_subscription(context: BillingContext, call: Call) -> Reply:
+    subscription_id = str(call.payload["subscription_id"])
+    loaded = await load(context, subscription_id)
+    if loaded.applied(call.command_id):
+        return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
+    current = domain.changeable(loaded.state, call.workspace)
+    at_period_end = bool(call.payload.get("at_period_end", False))
+    provider = context.provider(current.provider)
+    result = await provider.cancel_subscription(current.provider_reference or "", at_period_end, call.command_id)
+    require_success(provider.name, result)
+    event = domain.decide_cancel(loaded.state, call.workspace, at_period_end, call.now)
+    await context.streams.append(domain.stream_name(subscription_id), event, loaded.version, call.origin)
+    canceled = domain.evolve(current, event)
+    assert canceled is not None
+    return Reply(status=200, body=canceled.to_api())

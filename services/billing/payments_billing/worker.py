@@ -1,0 +1,130 @@
+"""The billing worker: consumes `BILLING_QUEUE`, runs each command once and replies `Reply(...).to_body()`.
+
+Every change (create/update/delete/cancel) goes through the shared idempotency guard on `idempotency-{command_id}`:
+a repeat gets the recorded reply byte for byte, a different body under the same key 422, one still running 409.
+A reply of 503 is not kept (the key is released so a retry runs again). A version conflict on the object's
+stream (a concurrent change) reloads and decides again. An unexpected exception propagates, so the broker
+redelivers the message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from payments_shared import faults
+from payments_shared.broker.port import Message
+from payments_shared.errors import ApiError, invalid
+from payments_shared.eventstore.port import WrongExpectedVersion
+from payments_shared.idempotency import Claimed, IdempotencyGuard, Replay
+from payments_shared.logging import correlation_id
+from payments_shared.messages import Command, Reply, event_metadata
+from pydantic import ValidationError
+
+from payments_billing import customer_commands, provider_event_commands, subscription_commands
+from payments_billing.context import BillingContext, Call
+from payments_billing.journal import Journal
+from payments_billing.streams import Origin
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[BillingContext, Call], Awaitable[Reply]]
+MAX_CONFLICT_RETRIES = 10
+BEFORE_RECORD = "billing.before_record"  # fault point: the command's events are appended, its reply not kept
+
+CHANGES: Mapping[str, tuple[Handler, str]] = {
+    "create_customer": (customer_commands.create_customer, "customer_id"),
+    "update_customer": (customer_commands.update_customer, "customer_id"),
+    "delete_customer": (customer_commands.delete_customer, "customer_id"),
+    "create_subscription": (subscription_commands.create_subscription, "subscription_id"),
+    "update_subscription": (subscription_commands.update_subscription, "subscription_id"),
+    "cancel_subscription": (subscription_commands.cancel_subscription, "subscription_id"),
+}
+QUERIES: Mapping[str, Handler] = {
+    "get_customer": customer_commands.get_customer,
+    "get_subscription": subscription_commands.get_subscription,
+    # Sent by webhook-ingest, not requested: applied at most once by the object's stream itself (no key).
+    "apply_provider_event": provider_event_commands.apply_provider_event,
+}
+
+
+def error_reply(error: ApiError) -> Reply:
+    return Reply(status=error.status, body=error.body(), headers=error.headers())
+
+
+async def run(handler: Handler, context: BillingContext, origin: Origin) -> Reply:
+    """The handler's reply, an ApiError as its reply; a version conflict decides again on the new state."""
+    for _ in range(MAX_CONFLICT_RETRIES):
+        try:
+            return await handler(context, Call.of(origin))
+        except ApiError as error:
+            return error_reply(error)
+        except WrongExpectedVersion:
+            logger.info("version conflict on %s: deciding again", origin.command.type)
+    return error_reply(ApiError("conflict", "The object is changing too fast; retry.", code="concurrent_change"))
+
+
+class BillingWorker:
+    def __init__(self, context: BillingContext, guard: IdempotencyGuard) -> None:
+        self._context = context
+        self._guard = guard
+        self._journal = Journal(context.streams.store, guard)
+
+    async def recover(self, min_age_s: float) -> int:
+        """Run again every accepted change left without a reply (see `journal`); returns how many."""
+        open_commands = await self._journal.open_commands(min_age_s)
+        for command in open_commands:
+            await self.handle(Message(body=command.body, message_id=command.message_id, redelivered=True))
+        if open_commands:
+            logger.info("billing commands recovered", extra={"recovered": len(open_commands)})
+        return len(open_commands)
+
+    async def handle(self, message: Message) -> Mapping[str, Any]:
+        try:
+            command = Command.model_validate(message.body)
+        except ValidationError:
+            logger.error("malformed billing command %s", message.message_id)
+            return error_reply(invalid("Malformed command.")).to_body()
+        token = correlation_id.set(message.correlation_id or command.command_id)
+        try:
+            return (await self._dispatch(command, message)).to_body()
+        finally:
+            correlation_id.reset(token)
+
+    async def _dispatch(self, command: Command, message: Message) -> Reply:
+        origin = Origin(
+            command,
+            correlation_id=message.correlation_id or command.command_id,
+            causation_id=message.message_id,
+            traceparent=message.headers.get("traceparent"),
+        )
+        if command.type in QUERIES:
+            return await run(QUERIES[command.type], self._context, origin)
+        if command.type not in CHANGES:
+            return error_reply(invalid(f"Unknown billing command {command.type!r}."))
+        handler, target_field = CHANGES[command.type]
+        metadata = event_metadata(command, origin.correlation_id, origin.causation_id, origin.traceparent)
+        try:
+            claim = await self._guard.begin(
+                command.command_id,
+                fingerprint=command.fingerprint,
+                route=command.type,
+                target=str(command.payload.get(target_field) or "") or None,
+                message_id=message.message_id,
+                redelivered=message.redelivered,
+                metadata=metadata,
+            )
+        except ApiError as error:
+            return error_reply(error)
+        if isinstance(claim, Replay):
+            return Reply.model_validate(claim.response)
+        await self._journal.accept(command, message.message_id, metadata)
+        return await self._finish(claim, await run(handler, self._context, origin), metadata)
+
+    async def _finish(self, claim: Claimed, reply: Reply, metadata: Mapping[str, Any]) -> Reply:
+        faults.reached(BEFORE_RECORD)
+        if reply.status == 503:
+            await self._guard.release(claim, str(reply.body.get("error", {}).get("code")), metadata)
+            return reply
+        return Reply.model_validate(await self._guard.record(claim, reply.to_body(), metadata))

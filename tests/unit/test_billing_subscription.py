@@ -1,0 +1,235 @@
+"""The subscription domain (pure): fold, decisions, the status machine and every move it refuses."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from payments_billing import subscription as domain
+from payments_billing.events import DomainEvent
+from payments_shared.errors import ApiError
+
+T0 = "2027-01-31T00:00:00.000000Z"
+T1 = "2027-02-01T00:00:00.000000Z"
+
+
+def new(status: str = domain.ACTIVE, **overrides: object) -> domain.NewSubscription:
+    fields: dict[str, object] = {
+        "id": "sub_1",
+        "workspace": "ws_a",
+        "customer_id": "cus_1",
+        "status": status,
+        "amount": 1000,
+        "currency": "usd",
+        "interval": "month",
+        "interval_count": 1,
+        "quantity": 1,
+        "provider": "sandbox",
+        "current_period_start": T0,
+        "current_period_end": "2027-02-28T00:00:00.000000Z",
+        "provider_reference": "sub_sbx_1",
+        "metadata": {"a": "1"},
+    }
+    fields.update(overrides)
+    return domain.NewSubscription(**fields)  # type: ignore[arg-type]
+
+
+def history(status: str = domain.ACTIVE) -> list[DomainEvent]:
+    return [domain.decide_create(None, new(status), T0)]
+
+
+def canceled_history() -> list[DomainEvent]:
+    events = history()
+    events.append(domain.decide_cancel(domain.fold(events), "ws_a", False, T1))
+    return events
+
+
+def test_create_folds_into_the_subscription_as_the_api_shows_it() -> None:
+    subscription = domain.fold(history())
+    assert subscription is not None
+    shown = subscription.to_api()
+    assert shown["object"] == "subscription"
+    assert (shown["status"], shown["amount"], shown["quantity"], shown["cancel_at_period_end"]) == (
+        "active",
+        1000,
+        1,
+        False,
+    )
+    assert shown["canceled_at"] is None and shown["created_at"] == T0 == shown["updated_at"]
+
+
+@pytest.mark.parametrize("status", [domain.INCOMPLETE, domain.TRIALING, domain.ACTIVE])
+def test_a_subscription_may_start(status: str) -> None:
+    subscription = domain.fold(history(status))
+    assert subscription is not None and subscription.status == status
+
+
+@pytest.mark.parametrize("status", [domain.CANCELED_STATUS, "paused"])
+def test_a_subscription_cannot_start_canceled_or_unknown(status: str) -> None:
+    with pytest.raises(ApiError) as raised:
+        domain.decide_create(None, new(status), T0)
+    assert raised.value.status == 400
+
+
+def test_creating_twice_is_a_conflict() -> None:
+    with pytest.raises(ApiError) as raised:
+        domain.decide_create(domain.fold(history()), new(), T0)
+    assert raised.value.status == 409
+
+
+def test_update_changes_quantity_amount_and_merges_metadata() -> None:
+    events = history()
+    changes = domain.SubscriptionChanges({"quantity": 3, "amount": 1500, "metadata": {"a": "", "b": "2"}})
+    events.append(domain.decide_update(domain.fold(events), "ws_a", changes, T1))
+    subscription = domain.fold(events)
+    assert subscription is not None
+    assert (subscription.quantity, subscription.amount, dict(subscription.metadata)) == (3, 1500, {"b": "2"})
+    assert subscription.updated_at == T1
+
+
+def test_update_ignores_fields_that_cannot_change() -> None:
+    events = history()
+    changes = domain.SubscriptionChanges({"customer_id": "cus_other", "workspace": "ws_b", "quantity": 2})
+    events.append(domain.decide_update(domain.fold(events), "ws_a", changes, T1))
+    subscription = domain.fold(events)
+    assert subscription is not None
+    assert (subscription.customer_id, subscription.workspace, subscription.quantity) == ("cus_1", "ws_a", 2)
+
+
+def test_cancel_at_period_end_keeps_it_active_then_cancel_now_ends_it() -> None:
+    events = history()
+    events.append(domain.decide_cancel(domain.fold(events), "ws_a", True, T1))
+    scheduled = domain.fold(events)
+    assert scheduled is not None
+    assert (scheduled.status, scheduled.cancel_at_period_end, scheduled.canceled_at) == ("active", True, None)
+    events.append(domain.decide_cancel(scheduled, "ws_a", False, T1))
+    canceled = domain.fold(events)
+    assert canceled is not None
+    assert (canceled.status, canceled.canceled_at, canceled.cancel_at_period_end) == ("canceled", T1, False)
+
+
+def test_cancel_at_period_end_can_be_undone_by_an_update() -> None:
+    events = history()
+    events.append(domain.decide_cancel(domain.fold(events), "ws_a", True, T1))
+    events.append(
+        domain.decide_update(
+            domain.fold(events), "ws_a", domain.SubscriptionChanges({"cancel_at_period_end": False}), T1
+        )
+    )
+    subscription = domain.fold(events)
+    assert subscription is not None and subscription.cancel_at_period_end is False
+
+
+def test_nothing_changes_a_canceled_subscription() -> None:
+    canceled = domain.fold(canceled_history())
+    refused = [
+        lambda: domain.decide_update(canceled, "ws_a", domain.SubscriptionChanges({"quantity": 2}), T1),
+        lambda: domain.decide_cancel(canceled, "ws_a", False, T1),
+        lambda: domain.decide_cancel(canceled, "ws_a", True, T1),
+    ]
+    for decide in refused:
+        with pytest.raises(ApiError) as raised:
+            decide()
+        assert raised.value.status == 409
+    assert domain.visible(canceled, "ws_a").status == "canceled"  # still readable
+    assert domain.decide_reported(canceled, "ws_a", {"status": "active"}, T1, T1) is None  # a late report
+
+
+def test_another_workspace_or_an_unknown_id_is_not_found() -> None:
+    subscription = domain.fold(history())
+    refused = [
+        lambda: domain.visible(subscription, "ws_b"),
+        lambda: domain.decide_update(subscription, "ws_b", domain.SubscriptionChanges({"quantity": 2}), T1),
+        lambda: domain.decide_cancel(subscription, "ws_b", False, T1),
+        lambda: domain.decide_cancel(None, "ws_a", False, T1),
+    ]
+    for decide in refused:
+        with pytest.raises(ApiError) as raised:
+            decide()
+        assert raised.value.status == 404
+
+
+ALLOWED = {
+    ("incomplete", "active"),
+    ("incomplete", "canceled"),
+    ("trialing", "active"),
+    ("trialing", "past_due"),
+    ("trialing", "unpaid"),
+    ("trialing", "canceled"),
+    ("active", "past_due"),
+    ("active", "unpaid"),
+    ("active", "canceled"),
+    ("past_due", "active"),
+    ("past_due", "unpaid"),
+    ("past_due", "canceled"),
+    ("unpaid", "active"),
+    ("unpaid", "canceled"),
+}
+
+
+@pytest.mark.parametrize(("current", "new_status"), list(itertools.product(domain.STATUSES, repeat=2)))
+def test_status_moves(current: str, new_status: str) -> None:
+    if current == new_status or (current, new_status) in ALLOWED:
+        domain.check_move(current, new_status)
+        return
+    with pytest.raises(ApiError) as raised:
+        domain.check_move(current, new_status)
+    assert raised.value.status == 409
+
+
+def test_an_unknown_status_is_refused() -> None:
+    with pytest.raises(ApiError) as raised:
+        domain.check_move(domain.ACTIVE, "paused")
+    assert raised.value.status == 400
+
+
+def test_an_update_with_a_forbidden_status_move_is_refused() -> None:
+    with pytest.raises(ApiError) as raised:
+        domain.decide_update(
+            domain.fold(history(domain.INCOMPLETE)), "ws_a", domain.SubscriptionChanges({"status": "past_due"}), T1
+        )
+    assert raised.value.status == 409
+
+
+def test_a_report_records_the_new_status_and_period() -> None:
+    events = history(domain.TRIALING)
+    report = {"status": "active", "current_period_start": T1, "current_period_end": "2027-03-01T00:00:00.000000Z"}
+    event = domain.decide_reported(domain.fold(events), "ws_a", report, T1, T1)
+    assert event is not None and event.type == domain.STATUS_CHANGED
+    events.append(event)
+    subscription = domain.fold(events)
+    assert subscription is not None
+    assert (subscription.status, subscription.current_period_start, subscription.provider_event_at) == (
+        "active",
+        T1,
+        T1,
+    )
+    assert domain.decide_reported(subscription, "ws_a", report, T1, T1) is None  # nothing new
+
+
+def test_reports_apply_in_the_providers_order() -> None:
+    events = history()
+    events.append(domain.decide_reported(domain.fold(events), "ws_a", {"status": "past_due"}, T1, T1))  # type: ignore[arg-type]
+    older = "2027-01-31T12:00:00.000000Z"
+    assert domain.decide_reported(domain.fold(events), "ws_a", {"status": "active"}, older, T1) is None
+    newer = "2027-02-02T00:00:00.000000Z"
+    assert domain.decide_reported(domain.fold(events), "ws_a", {"status": "active"}, newer, T1) is not None
+
+
+@pytest.mark.parametrize("status", ["incomplete", "trialing", "paused"])
+def test_a_report_of_a_forbidden_move_is_ignored(status: str) -> None:
+    assert domain.decide_reported(domain.fold(history()), "ws_a", {"status": status}, T1, T1) is None
+
+
+def test_a_report_about_another_workspace_is_not_found() -> None:
+    with pytest.raises(ApiError):
+        domain.decide_reported(domain.fold(history()), "ws_b", {"status": "past_due"}, T1, T1)
+
+
+def test_a_reported_cancellation_is_a_cancel() -> None:
+    events = history()
+    event = domain.decide_reported(domain.fold(events), "ws_a", {"status": "canceled"}, T1, T1)
+    assert event is not None and event.type == domain.CANCELED
+    events.append(event)
+    subscription = domain.fold(events)
+    assert subscription is not None and (subscription.status, subscription.canceled_at) == ("canceled", T1)
