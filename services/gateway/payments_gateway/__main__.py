@@ -1,0 +1,46 @@
+"""The gateway as its own process (services mode): `python -m payments_gateway`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from payments_shared import logging as json_logging
+from payments_shared.broker.factory import open_broker
+from payments_shared.eventstore.factory import open_event_store
+from payments_shared.http.serve import serve
+from payments_shared.settings import ConfigError, load
+
+from payments_gateway.app import create_app
+from payments_gateway.settings import GatewaySettings
+
+logger = logging.getLogger("payments_gateway")
+
+
+async def run(settings: GatewaySettings) -> None:
+    broker = await open_broker(settings.broker_url)
+    # The gateway holds no state; it opens the store only so that /readyz checks it, as API.md asks.
+    store = open_event_store(settings.eventstore_uri)
+    try:
+        app = create_app(settings, broker, {"broker": broker.ping, "eventstore": store.ping})
+        logger.info("gateway listening", extra={"port": settings.port})
+        await serve(app, settings.port)
+    finally:
+        await broker.close()
+        await store.close()
+
+
+def main() -> None:
+    try:
+        settings = load(GatewaySettings)
+    except ConfigError as error:
+        print(error.line, file=sys.stderr)
+        raise SystemExit(2) from None
+    json_logging.configure(settings.log_level)
+    json_logging.register_secret(settings.payments_jwt_secret)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""The gateway's FastAPI app: health, the API routes, API.md's errors everywhere, body limit, correlation ids.
+
+`create_app` is used both by the gateway process (services mode) and by the embedded runner, which may
+include more routers (billing, webhooks) into the app it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI
+from payments_shared.broker.port import Broker
+from payments_shared.http.body_limit import BodySizeLimit
+from payments_shared.http.correlation import CorrelationIdMiddleware
+from payments_shared.http.errors import install_error_handlers
+from payments_shared.http.health import ReadinessCheck, health_router
+
+from payments_gateway.context import GatewayContext
+from payments_gateway.openapi_docs import install_openapi
+from payments_gateway.routes import customers, subscriptions, transactions
+from payments_gateway.settings import GatewaySettings
+
+logger = logging.getLogger(__name__)
+
+
+def warn_if_dev_secret(settings: GatewaySettings) -> None:
+    if settings.using_development_secret:
+        logger.warning(
+            "PAYMENTS_JWT_SECRET is not set: using the built-in DEVELOPMENT secret. Anyone can mint tokens. "
+            "Never run like this outside a laptop."
+        )
+
+
+def create_app(settings: GatewaySettings, broker: Broker, readiness_checks: Mapping[str, ReadinessCheck]) -> FastAPI:
+    warn_if_dev_secret(settings)
+    app = FastAPI(title="Payments API", version="1.0.0", docs_url="/docs", openapi_url="/openapi.json")
+    app.state.gateway = GatewayContext.build(settings, broker)
+    install_error_handlers(app)
+    install_openapi(app)
+    app.include_router(health_router(readiness_checks))
+    app.include_router(transactions.router)
+    app.include_router(customers.router)
+    app.include_router(subscriptions.router)
+    # Added last = outermost: every request gets a correlation id, then its body is size-limited.
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(CorrelationIdMiddleware)
+    return app

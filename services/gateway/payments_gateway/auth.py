@@ -1,0 +1,103 @@
+"""Bearer-token authentication (PyJWT, HS256 pinned) and the route permissions of API.md.
+
+A token must carry `exp`, `sub`, `workspace` and `permissions` (a list of strings); `iss`/`aud` are checked when
+configured. Any failure is 401 `authentication_error` without saying more than needed (and never echoing the
+token); a valid token without the route's permission is 403 `permission_error`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+from payments_shared.errors import ApiError
+
+ALGORITHMS = ["HS256"]  # pinned: never taken from the token, never `none`
+ADMIN_PERMISSION = "payments:admin"
+VERIFIED_TOKENS_KEPT: Final = 1024
+
+
+@dataclass(frozen=True)
+class Principal:
+    actor: str  # the token's `sub`, recorded on every event
+    workspace: str
+    permissions: frozenset[str]
+
+    def may(self, permission: str) -> bool:
+        if permission in self.permissions:
+            return True
+        return permission.startswith("payments:") and ADMIN_PERMISSION in self.permissions
+
+
+def unauthenticated(message: str) -> ApiError:
+    return ApiError("authentication_error", message, code="invalid_token")
+
+
+def forbidden(permission: str) -> ApiError:
+    return ApiError("permission_error", f"This token lacks the permission {permission}.", code="missing_permission")
+
+
+class TokenVerifier:
+    def __init__(self, secret: str, issuer: str | None = None, audience: str | None = None) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self._audience = audience
+        # Verified tokens, each kept until its own `exp`: a client sends the same token on every request, and
+        # verifying it is a large share of a request's CPU. Keyed by the whole token (signature included), so
+        # only a token that verified before can hit.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def principal(self, authorization: str | None) -> Principal:
+        token = _bearer_token(authorization)
+        cached = self._verified.get(token)
+        if cached is not None and time.time() < cached[1]:
+            return cached[0]
+        claims = self._decode(token)
+        principal = _principal_from(claims)
+        self._remember(token, principal, float(claims["exp"]))
+        return principal
+
+    def _remember(self, token: str, principal: Principal, expires_at: float) -> None:
+        self._verified[token] = (principal, expires_at)
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)  # the oldest
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        required = ["exp", "sub"] + (["iss"] if self._issuer else []) + (["aud"] if self._audience else [])
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=ALGORITHMS,
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": required, "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise unauthenticated("The token has expired.") from None
+        except jwt.InvalidTokenError:
+            raise unauthenticated("Invalid bearer token.") from None
+        return claims
+
+
+def _bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise unauthenticated("Missing Authorization header: send 'Authorization: Bearer <token>'.")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthenticated("The Authorization header must be 'Bearer <token>'.")
+    return token.strip()
+
+
+def _principal_from(claims: dict[str, Any]) -> Principal:
+    actor, workspace, permissions = claims.get("sub"), claims.get("workspace"), claims.get("permissions")
+    if not isinstance(actor, str) or not actor:
+        raise unauthenticated("The token's sub claim must be a non-empty string.")
+    if not isinstance(workspace, str) or not workspace:
+        raise unauthenticated("The token has no workspace claim.")
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+        raise unauthenticated("The token's permissions claim must be a list of strings.")
+    return Principal(actor=actor, workspace=workspace, permissions=frozenset(permissions))

@@ -1,0 +1,58 @@
+"""Turning an authorised, validated request into a worker `Command` (ids and fingerprint as ARCHITECTURE.md
+says: the command id derived from workspace + Idempotency-Key, the fingerprint over route + canonical body)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from payments_shared import ids
+from payments_shared.logging import correlation_id
+from payments_shared.messages import Command
+
+from payments_gateway.auth import Principal
+from payments_gateway.context import GatewayContext
+from payments_gateway.rpc import valid_traceparent
+
+
+def command_id_for(principal: Principal, idempotency_key: str | None) -> str:
+    return ids.command_id(principal.workspace, idempotency_key)
+
+
+def keyed_command(
+    principal: Principal,
+    command_type: str,
+    route: str,
+    canonical_body: dict[str, Any],
+    idempotency_key: str | None,
+    payload: dict[str, Any],
+    command_id: str | None = None,
+) -> Command:
+    """A command from a POST; `command_id` when the route needed it first (to derive the created object's id)."""
+    return Command(
+        type=command_type,
+        workspace=principal.workspace,
+        actor=principal.actor,
+        command_id=command_id or command_id_for(principal, idempotency_key),
+        idempotency_key=idempotency_key,
+        fingerprint=ids.fingerprint(route, canonical_body),
+        payload=payload,
+    )
+
+
+def query(principal: Principal, query_type: str, payload: dict[str, Any]) -> Command:
+    return Command(
+        type=query_type,
+        workspace=principal.workspace,
+        actor=principal.actor,
+        command_id=ids.command_id(principal.workspace, None),
+        payload=payload,
+    )
+
+
+async def send(context: GatewayContext, request: Request, queue: str, command: Command) -> JSONResponse:
+    """Request/reply to the worker; raises WorkerTimeout or a 503 ApiError."""
+    request_id = correlation_id.get() or command.command_id
+    traceparent = valid_traceparent(request.headers.get("traceparent"))
+    return await context.worker.call(queue, command, request_id, traceparent)

@@ -1,0 +1,98 @@
+"""The list routes: transactions, customers, subscriptions — Stripe-style pages from the owning worker's
+projection (`{"object": "list", "data", "has_more", "url", "projection_position"}`).
+
+The gateway keeps no state: it forwards the query string untouched as a `list_*` query to the worker that owns
+the objects, which answers from its read model (payments_shared.projections) and checks the parameters there
+(400 naming the parameter). Lists are newest first (`created_at`, then `id`, descending), scoped to the
+token's workspace, and may lag a write by a moment: `projection_position` is the event-store position the page
+reflects (a write is listed once its events' positions are at or below it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from payments_shared.errors import invalid
+from payments_shared.messages import BILLING_QUEUE, TRANSACTIONS_QUEUE
+
+from payments_gateway.auth import Principal
+from payments_gateway.commands import query, send
+from payments_gateway.context import Bucket, GatewayContext, authorized, gateway_context
+from payments_gateway.rpc import WorkerTimeout, unavailable
+
+PREFIX = "/api/v1/payments"
+router = APIRouter(prefix=PREFIX, tags=["lists"])
+Context = Annotated[GatewayContext, Depends(gateway_context)]
+
+
+def _parameter(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    schema = schema or {"type": "string"}
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+PAGING = [
+    _parameter("limit", "Objects per page, 1 to 100 (default 10).", {"type": "integer", "minimum": 1, "maximum": 100}),
+    _parameter("starting_after", "The last id of the previous page: the next page starts after it."),
+]
+CREATED = [
+    _parameter("created_gte", "Created at or after this time (Unix seconds or ISO 8601)."),
+    _parameter("created_lt", "Created before this time (Unix seconds or ISO 8601)."),
+]
+
+
+def _documented(*parameters: dict[str, Any]) -> dict[str, Any]:
+    return {"parameters": [*parameters, *PAGING]}
+
+
+async def _list(request: Request, context: GatewayContext, principal: Principal, queue: str, kind: str) -> Response:
+    params: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key in params:
+            raise invalid(f"{key} is given more than once.", param=key)
+        params[key] = value
+    try:
+        return await send(context, request, queue, query(principal, f"list_{kind}", {"params": params}))
+    except WorkerTimeout:
+        raise unavailable("The list is not available right now; retry later.") from None
+
+
+@router.get(
+    "/transactions",
+    openapi_extra=_documented(
+        _parameter("customer_id", "Only this customer's transactions."),
+        _parameter("status", "Only transactions in this status."),
+        *CREATED,
+    ),
+)
+async def list_transactions(
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("payments:read", Bucket.READ))],
+) -> Response:
+    return await _list(request, context, principal, TRANSACTIONS_QUEUE, "transactions")
+
+
+@router.get("/customers", openapi_extra=_documented(_parameter("email", "Only customers with this email.")))
+async def list_customers(
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("customer:read", Bucket.READ))],
+) -> Response:
+    return await _list(request, context, principal, BILLING_QUEUE, "customers")
+
+
+@router.get(
+    "/subscriptions",
+    openapi_extra=_documented(
+        _parameter("customer_id", "Only this customer's subscriptions."),
+        _parameter("status", "Only subscriptions in this status."),
+    ),
+)
+async def list_subscriptions(
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("subscription:read", Bucket.READ))],
+) -> Response:
+    return await _list(request, context, principal, BILLING_QUEUE, "subscriptions")

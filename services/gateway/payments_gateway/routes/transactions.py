@@ -1,0 +1,174 @@
+"""The transaction routes of API.md: charge, authorize, capture, refund, void, get, audit trail.
+
+Each POST: authorise (permission, write budget) → Idempotency-Key → body (size limit, JSON, card-data guard,
+strict validation) → command to the transactions worker → its reply unchanged. A charge or authorize whose
+worker has not answered within RPC_TIMEOUT_S answers 202 with the transaction in `pending`; any other command
+then answers 503 (it still completes: the same Idempotency-Key later gets its result).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from payments_shared import ids
+from payments_shared.messages import TRANSACTIONS_QUEUE, utc_now_iso
+from pydantic import BaseModel
+
+from payments_gateway.auth import Principal
+from payments_gateway.body import read_json_object, validate
+from payments_gateway.commands import command_id_for, keyed_command, query, send
+from payments_gateway.context import Bucket, GatewayContext, authorized, gateway_context
+from payments_gateway.idempotency import idempotency_key
+from payments_gateway.openapi_docs import json_body
+from payments_gateway.routes.transaction_models import CaptureBody, PaymentBody, RefundBody, VoidBody
+from payments_gateway.rpc import WorkerTimeout, still_processing
+
+PREFIX = "/api/v1/payments"
+router = APIRouter(prefix=PREFIX, tags=["transactions"])
+Context = Annotated[GatewayContext, Depends(gateway_context)]
+
+
+def _pending_transaction(transaction_id: str, principal: Principal, body: PaymentBody, provider: str) -> dict[str, Any]:
+    now = utc_now_iso()
+    return {
+        "id": transaction_id,
+        "object": "transaction",
+        "workspace": principal.workspace,
+        "status": "pending",
+        "amount": body.amount,
+        "currency": body.currency,
+        "amount_authorized": 0,
+        "amount_captured": 0,
+        "amount_refunded": 0,
+        "provider": provider,
+        "provider_reference": None,
+        "customer_id": body.customer_id,
+        "description": body.description,
+        "metadata": dict(body.metadata),
+        "refunds": [],
+        "failure_code": None,
+        "failure_message": None,
+        "next_action": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _create_payment(
+    request: Request, context: GatewayContext, principal: Principal, command_type: str
+) -> Response:
+    key = idempotency_key(request)
+    body = validate(PaymentBody, await read_json_object(request))
+    canonical = body.model_dump(mode="json")
+    command_id = command_id_for(principal, key)
+    transaction_id = ids.derived_id("txn", command_id)
+    provider = body.provider or context.settings.payments_default_provider
+    payload = {**canonical, "transaction_id": transaction_id, "provider": provider}
+    route = f"POST {PREFIX}/{command_type}"
+    command = keyed_command(principal, command_type, route, canonical, key, payload, command_id=command_id)
+    try:
+        return await send(context, request, TRANSACTIONS_QUEUE, command)
+    except WorkerTimeout:
+        return JSONResponse(_pending_transaction(transaction_id, principal, body, provider), status_code=202)
+
+
+async def _change_payment(
+    request: Request,
+    context: GatewayContext,
+    principal: Principal,
+    command_type: str,
+    model: type[BaseModel],
+) -> Response:
+    key = idempotency_key(request)
+    body = validate(model, await read_json_object(request))
+    canonical = body.model_dump(mode="json")
+    payload = {name: value for name, value in canonical.items() if value is not None}
+    route = f"POST {PREFIX}/{command_type}"
+    command = keyed_command(principal, command_type, route, canonical, key, payload)
+    try:
+        return await send(context, request, TRANSACTIONS_QUEUE, command)
+    except WorkerTimeout:
+        raise still_processing() from None
+
+
+async def _query(
+    request: Request, context: GatewayContext, principal: Principal, query_type: str, id_: str
+) -> Response:
+    command = query(principal, query_type, {"transaction_id": id_})
+    try:
+        return await send(context, request, TRANSACTIONS_QUEUE, command)
+    except WorkerTimeout:
+        raise still_processing() from None
+
+
+@router.post("/charge", status_code=201, openapi_extra=json_body(PaymentBody))
+async def charge(
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("payments:charge", Bucket.WRITE))],
+) -> Response:
+    """Authorize and capture in one step."""
+    return await _create_payment(request, context, principal, "charge")
+
+
+@router.post("/authorize", status_code=201, openapi_extra=json_body(PaymentBody))
+async def authorize(
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("payments:authorize", Bucket.WRITE))],
+) -> Response:
+    """Reserve the amount; capture or void it later."""
+    return await _create_payment(request, context, principal, "authorize")
+
+
+@router.post("/capture", openapi_extra=json_body(CaptureBody))
+async def capture(
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("payments:capture", Bucket.WRITE))],
+) -> Response:
+    """Capture all or part of an authorized transaction."""
+    return await _change_payment(request, context, principal, "capture", CaptureBody)
+
+
+@router.post("/refund", openapi_extra=json_body(RefundBody))
+async def refund(
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("payments:refund", Bucket.WRITE))],
+) -> Response:
+    """Refund all that remains refundable, or part of it."""
+    return await _change_payment(request, context, principal, "refund", RefundBody)
+
+
+@router.post("/void", openapi_extra=json_body(VoidBody))
+async def void(
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("payments:void", Bucket.WRITE))],
+) -> Response:
+    """Release an authorized transaction."""
+    return await _change_payment(request, context, principal, "void", VoidBody)
+
+
+@router.get("/transactions/{transaction_id}")
+async def get_transaction(
+    transaction_id: str,
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("payments:read", Bucket.READ))],
+) -> Response:
+    return await _query(request, context, principal, "get_transaction", transaction_id)
+
+
+@router.get("/transactions/{transaction_id}/events")
+async def get_transaction_events(
+    transaction_id: str,
+    request: Request,
+    context: Context,
+    principal: Annotated[Principal, Depends(authorized("payments:admin", Bucket.READ))],
+) -> Response:
+    """The audit trail: the transaction's events as stored, in order."""
+    return await _query(request, context, principal, "get_transaction_events", transaction_id)

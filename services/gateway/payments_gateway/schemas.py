@@ -1,0 +1,31 @@
+"""Building blocks of strict request models: JSON types exactly (no coercion), unknown fields refused, money
+and metadata within API.md's (and Stripe's) limits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from payments_gateway.currencies import normalise_currency
+
+MIN_AMOUNT = 1
+MAX_AMOUNT = 99_999_999
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+MAX_DESCRIPTION_LENGTH = 1000
+MAX_ID_LENGTH = 255
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+Amount = Annotated[int, Field(ge=MIN_AMOUNT, le=MAX_AMOUNT)]
+Currency = Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(normalise_currency)]
+ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_LENGTH)]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_LENGTH)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)]
+Description = Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_LENGTH)]

@@ -1,0 +1,113 @@
+"""API.md's error JSON for every failure an HTTP process can produce, FastAPI's own shapes replaced.
+
+`install_error_handlers(app)` maps: ApiError → its status and body; request validation (FastAPI's 422) → 400
+naming the field; unknown route/method (404/405) → the same shape; anything unexpected → a generic 500 with the
+exception logged (the log formatter scrubs card data and secrets), never a stack trace in the response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from payments_shared.errors import ApiError, invalid
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR_BODY = {
+    "error": {"type": "api_error", "code": "internal_error", "message": "An unexpected error occurred."}
+}
+
+
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers={**error.headers(), **(headers or {})})
+
+
+def param_from_loc(loc: Sequence[int | str], data: Any, missing: bool = False) -> str | None:
+    """The dotted path of the field an error is about, following the input so that pydantic's union-member tags
+    (`str`, `OpaquePaymentMethod`, …) are left out: `("metadata", "order")` → `metadata.order`. With `missing`,
+    the last part (absent from the input) is the missing field's name."""
+    parts: list[str] = []
+    current = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(current, dict):
+            if part in current:
+                parts.append(str(part))
+                current = current[part]
+            elif last and missing:
+                parts.append(str(part))
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            parts.append(str(part))
+            current = current[part]
+        else:
+            break
+    return ".".join(parts) or None
+
+
+def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    errors = error.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "Invalid request"}
+    loc = [part for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    param = ".".join(str(part) for part in loc) or None
+    return error_response(invalid(f"Invalid value for {param or 'the request'}: {first['msg']}", param=param))
+
+
+def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    if error.status_code == 404:
+        api_error = ApiError("not_found", "Unrecognized request URL.", code="resource_missing")
+    elif error.status_code == 405:
+        api_error = ApiError(
+            "invalid_request_error", "Method not allowed for this URL.", code="method_not_allowed", status=405
+        )
+    else:
+        api_error = ApiError("invalid_request_error", str(error.detail), status=error.status_code)
+    return error_response(api_error, dict(error.headers or {}))
+
+
+def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return JSONResponse(INTERNAL_ERROR_BODY, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ApiError)
+        return error_response(error)
+
+    async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        return _validation_error(request, error)
+
+    async def on_http_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        return _http_error(request, error)
+
+    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        return _unexpected(request, error)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def api_error_from_validation(error: ValidationError, data: Any) -> ApiError:
+    """A pydantic error on a request body → 400 naming the field (never echoing the value)."""
+    errors = error.errors(include_url=False, include_input=False)
+    # For a union, pydantic reports each member's failure: the one that is not a type mismatch says more.
+    first = next((e for e in errors if not e["type"].endswith("_type")), errors[0])
+    param = param_from_loc(first["loc"], data, missing=first["type"] == "missing")
+    if first["type"] == "extra_forbidden":
+        return invalid(f"Received unknown parameter: {param}", param=param)
+    if first["type"] == "missing":
+        return invalid(f"Missing required param: {param}", param=param)
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    return invalid(f"Invalid {param or 'request'}: {reason}", param=param)

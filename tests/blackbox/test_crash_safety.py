@@ -1,0 +1,103 @@
+"""Crash safety in embedded mode: the process is SIGKILLed right after `…Requested` is appended and before the
+provider is called; a restart on the same DATA_DIR completes the transaction once (one sandbox ledger entry),
+and the client's retry with the same Idempotency-Key gets it. Also: past RPC_TIMEOUT_S a charge answers 202
+`pending` and is still carried out."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from payments_shared import ids
+
+from tests.blackbox.server import API, Api, embedded_server, new_key, new_workspace
+
+WAIT_S = 30.0
+
+
+def ledger_rows(data_dir: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(data_dir / "sandbox.db") as ledger:
+        return [(str(k), str(op)) for k, op in ledger.execute("SELECT idempotency_key, operation FROM ledger")]
+
+
+def wait_for_status(api: Api, transaction_id: str, wanted: str) -> dict[str, object]:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        response = api.get(transaction_id)
+        if response.status_code == 200 and response.json()["status"] == wanted:
+            body: dict[str, object] = response.json()
+            return body
+        if time.monotonic() > deadline:
+            pytest.fail(f"{transaction_id} never reached {wanted}: {response.status_code} {response.text}")
+        time.sleep(0.1)
+
+
+def test_killed_after_requested_then_restarted_completes_once(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    marker = tmp_path / "crashed-once"
+    crash = f"after_transaction_requested:{marker}"
+    workspace, key = new_workspace(), new_key()
+    charge = {"amount": 4200, "currency": "usd", "payment_method": "pm_card_visa"}
+
+    with contextlib.ExitStack() as stack, embedded_server(data_dir, PAYMENTS_FAULT_CRASH_ONCE=crash) as first_run:
+        client = stack.enter_context(httpx.Client(base_url=first_run.base_url, timeout=30))
+        api = Api(client, workspace)
+        with pytest.raises(httpx.TransportError):
+            api.post("charge", charge, key=key)  # the process dies while handling it
+        first_run.processes[0].popen.wait(timeout=30)
+        assert first_run.processes[0].popen.returncode == -9
+    assert marker.exists()
+    assert not (data_dir / "sandbox.db").exists() or ledger_rows(data_dir) == []
+
+    command_id = ids.command_id(workspace, key)
+    transaction_id = ids.derived_id("txn", command_id)
+    with contextlib.ExitStack() as stack, embedded_server(data_dir, PAYMENTS_FAULT_CRASH_ONCE=crash) as second_run:
+        client = stack.enter_context(httpx.Client(base_url=second_run.base_url, timeout=30))
+        api = Api(client, workspace)
+        recovered = wait_for_status(api, transaction_id, "captured")
+        assert recovered["amount_captured"] == 4200
+        retry = api.post("charge", charge, key=key)
+        assert retry.status_code == 201, retry.text
+        assert retry.json()["id"] == transaction_id
+        assert retry.json()["status"] == "captured"
+        assert retry.headers["Idempotent-Replayed"] == "true"
+    assert ledger_rows(data_dir) == [(command_id, "pay")]
+
+
+def test_slow_worker_gives_202_pending_and_the_charge_completes(tmp_path: Path) -> None:
+    with (
+        contextlib.ExitStack() as stack,
+        embedded_server(tmp_path / "data", RPC_TIMEOUT_S="0.3", SANDBOX_LATENCY_MS="1500") as server,
+    ):
+        client = stack.enter_context(httpx.Client(base_url=server.base_url, timeout=30))
+        api = Api(client)
+        key = new_key()
+        response = api.post("charge", {"amount": 321, "currency": "GBP", "payment_method": "pm_card_visa"}, key=key)
+        assert response.status_code == 202, response.text
+        pending = response.json()
+        assert pending["status"] == "pending"
+        assert pending["id"] == ids.derived_id("txn", ids.command_id(api.workspace, key))
+        assert (pending["amount"], pending["currency"], pending["amount_captured"]) == (321, "gbp", 0)
+        done = wait_for_status(api, pending["id"], "captured")
+        assert done["amount_captured"] == 321
+
+
+def test_rate_limits_are_per_workspace_and_per_bucket(tmp_path: Path) -> None:
+    with (
+        contextlib.ExitStack() as stack,
+        embedded_server(tmp_path / "data", RATE_LIMIT_WRITE="3/minute", RATE_LIMIT_READ="4/minute") as server,
+    ):
+        http = stack.enter_context(httpx.Client(base_url=server.base_url, timeout=30))
+        api = Api(http)
+        writes = [api.charge().status_code for _ in range(4)]
+        assert writes == [201, 201, 201, 429]
+        limited = api.charge()
+        assert limited.json()["error"]["type"] == "rate_limit_error"
+        assert int(limited.headers["Retry-After"]) >= 1
+        reads = [api.http.get(f"{API}/transactions/txn_x", headers=api.headers()).status_code for _ in range(5)]
+        assert reads == [404, 404, 404, 404, 429]
+        assert Api(http).charge().status_code == 201  # another workspace has its own budget

@@ -1,0 +1,365 @@
+"""Every customer route of API.md over a real socket against the embedded server: create, get, update (merge),
+delete (then 404 everywhere, history kept), validation, permissions, other workspaces, idempotency."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.blackbox.server import API, Server, embedded_server, mint_token, new_key, new_workspace
+
+CUSTOMER_PERMISSIONS = ["customer:create", "customer:read", "customer:update", "customer:delete"]
+SUBSCRIPTION_PERMISSIONS = ["subscription:create", "subscription:read", "subscription:update", "subscription:cancel"]
+BILLING_PERMISSIONS = CUSTOMER_PERMISSIONS + SUBSCRIPTION_PERMISSIONS
+CUSTOMER_FIELDS = {
+    "id",
+    "object",
+    "email",
+    "name",
+    "phone",
+    "description",
+    "metadata",
+    "provider",
+    "provider_reference",
+    "default_payment_method",
+    "created_at",
+    "updated_at",
+}
+VISA = "4242424242424242"
+
+
+@dataclass
+class Billing:
+    """A client of one workspace holding every billing permission unless a call passes `permissions`."""
+
+    http: httpx.Client
+    workspace: str = field(default_factory=new_workspace)
+
+    def token(self, permissions: list[str] | None = None) -> str:
+        return mint_token(self.workspace, BILLING_PERMISSIONS if permissions is None else permissions)
+
+    def call(
+        self,
+        method: str,
+        route: str,
+        body: Any = None,
+        key: str | None = None,
+        permissions: list[str] | None = None,
+        token: str | None = None,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.token(permissions)}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
+
+    def create_customer(self, key: str | None = None, **body: Any) -> httpx.Response:
+        return self.call("POST", "customers", {"email": "jenny@example.com", **body}, key)
+
+    def customer(self, **body: Any) -> dict[str, Any]:
+        response = self.create_customer(**body)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    def subscribe(self, key: str | None = None, **body: Any) -> httpx.Response:
+        return self.call("POST", "subscriptions", {"amount": 1500, "currency": "usd", "interval": "month", **body}, key)
+
+
+@pytest.fixture
+def billing(http: httpx.Client) -> Billing:
+    return Billing(http)
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    return error
+
+
+def stored_event_types(server: Server, stream: str) -> list[str]:
+    database = sqlite3.connect(f"file:{Path(server.data_dir) / 'events.db'}?mode=ro", uri=True)
+    try:
+        rows = database.execute("SELECT type FROM events WHERE stream = ? ORDER BY position", (stream,)).fetchall()
+    finally:
+        database.close()
+    return [str(row[0]) for row in rows]
+
+
+def test_create_returns_the_customer(billing: Billing) -> None:
+    response = billing.create_customer(
+        email="jenny@example.com",
+        name="Jenny Rosen",
+        phone="+15555550100",
+        description="VIP",
+        metadata={"crm": "42"},
+        payment_method="pm_card_visa",
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert set(body) == CUSTOMER_FIELDS
+    assert body["id"].startswith("cus_") and body["object"] == "customer"
+    assert (body["email"], body["name"], body["phone"], body["description"]) == (
+        "jenny@example.com",
+        "Jenny Rosen",
+        "+15555550100",
+        "VIP",
+    )
+    assert body["metadata"] == {"crm": "42"}
+    assert body["provider"] == "sandbox" and body["provider_reference"]
+    assert body["default_payment_method"] == "pm_card_visa"
+    assert body["created_at"] == body["updated_at"]
+    got = billing.call("GET", f"customers/{body['id']}")
+    assert got.status_code == 200 and got.json() == body
+
+
+def test_minimal_customer_has_nulls_and_empty_metadata(billing: Billing) -> None:
+    body = billing.customer(provider="sandbox")
+    assert (body["name"], body["phone"], body["description"], body["default_payment_method"]) == (None,) * 4
+    assert body["metadata"] == {}
+
+
+def test_put_merges(billing: Billing) -> None:
+    created = billing.customer(name="Jenny", metadata={"a": "1", "b": "2"})
+    response = billing.call(
+        "PUT",
+        f"customers/{created['id']}",
+        {"name": "Jenny R.", "metadata": {"b": "", "c": "3"}, "payment_method": "pm_card_mastercard"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["name"], body["email"]) == ("Jenny R.", "jenny@example.com")
+    assert body["metadata"] == {"a": "1", "c": "3"}
+    assert body["default_payment_method"] == "pm_card_mastercard"
+    assert body["created_at"] == created["created_at"] and body["updated_at"] > created["updated_at"]
+    assert billing.call("GET", f"customers/{created['id']}").json() == body
+
+
+def test_put_may_clear_an_optional_field_but_not_the_email(billing: Billing) -> None:
+    created = billing.customer(name="Jenny")
+    cleared = billing.call("PUT", f"customers/{created['id']}", {"name": None})
+    assert cleared.status_code == 200 and cleared.json()["name"] is None
+    error = error_of(billing.call("PUT", f"customers/{created['id']}", {"email": None}), 400)
+    assert error["param"] == "email"
+
+
+def test_put_cannot_change_the_provider(billing: Billing) -> None:
+    created = billing.customer()
+    assert billing.call("PUT", f"customers/{created['id']}", {"provider": "sandbox"}).status_code == 200
+    error = error_of(billing.call("PUT", f"customers/{created['id']}", {"provider": "stripe"}), 400)
+    assert error["param"] == "provider"
+
+
+def test_delete_then_404_on_every_route_with_history_kept(billing: Billing, server: Server) -> None:
+    created = billing.customer()
+    customer_id = created["id"]
+    response = billing.call("DELETE", f"customers/{customer_id}")
+    assert response.status_code == 200
+    assert response.json() == {"id": customer_id, "object": "customer", "deleted": True}
+    for method, body in (("GET", None), ("PUT", {"name": "x"}), ("DELETE", None)):
+        error = error_of(billing.call(method, f"customers/{customer_id}", body), 404)
+        assert error["type"] == "not_found"
+    error = error_of(billing.subscribe(customer_id=customer_id, payment_method="pm_card_visa"), 404)
+    assert error["param"] == "customer_id"
+    assert stored_event_types(server, f"customer-{customer_id}") == ["CustomerCreated", "CustomerDeleted"]
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("GET", "/cus_doesnotexist"), ("PUT", "/cus_doesnotexist")])
+def test_unknown_customer_is_404(billing: Billing, method: str, suffix: str) -> None:
+    body = {"name": "x"} if method == "PUT" else None
+    assert error_of(billing.call(method, f"customers{suffix}", body), 404)["type"] == "not_found"
+    assert billing.call("DELETE", "customers/cus_doesnotexist").status_code == 404
+
+
+def test_another_workspace_gets_404_on_every_route(billing: Billing, http: httpx.Client) -> None:
+    created = billing.customer(payment_method="pm_card_visa")
+    other = Billing(http)
+    for method, body in (("GET", None), ("PUT", {"name": "x"}), ("DELETE", None)):
+        assert error_of(other.call(method, f"customers/{created['id']}", body), 404)["type"] == "not_found"
+    assert error_of(other.subscribe(customer_id=created["id"]), 404)["param"] == "customer_id"
+    assert billing.call("GET", f"customers/{created['id']}").json() == created
+
+
+ROUTES = [
+    ("POST", "customers", {"email": "jenny@example.com"}, "customer:create"),
+    ("GET", "customers/{id}", None, "customer:read"),
+    ("PUT", "customers/{id}", {"name": "x"}, "customer:update"),
+    ("DELETE", "customers/{id}", None, "customer:delete"),
+]
+
+
+@pytest.mark.parametrize(("method", "route", "body", "permission"), ROUTES)
+def test_each_route_needs_its_permission(billing: Billing, method: str, route: str, body: Any, permission: str) -> None:
+    created = billing.customer()
+    path = route.format(id=created["id"])
+    others = [name for name in BILLING_PERMISSIONS if name != permission] + ["payments:admin"]
+    error = error_of(billing.call(method, path, body, permissions=others), 403)
+    assert error["type"] == "permission_error"
+    assert billing.call(method, path, body, permissions=[permission]).status_code in (200, 201)
+
+
+@pytest.mark.parametrize(("method", "route", "body", "permission"), ROUTES)
+def test_each_route_needs_a_token(billing: Billing, method: str, route: str, body: Any, permission: str) -> None:
+    response = billing.http.request(method, f"{API}/{route.format(id='cus_x')}", json=body)
+    assert error_of(response, 401)["type"] == "authentication_error"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "email"),
+        ({"email": "not-an-email"}, "email"),
+        ({"email": "two@@example.com"}, "email"),
+        ({"email": "jenny@example"}, "email"),
+        ({"email": 42}, "email"),
+        ({"email": "a@example.com", "name": "n" * 257}, "name"),
+        ({"email": "a@example.com", "phone": "1" * 21}, "phone"),
+        ({"email": "a@example.com", "description": "d" * 1001}, "description"),
+        ({"email": "a@example.com", "metadata": {f"k{i}": "v" for i in range(51)}}, "metadata"),
+        ({"email": "a@example.com", "metadata": {"k": 1}}, "metadata.k"),
+        ({"email": "a@example.com", "metadata": {"k" * 41: "v"}}, "metadata." + "k" * 41),
+        ({"email": "a@example.com", "provider": "paypal"}, "provider"),
+        ({"email": "a@example.com", "payment_method": 7}, "payment_method"),
+        ({"email": "a@example.com", "payment_method": "pm_card_unknown"}, "payment_method"),
+        ({"email": "a@example.com", "colour": "red"}, "colour"),
+    ],
+)
+def test_invalid_create_is_400_naming_the_field(billing: Billing, body: dict[str, Any], param: str) -> None:
+    error = error_of(billing.call("POST", "customers", body), 400)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "a@example.com", "description": f"card {VISA}"},
+        {"email": "a@example.com", "metadata": {"note": "4242-4242-4242-4242"}},
+        {"email": "a@example.com", "name": "4242 4242 4242 4242"},
+    ],
+)
+def test_card_data_is_refused_and_never_echoed(billing: Billing, body: dict[str, Any]) -> None:
+    response = billing.call("POST", "customers", body)
+    assert error_of(response, 400)["code"] == "raw_card_data"
+    assert "4242" not in response.text
+
+
+def test_card_data_is_refused_on_update(billing: Billing) -> None:
+    created = billing.customer()
+    response = billing.call("PUT", f"customers/{created['id']}", {"description": VISA})
+    assert error_of(response, 400)["code"] == "raw_card_data"
+
+
+def test_malformed_json_and_unknown_update_field(billing: Billing) -> None:
+    created = billing.customer()
+    response = billing.http.put(
+        f"{API}/customers/{created['id']}",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {billing.token()}", "Content-Type": "application/json"},
+    )
+    assert error_of(response, 400)["type"] == "invalid_request_error"
+    assert error_of(billing.call("PUT", f"customers/{created['id']}", {"id": "cus_other"}), 400)["param"] == "id"
+
+
+def test_create_replays_with_the_same_key_and_refuses_another_body(billing: Billing) -> None:
+    key = new_key()
+    first = billing.create_customer(key, name="Jenny")
+    again = billing.create_customer(key, name="Jenny")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    error = error_of(billing.create_customer(key, name="Someone else"), 422)
+    assert error["type"] == "idempotency_error"
+
+
+def test_the_same_key_in_another_workspace_is_another_request(billing: Billing, http: httpx.Client) -> None:
+    key = new_key()
+    mine = billing.create_customer(key).json()
+    theirs = Billing(http).create_customer(key).json()
+    assert mine["id"] != theirs["id"]
+
+
+def test_update_and_delete_replay_with_the_same_key(billing: Billing) -> None:
+    created = billing.customer()
+    path = f"customers/{created['id']}"
+    key = new_key()
+    first = billing.call("PUT", path, {"name": "A"}, key)
+    billing.call("PUT", path, {"name": "B"})
+    again = billing.call("PUT", path, {"name": "A"}, key)
+    assert again.status_code == 200 and again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert billing.call("GET", path).json()["name"] == "B"  # the replay changed nothing
+    assert error_of(billing.call("PUT", path, {"name": "C"}, key), 422)["type"] == "idempotency_error"
+    delete_key = new_key()
+    deleted = billing.call("DELETE", path, key=delete_key)
+    replayed = billing.call("DELETE", path, key=delete_key)
+    assert replayed.status_code == 200 and replayed.content == deleted.content
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+
+
+def test_delete_takes_no_parameters(billing: Billing) -> None:
+    created = billing.customer()
+    error = error_of(billing.call("DELETE", f"customers/{created['id']}", {"force": True}), 400)
+    assert error["param"] == "force"
+
+
+def test_a_bad_idempotency_key_is_400(billing: Billing) -> None:
+    error = error_of(billing.create_customer("k" * 256), 400)
+    assert error["param"] == "Idempotency-Key"
+
+
+# The charge/authorize side of `customer_id` is the transaction routes' (see the billing report): these pass once
+# the charge route resolves the customer through `routes.billing_common.customer_for_payment`.
+CUSTOMER_CHARGE = pytest.mark.xfail(reason="the charge route does not resolve customer_id yet", strict=False)
+
+
+@CUSTOMER_CHARGE
+def test_charge_a_customer_with_its_default_payment_method(billing: Billing) -> None:
+    created = billing.customer(payment_method="pm_card_visa")
+    token = mint_token(billing.workspace, ["payments:charge"])
+    response = billing.call(
+        "POST", "charge", {"amount": 500, "currency": "usd", "customer_id": created["id"]}, token=token
+    )
+    assert response.status_code == 201, response.text
+    assert (response.json()["status"], response.json()["customer_id"]) == ("captured", created["id"])
+
+
+@CUSTOMER_CHARGE
+@pytest.mark.parametrize("route", ["charge", "authorize"])
+def test_charging_another_workspaces_or_a_deleted_customer_is_404(
+    billing: Billing, http: httpx.Client, route: str
+) -> None:
+    theirs = Billing(http).customer(payment_method="pm_card_visa")
+    gone = billing.customer(payment_method="pm_card_visa")
+    billing.call("DELETE", f"customers/{gone['id']}")
+    token = mint_token(billing.workspace, ["payments:admin"])
+    for customer_id in (theirs["id"], gone["id"], "cus_nope"):
+        body = {"amount": 500, "currency": "usd", "payment_method": "pm_card_visa", "customer_id": customer_id}
+        error = error_of(billing.call("POST", route, body, token=token), 404)
+        assert error["param"] == "customer_id"
+
+
+def test_embedded_mode_finishes_a_change_its_crash_left_unanswered(tmp_path: Path) -> None:
+    """The process is killed after appending CustomerCreated and before keeping the reply; the restarted process
+    finishes the command at start-up, so the client's retry gets the one customer that was made."""
+    crash = f"billing.before_record:{tmp_path / 'crashed-once'}"
+    key, body = new_key(), {"email": "crash@example.com", "payment_method": "pm_card_visa"}
+    with (
+        embedded_server(tmp_path, PAYMENTS_FAULT_CRASH_ONCE=crash) as first,
+        httpx.Client(base_url=first.base_url) as http,
+    ):
+        client = Billing(http)
+        with pytest.raises(httpx.HTTPError):
+            client.create_customer(key, **body)
+        assert first.processes[0].popen.wait(timeout=30) != 0
+        workspace = client.workspace
+    with embedded_server(tmp_path) as second, httpx.Client(base_url=second.base_url, timeout=30) as http:
+        retried = Billing(http, workspace).create_customer(key, **body)
+        assert retried.status_code == 201, retried.text
+        assert retried.headers["Idempotent-Replayed"] == "true"
+        assert stored_event_types(second, f"customer-{retried.json()['id']}") == ["CustomerCreated"]

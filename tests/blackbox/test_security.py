@@ -1,0 +1,108 @@
+"""Authentication and authorisation over a real socket: forged, unsigned, expired and incomplete tokens → 401;
+each route without its permission → 403; another workspace's transaction → 404 on every route."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from tests.blackbox.server import API, JWT_SECRET, Api, mint_token
+
+ROUTES: list[tuple[str, str, str]] = [
+    ("POST", "charge", "payments:charge"),
+    ("POST", "authorize", "payments:authorize"),
+    ("POST", "capture", "payments:capture"),
+    ("POST", "refund", "payments:refund"),
+    ("POST", "void", "payments:void"),
+    ("GET", "transactions/{id}", "payments:read"),
+    ("GET", "transactions/{id}/events", "payments:admin"),
+]
+ALL_PERMISSIONS = [permission for _, _, permission in ROUTES]
+
+
+def request(http: httpx.Client, method: str, route: str, token: str | None, transaction_id: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    path = f"{API}/{route.format(id=transaction_id)}"
+    if method == "GET":
+        return http.get(path, headers=headers)
+    body: dict[str, Any] = {"transaction_id": transaction_id}
+    if route in ("charge", "authorize"):
+        body = {"amount": 100, "currency": "usd", "payment_method": "pm_card_visa"}
+    return http.post(path, json=body, headers=headers)
+
+
+def bad_tokens(workspace: str) -> dict[str, str | None]:
+    now = int(time.time())
+    claims = {"sub": "mallory", "workspace": workspace, "permissions": ["payments:admin"]}
+    return {
+        "no token": None,
+        "alg none": jwt.encode({**claims, "exp": now + 600}, None, algorithm="none"),
+        "wrong secret": jwt.encode({**claims, "exp": now + 600}, "x" * 48, algorithm="HS256"),
+        "no exp": jwt.encode(claims, JWT_SECRET, algorithm="HS256"),
+        "expired": jwt.encode({**claims, "exp": now - 120}, JWT_SECRET, algorithm="HS256"),
+        "no workspace": jwt.encode(
+            {"sub": "mallory", "permissions": ["payments:admin"], "exp": now + 600}, JWT_SECRET, algorithm="HS256"
+        ),
+        "tampered payload": _tampered(mint_token(workspace, permissions=[])),
+    }
+
+
+def _tampered(token: str) -> str:
+    header, _, signature = token.split(".")
+    payload = jwt.utils.base64url_encode(
+        f'{{"sub":"m","workspace":"w","permissions":["payments:admin"],"exp":{int(time.time()) + 600}}}'.encode()
+    ).decode()
+    return f"{header}.{payload}.{signature}"
+
+
+@pytest.mark.parametrize("name", list(bad_tokens("w")))
+def test_bad_tokens_are_401_on_every_route(api: Api, name: str) -> None:
+    token = bad_tokens(api.workspace)[name]
+    for method, route, _ in ROUTES:
+        response = request(api.http, method, route, token, "txn_any")
+        assert response.status_code == 401, (name, route, response.text)
+        assert response.json()["error"]["type"] == "authentication_error"
+        if token:
+            assert token not in response.text
+
+
+@pytest.mark.parametrize(("method", "route", "permission"), ROUTES)
+def test_each_route_needs_its_permission(api: Api, method: str, route: str, permission: str) -> None:
+    transaction_id = (api.charge() if route == "refund" else api.authorize()).json()["id"]
+    others = [p for p in ALL_PERMISSIONS if p not in (permission, "payments:admin")]
+    without = mint_token(api.workspace, permissions=[*others, "customer:read", "subscription:create"])
+    response = request(api.http, method, route, without, transaction_id)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["type"] == "permission_error"
+    with_it = mint_token(api.workspace, permissions=[permission])
+    assert request(api.http, method, route, with_it, transaction_id).status_code in (200, 201)
+
+
+def test_admin_grants_every_payments_permission(api: Api) -> None:
+    admin = mint_token(api.workspace, permissions=["payments:admin"])
+    charged = request(api.http, "POST", "charge", admin, "")
+    assert charged.status_code == 201
+    transaction_id = charged.json()["id"]
+    for method, route, _ in ROUTES[2:]:
+        assert request(api.http, method, route, admin, transaction_id).status_code != 403
+
+
+@pytest.mark.parametrize(("method", "route", "_permission"), [r for r in ROUTES if r[1] not in ("charge", "authorize")])
+def test_another_workspaces_transaction_is_404(http: httpx.Client, method: str, route: str, _permission: str) -> None:
+    owner, intruder = Api(http), Api(http)
+    transaction_id = owner.authorize().json()["id"]
+    response = request(http, method, route, intruder.token, transaction_id)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["type"] == "not_found"
+    assert owner.get(transaction_id).json()["status"] == "authorized"
+
+
+def test_other_workspace_cannot_refund_a_charge(http: httpx.Client) -> None:
+    owner, intruder = Api(http), Api(http)
+    transaction_id = owner.charge().json()["id"]
+    assert intruder.post("refund", {"transaction_id": transaction_id}).status_code == 404
+    assert owner.get(transaction_id).json()["amount_refunded"] == 0

@@ -1,0 +1,172 @@
+"""Request validation over a real socket: errors naming the param, strict JSON types, the card-data guard,
+the 1 MiB body limit (declared and streamed), malformed JSON, API.md's error shape for unknown routes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from tests.blackbox.server import API, Api, Server
+
+VALID = {"amount": 1099, "currency": "usd", "payment_method": "pm_card_visa"}
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "param"),
+    [
+        ("charge", {**VALID, "amount": "1099"}, "amount"),
+        ("charge", {**VALID, "amount": 10.99}, "amount"),
+        ("charge", {**VALID, "amount": False}, "amount"),
+        ("charge", {**VALID, "amount": 0}, "amount"),
+        ("charge", {**VALID, "amount": 100_000_000}, "amount"),
+        ("charge", {**VALID, "currency": "usdd"}, "currency"),
+        ("charge", {**VALID, "currency": "ABC"}, "currency"),
+        ("charge", {**VALID, "currency": None}, "currency"),
+        ("charge", {"amount": 5, "payment_method": "pm_card_visa"}, "currency"),
+        ("charge", {**VALID, "payment_method": ["pm_card_visa"]}, "payment_method"),
+        (
+            "charge",
+            {**VALID, "payment_method": {"data_descriptor": "d", "data_value": "v", "x": 1}},
+            "payment_method.x",
+        ),
+        ("charge", {**VALID, "metadata": {"order": 1}}, "metadata.order"),
+        ("charge", {**VALID, "metadata": {str(i): "v" for i in range(51)}}, "metadata"),
+        ("charge", {**VALID, "metadata": "order=1"}, "metadata"),
+        ("charge", {**VALID, "customer": "cus_1"}, "customer"),
+        ("authorize", {**VALID, "amount": -1}, "amount"),
+        ("capture", {"transaction_id": "txn_x", "amount": "5"}, "amount"),
+        ("capture", {}, "transaction_id"),
+        ("refund", {"transaction_id": 12}, "transaction_id"),
+        ("refund", {"transaction_id": "txn_x", "reason": "because"}, "reason"),
+        ("void", {"transaction_id": "txn_x", "amount": 1}, "amount"),
+    ],
+)
+def test_invalid_bodies_are_400_naming_the_param(api: Api, route: str, body: dict[str, Any], param: str) -> None:
+    response = api.post(route, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert error["message"]
+
+
+def test_currency_is_normalised_to_lower_case(api: Api) -> None:
+    response = api.charge(currency="JPY", amount=500)
+    assert response.status_code == 201
+    assert response.json()["currency"] == "jpy"
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"amount": 5,}', b"[]", b'"text"', b""])
+def test_malformed_json_is_400(api: Api, raw: bytes) -> None:
+    response = api.http.post(
+        f"{API}/charge", content=raw, headers={**api.headers(), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+CARD_BODIES = {
+    "description": {**VALID, "description": "pay with 4242424242424242 please"},
+    "metadata value grouped by spaces": {**VALID, "metadata": {"note": "4242 4242 4242 4242"}},
+    "metadata value grouped by dashes": {**VALID, "metadata": {"note": "5555-5555-5555-4444"}},
+    "metadata key": {**VALID, "metadata": {"4111111111111111": "x"}},
+    "payment_method": {**VALID, "payment_method": "4000056655665556"},
+    "nested unknown field": {**VALID, "extra": {"deep": ["378282246310005"]}},
+}
+
+
+@pytest.mark.parametrize("where", list(CARD_BODIES))
+def test_card_numbers_are_refused_and_never_echoed(api: Api, where: str) -> None:
+    response = api.post("charge", CARD_BODIES[where])
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "raw_card_data"
+    digits_only = "".join(ch for ch in response.text if ch.isdigit())
+    for number in ("4242424242424242", "5555555555554444", "4111111111111111", "4000056655665556", "378282246310005"):
+        assert number not in digits_only
+
+
+def test_card_number_in_a_refund_is_refused(api: Api) -> None:
+    response = api.post("refund", {"transaction_id": "4242-4242-4242-4242"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "raw_card_data"
+
+
+def test_refused_card_number_is_not_in_the_server_log(api: Api, server: Server) -> None:
+    api.post("charge", {**VALID, "description": "card 6011111111111117"})
+    logs = "".join(p.log_path.read_text(errors="replace") for p in server.processes)
+    assert "6011111111111117" not in logs
+
+
+def test_body_over_one_mib_is_413(api: Api) -> None:
+    big = {**VALID, "description": "x" * (MIB + 10)}
+    response = api.post("charge", big)
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_streamed_body_over_one_mib_is_413(api: Api) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"description": "'
+        for _ in range(24):
+            yield b"y" * 65536  # 1.5 MiB, sent chunked: no Content-Length to trust
+
+    response = api.http.post(f"{API}/charge", content=chunks(), headers=api.headers())
+    assert response.status_code == 413
+
+
+def test_raw_chunked_upload_is_cut_off_at_the_limit(server: Server, api: Api) -> None:
+    """A client that streams 2 MiB without a Content-Length: the server answers 413 at the limit."""
+    address = urlparse(server.base_url)
+    body = b"z" * (2 * MIB)
+    head = (
+        f"POST {API}/charge HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token}\r\n"
+        "Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+    ).encode()
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(head)
+        reply = b""
+        try:
+            for start in range(0, len(body), 65536):
+                piece = body[start : start + 65536]
+                connection.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            connection.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server may close the connection once it has answered
+        connection.settimeout(10)
+        try:
+            while b"\r\n\r\n" not in reply:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        except OSError:
+            pass
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+
+
+def test_unknown_route_and_wrong_method_use_the_error_shape(api: Api) -> None:
+    missing = api.http.get(f"{API}/nothing", headers=api.headers())
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found"
+    wrong = api.http.delete(f"{API}/charge", headers=api.headers())
+    assert wrong.status_code == 405
+    assert set(wrong.json()["error"]) >= {"type", "code", "message"}
+
+
+def test_health_openapi_and_docs(http: httpx.Client) -> None:
+    assert http.get("/healthz").status_code == 200
+    ready = http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"broker": "ok", "eventstore": "ok"}
+    paths = http.get("/openapi.json").json()["paths"]
+    for path in ("/charge", "/authorize", "/capture", "/refund", "/void", "/transactions/{transaction_id}"):
+        assert f"{API}{path}" in paths
+    assert http.get("/docs").status_code == 200
