@@ -313,12 +313,6 @@ def test_a_bad_idempotency_key_is_400(billing: Billing) -> None:
     assert error["param"] == "Idempotency-Key"
 
 
-# The charge/authorize side of `customer_id` is the transaction routes' (see the billing report): these pass once
-# the charge route resolves the customer through `routes.billing_common.customer_for_payment`.
-CUSTOMER_CHARGE = pytest.mark.xfail(reason="the charge route does not resolve customer_id yet", strict=False)
-
-
-@CUSTOMER_CHARGE
 def test_charge_a_customer_with_its_default_payment_method(billing: Billing) -> None:
     created = billing.customer(payment_method="pm_card_visa")
     token = mint_token(billing.workspace, ["payments:charge"])
@@ -329,7 +323,6 @@ def test_charge_a_customer_with_its_default_payment_method(billing: Billing) -> 
     assert (response.json()["status"], response.json()["customer_id"]) == ("captured", created["id"])
 
 
-@CUSTOMER_CHARGE
 @pytest.mark.parametrize("route", ["charge", "authorize"])
 def test_charging_another_workspaces_or_a_deleted_customer_is_404(
     billing: Billing, http: httpx.Client, route: str

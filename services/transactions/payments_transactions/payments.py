@@ -60,6 +60,7 @@ class PaymentHandler:
             provider=provider,
             payment_method=describe_payment_method(method),
             customer_id=payload.get("customer_id"),
+            customer_reference=payload.get("customer_reference"),
             description=payload.get("description"),
             metadata=payload.get("metadata") or {},
             command_id=command.command_id,

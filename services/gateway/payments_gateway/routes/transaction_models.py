@@ -24,7 +24,7 @@ class PaymentBody(StrictModel):
 
     amount: Amount
     currency: Currency
-    payment_method: PaymentMethodToken | OpaquePaymentMethod
+    payment_method: PaymentMethodToken | OpaquePaymentMethod | None = None  # default: the customer's
     provider: ProviderName | None = None
     customer_id: ObjectId | None = None
     description: Description | None = None

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from payments_shared import ids
+from payments_shared.errors import invalid
 from payments_shared.messages import TRANSACTIONS_QUEUE, utc_now_iso
 from pydantic import BaseModel
 
@@ -22,6 +23,7 @@ from payments_gateway.commands import command_id_for, keyed_command, query, send
 from payments_gateway.context import Bucket, GatewayContext, authorized, gateway_context
 from payments_gateway.idempotency import idempotency_key
 from payments_gateway.openapi_docs import json_body
+from payments_gateway.routes.billing_common import customer_for_payment
 from payments_gateway.routes.transaction_models import CaptureBody, PaymentBody, RefundBody, VoidBody
 from payments_gateway.rpc import WorkerTimeout, still_processing
 
@@ -64,14 +66,37 @@ async def _create_payment(
     canonical = body.model_dump(mode="json")
     command_id = command_id_for(principal, key)
     transaction_id = ids.derived_id("txn", command_id)
-    provider = body.provider or context.settings.payments_default_provider
-    payload = {**canonical, "transaction_id": transaction_id, "provider": provider}
+    payload = {**canonical, "transaction_id": transaction_id}
+    payload.update(await _payment_source(request, context, principal, body))
+    provider = str(payload["provider"])
     route = f"POST {PREFIX}/{command_type}"
     command = keyed_command(principal, command_type, route, canonical, key, payload, command_id=command_id)
     try:
         return await send(context, request, TRANSACTIONS_QUEUE, command)
     except WorkerTimeout:
         return JSONResponse(_pending_transaction(transaction_id, principal, body, provider), status_code=202)
+
+
+async def _payment_source(
+    request: Request, context: GatewayContext, principal: Principal, body: PaymentBody
+) -> dict[str, Any]:
+    """Provider and payment method of a charge/authorize: as given, or the customer's (its provider and its
+    default payment method) when `customer_id` names one of the workspace's customers."""
+    provider = body.provider or context.settings.payments_default_provider
+    if body.customer_id is None:
+        if body.payment_method is None:
+            raise invalid(
+                "payment_method is required (or a customer_id with a default payment method).", param="payment_method"
+            )
+        return {"provider": provider}
+    customer = await customer_for_payment(context, request, principal, body.customer_id)
+    if body.provider is not None and body.provider != customer.provider:
+        raise invalid(f"The customer belongs to the provider {customer.provider!r}.", param="provider")
+    method = body.payment_method.model_dump() if isinstance(body.payment_method, BaseModel) else body.payment_method
+    method = method or customer.default_payment_method
+    if method is None:
+        raise invalid("The customer has no default payment method: give a payment_method.", param="payment_method")
+    return {"provider": customer.provider, "payment_method": method, "customer_reference": customer.provider_reference}
 
 
 async def _change_payment(

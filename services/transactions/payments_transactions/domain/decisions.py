@@ -70,6 +70,7 @@ def request_payment(
     command_id: str,
     message_id: str,
     fingerprint: str | None,
+    customer_reference: str | None = None,
 ) -> DomainEvent:
     """The first event of a transaction. `payment_method` is a safe description: never Accept.js data_value."""
     if kind not in ("charge", "authorize"):
@@ -82,6 +83,7 @@ def request_payment(
         "provider": provider,
         "payment_method": dict(payment_method),
         "customer_id": customer_id,
+        "customer_reference": customer_reference,
         "description": description,
         "metadata": dict(metadata),
         "command_id": command_id,

@@ -77,6 +77,7 @@ class Transaction:
     description: str | None
     metadata: Mapping[str, str]
     created_at: str
+    customer_reference: str | None = None  # the provider's id of the customer, when charging one
     status: Status = Status.PENDING
     amount_authorized: int = 0
     amount_captured: int = 0
@@ -140,6 +141,7 @@ def _start(event: RecordedEvent) -> Transaction:
         provider=data["provider"],
         payment_method=data["payment_method"],
         customer_id=data.get("customer_id"),
+        customer_reference=data.get("customer_reference"),
         description=data.get("description"),
         metadata=data.get("metadata") or {},
         created_at=at,
