@@ -51,6 +51,7 @@ fuzz: $(STAMP)
 
 chaos: $(STAMP)
 	CHAOS_SCALE=5 $(BIN)/pytest -q -m slow tests/integration
+	CHAOS_SCALE=5 $(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

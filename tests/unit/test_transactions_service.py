@@ -566,7 +566,8 @@ async def test_a_keyed_refund_after_a_503_is_retried_not_replayed(store, setting
     transaction_id = await client.approved("charge")
     await healthy.close()
     failing = SandboxProvider(ledger, SandboxSettings(failure_rate=1.0, failure_after_commit=True))
-    client.worker = TransactionsWorker(store, {"sandbox": failing}, settings)
+    no_retry = settings.model_copy(update={"provider_retry_attempts": 1})  # the lost reply must surface as a 503
+    client.worker = TransactionsWorker(store, {"sandbox": failing}, no_retry)
     body = {"transaction_id": transaction_id, "amount": 400}
     assert (await client.send("refund", body, key="refund-outage"))["status"] == 503
     await failing.close()

@@ -30,9 +30,15 @@ async def run(settings: TransactionsSettings, sandbox: SandboxSettings) -> None:
     providers = build_providers(settings, settings.data_dir, sandbox)
     broker = await open_broker(settings.broker_url)
     try:
-        await start_transactions(broker, store, providers, settings)
+        worker = await start_transactions(broker, store, providers, settings)
         app = FastAPI(title="payments-transactions", docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(health_router({"broker": broker.ping, "eventstore": store.ping}))
+
+        @app.get("/breakers")
+        async def breakers() -> dict[str, dict[str, object]]:
+            """Each provider's circuit breaker in this worker (state, failures, seconds to half-open)."""
+            return worker.breakers()
+
         await serve(app, settings.port)
     finally:
         logger.info("transactions worker stopping")

@@ -56,6 +56,11 @@ class OperationDriver:
             )
         return provider
 
+    def refuses(self, transaction: Transaction) -> bool:
+        """The transaction's provider is behind an open circuit breaker: calling it now would only be refused."""
+        breaker = getattr(self._providers.get(transaction.provider), "breaker", None)
+        return breaker is not None and bool(breaker.refuses())
+
     async def drive(
         self,
         transaction_id: str,

@@ -25,10 +25,12 @@ async def start_transactions(
     *,
     recover_min_age_s: float | None = None,
 ) -> TransactionsWorker:
-    """Finish what a previous run left open, then consume the queue. Embedded mode passes
-    `recover_min_age_s=0` (no other worker can be running); services mode keeps the setting's age."""
+    """Finish what a previous run left open, then consume the queue and sweep every RECOVERY_INTERVAL_S (stop
+    with `worker.stop()`). Embedded mode passes `recover_min_age_s=0` (no other worker can be running); services
+    mode keeps the setting's age."""
     worker = TransactionsWorker(store, providers, settings)
     recovered = await worker.recover(recover_min_age_s)
     await broker.consume(TRANSACTIONS_QUEUE, worker.handle, prefetch=settings.transactions_prefetch)
+    worker.start_sweeping()
     logger.info("transactions worker consuming", extra={"queue": TRANSACTIONS_QUEUE, "recovered": recovered})
     return worker

@@ -66,6 +66,7 @@ async def _call(
             currency=transaction.currency,
             payment_method=method if method is not None else stored_payment_method(transaction.payment_method),
             capture=transaction.kind == "charge",
+            customer_reference=transaction.customer_reference,
             description=transaction.description,
             metadata=dict(transaction.metadata),
         )
@@ -84,8 +85,9 @@ async def call_provider(
     method: PaymentMethod | None,
     timeout_s: float,
 ) -> ProviderResult:
-    """The provider's answer; no answer in time is a retryable failure (the same key makes a retry safe)."""
-    # Circuit breaker and retries (issue 8) wrap this call.
+    """The provider's answer; no answer in time is a retryable failure (the same key makes a retry safe).
+    The worker's providers are wrapped (payments_shared.providers.resilience): circuit breaker, retries and a
+    per-attempt timeout happen there; `timeout_s` is only the outer bound of the whole call."""
     try:
         return await asyncio.wait_for(_call(provider, transaction, operation, method), timeout_s)
     except TimeoutError:

@@ -70,6 +70,9 @@ class SandboxSettings(BaseSettings):
     failure_after_commit: bool = False  # an injected failure happens after the ledger write (money moved, reply lost)
     hang: bool = False  # every call waits forever (the caller's timeout must end it)
     fault_seed: int | None = None  # makes the injected failures reproducible
+    # A JSON object file ({"failure_rate": 1.0, "latency_ms": 0, "hang": false, …}) read on every call while it
+    # exists: its fields override the ones above, so a test can start and end an outage in a running process.
+    faults_file: Path | None = None
 
 
 def reference_for(prefix: str, idempotency_key: str) -> str:
@@ -131,69 +134,123 @@ def _result_from_json(text: str) -> ProviderResult:
     )
 
 
+@dataclass
+class _QueuedRecord:
+    """A `record` call waiting for the commit that carries it."""
+
+    values: tuple[Any, ...]
+    stored: str | None = None  # the result the key holds once committed
+    error: Exception | None = None
+    done: bool = False
+
+
+_INSERT = (
+    "INSERT OR IGNORE INTO ledger (idempotency_key, operation, reference, payment_reference, amount,"
+    " currency, captured, outcome, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 class SandboxLedger:
-    """The sandbox's own record of every call, one row per idempotency key (first write wins)."""
+    """The sandbox's own record of every call, one row per idempotency key (first write wins).
+
+    Writes are group-committed: concurrent `record` calls queue up, and whichever holds the write connection
+    commits every queued record in one transaction (one fsync, synchronous=FULL), so each call still returns
+    only once its row is durable, but the calls no longer wait for one fsync each in turn. Reads use their own
+    connection and never wait for a commit."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the write connection: held by the thread committing a batch
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._queue_lock = threading.Lock()
+        self._queued: list[_QueuedRecord] = []
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
 
     def lookup(self, idempotency_key: str) -> ProviderResult | None:
-        with self._lock:
-            row = self._db.execute("SELECT result FROM ledger WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT result FROM ledger WHERE idempotency_key = ?", (idempotency_key,)
+            ).fetchone()
         return _result_from_json(row[0]) if row else None
 
     def payment(self, reference: str) -> LedgerEntry | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE reference = ? AND operation = 'pay'", (reference,)
             ).fetchone()
         return _entry(row) if row else None
 
     def record(self, entry: LedgerEntry, currency: str | None, result: ProviderResult) -> ProviderResult:
-        """Insert unless the key is already there; return the result the key holds (the first one)."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO ledger (idempotency_key, operation, reference, payment_reference, amount,"
-                " currency, captured, outcome, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.idempotency_key,
-                    entry.operation,
-                    entry.reference,
-                    entry.payment_reference,
-                    entry.amount,
-                    currency,
-                    int(entry.captured),
-                    entry.outcome,
-                    _result_json(result),
-                ),
+        """Insert unless the key is already there; return the result the key holds (the first one), once durable."""
+        queued = _QueuedRecord(
+            (
+                entry.idempotency_key,
+                entry.operation,
+                entry.reference,
+                entry.payment_reference,
+                entry.amount,
+                currency,
+                int(entry.captured),
+                entry.outcome,
+                _result_json(result),
             )
-            row = self._db.execute(
-                "SELECT result FROM ledger WHERE idempotency_key = ?", (entry.idempotency_key,)
-            ).fetchone()
-        return _result_from_json(row[0])
+        )
+        with self._queue_lock:
+            self._queued.append(queued)
+        with self._lock:
+            if not queued.done:  # no earlier holder committed it: commit everything queued so far
+                with self._queue_lock:
+                    batch, self._queued = self._queued, []
+                self._commit(batch)
+        if queued.error is not None:
+            raise queued.error
+        assert queued.stored is not None
+        return _result_from_json(queued.stored)
+
+    def _commit(self, batch: list[_QueuedRecord]) -> None:
+        """One transaction for the batch (caller holds the write lock); every record marked done either way."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for queued in batch:
+                    self._db.execute(_INSERT, queued.values)
+                    row = self._db.execute("SELECT result FROM ledger WHERE idempotency_key = ?", queued.values[:1])
+                    queued.stored = row.fetchone()[0]
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except Exception as error:
+            for queued in batch:
+                queued.error = error
+        finally:
+            for queued in batch:
+                queued.done = True
 
     def entries(self) -> list[LedgerEntry]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_ENTRY_COLUMNS} FROM ledger ORDER BY rowid").fetchall()
+        with self._read_lock:
+            rows = self._reader.execute(f"SELECT {_ENTRY_COLUMNS} FROM ledger ORDER BY rowid").fetchall()
         return [_entry(row) for row in rows]
 
     def count(self, idempotency_key: str | None = None) -> int:
-        with self._lock:
+        with self._read_lock:
             if idempotency_key is None:
-                row = self._db.execute("SELECT count(*) FROM ledger").fetchone()
+                row = self._reader.execute("SELECT count(*) FROM ledger").fetchone()
             else:
-                row = self._db.execute(
+                row = self._reader.execute(
                     "SELECT count(*) FROM ledger WHERE idempotency_key = ?", (idempotency_key,)
                 ).fetchone()
         return int(row[0])
 
     def close(self) -> None:
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
 
@@ -307,21 +364,34 @@ class SandboxProvider:
 
     async def _call(self, idempotency_key: str, attempt: Callable[[], ProviderResult]) -> ProviderResult:
         """Replay a recorded key, else act once; with the configured faults around it."""
-        await self._inject_delay()
+        faults = self._faults()
+        await _inject_delay(faults)
         recorded = await asyncio.to_thread(self.ledger.lookup, idempotency_key)
         if recorded is not None:
             return recorded
-        failing = self._random.random() < self.settings.failure_rate
-        if failing and not self.settings.failure_after_commit:
+        failing = self._random.random() < faults.failure_rate
+        if failing and not faults.failure_after_commit:
             return _injected_failure()
         result: ProviderResult = await asyncio.to_thread(attempt)
         return _injected_failure() if failing else result
 
-    async def _inject_delay(self) -> None:
-        if self.settings.latency_ms:
-            await asyncio.sleep(self.settings.latency_ms / 1000)
-        if self.settings.hang:
-            await asyncio.Event().wait()
+    def _faults(self) -> SandboxSettings:
+        """The configured faults, overridden by SANDBOX_FAULTS_FILE while that file exists and parses."""
+        path = self.settings.faults_file
+        if path is None:
+            return self.settings
+        try:
+            overrides = json.loads(path.read_text())
+            return SandboxSettings.model_validate({**self.settings.model_dump(), **overrides})
+        except (OSError, ValueError):  # absent or half-written: the configured faults
+            return self.settings
+
+
+async def _inject_delay(faults: SandboxSettings) -> None:
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    if faults.hang:
+        await asyncio.Event().wait()
 
 
 def _injected_failure() -> ProviderResult:

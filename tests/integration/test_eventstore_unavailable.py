@@ -1,0 +1,79 @@
+"""Event store unavailable (services mode): another connection holds the SQLite file's write lock. Commands then
+fail visibly — 503 `provider_unavailable` (code `service_unavailable`) with Retry-After, before the gateway's
+deadline — the worker reports itself not ready, and nothing is half-applied: no event, no provider call. Once
+the lock is gone, the same requests with the same Idempotency-Keys succeed, each exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from payments_shared import ids
+
+from tests.blackbox.server import Api, new_key
+from tests.support.services import events_by_stream, ledger, stored_events, transactions_services
+
+pytestmark = pytest.mark.rabbitmq
+
+# The worker gives up on the lock after the store's busy timeout (5 s): the gateway must still be waiting.
+ENV = {"RPC_TIMEOUT_S": "12"}
+
+
+@contextlib.contextmanager
+def write_locked(database: Path) -> Iterator[None]:
+    """Hold SQLite's write lock on `database` (as a stuck writer in another process would)."""
+    holder = sqlite3.connect(database, isolation_level=None, timeout=30)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_locked_event_store_is_a_503_with_nothing_half_applied_and_work_resumes(
+    tmp_path: Path, isolated_rabbitmq_url: str
+) -> None:
+    with transactions_services(tmp_path, isolated_rabbitmq_url, ENV) as services:
+        api = Api(httpx.Client(base_url=services.base_url, timeout=30))
+        captured = api.charge(key=new_key(), amount=5000)
+        assert captured.status_code == 201, captured.text
+        transaction_id = captured.json()["id"]
+        events_before = len(stored_events(tmp_path))
+        ledger_before = ledger(tmp_path)
+        charge_key, refund_key = new_key(), new_key()
+        refund_body = {"transaction_id": transaction_id, "amount": 1200}
+
+        with write_locked(tmp_path / "events.db"), ThreadPoolExecutor(3) as pool:
+            charge = pool.submit(api.charge, charge_key, amount=777)
+            refund = pool.submit(api.post, "refund", refund_body, refund_key)
+            readiness = pool.submit(httpx.get, f"{services.worker_url}/readyz", timeout=30)
+            for response in (charge.result(), refund.result()):
+                assert response.status_code == 503, response.text
+                error = response.json()["error"]
+                assert (error["type"], error["code"]) == ("provider_unavailable", "service_unavailable")
+                assert "Retry-After" in response.headers
+            assert readiness.result().status_code == 503
+            assert readiness.result().json()["checks"]["eventstore"] != "ok"
+
+        assert len(stored_events(tmp_path)) == events_before  # nothing half-applied
+        assert ledger(tmp_path) == ledger_before
+        charge_transaction = ids.derived_id("txn", ids.command_id(api.workspace, charge_key))
+        assert charge_transaction not in events_by_stream(tmp_path)
+
+        retried_charge = api.charge(charge_key, amount=777)
+        assert (retried_charge.status_code, retried_charge.json()["id"]) == (201, charge_transaction)
+        retried_refund = api.post("refund", refund_body, refund_key)
+        assert retried_refund.status_code == 200, retried_refund.text
+        assert (retried_refund.json()["status"], retried_refund.json()["amount_refunded"]) == (
+            "partially_refunded",
+            1200,
+        )
+        assert httpx.get(f"{services.worker_url}/readyz", timeout=10).status_code == 200
+        operations = sorted(row.operation for row in ledger(tmp_path))
+        assert operations == ["pay", "pay", "refund"]  # one provider call per key
