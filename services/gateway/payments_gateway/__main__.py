@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 
-from payments_shared import logging as json_logging
 from payments_shared.broker.factory import open_broker
 from payments_shared.eventstore.factory import open_event_store
 from payments_shared.http.serve import serve
-from payments_shared.settings import ConfigError, load
+from payments_shared.process import bootstrap, settings_or_exit
 
 from payments_gateway.app import create_app
 from payments_gateway.settings import GatewaySettings
@@ -32,13 +30,8 @@ async def run(settings: GatewaySettings) -> None:
 
 
 def main() -> None:
-    try:
-        settings = load(GatewaySettings)
-    except ConfigError as error:
-        print(error.line, file=sys.stderr)
-        raise SystemExit(2) from None
-    json_logging.configure(settings.log_level)
-    json_logging.register_secret(settings.payments_jwt_secret)
+    settings = settings_or_exit(GatewaySettings)
+    bootstrap("payments-gateway", settings.log_level, (settings.payments_jwt_secret,))
     asyncio.run(run(settings))
 
 

@@ -1,0 +1,76 @@
+"""What every service process does before and around its own work: settings or a one-line exit, JSON logs,
+telemetry, secrets registered for scrubbing, and — for workers — the store, broker, providers and a health-only
+HTTP server, closed in order on the way out."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI
+from pydantic_settings import BaseSettings
+
+from payments_shared.broker.factory import open_broker
+from payments_shared.broker.port import Broker
+from payments_shared.eventstore.factory import open_event_store
+from payments_shared.eventstore.port import EventStore
+from payments_shared.http.health import health_router
+from payments_shared.http.serve import serve
+from payments_shared.logging import configure, register_secret
+from payments_shared.providers.port import PaymentProvider
+from payments_shared.providers.registry import build_providers, close_providers
+from payments_shared.providers.sandbox import SandboxSettings
+from payments_shared.settings import ConfigError, load
+from payments_shared.tracing import configure_telemetry
+
+S = TypeVar("S", bound=BaseSettings)
+logger = logging.getLogger(__name__)
+
+
+def settings_or_exit(cls: type[S]) -> S:
+    """The settings, or one line on stderr naming the wrong variable and exit status 2."""
+    try:
+        return load(cls)
+    except ConfigError as error:
+        print(error.line, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def bootstrap(service: str, log_level: str, secrets: Iterable[str | None]) -> None:
+    configure(log_level)
+    configure_telemetry(service)
+    for secret in secrets:
+        register_secret(secret)
+
+
+StartWorker = Callable[[Broker, EventStore, dict[str, PaymentProvider]], Awaitable[Any]]
+ExtendApp = Callable[[FastAPI, Any], None]
+
+
+async def run_worker(
+    name: str,
+    settings: Any,
+    start: StartWorker,
+    extend_app: ExtendApp | None = None,
+) -> None:
+    """Open the store, providers and broker, start the worker, serve /healthz and /readyz on $PORT until
+    SIGTERM/SIGINT, then close everything."""
+    sandbox = settings_or_exit(SandboxSettings)
+    store = open_event_store(settings.eventstore_uri)
+    providers = build_providers(settings, settings.data_dir, sandbox)
+    broker = await open_broker(settings.broker_url)
+    try:
+        worker = await start(broker, store, providers)
+        app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url=None)
+        app.include_router(health_router({"broker": broker.ping, "eventstore": store.ping}))
+        if extend_app is not None:
+            extend_app(app, worker)
+        logger.info("worker started", extra={"worker": name, "port": settings.port})
+        await serve(app, settings.port)
+    finally:
+        logger.info("worker stopping", extra={"worker": name})
+        await broker.close()
+        await close_providers(providers)
+        await store.close()
