@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python $(PKG_FILES)
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
