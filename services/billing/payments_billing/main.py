@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from payments_shared.broker.port import Broker
 from payments_shared.eventstore.port import EventStore
 from payments_shared.idempotency import IdempotencyGuard
 from payments_shared.messages import BILLING_QUEUE
+from payments_shared.projections.host import host_lists
 
+from payments_billing import projections
 from payments_billing.context import BillingContext
 from payments_billing.providers import billing_providers
 from payments_billing.streams import Streams
@@ -28,6 +31,9 @@ class BillingConfig(Protocol):
 
     @property
     def in_flight_window_s(self) -> float: ...
+
+    @property
+    def data_dir(self) -> Path: ...  # where the list read models live
 
 
 def build_worker(store: EventStore, providers: Mapping[str, Any], settings: BillingConfig) -> BillingWorker:
@@ -49,6 +55,10 @@ async def start_billing(
     worker = build_worker(store, providers, settings)
     min_age_s = settings.in_flight_window_s if recover_min_age_s is None else recover_min_age_s
     recovered = await worker.recover(min_age_s)
-    await broker.consume(BILLING_QUEUE, worker.handle)
+    # The customers and subscriptions lists: projected here, answered on this queue.
+    lists = await host_lists(
+        store, settings.data_dir, [projections.CUSTOMERS, projections.SUBSCRIPTIONS], projections.LISTS
+    )
+    await broker.consume(BILLING_QUEUE, lists.serving(worker.handle))
     logger.info("billing worker consuming", extra={"queue": BILLING_QUEUE, "recovered": recovered})
     return worker

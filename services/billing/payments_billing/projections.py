@@ -41,8 +41,8 @@ def subscription_entry(events: Sequence[RecordedEvent]) -> ListEntry | None:
     )
 
 
-CUSTOMERS: Final = Projection("customers", "customer-", customer_entry)
-SUBSCRIPTIONS: Final = Projection("subscriptions", "subscription-", subscription_entry)
+CUSTOMERS: Final = Projection("customers", "customer-cus_", customer_entry)
+SUBSCRIPTIONS: Final = Projection("subscriptions", "subscription-sub_", subscription_entry)
 LISTS: Final = {
     "list_customers": ListSpec(projection="customers", url="/api/v1/payments/customers", filters=("email",)),
     "list_subscriptions": ListSpec(

@@ -4,11 +4,12 @@ configured payment provider that also implements the `BillingProvider` port (Str
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from payments_shared.providers.port import BillingProvider
 from payments_shared.providers.sandbox import SandboxProvider
 from payments_shared.providers.sandbox_billing import SandboxBilling
+from payments_shared.tracing import TracedProvider
 
 BILLING_METHODS = (
     "create_customer",
@@ -29,7 +30,12 @@ def billing_providers(providers: Mapping[str, Any]) -> dict[str, BillingProvider
     chosen: dict[str, BillingProvider] = {}
     for name, provider in providers.items():
         if isinstance(provider, SandboxProvider):
-            chosen[name] = SandboxBilling(provider.ledger)
+            chosen[name] = traced(name, SandboxBilling(provider.ledger))
         elif is_billing_provider(provider):
-            chosen[name] = provider
+            chosen[name] = traced(name, provider)
     return chosen
+
+
+def traced(name: str, provider: Any) -> BillingProvider:
+    """Each billing call in a span, its outcome and latency recorded (payments_shared.tracing)."""
+    return cast(BillingProvider, TracedProvider(name, provider, BILLING_METHODS))

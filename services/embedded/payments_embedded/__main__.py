@@ -9,6 +9,7 @@ import sys
 from payments_shared import logging as json_logging
 from payments_shared.http.serve import serve
 from payments_shared.settings import ConfigError
+from payments_shared.tracing import configure_telemetry
 
 from payments_embedded.settings import EmbeddedSettings
 
@@ -41,6 +42,7 @@ def main() -> None:
         print(error.line, file=sys.stderr)
         raise SystemExit(2) from None
     json_logging.configure(settings.gateway.log_level)
+    configure_telemetry("payments-embedded")
     json_logging.register_secret(settings.gateway.payments_jwt_secret)
     asyncio.run(run(settings))
 

@@ -18,7 +18,7 @@ from payments_shared.http.health import ReadinessCheck, health_router
 
 from payments_gateway.context import GatewayContext
 from payments_gateway.openapi_docs import install_openapi
-from payments_gateway.routes import customers, subscriptions, transactions
+from payments_gateway.routes import customers, lists, subscriptions, transactions
 from payments_gateway.settings import GatewaySettings
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def create_app(settings: GatewaySettings, broker: Broker, readiness_checks: Mapp
     install_error_handlers(app)
     install_openapi(app)
     app.include_router(health_router(readiness_checks))
+    app.include_router(lists.router)  # before the /{id} routes of the same prefixes
     app.include_router(transactions.router)
     app.include_router(customers.router)
     app.include_router(subscriptions.router)

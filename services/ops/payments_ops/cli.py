@@ -6,13 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from payments_ops import tokens
+from payments_ops import audit, dlq, export, replay, tokens, verify
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payments-ops", description="Operate the payments platform.")
     commands = parser.add_subparsers(dest="command", required=True)
     tokens.register(commands)
+    dlq.register(commands)
+    audit.register(commands)
+    export.register(commands)
+    verify.register(commands)
+    replay.register(commands)
     return parser
 
 

@@ -9,8 +9,11 @@ from collections.abc import Mapping
 from payments_shared.broker.port import Broker
 from payments_shared.eventstore.port import EventStore
 from payments_shared.messages import TRANSACTIONS_QUEUE
+from payments_shared.metrics import observe_breakers
+from payments_shared.projections.host import host_lists
 from payments_shared.providers.port import PaymentProvider
 
+from payments_transactions import projection
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
 
@@ -29,8 +32,11 @@ async def start_transactions(
     with `worker.stop()`). Embedded mode passes `recover_min_age_s=0` (no other worker can be running); services
     mode keeps the setting's age."""
     worker = TransactionsWorker(store, providers, settings)
+    observe_breakers(lambda: {name: str(state["state"]) for name, state in worker.breakers().items()})
     recovered = await worker.recover(recover_min_age_s)
-    await broker.consume(TRANSACTIONS_QUEUE, worker.handle, prefetch=settings.transactions_prefetch)
+    # The transactions list: projected here, answered on this queue (payments_shared.projections.host).
+    lists = await host_lists(store, settings.data_dir, [projection.TRANSACTIONS], projection.LISTS)
+    await broker.consume(TRANSACTIONS_QUEUE, lists.serving(worker.handle), prefetch=settings.transactions_prefetch)
     worker.start_sweeping()
     logger.info("transactions worker consuming", extra={"queue": TRANSACTIONS_QUEUE, "recovered": recovered})
     return worker

@@ -1,12 +1,19 @@
 """The recovery sweep: every operation that has a `…Requested` but no outcome, idle for longer than a given age
-(its worker died, or embedded mode lost its in-memory queue), is driven to an outcome with the same provider
-idempotency key, so at most one movement of money results."""
+(its worker died, its command was dead-lettered, embedded mode lost its in-memory queue, or its provider failed
+retryably), is driven to an outcome with the same provider idempotency key, so at most one movement of money
+results.
+
+Efficient enough to run every few seconds: the first run scans the store once; later runs read only the events
+appended since (from a checkpoint) and load only the transactions that had an open operation. An operation whose
+provider keeps failing is tried again after an age that doubles with each recorded failure (capped), and not at
+all while its provider's circuit breaker is open."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from payments_shared.eventstore.port import EventStore, RecordedEvent
 from payments_shared.messages import Command, event_metadata
@@ -20,7 +27,27 @@ logger = logging.getLogger(__name__)
 
 RECOVERY_ACTOR = "system:recovery"
 REQUEST_TYPES = frozenset({ev.TRANSACTION_REQUESTED, ev.CAPTURE_REQUESTED, ev.REFUND_REQUESTED, ev.VOID_REQUESTED})
+# Events that give an operation its outcome (the state's `_finish`): a scan that sees one for every operation of a
+# transaction drops it, so a sweep loads only transactions that may still be open, not every recent one.
+OUTCOME_TYPES = frozenset(
+    {
+        ev.PAYMENT_AUTHORIZED,
+        ev.PAYMENT_CAPTURED,
+        ev.PAYMENT_REQUIRES_ACTION,
+        ev.PAYMENT_HELD_FOR_REVIEW,
+        ev.PAYMENT_FAILED,
+        ev.CAPTURE_SUCCEEDED,
+        ev.CAPTURE_FAILED,
+        ev.VOID_SUCCEEDED,
+        ev.VOID_FAILED,
+        ev.REFUND_SUCCEEDED,
+        ev.REFUND_FAILED,
+    }
+)
 STREAM_PREFIX = "transaction-"
+CONCURRENT_DRIVES: Final = 8
+MAX_BACKOFF_S: Final = 300.0
+MAX_BACKOFF_DOUBLINGS: Final = 8
 
 
 def _request_event(recorded: list[RecordedEvent], operation: Operation) -> RecordedEvent:
@@ -33,34 +60,83 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _failures(recorded: list[RecordedEvent], operation: Operation) -> int:
+    return sum(
+        1
+        for event in recorded
+        if event.type == ev.PROVIDER_CALL_FAILED and event.data.get("command_id") == operation.command_id
+    )
+
+
+def required_idle_s(min_age_s: float, failures: int) -> float:
+    """How long an operation must have been idle before the sweep drives it again: the minimum age, doubled for
+    every retryable failure already recorded (capped), so a long provider outage does not fill the stream."""
+    if failures == 0 or min_age_s == 0:
+        return min_age_s
+    return float(min(MAX_BACKOFF_S, min_age_s * 2 ** min(failures, MAX_BACKOFF_DOUBLINGS)))
+
+
 class Recovery:
     def __init__(self, store: EventStore, streams: TransactionStreams, driver: OperationDriver) -> None:
         self._store = store
         self._streams = streams
         self._driver = driver
+        self._candidates: set[str] = set()  # transaction ids that may have an open operation
+        self._unfinished: dict[str, set[str]] = {}  # candidate → command ids requested, no outcome scanned yet
+        self._next_position = 0  # events before it have been scanned for candidates
+        self._lock = asyncio.Lock()
 
-    async def _candidate_streams(self) -> list[str]:
-        """Transaction ids with at least one request (a full scan of the store; a projection can replace it)."""
-        found: dict[str, None] = {}
-        async for event in self._store.read_all():
-            if event.type in REQUEST_TYPES and event.stream.startswith(STREAM_PREFIX):
-                found[event.stream.removeprefix(STREAM_PREFIX)] = None
-        return list(found)
+    async def _scan_new_events(self) -> None:
+        """Add every transaction with a request appended since the last scan (the whole store the first time)."""
+        async for event in self._store.read_all(self._next_position):
+            self._next_position = event.position + 1
+            if not event.stream.startswith(STREAM_PREFIX):
+                continue
+            transaction_id = event.stream.removeprefix(STREAM_PREFIX)
+            if event.type in REQUEST_TYPES:
+                self._candidates.add(transaction_id)
+                self._unfinished.setdefault(transaction_id, set()).add(str(event.data.get("command_id")))
+            elif event.type in OUTCOME_TYPES and transaction_id in self._unfinished:
+                unfinished = self._unfinished[transaction_id]
+                unfinished.discard(str(event.data.get("command_id")))
+                if not unfinished:
+                    self._forget(transaction_id)
+
+    def _forget(self, transaction_id: str) -> None:
+        self._candidates.discard(transaction_id)
+        self._unfinished.pop(transaction_id, None)
 
     async def run(self, min_age_s: float) -> int:
         """Drive every open operation idle for longer than `min_age_s`; returns how many were driven."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=min_age_s)
-        driven = 0
-        for transaction_id in await self._candidate_streams():
-            recorded, transaction = await self._streams.load(transaction_id)
-            if transaction is None or not recorded or _aware(recorded[-1].recorded_at) > cutoff:
-                continue
-            for operation in transaction.open_operations():
-                if await self._drive(recorded, transaction, operation):
-                    driven += 1
+        async with self._lock:  # the start-up run and the periodic one never overlap
+            await self._scan_new_events()
+            now = datetime.now(UTC)
+            due: list[tuple[list[RecordedEvent], Transaction, Operation]] = []
+            for transaction_id in sorted(self._candidates):
+                recorded, transaction = await self._streams.load(transaction_id)
+                if transaction is None or not transaction.open_operations():
+                    self._forget(transaction_id)
+                    continue
+                if self._driver.refuses(transaction):
+                    continue  # its breaker is open: try when it half-opens
+                idle_s = (now - _aware(recorded[-1].recorded_at)).total_seconds()
+                for operation in transaction.open_operations():
+                    if idle_s >= required_idle_s(min_age_s, _failures(recorded, operation)):
+                        due.append((recorded, transaction, operation))
+            driven = await self._drive_all(due)
         if driven:
-            logger.info("recovery drove unfinished operations", extra={"driven": driven})
+            logger.info("recovery drove unfinished operations", extra={"driven": driven, "open": len(self._candidates)})
         return driven
+
+    async def _drive_all(self, due: list[tuple[list[RecordedEvent], Transaction, Operation]]) -> int:
+        limit = asyncio.Semaphore(CONCURRENT_DRIVES)
+
+        async def bounded(recorded: list[RecordedEvent], transaction: Transaction, operation: Operation) -> bool:
+            async with limit:
+                return await self._drive(recorded, transaction, operation)
+
+        results = await asyncio.gather(*(bounded(*item) for item in due))
+        return sum(1 for result in results if result)
 
     async def _drive(self, recorded: list[RecordedEvent], transaction: Transaction, operation: Operation) -> bool:
         request = _request_event(recorded, operation)

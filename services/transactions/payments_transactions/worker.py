@@ -6,17 +6,22 @@ the message (the steps make a redelivery safe) and, past its delivery limit, dea
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from payments_shared import logging as payments_logging
 from payments_shared.broker.port import Message
 from payments_shared.errors import ApiError, invalid
-from payments_shared.eventstore.port import EventStore
+from payments_shared.eventstore.port import EventStore, EventStoreUnavailable
 from payments_shared.idempotency import IdempotencyGuard
 from payments_shared.messages import Command
 from payments_shared.providers.port import PaymentProvider
+from payments_shared.providers.registry import breaker_states, with_resilience
+from payments_shared.providers.resilience import call_budget
 from pydantic import ValidationError
 
 from payments_transactions.context import Delivery
@@ -33,19 +38,49 @@ logger = logging.getLogger(__name__)
 
 CommandHandler = Callable[[Delivery], Awaitable[dict[str, Any]]]
 
+# Provider retries stop this long before the client's RPC deadline, so the reply can still reach it.
+DEADLINE_MARGIN_S: Final = 0.25
+STORE_RETRY_AFTER_S: Final = 2.0
+
+
+def store_unavailable() -> ApiError:
+    """The event store cannot be written or read: nothing was recorded past what the stream shows, a retry with
+    the same Idempotency-Key carries on where this attempt stopped."""
+    return ApiError(
+        "provider_unavailable",
+        "The service is temporarily unavailable (event store); retry with the same Idempotency-Key.",
+        code="service_unavailable",
+        retry_after=STORE_RETRY_AFTER_S,
+    )
+
+
+def seconds_left(issued_at: str, rpc_timeout_s: float) -> float:
+    """What remains of the client's deadline for a command issued at `issued_at` (0 when past or unreadable)."""
+    try:
+        issued = datetime.fromisoformat(issued_at.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if issued.tzinfo is None:
+        issued = issued.replace(tzinfo=UTC)
+    elapsed = (datetime.now(UTC) - issued).total_seconds()
+    return max(0.0, rpc_timeout_s - elapsed - DEADLINE_MARGIN_S)
+
 
 class TransactionsWorker:
     def __init__(
         self, store: EventStore, providers: Mapping[str, PaymentProvider], settings: TransactionsSettings
     ) -> None:
         self.settings = settings
+        self.providers = with_resilience(providers, settings)  # one breaker per provider in this worker
+        providers = self.providers
         streams = TransactionStreams(store)
         guard = IdempotencyGuard(store, settings.in_flight_window_s)
-        driver = OperationDriver(streams, providers, settings.provider_timeout_s)
+        driver = OperationDriver(streams, providers, _backstop_timeout_s(settings))
         payments = PaymentHandler(streams, guard, driver, providers, settings)
         follow_ups = FollowUpHandler(streams, guard, driver, settings)
         queries = QueryHandler(streams)
         self._recovery = Recovery(store, streams, driver)
+        self._sweeper: asyncio.Task[None] | None = None
         self._handlers: dict[str, CommandHandler] = {
             "charge": payments.handle,
             "authorize": payments.handle,
@@ -68,11 +103,45 @@ class TransactionsWorker:
         if handler is None:
             return error_reply(invalid(f"Unknown command type {command.type!r}.", param="type"))
         try:
-            return await handler(delivery)
+            with call_budget(seconds_left(command.issued_at, self.settings.rpc_timeout_s)):
+                return await handler(delivery)
         except ApiError as error:
             return error_reply(error)
+        except EventStoreUnavailable as error:
+            logger.warning("event store unavailable", extra={"command": command.type, "reason": str(error)})
+            return error_reply(store_unavailable())
 
     async def recover(self, min_age_s: float | None = None) -> int:
         """Drive every outcome-less operation idle for longer than `min_age_s` (default: the setting)."""
         age = self.settings.recovery_min_age_s if min_age_s is None else min_age_s
         return await self._recovery.run(age)
+
+    def start_sweeping(self) -> None:
+        """Run `recover()` every RECOVERY_INTERVAL_S in the background (until `stop`)."""
+        if self._sweeper is None and self.settings.recovery_interval_s > 0:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="transactions-recovery-sweep")
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.recovery_interval_s)
+            try:
+                await self.recover()
+            except Exception:  # the store may be down for a while: log, try again next round
+                logger.exception("recovery sweep failed")
+
+    def breakers(self) -> dict[str, dict[str, Any]]:
+        """Each provider's circuit breaker: state, failures counted, seconds until it half-opens."""
+        return breaker_states(self.providers)
+
+    async def stop(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+
+def _backstop_timeout_s(settings: TransactionsSettings) -> float:
+    """The driver's outer bound on one provider call with every retry (the resilience layer ends it sooner)."""
+    attempts = settings.provider_retry_attempts
+    return attempts * (settings.provider_timeout_s + settings.provider_retry_cap_s) + 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from payments_shared.eventstore.port import EventStore
+from payments_shared.tracing import instrument_event_store
 
 SQLITE_PREFIX = "sqlite:///"
 KURRENT_SCHEMES = ("kurrentdb://", "esdb://", "kurrentdb+discover://", "esdb+discover://")
@@ -16,7 +17,13 @@ def sqlite_path(uri: str) -> Path:
 
 
 def open_event_store(uri: str) -> EventStore:
-    """The adapter for `uri`; connections are made here (SQLite) or on first use (KurrentDB). Close with `close()`."""
+    """The adapter for `uri`, traced (a span per append, the trace context in each new event's metadata:
+    payments_shared.tracing.instrument_event_store); connections are made here (SQLite) or on first use (KurrentDB).
+    Close with `close()`."""
+    return instrument_event_store(_adapter(uri))
+
+
+def _adapter(uri: str) -> EventStore:
     if uri == "memory://":
         from payments_shared.eventstore.memory import InMemoryEventStore
 

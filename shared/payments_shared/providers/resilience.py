@@ -37,6 +37,7 @@ from payments_shared.providers.port import (
     SubscriptionChange,
     SubscriptionRequest,
 )
+from payments_shared.tracing import traced_provider_call
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ class ResilientProvider:
         if deadline is not None:
             timeout = max(0.001, min(timeout, deadline - asyncio.get_running_loop().time()))
         try:
-            return await asyncio.wait_for(call(), timeout)
+            return await asyncio.wait_for(traced_provider_call(self.name, operation, call), timeout)
         except TimeoutError:
             logger.warning("provider call timed out", extra={"provider": self.name, "operation": operation})
             return ProviderResult(Outcome.RETRYABLE, message="The provider did not answer in time.", retry_after=1.0)

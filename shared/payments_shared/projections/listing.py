@@ -1,0 +1,107 @@
+"""Answering a list query from a read model: parameters checked, one page, Stripe's list shape.
+
+Workers register `ListHandler.handle` for their `list_*` query types; the gateway forwards the query string
+untouched (`payload["params"]`), so the rules for the parameters live here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from payments_shared.errors import ApiError, invalid
+from payments_shared.messages import Command, Reply
+from payments_shared.projections.readmodel import ListQuery, ReadModel, UnknownCursor, epoch_us
+
+DEFAULT_LIMIT: Final = 10
+MAX_LIMIT: Final = 100
+PAGING: Final = ("limit", "starting_after")
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """One list route: its read model, its URL, and which filters it takes (statuses: the accepted values)."""
+
+    projection: str
+    url: str
+    filters: Sequence[str]  # of "status", "customer_id", "email", "created"
+    statuses: Sequence[str] = ()
+
+
+def parse_query(spec: ListSpec, workspace: str, params: Mapping[str, str]) -> ListQuery:
+    allowed = set(PAGING) | {f for f in spec.filters if f != "created"}
+    if "created" in spec.filters:
+        allowed |= {"created_gte", "created_lt"}
+    for name in params:
+        if name not in allowed:
+            raise invalid(f"Unknown parameter {name!r}.", param=name)
+    status = params.get("status")
+    if status is not None and status not in spec.statuses:
+        raise invalid(f"status must be one of {', '.join(spec.statuses)}.", param="status")
+    return ListQuery(
+        workspace=workspace,
+        limit=_limit(params.get("limit")),
+        starting_after=_non_empty(params, "starting_after"),
+        status=status,
+        customer_id=_non_empty(params, "customer_id"),
+        email=_non_empty(params, "email"),
+        created_gte_us=_timestamp(params, "created_gte"),
+        created_lt_us=_timestamp(params, "created_lt"),
+    )
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise invalid(f"limit must be an integer from 1 to {MAX_LIMIT}.", param="limit")
+    return int(raw)
+
+
+def _non_empty(params: Mapping[str, str], name: str) -> str | None:
+    value = params.get(name)
+    if value is not None and not value.strip():
+        raise invalid(f"{name} must not be empty.", param=name)
+    return value
+
+
+def _timestamp(params: Mapping[str, str], name: str) -> int | None:
+    """A Unix time in seconds (as Stripe takes it) or an ISO 8601 time; naive times are UTC."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        if raw.lstrip("-").isdigit():
+            return int(raw) * 1_000_000
+        return epoch_us(raw.replace(" ", "+"))  # a `+` in a query string arrives as a space
+    except (ValueError, OverflowError):
+        raise invalid(f"{name} must be a Unix timestamp or an ISO 8601 time.", param=name) from None
+
+
+def list_body(spec: ListSpec, data: list[dict[str, Any]], has_more: bool, position: int) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, "url": spec.url, "projection_position": position}
+
+
+class ListHandler:
+    def __init__(self, read_model: ReadModel, specs: Mapping[str, ListSpec]) -> None:
+        self._read_model = read_model
+        self._specs = specs  # by command type, e.g. "list_transactions"
+
+    async def handle_command(self, command: Command) -> dict[str, Any]:
+        """The reply body for a `list_*` command (API.md's error shape on a bad parameter)."""
+        spec = self._specs[command.type]
+        params = {str(k): str(v) for k, v in dict(command.payload.get("params") or {}).items()}
+        try:
+            query = parse_query(spec, command.workspace, params)
+            page = await self._read_model.page(spec.projection, query)
+        except UnknownCursor:
+            error = invalid("starting_after names no object of this list.", param="starting_after")
+            return _error(error)
+        except ApiError as error:
+            return _error(error)
+        return Reply(status=200, body=list_body(spec, page.data, page.has_more, page.position)).to_body()
+
+
+def _error(error: ApiError) -> dict[str, Any]:
+    return Reply(status=error.status, body=error.body(), headers=error.headers()).to_body()
