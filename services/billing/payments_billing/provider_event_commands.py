@@ -14,6 +14,7 @@ from payments_billing import customer as customers
 from payments_billing import subscription as subscriptions
 from payments_billing.context import BillingContext, Call
 from payments_billing.provider_events import CUSTOMER, Report, interpret
+from payments_billing.provider_refetch import refetched
 from payments_billing.references import Linked, resolve
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ async def _apply_to_subscription(context: BillingContext, call: Call, linked: Li
     loaded = await context.streams.load(stream, subscriptions.fold)
     if loaded.applied(call.command_id):
         return outcome(True)
+    report = await refetched(context, report, str(call.payload.get("event_type")), str(call.payload.get("event_id")))
     provider_created = str(call.payload.get("provider_created") or call.now)
     event = subscriptions.decide_reported(loaded.state, call.workspace, report.changes, provider_created, call.now)
     if event is None:

@@ -10,7 +10,7 @@ from typing import Any, Final
 from payments_shared import faults
 from payments_shared.errors import ApiError
 from payments_shared.eventstore.port import RecordedEvent, WrongExpectedVersion
-from payments_shared.providers.port import PaymentMethod, PaymentProvider, ProviderResult
+from payments_shared.providers.port import Outcome, PaymentMethod, PaymentProvider, ProviderResult
 
 from payments_transactions.domain import decisions
 from payments_transactions.domain.events import DomainEvent
@@ -21,6 +21,7 @@ from payments_transactions.streams import TransactionStreams
 logger = logging.getLogger(__name__)
 
 MAX_APPEND_RACES: Final = 50
+FAILED_OUTCOMES: Final = frozenset({Outcome.RETRYABLE, Outcome.PERMANENT, Outcome.UNAVAILABLE})
 
 Decide = Callable[[Transaction, str, ProviderResult], DomainEvent]
 
@@ -67,9 +68,14 @@ class OperationDriver:
         command_id: str,
         metadata: Callable[[], Mapping[str, Any]],
         method: PaymentMethod | None = None,
+        known: list[RecordedEvent] | None = None,
     ) -> list[RecordedEvent]:
-        """The stream's events once the operation has an outcome (or a recorded retryable failure)."""
-        recorded, transaction = await self._streams.load(transaction_id)
+        """The stream's events once the operation has an outcome (or a recorded retryable failure). `known`: the
+        whole stream as the caller just wrote it (saves a read; an append race still reloads)."""
+        if known:
+            recorded, transaction = known, Transaction.from_events(known)
+        else:
+            recorded, transaction = await self._streams.load(transaction_id)
         if transaction is None:
             raise LookupError(f"no transaction {transaction_id}")
         operation = transaction.operations[command_id]
@@ -77,10 +83,14 @@ class OperationDriver:
             return recorded
         provider = self.provider_for(transaction)
         result = await call_provider(provider, transaction, operation, method, self._timeout_s)
-        logger.info(
-            "provider answered",
-            extra={"provider": provider.name, "operation": operation.kind.value, "outcome": result.outcome.value},
-        )
+        # INFO only when the call failed: one INFO line per successful call cost ~3 % of a charge's CPU.
+        level = logging.INFO if result.outcome in FAILED_OUTCOMES else logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "provider answered",
+                extra={"provider": provider.name, "operation": operation.kind.value, "outcome": result.outcome.value},
+            )
         faults.reached("after_provider_call")
         decide = OUTCOME_BY_KIND[operation.kind]
         for _ in range(MAX_APPEND_RACES):
@@ -88,13 +98,12 @@ class OperationDriver:
                 return recorded
             event = decide(transaction, command_id, result)
             try:
-                await self._streams.append(transaction_id, [event], transaction.version, metadata())
+                appended = await self._streams.append_one(transaction_id, event, transaction.version, metadata())
             except WrongExpectedVersion:
                 recorded, reloaded = await self._streams.load(transaction_id)
                 assert reloaded is not None
                 transaction = reloaded
                 continue
             faults.reached("after_outcome_recorded")
-            recorded, _ = await self._streams.load(transaction_id)
-            return recorded
+            return [*recorded, appended]  # the stream at `transaction.version` plus the event just appended
         raise RuntimeError(f"transaction {transaction_id}: too many concurrent appends; giving up for a redelivery")

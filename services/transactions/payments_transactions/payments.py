@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from payments_shared import faults
 from payments_shared.errors import invalid
-from payments_shared.eventstore.port import NO_STREAM, WrongExpectedVersion
+from payments_shared.eventstore.port import NO_STREAM, RecordedEvent, WrongExpectedVersion
 from payments_shared.idempotency import IdempotencyGuard, idempotency_mismatch, in_progress, may_take_over, replayed
 from payments_shared.providers.port import PaymentProvider
 
@@ -67,15 +67,18 @@ class PaymentHandler:
             message_id=delivery.message_id,
             fingerprint=command.fingerprint,
         )
+        known: list[RecordedEvent] | None = None  # the stream as this delivery created it (no read needed)
         for _ in range(MAX_RACES):
-            recorded, transaction = await self._streams.load(transaction_id)
-            if transaction is None:
-                try:
-                    await self._streams.append(transaction_id, [requested], NO_STREAM, delivery.metadata())
-                except WrongExpectedVersion:
-                    continue  # a concurrent delivery created it: look again
+            try:  # appending expecting no stream is the existence check: a first delivery reads nothing
+                known = [await self._streams.append_one(transaction_id, requested, NO_STREAM, delivery.metadata())]
+            except WrongExpectedVersion:
+                pass  # it exists (an earlier or concurrent delivery): look at it
+            else:
                 faults.reached("after_transaction_requested")
                 break
+            recorded, transaction = await self._streams.load(transaction_id)
+            if transaction is None:
+                continue
             self._check_same_request(transaction, delivery)
             operation = transaction.payment
             if operation.finished:
@@ -86,7 +89,7 @@ class PaymentHandler:
             break
         else:
             raise in_progress()
-        recorded = await self._driver.drive(transaction_id, command.command_id, delivery.metadata, method)
+        recorded = await self._driver.drive(transaction_id, command.command_id, delivery.metadata, method, known)
         return operation_reply(recorded, command.command_id)
 
     @staticmethod

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from payments_shared.eventstore.port import EventStore, NewEvent, RecordedEvent
+from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, RecordedEvent
 
 from payments_transactions.domain.events import DomainEvent, stream_name
 from payments_transactions.domain.state import Transaction
@@ -28,3 +29,18 @@ class TransactionStreams:
         """Raises WrongExpectedVersion when the stream moved since `expected_version` was read."""
         new = [NewEvent(event.type, event.data, metadata) for event in events]
         return await self.store.append(stream_name(transaction_id), new, expected_version)
+
+    async def append_one(
+        self, transaction_id: str, event: DomainEvent, expected_version: int, metadata: Mapping[str, Any]
+    ) -> RecordedEvent:
+        """Append one event; return it as recorded, without reading it back: its version follows the expected
+        one and the store returns its position. `recorded_at` is this process's clock (the store's own may differ
+        by the append's duration) and `metadata` is what was passed (an instrumented store may add a
+        `traceparent`): what the domain and the replies read of an appended event is exact."""
+        if expected_version < NO_STREAM:
+            raise ValueError("append_one needs an exact expected version (or NO_STREAM)")
+        new = NewEvent(event.type, event.data, metadata)
+        stream = stream_name(transaction_id)
+        position = await self.store.append(stream, [new], expected_version)
+        version = expected_version + 1  # NO_STREAM (-1) → 0
+        return RecordedEvent(new.id, stream, new.type, new.data, new.metadata, version, position, datetime.now(UTC))

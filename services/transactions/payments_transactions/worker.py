@@ -28,6 +28,7 @@ from payments_transactions.context import Delivery
 from payments_transactions.driver import OperationDriver
 from payments_transactions.followups import FollowUpHandler
 from payments_transactions.payments import PaymentHandler
+from payments_transactions.provider_events import APPLY_PROVIDER_EVENT, ProviderEventHandler
 from payments_transactions.queries import QueryHandler
 from payments_transactions.recovery import Recovery
 from payments_transactions.settings import TransactionsSettings
@@ -89,6 +90,7 @@ class TransactionsWorker:
             "void": follow_ups.handle,
             "get_transaction": queries.get_transaction,
             "get_transaction_events": queries.get_transaction_events,
+            APPLY_PROVIDER_EVENT: ProviderEventHandler(streams).handle,
         }
 
     async def handle(self, message: Message) -> Mapping[str, Any]:

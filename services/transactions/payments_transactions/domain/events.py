@@ -33,6 +33,13 @@ REFUND_FAILED: Final = "RefundFailed"
 
 PROVIDER_CALL_FAILED: Final = "ProviderCallFailed"
 
+# Learned from provider webhooks (see payments_transactions.provider_events).
+PROVIDER_REFUNDED: Final = "ProviderRefunded"  # a refund made at the provider itself (e.g. its dashboard)
+PAYMENT_DISPUTED: Final = "PaymentDisputed"
+PAYMENT_DISPUTE_CLOSED: Final = "PaymentDisputeClosed"
+# A provider event that API.md's status rules do not allow: recorded for the audit trail, changes nothing.
+PROVIDER_EVENT_DISCREPANCY: Final = "ProviderEventDiscrepancy"
+
 
 def stream_name(transaction_id: str) -> str:
     return f"transaction-{transaction_id}"

@@ -91,6 +91,7 @@ class Transaction:
     updated_at: str = ""
     version: int = -1
     operations: dict[str, Operation] = field(default_factory=dict)
+    dispute: dict[str, Any] | None = None  # the latest dispute a provider reported: id, amount, reason, status
 
     @property
     def payment(self) -> Operation:
@@ -275,6 +276,21 @@ def _provider_call_failed(transaction: Transaction, event: RecordedEvent) -> Non
     operation.last_failure = event.data
 
 
+def _provider_refunded(transaction: Transaction, event: RecordedEvent) -> None:
+    data = event.data
+    refund = Refund(data["refund_id"], data["amount"], "succeeded", occurred_at(event), command_id="")
+    refund.provider_reference = data.get("provider_reference")
+    transaction.refunds.append(refund)
+    transaction.amount_refunded += refund.amount
+    fully = transaction.amount_refunded >= transaction.amount_captured
+    transaction.status = Status.REFUNDED if fully else Status.PARTIALLY_REFUNDED
+
+
+def _dispute_reported(transaction: Transaction, event: RecordedEvent) -> None:
+    data = event.data
+    transaction.dispute = {key: data.get(key) for key in ("dispute_id", "amount", "reason", "status")}
+
+
 _APPLY: Mapping[str, Callable[[Transaction, RecordedEvent], None]] = {
     ev.PAYMENT_AUTHORIZED: _payment_authorized,
     ev.PAYMENT_CAPTURED: _payment_captured,
@@ -291,6 +307,9 @@ _APPLY: Mapping[str, Callable[[Transaction, RecordedEvent], None]] = {
     ev.REFUND_SUCCEEDED: _refund_succeeded,
     ev.REFUND_FAILED: _refund_failed,
     ev.PROVIDER_CALL_FAILED: _provider_call_failed,
+    ev.PROVIDER_REFUNDED: _provider_refunded,
+    ev.PAYMENT_DISPUTED: _dispute_reported,
+    ev.PAYMENT_DISPUTE_CLOSED: _dispute_reported,
 }
 
 

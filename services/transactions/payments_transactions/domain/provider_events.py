@@ -1,0 +1,294 @@
+"""What a provider's webhook event means for a transaction (pure): the event to append, or None.
+
+Rules, in order:
+- an event id already applied to the stream, or one older than the newest event already applied about the same
+  provider object (provider timestamps), changes nothing: webhooks arrive late, twice and out of order;
+- while the payment call is still open, its own outcome will say what the provider did: nothing to add;
+- a move API.md's status rules allow is appended as the ordinary event (`PaymentCaptured` after
+  `requires_action`, `VoidSucceeded` for a cancel made at the provider, `ProviderRefunded` for a dashboard
+  refund…); one they forbid (a success after `failed`, a dispute on an uncaptured payment) is recorded as
+  `ProviderEventDiscrepancy` and changes nothing; what the stream already says is not repeated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from payments_shared.eventstore.port import RecordedEvent
+from payments_shared.ids import derived_id
+
+from payments_transactions.domain import events as ev
+from payments_transactions.domain.events import DomainEvent
+from payments_transactions.domain.state import OperationKind, Status, Transaction
+
+_REFUND_NAMESPACE = uuid.UUID("d9a3f3a4-55c1-4a8e-8f7e-2f5f0b6f9c21")
+SETTLED = (Status.CAPTURED, Status.PARTIALLY_REFUNDED, Status.REFUNDED)
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """The `apply_provider_event` command's payload, as webhook-ingest sends it."""
+
+    provider: str
+    event_id: str
+    type: str
+    object_id: str | None
+    created: str  # the provider's timestamp, ISO 8601 UTC with microseconds (compares as text)
+    obj: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ProviderEvent:
+        obj = payload.get("object")
+        return cls(
+            provider=str(payload["provider"]),
+            event_id=str(payload["event_id"]),
+            type=str(payload["event_type"]),
+            object_id=str(payload["object_id"]) if payload.get("object_id") else None,
+            created=str(payload["provider_created"]),
+            obj=obj if isinstance(obj, Mapping) else {},
+        )
+
+    def references(self) -> list[str]:
+        """Provider ids that may name the payment, most specific first (a dispute names its charge and intent)."""
+        found = [self.obj.get("payment_intent"), self.object_id, self.obj.get("charge")]
+        return [str(ref) for ref in dict.fromkeys(found) if isinstance(ref, str) and ref]
+
+    def stamp(self) -> dict[str, Any]:
+        """Carried by every event a webhook causes: how repeats and stale deliveries are recognised."""
+        return {
+            "webhook_event_id": self.event_id,
+            "provider_event_type": self.type,
+            "provider_object_id": self.object_id,
+            "provider_created": self.created,
+        }
+
+
+@dataclass(frozen=True)
+class WebhookHistory:
+    """What earlier webhook events did to a stream."""
+
+    applied: frozenset[str]
+    newest_by_object: Mapping[str, str]
+
+    @classmethod
+    def of(cls, recorded: Sequence[RecordedEvent]) -> WebhookHistory:
+        applied: set[str] = set()
+        newest: dict[str, str] = {}
+        for event in recorded:
+            event_id = event.data.get("webhook_event_id")
+            if not event_id:
+                continue
+            applied.add(str(event_id))
+            object_id, created = event.data.get("provider_object_id"), event.data.get("provider_created")
+            if object_id and created and str(created) > newest.get(str(object_id), ""):
+                newest[str(object_id)] = str(created)
+        return cls(frozenset(applied), newest)
+
+    def is_stale(self, event: ProviderEvent) -> bool:
+        if event.event_id in self.applied:
+            return True
+        newest = self.newest_by_object.get(event.object_id or "")
+        return newest is not None and event.created < newest
+
+
+def decide(transaction: Transaction, event: ProviderEvent, history: WebhookHistory) -> DomainEvent | None:
+    if history.is_stale(event):
+        return None
+    rule = RULES.get((event.provider, event.type))
+    if rule is None or not transaction.payment.finished:
+        return None
+    decided = rule(transaction, event)
+    if decided is None:
+        return None
+    return DomainEvent(decided.type, {**decided.data, **event.stamp()})
+
+
+def discrepancy(transaction: Transaction, event: ProviderEvent, reason: str) -> DomainEvent:
+    return DomainEvent(
+        ev.PROVIDER_EVENT_DISCREPANCY,
+        {"status": transaction.status.value, "reason": reason, "provider_object": dict(event.obj)},
+    )
+
+
+def _refused(transaction: Transaction, event: ProviderEvent) -> DomainEvent:
+    return discrepancy(transaction, event, f"{event.type} is not a possible move from {transaction.status.value}")
+
+
+def _held_or_awaiting(transaction: Transaction) -> bool:
+    """Waiting for the provider: 3-D Secure (`requires_action`) or a fraud review (`pending` with an outcome)."""
+    return transaction.status in (Status.REQUIRES_ACTION, Status.PENDING)
+
+
+def _open(transaction: Transaction, *kinds: OperationKind) -> bool:
+    return any(operation.kind in kinds for operation in transaction.open_operations())
+
+
+def _captured(transaction: Transaction, event: ProviderEvent, amount: int) -> DomainEvent | None:
+    """The provider took the money: after a wait, after an authorization (captured outside), or known already."""
+    details = {"provider_status": event.obj.get("status")} if event.obj.get("status") else {}
+    if _held_or_awaiting(transaction):
+        data = {"command_id": transaction.payment.command_id, "amount": amount, "details": details}
+        return DomainEvent(ev.PAYMENT_CAPTURED, {**data, "provider_reference": transaction.provider_reference})
+    if transaction.status is Status.AUTHORIZED:
+        if _open(transaction, OperationKind.CAPTURE, OperationKind.VOID):
+            return None  # our own capture/void is under way and records its outcome
+        released = max(0, transaction.amount_authorized - amount)
+        data = {"command_id": transaction.payment.command_id, "amount": amount, "released": released}
+        return DomainEvent(ev.CAPTURE_SUCCEEDED, {**data, "details": details})
+    if transaction.status in SETTLED:
+        return None
+    return _refused(transaction, event)
+
+
+def _authorized(transaction: Transaction, event: ProviderEvent, amount: int) -> DomainEvent | None:
+    if _held_or_awaiting(transaction):
+        data = {"command_id": transaction.payment.command_id, "amount": amount, "details": {}}
+        return DomainEvent(ev.PAYMENT_AUTHORIZED, {**data, "provider_reference": transaction.provider_reference})
+    if transaction.status in (Status.AUTHORIZED, *SETTLED, Status.VOIDED):
+        return None
+    return _refused(transaction, event)
+
+
+def _failed(transaction: Transaction, event: ProviderEvent, error: Mapping[str, Any]) -> DomainEvent | None:
+    if _held_or_awaiting(transaction):
+        code = str(error.get("decline_code") or error.get("code") or "payment_failed")
+        data = {"command_id": transaction.payment.command_id, "failure_code": code, "error": dict(error)}
+        return DomainEvent(ev.PAYMENT_FAILED, {**data, "provider_reference": transaction.provider_reference})
+    if transaction.status is Status.FAILED:
+        return None
+    return _refused(transaction, event)
+
+
+def _voided(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    if transaction.status is Status.AUTHORIZED:
+        if _open(transaction, OperationKind.CAPTURE, OperationKind.VOID):
+            return None
+        data = {"command_id": transaction.payment.command_id, "released": transaction.amount_authorized}
+        return DomainEvent(ev.VOID_SUCCEEDED, data)
+    if _held_or_awaiting(transaction):
+        error = {"type": "card_error", "code": "payment_canceled", "message": "The provider canceled the payment."}
+        return _failed(transaction, event, error)
+    if transaction.status in (Status.VOIDED, Status.FAILED):
+        return None
+    return _refused(transaction, event)
+
+
+def _refunded_in_total(transaction: Transaction, event: ProviderEvent, total: int) -> DomainEvent | None:
+    """The provider says `total` is refunded in all: what exceeds our refunds (done or under way) was made there."""
+    extra = total - transaction.refund_reserved
+    if extra <= 0:
+        return None
+    if transaction.status not in (Status.CAPTURED, Status.PARTIALLY_REFUNDED) or extra > transaction.refundable:
+        return discrepancy(transaction, event, f"the provider reports {total} refunded, more than can be")
+    refund_id = derived_id("re", str(uuid.uuid5(_REFUND_NAMESPACE, f"{event.provider}:{event.event_id}")))
+    return DomainEvent(
+        ev.PROVIDER_REFUNDED,
+        {"refund_id": refund_id, "amount": extra, "provider_reference": _latest_refund_id(event.obj)},
+    )
+
+
+def _latest_refund_id(charge: Mapping[str, Any]) -> str | None:
+    refunds = charge.get("refunds")
+    listed = refunds.get("data") if isinstance(refunds, Mapping) else None
+    if isinstance(listed, list) and listed and isinstance(listed[0], Mapping):
+        return str(listed[0].get("id")) if listed[0].get("id") else None
+    return None
+
+
+def _dispute(transaction: Transaction, event: ProviderEvent, closed: bool) -> DomainEvent | None:
+    if transaction.status not in SETTLED:
+        return discrepancy(transaction, event, f"a dispute on a payment that is {transaction.status.value}")
+    dispute = transaction.dispute or {}
+    status = event.obj.get("status")
+    if dispute.get("dispute_id") == event.object_id and (dispute.get("status") == status or not closed):
+        return None
+    data = {
+        "dispute_id": event.object_id,
+        "amount": event.obj.get("amount"),
+        "reason": event.obj.get("reason"),
+        "status": status,
+    }
+    return DomainEvent(ev.PAYMENT_DISPUTE_CLOSED if closed else ev.PAYMENT_DISPUTED, data)
+
+
+# ---- Stripe ---------------------------------------------------------------------------------------------------
+
+
+def _stripe_amount(transaction: Transaction, event: ProviderEvent) -> int:
+    for key in ("amount_received", "amount"):
+        value = event.obj.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return transaction.amount
+
+
+def _stripe_error(event: ProviderEvent) -> dict[str, Any]:
+    last = event.obj.get("last_payment_error")
+    last = last if isinstance(last, Mapping) else {}
+    error: dict[str, Any] = {
+        "type": "card_error",
+        "code": str(last.get("code") or "card_declined"),
+        "message": str(last.get("message") or "The payment failed."),
+    }
+    if last.get("decline_code"):
+        error["decline_code"] = str(last["decline_code"])
+    return error
+
+
+def _stripe_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    total = event.obj.get("amount_refunded")
+    if not isinstance(total, int) or isinstance(total, bool):
+        return discrepancy(transaction, event, "charge.refunded without amount_refunded")
+    return _refunded_in_total(transaction, event, total)
+
+
+# ---- Authorize.net ------------------------------------------------------------------------------------------
+
+
+def _authnet_amount(transaction: Transaction, event: ProviderEvent) -> int:
+    """`authAmount` is in major units (45.00): our amounts are in minor units."""
+    try:
+        amount = int(Decimal(str(event.obj.get("authAmount"))) * 100)
+    except (InvalidOperation, ValueError):
+        return transaction.amount
+    return amount if amount > 0 else transaction.amount
+
+
+def _authnet_approved(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    """fraud.approved: the held payment goes ahead as the kind it was (charge → captured, authorize → authorized)."""
+    amount = _authnet_amount(transaction, event)
+    if transaction.kind == "charge":
+        return _captured(transaction, event, amount)
+    return _authorized(transaction, event, amount)
+
+
+def _authnet_declined(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    error = {"type": "card_error", "code": "card_declined", "message": "Declined after the fraud review."}
+    return _failed(transaction, event, {**error, "decline_code": "fraud_declined"})
+
+
+Rule = Callable[[Transaction, ProviderEvent], DomainEvent | None]
+
+RULES: Mapping[tuple[str, str], Rule] = {
+    ("stripe", "payment_intent.succeeded"): lambda t, e: _captured(t, e, _stripe_amount(t, e)),
+    ("stripe", "payment_intent.payment_failed"): lambda t, e: _failed(t, e, _stripe_error(e)),
+    ("stripe", "payment_intent.canceled"): _voided,
+    ("stripe", "charge.refunded"): _stripe_refunded,
+    ("stripe", "charge.dispute.created"): lambda t, e: _dispute(t, e, closed=False),
+    ("stripe", "charge.dispute.closed"): lambda t, e: _dispute(t, e, closed=True),
+    ("authnet", "net.authorize.payment.authcapture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
+    ("authnet", "net.authorize.payment.authorization.created"): lambda t, e: _authorized(t, e, _authnet_amount(t, e)),
+    ("authnet", "net.authorize.payment.capture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
+    ("authnet", "net.authorize.payment.priorAuthCapture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
+    # A refund's own transId is all the notification names: one we made is already recorded; one made elsewhere
+    # cannot be told apart from it without getTransactionDetails, so it is recorded by webhook-ingest only.
+    ("authnet", "net.authorize.payment.refund.created"): lambda t, e: None,
+    ("authnet", "net.authorize.payment.void.created"): _voided,
+    ("authnet", "net.authorize.payment.fraud.held"): lambda t, e: None,  # our own outcome recorded the hold
+    ("authnet", "net.authorize.payment.fraud.approved"): _authnet_approved,
+    ("authnet", "net.authorize.payment.fraud.declined"): _authnet_declined,
+}

@@ -1,0 +1,65 @@
+"""`apply_provider_event`: a verified provider webhook (sent by webhook-ingest) applied to the transaction it is
+about. The decision is `domain.provider_events.decide`; this module finds the transaction, appends what was
+decided at the version read (deciding again on a concurrent append) and acknowledges.
+
+Repeats are harmless: the appended event carries the webhook event id and a stream that holds it ignores the
+event. An event about a payment this system does not know is acknowledged and ignored (webhook-ingest recorded
+it already).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from payments_shared.errors import invalid
+from payments_shared.eventstore.port import WrongExpectedVersion
+from payments_shared.messages import Reply, event_metadata
+
+from payments_transactions.context import Delivery
+from payments_transactions.domain.provider_events import ProviderEvent, WebhookHistory, decide
+from payments_transactions.provider_index import ProviderIndex
+from payments_transactions.streams import TransactionStreams
+from payments_transactions.views import error_reply
+
+logger = logging.getLogger(__name__)
+
+APPLY_PROVIDER_EVENT: Final = "apply_provider_event"
+MAX_APPEND_RACES: Final = 20
+
+
+def _ack(outcome: str, transaction_id: str | None = None) -> dict[str, Any]:
+    return Reply(status=200, body={"outcome": outcome, "transaction_id": transaction_id}).to_body()
+
+
+class ProviderEventHandler:
+    def __init__(self, streams: TransactionStreams) -> None:
+        self._streams = streams
+        self._index = ProviderIndex(streams.store)
+
+    async def handle(self, delivery: Delivery) -> dict[str, Any]:
+        try:
+            event = ProviderEvent.from_payload(delivery.payload)
+        except KeyError as missing:
+            return error_reply(invalid(f"apply_provider_event without {missing}."))
+        log = {"provider": event.provider, "event_id": event.event_id, "event_type": event.type}
+        transaction_id = await self._index.find(event.provider, event.references())
+        if transaction_id is None:
+            logger.info("provider event about an unknown payment: ignored", extra=log)
+            return _ack("unknown_object")
+        for _ in range(MAX_APPEND_RACES):
+            recorded, transaction = await self._streams.load(transaction_id)
+            if transaction is None:
+                return _ack("unknown_object")
+            decided = decide(transaction, event, WebhookHistory.of(recorded))
+            if decided is None:
+                return _ack("nothing_to_apply", transaction_id)
+            command = delivery.command.model_copy(update={"workspace": transaction.workspace})
+            metadata = event_metadata(command, delivery.correlation_id, delivery.message_id, delivery.traceparent)
+            try:
+                await self._streams.append(transaction_id, [decided], transaction.version, metadata)
+            except WrongExpectedVersion:
+                continue
+            logger.info("provider event applied", extra={**log, "applied_as": decided.type})
+            return _ack(decided.type, transaction_id)
+        raise RuntimeError(f"transaction {transaction_id} kept changing while applying {event.event_id}")

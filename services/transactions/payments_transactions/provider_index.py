@@ -1,0 +1,69 @@
+"""Which transaction a provider id belongs to: a read model of the store, kept in memory.
+
+Every transaction stream records its provider in `TransactionRequested` and the provider's ids on later events
+(`provider_reference`: the PaymentIntent or transId; `details`: the charge, the refund). The index folds the
+store's global order into `(provider, provider id) → transaction id`, from a checkpoint (the next position to
+read). A lookup that misses first catches up with the store to its end, so an id recorded before the lookup
+began is always found; nothing else has to keep the index fresh. A new process starts empty and catches up from
+position 0 on its first miss (rebuilding from the store is the replay); a persistent projection can replace it
+when that read becomes too long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from payments_shared.eventstore.port import EventStore, RecordedEvent
+
+from payments_transactions.domain import events as ev
+
+STREAM_PREFIX = "transaction-"
+DETAIL_KEYS = ("payment_intent", "charge", "refund", "trans_id", "transaction_id")
+
+
+def provider_ids(data: Mapping[str, Any]) -> list[str]:
+    found = [data.get("provider_reference")]
+    details = data.get("details")
+    if isinstance(details, Mapping):
+        found.extend(details.get(key) for key in DETAIL_KEYS)
+    return [str(value) for value in found if isinstance(value, str | int) and not isinstance(value, bool) and value]
+
+
+class ProviderIndex:
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._checkpoint = 0
+        self._provider_of: dict[str, str] = {}  # transaction id → provider name
+        self._owner: dict[tuple[str, str], str] = {}  # (provider, provider id) → transaction id
+        self._lock = asyncio.Lock()
+
+    async def find(self, provider: str, references: Iterable[str]) -> str | None:
+        wanted = list(references)
+        async with self._lock:
+            found = self._lookup(provider, wanted)
+            if found is None:
+                await self._catch_up()
+                found = self._lookup(provider, wanted)
+            return found
+
+    def _lookup(self, provider: str, references: list[str]) -> str | None:
+        return next((self._owner[(provider, ref)] for ref in references if (provider, ref) in self._owner), None)
+
+    async def _catch_up(self) -> None:
+        async for event in self._store.read_all(self._checkpoint):
+            self._checkpoint = event.position + 1
+            self._index(event)
+
+    def _index(self, event: RecordedEvent) -> None:
+        if not event.stream.startswith(STREAM_PREFIX):
+            return
+        transaction_id = event.stream.removeprefix(STREAM_PREFIX)
+        if event.type == ev.TRANSACTION_REQUESTED:
+            self._provider_of[transaction_id] = str(event.data.get("provider"))
+        provider = self._provider_of.get(transaction_id)
+        if provider is None:
+            return
+        for reference in provider_ids(event.data):
+            self._owner.setdefault((provider, reference), transaction_id)

@@ -1,0 +1,57 @@
+"""webhook-ingest as its own process (services mode): `python -m payments_webhook_ingest`, on $PORT (8001)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from payments_shared import logging as json_logging
+from payments_shared.broker.factory import open_broker
+from payments_shared.eventstore.factory import open_event_store
+from payments_shared.http.serve import serve
+from payments_shared.settings import ConfigError, load
+
+from payments_webhook_ingest.app import create_app
+from payments_webhook_ingest.settings import WebhookSettings
+
+logger = logging.getLogger("payments_webhook_ingest")
+
+
+async def run(settings: WebhookSettings) -> None:
+    broker = await open_broker(settings.broker_url)
+    store = open_event_store(settings.eventstore_uri)
+    try:
+        app = create_app(settings, store, broker, {"broker": broker.ping, "eventstore": store.ping})
+        unconfigured = [
+            variable
+            for variable, value in (
+                ("STRIPE_WEBHOOK_SECRET", settings.stripe_secrets),
+                ("AUTHNET_SIGNATURE_KEY", settings.authnet_signature_key),
+            )
+            if not value
+        ]
+        for variable in unconfigured:
+            logger.warning("%s is not set: that provider's webhooks are refused with 503", variable)
+        logger.info("webhook-ingest listening", extra={"port": settings.port})
+        await serve(app, settings.port)
+    finally:
+        await broker.close()
+        await store.close()
+
+
+def main() -> None:
+    try:
+        settings = load(WebhookSettings)
+    except ConfigError as error:
+        print(error.line, file=sys.stderr)
+        raise SystemExit(2) from None
+    json_logging.configure(settings.log_level)
+    for secret in settings.stripe_secrets:
+        json_logging.register_secret(secret)
+    json_logging.register_secret(settings.authnet_signature_key)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

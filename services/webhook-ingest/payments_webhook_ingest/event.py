@@ -1,0 +1,76 @@
+"""A verified provider event as webhook-ingest understands it, and the errors its checks raise."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from payments_shared.errors import ApiError, invalid
+
+# Event ids become part of a stream name: keep them to what Stripe and Authorize.net actually send.
+_SAFE_EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    provider: str  # stripe | authnet
+    event_id: str
+    type: str
+    object_id: str | None  # the provider's id of the object the event is about (pi_…, sub_…, a transId)
+    object_type: str | None
+    provider_created: str  # the provider's timestamp, ISO 8601 UTC with microseconds (sorts as text)
+    payload: Mapping[str, Any]  # the whole parsed body
+
+
+def invalid_signature(message: str) -> ApiError:
+    return invalid(message, code="invalid_signature")
+
+
+def not_provider_json(provider: str, reason: str) -> ApiError:
+    return invalid(f"The body is not a {provider} event: {reason}.", code="invalid_payload")
+
+
+def webhook_not_configured(variable: str) -> ApiError:
+    return ApiError(
+        "provider_unavailable", f"Webhooks from this provider are not configured ({variable})", code="not_configured"
+    )
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def json_object(provider: str, body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise not_provider_json(provider, "not JSON") from None
+    if not isinstance(parsed, dict):
+        raise not_provider_json(provider, "not a JSON object")
+    return parsed
+
+
+def required_text(provider: str, data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise not_provider_json(provider, f"no {key}")
+    return value
+
+
+def event_id(provider: str, data: Mapping[str, Any], key: str) -> str:
+    value = required_text(provider, data, key)
+    if not _SAFE_EVENT_ID.match(value):
+        raise not_provider_json(provider, f"{key} has unexpected characters")
+    return value
+
+
+def optional_text(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None

@@ -1,0 +1,72 @@
+"""Re-send recorded webhook events that were never forwarded (the broker was down, the process died between
+the append and the send).
+
+The sweep reads the store's global order from its checkpoint: a `WebhookReceived` becomes pending, a
+`WebhookForwarded` of the same stream clears it. Pending events older than the grace period (the request that
+recorded an event normally forwards it itself within it) are forwarded. The checkpoint lives in memory: a new
+process starts at position 0, i.e. every start-up scans the store once for anything left unforwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from payments_shared.eventstore.port import EventStore, RecordedEvent
+
+from payments_webhook_ingest.forwarding import WebhookForwarder
+from payments_webhook_ingest.recording import WEBHOOK_FORWARDED, WEBHOOK_RECEIVED
+
+logger = logging.getLogger(__name__)
+
+
+class ForwardingSweep:
+    def __init__(self, store: EventStore, forwarder: WebhookForwarder, grace_s: float, interval_s: float) -> None:
+        self.store = store
+        self.forwarder = forwarder
+        self.grace = timedelta(seconds=grace_s)
+        self.interval_s = interval_s
+        self.checkpoint = 0
+        self.pending: dict[str, RecordedEvent] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep_once(self) -> int:
+        """Catch up with the store, then forward what is overdue; the number of events forwarded."""
+        async for event in self.store.read_all(self.checkpoint):
+            self.checkpoint = event.position + 1
+            if event.type == WEBHOOK_RECEIVED and event.stream.startswith("webhook-"):
+                self.pending[event.stream] = event
+            elif event.type == WEBHOOK_FORWARDED:
+                self.pending.pop(event.stream, None)
+        overdue_before = datetime.now(UTC) - self.grace
+        forwarded = 0
+        for stream, event in list(self.pending.items()):
+            if event.recorded_at > overdue_before:
+                continue
+            if await self.forwarder.forward(event.data):
+                self.pending.pop(stream, None)
+                forwarded += 1
+        if forwarded:
+            logger.info("unforwarded webhooks sent again", extra={"count": forwarded})
+        return forwarded
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception as error:  # the store may be down for a while: try again next round
+                logger.warning("webhook sweep failed", extra={"error": type(error).__name__})
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="webhook-forwarding-sweep")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,255 @@
+"""Provider webhooks over a real socket: the embedded server started with STRIPE_WEBHOOK_SECRET and
+AUTHNET_SIGNATURE_KEY; every forgery refused with nothing recorded, each event recorded once (also under 20
+concurrent deliveries), body limits, unknown event types and objects acknowledged.
+
+"Nothing recorded" is observed from outside: after the refused deliveries, the genuine event with the same id is
+still answered `duplicate: false`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.blackbox.server import Server, embedded_server
+
+STRIPE_SECRETS = ("whsec_blackbox_old_0123456789", "whsec_blackbox_new_0123456789")
+ANET_KEY = "7A3F1C0DE5B2" * 10 + "ABCD"
+STRIPE = "/api/v1/webhooks/stripe"
+AUTHNET = "/api/v1/webhooks/authnet"
+RECEIVED = {"received": True, "duplicate": False}
+DUPLICATE = {"received": True, "duplicate": True}
+
+
+def webhook_env(**extra: str) -> dict[str, str]:
+    return {
+        "STRIPE_WEBHOOK_SECRET": ",".join(STRIPE_SECRETS),
+        "AUTHNET_SIGNATURE_KEY": ANET_KEY,
+        "RATE_LIMIT_READ": "600/minute",
+        "RATE_LIMIT_WRITE": "300/minute",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def webhook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with embedded_server(tmp_path_factory.mktemp("webhooks"), **webhook_env()) as running:
+        yield running
+
+
+@pytest.fixture
+def client(webhook_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=webhook_server.base_url, timeout=30) as http:
+        yield http
+
+
+def stripe_event(event_type: str = "payment_intent.succeeded", obj: dict[str, Any] | None = None) -> bytes:
+    body = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "object": "event",
+        "api_version": "2026-09-30",
+        "type": event_type,
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": obj or {"id": f"pi_{uuid.uuid4().hex[:24]}", "object": "payment_intent"}},
+    }
+    return json.dumps(body).encode()
+
+
+def stripe_signature(body: bytes, secret: str = STRIPE_SECRETS[1], timestamp: int | None = None) -> str:
+    at = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},v1={digest}"
+
+
+def stripe_headers(body: bytes, **signature: Any) -> dict[str, str]:
+    return {"Stripe-Signature": stripe_signature(body, **signature), "Content-Type": "application/json"}
+
+
+def authnet_event(event_type: str = "net.authorize.payment.authcapture.created", trans_id: str = "") -> bytes:
+    body = {
+        "notificationId": str(uuid.uuid4()),
+        "eventType": event_type,
+        "eventDate": time.strftime("%Y-%m-%dT%H:%M:%S.1234567Z", time.gmtime()),
+        "webhookId": str(uuid.uuid4()),
+        "payload": {
+            "responseCode": 1,
+            "authCode": "LZ6I19",
+            "avsResponse": "Y",
+            "authAmount": 45.0,
+            "entityName": "transaction",
+            "id": trans_id or str(uuid.uuid4().int)[:11],
+        },
+    }
+    return json.dumps(body).encode()
+
+
+def authnet_headers(body: bytes, key: str = ANET_KEY) -> dict[str, str]:
+    digest = hmac.new(key.encode(), body, hashlib.sha512).hexdigest().upper()
+    return {"X-ANET-Signature": f"sha512={digest}", "Content-Type": "application/json"}
+
+
+def test_a_valid_stripe_event_is_received_then_a_duplicate(client: httpx.Client) -> None:
+    body = stripe_event()
+    first = client.post(STRIPE, content=body, headers=stripe_headers(body))
+    assert (first.status_code, first.json()) == (200, RECEIVED)
+    again = client.post(STRIPE, content=body, headers=stripe_headers(body))
+    assert (again.status_code, again.json()) == (200, DUPLICATE)
+
+
+def test_both_rotated_stripe_secrets_verify(client: httpx.Client) -> None:
+    for secret in STRIPE_SECRETS:
+        body = stripe_event()
+        response = client.post(STRIPE, content=body, headers=stripe_headers(body, secret=secret))
+        assert (response.status_code, response.json()) == (200, RECEIVED)
+
+
+def test_a_valid_authnet_event_is_received_then_a_duplicate(client: httpx.Client) -> None:
+    body = authnet_event()
+    first = client.post(AUTHNET, content=body, headers=authnet_headers(body))
+    assert (first.status_code, first.json()) == (200, RECEIVED)
+    lower_case = {**authnet_headers(body), "X-ANET-Signature": authnet_headers(body)["X-ANET-Signature"].lower()}
+    again = client.post(AUTHNET, content=body, headers=lower_case)
+    assert (again.status_code, again.json()) == (200, DUPLICATE)
+
+
+async def test_twenty_concurrent_deliveries_are_recorded_once(webhook_server: Server) -> None:
+    body = stripe_event()
+    headers = stripe_headers(body)
+    async with httpx.AsyncClient(base_url=webhook_server.base_url, timeout=30) as http:
+        responses = await asyncio.gather(*(http.post(STRIPE, content=body, headers=headers) for _ in range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
+    assert sorted(r.json()["duplicate"] for r in responses) == [False] + [True] * 19
+
+
+def assert_invalid_signature(response: httpx.Response) -> None:
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_signature")
+
+
+def test_every_stripe_forgery_is_refused_and_nothing_is_recorded(client: httpx.Client) -> None:
+    body = stripe_event()
+    now = int(time.time())
+    forgeries: list[tuple[bytes, dict[str, str]]] = [
+        (body, {"Content-Type": "application/json"}),  # no header
+        (body, stripe_headers(body, secret="whsec_someone_else")),  # wrong secret
+        (body.replace(b'"livemode": false', b'"livemode": true'), stripe_headers(body)),  # tampered body
+        (body, stripe_headers(body, timestamp=now - 301)),  # stale
+        (body, stripe_headers(body, timestamp=now + 301)),  # from the future
+        (body, {"Stripe-Signature": "this is not a signature"}),  # malformed
+        (body, {"Stripe-Signature": stripe_signature(body).split(",")[1]}),  # no timestamp
+        (body, {"Stripe-Signature": f"t={now}"}),  # no v1
+        (body, {"Stripe-Signature": stripe_signature(body).replace("v1=", "v0=")}),  # other scheme only
+    ]
+    for content, headers in forgeries:
+        assert_invalid_signature(client.post(STRIPE, content=content, headers=headers))
+    genuine = client.post(STRIPE, content=body, headers=stripe_headers(body))
+    assert (genuine.status_code, genuine.json()) == (200, RECEIVED)
+
+
+def test_every_authnet_forgery_is_refused_and_nothing_is_recorded(client: httpx.Client) -> None:
+    body = authnet_event()
+    signature = authnet_headers(body)["X-ANET-Signature"]
+    hex_decoded_key = hmac.new(bytes.fromhex(ANET_KEY), body, hashlib.sha512).hexdigest()
+    forgeries: list[tuple[bytes, dict[str, str]]] = [
+        (body, {}),  # no header
+        (body, authnet_headers(body, key="ANOTHERKEY0123")),  # wrong key
+        (body.replace(b"45.0", b"4500.0"), authnet_headers(body)),  # tampered body
+        (body, {"X-ANET-Signature": signature.removeprefix("sha512=")}),  # missing prefix
+        (body, {"X-ANET-Signature": "sha256=" + signature.removeprefix("sha512=")}),  # other algorithm
+        (body, {"X-ANET-Signature": f"sha512={hex_decoded_key}"}),  # key hex-decoded: not Authorize.net's rule
+        (body, {"X-ANET-Signature": "sha512="}),  # empty
+    ]
+    for content, headers in forgeries:
+        assert_invalid_signature(client.post(AUTHNET, content=content, headers=headers))
+    genuine = client.post(AUTHNET, content=body, headers=authnet_headers(body))
+    assert (genuine.status_code, genuine.json()) == (200, RECEIVED)
+
+
+def test_an_oversize_body_is_413(client: httpx.Client) -> None:
+    body = b'{"id": "evt_big", "padding": "' + b"x" * (1024 * 1024) + b'"}'
+    response = client.post(STRIPE, content=body, headers=stripe_headers(body))
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_an_oversize_chunked_body_is_413(client: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    response = client.post(STRIPE, content=chunks(), headers={"Stripe-Signature": f"t={int(time.time())},v1=00"})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"this is not json",
+        b"[]",
+        b'{"object": "event"}',
+        json.dumps({"id": "evt_x", "type": "payment_intent.succeeded", "created": 1}).encode(),  # no data.object
+    ],
+)
+def test_a_signed_body_that_is_not_a_stripe_event_is_400(client: httpx.Client, body: bytes) -> None:
+    response = client.post(STRIPE, content=body, headers=stripe_headers(body))
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert response.json()["error"]["code"] != "invalid_signature"
+
+
+def test_a_signed_body_that_is_not_an_authnet_notification_is_400(client: httpx.Client) -> None:
+    for body in (b"{not json", json.dumps({"eventType": "net.authorize.payment.void.created"}).encode()):
+        response = client.post(AUTHNET, content=body, headers=authnet_headers(body))
+        assert response.status_code == 400
+
+
+def test_unknown_event_types_are_recorded_and_acknowledged(client: httpx.Client) -> None:
+    stripe_body = stripe_event("balance.available", {"id": "bal_1", "object": "balance"})
+    authnet_body = authnet_event("net.authorize.something.new")
+    for route, body, headers in (
+        (STRIPE, stripe_body, stripe_headers(stripe_body)),
+        (AUTHNET, authnet_body, authnet_headers(authnet_body)),
+    ):
+        assert client.post(route, content=body, headers=headers).json() == RECEIVED
+        assert client.post(route, content=body, headers=headers).json() == DUPLICATE
+
+
+def test_events_about_unknown_objects_are_recorded_and_acknowledged(client: httpx.Client) -> None:
+    bodies = [
+        stripe_event("payment_intent.succeeded", {"id": "pi_nobody_knows", "object": "payment_intent"}),
+        stripe_event("charge.refunded", {"id": "ch_nobody_knows", "object": "charge", "amount_refunded": 100}),
+        stripe_event("customer.subscription.updated", {"id": "sub_nobody_knows", "object": "subscription"}),
+        stripe_event("invoice.paid", {"id": "in_nobody_knows", "object": "invoice", "subscription": "sub_x"}),
+    ]
+    for body in bodies:
+        assert client.post(STRIPE, content=body, headers=stripe_headers(body)).json() == RECEIVED
+        assert client.post(STRIPE, content=body, headers=stripe_headers(body)).json() == DUPLICATE
+    body = authnet_event("net.authorize.payment.void.created", trans_id="99999999999")
+    assert client.post(AUTHNET, content=body, headers=authnet_headers(body)).json() == RECEIVED
+
+
+def test_a_provider_without_a_secret_is_refused_with_503(tmp_path: Path) -> None:
+    env = webhook_env(STRIPE_WEBHOOK_SECRET="", AUTHNET_SIGNATURE_KEY="", RATE_LIMIT_WEBHOOK="2/minute")
+    with embedded_server(tmp_path, **env) as running, httpx.Client(base_url=running.base_url, timeout=30) as http:
+        body = stripe_event()
+        stripe_answer = http.post(STRIPE, content=body, headers=stripe_headers(body))
+        authnet_answer = http.post(AUTHNET, content=body, headers=authnet_headers(body))
+        assert (stripe_answer.status_code, authnet_answer.status_code) == (503, 503)
+        for secret in (*STRIPE_SECRETS, ANET_KEY):
+            assert secret not in stripe_answer.text + authnet_answer.text
+        limited = http.post(STRIPE, content=body, headers=stripe_headers(body))
+        assert limited.status_code == 429
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert limited.json()["error"]["type"] == "rate_limit_error"

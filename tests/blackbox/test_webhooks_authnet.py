@@ -1,0 +1,136 @@
+"""Authorize.net webhooks applied to payments made through the Authorize.net test server (the embedded server's
+Authorize.net), read back through the gateway: a held payment approved or declined by the fraud review, an
+authorization voided at Authorize.net, a repeat changing nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, running_server
+from tests.blackbox.server import API, Server, embedded_server, mint_token, new_workspace
+
+SIGNATURE_KEY = "C0FFEE15A5160A7E0123456789ABCDEF" * 4
+SETTLE_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server() as authnet:
+        env = {
+            "AUTHNET_API_LOGIN_ID": LOGIN_ID,
+            "AUTHNET_TRANSACTION_KEY": TRANSACTION_KEY,
+            "AUTHNET_API_URL": authnet.url,
+            "AUTHNET_SIGNATURE_KEY": SIGNATURE_KEY,
+            "STRIPE_WEBHOOK_SECRET": "whsec_unused_here",
+        }
+        with embedded_server(tmp_path_factory.mktemp("webhooks-authnet"), **env) as running:
+            yield running
+
+
+@pytest.fixture
+def http(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        yield client
+
+
+def pay(http: httpx.Client, workspace: str, route: str, data_value: str) -> dict[str, Any]:
+    method = {"data_descriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "data_value": f"{data_value}-{uuid.uuid4().hex}"}
+    body = {"amount": 4500, "currency": "usd", "payment_method": method, "provider": "authnet"}
+    response = http.post(f"{API}/{route}", json=body, headers={"Authorization": f"Bearer {mint_token(workspace)}"})
+    assert response.status_code in (201, 202), response.text
+    paid: dict[str, Any] = response.json()
+    return paid
+
+
+def notify(http: httpx.Client, event_type: str, trans_id: str) -> dict[str, Any]:
+    body = json.dumps(
+        {
+            "notificationId": str(uuid.uuid4()),
+            "eventType": f"net.authorize.payment.{event_type}",
+            "eventDate": time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime()),
+            "webhookId": str(uuid.uuid4()),
+            "payload": {"responseCode": 1, "authAmount": 45.00, "entityName": "transaction", "id": trans_id},
+        }
+    ).encode()
+    signature = hmac.new(SIGNATURE_KEY.encode(), body, hashlib.sha512).hexdigest().upper()
+    headers = {"X-ANET-Signature": f"sha512={signature}", "Content-Type": "application/json"}
+    response = http.post("/api/v1/webhooks/authnet", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def eventually(
+    http: httpx.Client, workspace: str, transaction_id: str, condition: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        response = http.get(
+            f"{API}/transactions/{transaction_id}", headers={"Authorization": f"Bearer {mint_token(workspace)}"}
+        )
+        assert response.status_code == 200, response.text
+        current: dict[str, Any] = response.json()
+        if condition(current) or time.monotonic() > deadline:
+            return current
+        time.sleep(0.2)
+
+
+def held_charge(http: httpx.Client, workspace: str) -> dict[str, Any]:
+    """A charge Authorize.net holds for review (its outcome recorded: the payment call is over)."""
+    paid = pay(http, workspace, "charge", "test-review")
+    assert "PaymentHeldForReview" in eventual_event_types(http, workspace, paid["id"], "PaymentHeldForReview")
+    return eventually(http, workspace, paid["id"], lambda t: True)
+
+
+def test_a_held_charge_approved_by_the_fraud_review_is_captured(http: httpx.Client) -> None:
+    workspace = new_workspace()
+    held = held_charge(http, workspace)
+    assert notify(http, "fraud.approved", held["provider_reference"])["duplicate"] is False
+    after = eventually(http, workspace, held["id"], lambda t: t["status"] != "pending")
+    assert (after["status"], after["amount_captured"]) == ("captured", 4500)
+
+
+def test_a_held_charge_declined_by_the_fraud_review_fails(http: httpx.Client) -> None:
+    workspace = new_workspace()
+    held = held_charge(http, workspace)
+    notify(http, "fraud.declined", held["provider_reference"])
+    after = eventually(http, workspace, held["id"], lambda t: t["status"] != "pending")
+    assert (after["status"], after["failure_code"]) == ("failed", "fraud_declined")
+
+
+def test_an_authorization_voided_at_authorize_net_is_voided(http: httpx.Client) -> None:
+    workspace = new_workspace()
+    paid = pay(http, workspace, "authorize", "test-ok")
+    authorized = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
+    assert authorized["status"] == "authorized"
+    notify(http, "void.created", authorized["provider_reference"])
+    after = eventually(http, workspace, authorized["id"], lambda t: t["status"] != "authorized")
+    assert after["status"] == "voided"
+    # Afterwards a capture notification for it is a discrepancy: recorded in the audit trail, the status stays.
+    notify(http, "capture.created", authorized["provider_reference"])
+    assert "ProviderEventDiscrepancy" in eventual_event_types(http, workspace, authorized["id"])
+    assert eventually(http, workspace, authorized["id"], lambda t: True)["status"] == "voided"
+
+
+def eventual_event_types(
+    http: httpx.Client, workspace: str, transaction_id: str, awaited: str = "ProviderEventDiscrepancy"
+) -> list[str]:
+    """The transaction's audit trail once an `awaited` event is in it (or the settle time is over)."""
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        response = http.get(
+            f"{API}/transactions/{transaction_id}/events", headers={"Authorization": f"Bearer {mint_token(workspace)}"}
+        )
+        types = [event["type"] for event in response.json()["data"]]
+        if awaited in types or time.monotonic() > deadline:
+            return types
+        time.sleep(0.2)

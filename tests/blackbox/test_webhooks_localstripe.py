@@ -1,0 +1,244 @@
+"""Webhooks with a real peer: localstripe (a Stripe emulator) is the embedded server's Stripe, and is configured
+(`POST /_config/webhooks/…`) to deliver its own signed events to webhook-ingest. The effects are read back
+through the gateway only.
+
+Events localstripe does not emit (refunds made in the dashboard, disputes, out-of-order subscription updates)
+are built and signed by the test about objects localstripe really holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.blackbox.server import API, Server, embedded_server, mint_token, new_workspace
+from tests.support.localstripe_server import running_localstripe
+
+STRIPE_KEY = "sk_test_webhooks_localstripe_0123456789"
+WEBHOOK_SECRET = "whsec_localstripe_webhooks_0123456789"
+THREE_D_SECURE_CARD = "4000002500003155"
+PERMISSIONS = [
+    "payments:admin",
+    "customer:create",
+    "customer:read",
+    "customer:update",
+    "customer:delete",
+    "subscription:create",
+    "subscription:read",
+    "subscription:update",
+    "subscription:cancel",
+]
+SETTLE_S = 30.0  # how long an asynchronous effect may take to show (webhook delivery, then the worker)
+
+
+@dataclass(frozen=True)
+class Peer:
+    server: Server
+    stripe_url: str
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    data_dir = tmp_path_factory.mktemp("webhooks-localstripe")
+    with running_localstripe(data_dir / "localstripe.log") as stripe_url:
+        env = {
+            "STRIPE_API_KEY": STRIPE_KEY,
+            "STRIPE_API_BASE": stripe_url,
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AUTHNET_SIGNATURE_KEY": "unused-here",
+            "PAYMENTS_DEFAULT_PROVIDER": "stripe",
+            "RATE_LIMIT_READ": "6000/minute",
+            "RATE_LIMIT_WRITE": "600/minute",
+        }
+        with embedded_server(data_dir, **env) as server:
+            hook = {"url": f"{server.base_url}/api/v1/webhooks/stripe", "secret": WEBHOOK_SECRET}
+            httpx.post(f"{stripe_url}/_config/webhooks/payments", data=hook, timeout=10).raise_for_status()
+            yield Peer(server, stripe_url)
+
+
+@dataclass
+class Client:
+    http: httpx.Client
+    stripe: httpx.Client
+    workspace: str
+
+    def call(self, method: str, route: str, body: Any = None) -> httpx.Response:
+        token = mint_token(self.workspace, PERMISSIONS)
+        headers = {"Authorization": f"Bearer {token}"}
+        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
+
+    def created(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.call("POST", route, body)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    def get(self, route: str) -> dict[str, Any]:
+        response = self.call("GET", route)
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
+    def event_types(self, transaction_id: str) -> list[str]:
+        return [event["type"] for event in self.get(f"transactions/{transaction_id}/events")["data"]]
+
+    def eventually(self, route: str, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            current = self.get(route)
+            if condition(current) or time.monotonic() > deadline:
+                return current
+            time.sleep(0.2)
+
+    def deliver(self, event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
+        """A Stripe event about `obj`, signed as Stripe signs, posted to webhook-ingest."""
+        at = int(time.time()) if created is None else created
+        event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type, "created": at}
+        body = json.dumps({**event, "data": {"object": obj}}).encode()
+        now = int(time.time())
+        signature = hmac.new(WEBHOOK_SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+        headers = {"Stripe-Signature": f"t={now},v1={signature}", "Content-Type": "application/json"}
+        response = self.http.post("/api/v1/webhooks/stripe", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+@pytest.fixture
+def client(peer: Peer) -> Iterator[Client]:
+    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+    with (
+        httpx.Client(base_url=peer.server.base_url, timeout=30) as http,
+        httpx.Client(base_url=peer.stripe_url, headers=auth, timeout=10) as stripe,
+    ):
+        yield Client(http, stripe, new_workspace())
+
+
+def charge(client: Client, payment_method: str = "pm_card_visa", **body: Any) -> dict[str, Any]:
+    request = {"amount": 2000, "currency": "usd", "payment_method": payment_method, "provider": "stripe", **body}
+    return client.created("charge", request)
+
+
+def test_a_3ds_payment_completed_at_stripe_is_captured_through_its_webhook(client: Client) -> None:
+    card = {"number": THREE_D_SECURE_CARD, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+    method = client.stripe.post(
+        "/v1/payment_methods", data={"type": "card", **{f"card[{k}]": v for k, v in card.items()}}
+    )
+    transaction = charge(client, method.json()["id"])
+    assert transaction["status"] == "requires_action"
+    intent_id = transaction["provider_reference"]
+    intent = client.stripe.get(f"/v1/payment_intents/{intent_id}").json()
+
+    # The customer completes 3-D Secure at Stripe; Stripe tells us with payment_intent.succeeded.
+    done = client.stripe.post(
+        f"/v1/payment_intents/{intent_id}/_authenticate",
+        data={"client_secret": intent["client_secret"], "success": "true"},
+    )
+    assert done.status_code == 200, done.text
+
+    after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["status"] != "requires_action")
+    assert (after["status"], after["amount_captured"]) == ("captured", 2000)
+    assert "PaymentCaptured" in client.event_types(transaction["id"])
+
+
+def test_a_refund_made_in_the_dashboard_is_recorded(client: Client) -> None:
+    transaction = charge(client)
+    refunded = {
+        "id": f"ch_{uuid.uuid4().hex[:24]}",
+        "object": "charge",
+        "payment_intent": transaction["provider_reference"],
+    }
+    refund_list = {"object": "list", "data": [{"id": "re_dashboard_1", "amount": 500}]}
+    answer = client.deliver("charge.refunded", {**refunded, "amount_refunded": 500, "refunds": refund_list})
+    assert answer == {"received": True, "duplicate": False}
+    after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["status"] != "captured")
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 500)
+    assert [refund["amount"] for refund in after["refunds"]] == [500]
+
+
+def test_a_dispute_is_recorded_on_the_transaction(client: Client) -> None:
+    transaction = charge(client)
+    dispute = {
+        "id": f"dp_{uuid.uuid4().hex[:24]}",
+        "object": "dispute",
+        "payment_intent": transaction["provider_reference"],
+        "amount": 2000,
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
+    client.deliver("charge.dispute.created", dispute)
+    deadline = time.monotonic() + SETTLE_S
+    while "PaymentDisputed" not in client.event_types(transaction["id"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "PaymentDisputed" in client.event_types(transaction["id"])
+    assert client.get(f"transactions/{transaction['id']}")["status"] == "captured"
+
+
+def test_an_event_the_status_rules_forbid_is_a_recorded_discrepancy(client: Client) -> None:
+    transaction = charge(client)
+    failed = {"id": transaction["provider_reference"], "object": "payment_intent", "status": "requires_payment_method"}
+    client.deliver("payment_intent.payment_failed", failed)
+    deadline = time.monotonic() + SETTLE_S
+    while "ProviderEventDiscrepancy" not in client.event_types(transaction["id"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "ProviderEventDiscrepancy" in client.event_types(transaction["id"])
+    assert client.get(f"transactions/{transaction['id']}")["status"] == "captured"
+
+
+def subscribed(client: Client) -> dict[str, Any]:
+    customer = client.created(
+        "customers", {"email": "hook@example.com", "provider": "stripe", "payment_method": "pm_card_visa"}
+    )
+    return client.created(
+        "subscriptions", {"customer_id": customer["id"], "amount": 1500, "currency": "usd", "interval": "month"}
+    )
+
+
+def test_a_subscription_canceled_at_stripe_is_canceled_here(client: Client) -> None:
+    subscription = subscribed(client)
+    assert subscription["status"] == "active"
+    deleted = client.stripe.delete(f"/v1/subscriptions/{subscription['provider_reference']}")
+    assert deleted.status_code == 200, deleted.text
+    after = client.eventually(f"subscriptions/{subscription['id']}", lambda s: s["status"] == "canceled")
+    assert after["status"] == "canceled"
+
+
+def test_an_older_subscription_update_after_a_newer_one_leaves_the_newer_state(client: Client) -> None:
+    subscription = subscribed(client)
+    reference = subscription["provider_reference"]
+    # Changed at Stripe (the dashboard): Stripe's object and the newer event agree; the older event is stale.
+    changed = client.stripe.post(f"/v1/subscriptions/{reference}", data={"cancel_at_period_end": "true"})
+    assert changed.status_code == 200, changed.text
+    newer, older = int(time.time()), int(time.time()) - 60
+    stripe_object = {"id": reference, "object": "subscription", "status": "active"}
+    client.deliver("customer.subscription.updated", {**stripe_object, "cancel_at_period_end": True}, created=newer)
+    after = client.eventually(f"subscriptions/{subscription['id']}", lambda s: s["cancel_at_period_end"])
+    assert after["cancel_at_period_end"] is True
+
+    client.deliver("customer.subscription.updated", {**stripe_object, "cancel_at_period_end": False}, created=older)
+    # Then a newer event that touches only the status: once it shows, the stale one before it has been handled.
+    failed_invoice = {"id": f"in_{uuid.uuid4().hex[:24]}", "object": "invoice", "subscription": reference}
+    client.deliver("invoice.payment_failed", failed_invoice, created=newer + 1)
+    final = client.eventually(f"subscriptions/{subscription['id']}", lambda s: s["status"] == "past_due")
+    assert (final["status"], final["cancel_at_period_end"]) == ("past_due", True)
+
+
+def test_a_subscription_update_is_applied_as_stripe_has_it_now_not_as_its_payload_says(client: Client) -> None:
+    subscription = subscribed(client)
+    reference = subscription["provider_reference"]
+    changed = client.stripe.post(f"/v1/subscriptions/{reference}", data={"cancel_at_period_end": "true"})
+    assert changed.status_code == 200, changed.text
+    # The payload predates that change (Stripe's events can be stale): the worker re-fetches the subscription.
+    stale = {"id": reference, "object": "subscription", "status": "active", "cancel_at_period_end": False}
+    client.deliver("customer.subscription.updated", stale)
+    after = client.eventually(f"subscriptions/{subscription['id']}", lambda s: s["cancel_at_period_end"])
+    assert (after["status"], after["cancel_at_period_end"]) == ("active", True)

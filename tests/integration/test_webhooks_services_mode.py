@@ -1,0 +1,231 @@
+"""Webhooks in services mode: gateway, transactions worker, billing worker and webhook-ingest (port of its own)
+as separate processes over the local RabbitMQ and one SQLite event store, localstripe as Stripe delivering its
+signed webhooks to webhook-ingest. The main flows, and an event recorded while RabbitMQ could not take it
+forwarded later by the sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.blackbox.server import (
+    API,
+    Process,
+    base_env,
+    free_port,
+    mint_token,
+    new_workspace,
+    start_process,
+    wait_ready,
+)
+from tests.support.localstripe_server import running_localstripe
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.rabbitmq
+
+STRIPE_KEY = "sk_test_services_webhooks_0123456789"
+WEBHOOK_SECRET = "whsec_services_webhooks_0123456789"
+THREE_D_SECURE_CARD = "4000002500003155"
+PERMISSIONS = ["payments:admin", "customer:create", "customer:read", "subscription:create", "subscription:read"]
+SETTLE_S = 30.0
+
+
+@dataclass
+class Services:
+    gateway_url: str
+    ingest_url: str
+    stripe_url: str
+    data_dir: Path
+    processes: list[Process]
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def running_services(data_dir: Path, rabbitmq_url: str) -> Iterator[Services]:
+    with running_localstripe(data_dir / "localstripe.log") as stripe_url:
+        env = base_env(
+            data_dir,
+            BROKER_URL=rabbitmq_url,
+            EVENTSTORE_URI=f"sqlite:///{data_dir / 'events.db'}",
+            STRIPE_API_KEY=STRIPE_KEY,
+            STRIPE_API_BASE=stripe_url,
+            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            AUTHNET_SIGNATURE_KEY="unused-here",
+            RPC_TIMEOUT_S="10",
+            WEBHOOK_FORWARD_GRACE_S="0",
+            WEBHOOK_SWEEP_INTERVAL_S="0.5",
+        )
+        ports = {name: free_port() for name in ("transactions", "billing", "webhook_ingest", "gateway")}
+        processes: list[Process] = []
+        try:
+            for name, port in ports.items():
+                module = f"payments_{name}"
+                processes.append(start_process(name, ["-m", module], {**env, "PORT": str(port)}, data_dir / "logs"))
+            for port in ports.values():
+                wait_ready(f"http://127.0.0.1:{port}", processes)
+            ingest_url = f"http://127.0.0.1:{ports['webhook_ingest']}"
+            hook = {"url": f"{ingest_url}/api/v1/webhooks/stripe", "secret": WEBHOOK_SECRET}
+            httpx.post(f"{stripe_url}/_config/webhooks/services", data=hook, timeout=10).raise_for_status()
+            yield Services(f"http://127.0.0.1:{ports['gateway']}", ingest_url, stripe_url, data_dir, processes, env)
+        finally:
+            for process in reversed(processes):
+                process.stop()
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory, rabbitmq_url: str) -> Iterator[Services]:
+    with running_services(tmp_path_factory.mktemp("webhooks-services"), rabbitmq_url) as running:
+        yield running
+
+
+@dataclass
+class Client:
+    http: httpx.Client
+    stripe: httpx.Client
+    workspace: str
+
+    def call(self, method: str, route: str, body: Any = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {mint_token(self.workspace, PERMISSIONS)}"}
+        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
+
+    def created(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.call("POST", route, body)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    def eventually(self, route: str, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            response = self.call("GET", route)
+            assert response.status_code == 200, response.text
+            current: dict[str, Any] = response.json()
+            if condition(current) or time.monotonic() > deadline:
+                return current
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[Client]:
+    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+    with (
+        httpx.Client(base_url=services.gateway_url, timeout=30) as http,
+        httpx.Client(base_url=services.stripe_url, headers=auth, timeout=10) as stripe,
+    ):
+        yield Client(http, stripe, new_workspace())
+
+
+def signed(event_type: str, obj: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    now = int(time.time())
+    event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type, "created": now}
+    body = json.dumps({**event, "data": {"object": obj}}).encode()
+    signature = hmac.new(WEBHOOK_SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Stripe-Signature": f"t={now},v1={signature}", "Content-Type": "application/json"}
+
+
+def webhook_streams(data_dir: Path) -> dict[str, list[str]]:
+    database = sqlite3.connect(f"file:{data_dir / 'events.db'}?mode=ro", uri=True)
+    try:
+        rows = database.execute(
+            "SELECT stream, type FROM events WHERE stream LIKE 'webhook-stripe-%' ORDER BY position"
+        ).fetchall()
+    finally:
+        database.close()
+    streams: dict[str, list[str]] = {}
+    for stream, event_type in rows:
+        streams.setdefault(str(stream), []).append(str(event_type))
+    return streams
+
+
+def test_a_3ds_payment_is_captured_through_stripes_own_webhook(client: Client, services: Services) -> None:
+    card = {"number": THREE_D_SECURE_CARD, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+    method = client.stripe.post(
+        "/v1/payment_methods", data={"type": "card", **{f"card[{k}]": v for k, v in card.items()}}
+    )
+    request = {"amount": 3000, "currency": "usd", "payment_method": method.json()["id"], "provider": "stripe"}
+    transaction = client.created("charge", request)
+    assert transaction["status"] == "requires_action"
+    intent_id = transaction["provider_reference"]
+    secret = client.stripe.get(f"/v1/payment_intents/{intent_id}").json()["client_secret"]
+    authenticated = {"client_secret": secret, "success": "true"}
+    assert client.stripe.post(f"/v1/payment_intents/{intent_id}/_authenticate", data=authenticated).status_code == 200
+
+    after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["status"] != "requires_action")
+    assert (after["status"], after["amount_captured"]) == ("captured", 3000)
+    # Every webhook webhook-ingest recorded was also forwarded to its worker.
+    streams = webhook_streams(services.data_dir)
+    assert streams and all(types[0] == "WebhookReceived" for types in streams.values())
+
+
+def test_a_subscription_canceled_at_stripe_is_canceled_here(client: Client) -> None:
+    customer = client.created(
+        "customers", {"email": "s@example.com", "provider": "stripe", "payment_method": "pm_card_visa"}
+    )
+    subscription = client.created(
+        "subscriptions", {"customer_id": customer["id"], "amount": 900, "currency": "usd", "interval": "month"}
+    )
+    assert client.stripe.delete(f"/v1/subscriptions/{subscription['provider_reference']}").status_code == 200
+    after = client.eventually(f"subscriptions/{subscription['id']}", lambda s: s["status"] == "canceled")
+    assert after["status"] == "canceled"
+
+
+def test_a_delivery_is_recorded_once_and_its_repeat_applies_nothing(client: Client, services: Services) -> None:
+    transaction = client.created(
+        "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
+    )
+    charge_object = {
+        "id": f"ch_{uuid.uuid4().hex[:24]}",
+        "object": "charge",
+        "payment_intent": transaction["provider_reference"],
+        "amount_refunded": 250,
+    }
+    body, headers = signed("charge.refunded", charge_object)
+    with httpx.Client(base_url=services.ingest_url, timeout=30) as ingest:
+        answers = [ingest.post("/api/v1/webhooks/stripe", content=body, headers=headers).json() for _ in range(3)]
+    assert [answer["duplicate"] for answer in answers] == [False, True, True]
+    after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["status"] == "partially_refunded")
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 250)
+
+
+async def test_an_event_recorded_while_rabbitmq_is_unreachable_is_forwarded_once_it_is_back(
+    client: Client, services: Services, rabbitmq_url: str
+) -> None:
+    transaction = client.created(
+        "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
+    )
+    broker = httpx.URL(rabbitmq_url)
+    async with TcpProxy(broker.host or "127.0.0.1", broker.port or 5672) as proxy:
+        # A second webhook-ingest, reaching RabbitMQ only through the proxy.
+        port = free_port()
+        env = {**services.env, "PORT": str(port), "BROKER_URL": str(broker.copy_with(port=proxy.port))}
+        ingest = start_process(
+            "ingest-behind-proxy", ["-m", "payments_webhook_ingest"], env, services.data_dir / "logs"
+        )
+        try:
+            await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}", [ingest])
+            await proxy.cut()
+            charge_object = {"id": "ch_outage", "object": "charge", "payment_intent": transaction["provider_reference"]}
+            body, headers = signed("charge.refunded", {**charge_object, "amount_refunded": 400})
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+                answer = await http.post("/api/v1/webhooks/stripe", content=body, headers=headers)
+            assert answer.json() == {"received": True, "duplicate": False}  # recorded, not forwarded yet
+            await proxy.restore()
+            after = await asyncio.to_thread(
+                client.eventually, f"transactions/{transaction['id']}", lambda t: t["status"] == "partially_refunded"
+            )
+        finally:
+            await asyncio.to_thread(ingest.stop)
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 400)

@@ -1,0 +1,229 @@
+"""Provider webhook events applied to a transaction (pure): API.md's status rules respected (a forbidden move
+is a recorded discrepancy), repeats and older events change nothing, dashboard refunds and disputes recorded."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from payments_shared.eventstore.port import RecordedEvent
+from payments_shared.providers.port import Outcome, ProviderResult
+from payments_transactions.domain import decisions
+from payments_transactions.domain import events as ev
+from payments_transactions.domain.events import DomainEvent
+from payments_transactions.domain.provider_events import ProviderEvent, WebhookHistory, decide
+from payments_transactions.domain.state import Status, Transaction
+from payments_transactions.provider_index import provider_ids
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Stream:
+    def __init__(self, kind: str = "charge", amount: int = 1000, provider: str = "stripe") -> None:
+        self.events: list[DomainEvent] = [
+            decisions.request_payment(
+                transaction_id="txn_1",
+                kind=kind,
+                amount=amount,
+                currency="usd",
+                provider=provider,
+                payment_method={"type": "token", "token": "pm_card_visa"},
+                customer_id=None,
+                description=None,
+                metadata={},
+                command_id="cmd_pay",
+                message_id="msg_1",
+                fingerprint="fp",
+            )
+        ]
+
+    def recorded(self) -> list[RecordedEvent]:
+        return [
+            RecordedEvent(
+                id=uuid.UUID(int=version + 1),
+                stream="transaction-txn_1",
+                type=event.type,
+                data=dict(event.data),
+                metadata={"workspace": "ws_a", "occurred_at": f"2026-01-01T00:00:{version:02d}.000000Z"},
+                version=version,
+                position=version + 1,
+                recorded_at=START + timedelta(seconds=version),
+            )
+            for version, event in enumerate(self.events)
+        ]
+
+    @property
+    def state(self) -> Transaction:
+        transaction = Transaction.from_events(self.recorded())
+        assert transaction is not None
+        return transaction
+
+    def outcome(self, outcome: Outcome, **result: Any) -> Stream:
+        self.events.append(decisions.payment_outcome(self.state, ProviderResult(outcome, reference="pi_1", **result)))
+        return self
+
+    def apply(self, event: ProviderEvent) -> DomainEvent | None:
+        decided = decide(self.state, event, WebhookHistory.of(self.recorded()))
+        if decided is not None:
+            self.events.append(decided)
+        return decided
+
+
+def stripe(event_type: str, second: int = 1, object_id: str = "pi_1", **obj: Any) -> ProviderEvent:
+    return ProviderEvent(
+        provider="stripe",
+        event_id=f"evt_{uuid.uuid4().hex}",
+        type=event_type,
+        object_id=object_id,
+        created=f"2026-01-01T00:01:{second:02d}.000000Z",
+        obj={"id": object_id, **obj},
+    )
+
+
+def authnet(event_type: str, second: int = 1, amount: float = 10.0) -> ProviderEvent:
+    return ProviderEvent(
+        provider="authnet",
+        event_id=str(uuid.uuid4()),
+        type=f"net.authorize.payment.{event_type}",
+        object_id="pi_1",
+        created=f"2026-01-01T00:01:{second:02d}.000000Z",
+        obj={"id": "pi_1", "authAmount": amount, "entityName": "transaction"},
+    )
+
+
+def types(stream: Stream) -> list[str]:
+    return [event.type for event in stream.events]
+
+
+def test_a_payment_that_needed_action_is_captured_by_its_success_event_once() -> None:
+    stream = Stream().outcome(Outcome.REQUIRES_ACTION, next_action={"type": "redirect"})
+    succeeded = stripe("payment_intent.succeeded", amount_received=1000, status="succeeded")
+    decided = stream.apply(succeeded)
+    assert decided is not None and decided.type == ev.PAYMENT_CAPTURED
+    assert decided.data["webhook_event_id"] == succeeded.event_id
+    assert (stream.state.status, stream.state.amount_captured) == (Status.CAPTURED, 1000)
+    assert stream.apply(succeeded) is None  # a repeat
+
+
+def test_a_failure_after_action_fails_the_payment_with_the_providers_codes() -> None:
+    stream = Stream().outcome(Outcome.REQUIRES_ACTION)
+    error = {
+        "code": "card_declined",
+        "decline_code": "insufficient_funds",
+        "message": "Your card has insufficient funds.",
+    }
+    stream.apply(stripe("payment_intent.payment_failed", last_payment_error=error))
+    assert stream.state.status is Status.FAILED
+    assert stream.state.failure_code == "insufficient_funds"
+
+
+def test_an_older_failure_after_a_newer_success_changes_nothing() -> None:
+    stream = Stream().outcome(Outcome.REQUIRES_ACTION)
+    stream.apply(stripe("payment_intent.succeeded", second=20))
+    assert stream.apply(stripe("payment_intent.payment_failed", second=10)) is None
+    assert stream.state.status is Status.CAPTURED
+
+
+def test_a_forbidden_move_is_recorded_as_a_discrepancy_not_applied() -> None:
+    stream = Stream().outcome(Outcome.DECLINED, decline_code="generic_decline")
+    decided = stream.apply(stripe("payment_intent.succeeded"))
+    assert decided is not None and decided.type == ev.PROVIDER_EVENT_DISCREPANCY
+    assert stream.state.status is Status.FAILED
+
+
+def test_nothing_is_applied_while_the_payment_call_is_still_open() -> None:
+    stream = Stream()
+    assert stream.apply(stripe("payment_intent.succeeded")) is None
+    assert types(stream) == [ev.TRANSACTION_REQUESTED]
+
+
+def test_a_cancel_at_the_provider_voids_an_authorization() -> None:
+    stream = Stream(kind="authorize").outcome(Outcome.APPROVED, amount=1000)
+    before = stream.state.status
+    stream.apply(stripe("payment_intent.canceled", status="canceled"))
+    assert (before, stream.state.status) == (Status.AUTHORIZED, Status.VOIDED)
+
+
+def test_a_capture_at_the_provider_captures_an_authorization() -> None:
+    stream = Stream(kind="authorize").outcome(Outcome.APPROVED, amount=1000)
+    stream.apply(stripe("payment_intent.succeeded", amount_received=600))
+    assert (stream.state.status, stream.state.amount_captured) == (Status.CAPTURED, 600)
+
+
+def test_dashboard_refunds_are_added_up_to_the_captured_amount() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    refunds = {"data": [{"id": "re_1", "amount": 400}]}
+    stream.apply(stripe("charge.refunded", second=5, object_id="ch_1", amount_refunded=400, refunds=refunds))
+    assert (stream.state.status, stream.state.amount_refunded) == (Status.PARTIALLY_REFUNDED, 400)
+    assert stream.state.refunds[0].provider_reference == "re_1"
+    stream.apply(stripe("charge.refunded", second=9, object_id="ch_1", amount_refunded=1000))
+    assert (stream.state.status, stream.state.amount_refunded) == (Status.REFUNDED, 1000)
+    # The first delivery again, late: already counted.
+    assert stream.apply(stripe("charge.refunded", second=5, object_id="ch_1", amount_refunded=400)) is None
+    assert stream.state.amount_refunded == 1000
+
+
+def test_a_refund_above_what_was_captured_is_a_discrepancy() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    decided = stream.apply(stripe("charge.refunded", object_id="ch_1", amount_refunded=5000))
+    assert decided is not None and decided.type == ev.PROVIDER_EVENT_DISCREPANCY
+    assert stream.state.amount_refunded == 0
+
+
+def test_our_own_refund_is_not_counted_twice() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    stream.events.append(decisions.request_refund(stream.state, "cmd_ref", "re_ours", 300, None, "msg_2", "fp2"))
+    assert stream.apply(stripe("charge.refunded", object_id="ch_1", amount_refunded=300)) is None
+
+
+def test_a_dispute_is_recorded_then_closed_and_a_late_creation_is_ignored() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    created = stripe("charge.dispute.created", second=3, object_id="dp_1", amount=1000, status="needs_response")
+    stream.apply(created)
+    assert stream.state.dispute == {"dispute_id": "dp_1", "amount": 1000, "reason": None, "status": "needs_response"}
+    stream.apply(stripe("charge.dispute.closed", second=8, object_id="dp_1", amount=1000, status="lost"))
+    assert stream.state.dispute is not None and stream.state.dispute["status"] == "lost"
+    late = stripe("charge.dispute.created", second=2, object_id="dp_1", status="warning_needs_response")
+    assert stream.apply(late) is None
+    assert stream.state.status is Status.CAPTURED
+
+
+def test_a_dispute_on_an_authorization_is_a_discrepancy() -> None:
+    stream = Stream(kind="authorize").outcome(Outcome.APPROVED, amount=1000)
+    decided = stream.apply(stripe("charge.dispute.created", object_id="dp_1"))
+    assert decided is not None and decided.type == ev.PROVIDER_EVENT_DISCREPANCY
+
+
+def test_authnet_fraud_review_approved_captures_a_held_charge() -> None:
+    stream = Stream(provider="authnet").outcome(Outcome.PENDING_REVIEW, amount=1000, message="held")
+    assert stream.state.status is Status.PENDING
+    assert stream.apply(authnet("fraud.held")) is None
+    stream.apply(authnet("fraud.approved", second=5, amount=10.0))
+    assert (stream.state.status, stream.state.amount_captured) == (Status.CAPTURED, 1000)
+
+
+def test_authnet_fraud_review_declined_fails_a_held_authorization() -> None:
+    stream = Stream(kind="authorize", provider="authnet").outcome(Outcome.PENDING_REVIEW, message="held")
+    stream.apply(authnet("fraud.declined"))
+    assert (stream.state.status, stream.state.failure_code) == (Status.FAILED, "fraud_declined")
+
+
+def test_authnet_void_and_capture_at_the_provider() -> None:
+    voided = Stream(kind="authorize", provider="authnet").outcome(Outcome.APPROVED, amount=4500)
+    voided.apply(authnet("void.created"))
+    assert voided.state.status is Status.VOIDED
+    captured = Stream(kind="authorize", amount=4500, provider="authnet").outcome(Outcome.APPROVED, amount=4500)
+    captured.apply(authnet("capture.created", amount=45.0))
+    assert (captured.state.status, captured.state.amount_captured) == (Status.CAPTURED, 4500)
+
+
+def test_an_unknown_event_type_changes_nothing() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    assert stream.apply(stripe("payment_intent.processing")) is None
+
+
+def test_the_index_reads_every_provider_id_an_event_records() -> None:
+    data = {"provider_reference": "pi_1", "details": {"charge": "ch_1", "payment_intent": "pi_1", "card_last4": "4242"}}
+    assert provider_ids(data) == ["pi_1", "pi_1", "ch_1"]
+    assert provider_ids({"provider_reference": None}) == []
