@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 
-from payments_shared import logging as json_logging
 from payments_shared.broker.factory import open_broker
 from payments_shared.eventstore.factory import open_event_store
 from payments_shared.http.serve import serve
-from payments_shared.settings import ConfigError, load
+from payments_shared.process import bootstrap, settings_or_exit
 
 from payments_webhook_ingest.app import create_app
 from payments_webhook_ingest.settings import WebhookSettings
@@ -41,15 +39,8 @@ async def run(settings: WebhookSettings) -> None:
 
 
 def main() -> None:
-    try:
-        settings = load(WebhookSettings)
-    except ConfigError as error:
-        print(error.line, file=sys.stderr)
-        raise SystemExit(2) from None
-    json_logging.configure(settings.log_level)
-    for secret in settings.stripe_secrets:
-        json_logging.register_secret(secret)
-    json_logging.register_secret(settings.authnet_signature_key)
+    settings = settings_or_exit(WebhookSettings)
+    bootstrap("payments-webhook-ingest", settings.log_level, (*settings.stripe_secrets, settings.authnet_signature_key))
     asyncio.run(run(settings))
 
 
