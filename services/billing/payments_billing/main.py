@@ -13,6 +13,8 @@ from payments_shared.eventstore.port import EventStore
 from payments_shared.idempotency import IdempotencyGuard
 from payments_shared.messages import BILLING_QUEUE
 from payments_shared.projections.host import host_lists
+from payments_shared.providers.registry import with_resilience
+from payments_shared.settings import ProviderSettings
 
 from payments_billing import projections
 from payments_billing.context import BillingContext
@@ -24,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 
 class BillingConfig(Protocol):
-    """What the worker reads from settings (`BillingSettings`, or the embedded runner's own settings)."""
+    """What the worker reads from settings (`BillingSettings`, or the embedded runner's own settings): besides
+    these, every `ProviderSettings` field (retries and circuit breakers)."""
 
     @property
     def payments_default_provider(self) -> str: ...
@@ -37,7 +40,11 @@ class BillingConfig(Protocol):
 
 
 def build_worker(store: EventStore, providers: Mapping[str, Any], settings: BillingConfig) -> BillingWorker:
-    context = BillingContext(Streams(store), billing_providers(providers), settings.payments_default_provider)
+    if not isinstance(settings, ProviderSettings):
+        raise TypeError("the billing worker's settings must include ProviderSettings (retries, breakers)")
+    # One breaker and retry policy per provider in this worker, as the transactions worker has its own.
+    resilient = with_resilience(billing_providers(providers), settings)
+    context = BillingContext(Streams(store), resilient, settings.payments_default_provider)
     return BillingWorker(context, IdempotencyGuard(store, settings.in_flight_window_s))
 
 
