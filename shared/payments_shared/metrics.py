@@ -1,6 +1,7 @@
 """OpenTelemetry metrics: the meter provider a process installs, and the instruments the platform records.
 
-Recorded through the OpenTelemetry metrics API (no-ops until `configure_metrics` installs the SDK provider):
+Recorded through the OpenTelemetry metrics API (no-ops unless `configure_metrics` installs the SDK provider, which it
+does only when a reader is configured):
 - `http.server.request.duration` (count and latency by route, method and status): FastAPI's own telemetry, at
   the gateway and webhook-ingest;
 - `payments.provider.duration` (seconds, by provider, operation and outcome): every provider call;
@@ -42,6 +43,8 @@ def configure_metrics(resource: Resource, extra_reader: MetricReader | None = No
         return
     _configured = True
     readers = [reader for reader in (reader_from_environment(), extra_reader) if reader is not None]
+    if not readers:
+        return  # nothing would ever read a measurement: the API's no-op instruments record nothing
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
 
 

@@ -1,7 +1,9 @@
 """OpenTelemetry tracing: one set-up per process, and the seams where a trace crosses a boundary.
 
 - `configure_telemetry(service)`: the SDK tracer provider (and the meter provider: payments_shared.metrics), so
-  every process makes trace ids that travel with the work even when nothing is exported. The exporter comes only
+  every process makes trace ids that travel with the work. When nothing is exported (no exporter, no extra
+  processor, no `OTEL_TRACES_SAMPLER`), a context-only provider (payments_shared.tracecontext) makes the same
+  trace ids and `traceparent` values but records no span, and no meter provider is installed. The exporter comes only
   from the standard `OTEL_*` variables: none by default; OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
   `…_TRACES_ENDPOINT`) is set or `OTEL_TRACES_EXPORTER=otlp` (if `opentelemetry-exporter-otlp` is installed,
   else one warning); `console` prints spans. `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
@@ -41,6 +43,7 @@ from opentelemetry.util.types import AttributeValue
 from payments_shared.broker.port import Broker, Handler, Message
 from payments_shared.eventstore.port import EventStore, NewEvent
 from payments_shared.metrics import configure_metrics, record_provider_call, record_redelivery
+from payments_shared.tracecontext import ContextOnlyTracerProvider
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +83,12 @@ def configure_tracing(resource: Resource, extra_processor: SpanProcessor | None 
     if _configured:
         return
     _configured = True
-    provider = TracerProvider(resource=resource)
     exporter = exporter_from_environment()
+    if exporter is None and extra_processor is None and not os.environ.get("OTEL_TRACES_SAMPLER"):
+        # Nothing would ever read a recorded span: carry the context only (ids, flags), record nothing.
+        trace.set_tracer_provider(ContextOnlyTracerProvider())
+        return
+    provider = TracerProvider(resource=resource)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     if extra_processor is not None:

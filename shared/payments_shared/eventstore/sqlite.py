@@ -58,6 +58,8 @@ INSERT: Final = (
 MAX_BATCH: Final = 512
 PAGE_SIZE: Final = 500
 POLL_INTERVAL_S: Final = 0.1
+SUBSCRIPTION_LINGER_S: Final = 0.02
+DECODED_KEPT: Final = 2048
 SUBSCRIPTION_RETRY_S: Final = 1.0
 READER_THREADS: Final = 2
 CHECKPOINT_EVERY_S: Final = 0.25
@@ -179,6 +181,19 @@ class SqliteEventStore:
         self._lock = threading.Lock()
         self._waiters: dict[asyncio.AbstractEventLoop, _LoopWaiters] = {}
         self._closed = False
+        self._recent: dict[int, RecordedEvent] = {}  # position → event, the newest DECODED_KEPT, oldest first
+
+    def _decoded(self, row: Row) -> RecordedEvent:
+        """The row as an event, decoded once: every subscriber (each list projection, the recovery scan) and the
+        worker's own reads ask for the same fresh events within moments. Events are immutable, and readers share
+        event objects as with the in-memory store."""
+        recent = self._recent
+        event = recent.get(row[0])
+        if event is None:
+            event = recent[row[0]] = to_recorded(row)
+            if len(recent) > DECODED_KEPT:
+                recent.pop(next(iter(recent)), None)
+        return event
 
     # ---- the port -------------------------------------------------------------------------------------------
 
@@ -191,7 +206,7 @@ class SqliteEventStore:
     async def read(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
         sql = f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version >= ? ORDER BY version"
         rows: list[Row] = await self._read(lambda db: db.execute(sql, (stream, from_version)).fetchall())
-        return [to_recorded(row) for row in rows]
+        return [self._decoded(row) for row in rows]
 
     async def read_all(self, from_position: int = 0) -> AsyncIterator[RecordedEvent]:
         after = from_position - 1
@@ -226,6 +241,9 @@ class SqliteEventStore:
             if len(page) < PAGE_SIZE:
                 with contextlib.suppress(TimeoutError):  # other processes' appends: polled
                     await asyncio.wait_for(appended.wait(), POLL_INTERVAL_S)
+                    # Woken by an append: let the appends of the next moments join it, so that under load a
+                    # subscriber reads (and decodes) one page per interval, not one per append.
+                    await asyncio.sleep(SUBSCRIPTION_LINGER_S)
 
     async def ping(self) -> None:
         await self._read(lambda db: db.execute("SELECT MAX(position) FROM events").fetchone())
@@ -285,7 +303,7 @@ class SqliteEventStore:
     async def _page_after(self, after: int) -> list[RecordedEvent]:
         sql = f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT {PAGE_SIZE}"
         rows: list[Row] = await self._read(lambda db: db.execute(sql, (after,)).fetchall())
-        return [to_recorded(row) for row in rows]
+        return [self._decoded(row) for row in rows]
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
