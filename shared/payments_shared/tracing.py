@@ -284,23 +284,3 @@ async def traced_provider_call(provider: str, operation: str, call: Callable[[],
             return result
         finally:
             record_provider_call(provider, operation, outcome, time.perf_counter() - started)
-
-
-class TracedProvider:
-    """A provider whose listed methods are traced like `traced_provider_call`; everything else passes through.
-    For providers that are not behind `ResilientProvider` (which traces each attempt itself)."""
-
-    def __init__(self, name: str, inner: Any, methods: Sequence[str]) -> None:
-        self._name = name
-        self._inner = inner
-        self._methods = frozenset(methods)
-
-    def __getattr__(self, attribute: str) -> Any:
-        value = getattr(self._inner, attribute)
-        if attribute not in self._methods:
-            return value
-
-        async def traced(*args: Any, **kwargs: Any) -> Any:
-            return await traced_provider_call(self._name, attribute, lambda: value(*args, **kwargs))
-
-        return traced

@@ -4,12 +4,11 @@ configured payment provider that also implements the `BillingProvider` port (Str
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from payments_shared.providers.port import BillingProvider
 from payments_shared.providers.sandbox import SandboxProvider
 from payments_shared.providers.sandbox_billing import SandboxBilling
-from payments_shared.tracing import TracedProvider
 
 BILLING_METHODS = (
     "create_customer",
@@ -26,16 +25,12 @@ def is_billing_provider(provider: Any) -> bool:
 
 
 def billing_providers(providers: Mapping[str, Any]) -> dict[str, BillingProvider]:
-    """From the registry's providers (`build_providers`): each one as a `BillingProvider`."""
+    """From the registry's providers (`build_providers`): each one as a `BillingProvider`. The worker puts them
+    behind its resilience layer, which also traces each call."""
     chosen: dict[str, BillingProvider] = {}
     for name, provider in providers.items():
         if isinstance(provider, SandboxProvider):
-            chosen[name] = traced(name, SandboxBilling(provider.ledger))
+            chosen[name] = SandboxBilling(provider.ledger)
         elif is_billing_provider(provider):
-            chosen[name] = traced(name, provider)
+            chosen[name] = provider
     return chosen
-
-
-def traced(name: str, provider: Any) -> BillingProvider:
-    """Each billing call in a span, its outcome and latency recorded (payments_shared.tracing)."""
-    return cast(BillingProvider, TracedProvider(name, provider, BILLING_METHODS))
