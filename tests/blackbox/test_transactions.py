@@ -36,6 +36,7 @@ TRANSACTION_FIELDS = {
     "next_action",
     "created_at",
     "updated_at",
+    "dispute",  # an extension: the latest dispute a provider reported, or null
 }
 
 

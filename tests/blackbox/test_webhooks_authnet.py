@@ -4,6 +4,7 @@ authorization voided at Authorize.net, a repeat changing nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -14,8 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from payments_shared.providers.authnet.provider import AuthorizeNetProvider
+from payments_shared.providers.port import Outcome, PaymentRef
 
-from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, running_server
+from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
 from tests.blackbox.server import API, Server, embedded_server, mint_token, new_workspace
 
 SIGNATURE_KEY = "C0FFEE15A5160A7E0123456789ABCDEF" * 4
@@ -23,17 +26,22 @@ SETTLE_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server() as authnet:
-        env = {
-            "AUTHNET_API_LOGIN_ID": LOGIN_ID,
-            "AUTHNET_TRANSACTION_KEY": TRANSACTION_KEY,
-            "AUTHNET_API_URL": authnet.url,
-            "AUTHNET_SIGNATURE_KEY": SIGNATURE_KEY,
-            "STRIPE_WEBHOOK_SECRET": "whsec_unused_here",
-        }
-        with embedded_server(tmp_path_factory.mktemp("webhooks-authnet"), **env) as running:
-            yield running
+def authnet() -> Iterator[AuthnetTestServer]:
+    with running_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, authnet: AuthnetTestServer) -> Iterator[Server]:
+    env = {
+        "AUTHNET_API_LOGIN_ID": LOGIN_ID,
+        "AUTHNET_TRANSACTION_KEY": TRANSACTION_KEY,
+        "AUTHNET_API_URL": authnet.url,
+        "AUTHNET_SIGNATURE_KEY": SIGNATURE_KEY,
+        "STRIPE_WEBHOOK_SECRET": "whsec_unused_here",
+    }
+    with embedded_server(tmp_path_factory.mktemp("webhooks-authnet"), **env) as running:
+        yield running
 
 
 @pytest.fixture
@@ -119,6 +127,29 @@ def test_an_authorization_voided_at_authorize_net_is_voided(http: httpx.Client) 
     notify(http, "capture.created", authorized["provider_reference"])
     assert "ProviderEventDiscrepancy" in eventual_event_types(http, workspace, authorized["id"])
     assert eventually(http, workspace, authorized["id"], lambda t: True)["status"] == "voided"
+
+
+async def test_a_refund_made_at_authorize_net_is_recorded_through_its_original(
+    http: httpx.Client, authnet: AuthnetTestServer
+) -> None:
+    workspace = new_workspace()
+    paid = pay(http, workspace, "charge", "test-ok")
+    charged = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
+    assert charged["status"] == "captured"
+    authnet.settle()
+    # Refunded at Authorize.net, not through this system (the merchant's own client stands for its interface):
+    # the notification names only the refund's transId; getTransactionDetails names the original.
+    merchant = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, authnet.url)
+    try:
+        original = PaymentRef(charged["provider_reference"], 4500, 4500, "usd")
+        refund = await merchant.refund(original, 1500, f"outside-{uuid.uuid4().hex}", None)
+    finally:
+        await merchant.close()
+    assert refund.outcome is Outcome.APPROVED and refund.reference is not None
+    notify(http, "refund.created", refund.reference)
+    after = await asyncio.to_thread(eventually, http, workspace, paid["id"], lambda t: t["status"] != "captured")
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 1500)
+    assert [entry["amount"] for entry in after["refunds"]] == [1500]
 
 
 def eventual_event_types(

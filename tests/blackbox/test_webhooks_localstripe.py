@@ -150,19 +150,24 @@ def test_a_3ds_payment_completed_at_stripe_is_captured_through_its_webhook(clien
     assert "PaymentCaptured" in client.event_types(transaction["id"])
 
 
-def test_a_refund_made_in_the_dashboard_is_recorded(client: Client) -> None:
+def test_a_refund_made_in_the_dashboard_is_recorded_as_stripe_holds_it_not_as_a_stale_payload_says(
+    client: Client,
+) -> None:
     transaction = charge(client)
-    refunded = {
-        "id": f"ch_{uuid.uuid4().hex[:24]}",
-        "object": "charge",
-        "payment_intent": transaction["provider_reference"],
-    }
-    refund_list = {"object": "list", "data": [{"id": "re_dashboard_1", "amount": 500}]}
-    answer = client.deliver("charge.refunded", {**refunded, "amount_refunded": 500, "refunds": refund_list})
+    intent_id = transaction["provider_reference"]
+    # Refunded at Stripe directly (the dashboard); localstripe does not emit charge.refunded, so the test signs it,
+    # with a stale total: the worker re-fetches the PaymentIntent and applies what Stripe holds now.
+    refund = client.stripe.post("/v1/refunds", data={"payment_intent": intent_id, "amount": "700"})
+    assert refund.status_code == 200, refund.text
+    latest = client.stripe.get(f"/v1/payment_intents/{intent_id}").json()["latest_charge"]
+    charge_id = latest if isinstance(latest, str) else latest["id"]
+    refund_list = {"object": "list", "data": [{"id": refund.json()["id"], "amount": 200}]}
+    stale = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 200}
+    answer = client.deliver("charge.refunded", {**stale, "refunds": refund_list})
     assert answer == {"received": True, "duplicate": False}
     after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["status"] != "captured")
-    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 500)
-    assert [refund["amount"] for refund in after["refunds"]] == [500]
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 700)
+    assert [refund["amount"] for refund in after["refunds"]] == [700]
 
 
 def test_a_dispute_is_recorded_on_the_transaction(client: Client) -> None:
@@ -174,24 +179,62 @@ def test_a_dispute_is_recorded_on_the_transaction(client: Client) -> None:
         "amount": 2000,
         "reason": "fraudulent",
         "status": "needs_response",
+        "created": 1_800_000_000,
     }
     client.deliver("charge.dispute.created", dispute)
-    deadline = time.monotonic() + SETTLE_S
-    while "PaymentDisputed" not in client.event_types(transaction["id"]) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["dispute"] is not None)
     assert "PaymentDisputed" in client.event_types(transaction["id"])
-    assert client.get(f"transactions/{transaction['id']}")["status"] == "captured"
+    assert after["status"] == "captured"
+    assert after["dispute"] == {
+        "status": "needs_response",
+        "reason": "fraudulent",
+        "amount": 2000,
+        "created_at": "2027-01-15T08:00:00.000000Z",
+    }
 
 
 def test_an_event_the_status_rules_forbid_is_a_recorded_discrepancy(client: Client) -> None:
-    transaction = charge(client)
-    failed = {"id": transaction["provider_reference"], "object": "payment_intent", "status": "requires_payment_method"}
-    client.deliver("payment_intent.payment_failed", failed)
+    request = {"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
+    transaction = client.created("authorize", request)
+    assert transaction["status"] == "authorized"
+    # A dispute on money never captured: not a move API.md's status rules allow.
+    dispute = {
+        "id": f"dp_{uuid.uuid4().hex[:24]}",
+        "object": "dispute",
+        "amount": 2000,
+        "status": "warning_needs_response",
+    }
+    client.deliver("charge.dispute.created", {**dispute, "payment_intent": transaction["provider_reference"]})
     deadline = time.monotonic() + SETTLE_S
     while "ProviderEventDiscrepancy" not in client.event_types(transaction["id"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "ProviderEventDiscrepancy" in client.event_types(transaction["id"])
-    assert client.get(f"transactions/{transaction['id']}")["status"] == "captured"
+    after = client.get(f"transactions/{transaction['id']}")
+    assert (after["status"], after["dispute"]) == ("authorized", None)
+
+
+def test_a_stale_failure_of_a_payment_stripe_holds_as_succeeded_changes_nothing(client: Client) -> None:
+    transaction = charge(client)
+    failed = {"id": transaction["provider_reference"], "object": "payment_intent", "status": "requires_payment_method"}
+    client.deliver("payment_intent.payment_failed", failed)
+    # Then an event that does change the transaction: once it shows, the stale one before it has been handled.
+    dispute = {"id": f"dp_{uuid.uuid4().hex[:24]}", "object": "dispute", "amount": 2000, "status": "needs_response"}
+    client.deliver("charge.dispute.created", {**dispute, "payment_intent": transaction["provider_reference"]})
+    after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["dispute"] is not None)
+    assert after["status"] == "captured"
+    assert "ProviderEventDiscrepancy" not in client.event_types(transaction["id"])  # re-fetched: it succeeded
+
+
+def test_a_customer_changed_at_stripe_is_shown_through_its_webhook(client: Client) -> None:
+    body = {"email": "before@example.com", "provider": "stripe", "metadata": {"tier": "gold"}}
+    customer = client.created("customers", body)
+    # Changed at Stripe directly: localstripe delivers its signed customer.updated to webhook-ingest.
+    change = {"email": "after@example.com", "name": "Grace Hopper", "phone": "+15550100", "metadata[tier]": "platinum"}
+    changed = client.stripe.post(f"/v1/customers/{customer['provider_reference']}", data=change)
+    assert changed.status_code == 200, changed.text
+    after = client.eventually(f"customers/{customer['id']}", lambda c: c["email"] != "before@example.com")
+    assert (after["email"], after["name"], after["phone"]) == ("after@example.com", "Grace Hopper", "+15550100")
+    assert after["metadata"] == {"tier": "platinum"}
 
 
 def subscribed(client: Client) -> dict[str, Any]:

@@ -186,6 +186,11 @@ def test_a_delivery_is_recorded_once_and_its_repeat_applies_nothing(client: Clie
     transaction = client.created(
         "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
     )
+    # Refunded at Stripe directly: the worker re-fetches the PaymentIntent, so Stripe must hold what the event says.
+    refund = client.stripe.post(
+        "/v1/refunds", data={"payment_intent": transaction["provider_reference"], "amount": "250"}
+    )
+    assert refund.status_code == 200, refund.text
     charge_object = {
         "id": f"ch_{uuid.uuid4().hex[:24]}",
         "object": "charge",
@@ -206,6 +211,10 @@ async def test_an_event_recorded_while_rabbitmq_is_unreachable_is_forwarded_once
     transaction = client.created(
         "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
     )
+    refund = client.stripe.post(
+        "/v1/refunds", data={"payment_intent": transaction["provider_reference"], "amount": "400"}
+    )
+    assert refund.status_code == 200, refund.text  # at Stripe directly: what the re-fetch will find
     broker = httpx.URL(rabbitmq_url)
     async with TcpProxy(broker.host or "127.0.0.1", broker.port or 5672) as proxy:
         # A second webhook-ingest, reaching RabbitMQ only through the proxy.

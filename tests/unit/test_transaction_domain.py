@@ -363,8 +363,9 @@ def test_rendering_is_a_pure_function_of_the_stream() -> None:
     assert list(first) == [
         "id", "object", "workspace", "status", "amount", "currency", "amount_authorized", "amount_captured",
         "amount_refunded", "provider", "provider_reference", "customer_id", "description", "metadata", "refunds",
-        "failure_code", "failure_message", "next_action", "created_at", "updated_at",
+        "failure_code", "failure_message", "next_action", "created_at", "updated_at", "dispute",
     ]  # fmt: skip
+    assert first["dispute"] is None
 
 
 def test_the_reply_to_a_payment_is_the_transaction_as_of_its_outcome() -> None:

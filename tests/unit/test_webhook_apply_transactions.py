@@ -181,7 +181,13 @@ def test_a_dispute_is_recorded_then_closed_and_a_late_creation_is_ignored() -> N
     stream = Stream().outcome(Outcome.APPROVED, amount=1000)
     created = stripe("charge.dispute.created", second=3, object_id="dp_1", amount=1000, status="needs_response")
     stream.apply(created)
-    assert stream.state.dispute == {"dispute_id": "dp_1", "amount": 1000, "reason": None, "status": "needs_response"}
+    assert stream.state.dispute == {
+        "dispute_id": "dp_1",
+        "amount": 1000,
+        "reason": None,
+        "status": "needs_response",
+        "created_at": "2026-01-01T00:01:03.000000Z",  # the event's time: the payload has no `created`
+    }
     stream.apply(stripe("charge.dispute.closed", second=8, object_id="dp_1", amount=1000, status="lost"))
     assert stream.state.dispute is not None and stream.state.dispute["status"] == "lost"
     late = stripe("charge.dispute.created", second=2, object_id="dp_1", status="warning_needs_response")

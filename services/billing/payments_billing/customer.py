@@ -43,6 +43,7 @@ class Customer:
     provider_reference: str | None = None
     default_payment_method: str | None = None
     deleted: bool = False
+    provider_event_at: str | None = None  # the provider's time of the latest report applied (not shown)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -115,7 +116,8 @@ def evolve(customer: Customer | None, event: StoredEvent) -> Customer | None:
         return None
     if event.type == UPDATED:
         changes = dict(data.get("changes") or {})
-        return replace(customer, **changes, updated_at=data["updated_at"])
+        reported_at = data.get("provider_created", customer.provider_event_at)
+        return replace(customer, **changes, updated_at=data["updated_at"], provider_event_at=reported_at)
     if event.type == DELETED:
         return replace(customer, deleted=True, updated_at=data["deleted_at"])
     return customer  # an event type this version does not know changes nothing
@@ -185,6 +187,43 @@ def decide_reported_deletion(customer: Customer | None, workspace: str, now: str
     if customer is None or customer.workspace != workspace or customer.deleted:
         return None
     return DomainEvent(DELETED, {"deleted_at": now, "reported_by_provider": True})
+
+
+def decide_reported_update(
+    customer: Customer | None, workspace: str, reported: Mapping[str, Any], provider_created: str, now: str
+) -> DomainEvent | None:
+    """The provider reports the customer changed (a webhook, or its re-fetched profile): its email, name, phone,
+    description and metadata, merged as a PUT is. None when there is nothing to record: an unknown or deleted
+    customer, a report older than one already applied (reports apply in the provider's order), no change."""
+    if customer is None or customer.workspace != workspace or customer.deleted:
+        return None
+    if customer.provider_event_at is not None and provider_created < customer.provider_event_at:
+        return None
+    new_values: dict[str, Any] = {
+        name: reported[name] for name in PLAIN_FIELDS if name in reported and reported[name] != getattr(customer, name)
+    }
+    metadata = reported.get("metadata")
+    if isinstance(metadata, Mapping):
+        merged = merged_metadata(customer.metadata, metadata)
+        if merged != dict(customer.metadata):
+            new_values["metadata"] = merged
+    if not new_values:
+        return None
+    return DomainEvent(UPDATED, {"changes": new_values, "updated_at": now, "provider_created": provider_created})
+
+
+def authnet_profile_changes(profile: Mapping[str, Any], customer: Customer | None) -> dict[str, Any]:
+    """What an Authorize.net customer profile (re-fetched: its webhook names only the profile id) reports about
+    our customer. A profile holds an email and a description; the adapter writes the name into the description
+    when there is no description, so that value is not a new description."""
+    changes: dict[str, Any] = {}
+    if profile.get("email"):
+        changes["email"] = profile["email"]
+    description = profile.get("description")
+    name_fallback = customer is not None and customer.description is None and description == customer.name
+    if description and not name_fallback:
+        changes["description"] = description
+    return changes
 
 
 def deleted_reply(customer_id: str) -> dict[str, Any]:

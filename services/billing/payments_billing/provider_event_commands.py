@@ -14,7 +14,7 @@ from payments_billing import customer as customers
 from payments_billing import subscription as subscriptions
 from payments_billing.context import BillingContext, Call
 from payments_billing.provider_events import CUSTOMER, Report, interpret
-from payments_billing.provider_refetch import refetched
+from payments_billing.provider_refetch import refetched, refetched_customer
 from payments_billing.references import Linked, resolve
 
 logger = logging.getLogger(__name__)
@@ -39,16 +39,24 @@ async def apply_provider_event(context: BillingContext, call: Call) -> Reply:
     command = call.origin.command.model_copy(update={"workspace": linked.workspace})
     scoped = Call(replace(call.origin, command=command), call.now)
     if report.kind == CUSTOMER:
-        return await _apply_to_customer(context, scoped, linked)
+        return await _apply_to_customer(context, scoped, linked, report)
     return await _apply_to_subscription(context, scoped, linked, report)
 
 
-async def _apply_to_customer(context: BillingContext, call: Call, linked: Linked) -> Reply:
+async def _apply_to_customer(context: BillingContext, call: Call, linked: Linked, report: Report) -> Reply:
     stream = customers.stream_name(linked.id)
     loaded = await context.streams.load(stream, customers.fold)
     if loaded.applied(call.command_id):
         return outcome(True)
-    event = customers.decide_reported_deletion(loaded.state, call.workspace, call.now)
+    if report.deleted:
+        event = customers.decide_reported_deletion(loaded.state, call.workspace, call.now)
+    else:
+        event_type = str(call.payload.get("event_type"))
+        report = await refetched_customer(context, report, event_type, loaded.state)
+        provider_created = str(call.payload.get("provider_created") or call.now)
+        event = customers.decide_reported_update(
+            loaded.state, call.workspace, report.changes, provider_created, call.now
+        )
     if event is None:
         return outcome(False, "nothing to change")
     await context.streams.append(stream, event, loaded.version, call.origin)

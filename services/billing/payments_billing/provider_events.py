@@ -14,6 +14,7 @@ from payments_billing.times import reported_periods
 SUBSCRIPTION = "subscription"
 CUSTOMER = "customer"
 REPORTED_FIELDS = ("status", "cancel_at_period_end", "quantity")
+CUSTOMER_FIELDS = ("email", "name", "phone", "description")
 # Invoice outcomes → the subscription's status (Stripe: an unpaid renewal makes it past_due until paid).
 INVOICE_STATUS = {
     "invoice.paid": "active",
@@ -56,7 +57,18 @@ def _stripe(event_type: str, obj: Mapping[str, Any]) -> Report | None:
         return Report(SUBSCRIPTION, "stripe", reference, {"status": INVOICE_STATUS[event_type]}) if reference else None
     if event_type == "customer.deleted" and isinstance(obj.get("id"), str):
         return Report(CUSTOMER, "stripe", str(obj["id"]), deleted=True)
+    if event_type == "customer.updated" and isinstance(obj.get("id"), str):
+        return Report(CUSTOMER, "stripe", str(obj["id"]), stripe_customer_changes(obj))
     return None
+
+
+def stripe_customer_changes(customer: Mapping[str, Any]) -> dict[str, Any]:
+    """The customer's fields as the event's object holds them (the whole object, not only what changed)."""
+    changes: dict[str, Any] = {name: customer[name] for name in CUSTOMER_FIELDS if name in customer}
+    metadata = customer.get("metadata")
+    if isinstance(metadata, Mapping):
+        changes["metadata"] = {str(key): str(value) for key, value in metadata.items()}
+    return changes
 
 
 def _invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
@@ -72,4 +84,6 @@ def _invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
 def _authnet(event_type: str, obj: Mapping[str, Any]) -> Report | None:
     if event_type == "net.authorize.customer.deleted" and obj.get("id") is not None:
         return Report(CUSTOMER, "authnet", str(obj["id"]), deleted=True)
+    if event_type == "net.authorize.customer.updated" and obj.get("id") is not None:
+        return Report(CUSTOMER, "authnet", str(obj["id"]))  # only the profile id: the profile is re-fetched
     return None

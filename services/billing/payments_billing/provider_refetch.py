@@ -1,36 +1,51 @@
-"""Re-fetch a subscription from its provider before a `customer.subscription.updated` webhook is applied: the
-payload may be stale (Stripe advises fetching the object), the provider's current answer is not. An update that
-changes nothing is how the port asks (the Stripe adapter retrieves the subscription then). When the provider
-cannot be asked, the payload's report stands; the provider's timestamp still orders what is applied."""
+"""Re-fetch the object a webhook is about from its provider before applying it: the payload may be stale, the
+provider's current answer is not (payments_shared.providers.refetch). A subscription is read through an update
+that changes nothing (the Stripe adapter retrieves the subscription then); an Authorize.net customer profile
+through `retrieve_customer` (Stripe's customer object; Authorize.net's profile: its webhook names only the
+profile id). When the provider cannot be asked, the
+payload's report stands; the provider's timestamp still orders what is applied."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Final
 
-from payments_shared.providers.port import Outcome, SubscriptionChange
+from payments_shared.providers.port import SubscriptionChange
+from payments_shared.providers.refetch import refetch
 
+from payments_billing import customer as customers
 from payments_billing.context import BillingContext
-from payments_billing.provider_events import REPORTED_FIELDS, Report
+from payments_billing.provider_events import REPORTED_FIELDS, Report, stripe_customer_changes
 from payments_billing.times import reported_periods
 
-logger = logging.getLogger(__name__)
-
 REFETCHED_EVENT_TYPES: Final = ("customer.subscription.updated",)
+REFETCHED_CUSTOMER_EVENT_TYPES: Final = ("customer.updated", "net.authorize.customer.updated")
 
 
 async def refetched(context: BillingContext, report: Report, event_type: str, event_id: str) -> Report:
+    if event_type not in REFETCHED_EVENT_TYPES:
+        return report
     provider = context.providers.get(report.provider)
-    if event_type not in REFETCHED_EVENT_TYPES or provider is None:
-        return report
-    try:
-        result = await provider.update_subscription(report.reference, SubscriptionChange(f"refetch-{event_id}"))
-    except Exception as error:  # an adapter bug or an outage: the payload's report stands
-        logger.warning("subscription re-fetch failed", extra={"error": type(error).__name__})
-        return report
-    if result.outcome is not Outcome.APPROVED or result.details.get("unsupported") or "status" not in result.details:
+    result = await refetch(provider, "update_subscription", report.reference, SubscriptionChange(f"refetch-{event_id}"))
+    if result is None or "status" not in result.details:
         return report  # no snapshot of the subscription in the answer
     changes = {name: result.details[name] for name in REPORTED_FIELDS if name in result.details}
     changes.update(reported_periods(result.details))
     return replace(report, changes=changes)
+
+
+async def refetched_customer(
+    context: BillingContext, report: Report, event_type: str, customer: customers.Customer | None
+) -> Report:
+    if event_type not in REFETCHED_CUSTOMER_EVENT_TYPES:
+        return report
+    result = await refetch(context.providers.get(report.provider), "retrieve_customer", report.reference)
+    if result is None:
+        return report  # Stripe: the payload stands; Authorize.net: recorded by webhook-ingest, nothing to apply
+    if report.provider == "authnet":
+        return replace(report, changes=customers.authnet_profile_changes(result.details, customer))
+    current = result.details.get("object")
+    if not isinstance(current, Mapping) or current.get("deleted"):
+        return replace(report, changes={})  # gone at Stripe: its customer.deleted says so
+    return replace(report, changes=stripe_customer_changes(current))

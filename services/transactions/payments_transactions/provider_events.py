@@ -10,6 +10,7 @@ it already).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Final
 
 from payments_shared.errors import invalid
@@ -17,8 +18,15 @@ from payments_shared.eventstore.port import WrongExpectedVersion
 from payments_shared.messages import Reply, event_metadata
 
 from payments_transactions.context import Delivery
-from payments_transactions.domain.provider_events import ProviderEvent, WebhookHistory, decide
+from payments_transactions.domain.provider_events import (
+    ProviderEvent,
+    WebhookHistory,
+    decide,
+    names_only_itself,
+    refetch_reference,
+)
 from payments_transactions.provider_index import ProviderIndex
+from payments_transactions.provider_refetch import refetched
 from payments_transactions.streams import TransactionStreams
 from payments_transactions.views import error_reply
 
@@ -33,8 +41,9 @@ def _ack(outcome: str, transaction_id: str | None = None) -> dict[str, Any]:
 
 
 class ProviderEventHandler:
-    def __init__(self, streams: TransactionStreams) -> None:
+    def __init__(self, streams: TransactionStreams, providers: Mapping[str, object] | None = None) -> None:
         self._streams = streams
+        self._providers: Mapping[str, object] = providers or {}
         self._index = ProviderIndex(streams.store)
 
     async def handle(self, delivery: Delivery) -> dict[str, Any]:
@@ -44,9 +53,15 @@ class ProviderEventHandler:
             return error_reply(invalid(f"apply_provider_event without {missing}."))
         log = {"provider": event.provider, "event_id": event.event_id, "event_type": event.type}
         transaction_id = await self._index.find(event.provider, event.references())
+        if transaction_id is None and names_only_itself(event):  # its details name the original
+            event = await refetched(self._providers, event, None)
+            transaction_id = await self._index.find(event.provider, event.references())
         if transaction_id is None:
             logger.info("provider event about an unknown payment: ignored", extra=log)
             return _ack("unknown_object")
+        if refetch_reference(event) is not None:  # the payload may be stale: the provider's current state rules
+            _, known = await self._streams.load(transaction_id)
+            event = await refetched(self._providers, event, known.currency if known is not None else None)
         for _ in range(MAX_APPEND_RACES):
             recorded, transaction = await self._streams.load(transaction_id)
             if transaction is None:

@@ -38,7 +38,15 @@ def transaction_json(transaction: Transaction) -> dict[str, Any]:
         "next_action": dict(transaction.next_action) if transaction.next_action is not None else None,
         "created_at": transaction.created_at,
         "updated_at": transaction.updated_at,
+        "dispute": dispute_json(transaction.dispute),  # an extension (API.md allows them)
     }
+
+
+def dispute_json(dispute: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The latest dispute a provider reported on the payment, or null."""
+    if dispute is None:
+        return None
+    return {name: dispute.get(name) for name in ("status", "reason", "amount", "created_at")}
 
 
 def events_json(recorded: Sequence[RecordedEvent]) -> dict[str, Any]:

@@ -90,7 +90,7 @@ class TransactionsWorker:
             "void": follow_ups.handle,
             "get_transaction": queries.get_transaction,
             "get_transaction_events": queries.get_transaction_events,
-            APPLY_PROVIDER_EVENT: ProviderEventHandler(streams).handle,
+            APPLY_PROVIDER_EVENT: ProviderEventHandler(streams, providers).handle,
         }
 
     async def handle(self, message: Message) -> Mapping[str, Any]:

@@ -146,6 +146,26 @@ class StripeProvider:
 
         return await self._guard(run)
 
+    async def retrieve_payment(self, reference: str, currency: str | None = None) -> ProviderResult:
+        """The PaymentIntent as Stripe holds it now (a read: nothing moves; `currency` is not needed, Stripe's
+        amounts are minor units). APPROVED means the read succeeded: the intent's state is in `details`."""
+
+        async def run(created: Created) -> ProviderResult:
+            intent = (await self._v1.payment_intents.retrieve_async(reference)).to_dict()
+            return stripe_results.retrieved_payment(intent, await self._latest_charge(intent))
+
+        return await self._guard(run)
+
+    async def _latest_charge(self, intent: dict[str, Any]) -> dict[str, Any]:
+        latest = intent.get("latest_charge")
+        if isinstance(latest, str) and latest:
+            return (await self._v1.charges.retrieve_async(latest)).to_dict()
+        if isinstance(latest, dict):
+            return latest
+        listed = intent.get("charges")
+        charges = listed.get("data") if isinstance(listed, dict) else None  # older API versions, localstripe
+        return charges[0] if isinstance(charges, list) and charges and isinstance(charges[0], dict) else {}
+
     async def _pay(self, request: PaymentRequest) -> ProviderResult:
         params: PaymentIntentCreateParams = {
             "amount": request.amount,
@@ -201,6 +221,15 @@ class StripeProvider:
             else:
                 customer = await self._v1.customers.retrieve_async(reference)
             return stripe_results.customer_result(customer.to_dict(), default)
+
+        return await self._guard(run)
+
+    async def retrieve_customer(self, reference: str) -> ProviderResult:
+        """The customer as Stripe holds it now (a read): `details["object"]` is the customer (or its deletion)."""
+
+        async def run(created: Created) -> ProviderResult:
+            customer = (await self._v1.customers.retrieve_async(reference)).to_dict()
+            return ProviderResult(Outcome.APPROVED, reference, details={"object": customer})
 
         return await self._guard(run)
 

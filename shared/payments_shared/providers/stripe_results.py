@@ -129,6 +129,25 @@ def void_result(intent: Mapping[str, Any]) -> ProviderResult:
     )
 
 
+def retrieved_payment(intent: Mapping[str, Any], latest_charge: Mapping[str, Any]) -> ProviderResult:
+    """A PaymentIntent read back (a successful read, whatever the intent's state): its status, the amounts
+    captured and refunded (the latest charge's), its last error, and the intent itself (`object`)."""
+    received = intent.get("amount_received")
+    if not isinstance(received, int):  # older API versions, localstripe: the charge says what it captured
+        captured = latest_charge.get(
+            "amount_captured", latest_charge.get("amount") if latest_charge.get("captured") else 0
+        )
+        received = captured if isinstance(captured, int) else 0
+    refunded = latest_charge.get("amount_refunded")
+    details: dict[str, Any] = {
+        "status": intent.get("status"),
+        "amount_received": received,
+        "amount_refunded": refunded if isinstance(refunded, int) else 0,
+        "object": dict(intent),
+    }
+    return ProviderResult(Outcome.APPROVED, reference=object_id(intent.get("id")), details=details)
+
+
 def refund_result(refund: Mapping[str, Any]) -> ProviderResult:
     """A Refund. Card refunds are `succeeded` at once; `pending` ones complete later (a webhook says so)."""
     details: dict[str, Any] = {"refund": refund["id"], "refund_status": refund.get("status")}

@@ -55,6 +55,7 @@ def _pending_transaction(transaction_id: str, principal: Principal, body: Paymen
         "next_action": None,
         "created_at": now,
         "updated_at": now,
+        "dispute": None,  # the extension the transactions worker renders (views.py)
     }
 
 

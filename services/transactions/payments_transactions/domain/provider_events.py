@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -39,6 +40,7 @@ class ProviderEvent:
     object_id: str | None
     created: str  # the provider's timestamp, ISO 8601 UTC with microseconds (compares as text)
     obj: Mapping[str, Any] = field(default_factory=dict)
+    received_type: str | None = None  # set when the provider's current state replaced the payload's (re-fetched)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> ProviderEvent:
@@ -54,14 +56,16 @@ class ProviderEvent:
 
     def references(self) -> list[str]:
         """Provider ids that may name the payment, most specific first (a dispute names its charge and intent)."""
-        found = [self.obj.get("payment_intent"), self.object_id, self.obj.get("charge")]
+        refund = self.obj.get("refund")  # an Authorize.net refund, re-fetched: the transaction it refunds
+        original = refund.get("ref_trans_id") if isinstance(refund, Mapping) else None
+        found = [self.obj.get("payment_intent"), self.object_id, self.obj.get("charge"), original]
         return [str(ref) for ref in dict.fromkeys(found) if isinstance(ref, str) and ref]
 
     def stamp(self) -> dict[str, Any]:
         """Carried by every event a webhook causes: how repeats and stale deliveries are recognised."""
         return {
             "webhook_event_id": self.event_id,
-            "provider_event_type": self.type,
+            "provider_event_type": self.received_type or self.type,
             "provider_object_id": self.object_id,
             "provider_created": self.created,
         }
@@ -182,12 +186,18 @@ def _refunded_in_total(transaction: Transaction, event: ProviderEvent, total: in
     extra = total - transaction.refund_reserved
     if extra <= 0:
         return None
-    if transaction.status not in (Status.CAPTURED, Status.PARTIALLY_REFUNDED) or extra > transaction.refundable:
-        return discrepancy(transaction, event, f"the provider reports {total} refunded, more than can be")
+    return _refunded_elsewhere(transaction, event, extra, _latest_refund_id(event.obj))
+
+
+def _refunded_elsewhere(
+    transaction: Transaction, event: ProviderEvent, amount: int, reference: str | None
+) -> DomainEvent | None:
+    """A refund of `amount` made at the provider, not through this system (a dashboard refund)."""
+    if transaction.status not in (Status.CAPTURED, Status.PARTIALLY_REFUNDED) or amount > transaction.refundable:
+        return discrepancy(transaction, event, f"the provider reports a refund of {amount}, more than can be")
     refund_id = derived_id("re", str(uuid.uuid5(_REFUND_NAMESPACE, f"{event.provider}:{event.event_id}")))
     return DomainEvent(
-        ev.PROVIDER_REFUNDED,
-        {"refund_id": refund_id, "amount": extra, "provider_reference": _latest_refund_id(event.obj)},
+        ev.PROVIDER_REFUNDED, {"refund_id": refund_id, "amount": amount, "provider_reference": reference}
     )
 
 
@@ -211,8 +221,15 @@ def _dispute(transaction: Transaction, event: ProviderEvent, closed: bool) -> Do
         "amount": event.obj.get("amount"),
         "reason": event.obj.get("reason"),
         "status": status,
+        "created_at": _unix_iso(event.obj.get("created")) or event.created,
     }
     return DomainEvent(ev.PAYMENT_DISPUTE_CLOSED if closed else ev.PAYMENT_DISPUTED, data)
+
+
+def _unix_iso(value: Any) -> str | None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # ---- Stripe ---------------------------------------------------------------------------------------------------
@@ -258,6 +275,24 @@ def _authnet_amount(transaction: Transaction, event: ProviderEvent) -> int:
     return amount if amount > 0 else transaction.amount
 
 
+def _authnet_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    """A refund's notification names only the refund's transId; its details (re-fetched: `refund`) name the
+    original. One we made is recorded already (by its transId); while a refund of ours is under way its own outcome
+    will say (a refund made elsewhere at that moment is not told apart: left to that outcome, never counted
+    twice); any other is a refund made outside this system, applied as a Stripe dashboard refund is."""
+    refund = event.obj.get("refund")
+    if not isinstance(refund, Mapping) or refund.get("ref_trans_id") != transaction.provider_reference:
+        return None  # not re-fetched, or not about this payment: recorded by webhook-ingest only
+    if any(known.provider_reference == event.object_id for known in transaction.refunds):
+        return None
+    if _open(transaction, OperationKind.REFUND):
+        return None
+    amount = refund.get("settle_amount") or refund.get("auth_amount")
+    if not isinstance(amount, int) or amount <= 0:
+        return discrepancy(transaction, event, "a refund without an amount")
+    return _refunded_elsewhere(transaction, event, amount, event.object_id)
+
+
 def _authnet_approved(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
     """fraud.approved: the held payment goes ahead as the kind it was (charge → captured, authorize → authorized)."""
     amount = _authnet_amount(transaction, event)
@@ -284,11 +319,60 @@ RULES: Mapping[tuple[str, str], Rule] = {
     ("authnet", "net.authorize.payment.authorization.created"): lambda t, e: _authorized(t, e, _authnet_amount(t, e)),
     ("authnet", "net.authorize.payment.capture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
     ("authnet", "net.authorize.payment.priorAuthCapture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
-    # A refund's own transId is all the notification names: one we made is already recorded; one made elsewhere
-    # cannot be told apart from it without getTransactionDetails, so it is recorded by webhook-ingest only.
-    ("authnet", "net.authorize.payment.refund.created"): lambda t, e: None,
+    ("authnet", "net.authorize.payment.refund.created"): _authnet_refunded,
     ("authnet", "net.authorize.payment.void.created"): _voided,
     ("authnet", "net.authorize.payment.fraud.held"): lambda t, e: None,  # our own outcome recorded the hold
     ("authnet", "net.authorize.payment.fraud.approved"): _authnet_approved,
     ("authnet", "net.authorize.payment.fraud.declined"): _authnet_declined,
 }
+
+
+# ---- the provider's current state (re-fetched) --------------------------------------------------------------
+
+STRIPE_REFETCHED = (
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "charge.refunded",
+)
+AUTHNET_REFUND_CREATED = "net.authorize.payment.refund.created"
+
+
+def refetch_reference(event: ProviderEvent) -> str | None:
+    """The provider object to read before applying `event` (its payload may be stale), or None: a Stripe
+    PaymentIntent, or the Authorize.net refund whose original transaction the notification does not name."""
+    if event.received_type is not None:
+        return None  # read already
+    if event.provider == "stripe" and event.type in STRIPE_REFETCHED:
+        reference = event.obj.get("payment_intent") if event.type == "charge.refunded" else event.object_id
+        return str(reference) if isinstance(reference, str) and reference else None
+    if event.provider == "authnet" and event.type == AUTHNET_REFUND_CREATED:
+        return event.object_id
+    return None
+
+
+def names_only_itself(event: ProviderEvent) -> bool:
+    """An Authorize.net refund notification: its transId is new to us when the refund was made elsewhere."""
+    return event.provider == "authnet" and event.type == AUTHNET_REFUND_CREATED and event.received_type is None
+
+
+def with_current_state(event: ProviderEvent, current: Mapping[str, Any]) -> ProviderEvent:
+    """`event` told by the provider's current state (a `retrieve_payment` answer's details) instead of its payload:
+    a PaymentIntent event becomes the event its intent's current status means (none for a status no rule
+    follows); a refund total is the charge's current one."""
+    updated = replace(event, received_type=event.type)
+    if event.provider == "authnet":
+        return replace(updated, obj={**event.obj, "refund": dict(current)})
+    if event.type == "charge.refunded":
+        return replace(updated, obj={**event.obj, "amount_refunded": current.get("amount_refunded")})
+    intent = current.get("object")
+    if not isinstance(intent, Mapping):
+        return event
+    return replace(updated, type=_intent_event_type(intent), obj=intent)
+
+
+def _intent_event_type(intent: Mapping[str, Any]) -> str:
+    status = str(intent.get("status"))
+    if status == "requires_payment_method" and intent.get("last_payment_error"):
+        return "payment_intent.payment_failed"
+    return f"payment_intent.{status}"  # succeeded, canceled; any other status has no rule: nothing is applied

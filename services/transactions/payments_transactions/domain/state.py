@@ -288,7 +288,12 @@ def _provider_refunded(transaction: Transaction, event: RecordedEvent) -> None:
 
 def _dispute_reported(transaction: Transaction, event: RecordedEvent) -> None:
     data = event.data
+    earlier = transaction.dispute if transaction.dispute is not None else {}
     transaction.dispute = {key: data.get(key) for key in ("dispute_id", "amount", "reason", "status")}
+    same = earlier.get("dispute_id") == data.get("dispute_id")
+    transaction.dispute["created_at"] = (
+        (same and earlier.get("created_at")) or data.get("created_at") or occurred_at(event)
+    )
 
 
 _APPLY: Mapping[str, Callable[[Transaction, RecordedEvent], None]] = {

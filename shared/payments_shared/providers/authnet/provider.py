@@ -425,6 +425,37 @@ class AuthorizeNetProvider:
             )
         return result
 
+    # ---- reads (a webhook's object re-fetched before it is applied) --------------------------------------------
+
+    async def retrieve_payment(self, reference: str, currency: str | None = None) -> ProviderResult:
+        """getTransactionDetails for `reference` (a transId). APPROVED means the read succeeded: `details` hold the
+        transaction's status and type, the transaction it refers to (`ref_trans_id`, a refund's original) and its
+        amounts in minor units of `currency` (USD when not given)."""
+        try:
+            details = await self._details(reference)
+        except _LookupFailed as failed:
+            return failed.result
+        if details is None:
+            return ProviderResult(Outcome.PERMANENT, message="Authorize.net does not know this transaction.")
+        in_currency = currency or "usd"
+        amounts = {"auth_amount": details.auth_amount, "settle_amount": details.settle_amount}
+        read: dict[str, Any] = {
+            "status": details.status,
+            "transaction_type": details.transaction_type,
+            "ref_trans_id": details.ref_trans_id,
+            "response_code": details.response_code,
+        }
+        read.update({name: messages.to_minor_units(value, in_currency) for name, value in amounts.items() if value})
+        return ProviderResult(Outcome.APPROVED, reference=details.trans_id or reference, details=read)
+
+    async def retrieve_customer(self, reference: str) -> ProviderResult:
+        """getCustomerProfile: the profile's email and description (all a profile holds of ours)."""
+        profile = await self._profile(reference)
+        if isinstance(profile, ProviderResult):
+            return profile
+        details = {"customer_profile_id": reference, "email": profile.email, "description": profile.description}
+        return ProviderResult(Outcome.APPROVED, reference=reference, details=details)
+
     async def _find_by_invoice(self, reference: str, currency: str) -> ProviderResult | None:
         """The transaction whose invoice number is `reference`, judged from its details; None if there is none."""
         listing = await self._lookup_call(messages.unsettled_transactions(self._credentials))
