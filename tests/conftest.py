@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
@@ -39,7 +40,7 @@ def _rabbitmqctl(*arguments: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def isolated_rabbitmq_url(rabbitmq_url: str):  # type: ignore[no-untyped-def]
+def isolated_rabbitmq_url(rabbitmq_url: str) -> Iterator[str]:
     """A fresh RabbitMQ virtual host for one test module, so services-mode tests never share queues with
     each other or with a developer's running system. Deleted afterwards."""
     import shutil
