@@ -45,3 +45,12 @@ def test_luhn() -> None:
 
 def test_masking_keeps_the_rest_of_the_text() -> None:
     assert mask_card_numbers("pay 4242 4242 4242 4242 now") == "pay [card number removed] now"
+
+
+def test_our_ids_never_look_like_card_numbers() -> None:
+    # Clients send our ids back (transaction_id, customer_id): the card-data guard must never refuse one.
+    from payments_shared import ids
+
+    for number in range(2000):
+        derived = ids.derived_id("txn", ids.command_id("ws", f"key-{number}"))
+        assert not any(character.isdigit() for character in derived + ids.new_id("cus"))

@@ -22,6 +22,7 @@ from typing import Any, Final
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from payments_shared import ids
 from payments_shared.providers.port import OpaqueData, Outcome, PaymentRef, PaymentRequest, ProviderResult
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class SandboxSettings(BaseSettings):
 
 
 def reference_for(prefix: str, idempotency_key: str) -> str:
-    return f"{prefix}_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]}"
+    return f"{prefix}_{ids.letters(hashlib.sha256(idempotency_key.encode()).digest()[:12])}"
 
 
 @dataclass(frozen=True)
