@@ -128,3 +128,24 @@ class JwtSettings(BaseSettings):
     @property
     def using_development_secret(self) -> bool:
         return self.payments_jwt_secret == DEVELOPMENT_JWT_SECRET
+
+
+class RateLimitSettings(BaseSettings):
+    """Rate limits (the `limits` notation) and where their counters live; read by every HTTP process."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    rate_limit_storage: str = "memory://"
+    rate_limit_read: str = "600/minute"
+    rate_limit_write: str = "120/minute"
+    rate_limit_webhook: str = "1200/minute"
+
+    @field_validator("rate_limit_read", "rate_limit_write", "rate_limit_webhook")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        return check_rate_limit(value)
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        return check_rate_limit_storage(value)

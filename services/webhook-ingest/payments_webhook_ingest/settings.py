@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from payments_shared.settings import CommonSettings, check_rate_limit, check_rate_limit_storage
+from payments_shared.settings import CommonSettings, RateLimitSettings
 from pydantic import Field, field_validator
 
 # Stripe's own tolerance; we refuse timestamps this far in the past *and* in the future.
 SIGNATURE_TOLERANCE_S = 300
 
 
-class WebhookSettings(CommonSettings):
+class WebhookSettings(CommonSettings, RateLimitSettings):
     """`STRIPE_WEBHOOK_SECRET` may list several secrets separated by commas (rotation: any one verifies)."""
 
     port: int = Field(default=8001, ge=1, le=65535)
     stripe_webhook_secret: str | None = None
     authnet_signature_key: str | None = None
-    rate_limit_storage: str = "memory://"
-    rate_limit_webhook: str = "1200/minute"
     webhook_tolerance_s: int = Field(default=SIGNATURE_TOLERANCE_S, ge=1)
     # How long a recorded event may stay unforwarded before the sweep sends it again, and how often it looks.
     webhook_forward_grace_s: float = Field(default=5.0, ge=0)
@@ -26,16 +24,6 @@ class WebhookSettings(CommonSettings):
     @classmethod
     def _unset_when_empty(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
-
-    @field_validator("rate_limit_webhook")
-    @classmethod
-    def _limit(cls, value: str) -> str:
-        return check_rate_limit(value)
-
-    @field_validator("rate_limit_storage")
-    @classmethod
-    def _storage(cls, value: str) -> str:
-        return check_rate_limit_storage(value)
 
     @property
     def stripe_secrets(self) -> list[str]:
