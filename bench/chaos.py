@@ -12,36 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from tests.blackbox.server import new_workspace
+from tests.support.rabbitmq import fresh_vhost
 from tests.support.services import transactions_services
 from tests.support.storm import STORM_ENV, Killer, plans, run_clients, verify
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def _rabbitmqctl(*arguments: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
-
-
-@contextlib.contextmanager
-def fresh_vhost() -> Iterator[str]:
-    vhost = f"chaos-{uuid.uuid4().hex[:12]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield RABBITMQ_URL.rstrip("/") + "/" + vhost
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
 
 
 def main() -> None:
@@ -57,7 +39,10 @@ def main() -> None:
     env = {**STORM_ENV, "SANDBOX_LATENCY_MS": str(arguments.latency_ms), "LOG_LEVEL": "WARNING"}
     workspace = new_workspace()
     planned = plans(arguments.charges, seed=int(time.time()))
-    with tempfile.TemporaryDirectory(prefix="chaos-") as directory, fresh_vhost() as broker_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="chaos-") as directory,
+        fresh_vhost(RABBITMQ_URL, prefix="chaos") as broker_url,
+    ):
         data_dir = Path(directory)
         with transactions_services(data_dir, broker_url, env) as services:
             started = time.monotonic()

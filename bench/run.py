@@ -29,9 +29,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.rabbitmq import fresh_vhost
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
@@ -197,20 +199,6 @@ def wait_ready(target: Target, token: str) -> None:
             return
         time.sleep(0.3)
     raise SystemExit(f"bench: {target.title} did not answer a charge with 201 within {READY_TIMEOUT_S:.0f}s")
-
-
-@contextlib.contextmanager
-def rabbitmq_vhost() -> Iterator[str]:
-    vhost = f"bench-{uuid.uuid4().hex[:10]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True, timeout=60)
-    try:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        yield f"{RABBITMQ}/{vhost}"
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
 
 
 def start_targets(workdir: Path, broker_url: str, started: list[Process]) -> list[Target]:
@@ -404,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     token = mint_token()
     processes: list[Process] = []
     try:
-        with rabbitmq_vhost() as broker_url:
+        with fresh_vhost(RABBITMQ, prefix="bench") as broker_url:
             targets = start_targets(workdir, broker_url, processes)
             for target in targets:
                 wait_ready(target, token)

@@ -9,6 +9,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.support.rabbitmq import fresh_vhost
+
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -33,25 +35,13 @@ def rabbitmq_url() -> str:
     return RABBITMQ_URL
 
 
-def _rabbitmqctl(*arguments: str) -> None:
-    import subprocess
-
-    subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def isolated_rabbitmq_url(rabbitmq_url: str) -> Iterator[str]:
     """A fresh RabbitMQ virtual host for one test module, so services-mode tests never share queues with
     each other or with a developer's running system. Deleted afterwards."""
     import shutil
-    import uuid
 
     if shutil.which("rabbitmqctl") is None:
         pytest.fail("rabbitmqctl is needed to create an isolated virtual host")
-    vhost = f"test-{uuid.uuid4().hex[:12]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield rabbitmq_url.rstrip("/") + "/" + vhost
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    with fresh_vhost(rabbitmq_url) as url:
+        yield url
