@@ -143,6 +143,14 @@ def services(data_dir: Path, broker_url: str, **extra_env: str) -> Iterator[Serv
         server.stop()
 
 
+# Every permission of API.md's table (`payments:admin` covers the `payments:*` ones).
+EVERY_PERMISSION = [
+    "payments:admin",
+    *(f"customer:{verb}" for verb in ("create", "read", "update", "delete")),
+    *(f"subscription:{verb}" for verb in ("create", "read", "update", "cancel")),
+]
+
+
 def mint_token(
     workspace: str,
     permissions: list[str] | None = None,

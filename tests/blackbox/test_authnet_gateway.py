@@ -14,14 +14,9 @@ from payments_shared.ids import command_id
 from payments_shared.providers.authnet.messages import reference_for
 
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
-from tests.blackbox.server import API, Server, embedded_server, mint_token, new_key, new_workspace
+from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_key, new_workspace
 
 DESCRIPTOR = "COMMON.ACCEPT.INAPP.PAYMENT"
-PERMISSIONS = [
-    "payments:admin",
-    *(f"customer:{verb}" for verb in ("create", "read", "update", "delete")),
-    *(f"subscription:{verb}" for verb in ("create", "read", "update", "cancel")),
-]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +56,7 @@ class Client:
 @pytest.fixture
 def client(authnet_gateway: Server) -> Iterator[Client]:
     workspace = new_workspace()
-    headers = {"Authorization": f"Bearer {mint_token(workspace, PERMISSIONS)}"}
+    headers = {"Authorization": f"Bearer {mint_token(workspace, EVERY_PERMISSION)}"}
     with httpx.Client(base_url=f"{authnet_gateway.base_url}{API}", headers=headers, timeout=30) as http:
         yield Client(http, workspace)
 

@@ -24,16 +24,11 @@ from hypothesis import strategies as st
 from payments_shared.errors import STATUS_BY_TYPE
 from schemathesis.generation.modes import GenerationMode
 
-from tests.blackbox.server import Server, mint_token, new_workspace
+from tests.blackbox.server import EVERY_PERMISSION, Server, mint_token, new_workspace
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 MIN_EXAMPLES_PER_OPERATION = 5
 SANDBOX_CARDS = ["pm_card_visa", "pm_card_chargeDeclined", "pm_card_authenticationRequired", "pm_card_amex"]
-EVERY_PERMISSION = [
-    "payments:admin",
-    *(f"customer:{action}" for action in ("create", "read", "update", "delete")),
-    *(f"subscription:{action}" for action in ("create", "read", "update", "cancel")),
-]
 DOCUMENTED_5XX = {502: "provider_error", 503: "provider_unavailable"}
 # Statuses FastAPI/Starlette give for routing or size limits; their body must still be in API.md's shape.
 TRANSPORT_STATUSES = {405, 406, 411, 413, 415}

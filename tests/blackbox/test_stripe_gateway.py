@@ -11,22 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.blackbox.server import API, Server, embedded_server, mint_token, new_key, new_workspace
+from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_key, new_workspace
 from tests.support.localstripe_server import flush, running_localstripe
 
 STRIPE_KEY = "sk_test_gatewayDummyKey0123456789abcdef"
 THREE_D_SECURE_CARD = "4000002500003155"
-PERMISSIONS = [
-    "payments:admin",
-    "customer:create",
-    "customer:read",
-    "customer:update",
-    "customer:delete",
-    "subscription:create",
-    "subscription:read",
-    "subscription:update",
-    "subscription:cancel",
-]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +40,7 @@ def localstripe(localstripe_base: str) -> str:
 
 @pytest.fixture
 def client(stripe_server: Server, localstripe: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {mint_token(new_workspace(), PERMISSIONS)}"}
+    headers = {"Authorization": f"Bearer {mint_token(new_workspace(), EVERY_PERMISSION)}"}
     with httpx.Client(base_url=f"{stripe_server.base_url}{API}", headers=headers, timeout=30) as http:
         yield http
 

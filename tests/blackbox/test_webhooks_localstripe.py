@@ -20,23 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.blackbox.server import API, Server, embedded_server, mint_token, new_workspace
+from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_workspace
 from tests.support.localstripe_server import running_localstripe
 
 STRIPE_KEY = "sk_test_webhooks_localstripe_0123456789"
 WEBHOOK_SECRET = "whsec_localstripe_webhooks_0123456789"
 THREE_D_SECURE_CARD = "4000002500003155"
-PERMISSIONS = [
-    "payments:admin",
-    "customer:create",
-    "customer:read",
-    "customer:update",
-    "customer:delete",
-    "subscription:create",
-    "subscription:read",
-    "subscription:update",
-    "subscription:cancel",
-]
 SETTLE_S = 30.0  # how long an asynchronous effect may take to show (webhook delivery, then the worker)
 
 
@@ -72,7 +61,7 @@ class Client:
     workspace: str
 
     def call(self, method: str, route: str, body: Any = None) -> httpx.Response:
-        token = mint_token(self.workspace, PERMISSIONS)
+        token = mint_token(self.workspace, EVERY_PERMISSION)
         headers = {"Authorization": f"Bearer {token}"}
         return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
 
