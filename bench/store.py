@@ -4,7 +4,7 @@ Run: `python -m bench.store` (or `make bench-store`). Every figure is a durable 
 synchronous=FULL) on a fresh file in a temporary directory:
 - bare loop: one thread, INSERT + COMMIT as fast as it goes (an append's two event rows; and one tiny row);
 - naive path: N asyncio appenders, one commit per append, serialised behind a lock through asyncio.to_thread;
-- adapter: N asyncio appenders through SqliteEventStore (its writer thread batches them into group commits).
+- adapter: N asyncio appenders through SqliteEventStore (the appends of each event-loop turn in one group commit).
 Targets (64 appenders): ≥ 3× the naive path, ≥ 1.5× the bare loop, p99 ≤ 20 ms.
 """
 

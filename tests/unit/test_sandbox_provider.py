@@ -4,6 +4,7 @@ fault injection (off by default)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,41 @@ async def test_the_ledger_survives_reopening(tmp_path: Path) -> None:
         assert (entry.idempotency_key, entry.operation, entry.amount, entry.captured) == ("durable", "pay", 1099, True)
     finally:
         await reopened.close()
+
+
+async def test_concurrent_calls_are_group_committed_one_entry_per_key(sandbox: SandboxProvider) -> None:
+    keys = [f"key-{n}" for n in range(40)]
+    results = await asyncio.gather(*(sandbox.pay(pay("pm_card_visa", key)) for key in keys + keys))
+    assert [result.reference for result in results[:40]] == [result.reference for result in results[40:]]
+    assert sandbox.ledger.count() == 40
+
+
+async def test_a_ledger_lock_held_elsewhere_waits_off_the_loop_then_records(sandbox: SandboxProvider) -> None:
+    """Records commit on the loop's thread but never wait there: while another process (the other worker of the
+    DATA_DIR) holds the ledger's write lock, they wait on a thread and the loop keeps running."""
+    locker = sqlite3.connect(sandbox.ledger.path, isolation_level=None)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        payments = [asyncio.create_task(sandbox.pay(pay("pm_card_visa", f"held-{n}"))) for n in range(3)]
+        await asyncio.sleep(0.3)
+        assert not any(payment.done() for payment in payments)
+        assert ticks >= 10
+        locker.execute("ROLLBACK")
+        results = await asyncio.wait_for(asyncio.gather(*payments), 10)
+        assert {result.outcome for result in results} == {Outcome.APPROVED}
+        assert sandbox.ledger.count() == 3
+    finally:
+        ticker.cancel()
+        locker.close()
 
 
 async def test_capture_refund_void_of_a_sandbox_payment(sandbox: SandboxProvider) -> None:

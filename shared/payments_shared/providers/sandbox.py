@@ -140,9 +140,7 @@ class _QueuedRecord:
     """A `record` call waiting for the commit that carries it."""
 
     values: tuple[Any, ...]
-    stored: str | None = None  # the result the key holds once committed
-    error: Exception | None = None
-    done: bool = False
+    future: asyncio.Future[str]  # the result the key holds once committed
 
 
 _INSERT = (
@@ -154,21 +152,21 @@ _INSERT = (
 class SandboxLedger:
     """The sandbox's own record of every call, one row per idempotency key (first write wins).
 
-    Writes are group-committed: concurrent `record` calls queue up, and whichever holds the write connection
-    commits every queued record in one transaction (one fsync, synchronous=FULL), so each call still returns
-    only once its row is durable, but the calls no longer wait for one fsync each in turn. Reads use their own
-    connection and never wait for a commit."""
+    Writes are group-committed: the `record` calls of one turn of the event loop are committed in one
+    transaction (one fsync, synchronous=FULL) at the end of the turn, on the loop's thread, so each call returns
+    only once its row is durable without a thread hand-off per call. When another process holds the write lock
+    (the ledger file is shared by the workers of one DATA_DIR), the batch waits for it on a thread instead of on
+    the loop. Reads use their own connection and never wait for a commit."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()  # the write connection: held by the thread committing a batch
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._lock = threading.Lock()  # the waiting write connection: held by the thread committing a batch
+        self._db = _connect(path, timeout_s=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._queue_lock = threading.Lock()
-        self._queued: list[_QueuedRecord] = []
+        self._loop_db = _connect(path, timeout_s=0)  # never waits: a held lock sends the batch to `_db`
+        self._turns: dict[asyncio.AbstractEventLoop, list[_QueuedRecord]] = {}
         self._read_lock = threading.Lock()
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
 
@@ -186,53 +184,52 @@ class SandboxLedger:
             ).fetchone()
         return _entry(row) if row else None
 
-    def record(self, entry: LedgerEntry, currency: str | None, result: ProviderResult) -> ProviderResult:
+    async def record(self, entry: LedgerEntry, currency: str | None, result: ProviderResult) -> ProviderResult:
         """Insert unless the key is already there; return the result the key holds (the first one), once durable."""
-        queued = _QueuedRecord(
-            (
-                entry.idempotency_key,
-                entry.operation,
-                entry.reference,
-                entry.payment_reference,
-                entry.amount,
-                currency,
-                int(entry.captured),
-                entry.outcome,
-                _result_json(result),
-            )
+        loop = asyncio.get_running_loop()
+        values = (
+            entry.idempotency_key,
+            entry.operation,
+            entry.reference,
+            entry.payment_reference,
+            entry.amount,
+            currency,
+            int(entry.captured),
+            entry.outcome,
+            _result_json(result),
         )
-        with self._queue_lock:
-            self._queued.append(queued)
-        with self._lock:
-            if not queued.done:  # no earlier holder committed it: commit everything queued so far
-                with self._queue_lock:
-                    batch, self._queued = self._queued, []
-                self._commit(batch)
-        if queued.error is not None:
-            raise queued.error
-        assert queued.stored is not None
-        return _result_from_json(queued.stored)
+        queued = _QueuedRecord(values, loop.create_future())
+        turn = self._turns.get(loop)
+        if turn is None:
+            self._turns[loop] = [queued]
+            loop.call_soon(self._commit_turn, loop)
+        else:
+            turn.append(queued)
+        return _result_from_json(await queued.future)
 
-    def _commit(self, batch: list[_QueuedRecord]) -> None:
-        """One transaction for the batch (caller holds the write lock); every record marked done either way."""
+    def _commit_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._turns.pop(loop)
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for queued in batch:
-                    self._db.execute(_INSERT, queued.values)
-                    row = self._db.execute("SELECT result FROM ledger WHERE idempotency_key = ?", queued.values[:1])
-                    queued.stored = row.fetchone()[0]
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+            stored = _commit(self._loop_db, batch)
+        except sqlite3.OperationalError:  # the write lock is held elsewhere: wait for it off the loop
+            loop.create_task(self._commit_waiting(batch))
+            return
         except Exception as error:
-            for queued in batch:
-                queued.error = error
-        finally:
-            for queued in batch:
-                queued.done = True
+            _settle(batch, error=error)
+            return
+        _settle(batch, stored=stored)
+
+    async def _commit_waiting(self, batch: list[_QueuedRecord]) -> None:
+        def commit() -> list[str]:
+            with self._lock:
+                return _commit(self._db, batch)
+
+        try:
+            stored = await asyncio.to_thread(commit)
+        except Exception as error:
+            _settle(batch, error=error)
+            return
+        _settle(batch, stored=stored)
 
     def entries(self) -> list[LedgerEntry]:
         with self._read_lock:
@@ -254,6 +251,41 @@ class SandboxLedger:
             self._reader.close()
         with self._lock:
             self._db.close()
+        self._loop_db.close()
+
+
+def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout_s)
+    connection.execute("PRAGMA synchronous=FULL")
+    return connection
+
+
+def _commit(db: sqlite3.Connection, batch: list[_QueuedRecord]) -> list[str]:
+    """One transaction for the batch: the result each key holds once committed (its first record's)."""
+    stored: list[str] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for queued in batch:
+            db.execute(_INSERT, queued.values)
+            stored.append(
+                db.execute("SELECT result FROM ledger WHERE idempotency_key = ?", queued.values[:1]).fetchone()[0]
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return stored
+
+
+def _settle(batch: list[_QueuedRecord], stored: list[str] | None = None, error: Exception | None = None) -> None:
+    for index, queued in enumerate(batch):
+        if queued.future.done():
+            continue  # the caller gave up (cancelled); its record stands
+        if stored is not None:
+            queued.future.set_result(stored[index])
+        else:
+            queued.future.set_exception(error or RuntimeError("sandbox ledger: no result"))
 
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
@@ -290,6 +322,9 @@ def _pay_result(request: PaymentRequest, reference: str) -> ProviderResult:
     )
 
 
+Decision = tuple[LedgerEntry, str | None, ProviderResult]  # what to record: entry, currency, result
+
+
 class SandboxProvider:
     name = NAME
 
@@ -301,7 +336,7 @@ class SandboxProvider:
     async def pay(self, request: PaymentRequest) -> ProviderResult:
         reference = reference_for("sbx", request.idempotency_key)
 
-        def attempt() -> ProviderResult:
+        def decide() -> Decision:
             result = _pay_result(request, reference)
             moved = result.outcome in (Outcome.APPROVED, Outcome.REQUIRES_ACTION)
             entry = LedgerEntry(
@@ -313,12 +348,12 @@ class SandboxProvider:
                 result.outcome.value,
                 request.capture and result.outcome is Outcome.APPROVED,
             )
-            return self.ledger.record(entry, request.currency, result)
+            return entry, request.currency, result
 
-        return await self._call(request.idempotency_key, attempt)
+        return await self._call(request.idempotency_key, decide)
 
     async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
-        def attempt() -> ProviderResult:
+        def decide() -> Decision:
             found = self.ledger.payment(payment.reference)
             if found is None or found.outcome != Outcome.APPROVED.value:
                 result = ProviderResult(Outcome.PERMANENT, message="The sandbox has no authorized payment to capture.")
@@ -328,14 +363,14 @@ class SandboxProvider:
             else:
                 result = ProviderResult(Outcome.APPROVED, payment.reference, amount=amount)
             entry = LedgerEntry(idempotency_key, "capture", None, payment.reference, amount, result.outcome.value, True)
-            return self.ledger.record(entry, payment.currency, result)
+            return entry, payment.currency, result
 
-        return await self._call(idempotency_key, attempt)
+        return await self._call(idempotency_key, decide)
 
     async def refund(
         self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
     ) -> ProviderResult:
-        def attempt() -> ProviderResult:
+        def decide() -> Decision:
             if self.ledger.payment(payment.reference) is None:
                 result = ProviderResult(Outcome.PERMANENT, message="The sandbox has no such payment to refund.")
             else:
@@ -343,12 +378,12 @@ class SandboxProvider:
             entry = LedgerEntry(
                 idempotency_key, "refund", result.reference, payment.reference, amount, result.outcome.value, False
             )
-            return self.ledger.record(entry, payment.currency, result)
+            return entry, payment.currency, result
 
-        return await self._call(idempotency_key, attempt)
+        return await self._call(idempotency_key, decide)
 
     async def void(self, payment: PaymentRef, idempotency_key: str) -> ProviderResult:
-        def attempt() -> ProviderResult:
+        def decide() -> Decision:
             if self.ledger.payment(payment.reference) is None:
                 result = ProviderResult(Outcome.PERMANENT, message="The sandbox has no such payment to void.")
             else:
@@ -356,24 +391,24 @@ class SandboxProvider:
             entry = LedgerEntry(
                 idempotency_key, "void", None, payment.reference, payment.amount_authorized, result.outcome.value, False
             )
-            return self.ledger.record(entry, payment.currency, result)
+            return entry, payment.currency, result
 
-        return await self._call(idempotency_key, attempt)
+        return await self._call(idempotency_key, decide)
 
     async def close(self) -> None:
         self.ledger.close()
 
-    async def _call(self, idempotency_key: str, attempt: Callable[[], ProviderResult]) -> ProviderResult:
+    async def _call(self, idempotency_key: str, decide: Callable[[], Decision]) -> ProviderResult:
         """Replay a recorded key, else act once; with the configured faults around it."""
         faults = self._faults()
         await _inject_delay(faults)
-        recorded = await asyncio.to_thread(self.ledger.lookup, idempotency_key)
+        recorded = self.ledger.lookup(idempotency_key)
         if recorded is not None:
             return recorded
         failing = self._random.random() < faults.failure_rate
         if failing and not faults.failure_after_commit:
             return _injected_failure()
-        result: ProviderResult = await asyncio.to_thread(attempt)
+        result = await self.ledger.record(*decide())
         return _injected_failure() if failing else result
 
     def _faults(self) -> SandboxSettings:

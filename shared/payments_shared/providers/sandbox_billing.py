@@ -10,7 +10,6 @@ Periods are left to the caller (the billing domain computes them from the interv
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -173,14 +172,10 @@ class SandboxBilling:
         decide: Callable[[], ProviderResult],
     ) -> ProviderResult:
         """The result recorded for this key, or decide one and record it (the first record wins a race)."""
-
-        def attempt() -> ProviderResult:
-            recorded = self.ledger.lookup(idempotency_key)
-            if recorded is not None:
-                return recorded
-            result = decide()
-            created = reference if result.reference is not None else None
-            entry = LedgerEntry(idempotency_key, operation, created, about, amount, result.outcome.value, False)
-            return self.ledger.record(entry, None, result)
-
-        return await asyncio.to_thread(attempt)
+        recorded = self.ledger.lookup(idempotency_key)
+        if recorded is not None:
+            return recorded
+        result = decide()
+        created = reference if result.reference is not None else None
+        entry = LedgerEntry(idempotency_key, operation, created, about, amount, result.outcome.value, False)
+        return await self.ledger.record(entry, None, result)
