@@ -3,7 +3,8 @@
 - `configure_telemetry(service)`: the SDK tracer provider (and the meter provider: payments_shared.metrics), so
   every process makes trace ids that travel with the work. When nothing is exported (no exporter, no extra
   processor, no `OTEL_TRACES_SAMPLER`), a context-only provider (payments_shared.tracecontext) makes the same
-  trace ids and `traceparent` values but records no span, and no meter provider is installed. The exporter comes only
+  trace ids and `traceparent` values but records no span, and no meter provider is installed; the seams below then
+  skip the tracer and its attributes, and only make the span ids that the context carries. The exporter comes only
   from the standard `OTEL_*` variables: none by default; OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
   `…_TRACES_ENDPOINT`) is set or `OTEL_TRACES_EXPORTER=otlp` (if `opentelemetry-exporter-otlp` is installed,
   else one warning); `console` prints spans. `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
@@ -27,7 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final, TypeVar
 
 from opentelemetry import context as otel_context
@@ -36,14 +37,14 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from payments_shared.broker.port import Broker, Handler, Message
 from payments_shared.eventstore.port import EventStore, NewEvent
 from payments_shared.metrics import configure_metrics, record_provider_call, record_redelivery
-from payments_shared.tracecontext import ContextOnlyTracerProvider
+from payments_shared.tracecontext import ContextOnlyTracerProvider, Current, child_of, traceparent_of
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,12 @@ R = TypeVar("R")
 S = TypeVar("S", bound=EventStore)
 
 TRACEPARENT: Final = "traceparent"
+TRACESTATE: Final = "tracestate"
 TRACER_NAME: Final = "payments"
 FAILED_OUTCOMES: Final = frozenset({"retryable", "unavailable", "permanent", "exception"})
 _propagator = TraceContextTextMapPropagator()
 _configured = False
+_context_only = False  # the installed provider records no span: a span is then only its context, made here
 OTLP_EXPORTERS: Final = {
     "http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
     "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
@@ -79,14 +82,16 @@ def configure_telemetry(
 
 def configure_tracing(resource: Resource, extra_processor: SpanProcessor | None = None) -> None:
     """Install the SDK tracer provider once per process (later calls do nothing)."""
-    global _configured
+    global _configured, _context_only
     if _configured:
         return
     _configured = True
     exporter = exporter_from_environment()
     if exporter is None and extra_processor is None and not os.environ.get("OTEL_TRACES_SAMPLER"):
         # Nothing would ever read a recorded span: carry the context only (ids, flags), record nothing.
-        trace.set_tracer_provider(ContextOnlyTracerProvider())
+        context_only = ContextOnlyTracerProvider()
+        trace.set_tracer_provider(context_only)
+        _context_only = trace.get_tracer_provider() is context_only  # not if another provider was installed before
         return
     provider = TracerProvider(resource=resource)
     if exporter is not None:
@@ -181,6 +186,14 @@ def context_of(headers: Mapping[str, str]) -> otel_context.Context:
     return _propagator.extract(dict(headers))
 
 
+def _carrying(message: Message, span: SpanContext) -> Message:
+    """`message` with `span`'s context in its headers, as the propagator's inject writes it."""
+    headers = {**message.headers, TRACEPARENT: traceparent_of(span)}
+    if span.trace_state:
+        headers[TRACESTATE] = span.trace_state.to_header()
+    return dataclasses.replace(message, headers=headers)
+
+
 # ---- broker -------------------------------------------------------------------------------------------------
 
 
@@ -191,10 +204,14 @@ def instrument_broker(broker: B) -> B:
     send, request, consume = broker.send, broker.request, broker.consume
 
     async def traced_send(queue: str, message: Message) -> None:
+        if _context_only:
+            return await send(queue, _carrying(message, child_of()))
         with _span(f"send {queue}", kind=SpanKind.PRODUCER, attributes=_sent(queue, message)):
             await send(queue, _traced(message))
 
     async def traced_request(queue: str, message: Message, timeout: float) -> Mapping[str, Any]:
+        if _context_only:
+            return await request(queue, _carrying(message, child_of()), timeout)
         with _span(f"request {queue}", kind=SpanKind.CLIENT, attributes=_sent(queue, message)) as span:
             reply = await request(queue, _traced(message), timeout)
             if isinstance(reply.get("status"), int):
@@ -224,10 +241,13 @@ def _traced(message: Message) -> Message:
 
 def traced_handler(queue: str, handler: Handler) -> Handler:
     async def handle(message: Message) -> Mapping[str, Any] | None:
-        attributes = {**_sent(queue, message), "messaging.operation": "process"}
-        attributes["messaging.delivery_count"] = message.delivery_count
         if message.redelivered or message.delivery_count > 1:
             record_redelivery(queue)
+        if _context_only:
+            with Current(NonRecordingSpan(child_of(context_of(message.headers)))) as span:
+                return await handler(_carrying(message, span.get_span_context()))
+        attributes = {**_sent(queue, message), "messaging.operation": "process"}
+        attributes["messaging.delivery_count"] = message.delivery_count
         with _span(
             f"process {queue}", context=context_of(message.headers), kind=SpanKind.CONSUMER, attributes=attributes
         ):
@@ -245,14 +265,15 @@ def instrument_event_store(store: S) -> S:
     append = store.append
 
     async def traced_append(stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
+        if _context_only:
+            return await append(stream, _stamped(events, traceparent_of(child_of())), expected_version)
         attributes: dict[str, str | int] = {
             "eventstore.stream": stream,
             "eventstore.events": len(events),
             "eventstore.expected": expected_version,
         }
         with _span("eventstore.append", kind=SpanKind.CLIENT, attributes=attributes) as span:
-            traceparent = current_traceparent()
-            position = await append(stream, [_stamped(event, traceparent) for event in events], expected_version)
+            position = await append(stream, _stamped(events, current_traceparent()), expected_version)
             span.set_attribute("eventstore.position", position)
             return position
 
@@ -260,10 +281,14 @@ def instrument_event_store(store: S) -> S:
     return store
 
 
-def _stamped(event: NewEvent, traceparent: str | None) -> NewEvent:
-    if traceparent is None or event.metadata.get(TRACEPARENT):
-        return event
-    return dataclasses.replace(event, metadata={**event.metadata, TRACEPARENT: traceparent})
+def _stamped(events: Sequence[NewEvent], traceparent: str | None) -> list[NewEvent]:
+    """`events`, each one without a `traceparent` in its metadata given this one."""
+    return [
+        event
+        if traceparent is None or event.metadata.get(TRACEPARENT)
+        else dataclasses.replace(event, metadata={**event.metadata, TRACEPARENT: traceparent})
+        for event in events
+    ]
 
 
 # ---- providers ----------------------------------------------------------------------------------------------
@@ -271,10 +296,9 @@ def _stamped(event: NewEvent, traceparent: str | None) -> NewEvent:
 
 async def traced_provider_call(provider: str, operation: str, call: Callable[[], Awaitable[R]]) -> R:
     """`await call()` (one provider call) in a CLIENT span, its outcome and latency recorded (span + metric)."""
-    attributes = {"payments.provider": provider, "payments.provider.operation": operation}
     started = time.perf_counter()
     outcome = "exception"
-    with _span(f"provider {provider}.{operation}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+    with _provider_span(provider, operation) as span:
         try:
             result = await call()
             outcome = str(getattr(getattr(result, "outcome", None), "value", "unknown"))
@@ -284,3 +308,10 @@ async def traced_provider_call(provider: str, operation: str, call: Callable[[],
             return result
         finally:
             record_provider_call(provider, operation, outcome, time.perf_counter() - started)
+
+
+def _provider_span(provider: str, operation: str) -> AbstractContextManager[Span]:
+    if _context_only:
+        return Current(NonRecordingSpan(child_of()))  # current, so a measurement's exemplar names it, as before
+    attributes = {"payments.provider": provider, "payments.provider.operation": operation}
+    return _span(f"provider {provider}.{operation}", kind=SpanKind.CLIENT, attributes=attributes)
