@@ -1,4 +1,5 @@
-"""Rate limits with `limits` (moving window), storage from `RATE_LIMIT_STORAGE` (memory:// or redis://).
+"""Rate limits (moving window), storage from `RATE_LIMIT_STORAGE`: memory:// in this process, redis:// through
+`limits`.
 
 One `RateLimiter` per process; `check(limit, *key)` raises API.md's 429 `rate_limit_error` with `Retry-After`
 when the key's budget is spent. The gateway keys by workspace and bucket (read/write); webhook-ingest keys by
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final, Protocol
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -16,21 +20,93 @@ from limits.storage import storage_from_string
 
 from payments_shared.errors import ApiError
 
+MEMORY_STORAGE: Final = "memory://"
+# How often memory:// forgets keys with no hit left in their window (webhook-ingest keys by source address).
+SWEEP_EVERY_S: Final = 60.0
 
-def _async_storage_uri(storage: str) -> str:
-    return storage if storage.startswith("async+") else f"async+{storage}"
+
+class _Windows(Protocol):
+    async def hit(self, limit: RateLimitItem, key: tuple[str, ...]) -> bool: ...
+
+    async def reset_time(self, limit: RateLimitItem, key: tuple[str, ...]) -> float:
+        """When the window of `key`, just refused a hit, has room again."""
+        ...
+
+
+class _LimitsWindows:
+    """A shared storage (redis://) through `limits`' moving window."""
+
+    def __init__(self, storage_uri: str) -> None:
+        uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
+        self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+
+    async def hit(self, limit: RateLimitItem, key: tuple[str, ...]) -> bool:
+        return await self._limiter.hit(limit, *key)
+
+    async def reset_time(self, limit: RateLimitItem, key: tuple[str, ...]) -> float:
+        return (await self._limiter.get_window_stats(limit, *key)).reset_time
+
+
+@dataclass
+class _Window:
+    expiry: int
+    hits: deque[float] = field(default_factory=deque)  # oldest first, all within the window after a hit
+
+
+class _MemoryWindows:
+    """memory://: the moving window `limits` keeps (a hit is refused when `limit.amount` hits are already in the
+    last `expiry` seconds; the window resets when its oldest hit leaves it), kept here without locks or tasks:
+    `limits`' async memory storage starts an expiry task on almost every hit, which hands a bisect to a thread
+    and holds the key's lock meanwhile — most of a request's rate-limit cost."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, _Window] = {}
+        self._next_sweep = time.time() + SWEEP_EVERY_S
+
+    async def hit(self, limit: RateLimitItem, key: tuple[str, ...]) -> bool:
+        now = time.time()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        window_key = limit.key_for(*key)
+        window = self._windows.get(window_key)
+        if window is None:
+            window = self._windows[window_key] = _Window(limit.get_expiry())
+        hits, cutoff = window.hits, now - window.expiry
+        while hits and hits[0] < cutoff:
+            hits.popleft()
+        if len(hits) >= limit.amount:
+            return False
+        hits.append(now)
+        return True
+
+    async def reset_time(self, limit: RateLimitItem, key: tuple[str, ...]) -> float:
+        """As `limits` reports it: the oldest hit still in the window, plus the window (the oldest hit when none is
+        left in it, now when there is none: a 0/… limit)."""
+        window = self._windows[limit.key_for(*key)]
+        now = time.time()
+        cutoff = now - window.expiry
+        start = next((hit for hit in window.hits if hit > cutoff), window.hits[0] if window.hits else now)
+        return start + window.expiry
+
+    def _sweep(self, now: float) -> None:
+        self._windows = {
+            key: window
+            for key, window in self._windows.items()
+            if window.hits and window.hits[-1] >= now - window.expiry
+        }
+        self._next_sweep = now + SWEEP_EVERY_S
 
 
 class RateLimiter:
-    def __init__(self, storage_uri: str = "memory://") -> None:
-        self._limiter = MovingWindowRateLimiter(storage_from_string(_async_storage_uri(storage_uri)))
+    def __init__(self, storage_uri: str = MEMORY_STORAGE) -> None:
+        self._windows: _Windows = _MemoryWindows() if storage_uri == MEMORY_STORAGE else _LimitsWindows(storage_uri)
 
     async def check(self, limit: RateLimitItem, *key: str) -> None:
         """Count one hit against `key`; raise 429 when it is over `limit`."""
-        if await self._limiter.hit(limit, *key):
+        if await self._windows.hit(limit, key):
             return
-        stats = await self._limiter.get_window_stats(limit, *key)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        reset_time = await self._windows.reset_time(limit, key)
+        retry_after = max(1, math.ceil(reset_time - time.time()))
         raise ApiError(
             "rate_limit_error",
             f"Too many requests: the limit is {limit}.",
