@@ -26,9 +26,14 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Built once: `json.loads(raw, parse_constant=…)` would build a decoder per call. The decode below is what
+# json.loads does with bytes (UTF-8/16/32 detected).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
+        data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except ValueError:  # JSONDecodeError, bad UTF-8, absurdly long integers
         raise invalid("Malformed JSON in the request body.", code="invalid_json") from None
     if not isinstance(data, dict):

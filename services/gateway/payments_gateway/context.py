@@ -1,19 +1,18 @@
 """What every route needs, built once per app: token verifier, rate limiter and budgets, worker client.
 
-Routes get it with `Depends(gateway_context)` and authorise with `Depends(authorized(permission, bucket))`,
+Routes get it, with the caller's principal, from their one dependency `Depends(Authorized(permission, bucket))`,
 which authenticates, checks the permission and spends one unit of the workspace's read or write budget — in
 that order, so an anonymous client cannot drain a workspace's budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 from limits import RateLimitItem
 from payments_shared.broker.port import Broker
 from payments_shared.ratelimit import RateLimiter, parse_limit
@@ -52,25 +51,31 @@ class GatewayContext:
         )
 
 
-async def gateway_context(request: Request) -> GatewayContext:  # async: a plain def would cost a thread hop
-    context: GatewayContext = request.app.state.gateway
-    return context
+@dataclass(frozen=True)
+class Caller:
+    """An authorised request's principal, with the gateway's context."""
+
+    context: GatewayContext
+    principal: Principal
 
 
-# Documents the bearer scheme in OpenAPI; the header itself is checked by TokenVerifier (401 in API.md's shape).
-_bearer = HTTPBearer(auto_error=False, bearerFormat="JWT")
+class Authorized(SecurityBase):
+    """A route's one dependency (each extra one costs FastAPI's dependency solving on every request).
 
+    Being a SecurityBase with HTTPBearer's model and name, it documents the bearer scheme in OpenAPI as
+    `HTTPBearer(bearerFormat="JWT")` would; the header itself is checked by TokenVerifier (401 in API.md's shape).
+    """
 
-def authorized(permission: str, bucket: Bucket) -> Callable[..., Awaitable[Principal]]:
-    async def dependency(
-        request: Request,
-        context: Annotated[GatewayContext, Depends(gateway_context)],
-        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
+    def __init__(self, permission: str, bucket: Bucket) -> None:
+        self.model = HTTPBearerModel(bearerFormat="JWT")
+        self.scheme_name = "HTTPBearer"
+        self._permission = permission
+        self._bucket = bucket
+
+    async def __call__(self, request: Request) -> Caller:  # async: a plain def would cost a thread hop
+        context: GatewayContext = request.app.state.gateway
         principal = context.tokens.principal(request.headers.get("authorization"))
-        if not principal.may(permission):
-            raise forbidden(permission)
-        await context.limiter.check(context.budgets[bucket], "workspace", principal.workspace, bucket.value)
-        return principal
-
-    return dependency
+        if not principal.may(self._permission):
+            raise forbidden(self._permission)
+        await context.limiter.check(context.budgets[self._bucket], "workspace", principal.workspace, self._bucket.value)
+        return Caller(context, principal)

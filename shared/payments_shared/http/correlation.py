@@ -11,12 +11,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from payments_shared.logging import correlation_id
 
 REQUEST_ID_HEADER = "x-request-id"
+_HEADER = REQUEST_ID_HEADER.encode()
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def _incoming_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
-        if name == REQUEST_ID_HEADER.encode():
+        if name == _HEADER:
             text = value.decode("latin-1")
             return text if _SANE_ID.match(text) else None
     return None
@@ -36,8 +37,8 @@ class CorrelationIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER.encode()]
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != _HEADER]
+                headers.append((_HEADER, request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

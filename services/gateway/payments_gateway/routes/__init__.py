@@ -1,2 +1,2 @@
 """One module per group of routes (transactions now; billing's customers and subscriptions later), each built
-from the shared pieces: `context.authorized`, `body`, `idempotency`, `commands`, `rpc`."""
+from the shared pieces: `context.Authorized`, `body`, `idempotency`, `commands`, `rpc`."""

@@ -17,14 +17,12 @@ from fastapi.responses import Response
 from payments_shared.errors import invalid
 from payments_shared.messages import BILLING_QUEUE, TRANSACTIONS_QUEUE
 
-from payments_gateway.auth import Principal
 from payments_gateway.commands import query, send
-from payments_gateway.context import Bucket, GatewayContext, authorized, gateway_context
+from payments_gateway.context import Authorized, Bucket, Caller
 from payments_gateway.rpc import WorkerTimeout, unavailable
 
 PREFIX = "/api/v1/payments"
 router = APIRouter(prefix=PREFIX, tags=["lists"])
-Context = Annotated[GatewayContext, Depends(gateway_context)]
 
 
 def _parameter(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -46,14 +44,15 @@ def _documented(*parameters: dict[str, Any]) -> dict[str, Any]:
     return {"parameters": [*parameters, *PAGING]}
 
 
-async def _list(request: Request, context: GatewayContext, principal: Principal, queue: str, kind: str) -> Response:
+async def _list(request: Request, caller: Caller, queue: str, kind: str) -> Response:
     params: dict[str, str] = {}
     for key, value in request.query_params.multi_items():
         if key in params:
             raise invalid(f"{key} is given more than once.", param=key)
         params[key] = value
     try:
-        return await send(context, request, queue, query(principal, f"list_{kind}", {"params": params}))
+        command = query(caller.principal, f"list_{kind}", {"params": params})
+        return await send(caller.context, request, queue, command)
     except WorkerTimeout:
         raise unavailable("The list is not available right now; retry later.") from None
 
@@ -68,19 +67,17 @@ async def _list(request: Request, context: GatewayContext, principal: Principal,
 )
 async def list_transactions(
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("payments:read", Bucket.READ))],
+    caller: Annotated[Caller, Depends(Authorized("payments:read", Bucket.READ))],
 ) -> Response:
-    return await _list(request, context, principal, TRANSACTIONS_QUEUE, "transactions")
+    return await _list(request, caller, TRANSACTIONS_QUEUE, "transactions")
 
 
 @router.get("/customers", openapi_extra=_documented(_parameter("email", "Only customers with this email.")))
 async def list_customers(
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("customer:read", Bucket.READ))],
+    caller: Annotated[Caller, Depends(Authorized("customer:read", Bucket.READ))],
 ) -> Response:
-    return await _list(request, context, principal, BILLING_QUEUE, "customers")
+    return await _list(request, caller, BILLING_QUEUE, "customers")
 
 
 @router.get(
@@ -92,7 +89,6 @@ async def list_customers(
 )
 async def list_subscriptions(
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("subscription:read", Bucket.READ))],
+    caller: Annotated[Caller, Depends(Authorized("subscription:read", Bucket.READ))],
 ) -> Response:
-    return await _list(request, context, principal, BILLING_QUEUE, "subscriptions")
+    return await _list(request, caller, BILLING_QUEUE, "subscriptions")

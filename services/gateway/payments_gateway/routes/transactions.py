@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from payments_gateway.auth import Principal
 from payments_gateway.body import read_json_object, validate
 from payments_gateway.commands import command_id_for, keyed_command, query, send
-from payments_gateway.context import Bucket, GatewayContext, authorized, gateway_context
+from payments_gateway.context import Authorized, Bucket, Caller
 from payments_gateway.idempotency import idempotency_key
 from payments_gateway.openapi_docs import json_body
 from payments_gateway.routes.billing_common import customer_for_payment
@@ -29,7 +29,6 @@ from payments_gateway.rpc import WorkerTimeout, still_processing
 
 PREFIX = "/api/v1/payments"
 router = APIRouter(prefix=PREFIX, tags=["transactions"])
-Context = Annotated[GatewayContext, Depends(gateway_context)]
 
 
 def _pending_transaction(transaction_id: str, principal: Principal, body: PaymentBody, provider: str) -> dict[str, Any]:
@@ -59,38 +58,35 @@ def _pending_transaction(transaction_id: str, principal: Principal, body: Paymen
     }
 
 
-async def _create_payment(
-    request: Request, context: GatewayContext, principal: Principal, command_type: str
-) -> Response:
+async def _create_payment(request: Request, caller: Caller, command_type: str) -> Response:
+    principal = caller.principal
     key = idempotency_key(request)
     body = validate(PaymentBody, await read_json_object(request))
     canonical = body.model_dump(mode="json")
     command_id = command_id_for(principal, key)
     transaction_id = ids.derived_id("txn", command_id)
     payload = {**canonical, "transaction_id": transaction_id}
-    payload.update(await _payment_source(request, context, principal, body))
+    payload.update(await _payment_source(request, caller, body))
     provider = str(payload["provider"])
     route = f"POST {PREFIX}/{command_type}"
     command = keyed_command(principal, command_type, route, canonical, key, payload, command_id=command_id)
     try:
-        return await send(context, request, TRANSACTIONS_QUEUE, command)
+        return await send(caller.context, request, TRANSACTIONS_QUEUE, command)
     except WorkerTimeout:
         return JSONResponse(_pending_transaction(transaction_id, principal, body, provider), status_code=202)
 
 
-async def _payment_source(
-    request: Request, context: GatewayContext, principal: Principal, body: PaymentBody
-) -> dict[str, Any]:
+async def _payment_source(request: Request, caller: Caller, body: PaymentBody) -> dict[str, Any]:
     """Provider and payment method of a charge/authorize: as given, or the customer's (its provider and its
     default payment method) when `customer_id` names one of the workspace's customers."""
-    provider = body.provider or context.settings.payments_default_provider
+    provider = body.provider or caller.context.settings.payments_default_provider
     if body.customer_id is None:
         if body.payment_method is None:
             raise invalid(
                 "payment_method is required (or a customer_id with a default payment method).", param="payment_method"
             )
         return {"provider": provider}
-    customer = await customer_for_payment(context, request, principal, body.customer_id)
+    customer = await customer_for_payment(caller.context, request, caller.principal, body.customer_id)
     if body.provider is not None and body.provider != customer.provider:
         raise invalid(f"The customer belongs to the provider {customer.provider!r}.", param="provider")
     method = body.payment_method.model_dump() if isinstance(body.payment_method, BaseModel) else body.payment_method
@@ -100,31 +96,23 @@ async def _payment_source(
     return {"provider": customer.provider, "payment_method": method, "customer_reference": customer.provider_reference}
 
 
-async def _change_payment(
-    request: Request,
-    context: GatewayContext,
-    principal: Principal,
-    command_type: str,
-    model: type[BaseModel],
-) -> Response:
+async def _change_payment(request: Request, caller: Caller, command_type: str, model: type[BaseModel]) -> Response:
     key = idempotency_key(request)
     body = validate(model, await read_json_object(request))
     canonical = body.model_dump(mode="json")
     payload = {name: value for name, value in canonical.items() if value is not None}
     route = f"POST {PREFIX}/{command_type}"
-    command = keyed_command(principal, command_type, route, canonical, key, payload)
+    command = keyed_command(caller.principal, command_type, route, canonical, key, payload)
     try:
-        return await send(context, request, TRANSACTIONS_QUEUE, command)
+        return await send(caller.context, request, TRANSACTIONS_QUEUE, command)
     except WorkerTimeout:
         raise still_processing() from None
 
 
-async def _query(
-    request: Request, context: GatewayContext, principal: Principal, query_type: str, id_: str
-) -> Response:
-    command = query(principal, query_type, {"transaction_id": id_})
+async def _query(request: Request, caller: Caller, query_type: str, id_: str) -> Response:
+    command = query(caller.principal, query_type, {"transaction_id": id_})
     try:
-        return await send(context, request, TRANSACTIONS_QUEUE, command)
+        return await send(caller.context, request, TRANSACTIONS_QUEUE, command)
     except WorkerTimeout:
         raise still_processing() from None
 
@@ -132,69 +120,62 @@ async def _query(
 @router.post("/charge", status_code=201, openapi_extra=json_body(PaymentBody))
 async def charge(
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("payments:charge", Bucket.WRITE))],
+    caller: Annotated[Caller, Depends(Authorized("payments:charge", Bucket.WRITE))],
 ) -> Response:
     """Authorize and capture in one step."""
-    return await _create_payment(request, context, principal, "charge")
+    return await _create_payment(request, caller, "charge")
 
 
 @router.post("/authorize", status_code=201, openapi_extra=json_body(PaymentBody))
 async def authorize(
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("payments:authorize", Bucket.WRITE))],
+    caller: Annotated[Caller, Depends(Authorized("payments:authorize", Bucket.WRITE))],
 ) -> Response:
     """Reserve the amount; capture or void it later."""
-    return await _create_payment(request, context, principal, "authorize")
+    return await _create_payment(request, caller, "authorize")
 
 
 @router.post("/capture", openapi_extra=json_body(CaptureBody))
 async def capture(
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("payments:capture", Bucket.WRITE))],
+    caller: Annotated[Caller, Depends(Authorized("payments:capture", Bucket.WRITE))],
 ) -> Response:
     """Capture all or part of an authorized transaction."""
-    return await _change_payment(request, context, principal, "capture", CaptureBody)
+    return await _change_payment(request, caller, "capture", CaptureBody)
 
 
 @router.post("/refund", openapi_extra=json_body(RefundBody))
 async def refund(
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("payments:refund", Bucket.WRITE))],
+    caller: Annotated[Caller, Depends(Authorized("payments:refund", Bucket.WRITE))],
 ) -> Response:
     """Refund all that remains refundable, or part of it."""
-    return await _change_payment(request, context, principal, "refund", RefundBody)
+    return await _change_payment(request, caller, "refund", RefundBody)
 
 
 @router.post("/void", openapi_extra=json_body(VoidBody))
 async def void(
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("payments:void", Bucket.WRITE))],
+    caller: Annotated[Caller, Depends(Authorized("payments:void", Bucket.WRITE))],
 ) -> Response:
     """Release an authorized transaction."""
-    return await _change_payment(request, context, principal, "void", VoidBody)
+    return await _change_payment(request, caller, "void", VoidBody)
 
 
 @router.get("/transactions/{transaction_id}")
 async def get_transaction(
     transaction_id: str,
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("payments:read", Bucket.READ))],
+    caller: Annotated[Caller, Depends(Authorized("payments:read", Bucket.READ))],
 ) -> Response:
-    return await _query(request, context, principal, "get_transaction", transaction_id)
+    return await _query(request, caller, "get_transaction", transaction_id)
 
 
 @router.get("/transactions/{transaction_id}/events")
 async def get_transaction_events(
     transaction_id: str,
     request: Request,
-    context: Context,
-    principal: Annotated[Principal, Depends(authorized("payments:admin", Bucket.READ))],
+    caller: Annotated[Caller, Depends(Authorized("payments:admin", Bucket.READ))],
 ) -> Response:
     """The audit trail: the transaction's events as stored, in order."""
-    return await _query(request, context, principal, "get_transaction_events", transaction_id)
+    return await _query(request, caller, "get_transaction_events", transaction_id)

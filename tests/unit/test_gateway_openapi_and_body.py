@@ -1,0 +1,67 @@
+"""What the gateway's cheaper request path must keep: the bearer scheme documented on every API operation (the
+routes' one dependency is a SecurityBase, not FastAPI's HTTPBearer), the routes in their documented order (added
+to the app's own router, not included), and request bodies decoded exactly as `json.loads` decodes bytes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from payments_gateway.app import create_app
+from payments_gateway.body import parse_json_object
+from payments_gateway.settings import GatewaySettings
+from payments_shared.broker.memory import InMemoryBroker
+from payments_shared.errors import ApiError
+
+API_PREFIX = "/api/v1/payments/"
+BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+def openapi() -> dict[str, Any]:
+    app = create_app(GatewaySettings(payments_jwt_secret="s" * 40), InMemoryBroker(), {})
+    return app.openapi()
+
+
+def test_every_api_operation_documents_the_bearer_scheme() -> None:
+    spec = openapi()
+    assert spec["components"]["securitySchemes"] == {"HTTPBearer": BEARER}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            expected: list[dict[str, list[str]]] | None = [{"HTTPBearer": []}] if path.startswith(API_PREFIX) else None
+            assert operation.get("security") == expected, (method, path)
+
+
+def test_routes_keep_their_order() -> None:
+    paths = list(openapi()["paths"])
+    assert paths[:6] == [
+        "/healthz",
+        "/readyz",
+        "/api/v1/payments/transactions",
+        "/api/v1/payments/customers",
+        "/api/v1/payments/subscriptions",
+        "/api/v1/payments/charge",
+    ]
+    assert paths[-1] == "/api/v1/payments/subscriptions/{subscription_id}/cancel"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": 1}',
+        b'\xef\xbb\xbf{"a": "\xc3\xa9"}',
+        '{"a": "é", "b": [1, 2.5]}'.encode("utf-16"),
+        '{"a": "é"}'.encode("utf-16-le"),
+        '{"a": "é"}'.encode("utf-32"),
+        b'{"a": "\\ud800", "b": 1e400}',
+    ],
+)
+def test_bodies_decode_as_json_loads_does(raw: bytes) -> None:
+    assert parse_json_object(raw) == json.loads(raw)
+
+
+@pytest.mark.parametrize("raw", [b'{"a": "\xff"}', b'{"a": -Infinity}', b"\x00\x00\x00{", b'{"a": 1} x'])
+def test_bodies_json_loads_refuses_are_invalid_json(raw: bytes) -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_json_object(raw)
+    assert refused.value.code == "invalid_json"
