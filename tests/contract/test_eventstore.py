@@ -40,6 +40,7 @@ from tests.contract.eventstore_support import (
     new_stream,
     read_only,
 )
+from tests.support.loop_ticks import counting_ticks
 
 
 @pytest.fixture(scope="session")
@@ -450,21 +451,13 @@ async def test_sqlite_lock_held_elsewhere_never_stalls_the_loop_and_appends_land
     store = SqliteEventStore(tmp_path / "events.db", busy_timeout_ms=5000)
     stream = new_stream()
     locker = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
     try:
         locker.execute("BEGIN IMMEDIATE")
         appends = [asyncio.create_task(store.append(f"{stream}-{n}", events(2), NO_STREAM)) for n in range(5)]
-        await asyncio.sleep(0.3)
+        async with counting_ticks() as ticks:
+            await asyncio.sleep(0.3)
         assert not any(append.done() for append in appends)  # waiting for the lock…
-        assert ticks >= 10  # …but not on the loop
+        assert ticks.count >= 10  # …but not on the loop
         locker.execute("ROLLBACK")
         positions = await asyncio.wait_for(asyncio.gather(*appends), 5)
         assert len(set(positions)) == 5
@@ -472,6 +465,5 @@ async def test_sqlite_lock_held_elsewhere_never_stalls_the_loop_and_appends_land
         await store.append(f"{stream}-0", events(1), 1)  # and the loop's own writer commits again
         assert len(await store.read(f"{stream}-0")) == 3
     finally:
-        ticker.cancel()
         locker.close()
         await store.close()

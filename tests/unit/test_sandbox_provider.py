@@ -13,6 +13,8 @@ from payments_shared.providers.registry import build_providers, close_providers
 from payments_shared.providers.sandbox import SandboxProvider, SandboxSettings
 from payments_shared.settings import ProviderSettings
 
+from tests.support.loop_ticks import counting_ticks
+
 
 @pytest.fixture
 async def sandbox(tmp_path: Path):
@@ -105,27 +107,18 @@ async def test_a_ledger_lock_held_elsewhere_waits_off_the_loop_then_records(sand
     """Records commit on the loop's thread but never wait there: while another process (the other worker of the
     DATA_DIR) holds the ledger's write lock, they wait on a thread and the loop keeps running."""
     locker = sqlite3.connect(sandbox.ledger.path, isolation_level=None)
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
     try:
         locker.execute("BEGIN IMMEDIATE")
         payments = [asyncio.create_task(sandbox.pay(pay("pm_card_visa", f"held-{n}"))) for n in range(3)]
-        await asyncio.sleep(0.3)
+        async with counting_ticks() as ticks:
+            await asyncio.sleep(0.3)
         assert not any(payment.done() for payment in payments)
-        assert ticks >= 10
+        assert ticks.count >= 10
         locker.execute("ROLLBACK")
         results = await asyncio.wait_for(asyncio.gather(*payments), 10)
         assert {result.outcome for result in results} == {Outcome.APPROVED}
         assert sandbox.ledger.count() == 3
     finally:
-        ticker.cancel()
         locker.close()
 
 
