@@ -13,7 +13,7 @@ from payments_shared.messages import Command
 
 from payments_gateway.auth import Principal
 from payments_gateway.context import GatewayContext
-from payments_gateway.rpc import valid_traceparent
+from payments_gateway.rpc import WorkerTimeout, still_processing, valid_traceparent
 
 
 def command_id_for(principal: Principal, idempotency_key: str | None) -> str:
@@ -56,3 +56,12 @@ async def send(context: GatewayContext, request: Request, queue: str, command: C
     request_id = correlation_id.get() or command.command_id
     traceparent = valid_traceparent(request.headers.get("traceparent"))
     return await context.worker.call(queue, command, request_id, traceparent)
+
+
+async def send_or_processing(context: GatewayContext, request: Request, queue: str, command: Command) -> JSONResponse:
+    """`send`, but past RPC_TIMEOUT_S a 503 `processing`: the command still completes, and the same
+    Idempotency-Key later gets its result."""
+    try:
+        return await send(context, request, queue, command)
+    except WorkerTimeout:
+        raise still_processing() from None

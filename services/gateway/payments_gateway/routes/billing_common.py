@@ -14,20 +14,15 @@ from payments_shared.messages import BILLING_QUEUE, Command
 
 from payments_gateway.auth import Principal
 from payments_gateway.body import read_json_object
-from payments_gateway.commands import query, send
+from payments_gateway.commands import query, send_or_processing
 from payments_gateway.context import GatewayContext
-from payments_gateway.rpc import WorkerTimeout, still_processing
 
 PREFIX = "/api/v1/payments"
 
 
 async def forward(context: GatewayContext, request: Request, command: Command) -> Response:
-    """The billing worker's reply unchanged; past RPC_TIMEOUT_S 503 `processing` (the command still completes, and
-    the same Idempotency-Key later gets its result)."""
-    try:
-        return await send(context, request, BILLING_QUEUE, command)
-    except WorkerTimeout:
-        raise still_processing() from None
+    """The billing worker's reply unchanged, or 503 `processing` past RPC_TIMEOUT_S."""
+    return await send_or_processing(context, request, BILLING_QUEUE, command)
 
 
 async def read_optional_body(request: Request) -> dict[str, Any]:

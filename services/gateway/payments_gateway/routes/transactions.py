@@ -19,13 +19,13 @@ from pydantic import BaseModel
 
 from payments_gateway.auth import Principal
 from payments_gateway.body import read_json_object, validate
-from payments_gateway.commands import command_id_for, keyed_command, query, send
+from payments_gateway.commands import command_id_for, keyed_command, query, send, send_or_processing
 from payments_gateway.context import Authorized, Bucket, Caller
 from payments_gateway.idempotency import idempotency_key
 from payments_gateway.openapi_docs import json_body
 from payments_gateway.routes.billing_common import customer_for_payment
 from payments_gateway.routes.transaction_models import CaptureBody, PaymentBody, RefundBody, VoidBody
-from payments_gateway.rpc import WorkerTimeout, still_processing
+from payments_gateway.rpc import WorkerTimeout
 
 PREFIX = "/api/v1/payments"
 router = APIRouter(prefix=PREFIX, tags=["transactions"])
@@ -103,18 +103,12 @@ async def _change_payment(request: Request, caller: Caller, command_type: str, m
     payload = {name: value for name, value in canonical.items() if value is not None}
     route = f"POST {PREFIX}/{command_type}"
     command = keyed_command(caller.principal, command_type, route, canonical, key, payload)
-    try:
-        return await send(caller.context, request, TRANSACTIONS_QUEUE, command)
-    except WorkerTimeout:
-        raise still_processing() from None
+    return await send_or_processing(caller.context, request, TRANSACTIONS_QUEUE, command)
 
 
 async def _query(request: Request, caller: Caller, query_type: str, id_: str) -> Response:
     command = query(caller.principal, query_type, {"transaction_id": id_})
-    try:
-        return await send(caller.context, request, TRANSACTIONS_QUEUE, command)
-    except WorkerTimeout:
-        raise still_processing() from None
+    return await send_or_processing(caller.context, request, TRANSACTIONS_QUEUE, command)
 
 
 @router.post("/charge", status_code=201, openapi_extra=json_body(PaymentBody))
