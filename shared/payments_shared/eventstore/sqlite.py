@@ -40,6 +40,7 @@ from payments_shared.eventstore.sqlite_batch import (
     unavailable,
 )
 from payments_shared.per_thread import PerThread
+from payments_shared.per_turn import TurnBatches
 
 __all__ = ["INSERT", "SCHEMA", "SqliteEventStore", "connect"]
 
@@ -136,7 +137,7 @@ class SqliteEventStore:
         self._path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._create_schema()
-        self._turn_batches: dict[asyncio.AbstractEventLoop, list[Request]] = {}  # appends of the loop's turn
+        self._turn_batches: TurnBatches[Request] = TurnBatches(self._commit_turn)
         self._loop_writers = PerThread(lambda: BatchWriter(self._path, busy_timeout_ms=0), BatchWriter.close)
         self._loop_readers = PerThread(lambda: self._reader(busy_timeout_ms=0), sqlite3.Connection.close)
         self._requests: queue.SimpleQueue[Request | object] = queue.SimpleQueue()  # for the writer thread
@@ -246,18 +247,12 @@ class SqliteEventStore:
     async def _submit(self, request: Request) -> Any:
         if self._closed:
             raise EventStoreUnavailable("sqlite event store is closed")
-        batch = self._turn_batches.get(request.loop)
-        if batch is None:
-            self._turn_batches[request.loop] = [request]
-            request.loop.call_soon(self._commit_turn, request.loop)
-        else:
-            batch.append(request)
+        self._turn_batches.add(request.loop, request)
         return await request.future
 
-    def _commit_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _commit_turn(self, loop: asyncio.AbstractEventLoop, batch: list[Request]) -> None:
         """At the end of the loop's turn: its appends in one transaction, unless the write lock is held elsewhere
         (another process, this store's writer thread) or the file fails; the writer thread then takes them."""
-        batch = self._turn_batches.pop(loop)
         if self._closed:
             self._hand_back(
                 [Outcome(request, error=EventStoreUnavailable("sqlite event store is closed")) for request in batch]

@@ -23,6 +23,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from payments_shared import ids
+from payments_shared.per_turn import TurnBatches
 from payments_shared.providers.port import OpaqueData, Outcome, PaymentRef, PaymentRequest, ProviderResult
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class SandboxLedger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._loop_db = _connect(path, timeout_s=0)  # never waits: a held lock sends the batch to `_db`
-        self._turns: dict[asyncio.AbstractEventLoop, list[_QueuedRecord]] = {}
+        self._turns: TurnBatches[_QueuedRecord] = TurnBatches(self._commit_turn)
         self._read_lock = threading.Lock()
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
 
@@ -199,16 +200,10 @@ class SandboxLedger:
             _result_json(result),
         )
         queued = _QueuedRecord(values, loop.create_future())
-        turn = self._turns.get(loop)
-        if turn is None:
-            self._turns[loop] = [queued]
-            loop.call_soon(self._commit_turn, loop)
-        else:
-            turn.append(queued)
+        self._turns.add(loop, queued)
         return _result_from_json(await queued.future)
 
-    def _commit_turn(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._turns.pop(loop)
+    def _commit_turn(self, loop: asyncio.AbstractEventLoop, batch: list[_QueuedRecord]) -> None:
         try:
             stored = _commit(self._loop_db, batch)
         except sqlite3.OperationalError:  # the write lock is held elsewhere: wait for it off the loop
