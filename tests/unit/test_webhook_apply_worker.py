@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.memory import InMemoryEventStore
-from payments_shared.eventstore.port import NO_STREAM, NewEvent
 from payments_shared.messages import Command
 from payments_shared.providers.port import Outcome, ProviderResult
-from payments_transactions.domain import decisions
-from payments_transactions.domain.state import Transaction
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
+
+from tests.support.transactions import paid_transaction
 
 
 @pytest.fixture
@@ -28,27 +27,8 @@ async def store() -> AsyncIterator[InMemoryEventStore]:
 
 
 async def requires_action_payment(store: InMemoryEventStore, transaction_id: str, intent_id: str) -> None:
-    stream = f"transaction-{transaction_id}"
-    requested = decisions.request_payment(
-        transaction_id=transaction_id,
-        kind="charge",
-        amount=1500,
-        currency="usd",
-        provider="stripe",
-        payment_method={"type": "token", "token": "pm_card_visa"},
-        customer_id=None,
-        description=None,
-        metadata={},
-        command_id=str(uuid.uuid4()),
-        message_id="m1",
-        fingerprint=None,
-    )
-    metadata = {"workspace": "ws_1", "occurred_at": "2026-01-01T00:00:00.000000Z"}
-    await store.append(stream, [NewEvent(requested.type, requested.data, metadata)], NO_STREAM)
-    transaction = Transaction.from_events(await store.read(stream))
-    assert transaction is not None
-    outcome = decisions.payment_outcome(transaction, ProviderResult(Outcome.REQUIRES_ACTION, reference=intent_id))
-    await store.append(stream, [NewEvent(outcome.type, outcome.data, metadata)], 0)
+    result = ProviderResult(Outcome.REQUIRES_ACTION, reference=intent_id)
+    await paid_transaction(store, transaction_id, "stripe", "pm_card_visa", result)
 
 
 def apply_message(event_id: str, intent_id: str, event_type: str = "payment_intent.succeeded") -> Message:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.memory import InMemoryEventStore
-from payments_shared.eventstore.port import NO_STREAM, NewEvent
 from payments_shared.messages import Command
 from payments_shared.providers.port import Outcome, ProviderResult
 from payments_transactions.domain import decisions
@@ -24,6 +23,7 @@ from payments_transactions.settings import TransactionsSettings
 from payments_transactions.views import transaction_json
 from payments_transactions.worker import TransactionsWorker
 
+from tests.support.transactions import paid_transaction
 from tests.unit.test_webhook_apply_transactions import Stream, stripe
 
 
@@ -146,28 +146,8 @@ async def store() -> AsyncIterator[InMemoryEventStore]:
 
 
 async def payment(store: InMemoryEventStore, provider: str, outcome: Outcome, reference: str) -> None:
-    stream = "transaction-txn_1"
-    requested = decisions.request_payment(
-        transaction_id="txn_1",
-        kind="charge",
-        amount=1500,
-        currency="usd",
-        provider=provider,
-        payment_method={"type": "token", "token": "tok"},
-        customer_id=None,
-        description=None,
-        metadata={},
-        command_id=str(uuid.uuid4()),
-        message_id="m1",
-        fingerprint=None,
-    )
-    metadata = {"workspace": "ws_1", "occurred_at": "2026-01-01T00:00:00.000000Z"}
-    await store.append(stream, [NewEvent(requested.type, requested.data, metadata)], NO_STREAM)
-    transaction = Transaction.from_events(await store.read(stream))
-    assert transaction is not None
     result = ProviderResult(outcome, reference=reference, amount=1500 if outcome is Outcome.APPROVED else None)
-    outcome_event = decisions.payment_outcome(transaction, result)
-    await store.append(stream, [NewEvent(outcome_event.type, outcome_event.data, metadata)], 0)
+    await paid_transaction(store, "txn_1", provider, "tok", result)
 
 
 def apply_message(provider: str, event_type: str, object_id: str, obj: dict[str, Any]) -> Message:
