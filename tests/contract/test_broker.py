@@ -60,7 +60,9 @@ class BrokerEnv:
             else:
                 broker = self._memory.another_connection()
         else:
-            broker = await open_broker(self.url, delivery_limit=delivery_limit)
+            # The adapter itself, as in memory: open_broker's tracing wrapper rewrites `traceparent` as soon as any
+            # module in this process has installed a tracer provider, which is not the adapter's contract.
+            broker = await RabbitMQBroker.connect(self.url, delivery_limit=delivery_limit)
         self._brokers.append(broker)
         return broker
 

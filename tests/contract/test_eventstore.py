@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from payments_shared.eventstore.factory import open_event_store
+from payments_shared.eventstore.factory import adapter_for, open_event_store
 from payments_shared.eventstore.memory import InMemoryEventStore
 from payments_shared.eventstore.port import (
     ANY,
@@ -57,12 +57,14 @@ def kurrent_uri() -> Iterator[str]:
 
 @pytest.fixture(params=["memory", "sqlite", "kurrent"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventStore]:
+    # The adapters themselves: open_event_store's tracing wrapper stamps a traceparent into new events' metadata
+    # once a test has installed an SDK tracer provider (for the rest of the session).
     if request.param == "memory":
-        opened: EventStore = open_event_store("memory://")
+        opened = adapter_for("memory://")
     elif request.param == "sqlite":
-        opened = open_event_store(f"sqlite:///{tmp_path / 'events.db'}")
+        opened = adapter_for(f"sqlite:///{tmp_path / 'events.db'}")
     else:
-        opened = open_event_store(request.getfixturevalue("kurrent_uri"))
+        opened = adapter_for(request.getfixturevalue("kurrent_uri"))
     yield opened
     await opened.close()
 

@@ -20,10 +20,11 @@ def open_event_store(uri: str) -> EventStore:
     """The adapter for `uri`, traced (a span per append, the trace context in each new event's metadata:
     payments_shared.tracing.instrument_event_store); connections are made here (SQLite) or on first use (KurrentDB).
     Close with `close()`."""
-    return instrument_event_store(_adapter(uri))
+    return instrument_event_store(adapter_for(uri))
 
 
-def _adapter(uri: str) -> EventStore:
+def adapter_for(uri: str) -> EventStore:
+    """The bare adapter for `uri`, untraced (the contract suite tests the adapters themselves)."""
     if uri == "memory://":
         from payments_shared.eventstore.memory import InMemoryEventStore
 
