@@ -14,6 +14,7 @@ import re
 from fastapi.responses import JSONResponse
 from payments_shared.broker.port import Broker, BrokerError, BrokerUnavailable, Message, RequestTimeout
 from payments_shared.errors import ApiError
+from payments_shared.http.json_response import FastJSONResponse
 from payments_shared.messages import Command, Reply
 from pydantic import ValidationError
 
@@ -83,4 +84,4 @@ def _response(raw_reply: object) -> JSONResponse:
     except ValidationError:
         logger.error("malformed reply from a worker")
         raise
-    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+    return FastJSONResponse(reply.body, status_code=reply.status, headers=reply.headers)

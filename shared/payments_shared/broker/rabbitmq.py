@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +29,7 @@ from aio_pika.abc import (
     DeliveryMode,
 )
 
+from payments_shared import jsoncodec
 from payments_shared.broker.port import (
     BrokerError,
     BrokerUnavailable,
@@ -64,7 +64,7 @@ def dead_letter_queue(queue: str) -> str:
 
 def _encode(message: Message, *, reply_to: str | None = None) -> aio_pika.Message:
     return aio_pika.Message(
-        body=json.dumps(dict(message.body), separators=(",", ":")).encode(),
+        body=jsoncodec.dumps_bytes(dict(message.body)),
         message_id=message.message_id,
         correlation_id=message.correlation_id or None,
         headers={str(key): str(value) for key, value in message.headers.items()},
@@ -93,7 +93,7 @@ def _decode(incoming: AbstractIncomingMessage) -> Message:
             headers[key] = text
     count = _delivery_count(incoming)
     return Message(
-        body=json.loads(incoming.body),
+        body=jsoncodec.loads(incoming.body),
         message_id=incoming.message_id or "",
         correlation_id=incoming.correlation_id or "",
         headers=headers,
@@ -263,7 +263,7 @@ class RabbitMQBroker:
         if not waiting:
             return  # the requester gave up (timeout) or never was this process
         try:
-            waiting[0].set_result(json.loads(incoming.body))
+            waiting[0].set_result(jsoncodec.loads(incoming.body))
         except ValueError as exc:
             waiting[0].set_exception(BrokerError(f"unreadable reply: {exc}"))
 
@@ -309,7 +309,7 @@ class RabbitMQBroker:
 
     async def _send_reply(self, incoming: AbstractIncomingMessage, reply: Mapping[str, Any] | None) -> None:
         amqp_reply = aio_pika.Message(
-            body=json.dumps(dict(reply or {}), separators=(",", ":")).encode(),
+            body=jsoncodec.dumps_bytes(dict(reply or {})),
             correlation_id=incoming.message_id,
             content_type="application/json",
         )

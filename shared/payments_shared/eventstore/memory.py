@@ -6,13 +6,13 @@ Also home of `resolve_append`, the pure expected-version rule every adapter that
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from payments_shared import jsoncodec
 from payments_shared.eventstore.port import (
     ANY,
     NO_STREAM,
@@ -76,7 +76,7 @@ def resolve_append(
 
 def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
     """A detached copy through JSON, so stored events behave as if serialised (and must be serialisable)."""
-    copied: dict[str, Any] = json.loads(json.dumps(value))
+    copied: dict[str, Any] = jsoncodec.loads(jsoncodec.dumps_bytes(value))
     return copied
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import sqlite3
@@ -28,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from payments_shared import jsoncodec
 from payments_shared.eventstore.port import EventStoreUnavailable, NewEvent, RecordedEvent
 from payments_shared.eventstore.sqlite_batch import (
     INSERT,
@@ -90,8 +90,8 @@ def to_recorded(row: Row) -> RecordedEvent:
         id=uuid.UUID(event_id),
         stream=stream,
         type=type_,
-        data=json.loads(data),
-        metadata=json.loads(metadata),
+        data=jsoncodec.loads(data),
+        metadata=jsoncodec.loads(metadata),
         version=version,
         position=position,
         recorded_at=datetime.fromisoformat(recorded_at),
@@ -167,7 +167,10 @@ class SqliteEventStore:
     # ---- the port -------------------------------------------------------------------------------------------
 
     async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
-        rows = [(str(event.id), event.type, json.dumps(event.data), json.dumps(event.metadata)) for event in events]
+        rows = [
+            (str(event.id), event.type, jsoncodec.dumps(event.data), jsoncodec.dumps(event.metadata))
+            for event in events
+        ]
         request = Append(*self._new_future(), stream, expected_version, [event.id for event in events], rows)
         position: int = await self._submit(request)
         return position

@@ -22,7 +22,7 @@ from typing import Any, Final
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from payments_shared import ids
+from payments_shared import ids, jsoncodec
 from payments_shared.per_turn import TurnBatches
 from payments_shared.providers.port import OpaqueData, Outcome, PaymentRef, PaymentRequest, ProviderResult
 
@@ -110,7 +110,7 @@ CREATE INDEX IF NOT EXISTS ledger_reference ON ledger (reference);
 
 
 def _result_json(result: ProviderResult) -> str:
-    return json.dumps(
+    return jsoncodec.dumps(
         {
             "outcome": result.outcome.value,
             "reference": result.reference,
@@ -124,7 +124,7 @@ def _result_json(result: ProviderResult) -> str:
 
 
 def _result_from_json(text: str) -> ProviderResult:
-    data = json.loads(text)
+    data = jsoncodec.loads(text)
     return ProviderResult(
         outcome=Outcome(data["outcome"]),
         reference=data["reference"],
