@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import idle
 from tests.support.rabbitmq import fresh_vhost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -371,6 +372,7 @@ def report(targets: dict[str, Target], args: argparse.Namespace) -> str:
     busy = statistics.median(run.machine_busy for t in targets.values() for run in t.runs)
     lines += ["", f"Machine CPU busy during the runs (all processes, median): {busy:.0%}. "
               "Absolute figures vary with the machine's load; the ratios are taken within one run."]  # fmt: skip
+    lines += ["", idle.report_line()]
     return "\n".join(lines)
 
 
