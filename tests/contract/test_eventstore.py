@@ -23,6 +23,7 @@ from payments_shared.eventstore.port import (
     NO_STREAM,
     STREAM_EXISTS,
     EventStore,
+    EventStoreError,
     EventStoreUnavailable,
     NewEvent,
     WrongExpectedVersion,
@@ -170,6 +171,31 @@ async def test_concurrent_appends_at_one_expected_version_have_exactly_one_winne
     assert all(isinstance(result, WrongExpectedVersion) for result in results if not isinstance(result, int))
     recorded = await store.read(stream)
     assert [e.id for e in recorded[expected + 1 :]] == [e.id for e in winners[0]]
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+async def test_sqlite_a_failing_append_in_a_batch_undoes_only_its_own_rows(
+    sqlite_store: SqliteEventStore, rows: int
+) -> None:
+    """Appends made in one loop turn share a transaction: one whose last row breaks a constraint (an event id
+    already stored, in another stream) fails alone, with none of its rows kept, and the others land."""
+    taken = events(1)
+    await sqlite_store.append(new_stream(), taken, NO_STREAM)
+    failing = [*events(rows - 1), taken[0]]
+    failing_stream, before, after = new_stream(), new_stream(), new_stream()
+
+    results = await asyncio.gather(
+        sqlite_store.append(before, events(2), NO_STREAM),
+        sqlite_store.append(failing_stream, failing, NO_STREAM),
+        sqlite_store.append(after, events(1), NO_STREAM),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], int) and isinstance(results[2], int)
+    assert isinstance(results[1], EventStoreError)
+    assert await sqlite_store.read(failing_stream) == []
+    assert [len(await sqlite_store.read(stream)) for stream in (before, after)] == [2, 1]
+    assert [e.version for e in await sqlite_store.read(after)] == [0]
 
 
 # ---- idempotent re-append -----------------------------------------------------------------------------------

@@ -134,21 +134,30 @@ def _apply(connection: sqlite3.Connection, request: Request, now: str) -> Outcom
     if not isinstance(request, Append):
         _probe(connection)
         return Outcome(request)
-    connection.execute("SAVEPOINT append")
+    # A failing statement undoes itself, so one row needs no savepoint; several need one, so that a failing row
+    # undoes the rows before it (and only them: the batch's other appends stay).
+    guarded = len(request.rows) > 1
+    if guarded:
+        connection.execute("SAVEPOINT append")
     try:
         position = _append(connection, request, now)
     except sqlite3.IntegrityError as error:
-        connection.execute("ROLLBACK TO append")
-        connection.execute("RELEASE append")
+        _undo(connection, guarded)
         return Outcome(request, error=EventStoreError(f"stream {request.stream!r}: {error}"))
     except sqlite3.Error:
         raise  # a database failure fails the whole batch
-    except Exception as error:  # WrongExpectedVersion and friends: this append only
+    except Exception as error:  # WrongExpectedVersion and friends, raised before any row: this append only
+        _undo(connection, guarded)
+        return Outcome(request, error=error)
+    if guarded:
+        connection.execute("RELEASE append")
+    return Outcome(request, result=position)
+
+
+def _undo(connection: sqlite3.Connection, guarded: bool) -> None:
+    if guarded:
         connection.execute("ROLLBACK TO append")
         connection.execute("RELEASE append")
-        return Outcome(request, error=error)
-    connection.execute("RELEASE append")
-    return Outcome(request, result=position)
 
 
 def _probe(connection: sqlite3.Connection) -> None:
