@@ -3,8 +3,9 @@ workers' replies (an HTTP status and a JSON body the gateway passes through unch
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -14,7 +15,15 @@ BILLING_QUEUE = "payments.billing"
 
 
 def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """Now in UTC as `2026-11-26T21:30:00.123456Z` (always six digits of microseconds)."""
+    second, microsecond = divmod(time.time_ns() // 1000, 1_000_000)
+    return f"{_utc_second_iso(second)}.{microsecond:06d}Z"
+
+
+@functools.lru_cache(maxsize=2)
+def _utc_second_iso(unix_second: int) -> str:
+    """`2026-11-26T21:30:00` for a Unix second: formatted once a second rather than on every call (speed)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix_second))
 
 
 class Command(BaseModel):

@@ -5,16 +5,17 @@ Every adapter (RabbitMQ via aio-pika, in-memory) implements `Broker` and passes 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from payments_shared.ids import random_uuid_str
 
 
 @dataclass(frozen=True)
 class Message:
     body: Mapping[str, Any]
-    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    message_id: str = field(default_factory=random_uuid_str)
     correlation_id: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)  # traceparent and other string headers
     redelivered: bool = False  # set by the broker on consume: an earlier delivery was not acked

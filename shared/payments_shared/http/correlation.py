@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payments_shared.ids import random_uuid_str
 from payments_shared.logging import correlation_id
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -31,7 +31,7 @@ class CorrelationIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or str(uuid.uuid4())
+        request_id = _incoming_id(scope) or random_uuid_str()
         scope.setdefault("state", {})["correlation_id"] = request_id
         token = correlation_id.set(request_id)
 
