@@ -5,7 +5,7 @@ moving with the entries, rebuilds (aside + swap, or from a position) while a run
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from payments_shared.eventstore.port import ANY, NO_STREAM, NewEvent, RecordedEv
 from payments_shared.eventstore.sqlite import SqliteEventStore
 from payments_shared.projections.listing import ListSpec, parse_query
 from payments_shared.projections.model import ListEntry, Projection
-from payments_shared.projections.readmodel import ListQuery, ReadModel, UnknownCursor
+from payments_shared.projections.readmodel import ListQuery, ReadModel, UnknownCursor, Versioned
 from payments_shared.projections.rebuild import rebuild
 from payments_shared.projections.runner import ProjectionRunner
 from payments_transactions.projection import TRANSACTIONS
@@ -182,6 +182,76 @@ async def _keep_changing(store: SqliteEventStore) -> int:
             position = await set_status(store, f"n{number:02d}", f"s{round_}")
         await asyncio.sleep(0)
     return position
+
+
+class RebuiltUnderTheNextCommit(ReadModel):
+    """Once given `then`, the next commit finds its checkpoint moved (as a rebuild swapped in just before would),
+    and `then` runs as the last thing before the runner learns of it, that is, as the runner stops its
+    subscription to resume from the moved checkpoint."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.then: Callable[[], Awaitable[None]] | None = None
+
+    async def commit(self, projection: str, entries: Sequence[Versioned], expected: int, position: int) -> bool:
+        then, self.then = self.then, None
+        if then is None:
+            return await super().commit(projection, entries, expected, position)
+        assert await super().commit(projection, entries, expected, position)  # the swap, of the same model
+        committed = await super().commit(projection, entries, expected, position)
+        await then()
+        return committed
+
+
+@pytest.fixture
+async def hooked(tmp_path: Path) -> AsyncIterator[RebuiltUnderTheNextCommit]:
+    opened = RebuiltUnderTheNextCommit(tmp_path / "hooked.db")
+    yield opened
+    await opened.close()
+
+
+async def test_a_runner_resuming_from_a_moved_checkpoint_as_an_append_wakes_it_follows_on(
+    store: SqliteEventStore, hooked: RebuiltUnderTheNextCommit
+) -> None:
+    runner = ProjectionRunner(store, hooked, NOTES)
+    await runner.start()
+    try:
+        await caught_up(hooked, "notes", await add_note(store, "n1"))
+        woken_by: list[int] = []
+
+        async def append() -> None:  # its wake-up reaches the subscription as the runner stops it
+            woken_by.append(await add_note(store, "wakes"))
+
+        hooked.then = append
+        await set_status(store, "n1", "closed")
+        while not woken_by:  # noqa: ASYNC110 - the runner's commit appends it
+            await asyncio.sleep(0.01)
+        await caught_up(hooked, "notes", woken_by[0])
+        listed = (await hooked.page("notes", ListQuery(workspace="ws_a"))).data
+        assert sorted((note["id"], note["status"]) for note in listed) == [("n1", "closed"), ("wakes", "open")]
+    finally:
+        await runner.stop()
+
+
+async def test_a_runner_stopped_as_it_resumes_from_a_moved_checkpoint_stops(
+    store: SqliteEventStore, hooked: RebuiltUnderTheNextCommit
+) -> None:
+    runner = ProjectionRunner(store, hooked, NOTES)
+    await runner.start()
+    stopping: list[asyncio.Task[None]] = []
+
+    async def stop() -> None:  # reaches the runner while it waits for its subscription to end
+        stopping.append(asyncio.create_task(runner.stop()))
+
+    hooked.then = stop
+    try:
+        await add_note(store, "n1")
+        while not stopping:  # noqa: ASYNC110 - the runner's commit starts it
+            await asyncio.sleep(0.01)
+        stopped, _ = await asyncio.wait(stopping, timeout=WAIT_S)
+        assert stopped, "runner.stop() did not return"
+    finally:
+        await runner.stop()
 
 
 async def test_the_transactions_projection_lists_the_folded_transaction(

@@ -215,7 +215,10 @@ class SqliteEventStore:
                 await asyncio.sleep(0)  # catching up: let others run between pages
             else:
                 with contextlib.suppress(TimeoutError):  # other processes' appends: polled
-                    await asyncio.wait_for(appended.wait(), POLL_INTERVAL_S)
+                    # Not wait_for: on 3.11 it swallows a cancellation that arrives as an append wakes it, and
+                    # the subscription (and whoever awaits its end) would go on as if never cancelled.
+                    async with asyncio.timeout(POLL_INTERVAL_S):
+                        await appended.wait()
                     # Woken by an append: let the appends of the next moments join it, so that under load a
                     # subscriber reads (and decodes) one page per interval, not one per append.
                     await asyncio.sleep(SUBSCRIPTION_LINGER_S)

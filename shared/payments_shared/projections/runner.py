@@ -81,8 +81,11 @@ class ProjectionRunner:
                     await asyncio.sleep(COMMIT_INTERVAL_S)
         finally:
             feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await feeder
+            # Not `await feeder`: a stop() arriving meanwhile cancels the feeder instead of us, and the
+            # CancelledError it ends with would be taken for its own and swallowed: this runner would go on.
+            await asyncio.wait({feeder})
+            if not feeder.cancelled():
+                feeder.exception()  # an error it ended with was raised above, or no longer matters
 
     async def _feed(self, position: int, events: asyncio.Queue[RecordedEvent]) -> None:
         async for event in self.store.subscribe(position + 1):
