@@ -182,7 +182,8 @@ class InMemoryBroker:
         self._hub.queue(queue).put(_Envelope(_wire_copy(message), reply_to=reply))
         self._waiting_requests.add(reply)
         try:
-            return await asyncio.wait_for(reply, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancel that meets a reply
+                return await reply
         except TimeoutError:
             raise RequestTimeout(f"no reply from {queue} within {timeout}s") from None
         finally:

@@ -249,7 +249,8 @@ class RabbitMQBroker:
         try:
             amqp_message = _encode(message, reply_to=DIRECT_REPLY_TO)
             await self._publish(self._rpc_channel, amqp_message, queue, declare=queue)
-            return await asyncio.wait_for(reply, max(0.0, deadline - loop.time()))
+            async with asyncio.timeout_at(deadline):  # not wait_for: on 3.11 it can swallow a cancel that meets a reply
+                return await reply
         except TimeoutError:
             raise RequestTimeout(f"no reply from {queue} within {timeout}s") from None
         finally:
