@@ -15,6 +15,7 @@ standard library: their exact behaviour is part of the API and of stored keys.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
@@ -33,6 +34,12 @@ def dumps_bytes(value: Any) -> bytes:
 def dumps(value: Any) -> str:
     """`value` as compact JSON text."""
     return dumps_bytes(value).decode()
+
+
+def detached_copy(value: Mapping[str, Any]) -> dict[str, Any]:
+    """`value` as the other side of a wire would read it: a copy through JSON (so it must be serialisable)."""
+    copied: dict[str, Any] = loads(dumps_bytes(dict(value)))
+    return copied
 
 
 def loads(text: str | bytes) -> Any:

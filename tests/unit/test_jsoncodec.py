@@ -64,3 +64,13 @@ def test_what_json_refuses_is_refused(value: Any) -> None:
 def test_malformed_text_is_a_value_error(text: str) -> None:
     with pytest.raises(ValueError):
         jsoncodec.loads(text)
+
+
+def test_a_detached_copy_is_equal_independent_and_refuses_what_json_refuses() -> None:
+    original: dict[str, Any] = {"nested": {"list": [1, "two"]}, "key": 2**70}
+    copied = jsoncodec.detached_copy(original)
+    assert copied == original
+    copied["nested"]["list"].append(3)
+    assert original["nested"]["list"] == [1, "two"]
+    with pytest.raises(TypeError):
+        jsoncodec.detached_copy({"when": datetime.now(UTC)})

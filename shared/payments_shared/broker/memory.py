@@ -42,7 +42,7 @@ class _Envelope:
 
 def _wire_copy(message: Message) -> Message:
     """What the receiving side would decode: JSON body, string headers, default delivery fields."""
-    body = jsoncodec.loads(jsoncodec.dumps_bytes(dict(message.body)))
+    body = jsoncodec.detached_copy(message.body)
     headers = {str(key): str(value) for key, value in message.headers.items()}
     return Message(body=body, message_id=message.message_id, correlation_id=message.correlation_id, headers=headers)
 
@@ -138,7 +138,7 @@ class _Consumer:
         else:
             self._settle(task)
             if envelope.reply_to is not None and not envelope.reply_to.done():
-                envelope.reply_to.set_result(jsoncodec.loads(jsoncodec.dumps_bytes(dict(reply or {}))))
+                envelope.reply_to.set_result(jsoncodec.detached_copy(reply or {}))
 
     def _settle(self, task: asyncio.Task[Any] | None) -> None:
         if task is not None:

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from payments_shared import jsoncodec
 from payments_shared.eventstore.port import (
@@ -74,12 +73,6 @@ def resolve_append(
     return AppendAt(0 if current_version is None else current_version + 1)
 
 
-def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
-    """A detached copy through JSON, so stored events behave as if serialised (and must be serialisable)."""
-    copied: dict[str, Any] = jsoncodec.loads(jsoncodec.dumps_bytes(value))
-    return copied
-
-
 class InMemoryEventStore:
     """Positions start at 1 and are contiguous; everything lives on one event loop."""
 
@@ -110,8 +103,8 @@ class InMemoryEventStore:
                 id=event.id,
                 stream=stream,
                 type=event.type,
-                data=json_copy(event.data),
-                metadata=json_copy(event.metadata),
+                data=jsoncodec.detached_copy(event.data),
+                metadata=jsoncodec.detached_copy(event.metadata),
                 version=decision.first_version + offset,
                 position=len(self._all) + 1,
                 recorded_at=now,
