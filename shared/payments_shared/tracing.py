@@ -11,7 +11,8 @@
   `OTEL_TRACES_SAMPLER` and `OTEL_SDK_DISABLED` work as the SDK defines them.
 - HTTP: FastAPI's own telemetry (FastAPI >= 0.16x) makes a SERVER span per request, named by the route and
   continuing the caller's `traceparent`, and records `http.server.request.duration` by route and status,
-  through the providers installed here; so the gateway and webhook-ingest need nothing more.
+  through the providers installed here. Under the context-only provider its tracing is off
+  (`fastapi_telemetry`) and payments_shared.http.server_span makes that span's context instead.
 - `instrument_broker`: injects `traceparent` into every message sent (PRODUCER/CLIENT span) and runs each
   handler in a CONSUMER span continuing the sender's trace; the handler sees that span's `traceparent`.
 - `instrument_event_store`: a span per append; each new event without a `traceparent` in its metadata gets the
@@ -31,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final, TypeVar
 
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import MetricReader
@@ -131,6 +133,17 @@ def _otlp_exporter() -> SpanExporter | None:
         return None
     exporter: SpanExporter = module.OTLPSpanExporter()  # endpoint, headers, timeout: from OTEL_EXPORTER_OTLP_*
     return exporter
+
+
+def context_only() -> bool:
+    """Whether this process carries trace context without recording spans (no exporter configured)."""
+    return _context_only
+
+
+def fastapi_telemetry() -> TelemetryConfig:
+    """FastAPI's own telemetry settings for an app built now: its tracing is off under the context-only provider,
+    where payments_shared.http.server_span makes the same trace context for far less; metrics stay as they are."""
+    return {"tracing": False} if _context_only else {}
 
 
 @functools.cache

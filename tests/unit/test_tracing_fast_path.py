@@ -14,7 +14,9 @@ from collections.abc import Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -23,7 +25,8 @@ from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.memory import InMemoryEventStore
 from payments_shared.eventstore.port import NO_STREAM, NewEvent
-from payments_shared.tracecontext import ContextOnlyTracer, Current, traceparent_of
+from payments_shared.http.server_span import ServerSpanContext
+from payments_shared.tracecontext import ContextOnlyTracer, ContextOnlyTracerProvider, Current, traceparent_of
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 SPAN_ID = 0x00F067AA0BA902B7
@@ -194,6 +197,69 @@ def test_the_context_only_tracer_makes_its_span_current_for_the_block() -> None:
             _assert_child_of_parent(traceparent_of(span.get_span_context()))
             raise KeyError("x")
         assert _current() == PARENT
+
+
+def _http_app(fast_path: bool) -> FastAPI:
+    """A route that answers with the trace context it runs in: made by ServerSpanContext (the fast path, FastAPI's
+    tracing off as `fastapi_telemetry` sets it) or by FastAPI's own telemetry with the context-only provider."""
+    telemetry = tracing.fastapi_telemetry() if fast_path else {"tracer_provider": ContextOnlyTracerProvider()}
+    app = FastAPI(telemetry=telemetry)
+
+    @app.get("/context")
+    async def context() -> dict[str, str | None]:
+        carrier = tracing.with_current_trace({})
+        return {"traceparent": carrier.get("traceparent"), "tracestate": carrier.get("tracestate")}
+
+    app.add_middleware(ServerSpanContext)
+    return app
+
+
+@pytest.fixture(params=["fast path", "fastapi telemetry"])
+def http_app(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+    fast_path = request.param == "fast path"
+    monkeypatch.setattr(tracing, "_context_only", fast_path)
+    return _http_app(fast_path)
+
+
+async def _context_seen(app: FastAPI, headers: Mapping[str, str]) -> dict[str, str | None]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+        response = await client.get("/context", headers=headers)
+    assert response.status_code == 200
+    seen: dict[str, str | None] = response.json()
+    return seen
+
+
+async def test_a_request_runs_in_a_new_span_continuing_the_callers_trace(http_app: FastAPI) -> None:
+    seen = await _context_seen(http_app, PARENT_HEADERS)
+    assert seen["traceparent"] is not None
+    _assert_child_of_parent(seen["traceparent"])
+    assert seen["tracestate"] == STATE.to_header()
+    assert not _current().is_valid
+
+
+@pytest.mark.parametrize("traceparent", [None, "00-not-a-traceparent-01", f"00-{'0' * 32}-{SPAN_ID:016x}-01"])
+async def test_a_request_without_a_valid_traceparent_starts_a_sampled_trace(
+    http_app: FastAPI, traceparent: str | None
+) -> None:
+    seen = await _context_seen(http_app, {} if traceparent is None else {"traceparent": traceparent})
+    assert seen["traceparent"] is not None
+    trace_id, span_id, flags = _parsed(seen["traceparent"])
+    assert trace_id not in (0, TRACE_ID) and span_id != 0 and flags == TraceFlags.SAMPLED
+
+
+def test_fastapi_tracing_is_off_only_under_the_context_only_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "_context_only", True)
+    assert tracing.fastapi_telemetry() == {"tracing": False}
+    monkeypatch.setattr(tracing, "_context_only", False)
+    assert tracing.fastapi_telemetry() == {}
+
+
+async def test_the_middleware_leaves_tracing_to_fastapi_when_spans_are_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_context_only", False)
+    seen = await _context_seen(_http_app(fast_path=True), PARENT_HEADERS)  # no provider: nobody makes a span
+    assert seen == {"traceparent": None, "tracestate": None}
 
 
 PROBE = "from payments_shared import tracing; tracing.configure_telemetry('probe'); print(tracing._context_only)"

@@ -15,6 +15,8 @@ from payments_shared.http.body_limit import BodySizeLimit
 from payments_shared.http.correlation import CorrelationIdMiddleware
 from payments_shared.http.errors import install_error_handlers
 from payments_shared.http.health import ReadinessCheck, health_router
+from payments_shared.http.server_span import ServerSpanContext
+from payments_shared.tracing import fastapi_telemetry
 
 from payments_gateway.context import GatewayContext
 from payments_gateway.openapi_docs import install_openapi
@@ -42,7 +44,13 @@ def add_routes(app: FastAPI, *routers: APIRouter) -> None:
 
 def create_app(settings: GatewaySettings, broker: Broker, readiness_checks: Mapping[str, ReadinessCheck]) -> FastAPI:
     warn_if_dev_secret(settings)
-    app = FastAPI(title="Payments API", version="1.0.0", docs_url="/docs", openapi_url="/openapi.json")
+    app = FastAPI(
+        title="Payments API",
+        version="1.0.0",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        telemetry=fastapi_telemetry(),
+    )
     app.state.gateway = GatewayContext.build(settings, broker)
     install_error_handlers(app)
     install_openapi(app)
@@ -54,7 +62,8 @@ def create_app(settings: GatewaySettings, broker: Broker, readiness_checks: Mapp
         customers.router,
         subscriptions.router,
     )
-    # Added last = outermost: every request gets a correlation id, then its body is size-limited.
+    # Added last = outermost: every request gets its trace context, a correlation id, then its body is size-limited.
     app.add_middleware(BodySizeLimit)
     app.add_middleware(CorrelationIdMiddleware)
+    app.add_middleware(ServerSpanContext)
     return app

@@ -13,7 +13,9 @@ from payments_shared.http.body_limit import BodySizeLimit
 from payments_shared.http.correlation import CorrelationIdMiddleware
 from payments_shared.http.errors import install_error_handlers
 from payments_shared.http.health import ReadinessCheck, health_router
+from payments_shared.http.server_span import ServerSpanContext
 from payments_shared.settings import load
+from payments_shared.tracing import fastapi_telemetry
 
 from payments_webhook_ingest.ingest import WebhookIngest
 from payments_webhook_ingest.router import router
@@ -55,11 +57,13 @@ def create_app(
         docs_url="/docs",
         openapi_url="/openapi.json",
         lifespan=lifespan,
+        telemetry=fastapi_telemetry(),
     )
     install_error_handlers(app)
     app.include_router(health_router(readiness_checks))
     _install(app, ingest)
-    # Added last = outermost: every request gets a correlation id, then its body is size-limited.
+    # Added last = outermost: every request gets its trace context, a correlation id, then its body is size-limited.
     app.add_middleware(BodySizeLimit)
     app.add_middleware(CorrelationIdMiddleware)
+    app.add_middleware(ServerSpanContext)
     return app
