@@ -12,6 +12,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pybreaker
@@ -31,6 +32,8 @@ from payments_shared.providers.resilience import (
 )
 from payments_shared.providers.sandbox import SandboxProvider, SandboxSettings
 from payments_shared.settings import ProviderSettings
+from payments_transactions.domain.state import OperationKind
+from payments_transactions.provider_calls import call_provider
 from payments_transactions.recovery import required_idle_s
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
@@ -171,6 +174,44 @@ async def test_a_hanging_provider_is_a_retryable_failure_after_the_attempt_timeo
         assert wrapped.breaker.state == pybreaker.STATE_OPEN
     finally:
         await sandbox.close()
+
+
+class GatedProvider(ScriptedProvider):
+    """Approves once `gate` is opened."""
+
+    def __init__(self) -> None:
+        super().__init__(Outcome.APPROVED)
+        self.gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.called = asyncio.Event()
+
+    async def pay(self, request: PaymentRequest) -> ProviderResult:
+        self.called.set()
+        await self.gate
+        return await super().pay(request)
+
+
+def _outer_call(wrapped: Any) -> Any:
+    """call_provider (the worker's outer bound) around the resilient provider, for a charge."""
+    transaction = SimpleNamespace(
+        amount=1000, currency="usd", kind="charge", customer_reference=None, description=None, metadata={}
+    )
+    operation = SimpleNamespace(command_id="key-1", amount=1000, kind=OperationKind.PAYMENT)
+    return call_provider(wrapped, transaction, operation, "pm_card_visa", 5.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("layer", ["attempt timeout", "outer bound"])
+async def test_a_cancel_that_arrives_with_the_providers_answer_is_not_lost(layer: str) -> None:
+    """The worker stopping (or a caller giving up) as the answer comes back must still cancel the caller: on
+    Python 3.11, asyncio.wait_for returned the answer and dropped the cancel."""
+    gated = GatedProvider()
+    wrapped = resilient(gated)
+    caller = asyncio.create_task(wrapped.pay(payment()) if layer == "attempt timeout" else _outer_call(wrapped))
+    await gated.called.wait()
+    gated.gate.set_result(None)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert caller.cancelled()
 
 
 def test_full_jitter_stays_within_the_exponential_bound() -> None:

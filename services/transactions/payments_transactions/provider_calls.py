@@ -89,7 +89,8 @@ async def call_provider(
     The worker's providers are wrapped (payments_shared.providers.resilience): circuit breaker, retries and a
     per-attempt timeout happen there; `timeout_s` is only the outer bound of the whole call."""
     try:
-        return await asyncio.wait_for(_call(provider, transaction, operation, method), timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: no extra task, and a cancel is never swallowed
+            return await _call(provider, transaction, operation, method)
     except TimeoutError:
         logger.warning("provider call timed out", extra={"provider": provider.name, "operation": operation.kind.value})
         return ProviderResult(Outcome.RETRYABLE, message="The provider did not answer in time.", retry_after=1.0)

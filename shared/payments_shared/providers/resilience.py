@@ -258,7 +258,8 @@ class ResilientProvider:
         if deadline is not None:
             timeout = max(0.001, min(timeout, deadline - asyncio.get_running_loop().time()))
         try:
-            return await asyncio.wait_for(traced_provider_call(self.name, operation, call), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: no extra task, and a cancel is never swallowed
+                return await traced_provider_call(self.name, operation, call)
         except TimeoutError:
             logger.warning("provider call timed out", extra={"provider": self.name, "operation": operation})
             return ProviderResult(Outcome.RETRYABLE, message="The provider did not answer in time.", retry_after=1.0)
