@@ -3,12 +3,14 @@ bodies, API.md's error shape for FastAPI's own errors and for unexpected excepti
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from payments_shared.http import health
 from payments_shared.http.body_limit import MAX_BODY_BYTES, BodySizeLimit
 from payments_shared.http.correlation import CorrelationIdMiddleware
 from payments_shared.http.errors import install_error_handlers
@@ -99,6 +101,19 @@ async def test_correlation_id_is_set_and_echoed(client: httpx.AsyncClient) -> No
     assert given.headers["x-request-id"] == "abc-123"
     made = await client.get("/whoami", headers={"X-Request-Id": "bad id with spaces"})
     assert made.json()["correlation_id"] not in (None, "bad id with spaces")
+
+
+async def test_a_check_that_hangs_is_reported_as_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def hanging_check() -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(health, "CHECK_TIMEOUT_S", 0.05)
+    app = FastAPI()
+    app.include_router(health_router({"store": passing_check, "broker": hanging_check}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        ready = await http.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"store": "ok", "broker": "timed out"}
 
 
 async def test_readiness_names_what_failed(client: httpx.AsyncClient) -> None:

@@ -164,6 +164,49 @@ async def test_a_failed_send_is_forwarded_by_the_sweep(store: InMemoryEventStore
     await broker.close()
 
 
+class GatedBroker(InMemoryBroker):
+    """`send` takes the message once `gate` is opened (never, unless a test opens it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sending = asyncio.Event()
+
+    async def send(self, queue: str, message: Message) -> None:
+        self.sending.set()
+        await self.gate
+        await super().send(queue, message)
+
+
+async def _received_webhook(store: InMemoryEventStore) -> dict[str, Any]:
+    body = stripe_event()
+    async with await client_for(store, DownBroker()) as client:
+        await client.post("/api/v1/webhooks/stripe", content=body, headers=stripe_headers(body))
+    [received] = await store.read(f"webhook-stripe-{json.loads(body)['id']}")
+    return dict(received.data)
+
+
+async def test_a_send_that_hangs_is_given_up_after_the_send_timeout(store: InMemoryEventStore) -> None:
+    received = await _received_webhook(store)
+    forwarder = WebhookForwarder(store, GatedBroker(), send_timeout_s=0.05)
+    async with asyncio.timeout(5):
+        assert await forwarder.forward(received) is False  # not marked: the sweep sends it again
+
+
+async def test_a_cancel_that_arrives_as_the_send_completes_is_not_lost(store: InMemoryEventStore) -> None:
+    """Stopping the sweep (or the app) as a send completes must still stop it: on Python 3.11,
+    asyncio.wait_for returned the send's result and dropped the cancel."""
+    received = await _received_webhook(store)
+    broker = GatedBroker()
+    forwarding = asyncio.create_task(WebhookForwarder(store, broker).forward(received))
+    await broker.sending.wait()
+    broker.gate.set_result(None)
+    forwarding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await forwarding
+    await broker.close()
+
+
 async def test_the_sweep_waits_for_the_grace_period(store: InMemoryEventStore) -> None:
     body = stripe_event()
     async with await client_for(store, DownBroker()) as client:

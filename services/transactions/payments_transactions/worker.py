@@ -7,7 +7,6 @@ the message (the steps make a redelivery safe) and, past its delivery limit, dea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from payments_shared.messages import Command
 from payments_shared.providers.port import PaymentProvider
 from payments_shared.providers.registry import breaker_states, with_resilience
 from payments_shared.providers.resilience import call_budget
+from payments_shared.tasks import cancel_and_wait
 from pydantic import ValidationError
 
 from payments_transactions.context import Delivery
@@ -138,9 +138,7 @@ class TransactionsWorker:
     async def stop(self) -> None:
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            await cancel_and_wait(sweeper)
 
 
 def _backstop_timeout_s(settings: TransactionsSettings) -> float:

@@ -82,7 +82,8 @@ class WebhookForwarder:
         message = Message(body=command.model_dump(), correlation_id=correlation_id or command.command_id)
         stream = str(command.payload["webhook_stream"])
         try:
-            await asyncio.wait_for(self.broker.send(queue, message), self.send_timeout_s)
+            async with asyncio.timeout(self.send_timeout_s):  # not wait_for: on 3.11 it can swallow a cancel
+                await self.broker.send(queue, message)
         except Exception as error:  # any failure: the sweep sends it again
             logger.warning("webhook not forwarded yet", extra={"stream": stream, "error": type(error).__name__})
             return False

@@ -10,11 +10,11 @@ process starts at position 0, i.e. every start-up scans the store once for anyth
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
 from payments_shared.eventstore.port import EventStore, RecordedEvent
+from payments_shared.tasks import cancel_and_wait
 
 from payments_webhook_ingest.forwarding import WebhookForwarder
 from payments_webhook_ingest.recording import WEBHOOK_FORWARDED, WEBHOOK_RECEIVED
@@ -66,7 +66,5 @@ class ForwardingSweep:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

@@ -18,7 +18,8 @@ CHECK_TIMEOUT_S = 3.0
 
 async def _run_check(check: ReadinessCheck) -> str:
     try:
-        await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+        async with asyncio.timeout(CHECK_TIMEOUT_S):  # not wait_for: on 3.11 it can swallow a cancel
+            await check()
     except TimeoutError:
         return "timed out"
     except Exception as error:  # any failure means "not ready"; its kind is the detail

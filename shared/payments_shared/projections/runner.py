@@ -10,7 +10,6 @@ Under load, batches are gathered for COMMIT_INTERVAL_S; streams are folded from 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Final
 
@@ -18,6 +17,7 @@ from payments_shared.eventstore.port import EventStore, EventStoreError, Recorde
 from payments_shared.projections.apply import StreamEvents, entries_for
 from payments_shared.projections.model import Projection
 from payments_shared.projections.readmodel import ReadModel
+from payments_shared.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,7 @@ class ProjectionRunner:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:
@@ -99,9 +97,7 @@ async def _next_batch(events: asyncio.Queue[RecordedEvent], feeder: asyncio.Task
         getting = asyncio.ensure_future(events.get())
         await asyncio.wait({getting, feeder}, return_when=asyncio.FIRST_COMPLETED)
         if not getting.done():
-            getting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await getting
+            await cancel_and_wait(getting)
             return None
         batch = [getting.result()]
     else:
