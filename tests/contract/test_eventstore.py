@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -29,6 +30,7 @@ from payments_shared.eventstore.port import (
     WrongExpectedVersion,
 )
 from payments_shared.eventstore.sqlite import SqliteEventStore
+from payments_shared.eventstore.sqlite_batch import BatchWriter
 
 from tests.contract.eventstore_support import (
     NO_SERVER,
@@ -494,4 +496,68 @@ async def test_sqlite_lock_held_elsewhere_never_stalls_the_loop_and_appends_land
         assert len(await store.read(f"{stream}-0")) == 3
     finally:
         locker.close()
+        await store.close()
+
+
+async def test_sqlite_a_commit_waiting_for_the_disk_never_stalls_the_loop_and_later_appends_follow_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the COMMIT (its fsync) runs off the loop: while it waits for the disk the loop goes on, nothing is
+    acknowledged or visible before it is durable, and the appends made meanwhile follow in one transaction."""
+    disk, waiting, finishes = threading.Event(), threading.Event(), []
+    finish = BatchWriter.finish
+
+    def slow_disk(writer: BatchWriter, commit: bool) -> None:
+        finishes.append(commit)
+        if len(finishes) == 1:
+            waiting.set()
+            disk.wait(WAIT_S)
+        finish(writer, commit)
+
+    monkeypatch.setattr(BatchWriter, "finish", slow_disk)
+    store = SqliteEventStore(tmp_path / "events.db")
+    first_stream, later_stream = new_stream(), new_stream()
+    try:
+        first = asyncio.create_task(store.append(first_stream, events(1), NO_STREAM))
+        assert await asyncio.to_thread(waiting.wait, WAIT_S)
+        later = [asyncio.create_task(store.append(f"{later_stream}-{n}", events(1), NO_STREAM)) for n in range(3)]
+        async with counting_ticks() as ticks:
+            await asyncio.sleep(0.2)
+        assert ticks.count >= 10  # the loop ran while the commit waited
+        assert not first.done() and not any(append.done() for append in later)
+        assert await store.read(first_stream) == []  # not committed yet: not visible
+        disk.set()
+        first_position = await first
+        later_positions = await asyncio.gather(*later)
+        assert first_position < min(later_positions)
+        assert finishes == [True, True]  # the three appends made meanwhile: one transaction
+        assert len(await store.read(first_stream)) == 1
+    finally:
+        disk.set()
+        await store.close()
+
+
+async def test_sqlite_a_failed_commit_is_written_again_by_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COMMIT that fails keeps nothing; the batch is not lost: the writer thread writes it, once."""
+    failed: list[bool] = []
+    finish = BatchWriter.finish
+
+    def failing_once(writer: BatchWriter, commit: bool) -> None:
+        if commit and not failed:
+            failed.append(True)
+            writer.close()  # what a failed COMMIT leaves: nothing written, the connection reset
+            raise sqlite3.OperationalError("disk I/O error")
+        finish(writer, commit)
+
+    monkeypatch.setattr(BatchWriter, "finish", failing_once)
+    store = SqliteEventStore(tmp_path / "events.db")
+    stream = new_stream()
+    try:
+        position = await asyncio.wait_for(store.append(stream, events(2), NO_STREAM), WAIT_S)
+        assert failed == [True]
+        assert [event.version for event in await store.read(stream)] == [0, 1]
+        assert position == (await store.read(stream))[-1].position
+    finally:
         await store.close()

@@ -1,12 +1,14 @@
 """SQLite event store: the embedded default. One file, WAL, durable commits, shareable by several processes.
 
 Appends are group-committed: those made during one turn of an event loop are written in one transaction (one
-fsync) on that loop's own thread, at the end of the turn. Reads run on the loop's thread too. Handing work to
-another thread costs more than the work itself here (a cross-thread wake-up is ~50 µs on a small VM, and the
-threads contend for the GIL), and a WAL read or a commit that holds the write lock never waits for anyone.
-What would wait — the write lock held by another process, a locked file — is never waited for on the loop:
-such a batch goes to the writer thread, and such a read to the reader threads, which wait as long as the busy
-timeout allows.
+fsync). The loop's own thread opens it and applies the appends (Python work: handing it to another thread would
+cost more than the work, as the threads contend for the GIL); only the COMMIT, which waits for the fsync with
+the GIL released, runs on the committer thread, so the loop serves other requests meanwhile instead of stalling
+for the disk (at a few hundred charges a second, fsync stalls were the largest share of the p99). While a loop's
+commit is in flight, its next turns' appends wait and then go together in the next transaction. Reads run on
+the loop's thread too: a WAL read never waits for anyone. What would wait — the write lock held by another
+process, a locked file — is never waited for on the loop: such a batch goes to the writer thread, and such a
+read to the reader threads, which wait as long as the busy timeout allows.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from payments_shared.eventstore.sqlite_batch import (
     Probe,
     Request,
     connect,
+    has_appends,
     unavailable,
 )
 from payments_shared.per_thread import PerThread
@@ -146,6 +149,9 @@ class SqliteEventStore:
         self._checkpointer = Checkpointer(self._path, busy_timeout_ms)
         self._writer.start()
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="eventstore-reader")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="eventstore-committer")
+        # Per loop whose commit is in flight: the requests of its later turns, written once that commit is done.
+        self._held: dict[asyncio.AbstractEventLoop, list[Request]] = {}
         self._thread_readers = PerThread(lambda: self._reader(busy_timeout_ms), sqlite3.Connection.close)
         self._lock = threading.Lock()
         self._waiters: dict[asyncio.AbstractEventLoop, _LoopWaiters] = {}
@@ -232,6 +238,7 @@ class SqliteEventStore:
             return
         self._closed = True
         self._requests.put(_STOP)
+        await asyncio.to_thread(self._committer.shutdown, True)  # the commits in flight end first
         await asyncio.to_thread(self._writer.join)
         self._fail_pending()  # a request that raced with close() after the writer's last look at the queue
         await asyncio.to_thread(self._checkpointer.stop)
@@ -257,20 +264,60 @@ class SqliteEventStore:
         return await request.future
 
     def _commit_turn(self, loop: asyncio.AbstractEventLoop, batch: list[Request]) -> None:
-        """At the end of the loop's turn: its appends in one transaction, unless the write lock is held elsewhere
-        (another process, this store's writer thread) or the file fails; the writer thread then takes them."""
+        """At the end of the loop's turn: its appends in one transaction, after the one in flight if any."""
+        held = self._held.get(loop)
+        if held is not None:
+            held.extend(batch)
+        else:
+            self._write(loop, batch)
+
+    def _write(self, loop: asyncio.AbstractEventLoop, batch: list[Request]) -> None:
+        """Apply the batch on this (the loop's) thread and hand its COMMIT to the committer thread — unless the
+        write lock is held elsewhere (another process, this store's writer thread) or the file fails: the writer
+        thread then takes the batch."""
         if self._closed:
+            self._to_writer_thread(batch)  # fails them
+            return
+        writer = self._loop_writers.get()
+        try:
+            outcomes = writer.begin(batch)
+        except sqlite3.Error:
+            self._to_writer_thread(batch)
+            return
+        if not has_appends(batch):  # probes only: they proved the lock and the write, nothing to keep
+            try:
+                writer.finish(commit=False)
+            except sqlite3.Error:
+                self._to_writer_thread(batch)
+                return
+            self._hand_back(outcomes, here=loop)
+            return
+        self._held[loop] = []
+        committed = loop.run_in_executor(self._committer, writer.finish, True)
+        committed.add_done_callback(lambda done: self._committed(loop, batch, outcomes, done))
+
+    def _committed(
+        self, loop: asyncio.AbstractEventLoop, batch: list[Request], outcomes: list[Outcome], done: asyncio.Future[None]
+    ) -> None:
+        """Runs on `loop` once its commit ended: resolve the batch, then write what was held meanwhile."""
+        if done.cancelled() or done.exception() is not None:
+            # Nothing of the batch was kept: the writer thread writes it again (or reports the failure).
+            logger.warning("event store commit failed, retrying on the writer thread: %r", done)
+            self._to_writer_thread(batch)
+        else:
+            self._hand_back(outcomes, here=loop)
+        held = self._held.pop(loop, [])
+        if held:
+            self._write(loop, held)
+
+    def _to_writer_thread(self, batch: list[Request]) -> None:
+        if self._closed:  # the writer thread may have stopped: fail them here
             self._hand_back(
                 [Outcome(request, error=EventStoreUnavailable("sqlite event store is closed")) for request in batch]
             )
             return
-        try:
-            outcomes = self._loop_writers.get().transaction(batch)
-        except sqlite3.Error:
-            for request in batch:
-                self._requests.put(request)
-            return
-        self._hand_back(outcomes, here=loop)
+        for request in batch:
+            self._requests.put(request)
 
     def _waiters_of(self, loop: asyncio.AbstractEventLoop) -> _LoopWaiters:
         with self._lock:

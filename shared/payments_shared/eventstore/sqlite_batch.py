@@ -89,6 +89,13 @@ class BatchWriter:
     def transaction(self, batch: list[Request]) -> list[Outcome]:
         """One transaction for the batch. Raises sqlite3.Error (nothing written, connection reset) when the
         database fails; a failing append (wrong version, duplicate id) fails in its outcome only."""
+        outcomes = self.begin(batch)
+        self.finish(has_appends(batch))
+        return outcomes
+
+    def begin(self, batch: list[Request]) -> list[Outcome]:
+        """Open the batch's transaction and apply every request, leaving it for `finish` to end. Raises
+        sqlite3.Error (nothing written, connection reset) when the database fails."""
         try:
             connection = self._db()
             if not os.access(self._path, os.W_OK):  # an open descriptor would still write: honour the file's mode
@@ -96,16 +103,25 @@ class BatchWriter:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 now = datetime.now(UTC).isoformat()
-                outcomes = [_apply(connection, request, now) for request in batch]
-                has_appends = any(isinstance(request, Append) for request in batch)
-                connection.execute("COMMIT" if has_appends else "ROLLBACK")
+                return [_apply(connection, request, now) for request in batch]
             except BaseException:
                 _roll_back(connection)
                 raise
         except sqlite3.Error:
             self.close()  # reconnect on the next batch, so a recovered file is seen
             raise
-        return outcomes
+
+    def finish(self, commit: bool) -> None:
+        """Commit what `begin` applied (or roll it back: a batch of probes only). May run on another thread than
+        `begin`, never at the same time. Raises sqlite3.Error (nothing written, connection reset)."""
+        connection = self._connection
+        try:
+            if connection is None or not connection.in_transaction:
+                raise sqlite3.OperationalError("no transaction to finish (the connection was reset)")
+            connection.execute("COMMIT" if commit else "ROLLBACK")
+        except sqlite3.Error:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._connection is not None:
@@ -120,6 +136,10 @@ class BatchWriter:
             # path; this high threshold is only a backstop should that thread fall behind.
             self._connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
         return self._connection
+
+
+def has_appends(batch: list[Request]) -> bool:
+    return any(isinstance(request, Append) for request in batch)
 
 
 def _roll_back(connection: sqlite3.Connection) -> None:
