@@ -12,6 +12,7 @@ from payments_shared.providers.port import OpaqueData, Outcome, PaymentRef, Paym
 from payments_shared.providers.registry import build_providers, close_providers
 from payments_shared.providers.sandbox import SandboxProvider, SandboxSettings
 from payments_shared.settings import ProviderSettings
+from payments_shared.sqlite_checkpoints import BACKSTOP_PAGES
 
 from tests.support.loop_ticks import counting_ticks
 
@@ -120,6 +121,24 @@ async def test_a_ledger_lock_held_elsewhere_waits_off_the_loop_then_records(sand
         assert sandbox.ledger.count() == 3
     finally:
         locker.close()
+
+
+async def test_the_ledger_is_checkpointed_off_the_loop(tmp_path: Path) -> None:
+    """Its commits never copy the WAL into the database file (that fsyncs it and would stall the loop): the
+    checkpointer thread does, soon after."""
+    path = tmp_path / "sandbox.db"
+    provider = SandboxProvider(path)
+    try:
+        empty_size = path.stat().st_size
+        await asyncio.gather(*(provider.pay(pay("pm_card_visa", key=f"key-{n}")) for n in range(50)))
+        async with asyncio.timeout(5):
+            while path.stat().st_size == empty_size:  # noqa: ASYNC110 - another thread grows it
+                await asyncio.sleep(0.05)
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT count(*) FROM ledger").fetchone() == (50,)
+        assert provider.ledger._loop_db.execute("PRAGMA wal_autocheckpoint").fetchone() == (BACKSTOP_PAGES,)
+    finally:
+        await provider.close()
 
 
 async def test_capture_refund_void_of_a_sandbox_payment(sandbox: SandboxProvider) -> None:

@@ -44,6 +44,7 @@ from payments_shared.eventstore.sqlite_batch import (
 )
 from payments_shared.per_thread import PerThread
 from payments_shared.per_turn import TurnBatches
+from payments_shared.sqlite_checkpoints import Checkpointer
 
 __all__ = ["INSERT", "SCHEMA", "SqliteEventStore", "connect"]
 
@@ -72,7 +73,6 @@ SUBSCRIPTION_LINGER_S: Final = 0.02
 DECODED_KEPT: Final = 8192
 SUBSCRIPTION_RETRY_S: Final = 1.0
 READER_THREADS: Final = 2
-CHECKPOINT_EVERY_S: Final = 0.25
 
 Row = tuple[int, str, str, int, str, str, str, str]
 
@@ -99,40 +99,6 @@ def to_recorded(row: Row) -> RecordedEvent:
         position=position,
         recorded_at=datetime.fromisoformat(recorded_at),
     )
-
-
-class Checkpointer:
-    """Copies the WAL into the database file in the background (PASSIVE: never blocks the writer or readers)."""
-
-    def __init__(self, path: Path, busy_timeout_ms: int) -> None:
-        self._path = path
-        self._busy_timeout_ms = busy_timeout_ms
-        self.wanted = threading.Event()  # set after commits
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"eventstore-checkpointer:{path}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.wanted.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        connection: sqlite3.Connection | None = None
-        while not self._stopping.wait(CHECKPOINT_EVERY_S):
-            if not self.wanted.wait(1.0) or self._stopping.is_set():
-                continue
-            self.wanted.clear()
-            try:
-                connection = connection or connect(self._path, self._busy_timeout_ms)
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error as error:
-                logger.debug("event store checkpoint skipped: %s", error)
-                if connection is not None:
-                    connection.close()
-                    connection = None
-        if connection is not None:
-            connection.close()
 
 
 class SqliteEventStore:

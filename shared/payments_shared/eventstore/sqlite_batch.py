@@ -20,13 +20,13 @@ from typing import Any, Final
 
 from payments_shared.eventstore.memory import AlreadyAppended, matching_position, resolve_append
 from payments_shared.eventstore.port import ANY, STREAM_EXISTS, EventStoreError, EventStoreUnavailable
+from payments_shared.sqlite_checkpoints import BACKSTOP_PAGES
 
 logger = logging.getLogger(__name__)
 
 INSERT: Final = (
     "INSERT INTO events (id, stream, version, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-BACKSTOP_CHECKPOINT_PAGES: Final = 50_000
 
 EventRow = tuple[str, str, str, str]  # id, type, data JSON, metadata JSON
 
@@ -134,7 +134,7 @@ class BatchWriter:
             self._connection = connect(self._path, self._busy_timeout_ms)
             # Checkpoints (which fsync the database file) run on the store's checkpointer thread, off the commit
             # path; this high threshold is only a backstop should that thread fall behind.
-            self._connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
+            self._connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         return self._connection
 
 

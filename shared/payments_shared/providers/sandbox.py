@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from payments_shared import ids, jsoncodec
 from payments_shared.per_turn import TurnBatches
 from payments_shared.providers.port import OpaqueData, Outcome, PaymentRef, PaymentRequest, ProviderResult
+from payments_shared.sqlite_checkpoints import BACKSTOP_PAGES, Checkpointer
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,8 @@ class SandboxLedger:
     transaction at the end of the turn, on the loop's thread, so each call returns only once its row is committed
     without a thread hand-off per call. When another process holds the write lock (the ledger file is shared by
     the workers of one DATA_DIR), the batch waits for it on a thread instead of on the loop. Reads use their own
-    connection and never wait for a commit.
+    connection and never wait for a commit. The WAL is copied into the file by a checkpointer thread
+    (payments_shared.sqlite_checkpoints), never by a commit on the loop.
 
     synchronous=NORMAL (WAL), one fsync fewer per charge: a committed row survives the process being killed,
     which the crash tests and "one ledger row per key" rely on, but a power cut may forget the last rows. The
@@ -171,6 +173,7 @@ class SandboxLedger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._loop_db = _connect(path, timeout_s=0)  # never waits: a held lock sends the batch to `_db`
+        self._checkpointer = Checkpointer(path, busy_timeout_ms=30_000)  # not the loop's commits (see the module)
         self._turns: TurnBatches[_QueuedRecord] = TurnBatches(self._commit_turn)
         self._read_lock = threading.Lock()
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -216,6 +219,7 @@ class SandboxLedger:
         except Exception as error:
             _settle(batch, error=error)
             return
+        self._checkpointer.wanted.set()
         _settle(batch, stored=stored)
 
     async def _commit_waiting(self, batch: list[_QueuedRecord]) -> None:
@@ -228,6 +232,7 @@ class SandboxLedger:
         except Exception as error:
             _settle(batch, error=error)
             return
+        self._checkpointer.wanted.set()
         _settle(batch, stored=stored)
 
     def entries(self) -> list[LedgerEntry]:
@@ -246,6 +251,7 @@ class SandboxLedger:
         return int(row[0])
 
     def close(self) -> None:
+        self._checkpointer.stop()
         with self._read_lock:
             self._reader.close()
         with self._lock:
@@ -256,6 +262,7 @@ class SandboxLedger:
 def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
     connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout_s)
     connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")  # checkpoints: the Checkpointer's thread
     return connection
 
 
