@@ -78,12 +78,9 @@ class ProjectionRunner:
                 if len(batch) < BATCH_SIZE:
                     await asyncio.sleep(COMMIT_INTERVAL_S)
         finally:
-            feeder.cancel()
-            # Not `await feeder`: a stop() arriving meanwhile cancels the feeder instead of us, and the
-            # CancelledError it ends with would be taken for its own and swallowed: this runner would go on.
-            await asyncio.wait({feeder})
-            if not feeder.cancelled():
-                feeder.exception()  # an error it ended with was raised above, or no longer matters
+            # A stop() arriving meanwhile cancels the feeder instead of us: cancel_and_wait does not take the
+            # CancelledError it ends with for our own (this runner would go on).
+            await cancel_and_wait(feeder)
 
     async def _feed(self, position: int, events: asyncio.Queue[RecordedEvent]) -> None:
         async for event in self.store.subscribe(position + 1):
