@@ -38,6 +38,8 @@ from payments_transactions.recovery import required_idle_s
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
 
+from tests.support.gate import Gate, cancel_as_the_gate_opens
+
 FAST_RETRY = RetryPolicy(attempts=3, base_s=0.001, cap_s=0.005, attempt_timeout_s=2.0)
 VISA = {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa"}
 
@@ -181,12 +183,10 @@ class GatedProvider(ScriptedProvider):
 
     def __init__(self) -> None:
         super().__init__(Outcome.APPROVED)
-        self.gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.called = asyncio.Event()
+        self.gate = Gate()
 
     async def pay(self, request: PaymentRequest) -> ProviderResult:
-        self.called.set()
-        await self.gate
+        await self.gate.passing()
         return await super().pay(request)
 
 
@@ -206,9 +206,7 @@ async def test_a_cancel_that_arrives_with_the_providers_answer_is_not_lost(layer
     gated = GatedProvider()
     wrapped = resilient(gated)
     caller = asyncio.create_task(wrapped.pay(payment()) if layer == "attempt timeout" else _outer_call(wrapped))
-    await gated.called.wait()
-    gated.gate.set_result(None)
-    caller.cancel()
+    await cancel_as_the_gate_opens(caller, gated.gate)
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert caller.cancelled()

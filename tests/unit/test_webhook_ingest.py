@@ -24,6 +24,8 @@ from payments_webhook_ingest.forwarding import WebhookForwarder
 from payments_webhook_ingest.settings import WebhookSettings
 from payments_webhook_ingest.sweep import ForwardingSweep
 
+from tests.support.gate import Gate, cancel_as_the_gate_opens
+
 SECRET = "whsec_unit"
 ANET_KEY = "ANETKEY0123456789"
 
@@ -169,12 +171,10 @@ class GatedBroker(InMemoryBroker):
 
     def __init__(self) -> None:
         super().__init__()
-        self.gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.sending = asyncio.Event()
+        self.gate = Gate()
 
     async def send(self, queue: str, message: Message) -> None:
-        self.sending.set()
-        await self.gate
+        await self.gate.passing()
         await super().send(queue, message)
 
 
@@ -199,9 +199,7 @@ async def test_a_cancel_that_arrives_as_the_send_completes_is_not_lost(store: In
     received = await _received_webhook(store)
     broker = GatedBroker()
     forwarding = asyncio.create_task(WebhookForwarder(store, broker).forward(received))
-    await broker.sending.wait()
-    broker.gate.set_result(None)
-    forwarding.cancel()
+    await cancel_as_the_gate_opens(forwarding, broker.gate)
     with pytest.raises(asyncio.CancelledError):
         await forwarding
     await broker.close()
