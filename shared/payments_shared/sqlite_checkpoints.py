@@ -17,12 +17,6 @@ CHECKPOINT_EVERY_S: Final = 0.25
 BACKSTOP_PAGES: Final = 50_000
 
 
-def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    return connection
-
-
 class Checkpointer:
     """Copies the WAL into the database file in the background (PASSIVE: never blocks the writer or readers)."""
 
@@ -46,7 +40,7 @@ class Checkpointer:
                 continue
             self.wanted.clear()
             try:
-                connection = connection or connect(self._path, self._busy_timeout_ms)
+                connection = connection or sqlite3.connect(self._path, timeout=self._busy_timeout_ms / 1000)
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as error:
                 logger.debug("checkpoint of %s skipped: %s", self._path, error)
