@@ -333,6 +333,23 @@ def cpu_text(target: Target) -> str:
     return ", ".join(parts)
 
 
+def cpu_ms_per_request(name: str, runs: Sequence[Run]) -> float:
+    """Median CPU milliseconds `name` spent per request answered, over `runs`."""
+    return statistics.median(1000 * run.cpu[name] / run.rate for run in runs if run.rate > 0)
+
+
+def cpu_per_request_lines(targets: Sequence[Target]) -> list[str]:
+    """What one request costs each process at full load and at half peak: the gap is what lighter load loses to
+    smaller group commits and batches, more event-loop turns and thread wake-ups per request."""
+    lines = ["| CPU ms per request | full load | half peak | |", "|---|---:|---:|---:|"]
+    for target in targets:
+        for process in target.processes + target.watched:
+            full = cpu_ms_per_request(process.name, target.runs)
+            half = cpu_ms_per_request(process.name, target.half_peak)
+            lines.append(f"| {target.key}: {process.name} | {full:.2f} | {half:.2f} | {half / full:.1f}× |")
+    return lines
+
+
 def report(targets: dict[str, Target], args: argparse.Namespace) -> str:
     lines = [
         f"wrk -t{WRK_THREADS} -c{args.connections} -d{args.duration}s, median of {args.runs} runs "
@@ -369,6 +386,7 @@ def report(targets: dict[str, Target], args: argparse.Namespace) -> str:
                 key=lambda p: p.peak_rss_mb())  # fmt: skip
     lines.append(f"| largest peak RSS of the system's processes ({worst.name}) | {worst.peak_rss_mb():.0f} MB | "
                  f"≤ {TARGET_RSS_MB:.0f} MB | {verdict(worst.peak_rss_mb() <= TARGET_RSS_MB)} |")  # fmt: skip
+    lines += ["", *cpu_per_request_lines([embedded, services])]
     busy = statistics.median(run.machine_busy for t in targets.values() for run in t.runs)
     lines += ["", f"Machine CPU busy during the runs (all processes, median): {busy:.0%}. "
               "Absolute figures vary with the machine's load; the ratios are taken within one run."]  # fmt: skip
