@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import FastAPI
-from payments_shared import event_loop
 from payments_shared.broker.factory import open_broker
 from payments_shared.broker.port import Broker, Message
 from payments_shared.http.serve import serve
@@ -84,7 +83,7 @@ async def run(mode: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["serve", "rpc", "worker"])
-    event_loop.run(run(parser.parse_args().mode))
+    asyncio.run(run(parser.parse_args().mode))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from payments_shared import event_loop
 from payments_shared.process import bootstrap, run_worker, settings_or_exit
 
 from payments_billing.main import start_billing
@@ -18,7 +18,7 @@ def main() -> None:
     async def start(broker: Any, store: Any, providers: Any) -> Any:
         return await start_billing(broker, store, providers, settings)
 
-    event_loop.run(run_worker("payments-billing", settings, start))
+    asyncio.run(run_worker("payments-billing", settings, start))
 
 
 if __name__ == "__main__":

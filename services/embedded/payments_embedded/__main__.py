@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
-from payments_shared import event_loop
 from payments_shared import logging as json_logging
 from payments_shared.http.serve import serve
 from payments_shared.settings import ConfigError
@@ -44,7 +44,7 @@ def main() -> None:
     json_logging.configure(settings.gateway.log_level)
     configure_telemetry("payments-embedded")
     json_logging.register_secret(settings.gateway.payments_jwt_secret)
-    event_loop.run(run(settings))
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":

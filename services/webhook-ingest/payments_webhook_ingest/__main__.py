@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-from payments_shared import event_loop
 from payments_shared.broker.factory import open_broker
 from payments_shared.eventstore.factory import open_event_store
 from payments_shared.http.serve import serve
@@ -41,7 +41,7 @@ async def run(settings: WebhookSettings) -> None:
 def main() -> None:
     settings = settings_or_exit(WebhookSettings)
     bootstrap("payments-webhook-ingest", settings.log_level, (*settings.stripe_secrets, settings.authnet_signature_key))
-    event_loop.run(run(settings))
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":
