@@ -346,7 +346,8 @@ def cpu_per_request_lines(targets: Sequence[Target]) -> list[str]:
         for process in target.processes + target.watched:
             full = cpu_ms_per_request(process.name, target.runs)
             half = cpu_ms_per_request(process.name, target.half_peak)
-            lines.append(f"| {target.key}: {process.name} | {full:.2f} | {half:.2f} | {half / full:.1f}× |")
+            ratio = f"{half / full:.1f}×" if full > 0 else "–"  # a watched process may use no measurable CPU
+            lines.append(f"| {target.key}: {process.name} | {full:.2f} | {half:.2f} | {ratio} |")
     return lines
 
 
