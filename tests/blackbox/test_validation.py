@@ -71,6 +71,31 @@ def test_malformed_json_is_400(api: Api, raw: bytes) -> None:
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+CHARGE_TAIL = b', "amount": 1099, "currency": "usd", "payment_method": "pm_card_visa"}'
+
+
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+def test_json_nested_too_deeply_is_400_and_the_server_goes_on(api: Api, depth: int) -> None:
+    raw = b'{"metadata": ' + b'{"a": ' * depth + b"1" + b"}" * depth + CHARGE_TAIL
+    response = api.http.post(
+        f"{API}/charge", content=raw, headers={**api.headers(), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert api.charge().status_code == 201
+
+
+def test_a_card_number_nested_deeper_than_python_recurses_is_found(api: Api) -> None:
+    # 700 levels parse, but a guard recursing once or twice per level would overflow the stack (a 500).
+    raw = b'{"extra": ' + b"[" * 700 + b'"4242424242424242"' + b"]" * 700 + CHARGE_TAIL
+    response = api.http.post(
+        f"{API}/charge", content=raw, headers={**api.headers(), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "raw_card_data"
+    assert "4242424242424242" not in response.text
+
+
 CARD_BODIES = {
     "description": {**VALID, "description": "pay with 4242424242424242 please"},
     "metadata value grouped by spaces": {**VALID, "metadata": {"note": "4242 4242 4242 4242"}},

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from payments_gateway.app import create_app
-from payments_gateway.body import parse_json_object
+from payments_gateway.body import holds_card_number, parse_json_object
 from payments_gateway.settings import GatewaySettings
 from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.errors import ApiError
@@ -65,3 +65,31 @@ def test_bodies_json_loads_refuses_are_invalid_json(raw: bytes) -> None:
     with pytest.raises(ApiError) as refused:
         parse_json_object(raw)
     assert refused.value.code == "invalid_json"
+
+
+def test_a_body_nested_deeper_than_the_parser_goes_is_invalid_json() -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_json_object(b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert (refused.value.code, refused.value.message) == (
+        "invalid_json",
+        "The JSON in the request body is nested too deeply.",
+    )
+
+
+def nested(depth: int, innermost: object) -> object:
+    value = innermost
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("innermost", "found"), [("4242 4242 4242 4242", True), (4242424242424242, True), ("4242", False)]
+)
+def test_the_card_guard_finds_a_number_at_any_depth(innermost: object, found: bool) -> None:
+    assert holds_card_number(nested(20_000, innermost)) is found  # far past the recursion limit
+
+
+def test_the_card_guard_reads_keys_too() -> None:
+    assert holds_card_number({"note": nested(3, {"4242-4242-4242-4242": "x"})})
+    assert not holds_card_number({"note": nested(3, {"4242": "x"}), "flag": True, "n": 1})

@@ -106,6 +106,7 @@ def test_stripe_parse_reads_the_event() -> None:
         json.dumps({"id": "evt_1", "type": "x", "data": {"object": {}}}).encode(),
         json.dumps({"id": "evt_1", "type": "x", "created": 1}).encode(),
         json.dumps({"id": "evt/../1", "type": "x", "created": 1, "data": {"object": {}}}).encode(),
+        b'{"id": "evt_1", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # deeper than the parser can go
     ],
 )
 def test_stripe_parse_refuses_what_is_not_a_stripe_event(body: bytes) -> None:
@@ -176,6 +177,7 @@ def test_authnet_parse_reads_the_notification() -> None:
         json.dumps({"notificationId": "n1", "eventType": "x", "eventDate": "yesterday", "payload": {}}).encode(),
         json.dumps({"notificationId": "n1", "eventType": "x", "eventDate": "2017-03-29T20:48", "payload": {}}).encode(),
         json.dumps({"notificationId": "n1", "eventType": "x", "eventDate": "2017-03-29T20:48:02Z"}).encode(),
+        b'{"payload": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}",
     ],
 )
 def test_authnet_parse_refuses_what_is_not_a_notification(body: bytes) -> None:

@@ -34,6 +34,8 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except RecursionError:  # the parser nests one Python call per level: a few hundred levels exhaust it
+        raise invalid("The JSON in the request body is nested too deeply.", code="invalid_json") from None
     except ValueError:  # JSONDecodeError, bad UTF-8, absurdly long integers
         raise invalid("Malformed JSON in the request body.", code="invalid_json") from None
     if not isinstance(data, dict):
@@ -42,17 +44,22 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
 
 def holds_card_number(value: Any) -> bool:
-    """True when any string (key or value, at any depth) — or any integer's digits — holds a card number."""
-    if isinstance(value, str):
-        return contains_card_number(value)
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return contains_card_number(str(value))
-    if isinstance(value, dict):
-        return any(holds_card_number(key) or holds_card_number(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(holds_card_number(item) for item in value)
+    """True when any string (key or value, at any depth) — or any integer's digits — holds a card number. Walks
+    with its own stack, not by recursion: a body may nest as deep as the parser allowed."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if contains_card_number(item):
+                return True
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if contains_card_number(str(item)):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 

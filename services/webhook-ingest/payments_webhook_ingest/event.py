@@ -49,6 +49,8 @@ def json_object(provider: str, body: bytes) -> dict[str, Any]:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise not_provider_json(provider, "not JSON") from None
+    except RecursionError:
+        raise not_provider_json(provider, "nested too deeply") from None
     if not isinstance(parsed, dict):
         raise not_provider_json(provider, "not a JSON object")
     return parsed
