@@ -263,6 +263,8 @@ def test_each_route_needs_a_token(billing: Billing, method: str, route: str, per
         ({"interval": "year", "interval_count": 2}, "interval_count"),
         ({"quantity": 0}, "quantity"),
         ({"quantity": "2"}, "quantity"),
+        ({"amount": 99_999_999, "quantity": 2}, "quantity"),  # a period's charge above API.md's largest amount
+        ({**PRICE_ONLY, "price": "price_sandbox_yearly", "quantity": 10_000}, "quantity"),  # 10000 × 10000
         ({"amount": 0}, "amount"),
         ({"amount": 100_000_000}, "amount"),
         ({"amount": 10.5}, "amount"),
@@ -296,6 +298,8 @@ def test_missing_customer_id_is_400(billing: Billing) -> None:
     ("body", "param"),
     [
         ({"quantity": 0}, "quantity"),
+        ({"quantity": 1_000_000}, "quantity"),
+        ({"amount": 99_999_999}, "amount"),
         ({"price": "price_sandbox_monthly", "amount": 100}, "amount"),
         ({"amount": -1}, "amount"),
         ({"cancel_at_period_end": "yes"}, "cancel_at_period_end"),
@@ -307,9 +311,10 @@ def test_missing_customer_id_is_400(billing: Billing) -> None:
 def test_invalid_update_is_400(
     billing: Billing, customer: dict[str, Any], body: dict[str, Any], param: str | None
 ) -> None:
-    created = subscription(billing, customer["id"])
+    created = subscription(billing, customer["id"], quantity=2)
     error = error_of(billing.call("PUT", f"subscriptions/{created['id']}", body), 400)
     assert error.get("param") == param
+    assert billing.call("GET", f"subscriptions/{created['id']}").json() == created
 
 
 def test_invalid_cancel_is_400(billing: Billing, customer: dict[str, Any]) -> None:

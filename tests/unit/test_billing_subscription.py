@@ -233,3 +233,12 @@ def test_a_reported_cancellation_is_a_cancel() -> None:
     events.append(event)
     subscription = domain.fold(events)
     assert subscription is not None and (subscription.status, subscription.canceled_at) == ("canceled", T1)
+
+
+def test_a_period_may_bill_up_to_the_largest_amount_and_no_more() -> None:
+    domain.check_period_amount(99_999_999, 1, "quantity")
+    domain.check_period_amount(33_333_333, 3, "quantity")
+    with pytest.raises(ApiError) as refused:
+        domain.check_period_amount(33_333_334, 3, "amount")
+    assert (refused.value.status, refused.value.param) == (400, "amount")
+    assert "100000002" in refused.value.message

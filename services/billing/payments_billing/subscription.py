@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from payments_shared.errors import conflict, invalid, not_found
+from payments_shared.money import MAX_AMOUNT
 
 from payments_billing.customer import merged_metadata
 from payments_billing.events import DomainEvent, StoredEvent
@@ -184,6 +185,16 @@ def visible(subscription: Subscription | None, workspace: str) -> Subscription:
     if subscription is None or subscription.workspace != workspace:
         raise not_found("subscription")
     return subscription
+
+
+def check_period_amount(amount: int, quantity: int, param: str) -> None:
+    """What one period bills (amount × quantity) is one charge: at most MAX_AMOUNT. 400 naming `param`."""
+    if amount * quantity > MAX_AMOUNT:
+        raise invalid(
+            f"amount × quantity ({amount} × {quantity} = {amount * quantity}) is more than one period may bill, "
+            f"{MAX_AMOUNT}.",
+            param=param,
+        )
 
 
 def changeable(subscription: Subscription | None, workspace: str) -> Subscription:

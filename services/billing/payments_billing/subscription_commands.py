@@ -69,6 +69,8 @@ def subscription_request(call: Call, customer: customers.Customer) -> Subscripti
     if method is None and not trial_days:
         raise invalid("The customer has no default payment method: give payment_method.", param="payment_method")
     check_interval(payload)
+    if payload.get("price") is None:  # a price's amount is the provider's, known once it answers
+        domain.check_period_amount(int(payload.get("amount") or 0), int(payload.get("quantity") or 1), "quantity")
     return SubscriptionRequest(
         idempotency_key=call.command_id,
         customer_reference=customer.provider_reference,
@@ -159,6 +161,16 @@ def reported_changes(result: ProviderResult) -> dict[str, Any]:
     return values
 
 
+def check_changed_period_amount(current: domain.Subscription, payload: Mapping[str, Any]) -> None:
+    """Before the provider is asked: what a period bills after the change (unknown until it answers when a new
+    price comes with it)."""
+    if payload.get("price") is not None:
+        return
+    amount, quantity = payload.get("amount"), payload.get("quantity")
+    param = "quantity" if quantity is not None else "amount"
+    domain.check_period_amount(int(amount or current.amount), int(quantity or current.quantity), param)
+
+
 async def update_subscription(context: BillingContext, call: Call) -> Reply:
     subscription_id = str(call.payload["subscription_id"])
     loaded = await load(context, subscription_id)
@@ -166,6 +178,7 @@ async def update_subscription(context: BillingContext, call: Call) -> Reply:
         return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
     current = domain.changeable(loaded.state, call.workspace)
     payload = call.payload
+    check_changed_period_amount(current, payload)
     change = SubscriptionChange(
         idempotency_key=call.command_id,
         quantity=payload.get("quantity"),

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from payments_shared.money import MAX_AMOUNT, MIN_AMOUNT
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from payments_gateway.currencies import normalise_currency
 
-MIN_AMOUNT = 1
-MAX_AMOUNT = 99_999_999
 MAX_METADATA_KEYS = 50
 MAX_METADATA_KEY_LENGTH = 40
 MAX_METADATA_VALUE_LENGTH = 500

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from payments_shared.money import MAX_AMOUNT
 from payments_shared.providers.port import (
     CustomerRequest,
     OpaqueData,
@@ -88,8 +89,21 @@ def first_invoice(method: PaymentMethod | None, reference: str) -> ProviderResul
     return ProviderResult(card.outcome, message=card.message)
 
 
+def period_amount_problem(price: str | None, quantity: int) -> ProviderResult | None:
+    """A price's period bill (its amount × quantity) is one charge, refused above the largest amount (as Stripe
+    refuses an invoice above its own limit)."""
+    if price is None or PRICES[price].amount * quantity <= MAX_AMOUNT:
+        return None
+    total = PRICES[price].amount * quantity
+    return invalid("quantity", f"{price} × quantity {quantity} bills {total} a period; at most {MAX_AMOUNT}.")
+
+
 def subscription_result(request: SubscriptionRequest, reference: str) -> ProviderResult:
-    problem = price_problem(request.price) or payment_method_problem(request.payment_method)
+    problem = (
+        price_problem(request.price)
+        or period_amount_problem(request.price, request.quantity)
+        or payment_method_problem(request.payment_method)
+    )
     if problem is not None:
         return problem
     price_details = PRICES[request.price].details() if request.price else {}
