@@ -31,7 +31,7 @@ def invalid_signature(message: str) -> ApiError:
 
 
 def not_provider_json(provider: str, reason: str) -> ApiError:
-    return invalid(f"The body is not a {provider} event: {reason}.", code="invalid_payload")
+    return invalid(f"The body is not a valid {provider} event: {reason}.", code="invalid_payload")
 
 
 def webhook_not_configured(variable: str) -> ApiError:
