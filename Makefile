@@ -42,6 +42,7 @@ test: $(STAMP) lint
 
 bench-store: $(STAMP)
 	$(BIN)/python -m bench.store
+	$(BIN)/python -m bench.store_growth
 
 bench: $(STAMP)
 	bash bench/run.sh

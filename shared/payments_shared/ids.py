@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +31,15 @@ def _uuid_str(digits: str, version: int) -> str:
 def random_uuid_str() -> str:
     """`str(uuid.uuid4())`."""
     return _uuid_str(os.urandom(16).hex(), 4)
+
+
+def time_ordered_uuid() -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): Unix milliseconds in the top 48 bits, then 74 random bits. New event ids: ids made one
+    after another land next to each other in the event store's id index instead of anywhere in it (the SQLite
+    store appends ~1.5× faster once it holds 600,000 events; bench/store_growth.py). Python 3.14's uuid.uuid7."""
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    rand_a, rand_b = (random_bits >> 62) & 0xFFF, random_bits & ((1 << 62) - 1)
+    return uuid.UUID(int=(time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
 
 
 def uuid5_str(namespace: uuid.UUID, name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 import pytest
@@ -45,6 +46,17 @@ def test_random_uuid_str_is_a_canonical_version_4_uuid():
         assert str(parsed) == text
     assert len(set(made)) == len(made)
     assert {text[19] for text in made} == set("89ab")
+
+
+def test_time_ordered_uuids_are_version_7_unique_and_ordered_by_millisecond():
+    before_ms = time.time_ns() // 1_000_000
+    made = [ids.time_ordered_uuid() for _ in range(5000)]
+    after_ms = time.time_ns() // 1_000_000
+    assert {(made_id.version, made_id.variant) for made_id in made} == {(7, uuid.RFC_4122)}
+    assert len(set(made)) == len(made)
+    stamps = [made_id.int >> 80 for made_id in made]
+    assert stamps == sorted(stamps)  # by the millisecond; random within one
+    assert before_ms <= stamps[0] and stamps[-1] <= after_ms
 
 
 def test_command_id_without_a_key_is_random():

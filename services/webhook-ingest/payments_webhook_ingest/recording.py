@@ -4,7 +4,6 @@ delivery of the same event id meets the existing stream and is a detected duplic
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -52,7 +51,7 @@ class WebhookRecorder:
     ) -> dict[str, Any] | None:
         """Append the event; its recorded data when it is new, None when this event id was recorded before.
 
-        The event's own id stays random: with a derived id the store would treat a second append as the
+        The event's own id stays new (not derived): with a derived id the store would treat a second append as the
         idempotent repeat of the first and not report the duplicate.
         """
         received_at = utc_now_iso()
@@ -65,7 +64,7 @@ class WebhookRecorder:
         }
         stream = webhook_stream(event.provider, event.event_id)
         try:
-            await self.store.append(stream, [NewEvent(WEBHOOK_RECEIVED, data, metadata, uuid.uuid4())], NO_STREAM)
+            await self.store.append(stream, [NewEvent(WEBHOOK_RECEIVED, data, metadata)], NO_STREAM)
         except WrongExpectedVersion:
             return None
         except EventStoreError:

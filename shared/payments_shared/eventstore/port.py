@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
+from payments_shared.ids import time_ordered_uuid
+
 # Expected-version sentinels (non-negative ints mean "the stream's last event has exactly this version").
 NO_STREAM: Final = -1
 ANY: Final = -2
@@ -22,7 +24,7 @@ class NewEvent:
     type: str
     data: Mapping[str, Any]
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    id: uuid.UUID = field(default_factory=time_ordered_uuid)  # time-ordered: see ids.time_ordered_uuid
 
 
 @dataclass(frozen=True)
