@@ -31,6 +31,7 @@ class TransactionsServices:
     worker_env: dict[str, str]
     gateway: Process | None = None
     workers: list[Process] = field(default_factory=list)  # every worker started; the last one is current
+    competitors: list[Process] = field(default_factory=list)  # more workers on the same queue, each its own port
     kills: int = 0
 
     @property
@@ -57,6 +58,17 @@ class TransactionsServices:
             wait_ready(self.worker_url, [process])
         return process
 
+    def start_competing_worker(self) -> Process:
+        """One more worker consuming the same queue (as a scaled Deployment runs them), ready when returned."""
+        port = free_port()
+        env = {**self.env, **self.worker_env, "PORT": str(port)}
+        process = start_process(
+            f"transactions-{len(self.competitors) + 2}", ["-m", "payments_transactions"], env, self.data_dir / "logs"
+        )
+        self.competitors.append(process)
+        wait_ready(f"http://127.0.0.1:{port}", [process])
+        return process
+
     def worker_ready(self) -> bool:
         with contextlib.suppress(httpx.HTTPError):
             return httpx.get(f"{self.worker_url}/readyz", timeout=1).status_code == 200
@@ -80,7 +92,7 @@ class TransactionsServices:
     def stop(self) -> None:
         if self.gateway is not None:
             self.gateway.stop()
-        for process in self.workers:
+        for process in [*self.workers, *self.competitors]:
             process.stop()
 
 
