@@ -1,4 +1,5 @@
-"""Fixtures every suite shares: where RabbitMQ is, and the rule that CI fails rather than skips without it."""
+"""Fixtures every suite shares: where RabbitMQ and Redis are, and the rule that CI fails rather than skips without
+them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from tests.support.rabbitmq import fresh_vhost
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -33,6 +35,18 @@ def rabbitmq_url() -> str:
             pytest.fail(f"{message} (CI=true: RabbitMQ-dependent tests must run)")
         pytest.skip(message)
     return RABBITMQ_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The local Redis's URL (rate limits shared between processes). Without one: skip locally, fail under
+    CI=true."""
+    if not _answers(REDIS_URL):
+        message = f"Redis does not answer at {REDIS_URL}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: Redis-dependent tests must run)")
+        pytest.skip(message)
+    return REDIS_URL
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Rate limits (moving window), storage from `RATE_LIMIT_STORAGE`: memory:// in this process, redis:// through
-`limits`.
+`limits` (its async Redis storage, on `coredis`).
 
 One `RateLimiter` per process; `check(limit, *key)` raises API.md's 429 `rate_limit_error` with `Retry-After`
 when the key's budget is spent. The gateway keys by workspace and bucket (read/write); webhook-ingest keys by
@@ -8,6 +8,8 @@ source address.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from collections import deque
@@ -16,11 +18,17 @@ from typing import Final, Protocol
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from payments_shared.errors import ApiError
 
+logger = logging.getLogger(__name__)
+
 MEMORY_STORAGE: Final = "memory://"
+# A shared storage slower than this, or unreachable, lets the request through (see _LimitsWindows).
+STORAGE_TIMEOUT_S: Final = 0.5
+STORAGE_WARN_EVERY_S: Final = 60.0
 # How often memory:// forgets keys with no hit left in their window (webhook-ingest keys by source address).
 SWEEP_EVERY_S: Final = 60.0
 
@@ -34,17 +42,39 @@ class _Windows(Protocol):
 
 
 class _LimitsWindows:
-    """A shared storage (redis://) through `limits`' moving window."""
+    """A shared storage (redis://) through `limits`' moving window. While the storage cannot answer (down,
+    unreachable, slower than STORAGE_TIMEOUT_S) every hit is allowed, with a warning at most once a minute: the
+    limits protect the service, and must not stop payments while Redis is away."""
 
     def __init__(self, storage_uri: str) -> None:
         uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
-        self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+        self._limiter = MovingWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True))
+        self._warned_at = -math.inf
 
     async def hit(self, limit: RateLimitItem, key: tuple[str, ...]) -> bool:
-        return await self._limiter.hit(limit, *key)
+        try:
+            async with asyncio.timeout(STORAGE_TIMEOUT_S):
+                return await self._limiter.hit(limit, *key)
+        except (StorageError, TimeoutError) as error:
+            self._storage_unavailable(error)
+            return True
+
+    def _storage_unavailable(self, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= STORAGE_WARN_EVERY_S:
+            self._warned_at = now
+            reason = repr(getattr(error, "storage_error", error))
+            logger.warning(
+                "rate-limit storage unavailable: requests are not limited meanwhile", extra={"reason": reason}
+            )
 
     async def reset_time(self, limit: RateLimitItem, key: tuple[str, ...]) -> float:
-        return (await self._limiter.get_window_stats(limit, *key)).reset_time
+        try:
+            async with asyncio.timeout(STORAGE_TIMEOUT_S):
+                return (await self._limiter.get_window_stats(limit, *key)).reset_time
+        except (StorageError, TimeoutError) as error:  # it refused the hit a moment ago: a whole window is safe
+            self._storage_unavailable(error)
+            return time.time() + limit.get_expiry()
 
 
 @dataclass
