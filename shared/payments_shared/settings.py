@@ -83,6 +83,25 @@ class ProviderSettings(BaseSettings):
     breaker_fail_max: int = Field(default=5, ge=1)
     breaker_reset_timeout_s: float = Field(default=30.0, gt=0)
 
+    @model_validator(mode="after")
+    def _default_provider_configured(self) -> ProviderSettings:
+        """Every payment without a `provider` goes to the default one: without its credentials each would fail."""
+        needed = {
+            "sandbox": {},
+            "stripe": {"STRIPE_API_KEY": self.stripe_api_key},
+            "authnet": {
+                "AUTHNET_API_LOGIN_ID": self.authnet_api_login_id,
+                "AUTHNET_TRANSACTION_KEY": self.authnet_transaction_key,
+            },
+        }[self.payments_default_provider]
+        missing = [name for name, value in needed.items() if not value]
+        if missing:
+            raise ValueError(
+                f"PAYMENTS_DEFAULT_PROVIDER is {self.payments_default_provider}, but {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not set"
+            )
+        return self
+
 
 def check_rate_limit(value: str) -> str:
     try:
@@ -107,9 +126,10 @@ def load(cls: type[S]) -> S:
         return cls()
     except ValidationError as error:
         first = error.errors()[0]
-        variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
         reason = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"configuration error: {variable} {reason}") from None
+        if not first["loc"]:  # a check across variables names them itself
+            raise ConfigError(f"configuration error: {reason}") from None
+        raise ConfigError(f"configuration error: {str(first['loc'][0]).upper()} {reason}") from None
 
 
 # Used when PAYMENTS_JWT_SECRET is unset (embedded development only; the gateway warns loudly at start-up).

@@ -131,7 +131,12 @@ async def webhook(worker: BillingWorker, provider: str, event_type: str, obj: di
 
 
 async def customer_with(provider: ProviderStandIn) -> tuple[BillingWorker, str]:
-    settings = BillingSettings(payments_default_provider="stripe" if provider.name == "stripe" else "authnet")
+    settings = BillingSettings(
+        payments_default_provider="stripe" if provider.name == "stripe" else "authnet",
+        stripe_api_key="sk_test_unit",  # the stand-ins ignore credentials; settings require the default's
+        authnet_api_login_id="login",
+        authnet_transaction_key="key",
+    )
     worker = build_worker(InMemoryEventStore(), {provider.name: provider}, settings)
     created = await send(worker, "create_customer", {"email": "a@example.com", "name": "Ada"})
     return worker, str(created["body"]["id"])

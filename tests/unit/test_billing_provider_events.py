@@ -69,7 +69,11 @@ async def webhook(worker: BillingWorker, event_id: str, event_type: str, obj: di
 
 async def setup() -> tuple[BillingWorker, InMemoryEventStore, dict[str, Any], dict[str, Any]]:
     store = InMemoryEventStore()
-    worker = build_worker(store, {"stripe": StripeStandIn()}, BillingSettings(payments_default_provider="stripe"))
+    worker = build_worker(
+        store,
+        {"stripe": StripeStandIn()},
+        BillingSettings(payments_default_provider="stripe", stripe_api_key="sk_test_unit"),
+    )
     customer = (await send(worker, "create_customer", {"email": "a@example.com", "provider": "stripe"}))["body"]
     plan = {"customer_id": customer["id"], "amount": 100, "currency": "usd", "interval": "month"}
     subscription = (await send(worker, "create_subscription", plan))["body"]

@@ -66,7 +66,9 @@ async def send(worker: BillingWorker, command_type: str, payload: dict[str, Any]
 
 async def subscription_after_update(provider: Stripeish) -> dict[str, Any]:
     worker = build_worker(
-        InMemoryEventStore(), {"stripe": provider}, BillingSettings(payments_default_provider="stripe")
+        InMemoryEventStore(),
+        {"stripe": provider},
+        BillingSettings(payments_default_provider="stripe", stripe_api_key="sk_test_unit"),
     )
     customer = (await send(worker, "create_customer", {"email": "r@example.com", "provider": "stripe"}))["body"]
     plan = {"customer_id": customer["id"], "amount": 100, "currency": "usd", "interval": "month"}
