@@ -4,18 +4,19 @@ HTTP server, closed in order on the way out."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
 from payments_shared.broker.factory import open_broker
-from payments_shared.broker.port import Broker
+from payments_shared.broker.port import Broker, BrokerError
 from payments_shared.eventstore.factory import open_event_store
-from payments_shared.eventstore.port import EventStore
+from payments_shared.eventstore.port import EventStore, EventStoreError
 from payments_shared.http.health import health_router
 from payments_shared.http.serve import serve
 from payments_shared.logging import configure, register_secret
@@ -36,6 +37,17 @@ def settings_or_exit(cls: type[S]) -> S:
     except ConfigError as error:
         print(error.line, file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def run_or_exit(main: Coroutine[Any, Any, None]) -> None:
+    """`asyncio.run(main)`; but what it needs and cannot reach — RabbitMQ, the event store, the data directory, its
+    port — ends the process with one JSON log line saying so and exit status 1, not a traceback. Not retried here:
+    the orchestrator restarts the process (Kubernetes, compose)."""
+    try:
+        asyncio.run(main)
+    except (BrokerError, EventStoreError, OSError) as error:
+        logger.error("cannot start", extra={"reason": f"{type(error).__name__}: {error}"})
+        raise SystemExit(1) from None
 
 
 def bootstrap(service: str, log_level: str, secrets: Iterable[str | None]) -> None:

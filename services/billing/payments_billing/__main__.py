@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from payments_shared.process import bootstrap, run_worker, settings_or_exit
+from payments_shared.process import bootstrap, run_or_exit, run_worker, settings_or_exit
 
 from payments_billing.main import start_billing
 from payments_billing.settings import BillingSettings
@@ -18,7 +17,7 @@ def main() -> None:
     async def start(broker: Any, store: Any, providers: Any) -> Any:
         return await start_billing(broker, store, providers, settings)
 
-    asyncio.run(run_worker("payments-billing", settings, start))
+    run_or_exit(run_worker("payments-billing", settings, start))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
 from payments_shared import logging as json_logging
 from payments_shared.http.serve import serve
+from payments_shared.process import run_or_exit
 from payments_shared.settings import ConfigError
 from payments_shared.tracing import configure_telemetry
 
@@ -44,7 +44,7 @@ def main() -> None:
     json_logging.configure(settings.gateway.log_level)
     configure_telemetry("payments-embedded")
     json_logging.register_secret(settings.gateway.payments_jwt_secret)
-    asyncio.run(run(settings))
+    run_or_exit(run(settings))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from payments_shared.broker.factory import open_broker
 from payments_shared.eventstore.factory import open_event_store
 from payments_shared.http.serve import serve
-from payments_shared.process import bootstrap, settings_or_exit
+from payments_shared.process import bootstrap, run_or_exit, settings_or_exit
 
 from payments_gateway.app import create_app
 from payments_gateway.settings import GatewaySettings
@@ -32,7 +31,7 @@ async def run(settings: GatewaySettings) -> None:
 def main() -> None:
     settings = settings_or_exit(GatewaySettings)
     bootstrap("payments-gateway", settings.log_level, (settings.payments_jwt_secret,))
-    asyncio.run(run(settings))
+    run_or_exit(run(settings))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,10 @@ $PORT. `python -m payments_transactions`; stops cleanly on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import FastAPI
-from payments_shared.process import bootstrap, run_worker, settings_or_exit
+from payments_shared.process import bootstrap, run_or_exit, run_worker, settings_or_exit
 
 from payments_transactions.main import start_transactions
 from payments_transactions.settings import TransactionsSettings
@@ -28,7 +27,7 @@ def main() -> None:
     async def start(broker: Any, store: Any, providers: Any) -> Any:
         return await start_transactions(broker, store, providers, settings)
 
-    asyncio.run(run_worker("payments-transactions", settings, start, _breakers_route))
+    run_or_exit(run_worker("payments-transactions", settings, start, _breakers_route))
 
 
 if __name__ == "__main__":

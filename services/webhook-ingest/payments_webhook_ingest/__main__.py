@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from payments_shared.broker.factory import open_broker
 from payments_shared.eventstore.factory import open_event_store
 from payments_shared.http.serve import serve
-from payments_shared.process import bootstrap, settings_or_exit
+from payments_shared.process import bootstrap, run_or_exit, settings_or_exit
 
 from payments_webhook_ingest.app import create_app
 from payments_webhook_ingest.settings import WebhookSettings
@@ -41,7 +40,7 @@ async def run(settings: WebhookSettings) -> None:
 def main() -> None:
     settings = settings_or_exit(WebhookSettings)
     bootstrap("payments-webhook-ingest", settings.log_level, (*settings.stripe_secrets, settings.authnet_signature_key))
-    asyncio.run(run(settings))
+    run_or_exit(run(settings))
 
 
 if __name__ == "__main__":

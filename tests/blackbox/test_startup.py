@@ -1,0 +1,59 @@
+"""Start-up when something a process needs is missing: a wrong setting is one line and exit status 2 (see
+tests/unit/test_settings.py); an unreachable RabbitMQ or an unusable data directory is one JSON log line saying so
+and exit status 1, never a traceback, and never the broker password. Every service's real entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.blackbox.server import base_env, free_port
+
+ENTRY_POINTS = [
+    "payments_embedded",
+    "payments_gateway",
+    "payments_webhook_ingest",
+    "payments_transactions",
+    "payments_billing",
+]
+PASSWORD = "start-up-secret-pw"
+
+
+def start(module: str, env: dict[str, str]) -> tuple[int, str]:
+    finished = subprocess.run(
+        [sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    return finished.returncode, finished.stdout + finished.stderr
+
+
+def cannot_start_reason(output: str) -> str:
+    assert "Traceback" not in output, output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    refusals = [line for line in lines if line["message"] == "cannot start"]
+    assert len(refusals) == 1, output
+    assert refusals[0]["level"] == "error"
+    return str(refusals[0]["reason"])
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_an_unreachable_rabbitmq_is_one_line_and_status_1(module: str, tmp_path: Path) -> None:
+    closed = f"amqp://guest:{PASSWORD}@127.0.0.1:{free_port()}/"
+    status, output = start(module, base_env(tmp_path, BROKER_URL=closed, PORT=str(free_port())))
+    assert status == 1, output
+    assert "RabbitMQ" in cannot_start_reason(output)
+    assert PASSWORD not in output
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_a_data_directory_that_cannot_be_made_is_one_line_and_status_1(module: str, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    env = base_env(a_file / "data", BROKER_URL="memory://", PORT=str(free_port()))
+    env.pop("EVENTSTORE_URI", None)
+    status, output = start(module, env)
+    assert status == 1, output
+    assert "Not a directory" in cannot_start_reason(output)
