@@ -26,6 +26,7 @@ from kurrentdbclient.exceptions import (
     InvalidCommitPositionError,
     KurrentDBClientError,
     NotFoundError,
+    ProgrammingError,
     WrongCurrentVersionError,
 )
 
@@ -171,7 +172,9 @@ class KurrentEventStore:
 
     async def close(self) -> None:
         self._closed = True
-        await self._client.close()
+        # The client connects lazily; closing one that never reached a server raises ProgrammingError.
+        with contextlib.suppress(ProgrammingError):
+            await self._client.close()
 
     async def _read_all_from(self, from_position: int, cursor: _Cursor) -> AsyncIterator[RecordedEvent]:
         """Events with position >= from_position. KurrentDB starts reads only at existing commit positions, so
