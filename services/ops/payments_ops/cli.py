@@ -6,6 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from payments_shared.broker.port import BrokerError
+from payments_shared.eventstore.port import EventStoreError
+
 from payments_ops import audit, dlq, export, replay, tokens, verify
 
 
@@ -24,5 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    status: int = arguments.run(arguments)
+    try:
+        status: int = arguments.run(arguments)
+    except (EventStoreError, BrokerError, OSError) as error:  # what it reads is out of reach: one line, status 1
+        print(f"payments-ops {arguments.command}: {error}", file=sys.stderr)
+        status = 1
     sys.exit(status)

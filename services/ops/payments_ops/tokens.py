@@ -3,21 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from typing import Any
 
 import jwt
 from payments_shared.settings import JwtSettings, load
 
+PERMISSION = re.compile(r"[a-z]+:[a-z*]+")
+
 
 def register(commands: Any) -> None:
     token = commands.add_parser("token", help="bearer tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="mint a token; prints only the token")
-    create.add_argument("--workspace", required=True)
-    create.add_argument("--permissions", required=True, help="comma-separated, e.g. payments:admin,customer:read")
-    create.add_argument("--sub", default="payments-ops")
-    create.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    create.add_argument("--workspace", required=True, type=non_empty)
+    create.add_argument(
+        "--permissions", required=True, type=permission_list, help="comma-separated, e.g. payments:admin,customer:read"
+    )
+    create.add_argument("--sub", default="payments-ops", type=non_empty)
+    create.add_argument("--ttl", type=positive_seconds, default=3600, help="seconds until it expires (default 3600)")
     create.set_defaults(run=create_token)
+
+
+def non_empty(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty (the gateway refuses a token without it)")
+    return value
+
+
+def permission_list(value: str) -> list[str]:
+    """`a:b,c:d` → ["a:b", "c:d"]: at least one, each `scope:action` (API.md's table)."""
+    permissions = [permission.strip() for permission in value.split(",") if permission.strip()]
+    malformed = [permission for permission in permissions if not PERMISSION.fullmatch(permission)]
+    if not permissions or malformed:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a list of scope:action permissions, e.g. payments:admin")
+    return permissions
+
+
+def positive_seconds(value: str) -> int:
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    return seconds
 
 
 def mint(settings: JwtSettings, workspace: str, permissions: list[str], sub: str, ttl: int) -> str:
@@ -37,6 +67,5 @@ def mint(settings: JwtSettings, workspace: str, permissions: list[str], sub: str
 
 
 def create_token(arguments: argparse.Namespace) -> int:
-    permissions = [p.strip() for p in arguments.permissions.split(",") if p.strip()]
-    print(mint(load(JwtSettings), arguments.workspace, permissions, arguments.sub, arguments.ttl))
+    print(mint(load(JwtSettings), arguments.workspace, arguments.permissions, arguments.sub, arguments.ttl))
     return 0

@@ -1,0 +1,48 @@
+"""`payments-ops token create` refuses what would mint a useless token, and any command whose store or broker is
+out of reach says so in one line with status 1 (the real command, in a subprocess)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.blackbox.server import JWT_SECRET, free_port
+from tests.ops.conftest import run_ops
+
+
+@pytest.mark.parametrize(
+    ("arguments", "refusal"),
+    [
+        (["--workspace", "", "--permissions", "payments:admin"], "argument --workspace: must not be empty"),
+        (["--workspace", "ws", "--permissions", "payments:admin", "--ttl", "-5"], "argument --ttl: '-5' is not"),
+        (["--workspace", "ws", "--permissions", "payments:admin", "--ttl", "soon"], "argument --ttl: 'soon' is not"),
+        (["--workspace", "ws", "--permissions", "payments admin"], "argument --permissions: 'payments admin' is not"),
+        (["--workspace", "ws", "--permissions", ","], "argument --permissions: ',' is not"),
+    ],
+)
+def test_a_token_the_gateway_would_refuse_is_not_minted(tmp_path: Path, arguments: list[str], refusal: str) -> None:
+    ran = run_ops(tmp_path, "token", "create", *arguments, PAYMENTS_JWT_SECRET=JWT_SECRET)
+    assert (ran.status, ran.stdout) == (2, "")
+    assert refusal in ran.stderr
+
+
+def test_a_token_carries_what_was_asked(tmp_path: Path) -> None:
+    arguments = ["--workspace", "ws_1", "--permissions", "payments:admin, customer:read", "--ttl", "60"]
+    ran = run_ops(tmp_path, "token", "create", *arguments, PAYMENTS_JWT_SECRET=JWT_SECRET)
+    assert ran.status == 0, ran.stderr
+    claims = jwt.decode(ran.stdout.strip(), JWT_SECRET, algorithms=["HS256"])
+    assert (claims["workspace"], claims["permissions"], claims["exp"] - claims["iat"]) == (
+        "ws_1",
+        ["payments:admin", "customer:read"],
+        60,
+    )
+
+
+@pytest.mark.parametrize("command", [["audit", "txn_abc"], ["verify"], ["export"]])
+def test_an_unreachable_event_store_is_one_line_and_status_1(tmp_path: Path, command: list[str]) -> None:
+    ran = run_ops(tmp_path, *command, EVENTSTORE_URI=f"kurrentdb://127.0.0.1:{free_port()}?tls=false")
+    assert ran.status == 1
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"payments-ops {command[0]}: kurrentdb: "), ran.stderr
