@@ -26,27 +26,26 @@ def _answers(url: str) -> bool:
         return False
 
 
+def local_server(name: str, url: str) -> str:
+    """`url` when the local server answers there. Without it: skip locally, fail under CI=true."""
+    if not _answers(url):
+        message = f"{name} does not answer at {url}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: {name}-dependent tests must run)")
+        pytest.skip(message)
+    return url
+
+
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
-    """The local RabbitMQ's URL. Without one: skip locally, fail under CI=true."""
-    if not _answers(RABBITMQ_URL):
-        message = f"RabbitMQ does not answer at {RABBITMQ_URL}"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: RabbitMQ-dependent tests must run)")
-        pytest.skip(message)
-    return RABBITMQ_URL
+    """The local RabbitMQ's URL."""
+    return local_server("RabbitMQ", RABBITMQ_URL)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """The local Redis's URL (rate limits shared between processes). Without one: skip locally, fail under
-    CI=true."""
-    if not _answers(REDIS_URL):
-        message = f"Redis does not answer at {REDIS_URL}"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: Redis-dependent tests must run)")
-        pytest.skip(message)
-    return REDIS_URL
+    """The local Redis's URL (rate limits shared between processes)."""
+    return local_server("Redis", REDIS_URL)
 
 
 @pytest.fixture(scope="module")
