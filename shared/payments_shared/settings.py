@@ -83,18 +83,22 @@ class ProviderSettings(BaseSettings):
     breaker_fail_max: int = Field(default=5, ge=1)
     breaker_reset_timeout_s: float = Field(default=30.0, gt=0)
 
-    @model_validator(mode="after")
-    def _default_provider_configured(self) -> ProviderSettings:
-        """Every payment without a `provider` goes to the default one: without its credentials each would fail."""
+    def missing_credentials(self, provider: str) -> list[str]:
+        """The variables `provider` needs and lacks (none: it is configured). The one place that says which
+        credentials make a provider usable: the registry builds only configured ones, start-up checks the default."""
         needed = {
-            "sandbox": {},
             "stripe": {"STRIPE_API_KEY": self.stripe_api_key},
             "authnet": {
                 "AUTHNET_API_LOGIN_ID": self.authnet_api_login_id,
                 "AUTHNET_TRANSACTION_KEY": self.authnet_transaction_key,
             },
-        }[self.payments_default_provider]
-        missing = [name for name, value in needed.items() if not value]
+        }.get(provider, {})
+        return [name for name, value in needed.items() if not value]
+
+    @model_validator(mode="after")
+    def _default_provider_configured(self) -> ProviderSettings:
+        """Every payment without a `provider` goes to the default one: without its credentials each would fail."""
+        missing = self.missing_credentials(self.payments_default_provider)
         if missing:
             raise ValueError(
                 f"PAYMENTS_DEFAULT_PROVIDER is {self.payments_default_provider}, but {' and '.join(missing)} "

@@ -25,12 +25,9 @@ def build_providers(
     providers: dict[str, PaymentProvider] = {
         "sandbox": SandboxProvider(sandbox_settings.db_path or data_dir / "sandbox.db", sandbox_settings),
     }
-    # Stripe and Authorize.net adapters register here, each when its credentials are set, e.g.:
-    #   if settings.stripe_api_key: providers["stripe"] = StripeProvider(settings)
-    #   if settings.authnet_api_login_id and settings.authnet_transaction_key: providers["authnet"] = …
-    if settings.stripe_api_key:  # STRIPE_API_KEY (and STRIPE_API_BASE for an emulator)
+    if not settings.missing_credentials("stripe"):  # STRIPE_API_BASE may point it at an emulator
         providers["stripe"] = StripeProvider.from_settings(settings)
-    authnet = AuthorizeNetProvider.from_settings(settings)  # when AUTHNET_API_LOGIN_ID and _TRANSACTION_KEY are set
+    authnet = AuthorizeNetProvider.from_settings(settings)  # None while missing_credentials("authnet")
     if authnet is not None:
         providers["authnet"] = authnet
     logger.info("providers configured", extra={"providers": sorted(providers)})

@@ -92,9 +92,9 @@ def first_invoice(method: PaymentMethod | None, reference: str) -> ProviderResul
 def period_amount_problem(price: str | None, quantity: int) -> ProviderResult | None:
     """A price's period bill (its amount × quantity) is one charge, refused above the largest amount (as Stripe
     refuses an invoice above its own limit)."""
-    if price is None or PRICES[price].amount * quantity <= MAX_AMOUNT:
+    total = PRICES[price].amount * quantity if price is not None else 0
+    if total <= MAX_AMOUNT:
         return None
-    total = PRICES[price].amount * quantity
     return invalid("quantity", f"{price} × quantity {quantity} bills {total} a period; at most {MAX_AMOUNT}.")
 
 

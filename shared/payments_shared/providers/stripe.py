@@ -103,8 +103,9 @@ class StripeProvider:
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> StripeProvider:
-        if not settings.stripe_api_key:
+        if settings.missing_credentials("stripe"):
             raise ValueError("STRIPE_API_KEY is not set")
+        assert settings.stripe_api_key  # what missing_credentials checked
         return cls(settings.stripe_api_key, api_base=settings.stripe_api_base, timeout_s=settings.provider_timeout_s)
 
     async def close(self) -> None:

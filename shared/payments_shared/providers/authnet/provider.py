@@ -113,8 +113,9 @@ class AuthorizeNetProvider:
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> AuthorizeNetProvider | None:
         """The adapter when both credentials are set, else None."""
-        if not settings.authnet_api_login_id or not settings.authnet_transaction_key:
+        if settings.missing_credentials("authnet"):
             return None
+        assert settings.authnet_api_login_id and settings.authnet_transaction_key  # what missing_credentials checked
         return cls(
             settings.authnet_api_login_id,
             settings.authnet_transaction_key,
