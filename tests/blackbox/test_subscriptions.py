@@ -305,7 +305,7 @@ def test_missing_customer_id_is_400(billing: Billing) -> None:
         ({"cancel_at_period_end": "yes"}, "cancel_at_period_end"),
         ({"quantity": None}, "quantity"),
         ({"status": "active"}, "status"),
-        ({"metadata": {"note": "4242 4242 4242 4242"}}, None),
+        ({"metadata": {"note": "4242 4242 4242 4242"}}, "metadata.note"),
     ],
 )
 def test_invalid_update_is_400(

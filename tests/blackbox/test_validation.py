@@ -97,24 +97,34 @@ def test_a_card_number_nested_deeper_than_python_recurses_is_found(api: Api) -> 
 
 
 CARD_BODIES = {
-    "description": {**VALID, "description": "pay with 4242424242424242 please"},
-    "metadata value grouped by spaces": {**VALID, "metadata": {"note": "4242 4242 4242 4242"}},
-    "metadata value grouped by dashes": {**VALID, "metadata": {"note": "5555-5555-5555-4444"}},
-    "metadata key": {**VALID, "metadata": {"4111111111111111": "x"}},
-    "payment_method": {**VALID, "payment_method": "4000056655665556"},
-    "nested unknown field": {**VALID, "extra": {"deep": ["378282246310005"]}},
+    "description": ({**VALID, "description": "pay with 4242424242424242 please"}, "description"),
+    "metadata value grouped by spaces": ({**VALID, "metadata": {"note": "4242 4242 4242 4242"}}, "metadata.note"),
+    "metadata value grouped by dashes": ({**VALID, "metadata": {"note": "5555-5555-5555-4444"}}, "metadata.note"),
+    "metadata key": ({**VALID, "metadata": {"4111111111111111": "x"}}, "metadata"),
+    "payment_method": ({**VALID, "payment_method": "4000056655665556"}, "payment_method"),
+    "nested unknown field": ({**VALID, "extra": {"deep": ["378282246310005"]}}, "extra.deep.0"),
+    "unknown top-level key": ({**VALID, "6011111111111117": "x"}, None),
 }
 
 
 @pytest.mark.parametrize("where", list(CARD_BODIES))
-def test_card_numbers_are_refused_and_never_echoed(api: Api, where: str) -> None:
-    response = api.post("charge", CARD_BODIES[where])
+def test_card_numbers_are_refused_naming_the_field_and_never_echoed(api: Api, where: str) -> None:
+    body, param = CARD_BODIES[where]
+    response = api.post("charge", body)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert error["code"] == "raw_card_data"
+    assert error.get("param") == param
     digits_only = "".join(ch for ch in response.text if ch.isdigit())
-    for number in ("4242424242424242", "5555555555554444", "4111111111111111", "4000056655665556", "378282246310005"):
+    for number in (
+        "4242424242424242",
+        "5555555555554444",
+        "4111111111111111",
+        "4000056655665556",
+        "378282246310005",
+        "6011111111111117",
+    ):
         assert number not in digits_only
 
 
@@ -122,6 +132,7 @@ def test_card_number_in_a_refund_is_refused(api: Api) -> None:
     response = api.post("refund", {"transaction_id": "4242-4242-4242-4242"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "raw_card_data"
+    assert response.json()["error"]["param"] == "transaction_id"
 
 
 def test_refused_card_number_is_not_in_the_server_log(api: Api, server: Server) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from payments_gateway.app import create_app
-from payments_gateway.body import holds_card_number, parse_json_object
+from payments_gateway.body import find_card_number, parse_json_object
 from payments_gateway.settings import GatewaySettings
 from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.errors import ApiError
@@ -87,9 +87,32 @@ def nested(depth: int, innermost: object) -> object:
     ("innermost", "found"), [("4242 4242 4242 4242", True), (4242424242424242, True), ("4242", False)]
 )
 def test_the_card_guard_finds_a_number_at_any_depth(innermost: object, found: bool) -> None:
-    assert holds_card_number(nested(20_000, innermost)) is found  # far past the recursion limit
+    where = find_card_number(nested(20_000, innermost))  # far past the recursion limit
+    assert (where is not None) is found
+    if where is not None:
+        assert len(where) == 20_000
 
 
 def test_the_card_guard_reads_keys_too() -> None:
-    assert holds_card_number({"note": nested(3, {"4242-4242-4242-4242": "x"})})
-    assert not holds_card_number({"note": nested(3, {"4242": "x"}), "flag": True, "n": 1})
+    assert find_card_number({"note": nested(3, {"4242-4242-4242-4242": "x"})}) == ("note", "k", "0", "k")
+    assert find_card_number({"note": nested(3, {"4242": "x"}), "flag": True, "n": 1}) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"description": "card 4242424242424242"}, ("description",)),
+        ({"amount": 4242424242424242}, ("amount",)),
+        ({"metadata": {"note": "5555-5555-5555-4444"}}, ("metadata", "note")),
+        ({"extra": {"deep": ["x", "378282246310005"]}}, ("extra", "deep", "1")),
+        ({"metadata": {"4111111111111111": "x"}}, ("metadata",)),
+        ({"4111111111111111": "x"}, ()),
+        # a key holding a number is reported at its object, never as a path through it
+        ({"m": {"4111111111111111": {"note": "4242424242424242"}}}, ("m",)),
+        ({"metadata": {"note": "4242"}, "flag": True, "n": 1, "none": None}, None),
+    ],
+)
+def test_the_card_guard_says_where_it_found_a_number_without_naming_it(
+    body: dict[str, object], path: tuple[str, ...] | None
+) -> None:
+    assert find_card_number(body) == path

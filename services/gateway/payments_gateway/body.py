@@ -15,10 +15,11 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
-def raw_card_data_error() -> ApiError:
+def raw_card_data_error(param: str | None = None) -> ApiError:
     return invalid(
         "The request contains what looks like a card number. Send a payment-method token, never card data.",
         code="raw_card_data",
+        param=param,
     )
 
 
@@ -43,31 +44,44 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def holds_card_number(value: Any) -> bool:
-    """True when any string (key or value, at any depth) — or any integer's digits — holds a card number. Walks
-    with its own stack, not by recursion: a body may nest as deep as the parser allowed."""
-    pending = [value]
+def _is_card_number(value: object) -> bool:
+    if isinstance(value, str):
+        return contains_card_number(value)
+    return isinstance(value, int) and not isinstance(value, bool) and contains_card_number(str(value))
+
+
+def find_card_number(value: Any) -> tuple[str, ...] | None:
+    """Where a card number sits in a parsed body: the path of the string (or integer) holding it, or of the object
+    whose key holds it (never the key itself, which would echo the number); None when there is none. Keys are
+    checked before their values are walked, so a path never passes through a key that holds a number. Walks with
+    its own stack, not by recursion: a body may nest as deep as the parser allowed."""
+    pending: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
     while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if contains_card_number(item):
-                return True
-        elif isinstance(item, int) and not isinstance(item, bool):
-            if contains_card_number(str(item)):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
+        item, path = pending.pop()
+        if isinstance(item, dict):
+            if any(contains_card_number(key) for key in item):
+                return path
+            children: Any = item.items()
         elif isinstance(item, list):
-            pending.extend(item)
-    return False
+            children = enumerate(item)
+        elif _is_card_number(item):
+            return path
+        else:
+            continue
+        for key, child in children:
+            if isinstance(child, dict | list):
+                pending.append((child, (*path, str(key))))
+            elif _is_card_number(child):
+                return (*path, str(key))
+    return None
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object, refused (413/400/400 raw_card_data) before it is used for anything."""
     data = parse_json_object(await request.body())
-    if holds_card_number(data):
-        raise raw_card_data_error()
+    found_at = find_card_number(data)
+    if found_at is not None:
+        raise raw_card_data_error(".".join(found_at) or None)
     return data
 
 
