@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.blackbox.server import API, Api, Server
+from tests.blackbox.server import API, Api, Server, mint_token
 
 VALID = {"amount": 1099, "currency": "usd", "payment_method": "pm_card_visa"}
 MIB = 1024 * 1024
@@ -206,3 +206,54 @@ def test_health_openapi_and_docs(http: httpx.Client) -> None:
     for path in ("/charge", "/authorize", "/capture", "/refund", "/void", "/transactions/{transaction_id}"):
         assert f"{API}{path}" in paths
     assert http.get("/docs").status_code == 200
+
+
+QUERY_ROUTES = [
+    ("POST", "charge", VALID, "payments:charge"),
+    ("POST", "customers", {"email": "jenny@example.com"}, "customer:create"),
+    ("GET", "transactions/txn_x", None, "payments:read"),
+    ("GET", "transactions/txn_x/events", None, "payments:admin"),
+    ("DELETE", "customers/cus_x", None, "customer:delete"),
+    ("PUT", "subscriptions/sub_x", {"quantity": 2}, "subscription:update"),
+]
+
+
+@pytest.mark.parametrize(("method", "route", "body", "permission"), QUERY_ROUTES)
+def test_a_query_string_outside_the_lists_is_refused_naming_the_parameter(
+    api: Api, method: str, route: str, body: dict[str, Any] | None, permission: str
+) -> None:
+    token = mint_token(api.workspace, permissions=[permission])
+    response = api.http.request(
+        method, f"{API}/{route}", params={"amount": "5", "x": "1"}, json=body, headers=api.headers(token)
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "amount"
+
+
+def test_a_charge_with_a_query_string_charges_nothing(api: Api) -> None:
+    # POST /charge?amount=5 with 1099 in the body must not quietly charge 1099 (nor 5).
+    refused = api.http.post(f"{API}/charge", params={"amount": "5"}, json=VALID, headers=api.headers(key="q-1"))
+    assert refused.status_code == 400, refused.text
+    sent_again = api.post("charge", VALID, key="q-1")
+    assert sent_again.status_code == 201, sent_again.text
+    assert "idempotent-replayed" not in sent_again.headers
+
+
+def test_a_card_number_in_a_query_string_is_refused_as_card_data_and_never_named(api: Api) -> None:
+    for params in ({"note": "4242 4242 4242 4242"}, {"4242424242424242": "x"}):
+        response = api.http.post(f"{API}/charge", params=params, json=VALID, headers=api.headers())
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["code"], error.get("param")) == ("raw_card_data", None)
+        assert "4242" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("route", "permission"),
+    [("transactions", "payments:read"), ("customers", "customer:read"), ("subscriptions", "subscription:read")],
+)
+def test_the_lists_still_take_their_query_parameters(api: Api, route: str, permission: str) -> None:
+    headers = api.headers(mint_token(api.workspace, permissions=[permission]))
+    assert api.http.get(f"{API}/{route}", params={"limit": "1"}, headers=headers).status_code == 200
+    refused = api.http.get(f"{API}/{route}", params={"limit": "x"}, headers=headers)
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "limit")

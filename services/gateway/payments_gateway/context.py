@@ -2,7 +2,8 @@
 
 Routes get it, with the caller's principal, from their one dependency `Depends(Authorized(permission, bucket))`,
 which authenticates, checks the permission and spends one unit of the workspace's read or write budget — in
-that order, so an anonymous client cannot drain a workspace's budget.
+that order, so an anonymous client cannot drain a workspace's budget — and then refuses a query string on every
+route but the lists.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from payments_shared.broker.port import Broker
 from payments_shared.ratelimit import RateLimiter, parse_limit
 
 from payments_gateway.auth import Principal, TokenVerifier, forbidden
+from payments_gateway.query_string import refuse_query_parameters
 from payments_gateway.rpc import WorkerClient
 from payments_gateway.settings import GatewaySettings
 
@@ -66,11 +68,12 @@ class Authorized(SecurityBase):
     `HTTPBearer(bearerFormat="JWT")` would; the header itself is checked by TokenVerifier (401 in API.md's shape).
     """
 
-    def __init__(self, permission: str, bucket: Bucket) -> None:
+    def __init__(self, permission: str, bucket: Bucket, takes_query: bool = False) -> None:
         self.model = HTTPBearerModel(bearerFormat="JWT")
         self.scheme_name = "HTTPBearer"
         self._permission = permission
         self._bucket = bucket
+        self._takes_query = takes_query
 
     async def __call__(self, request: Request) -> Caller:  # async: a plain def would cost a thread hop
         context: GatewayContext = request.app.state.gateway
@@ -78,4 +81,6 @@ class Authorized(SecurityBase):
         if not principal.may(self._permission):
             raise forbidden(self._permission)
         await context.limiter.check(context.budgets[self._bucket], "workspace", principal.workspace, self._bucket.value)
+        if not self._takes_query:
+            refuse_query_parameters(request)
         return Caller(context, principal)

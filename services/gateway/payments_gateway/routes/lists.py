@@ -67,7 +67,7 @@ async def _list(request: Request, caller: Caller, queue: str, kind: str) -> Resp
 )
 async def list_transactions(
     request: Request,
-    caller: Annotated[Caller, Depends(Authorized("payments:read", Bucket.READ))],
+    caller: Annotated[Caller, Depends(Authorized("payments:read", Bucket.READ, takes_query=True))],
 ) -> Response:
     return await _list(request, caller, TRANSACTIONS_QUEUE, "transactions")
 
@@ -75,7 +75,7 @@ async def list_transactions(
 @router.get("/customers", openapi_extra=_documented(_parameter("email", "Only customers with this email.")))
 async def list_customers(
     request: Request,
-    caller: Annotated[Caller, Depends(Authorized("customer:read", Bucket.READ))],
+    caller: Annotated[Caller, Depends(Authorized("customer:read", Bucket.READ, takes_query=True))],
 ) -> Response:
     return await _list(request, caller, BILLING_QUEUE, "customers")
 
@@ -89,6 +89,6 @@ async def list_customers(
 )
 async def list_subscriptions(
     request: Request,
-    caller: Annotated[Caller, Depends(Authorized("subscription:read", Bucket.READ))],
+    caller: Annotated[Caller, Depends(Authorized("subscription:read", Bucket.READ, takes_query=True))],
 ) -> Response:
     return await _list(request, caller, BILLING_QUEUE, "subscriptions")
