@@ -106,3 +106,17 @@ def test_other_workspace_cannot_refund_a_charge(http: httpx.Client) -> None:
     transaction_id = owner.charge().json()["id"]
     assert intruder.post("refund", {"transaction_id": transaction_id}).status_code == 404
     assert owner.get(transaction_id).json()["amount_refunded"] == 0
+
+
+@pytest.mark.parametrize("order", ["valid first", "valid last"])
+def test_two_authorization_headers_are_401_whichever_comes_first(api: Api, order: str) -> None:
+    valid, forged = f"Bearer {api.token}", f"Bearer {bad_tokens(api.workspace)['wrong secret']}"
+    pair = [valid, forged] if order == "valid first" else [forged, valid]
+    response = api.http.post(
+        f"{API}/charge",
+        json={"amount": 100, "currency": "usd", "payment_method": "pm_card_visa"},
+        headers=[("Authorization", value) for value in pair],
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["message"] == "Send one Authorization header."
+    assert api.token not in response.text

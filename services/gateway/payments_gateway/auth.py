@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import jwt
 from payments_shared.errors import ApiError
+from starlette.datastructures import Headers
 
 ALGORITHMS = ["HS256"]  # pinned: never taken from the token, never `none`
 ADMIN_PERMISSION = "payments:admin"
@@ -81,6 +82,15 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise unauthenticated("Invalid bearer token.") from None
         return claims
+
+
+def authorization_header(headers: Headers) -> str | None:
+    """The one Authorization header. Two are refused, not resolved: components that pick a different one (a proxy
+    the first, this gateway the last) would disagree on who is calling."""
+    values = headers.getlist("authorization")
+    if len(values) > 1:
+        raise unauthenticated("Send one Authorization header.")
+    return values[0] if values else None
 
 
 def _bearer_token(authorization: str | None) -> str:

@@ -18,7 +18,7 @@ from limits import RateLimitItem
 from payments_shared.broker.port import Broker
 from payments_shared.ratelimit import RateLimiter, parse_limit
 
-from payments_gateway.auth import Principal, TokenVerifier, forbidden
+from payments_gateway.auth import Principal, TokenVerifier, authorization_header, forbidden
 from payments_gateway.query_string import refuse_query_parameters
 from payments_gateway.rpc import WorkerClient
 from payments_gateway.settings import GatewaySettings
@@ -77,7 +77,7 @@ class Authorized(SecurityBase):
 
     async def __call__(self, request: Request) -> Caller:  # async: a plain def would cost a thread hop
         context: GatewayContext = request.app.state.gateway
-        principal = context.tokens.principal(request.headers.get("authorization"))
+        principal = context.tokens.principal(authorization_header(request.headers))
         if not principal.may(self._permission):
             raise forbidden(self._permission)
         await context.limiter.check(context.budgets[self._bucket], "workspace", principal.workspace, self._bucket.value)
