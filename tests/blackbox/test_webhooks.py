@@ -202,6 +202,10 @@ def test_an_oversize_chunked_body_is_413(client: httpx.Client) -> None:
         b"[]",
         b'{"object": "event"}',
         json.dumps({"id": "evt_x", "type": "payment_intent.succeeded", "created": 1}).encode(),  # no data.object
+        # created past the last second a datetime holds (was a 500)
+        json.dumps({**json.loads(stripe_event()), "created": 10**20}).encode(),
+        json.dumps({**json.loads(stripe_event()), "created": 253_402_300_800}).encode(),
+        json.dumps({**json.loads(stripe_event()), "created": -1}).encode(),
     ],
 )
 def test_a_signed_body_that_is_not_a_stripe_event_is_400(client: httpx.Client, body: bytes) -> None:
@@ -211,10 +215,26 @@ def test_a_signed_body_that_is_not_a_stripe_event_is_400(client: httpx.Client, b
     assert response.json()["error"]["code"] != "invalid_signature"
 
 
-def test_a_signed_body_that_is_not_an_authnet_notification_is_400(client: httpx.Client) -> None:
-    for body in (b"{not json", json.dumps({"eventType": "net.authorize.payment.void.created"}).encode()):
-        response = client.post(AUTHNET, content=body, headers=authnet_headers(body))
-        assert response.status_code == 400
+def with_event_date(event_date: str) -> bytes:
+    return json.dumps({**json.loads(authnet_event()), "eventDate": event_date}).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        json.dumps({"eventType": "net.authorize.payment.void.created"}).encode(),
+        with_event_date("yesterday"),
+        with_event_date("2026-11-27T06:00:00"),  # no time zone
+        # dates its offset moves out of the calendar (were a 500)
+        with_event_date("0001-01-01T00:00:00+05:00"),
+        with_event_date("9999-12-31T23:59:59.1234567-05:00"),
+    ],
+)
+def test_a_signed_body_that_is_not_an_authnet_notification_is_400(client: httpx.Client, body: bytes) -> None:
+    response = client.post(AUTHNET, content=body, headers=authnet_headers(body))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_payload"
 
 
 def test_unknown_event_types_are_recorded_and_acknowledged(client: httpx.Client) -> None:

@@ -139,6 +139,25 @@ async def test_a_subscription_update_reports_periods_and_flags() -> None:
     assert body["current_period_start"].startswith("2027-02-14")
 
 
+async def test_period_bounds_a_datetime_cannot_hold_are_left_out_not_raised() -> None:
+    worker, _, _, subscription = await setup()
+    before = (await send(worker, "get_subscription", {"subscription_id": subscription["id"]}))["body"]
+    obj = {
+        "id": "sub_S1",
+        "status": "past_due",
+        "current_period_start": 10**20,  # an OverflowError in the worker before
+        "current_period_end": float("inf"),  # the stdlib parser reads `Infinity`
+    }
+    answer = await webhook(worker, "evt_1", "customer.subscription.updated", obj, "2027-02-15T00:00:00Z")
+    assert answer["status"] == 200, answer
+    body = (await send(worker, "get_subscription", {"subscription_id": subscription["id"]}))["body"]
+    assert body["status"] == "past_due"
+    assert (body["current_period_start"], body["current_period_end"]) == (
+        before["current_period_start"],
+        before["current_period_end"],
+    )
+
+
 async def test_customer_deleted_at_the_provider() -> None:
     worker, _, customer, _ = await setup()
     await webhook(worker, "evt_1", "customer.deleted", {"id": "cus_S1"}, "2027-02-15T00:00:00Z")

@@ -233,3 +233,41 @@ def test_the_index_reads_every_provider_id_an_event_records() -> None:
     data = {"provider_reference": "pi_1", "details": {"charge": "ch_1", "payment_intent": "pi_1", "card_last4": "4242"}}
     assert provider_ids(data) == ["pi_1", "pi_1", "ch_1"]
     assert provider_ids({"provider_reference": None}) == []
+
+
+def test_a_disputes_own_creation_time_is_used_when_a_datetime_can_hold_it() -> None:
+    def dispute_created_at(created: object) -> str:
+        stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+        stream.apply(stripe("charge.dispute.created", second=3, object_id="dp_1", amount=1000, created=created))
+        assert stream.state.dispute is not None
+        return str(stream.state.dispute["created_at"])
+
+    assert dispute_created_at(1_767_225_600) == "2026-01-01T00:00:00.000000Z"
+    for unusable in (10**20, -(10**20), "yesterday", True):  # 10**20 was an OverflowError in the worker
+        assert dispute_created_at(unusable) == "2026-01-01T00:01:03.000000Z"
+
+
+def test_an_amount_the_transaction_cannot_hold_is_a_discrepancy_not_a_move() -> None:
+    awaiting = Stream().outcome(Outcome.REQUIRES_ACTION)
+    decided = awaiting.apply(stripe("payment_intent.succeeded", amount_received=10**30, status="succeeded"))
+    assert decided is not None and decided.type == ev.PROVIDER_EVENT_DISCREPANCY
+    assert (awaiting.state.status, awaiting.state.amount_captured) == (Status.REQUIRES_ACTION, 0)
+
+    authorized = Stream(kind="authorize").outcome(Outcome.APPROVED, amount=1000)
+    decided = authorized.apply(stripe("payment_intent.succeeded", amount_received=1001, status="succeeded"))
+    assert decided is not None and decided.type == ev.PROVIDER_EVENT_DISCREPANCY
+    assert (authorized.state.status, authorized.state.amount_captured) == (Status.AUTHORIZED, 0)
+    assert authorized.apply(stripe("payment_intent.succeeded", amount_received=1000, status="succeeded")) is not None
+    assert (authorized.state.status, authorized.state.amount_captured) == (Status.CAPTURED, 1000)
+
+    held = Stream(provider="authnet").outcome(Outcome.PENDING_REVIEW, amount=1000, message="held")
+    decided = held.apply(authnet("authorization.created", amount=10.01))
+    assert decided is not None and decided.type == ev.PROVIDER_EVENT_DISCREPANCY
+    assert held.state.status is Status.PENDING
+
+
+def test_an_authnet_amount_that_is_not_a_number_counts_as_the_transactions_own() -> None:
+    for unusable in (float("inf"), float("nan")):  # Infinity was an OverflowError in the worker
+        held = Stream(provider="authnet").outcome(Outcome.PENDING_REVIEW, amount=1000, message="held")
+        held.apply(authnet("authcapture.created", amount=unusable))
+        assert (held.state.status, held.state.amount_captured) == (Status.CAPTURED, 1000)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from payments_shared.unix_time import unix_seconds_iso
+
 PERIOD_FIELDS = ("current_period_start", "current_period_end")
 
 
@@ -21,7 +23,7 @@ def reported_periods(details: Mapping[str, Any]) -> dict[str, str]:
     """Period bounds a provider reported (unix seconds) as API timestamps."""
     periods: dict[str, str] = {}
     for name in PERIOD_FIELDS:
-        value = details.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            periods[name] = iso(datetime.fromtimestamp(value, UTC))
+        moment = unix_seconds_iso(details.get(name))
+        if moment is not None:
+            periods[name] = moment
     return periods

@@ -50,7 +50,10 @@ def _event_date(value: str) -> str:
         raise not_provider_json(PROVIDER, "eventDate is not a date") from None
     if moment.tzinfo is None:
         raise not_provider_json(PROVIDER, "eventDate has no time zone")
-    return iso_utc(moment)
+    try:
+        return iso_utc(moment)
+    except OverflowError:  # 0001-01-01T00:00:00+05:00: its offset moves it out of the calendar
+        raise not_provider_json(PROVIDER, "eventDate is out of range") from None
 
 
 def parse(body: bytes) -> ProviderEvent:

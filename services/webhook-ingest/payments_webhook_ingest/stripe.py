@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from datetime import UTC, datetime
+
+from payments_shared.unix_time import unix_seconds_iso
 
 from payments_webhook_ingest.event import (
     ProviderEvent,
     event_id,
     invalid_signature,
-    iso_utc,
     json_object,
     not_provider_json,
     optional_text,
@@ -68,6 +68,9 @@ def parse(body: bytes) -> ProviderEvent:
     created = data.get("created")
     if not isinstance(created, int) or isinstance(created, bool) or created < 0:
         raise not_provider_json(PROVIDER, "no created timestamp")
+    provider_created = unix_seconds_iso(created)
+    if provider_created is None:
+        raise not_provider_json(PROVIDER, "created is out of range")
     inner = data.get("data")
     obj = inner.get("object") if isinstance(inner, dict) else None
     if not isinstance(obj, dict):
@@ -78,6 +81,6 @@ def parse(body: bytes) -> ProviderEvent:
         type=event_type,
         object_id=optional_text(obj.get("id")),
         object_type=optional_text(obj.get("object")),
-        provider_created=iso_utc(datetime.fromtimestamp(created, UTC)),
+        provider_created=provider_created,
         payload=data,
     )

@@ -15,12 +15,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from payments_shared.eventstore.port import RecordedEvent
 from payments_shared.ids import derived_id
+from payments_shared.unix_time import unix_seconds_iso
 
 from payments_transactions.domain import events as ev
 from payments_transactions.domain.events import DomainEvent
@@ -122,6 +122,11 @@ def _refused(transaction: Transaction, event: ProviderEvent) -> DomainEvent:
     return discrepancy(transaction, event, f"{event.type} is not a possible move from {transaction.status.value}")
 
 
+def _too_much(transaction: Transaction, event: ProviderEvent, what: str, limit: int) -> DomainEvent:
+    """An amount the transaction cannot hold (more than it asked for, or than was authorized) moves nothing."""
+    return discrepancy(transaction, event, f"the provider reports {what}, more than the {limit} there can be")
+
+
 def _held_or_awaiting(transaction: Transaction) -> bool:
     """Waiting for the provider: 3-D Secure (`requires_action`) or a fraud review (`pending` with an outcome)."""
     return transaction.status in (Status.REQUIRES_ACTION, Status.PENDING)
@@ -135,11 +140,15 @@ def _captured(transaction: Transaction, event: ProviderEvent, amount: int) -> Do
     """The provider took the money: after a wait, after an authorization (captured outside), or known already."""
     details = {"provider_status": event.obj.get("status")} if event.obj.get("status") else {}
     if _held_or_awaiting(transaction):
+        if amount > transaction.amount:
+            return _too_much(transaction, event, f"a capture of {amount}", transaction.amount)
         data = {"command_id": transaction.payment.command_id, "amount": amount, "details": details}
         return DomainEvent(ev.PAYMENT_CAPTURED, {**data, "provider_reference": transaction.provider_reference})
     if transaction.status is Status.AUTHORIZED:
         if _open(transaction, OperationKind.CAPTURE, OperationKind.VOID):
             return None  # our own capture/void is under way and records its outcome
+        if amount > transaction.amount_authorized:
+            return _too_much(transaction, event, f"a capture of {amount}", transaction.amount_authorized)
         released = max(0, transaction.amount_authorized - amount)
         data = {"command_id": transaction.payment.command_id, "amount": amount, "released": released}
         return DomainEvent(ev.CAPTURE_SUCCEEDED, {**data, "details": details})
@@ -150,6 +159,8 @@ def _captured(transaction: Transaction, event: ProviderEvent, amount: int) -> Do
 
 def _authorized(transaction: Transaction, event: ProviderEvent, amount: int) -> DomainEvent | None:
     if _held_or_awaiting(transaction):
+        if amount > transaction.amount:
+            return _too_much(transaction, event, f"an authorization of {amount}", transaction.amount)
         data = {"command_id": transaction.payment.command_id, "amount": amount, "details": {}}
         return DomainEvent(ev.PAYMENT_AUTHORIZED, {**data, "provider_reference": transaction.provider_reference})
     if transaction.status in (Status.AUTHORIZED, *SETTLED, Status.VOIDED):
@@ -194,7 +205,7 @@ def _refunded_elsewhere(
 ) -> DomainEvent | None:
     """A refund of `amount` made at the provider, not through this system (a dashboard refund)."""
     if transaction.status not in (Status.CAPTURED, Status.PARTIALLY_REFUNDED) or amount > transaction.refundable:
-        return discrepancy(transaction, event, f"the provider reports a refund of {amount}, more than can be")
+        return _too_much(transaction, event, f"a refund of {amount}", transaction.refundable)
     refund_id = derived_id("re", str(uuid.uuid5(_REFUND_NAMESPACE, f"{event.provider}:{event.event_id}")))
     return DomainEvent(
         ev.PROVIDER_REFUNDED, {"refund_id": refund_id, "amount": amount, "provider_reference": reference}
@@ -221,15 +232,9 @@ def _dispute(transaction: Transaction, event: ProviderEvent, closed: bool) -> Do
         "amount": event.obj.get("amount"),
         "reason": event.obj.get("reason"),
         "status": status,
-        "created_at": _unix_iso(event.obj.get("created")) or event.created,
+        "created_at": unix_seconds_iso(event.obj.get("created")) or event.created,
     }
     return DomainEvent(ev.PAYMENT_DISPUTE_CLOSED if closed else ev.PAYMENT_DISPUTED, data)
-
-
-def _unix_iso(value: Any) -> str | None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        return None
-    return datetime.fromtimestamp(value, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # ---- Stripe ---------------------------------------------------------------------------------------------------
@@ -270,7 +275,7 @@ def _authnet_amount(transaction: Transaction, event: ProviderEvent) -> int:
     """`authAmount` is in major units (45.00): our amounts are in minor units."""
     try:
         amount = int(Decimal(str(event.obj.get("authAmount"))) * 100)
-    except (InvalidOperation, ValueError):
+    except (InvalidOperation, ValueError, OverflowError):  # not a number, NaN, Infinity
         return transaction.amount
     return amount if amount > 0 else transaction.amount
 

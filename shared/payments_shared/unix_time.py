@@ -1,0 +1,17 @@
+"""Providers' Unix timestamps (seconds) as API timestamps (ISO 8601, UTC, microseconds, `Z`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def unix_seconds_iso(value: object) -> str | None:
+    """None for anything that is not a moment a datetime can hold: a bool, a string, NaN, 1e20. The value comes
+    from a provider's payload, so a bad one is a field to leave out, never an exception that stops its event."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        moment = datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
