@@ -189,6 +189,11 @@ def decide_reported_deletion(customer: Customer | None, workspace: str, now: str
     return DomainEvent(DELETED, {"deleted_at": now, "reported_by_provider": True})
 
 
+def _text_or_none(value: Any) -> bool:
+    """A provider's payload is JSON from outside: a field that should hold a text may hold anything."""
+    return value is None or isinstance(value, str)
+
+
 def decide_reported_update(
     customer: Customer | None, workspace: str, reported: Mapping[str, Any], provider_created: str, now: str
 ) -> DomainEvent | None:
@@ -200,7 +205,9 @@ def decide_reported_update(
     if customer.provider_event_at is not None and provider_created < customer.provider_event_at:
         return None
     new_values: dict[str, Any] = {
-        name: reported[name] for name in PLAIN_FIELDS if name in reported and reported[name] != getattr(customer, name)
+        name: reported[name]
+        for name in PLAIN_FIELDS
+        if name in reported and _text_or_none(reported[name]) and reported[name] != getattr(customer, name)
     }
     metadata = reported.get("metadata")
     if isinstance(metadata, Mapping):

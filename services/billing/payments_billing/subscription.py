@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from payments_shared.errors import conflict, invalid, not_found
-from payments_shared.money import MAX_AMOUNT
+from payments_shared.money import MAX_AMOUNT, MAX_QUANTITY
 
 from payments_billing.customer import merged_metadata
 from payments_billing.events import DomainEvent, StoredEvent
@@ -243,6 +243,15 @@ def decide_cancel(subscription: Subscription | None, workspace: str, at_period_e
     return DomainEvent(CANCELED, {"canceled_at": now})
 
 
+def _reportable(name: str, value: Any) -> bool:
+    """A reported value that fits the field (a provider's payload is JSON from outside: anything may be there)."""
+    if name == "quantity":
+        return type(value) is int and 1 <= value <= MAX_QUANTITY
+    if name == "cancel_at_period_end":
+        return type(value) is bool
+    return isinstance(value, str)  # the status (checked against the diagram) and the period bounds
+
+
 def decide_reported(
     subscription: Subscription | None, workspace: str, reported: Mapping[str, Any], provider_created: str, now: str
 ) -> DomainEvent | None:
@@ -262,7 +271,7 @@ def decide_reported(
     changes: dict[str, Any] = {
         name: value
         for name, value in reported.items()
-        if name in REPORTED and value is not None and value != getattr(current, name)
+        if name in REPORTED and _reportable(name, value) and value != getattr(current, name)
     }
     if not changes:
         return None

@@ -8,6 +8,7 @@ import re
 from typing import Annotated, Literal
 
 from payments_shared.errors import invalid
+from payments_shared.money import MAX_QUANTITY
 from payments_shared.settings import ProviderName
 from pydantic import AfterValidator, Field, StringConstraints
 
@@ -18,7 +19,6 @@ MAX_EMAIL_LENGTH = 512
 MAX_NAME_LENGTH = 256
 MAX_PHONE_LENGTH = 20
 MAX_PRICE_ID_LENGTH = 255
-MAX_QUANTITY = 1_000_000
 MAX_TRIAL_DAYS = 730  # Stripe's limit
 # One dot-separated domain of at least two labels, a local part without spaces or a second @.
 _EMAIL = re.compile(
