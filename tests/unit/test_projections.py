@@ -294,6 +294,8 @@ SPEC = ListSpec("notes", "/notes", filters=("status", "customer_id", "created"),
         ({"status": "lost"}, "status"),
         ({"created_gte": "yesterday"}, "created_gte"),
         ({"created_lt": "2026-13-01"}, "created_lt"),
+        ({"created_gte": "99999999999999999999"}, "created_gte"),  # SQLite cannot bind it
+        ({"created_lt": "253402300800"}, "created_lt"),  # a second past 9999-12-31T23:59:59Z
         ({"email": "a@b.c"}, "email"),
         ({"starting_after": ""}, "starting_after"),
     ],

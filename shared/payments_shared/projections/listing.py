@@ -13,6 +13,7 @@ from typing import Any, Final
 from payments_shared.errors import ApiError, invalid
 from payments_shared.messages import Command, Reply
 from payments_shared.projections.readmodel import ListQuery, ReadModel, UnknownCursor, epoch_us
+from payments_shared.unix_time import unix_seconds_iso
 
 DEFAULT_LIMIT: Final = 10
 MAX_LIMIT: Final = 100
@@ -73,7 +74,7 @@ def _timestamp(params: Mapping[str, str], name: str) -> int | None:
         return None
     try:
         if raw.lstrip("-").isdigit():
-            return int(raw) * 1_000_000
+            raw = unix_seconds_iso(int(raw)) or ""  # "" for what no datetime holds (and SQLite could not bind)
         return epoch_us(raw.replace(" ", "+"))  # a `+` in a query string arrives as a space
     except (ValueError, OverflowError):
         raise invalid(f"{name} must be a Unix timestamp or an ISO 8601 time.", param=name) from None
