@@ -139,6 +139,19 @@ def test_put_merges(billing: Billing) -> None:
     assert billing.call("GET", f"customers/{created['id']}").json() == body
 
 
+FIFTY = {f"k{i}": "v" for i in range(50)}
+
+
+def test_put_is_held_to_fifty_metadata_keys_once_merged(billing: Billing) -> None:
+    created = billing.customer(metadata=FIFTY)
+    refused = billing.call("PUT", f"customers/{created['id']}", {"name": "N", "metadata": {"k50": "v"}})
+    assert error_of(refused, 400)["param"] == "metadata"
+    assert billing.call("GET", f"customers/{created['id']}").json() == created  # nothing changed
+    swapped = billing.call("PUT", f"customers/{created['id']}", {"metadata": {"k0": "", "k50": "v"}})
+    assert swapped.status_code == 200, swapped.text
+    assert len(swapped.json()["metadata"]) == 50 and "k50" in swapped.json()["metadata"]
+
+
 def test_put_may_clear_an_optional_field_but_not_the_email(billing: Billing) -> None:
     created = billing.customer(name="Jenny")
     cleared = billing.call("PUT", f"customers/{created['id']}", {"name": None})

@@ -317,6 +317,16 @@ def test_invalid_update_is_400(
     assert billing.call("GET", f"subscriptions/{created['id']}").json() == created
 
 
+def test_put_is_held_to_fifty_metadata_keys_once_merged(billing: Billing, customer: dict[str, Any]) -> None:
+    created = subscription(billing, customer["id"], metadata={f"k{i}": "v" for i in range(50)})
+    refused = billing.call("PUT", f"subscriptions/{created['id']}", {"quantity": 3, "metadata": {"k50": "v"}})
+    assert error_of(refused, 400)["param"] == "metadata"
+    assert billing.call("GET", f"subscriptions/{created['id']}").json() == created  # the provider was not asked
+    swapped = billing.call("PUT", f"subscriptions/{created['id']}", {"metadata": {"k0": "", "k50": "v"}})
+    assert swapped.status_code == 200, swapped.text
+    assert len(swapped.json()["metadata"]) == 50 and "k50" in swapped.json()["metadata"]
+
+
 def test_invalid_cancel_is_400(billing: Billing, customer: dict[str, Any]) -> None:
     created = subscription(billing, customer["id"])
     error = error_of(billing.call("POST", f"subscriptions/{created['id']}/cancel", {"at_period_end": "no"}), 400)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from payments_shared.errors import conflict, invalid, not_found
+from payments_shared.metadata import merged_metadata, merged_metadata_within_limit
 
 from payments_billing.events import DomainEvent, StoredEvent
 
@@ -150,21 +151,14 @@ def decide_create(existing: Customer | None, new: NewCustomer, now: str) -> Doma
 
 
 def check_update(customer: Customer | None, workspace: str, changes: CustomerChanges) -> Customer:
-    """Refuse what no provider call should be made for: an unknown customer, a change of provider."""
+    """Refuse what no provider call should be made for: an unknown customer, a change of provider, metadata that
+    would hold too many keys once merged."""
     current = visible(customer, workspace)
     if changes.provider is not None and changes.provider != current.provider:
         raise invalid("A customer's provider cannot be changed.", param="provider")
+    if changes.metadata is not None:
+        merged_metadata_within_limit(current.metadata, changes.metadata)
     return current
-
-
-def merged_metadata(current: Mapping[str, str], update: Mapping[str, str]) -> dict[str, str]:
-    merged = dict(current)
-    for key, value in update.items():
-        if value == "":
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
 
 
 def decide_update(customer: Customer | None, workspace: str, changes: CustomerChanges, now: str) -> DomainEvent:

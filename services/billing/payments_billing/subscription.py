@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from payments_shared.errors import conflict, invalid, not_found
+from payments_shared.metadata import merged_metadata_within_limit
 from payments_shared.money import MAX_AMOUNT, MAX_QUANTITY
 
-from payments_billing.customer import merged_metadata
 from payments_billing.events import DomainEvent, StoredEvent
 
 CREATED = "SubscriptionCreated"
@@ -232,7 +232,7 @@ def decide_update(
     if "status" in values:
         check_move(current.status, values["status"])
     if "metadata" in values:
-        values["metadata"] = merged_metadata(current.metadata, values["metadata"])
+        values["metadata"] = merged_metadata_within_limit(current.metadata, values["metadata"])
     return DomainEvent(UPDATED, {"changes": values, "updated_at": now})
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from payments_shared.errors import ApiError, invalid
 from payments_shared.messages import Reply
+from payments_shared.metadata import merged_metadata_within_limit
 from payments_shared.providers.port import Outcome, ProviderResult, SubscriptionChange, SubscriptionRequest
 
 from payments_billing import customer as customers
@@ -179,13 +180,16 @@ async def update_subscription(context: BillingContext, call: Call) -> Reply:
     current = domain.changeable(loaded.state, call.workspace)
     payload = call.payload
     check_changed_period_amount(current, payload)
+    metadata = string_map(payload["metadata"]) if "metadata" in payload else None
+    if metadata is not None:
+        merged_metadata_within_limit(current.metadata, metadata)  # 400 before the provider is asked
     change = SubscriptionChange(
         idempotency_key=call.command_id,
         quantity=payload.get("quantity"),
         amount=payload.get("amount"),
         price=payload.get("price"),
         cancel_at_period_end=payload.get("cancel_at_period_end"),
-        metadata=string_map(payload["metadata"]) if "metadata" in payload else None,
+        metadata=metadata,
     )
     provider = context.provider(current.provider)
     result = await provider.update_subscription(current.provider_reference or "", change)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from payments_shared.metadata import MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH
 from payments_shared.money import MAX_AMOUNT, MIN_AMOUNT
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from payments_gateway.currencies import normalise_currency
 
-MAX_METADATA_KEYS = 50
-MAX_METADATA_KEY_LENGTH = 40
-MAX_METADATA_VALUE_LENGTH = 500
 MAX_DESCRIPTION_LENGTH = 1000
 MAX_ID_LENGTH = 255
 
