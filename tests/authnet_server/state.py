@@ -94,6 +94,11 @@ class Subscription:
     status: str = "active"
 
 
+PROFILE_BILLED_BY_A_SUBSCRIPTION = (
+    "The specified customer profile is associated with an active or suspended subscription and cannot be deleted."
+)
+
+
 class AuthnetState:
     def __init__(self, login_id: str, transaction_key: str) -> None:
         self.login_id = login_id
@@ -412,8 +417,12 @@ class AuthnetState:
         return document(kind, "Ok", "I00001", "Successful.", ref_id, body)
 
     def _deleteCustomerProfileRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
-        if self.profiles.pop(_text(root, "customerProfileId") or "", None) is None:
+        profile_id = _text(root, "customerProfileId") or ""
+        if profile_id not in self.profiles:
             return document(kind, "Error", "E00040", "The record cannot be found.", ref_id)
+        if any(sub.customer_profile_id == profile_id and sub.status == "active" for sub in self.subscriptions.values()):
+            return document(kind, "Error", "E00106", PROFILE_BILLED_BY_A_SUBSCRIPTION, ref_id)
+        del self.profiles[profile_id]
         return document(kind, "Ok", "I00001", "Successful.", ref_id)
 
     # -- recurring billing (ARB) ----------------------------------------------------------------------

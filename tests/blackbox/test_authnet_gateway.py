@@ -205,3 +205,21 @@ def test_subscription_is_an_arb_subscription(client: Client, anet: AuthnetTestSe
     canceled = ok(client.post(f"subscriptions/{subscription['id']}/cancel", {}))
     assert canceled["status"] == "canceled"
     assert stored.status == "canceled"
+
+
+def test_deleting_a_customer_cancels_its_arb_subscription_before_the_profile(
+    client: Client, anet: AuthnetTestServer
+) -> None:
+    # Authorize.net refuses (E00106) to delete a profile that an active subscription bills: the system cancels the
+    # subscription first, as Stripe does when a customer is deleted.
+    customer = ok(client.post("customers", {"email": "del@example.com", "payment_method": opaque("gw-del")}), 201)
+    body = {"customer_id": customer["id"], "amount": 900, "currency": "usd", "interval": "month"}
+    subscription = ok(client.post("subscriptions", body), 201)
+    stored = anet.state.subscriptions[subscription["provider_reference"]]
+
+    deleted = ok(client.http.delete(f"/customers/{customer['id']}"))
+
+    assert deleted["deleted"] is True
+    assert stored.status == "canceled"
+    assert customer["provider_reference"] not in anet.state.profiles
+    assert ok(client.http.get(f"/subscriptions/{subscription['id']}"))["status"] == "canceled"

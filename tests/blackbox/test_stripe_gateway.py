@@ -172,6 +172,22 @@ def test_customer_and_subscription_lifecycle(client: httpx.Client, localstripe: 
     assert stripe_get(localstripe, f"/v1/customers/{customer['provider_reference']}").status_code == 404
 
 
+def test_deleting_a_customer_cancels_its_subscription_at_stripe_first(client: httpx.Client, localstripe: str) -> None:
+    customer = created(client.post("/customers", json={"email": "del@example.com", "payment_method": "pm_card_visa"}))
+    subscription = created(
+        client.post(
+            "/subscriptions",
+            json={"customer_id": customer["id"], "amount": 700, "currency": "usd", "interval": "month"},
+        )
+    )
+
+    created(client.delete(f"/customers/{customer['id']}"), 200)
+
+    assert created(client.get(f"/subscriptions/{subscription['id']}"), 200)["status"] == "canceled"
+    held = stripe_get(localstripe, f"/v1/subscriptions/{subscription['provider_reference']}").json()
+    assert held["status"] == "canceled"
+
+
 def test_repeated_charge_makes_one_payment_intent(client: httpx.Client, localstripe: str) -> None:
     key = new_key()
     first = client.post("/charge", json={"amount": 500, "currency": "usd", "payment_method": "pm_card_visa"},

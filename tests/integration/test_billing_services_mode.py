@@ -196,3 +196,46 @@ def test_a_worker_killed_before_its_reply_is_kept_applies_the_command_once(crash
         customer_id = retried.json()["id"]
     assert event_types(services.data_dir, f"customer-{customer_id}") == ["CustomerCreated"]
     assert ledger_rows(services.data_dir) == 1
+
+
+def ledger_operations(data_dir: Path, operation: str) -> int:
+    database = sqlite3.connect(f"file:{data_dir / 'sandbox.db'}?mode=ro", uri=True)
+    try:
+        row = database.execute("SELECT count(*) FROM ledger WHERE operation = ?", (operation,)).fetchone()
+    finally:
+        database.close()
+    return int(row[0])
+
+
+def test_a_worker_killed_while_a_deletion_cancels_subscriptions_cancels_each_once(
+    tmp_path: Path, rabbitmq_url: str
+) -> None:
+    # SIGKILL right after the provider canceled the first subscription, before that is recorded.
+    crash = f"after_subscription_cancel_call:{tmp_path / 'crashed-once'}"
+    workspace, key = new_workspace(), new_key()
+    with (
+        running_services(tmp_path, rabbitmq_url, PAYMENTS_FAULT_CRASH_ONCE=crash) as services,
+        httpx.Client(base_url=services.base_url, timeout=30) as client,
+    ):
+        body = {"email": "gone@example.com", "payment_method": "pm_card_visa"}
+        customer = request(client, "POST", "customers", workspace, body).json()
+        plan = {"customer_id": customer["id"], "amount": 900, "currency": "usd", "interval": "month"}
+        subscriptions = [request(client, "POST", "subscriptions", workspace, plan).json()["id"] for _ in range(2)]
+
+        first = request(client, "DELETE", f"customers/{customer['id']}", workspace, key=key)
+        assert first.status_code == 503, first.text
+        assert services.billing.popen.wait(timeout=30) == -9
+        services.start_billing()
+        deadline = time.monotonic() + 60
+        while True:
+            retried = request(client, "DELETE", f"customers/{customer['id']}", workspace, key=key)
+            if retried.status_code != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # the redelivered deletion is still running
+        assert retried.status_code == 200, retried.text
+        for subscription_id in subscriptions:
+            assert request(client, "GET", f"subscriptions/{subscription_id}", workspace).json()["status"] == "canceled"
+    for subscription_id in subscriptions:
+        assert event_types(services.data_dir, f"subscription-{subscription_id}").count("SubscriptionCanceled") == 1
+    assert ledger_operations(services.data_dir, "cancel_subscription") == 2
+    assert ledger_operations(services.data_dir, "delete_customer") == 1

@@ -149,3 +149,38 @@ def test_500_control(authnet_server):
     authnet_server.fail_next("refuse500")
     assert post(authnet_server, charge("inv-6", "tok-6")).status_code == 500
     assert authnet_server.state.payments_with_invoice("inv-6") == []
+
+
+def test_a_profile_billed_by_an_active_subscription_cannot_be_deleted(authnet_server):
+    created = parse_response(
+        post(
+            authnet_server,
+            messages.create_customer_profile(
+                CREDENTIALS, "cus-1", email="a@example.com", description=None, opaque=("D", "tok-p")
+            ),
+        ).content
+    )
+    profile_id = created.child_text("customerProfileId")
+    assert profile_id is not None
+    payment_profile_id = next(iter(authnet_server.state.profiles[profile_id].payment_profiles))
+    subscribe = messages.create_subscription(
+        CREDENTIALS,
+        "sub-1",
+        name="n",
+        interval=(1, "months"),
+        start=date(2027, 1, 1),
+        amount=Decimal("9.00"),
+        quantity=1,
+        profile=(profile_id, payment_profile_id),
+    )
+    subscription_id = parse_response(post(authnet_server, subscribe).content).child_text("subscriptionId")
+    assert subscription_id is not None
+    delete = messages.delete_customer_profile(CREDENTIALS, "del-1", profile_id)
+
+    refused = parse_response(post(authnet_server, delete).content)
+    assert (refused.result_code, refused.first_code) == ("Error", "E00106")
+    assert profile_id in authnet_server.state.profiles
+
+    post(authnet_server, messages.cancel_subscription(CREDENTIALS, "can-1", subscription_id))
+    deleted = parse_response(post(authnet_server, delete).content)
+    assert (deleted.result_code, profile_id in authnet_server.state.profiles) == ("Ok", False)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from payments_billing import customer_commands, subscription_commands
 from payments_billing.main import build_worker
 from payments_billing.settings import BillingSettings
 from payments_billing.worker import BEFORE_RECORD, BillingWorker
@@ -248,3 +249,58 @@ async def test_concurrent_changes_are_each_applied_on_the_latest_state(billing: 
     assert final["body"]["metadata"] == {f"k{index}": "v" for index in range(6)}
     history = await billing.store.read(f"subscription-{sub_id}")
     assert [event.type for event in history].count("SubscriptionUpdated") == 6
+
+
+async def subscription_of(billing: Billing, customer_id: str, key: str | None = None) -> dict[str, Any]:
+    payload = {"customer_id": customer_id, "amount": 500, "currency": "usd", "interval": "month"}
+    reply = await billing.send("create_subscription", payload, key=key)
+    assert reply["status"] == 201, reply
+    return dict(reply["body"])
+
+
+async def subscription_events(billing: Billing, subscription_id: str) -> list[str]:
+    return [event.type for event in await billing.store.read(f"subscription-{subscription_id}")]
+
+
+async def test_deleting_a_customer_cancels_its_subscriptions_first_as_stripe_does(billing: Billing) -> None:
+    created = await customer(billing)
+    first, second, ended = [await subscription_of(billing, created["id"]) for _ in range(3)]
+    assert (await billing.send("cancel_subscription", {"subscription_id": ended["id"]}))["status"] == 200
+    ended_before = (await billing.send("get_subscription", {"subscription_id": ended["id"]}))["body"]
+    someone_else = await subscription_of(billing, (await customer(billing))["id"])
+    calls_before = billing.sandbox.ledger.count()
+
+    deleted = await billing.send("delete_customer", {"customer_id": created["id"]})
+
+    assert deleted["status"] == 200, deleted
+    for subscription in (first, second):
+        body = (await billing.send("get_subscription", {"subscription_id": subscription["id"]}))["body"]
+        assert body["status"] == "canceled" and body["canceled_at"] is not None
+    assert (await billing.send("get_subscription", {"subscription_id": ended["id"]}))["body"] == ended_before
+    assert (await billing.send("get_subscription", {"subscription_id": someone_else["id"]}))["body"]["status"] == (
+        "active"
+    )
+    assert billing.sandbox.ledger.count() == calls_before + 3  # two cancels, then the deletion
+
+
+@pytest.mark.parametrize(
+    "point", [subscription_commands.AFTER_CANCEL_CALL, customer_commands.AFTER_SUBSCRIPTIONS_CANCELED]
+)
+async def test_a_delete_that_crashes_midway_cancels_each_subscription_once_when_redelivered(
+    billing: Billing, point: str
+) -> None:
+    created = await customer(billing)
+    subscriptions = [await subscription_of(billing, created["id"]) for _ in range(2)]
+    calls_before = billing.sandbox.ledger.count()
+
+    def crash() -> None:
+        raise RuntimeError(f"crash at {point}")
+
+    with faults.hook(point, crash), pytest.raises(RuntimeError):
+        await billing.send("delete_customer", {"customer_id": created["id"]}, key="k-del")
+    again = await billing.send("delete_customer", {"customer_id": created["id"]}, key="k-del", redelivered=True)
+
+    assert again["status"] == 200 and again["body"]["deleted"] is True
+    for subscription in subscriptions:
+        assert (await subscription_events(billing, subscription["id"])).count("SubscriptionCanceled") == 1
+    assert billing.sandbox.ledger.count() == calls_before + 3  # nothing sent to the provider twice

@@ -1,20 +1,26 @@
 """The customer commands: create, get, update (merge), delete. Each loads the stream, asks the domain, calls the
-customer's provider with the command id as idempotency key, appends what was decided and replies."""
+customer's provider with the command id as idempotency key, appends what was decided and replies. A delete first
+cancels the customer's subscriptions that are not canceled yet, as Stripe does (Authorize.net refuses to delete a
+profile that an active subscription bills)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from payments_shared import faults
 from payments_shared.messages import Reply
 from payments_shared.providers.port import CustomerRequest, ProviderResult
 
 from payments_billing import customer as domain
+from payments_billing import subscription_commands
 from payments_billing.context import BillingContext, Call, payment_method, string_map
 from payments_billing.outcomes import require_success
 from payments_billing.references import Linked, link
 from payments_billing.streams import Loaded
 
 CUSTOMER_FIELDS = ("email", "name", "phone", "description")
+
+AFTER_SUBSCRIPTIONS_CANCELED = "after_customer_subscriptions_canceled"
 
 
 async def load(context: BillingContext, customer_id: str) -> Loaded[domain.Customer]:
@@ -109,6 +115,8 @@ async def delete_customer(context: BillingContext, call: Call) -> Reply:
     if loaded.applied(call.command_id):
         return Reply(status=200, body=domain.deleted_reply(customer_id))
     current = domain.visible(loaded.state, call.workspace)
+    await subscription_commands.cancel_all_of_customer(context, call, customer_id)
+    faults.reached(AFTER_SUBSCRIPTIONS_CANCELED)
     if current.provider_reference:
         provider = context.provider(current.provider)
         require_success(provider.name, await provider.delete_customer(current.provider_reference, call.command_id))

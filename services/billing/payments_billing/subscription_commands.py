@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from payments_shared import faults
 from payments_shared.errors import ApiError, invalid
 from payments_shared.messages import Reply
 from payments_shared.metadata import merged_metadata_within_limit
 from payments_shared.providers.port import Outcome, ProviderResult, SubscriptionChange, SubscriptionRequest
 
 from payments_billing import customer as customers
-from payments_billing import periods
+from payments_billing import customer_subscriptions, periods
 from payments_billing import subscription as domain
 from payments_billing.context import BillingContext, Call, payment_method, string_map
 from payments_billing.outcomes import provider_error, require_success, starts_incomplete
@@ -24,6 +25,9 @@ PRICE_FIELDS = ("amount", "currency", "interval", "interval_count")
 
 def price_details(details: Mapping[str, Any]) -> dict[str, Any]:
     return {name: details[name] for name in PRICE_FIELDS if details.get(name) is not None}
+
+
+AFTER_CANCEL_CALL = "after_subscription_cancel_call"
 
 
 async def load(context: BillingContext, subscription_id: str) -> Loaded[domain.Subscription]:
@@ -132,6 +136,7 @@ async def create_subscription(context: BillingContext, call: Call) -> Reply:
     if result.reference:
         linked = Linked(subscription_id, call.workspace)
         await link(context.streams, "subscription", provider.name, result.reference, linked, call.origin)
+    await customer_subscriptions.add(context.streams, customer.id, subscription_id, call.origin)
     await context.streams.append(domain.stream_name(subscription_id), event, loaded.version, call.origin)
     created = domain.evolve(None, event)
     assert created is not None
@@ -203,17 +208,36 @@ async def update_subscription(context: BillingContext, call: Call) -> Reply:
 
 
 async def cancel_subscription(context: BillingContext, call: Call) -> Reply:
-    subscription_id = str(call.payload["subscription_id"])
+    at_period_end = bool(call.payload.get("at_period_end", False))
+    canceled = await cancel(context, call, str(call.payload["subscription_id"]), at_period_end, call.command_id)
+    return Reply(status=200, body=canceled.to_api())
+
+
+async def cancel(
+    context: BillingContext, call: Call, subscription_id: str, at_period_end: bool, idempotency_key: str
+) -> domain.Subscription:
+    """Cancel at the provider (with `idempotency_key`), then record it; once per command."""
     loaded = await load(context, subscription_id)
     if loaded.applied(call.command_id):
-        return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
+        return domain.visible(loaded.state, call.workspace)
     current = domain.changeable(loaded.state, call.workspace)
-    at_period_end = bool(call.payload.get("at_period_end", False))
     provider = context.provider(current.provider)
-    result = await provider.cancel_subscription(current.provider_reference or "", at_period_end, call.command_id)
+    result = await provider.cancel_subscription(current.provider_reference or "", at_period_end, idempotency_key)
     require_success(provider.name, result)
+    faults.reached(AFTER_CANCEL_CALL)
     event = domain.decide_cancel(loaded.state, call.workspace, at_period_end, call.now)
     await context.streams.append(domain.stream_name(subscription_id), event, loaded.version, call.origin)
     canceled = domain.evolve(current, event)
     assert canceled is not None
-    return Reply(status=200, body=canceled.to_api())
+    return canceled
+
+
+async def cancel_all_of_customer(context: BillingContext, call: Call, customer_id: str) -> None:
+    """Before a customer is deleted: each of its subscriptions not canceled yet is canceled now, each with its own
+    idempotency key derived from the deleting command."""
+    for subscription_id in await customer_subscriptions.subscription_ids(context.streams, customer_id):
+        loaded = await load(context, subscription_id)
+        state = loaded.state
+        if state is None or state.workspace != call.workspace or state.status == domain.CANCELED_STATUS:
+            continue
+        await cancel(context, call, subscription_id, False, f"{call.command_id}:cancel:{subscription_id}")
