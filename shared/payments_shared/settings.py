@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from limits import parse as parse_rate_limit
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 BROKER_FORMS = "memory:// or amqp://user:pass@host:5672/vhost (amqps:// too)"
 EVENTSTORE_FORMS = "sqlite:///path/events.db, kurrentdb://host:2113?tls=false, esdb://host:2113 or memory://"
 PROVIDER_NAMES = ("sandbox", "stripe", "authnet")
+AUTHNET_SANDBOX_URL = "https://apitest.authorize.net/xml/v1/request.api"
 ProviderName = Literal["sandbox", "stripe", "authnet"]
 
 
@@ -75,13 +77,25 @@ class ProviderSettings(BaseSettings):
     stripe_api_base: str | None = None
     authnet_api_login_id: str | None = None
     authnet_transaction_key: str | None = None
-    authnet_api_url: str = "https://apitest.authorize.net/xml/v1/request.api"
+    authnet_api_url: str = AUTHNET_SANDBOX_URL
     provider_timeout_s: float = Field(default=10.0, gt=0)
     provider_retry_attempts: int = Field(default=3, ge=1, le=10)
     provider_retry_base_s: float = Field(default=0.05, ge=0)
     provider_retry_cap_s: float = Field(default=1.0, ge=0)
     breaker_fail_max: int = Field(default=5, ge=1)
     breaker_reset_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("authnet_api_url")
+    @classmethod
+    def _authnet_url(cls, value: str) -> str:
+        if not value:  # set but empty (a compose or Secret placeholder): the default
+            return AUTHNET_SANDBOX_URL
+        return check_http_url(value, AUTHNET_SANDBOX_URL)
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _stripe_base(cls, value: str | None) -> str | None:
+        return check_http_url(value, "http://localhost:8420 (an emulator)") if value else None
 
     def missing_credentials(self, provider: str) -> list[str]:
         """The variables `provider` needs and lacks (none: it is configured). The one place that says which
@@ -109,9 +123,19 @@ class ProviderSettings(BaseSettings):
 
 def check_rate_limit(value: str) -> str:
     try:
-        parse_rate_limit(value)
+        limit = parse_rate_limit(value)
     except ValueError:
         raise ValueError("must be in the limits notation, e.g. 600/minute or 10/second") from None
+    if limit.amount < 1:  # 0/minute would refuse every request with 429
+        raise ValueError("must allow at least one request, e.g. 600/minute or 10/second")
+    return value
+
+
+def check_http_url(value: str, example: str) -> str:
+    """A provider's endpoint: an http(s) URL with a host (a typo would fail every call, not start-up)."""
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, e.g. {example}")
     return value
 
 

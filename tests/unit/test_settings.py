@@ -2,7 +2,15 @@ import subprocess
 import sys
 
 import pytest
-from payments_shared.settings import CommonSettings, ConfigError, ProviderSettings, load
+from payments_shared.settings import (
+    AUTHNET_SANDBOX_URL,
+    CommonSettings,
+    ConfigError,
+    ProviderSettings,
+    RateLimitSettings,
+    load,
+)
+from pydantic_settings import BaseSettings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -71,3 +79,37 @@ def test_a_default_provider_with_its_credentials_starts(monkeypatch: pytest.Monk
     monkeypatch.setenv("PAYMENTS_DEFAULT_PROVIDER", "stripe")
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_unit")
     assert load(ProviderSettings).payments_default_provider == "stripe"
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable", "value"),
+    [
+        (ProviderSettings, "AUTHNET_API_URL", "notaurl"),
+        (ProviderSettings, "AUTHNET_API_URL", "ftp://apitest.authorize.net/xml"),
+        (ProviderSettings, "STRIPE_API_BASE", "localhost:12111"),
+        (RateLimitSettings, "RATE_LIMIT_WRITE", "0/minute"),
+        (RateLimitSettings, "RATE_LIMIT_READ", "fast"),
+    ],
+)
+def test_a_value_that_would_fail_every_request_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, settings: type[BaseSettings], variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as raised:
+        load(settings)
+    assert str(raised.value).startswith(f"configuration error: {variable} ")
+
+
+def test_provider_endpoints_and_limits_that_work_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:8420")
+    monkeypatch.setenv("AUTHNET_API_URL", "https://api2.authorize.net/xml/v1/request.api")
+    monkeypatch.setenv("RATE_LIMIT_WRITE", "1/second")
+    assert load(ProviderSettings).stripe_api_base == "http://127.0.0.1:8420"
+    assert load(RateLimitSettings).rate_limit_write == "1/second"
+
+
+def test_an_empty_provider_endpoint_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_API_BASE", "")
+    monkeypatch.setenv("AUTHNET_API_URL", "")
+    settings = load(ProviderSettings)
+    assert (settings.stripe_api_base, settings.authnet_api_url) == (None, AUTHNET_SANDBOX_URL)
