@@ -304,3 +304,39 @@ async def test_a_delete_that_crashes_midway_cancels_each_subscription_once_when_
     for subscription in subscriptions:
         assert (await subscription_events(billing, subscription["id"])).count("SubscriptionCanceled") == 1
     assert billing.sandbox.ledger.count() == calls_before + 3  # nothing sent to the provider twice
+
+
+def crash() -> None:
+    raise RuntimeError("crash")
+
+
+async def test_a_creation_that_finds_its_customer_deleted_undoes_the_subscription(billing: Billing) -> None:
+    # The creation dies after recording the subscription, before listing it on the customer; the customer is
+    # deleted meanwhile (its deletion cannot see the subscription); the redelivered creation finds the customer
+    # gone, cancels the subscription at the provider and answers the customer's 404.
+    created = await customer(billing)
+    payload = {"customer_id": created["id"], "amount": 500, "currency": "usd", "interval": "month"}
+    with faults.hook(subscription_commands.AFTER_SUBSCRIPTION_RECORDED, crash), pytest.raises(RuntimeError):
+        await billing.send("create_subscription", payload, key="k-sub")
+    assert (await billing.send("delete_customer", {"customer_id": created["id"]}))["status"] == 200
+    calls_before = billing.sandbox.ledger.count()
+
+    again = await billing.send("create_subscription", payload, key="k-sub", redelivered=True)
+
+    assert again["status"] == 404 and again["body"]["error"]["param"] == "customer_id"
+    subscription_id = ids.derived_id("sub", ids.command_id("ws_a", "k-sub"))
+    assert await subscription_events(billing, subscription_id) == ["SubscriptionCreated", "SubscriptionCanceled"]
+    assert billing.sandbox.ledger.count() == calls_before + 1  # the cancel
+    assert (await billing.send("create_subscription", payload, key="k-sub"))["status"] == 404  # replayed
+
+
+async def test_a_subscription_listed_after_a_deletion_began_is_canceled_by_it(billing: Billing) -> None:
+    created = await customer(billing)
+    with faults.hook(customer_commands.AFTER_SUBSCRIPTIONS_CANCELED, crash), pytest.raises(RuntimeError):
+        await billing.send("delete_customer", {"customer_id": created["id"]}, key="k-del")
+    late = await subscription_of(billing, created["id"])  # the customer is not deleted yet
+
+    again = await billing.send("delete_customer", {"customer_id": created["id"]}, key="k-del", redelivered=True)
+
+    assert again["status"] == 200
+    assert (await billing.send("get_subscription", {"subscription_id": late["id"]}))["body"]["status"] == "canceled"

@@ -20,6 +20,8 @@ from payments_billing.events import DomainEvent, StoredEvent
 CREATED = "CustomerCreated"
 UPDATED = "CustomerUpdated"
 DELETED = "CustomerDeleted"
+# A subscription made for the customer: its deletion cancels the subscriptions listed here first (as Stripe does).
+SUBSCRIPTION_ADDED = "CustomerSubscriptionAdded"
 
 # Fields a PUT may change (besides `metadata`, merged, and `payment_method`, which sets the default).
 PLAIN_FIELDS = ("email", "name", "phone", "description")
@@ -45,6 +47,7 @@ class Customer:
     default_payment_method: str | None = None
     deleted: bool = False
     provider_event_at: str | None = None  # the provider's time of the latest report applied (not shown)
+    subscription_ids: tuple[str, ...] = ()  # not shown
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -121,6 +124,8 @@ def evolve(customer: Customer | None, event: StoredEvent) -> Customer | None:
         return replace(customer, **changes, updated_at=data["updated_at"], provider_event_at=reported_at)
     if event.type == DELETED:
         return replace(customer, deleted=True, updated_at=data["deleted_at"])
+    if event.type == SUBSCRIPTION_ADDED:
+        return replace(customer, subscription_ids=(*customer.subscription_ids, str(data["subscription_id"])))
     return customer  # an event type this version does not know changes nothing
 
 
@@ -174,6 +179,14 @@ def decide_update(customer: Customer | None, workspace: str, changes: CustomerCh
 def decide_delete(customer: Customer | None, workspace: str, now: str) -> DomainEvent:
     visible(customer, workspace)
     return DomainEvent(DELETED, {"deleted_at": now})
+
+
+def decide_subscription_added(customer: Customer | None, workspace: str, subscription_id: str) -> DomainEvent | None:
+    """List a subscription on its customer (not found once the customer is deleted); None when listed already."""
+    current = visible(customer, workspace)
+    if subscription_id in current.subscription_ids:
+        return None
+    return DomainEvent(SUBSCRIPTION_ADDED, {"subscription_id": subscription_id})
 
 
 def decide_reported_deletion(customer: Customer | None, workspace: str, now: str) -> DomainEvent | None:

@@ -115,7 +115,7 @@ async def delete_customer(context: BillingContext, call: Call) -> Reply:
     if loaded.applied(call.command_id):
         return Reply(status=200, body=domain.deleted_reply(customer_id))
     current = domain.visible(loaded.state, call.workspace)
-    await subscription_commands.cancel_all_of_customer(context, call, customer_id)
+    await subscription_commands.cancel_all_of_customer(context, call, current)
     faults.reached(AFTER_SUBSCRIPTIONS_CANCELED)
     if current.provider_reference:
         provider = context.provider(current.provider)

@@ -1,35 +1,32 @@
-"""A customer's subscriptions: `customer-subscriptions-{customer id}` holds one `CustomerSubscriptionAdded` per
-subscription the provider made for the customer, so that deleting the customer cancels them first, as Stripe does.
-An index stream, like the provider references: the store stays the only truth."""
+"""A customer's subscriptions, listed on the customer's own stream (`CustomerSubscriptionAdded`) once the provider
+has made each. The customer stream is where a subscription's creation and the customer's deletion meet: each
+appends there at the version it read, so whichever comes second sees the other. A deletion that comes second
+cancels the subscription first (as Stripe does); a creation that comes second finds the customer gone and undoes
+the subscription it made."""
 
 from __future__ import annotations
 
-from payments_shared.eventstore.port import NO_STREAM, WrongExpectedVersion
+from payments_shared.errors import ApiError
+from payments_shared.eventstore.port import WrongExpectedVersion
 
-from payments_billing.events import DomainEvent
+from payments_billing import customer as customers
 from payments_billing.streams import Origin, Streams
 
-ADDED = "CustomerSubscriptionAdded"
 
-
-def index_stream(customer_id: str) -> str:
-    return f"customer-subscriptions-{customer_id}"
-
-
-async def subscription_ids(streams: Streams, customer_id: str) -> list[str]:
-    return [str(event.data["subscription_id"]) for event in await streams.read(index_stream(customer_id))]
-
-
-async def add(streams: Streams, customer_id: str, subscription_id: str, origin: Origin) -> None:
-    """List the subscription once: a redelivered creation finds it listed already."""
-    stream = index_stream(customer_id)
+async def add(streams: Streams, customer_id: str, workspace: str, subscription_id: str, origin: Origin) -> bool:
+    """List the subscription on its customer (once: a redelivered creation finds it listed). False when the
+    customer was deleted since the creation looked it up."""
+    stream = customers.stream_name(customer_id)
     while True:
-        events = await streams.read(stream)
-        if any(event.data.get("subscription_id") == subscription_id for event in events):
-            return
-        version = events[-1].version if events else NO_STREAM
+        loaded = await streams.load(stream, customers.fold)
         try:
-            await streams.append(stream, DomainEvent(ADDED, {"subscription_id": subscription_id}), version, origin)
-            return
+            event = customers.decide_subscription_added(loaded.state, workspace, subscription_id)
+        except ApiError:
+            return False
+        if event is None:
+            return True
+        try:
+            await streams.append(stream, event, loaded.version, origin)
+            return True
         except WrongExpectedVersion:
-            continue  # another subscription of this customer was listed meanwhile: read again
+            continue  # the customer changed meanwhile (another subscription, an update, its deletion): decide again

@@ -21,8 +21,9 @@ T = TypeVar("T")
 _EVENT_ID_NAMESPACE = uuid.UUID("0b7e3c1e-52b4-4c53-9d0e-6a1f2f6d3b8a")
 
 
-def event_id(command_id: str, stream: str) -> uuid.UUID:
-    return uuid.uuid5(_EVENT_ID_NAMESPACE, f"{command_id}\x00{stream}")
+def event_id(command_id: str, stream: str, step: str = "") -> uuid.UUID:
+    """One event per command and stream; `step` names a second one (a creation undone on the same stream)."""
+    return uuid.uuid5(_EVENT_ID_NAMESPACE, f"{command_id}\x00{stream}" + (f"\x00{step}" if step else ""))
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ class Streams:
         version = events[-1].version if events else NO_STREAM
         return Loaded(fold(events), version, command_ids)
 
-    async def append(self, stream: str, event: DomainEvent, expected_version: int, origin: Origin) -> None:
+    async def append(
+        self, stream: str, event: DomainEvent, expected_version: int, origin: Origin, step: str = ""
+    ) -> None:
         metadata = event_metadata(origin.command, origin.correlation_id, origin.causation_id, origin.traceparent)
-        new_event = NewEvent(event.type, dict(event.data), metadata, event_id(origin.command.command_id, stream))
+        new_event = NewEvent(event.type, dict(event.data), metadata, event_id(origin.command.command_id, stream, step))
         await self.store.append(stream, [new_event], expected_version)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from payments_shared import faults
-from payments_shared.errors import ApiError, invalid
+from payments_shared.errors import ApiError, invalid, not_found
 from payments_shared.messages import Reply
 from payments_shared.metadata import merged_metadata_within_limit
 from payments_shared.providers.port import Outcome, ProviderResult, SubscriptionChange, SubscriptionRequest
@@ -28,6 +28,7 @@ def price_details(details: Mapping[str, Any]) -> dict[str, Any]:
 
 
 AFTER_CANCEL_CALL = "after_subscription_cancel_call"
+AFTER_SUBSCRIPTION_RECORDED = "after_subscription_recorded"
 
 
 async def load(context: BillingContext, subscription_id: str) -> Loaded[domain.Subscription]:
@@ -125,8 +126,20 @@ def new_subscription(
 async def create_subscription(context: BillingContext, call: Call) -> Reply:
     subscription_id = str(call.payload["subscription_id"])
     loaded = await load(context, subscription_id)
-    if loaded.applied(call.command_id) and loaded.state is not None:
-        return Reply(status=201, body=loaded.state.to_api())
+    created = loaded.state if loaded.applied(call.command_id) else None
+    if created is None:
+        created = await _create(context, call, subscription_id, loaded)
+    if not await customer_subscriptions.add(
+        context.streams, created.customer_id, call.workspace, subscription_id, call.origin
+    ):
+        await _undo_creation(context, call, subscription_id)
+        raise not_found("customer", param="customer_id")
+    return Reply(status=201, body=created.to_api())
+
+
+async def _create(
+    context: BillingContext, call: Call, subscription_id: str, loaded: Loaded[domain.Subscription]
+) -> domain.Subscription:
     customer = await customer_of(context, call)
     request = subscription_request(call, customer)
     provider = context.provider(customer.provider)
@@ -136,11 +149,19 @@ async def create_subscription(context: BillingContext, call: Call) -> Reply:
     if result.reference:
         linked = Linked(subscription_id, call.workspace)
         await link(context.streams, "subscription", provider.name, result.reference, linked, call.origin)
-    await customer_subscriptions.add(context.streams, customer.id, subscription_id, call.origin)
     await context.streams.append(domain.stream_name(subscription_id), event, loaded.version, call.origin)
+    faults.reached(AFTER_SUBSCRIPTION_RECORDED)
     created = domain.evolve(None, event)
     assert created is not None
-    return Reply(status=201, body=created.to_api())
+    return created
+
+
+async def _undo_creation(context: BillingContext, call: Call, subscription_id: str) -> None:
+    """The customer was deleted while the provider made this subscription: cancel it there and record that (the
+    history stays); the creation answers the customer's 404."""
+    loaded = await load(context, subscription_id)
+    if loaded.state is not None and loaded.state.status != domain.CANCELED_STATUS:
+        await _cancel_loaded(context, call, loaded, False, f"{call.command_id}:undo", step="undo")
 
 
 async def get_subscription(context: BillingContext, call: Call) -> Reply:
@@ -220,24 +241,34 @@ async def cancel(
     loaded = await load(context, subscription_id)
     if loaded.applied(call.command_id):
         return domain.visible(loaded.state, call.workspace)
+    return await _cancel_loaded(context, call, loaded, at_period_end, idempotency_key)
+
+
+async def _cancel_loaded(
+    context: BillingContext,
+    call: Call,
+    loaded: Loaded[domain.Subscription],
+    at_period_end: bool,
+    idempotency_key: str,
+    step: str = "",
+) -> domain.Subscription:
     current = domain.changeable(loaded.state, call.workspace)
     provider = context.provider(current.provider)
     result = await provider.cancel_subscription(current.provider_reference or "", at_period_end, idempotency_key)
     require_success(provider.name, result)
     faults.reached(AFTER_CANCEL_CALL)
     event = domain.decide_cancel(loaded.state, call.workspace, at_period_end, call.now)
-    await context.streams.append(domain.stream_name(subscription_id), event, loaded.version, call.origin)
+    await context.streams.append(domain.stream_name(current.id), event, loaded.version, call.origin, step)
     canceled = domain.evolve(current, event)
     assert canceled is not None
     return canceled
 
 
-async def cancel_all_of_customer(context: BillingContext, call: Call, customer_id: str) -> None:
+async def cancel_all_of_customer(context: BillingContext, call: Call, customer: customers.Customer) -> None:
     """Before a customer is deleted: each of its subscriptions not canceled yet is canceled now, each with its own
     idempotency key derived from the deleting command."""
-    for subscription_id in await customer_subscriptions.subscription_ids(context.streams, customer_id):
+    for subscription_id in customer.subscription_ids:
         loaded = await load(context, subscription_id)
-        state = loaded.state
-        if state is None or state.workspace != call.workspace or state.status == domain.CANCELED_STATUS:
+        if loaded.state is None or loaded.state.status == domain.CANCELED_STATUS:
             continue
         await cancel(context, call, subscription_id, False, f"{call.command_id}:cancel:{subscription_id}")
