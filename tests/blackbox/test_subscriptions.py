@@ -327,6 +327,17 @@ def test_put_is_held_to_fifty_metadata_keys_once_merged(billing: Billing, custom
     assert len(swapped.json()["metadata"]) == 50 and "k50" in swapped.json()["metadata"]
 
 
+def test_a_price_of_another_interval_starts_a_new_period(billing: Billing, customer: dict[str, Any]) -> None:
+    created = subscription(billing, customer["id"])  # monthly
+    changed = billing.call("PUT", f"subscriptions/{created['id']}", {"price": "price_sandbox_yearly"})
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["interval"], body["amount"]) == ("year", 10000)
+    start, end = moment(body["current_period_start"]), moment(body["current_period_end"])
+    assert start >= moment(created["current_period_start"])
+    assert (end - start).days in (365, 366)
+
+
 def test_invalid_cancel_is_400(billing: Billing, customer: dict[str, Any]) -> None:
     created = subscription(billing, customer["id"])
     error = error_of(billing.call("POST", f"subscriptions/{created['id']}/cancel", {"at_period_end": "no"}), 400)

@@ -87,6 +87,26 @@ def test_update_changes_quantity_amount_and_merges_metadata() -> None:
     assert subscription.updated_at == T1
 
 
+def test_a_new_interval_starts_a_new_period_now_as_stripe_does() -> None:
+    events = history()  # monthly, period T0 → 2027-02-28
+    yearly = domain.SubscriptionChanges({"price": "price_y", "amount": 10000, "interval": "year", "interval_count": 1})
+    events.append(domain.decide_update(domain.fold(events), "ws_a", yearly, T1))
+    subscription = domain.fold(events)
+    assert subscription is not None
+    assert (subscription.current_period_start, subscription.current_period_end) == (T1, "2028-02-01T00:00:00.000000Z")
+
+
+def test_the_same_interval_or_a_reported_period_keeps_the_providers_period() -> None:
+    same = domain.SubscriptionChanges({"price": "price_m2", "amount": 2000, "interval": "month", "interval_count": 1})
+    unchanged = domain.fold([*history(), domain.decide_update(domain.fold(history()), "ws_a", same, T1)])
+    assert unchanged is not None and unchanged.current_period_start == T0
+    reported = domain.SubscriptionChanges(
+        {"interval": "year", "current_period_start": T1, "current_period_end": "2028-01-15T00:00:00.000000Z"}
+    )
+    kept = domain.fold([*history(), domain.decide_update(domain.fold(history()), "ws_a", reported, T1)])
+    assert kept is not None and kept.current_period_end == "2028-01-15T00:00:00.000000Z"
+
+
 def test_update_ignores_fields_that_cannot_change() -> None:
     events = history()
     changes = domain.SubscriptionChanges({"customer_id": "cus_other", "workspace": "ws_b", "quantity": 2})

@@ -17,7 +17,9 @@ from payments_shared.errors import conflict, invalid, not_found
 from payments_shared.metadata import merged_metadata_within_limit
 from payments_shared.money import MAX_AMOUNT, MAX_QUANTITY
 
+from payments_billing import periods
 from payments_billing.events import DomainEvent, StoredEvent
+from payments_billing.times import iso, parse_iso
 
 CREATED = "SubscriptionCreated"
 UPDATED = "SubscriptionUpdated"
@@ -233,7 +235,19 @@ def decide_update(
         check_move(current.status, values["status"])
     if "metadata" in values:
         values["metadata"] = merged_metadata_within_limit(current.metadata, values["metadata"])
+    values.update(_new_cycle(current, values, now))
     return DomainEvent(UPDATED, {"changes": values, "updated_at": now})
+
+
+def _new_cycle(current: Subscription, values: Mapping[str, Any], now: str) -> dict[str, str]:
+    """A change of billing interval (a price of another interval) starts a new period now, as Stripe does; when
+    the provider reported the new period, that is kept."""
+    interval = values.get("interval", current.interval)
+    interval_count = values.get("interval_count", current.interval_count)
+    if (interval, interval_count) == (current.interval, current.interval_count) or "current_period_start" in values:
+        return {}
+    period = periods.nth_period(parse_iso(now), interval, interval_count, 0)
+    return {"current_period_start": iso(period.start), "current_period_end": iso(period.end)}
 
 
 def decide_cancel(subscription: Subscription | None, workspace: str, at_period_end: bool, now: str) -> DomainEvent:
