@@ -20,6 +20,7 @@ from payments_shared.providers.port import Outcome, PaymentRef
 
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
 from tests.blackbox.server import API, Server, embedded_server, mint_token, new_workspace
+from tests.blackbox.test_customers import stored_event_types
 
 SIGNATURE_KEY = "C0FFEE15A5160A7E0123456789ABCDEF" * 4
 SETTLE_S = 30.0
@@ -60,13 +61,18 @@ def pay(http: httpx.Client, workspace: str, route: str, data_value: str) -> dict
 
 
 def notify(http: httpx.Client, event_type: str, trans_id: str) -> dict[str, Any]:
+    payload = {"responseCode": 1, "authAmount": 45.00, "entityName": "transaction", "id": trans_id}
+    return deliver(http, f"net.authorize.payment.{event_type}", payload)
+
+
+def deliver(http: httpx.Client, event_type: str, payload: dict[str, Any], at: float | None = None) -> dict[str, Any]:
     body = json.dumps(
         {
             "notificationId": str(uuid.uuid4()),
-            "eventType": f"net.authorize.payment.{event_type}",
-            "eventDate": time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime()),
+            "eventType": event_type,
+            "eventDate": time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime(at)),
             "webhookId": str(uuid.uuid4()),
-            "payload": {"responseCode": 1, "authAmount": 45.00, "entityName": "transaction", "id": trans_id},
+            "payload": payload,
         }
     ).encode()
     signature = hmac.new(SIGNATURE_KEY.encode(), body, hashlib.sha512).hexdigest().upper()
@@ -165,3 +171,36 @@ def eventual_event_types(
         if awaited in types or time.monotonic() > deadline:
             return types
         time.sleep(0.2)
+
+
+def subscription_status_eventually(http: httpx.Client, workspace: str, subscription_id: str, wanted: str) -> str:
+    headers = {"Authorization": f"Bearer {mint_token(workspace, ['subscription:read'])}"}
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        status = str(http.get(f"{API}/subscriptions/{subscription_id}", headers=headers).json()["status"])
+        if status == wanted or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
+def test_arb_subscription_events_move_the_subscription_in_their_order(http: httpx.Client, server: Server) -> None:
+    workspace = new_workspace()
+    token = mint_token(workspace, ["customer:create", "subscription:create"])
+    method = {"data_descriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "data_value": f"arb-{uuid.uuid4().hex}"}
+    customer = http.post(
+        f"{API}/customers",
+        json={"email": "arb@example.com", "payment_method": method, "provider": "authnet"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    plan = {"customer_id": customer["id"], "amount": 1200, "currency": "usd", "interval": "month"}
+    subscription = http.post(f"{API}/subscriptions", json=plan, headers={"Authorization": f"Bearer {token}"}).json()
+    arb = {"name": "plan", "amount": 12.00, "entityName": "subscription", "id": subscription["provider_reference"]}
+    now = time.time()
+
+    deliver(http, "net.authorize.customer.subscription.suspended", {**arb, "status": "suspended"}, at=now)
+    assert subscription_status_eventually(http, workspace, subscription["id"], "past_due") == "past_due"
+    deliver(http, "net.authorize.customer.subscription.updated", {**arb, "status": "active"}, at=now - 60)  # older
+    deliver(http, "net.authorize.customer.subscription.terminated", {**arb}, at=now + 1)  # the event names it
+    assert subscription_status_eventually(http, workspace, subscription["id"], "canceled") == "canceled"
+    moves = stored_event_types(server, f"subscription-{subscription['id']}")
+    assert moves == ["SubscriptionCreated", "SubscriptionStatusChanged", "SubscriptionCanceled"]  # not the older one

@@ -27,7 +27,14 @@ FIELDS = (
     "items",
     "canceled_at",
 )
-EVENT_TYPES = ("customer.subscription.updated", "customer.subscription.deleted", "invoice.paid")
+EVENT_TYPES = (
+    ("stripe", "customer.subscription.updated"),
+    ("stripe", "customer.subscription.deleted"),
+    ("stripe", "invoice.paid"),
+    ("authnet", "net.authorize.customer.subscription.updated"),
+    ("authnet", "net.authorize.customer.subscription.suspended"),
+    ("authnet", "net.authorize.customer.subscription.terminated"),
+)
 ITEM = st.fixed_dictionaries({}, optional={name: JSON_VALUES for name in ("quantity", "current_period_end", "id")})
 
 
@@ -37,8 +44,11 @@ ITEM = st.fixed_dictionaries({}, optional={name: JSON_VALUES for name in ("quant
     event_type=st.sampled_from(EVENT_TYPES),
     obj=st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES | st.fixed_dictionaries({"data": st.lists(ITEM)})),
 )
-def test_a_reported_change_keeps_the_subscriptions_types(start: str, event_type: str, obj: dict[str, Any]) -> None:
-    report = interpret({"provider": "stripe", "event_type": event_type, "object": {"id": "sub_S1", **obj}})
+def test_a_reported_change_keeps_the_subscriptions_types(
+    start: str, event_type: tuple[str, str], obj: dict[str, Any]
+) -> None:
+    provider, kind = event_type
+    report = interpret({"provider": provider, "event_type": kind, "object": {"id": "sub_S1", **obj}})
     if report is None:
         return
     events = history(start)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from payments_shared.providers.stripe_results import object_id, subscription_result
 
@@ -81,9 +81,34 @@ def _invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
     return object_id(details.get("subscription")) if isinstance(details, Mapping) else None
 
 
+# ARB subscription statuses → ours. Suspended: a payment failed (or the card expired) and ARB charges nothing
+# until the merchant fixes it, Stripe's past_due; terminated and expired subscriptions have ended.
+AUTHNET_SUBSCRIPTION_STATUS: Final = {
+    "active": "active",
+    "suspended": "past_due",
+    "terminated": "canceled",
+    "canceled": "canceled",
+    "cancelled": "canceled",
+    "expired": "canceled",
+}
+AUTHNET_SUBSCRIPTION_EVENT = "net.authorize.customer.subscription."
+
+
 def _authnet(event_type: str, obj: Mapping[str, Any]) -> Report | None:
+    if event_type.startswith(AUTHNET_SUBSCRIPTION_EVENT) and obj.get("id") is not None:
+        return Report(SUBSCRIPTION, "authnet", str(obj["id"]), _authnet_subscription_changes(event_type, obj))
     if event_type == "net.authorize.customer.deleted" and obj.get("id") is not None:
         return Report(CUSTOMER, "authnet", str(obj["id"]), deleted=True)
     if event_type == "net.authorize.customer.updated" and obj.get("id") is not None:
         return Report(CUSTOMER, "authnet", str(obj["id"]))  # only the profile id: the profile is re-fetched
     return None
+
+
+def _authnet_subscription_changes(event_type: str, subscription: Mapping[str, Any]) -> dict[str, Any]:
+    """The status the payload reports, else the one its event names (`…subscription.suspended`); `created`,
+    `expiring` and the like without a status change nothing."""
+    reported = subscription.get("status")
+    named = event_type.removeprefix(AUTHNET_SUBSCRIPTION_EVENT)
+    status = AUTHNET_SUBSCRIPTION_STATUS.get(reported.lower()) if isinstance(reported, str) else None
+    status = status or AUTHNET_SUBSCRIPTION_STATUS.get(named)
+    return {"status": status} if status else {}
