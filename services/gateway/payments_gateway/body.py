@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from payments_shared.carddata import contains_card_number
 from payments_shared.errors import ApiError, invalid
-from payments_shared.http.errors import api_error_from_validation
+from payments_shared.http.errors import api_error_from_validation, shortened
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -27,14 +27,38 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object naming a key twice is refused: which one counts would depend on the parser (a proxy that
+    checked the first and this service using the last would disagree about the request)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
 # Built once: `json.loads(raw, parse_constant=…)` would build a decoder per call. The decode below is what
 # json.loads does with bytes (UTF-8/16/32 detected).
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except _DuplicateKey as duplicate:
+        if contains_card_number(duplicate.key):
+            raise raw_card_data_error() from None
+        key = shortened(duplicate.key)
+        raise invalid(f"The key {key} appears twice in one object.", param=key, code="invalid_json") from None
     except RecursionError:  # the parser nests one Python call per level: a few hundred levels exhaust it
         raise invalid("The JSON in the request body is nested too deeply.", code="invalid_json") from None
     except ValueError:  # JSONDecodeError, bad UTF-8, absurdly long integers

@@ -30,6 +30,14 @@ def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JS
     return JSONResponse(error.body(), status_code=error.status, headers={**error.headers(), **(headers or {})})
 
 
+MAX_ECHOED_NAME = 100
+
+
+def shortened(name: str) -> str:
+    """A client's field name as an error echoes it: a 100 kB key is not sent back whole (twice)."""
+    return name if len(name) <= MAX_ECHOED_NAME else f"{name[:MAX_ECHOED_NAME]}…"
+
+
 def param_from_loc(loc: Sequence[int | str], data: Any, missing: bool = False) -> str | None:
     """The dotted path of the field an error is about, following the input so that pydantic's union-member tags
     (`str`, `OpaquePaymentMethod`, …) are left out: `("metadata", "order")` → `metadata.order`. With `missing`,
@@ -40,10 +48,10 @@ def param_from_loc(loc: Sequence[int | str], data: Any, missing: bool = False) -
         last = index == len(loc) - 1
         if isinstance(current, dict):
             if part in current:
-                parts.append(str(part))
+                parts.append(shortened(str(part)))
                 current = current[part]
             elif last and missing:
-                parts.append(str(part))
+                parts.append(shortened(str(part)))
         elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
             parts.append(str(part))
             current = current[part]
