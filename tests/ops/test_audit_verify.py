@@ -61,6 +61,21 @@ def test_audit_of_unknown_or_malformed_ids(server: Server) -> None:
     assert "txn_" in malformed.stderr
 
 
+def test_audit_of_a_deleted_customer_shows_its_subscriptions_and_verify_passes(api: Api, server: Server) -> None:
+    billing = Billing(api.http, api.workspace)
+    customer = billing.customer(payment_method="pm_card_visa")
+    subscribed = billing.subscribe(customer_id=customer["id"])
+    assert subscribed.status_code == 201, subscribed.text
+    assert billing.call("DELETE", f"customers/{customer['id']}").status_code == 200
+    ran = run_ops(server.data_dir, "audit", customer["id"])
+    assert ran.status == 0, ran.stderr
+    types = [line.split()[2] for line in ran.stdout.splitlines()[1:]]
+    assert types == ["CustomerCreated", "CustomerSubscriptionAdded", "CustomerDeleted"]
+    assert f"subscription_id={subscribed.json()['id']}" in ran.stdout.splitlines()[2]
+    verified = run_ops(server.data_dir, "verify")
+    assert verified.status == 0 and "0 violation(s)" in verified.stderr, verified.stdout + verified.stderr
+
+
 def test_verify_passes_on_history_written_by_the_services(api: Api, server: Server) -> None:
     _refunded_charge(api)
     authorized = api.authorize(key=new_key())

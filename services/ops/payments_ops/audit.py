@@ -29,6 +29,7 @@ KEY_FIELDS: Final = (
     "provider_reference",
     "email",
     "customer_id",
+    "subscription_id",
     "quantity",
     "outcome",
     "message",
