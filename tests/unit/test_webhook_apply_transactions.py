@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
+import pytest
 from payments_shared.eventstore.port import RecordedEvent
 from payments_shared.providers.port import Outcome, ProviderResult
 from payments_transactions.domain import decisions
@@ -271,3 +273,25 @@ def test_an_authnet_amount_that_is_not_a_number_counts_as_the_transactions_own()
         held = Stream(provider="authnet").outcome(Outcome.PENDING_REVIEW, amount=1000, message="held")
         held.apply(authnet("authcapture.created", amount=unusable))
         assert (held.state.status, held.state.amount_captured) == (Status.CAPTURED, 1000)
+
+
+@pytest.mark.parametrize(
+    ("dispute_status", "refusable"),
+    [
+        ("needs_response", True),
+        ("under_review", True),
+        ("lost", True),
+        ("warning_needs_response", False),  # an inquiry: a refund is still possible
+        ("won", False),
+    ],
+)
+def test_a_disputed_charge_cannot_be_refunded_as_stripe_refuses(dispute_status: str, refusable: bool) -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    stream.apply(stripe("charge.dispute.created", second=3, object_id="dp_1", amount=1000, status=dispute_status))
+    refund = partial(decisions.request_refund, stream.state, "cmd_ref", "re_1", 300, None, "msg_2", "fp2")
+    if refusable:
+        with pytest.raises(decisions.DomainError) as refused:
+            refund()
+        assert refused.value.code == "charge_disputed"
+    else:
+        assert refund().type == ev.REFUND_REQUESTED

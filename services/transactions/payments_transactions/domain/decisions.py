@@ -120,6 +120,11 @@ def request_void(transaction: Transaction, command_id: str, message_id: str, fin
     return DomainEvent(ev.VOID_REQUESTED, data)
 
 
+# Stripe refuses to refund a disputed charge (`charge_disputed`); an inquiry (`warning_…`) or a won dispute does not
+# stop a refund.
+DISPUTE_BLOCKS_REFUNDS: Final = frozenset({"needs_response", "under_review", "lost"})
+
+
 def request_refund(
     transaction: Transaction,
     command_id: str,
@@ -131,6 +136,11 @@ def request_refund(
 ) -> DomainEvent:
     """Refund all that remains refundable (default) or less; refunds still pending count as refunded."""
     _require_move(transaction, Status.REFUNDED, "refunded")
+    if transaction.dispute is not None and transaction.dispute.get("status") in DISPUTE_BLOCKS_REFUNDS:
+        raise DomainError(
+            "This charge is disputed: it cannot be refunded while the dispute is open, nor after it is lost.",
+            code="charge_disputed",
+        )
     refundable = transaction.refundable
     if refundable <= 0:
         raise DomainError("This transaction has nothing left to refund.", code="charge_already_refunded")
