@@ -16,10 +16,11 @@ from typing import Any, Final
 from payments_shared.errors import conflict, invalid, not_found
 from payments_shared.metadata import merged_metadata_within_limit
 from payments_shared.money import MAX_AMOUNT, MAX_QUANTITY
+from payments_shared.timestamps import api_timestamp
 
 from payments_billing import periods
 from payments_billing.events import DomainEvent, StoredEvent
-from payments_billing.times import iso, parse_iso
+from payments_billing.times import parse_iso
 
 CREATED = "SubscriptionCreated"
 UPDATED = "SubscriptionUpdated"
@@ -247,7 +248,7 @@ def _new_cycle(current: Subscription, values: Mapping[str, Any], now: str) -> di
     if (interval, interval_count) == (current.interval, current.interval_count) or "current_period_start" in values:
         return {}
     period = periods.nth_period(parse_iso(now), interval, interval_count, 0)
-    return {"current_period_start": iso(period.start), "current_period_end": iso(period.end)}
+    return {"current_period_start": api_timestamp(period.start), "current_period_end": api_timestamp(period.end)}
 
 
 def decide_cancel(subscription: Subscription | None, workspace: str, at_period_end: bool, now: str) -> DomainEvent:

@@ -10,6 +10,7 @@ from payments_shared.errors import ApiError, invalid, not_found
 from payments_shared.messages import Reply
 from payments_shared.metadata import merged_metadata_within_limit
 from payments_shared.providers.port import Outcome, ProviderResult, SubscriptionChange, SubscriptionRequest
+from payments_shared.timestamps import api_timestamp
 
 from payments_billing import customer as customers
 from payments_billing import customer_subscriptions, periods
@@ -18,7 +19,7 @@ from payments_billing.context import BillingContext, Call, payment_method, strin
 from payments_billing.outcomes import provider_error, require_success, starts_incomplete
 from payments_billing.references import Linked, link
 from payments_billing.streams import Loaded
-from payments_billing.times import iso, parse_iso, reported_periods
+from payments_billing.times import parse_iso, reported_periods
 
 PRICE_FIELDS = ("amount", "currency", "interval", "interval_count")
 
@@ -101,7 +102,7 @@ def new_subscription(
     interval = str(price.get("interval", request.interval))
     interval_count = int(price.get("interval_count", request.interval_count))
     period = periods.first_period(parse_iso(call.now), interval, interval_count, request.trial_days)
-    bounds = {"current_period_start": iso(period.start), "current_period_end": iso(period.end)}
+    bounds = {"current_period_start": api_timestamp(period.start), "current_period_end": api_timestamp(period.end)}
     bounds.update(reported_periods(result.details))
     return domain.NewSubscription(
         id=str(call.payload["subscription_id"]),

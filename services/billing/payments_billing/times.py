@@ -1,18 +1,14 @@
-"""API timestamps (ISO 8601, UTC, microseconds, `Z`) from datetimes and from providers' unix seconds."""
+"""Billing's timestamps: parsing the API's, and the period bounds a provider reports (Unix seconds)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from payments_shared.unix_time import unix_seconds_iso
+from payments_shared.timestamps import unix_seconds_iso
 
 PERIOD_FIELDS = ("current_period_start", "current_period_end")
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> datetime:

@@ -8,11 +8,12 @@ import hashlib
 import hmac
 from datetime import datetime
 
+from payments_shared.timestamps import api_timestamp
+
 from payments_webhook_ingest.event import (
     ProviderEvent,
     event_id,
     invalid_signature,
-    iso_utc,
     json_object,
     not_provider_json,
     optional_text,
@@ -51,7 +52,7 @@ def _event_date(value: str) -> str:
     if moment.tzinfo is None:
         raise not_provider_json(PROVIDER, "eventDate has no time zone")
     try:
-        return iso_utc(moment)
+        return api_timestamp(moment)
     except OverflowError:  # 0001-01-01T00:00:00+05:00: its offset moves it out of the calendar
         raise not_provider_json(PROVIDER, "eventDate is out of range") from None
 

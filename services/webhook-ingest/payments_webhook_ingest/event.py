@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from payments_shared.errors import ApiError, invalid
@@ -38,10 +37,6 @@ def webhook_not_configured(variable: str) -> ApiError:
     return ApiError(
         "provider_unavailable", f"Webhooks from this provider are not configured ({variable})", code="not_configured"
     )
-
-
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def json_object(provider: str, body: bytes) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from payments_shared.unix_time import unix_seconds_iso
+from payments_shared.timestamps import unix_seconds_iso
 
 from payments_webhook_ingest.event import (
     ProviderEvent,

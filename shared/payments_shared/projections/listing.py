@@ -13,7 +13,7 @@ from typing import Any, Final
 from payments_shared.errors import ApiError, invalid
 from payments_shared.messages import Command, Reply
 from payments_shared.projections.readmodel import ListQuery, ReadModel, UnknownCursor, epoch_us
-from payments_shared.unix_time import unix_seconds_iso
+from payments_shared.timestamps import unix_seconds_iso
 
 DEFAULT_LIMIT: Final = 10
 MAX_LIMIT: Final = 100

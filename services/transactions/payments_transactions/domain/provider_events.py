@@ -20,7 +20,7 @@ from typing import Any
 
 from payments_shared.eventstore.port import RecordedEvent
 from payments_shared.ids import derived_id
-from payments_shared.unix_time import unix_seconds_iso
+from payments_shared.timestamps import unix_seconds_iso
 
 from payments_transactions.domain import events as ev
 from payments_transactions.domain.events import DomainEvent

@@ -1,8 +1,13 @@
-"""Providers' Unix timestamps (seconds) as API timestamps (ISO 8601, UTC, microseconds, `Z`)."""
+"""API timestamps (ISO 8601, UTC, microseconds, `Z`): from datetimes, and from providers' Unix seconds."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+
+def api_timestamp(moment: datetime) -> str:
+    """`2026-11-26T21:30:00.123456Z`. A moment whose offset moves it out of the calendar raises OverflowError."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def unix_seconds_iso(value: object) -> str | None:
@@ -14,4 +19,4 @@ def unix_seconds_iso(value: object) -> str | None:
         moment = datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
         return None
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return api_timestamp(moment)
