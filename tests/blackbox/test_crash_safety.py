@@ -6,7 +6,6 @@ and the client's retry with the same Idempotency-Key gets it. Also: past RPC_TIM
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from pathlib import Path
 
@@ -15,13 +14,13 @@ import pytest
 from payments_shared import ids
 
 from tests.blackbox.server import API, Api, embedded_server, new_key, new_workspace
+from tests.support.services import ledger
 
 WAIT_S = 30.0
 
 
 def ledger_rows(data_dir: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(data_dir / "sandbox.db") as ledger:
-        return [(str(k), str(op)) for k, op in ledger.execute("SELECT idempotency_key, operation FROM ledger")]
+    return [(row.idempotency_key, row.operation) for row in ledger(data_dir)]
 
 
 def wait_for_status(api: Api, transaction_id: str, wanted: str) -> dict[str, object]:
@@ -51,7 +50,7 @@ def test_killed_after_requested_then_restarted_completes_once(tmp_path: Path) ->
         first_run.processes[0].popen.wait(timeout=30)
         assert first_run.processes[0].popen.returncode == -9
     assert marker.exists()
-    assert not (data_dir / "sandbox.db").exists() or ledger_rows(data_dir) == []
+    assert ledger_rows(data_dir) == []
 
     command_id = ids.command_id(workspace, key)
     transaction_id = ids.derived_id("txn", command_id)

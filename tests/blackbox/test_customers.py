@@ -3,7 +3,6 @@ delete (then 404 everywhere, history kept), validation, permissions, other works
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from tests.blackbox.server import API, Server, embedded_server, mint_token, new_key, new_workspace
+from tests.support.services import stream_event_types
 
 CUSTOMER_PERMISSIONS = ["customer:create", "customer:read", "customer:update", "customer:delete"]
 SUBSCRIPTION_PERMISSIONS = ["subscription:create", "subscription:read", "subscription:update", "subscription:cancel"]
@@ -79,15 +79,6 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error: dict[str, Any] = response.json()["error"]
     return error
-
-
-def stored_event_types(server: Server, stream: str) -> list[str]:
-    database = sqlite3.connect(f"file:{Path(server.data_dir) / 'events.db'}?mode=ro", uri=True)
-    try:
-        rows = database.execute("SELECT type FROM events WHERE stream = ? ORDER BY position", (stream,)).fetchall()
-    finally:
-        database.close()
-    return [str(row[0]) for row in rows]
 
 
 def test_create_returns_the_customer(billing: Billing) -> None:
@@ -178,7 +169,7 @@ def test_delete_then_404_on_every_route_with_history_kept(billing: Billing, serv
         assert error["type"] == "not_found"
     error = error_of(billing.subscribe(customer_id=customer_id, payment_method="pm_card_visa"), 404)
     assert error["param"] == "customer_id"
-    assert stored_event_types(server, f"customer-{customer_id}") == ["CustomerCreated", "CustomerDeleted"]
+    assert stream_event_types(server.data_dir, f"customer-{customer_id}") == ["CustomerCreated", "CustomerDeleted"]
 
 
 @pytest.mark.parametrize(("method", "suffix"), [("GET", "/cus_doesnotexist"), ("PUT", "/cus_doesnotexist")])
@@ -368,4 +359,4 @@ def test_embedded_mode_finishes_a_change_its_crash_left_unanswered(tmp_path: Pat
         retried = Billing(http, workspace).create_customer(key, **body)
         assert retried.status_code == 201, retried.text
         assert retried.headers["Idempotent-Replayed"] == "true"
-        assert stored_event_types(second, f"customer-{retried.json()['id']}") == ["CustomerCreated"]
+        assert stream_event_types(second.data_dir, f"customer-{retried.json()['id']}") == ["CustomerCreated"]

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tests.blackbox.server import API, Server, new_key
-from tests.blackbox.test_customers import BILLING_PERMISSIONS, Billing, error_of, stored_event_types
+from tests.blackbox.test_customers import BILLING_PERMISSIONS, Billing, error_of
+from tests.support.services import stream_event_types
 
 SUBSCRIPTION_FIELDS = {
     "id",
@@ -163,7 +164,7 @@ def test_cancel_at_period_end_then_immediately_then_409(
     ):
         assert error_of(billing.call(method, route, body), 409)["type"] == "conflict"
     assert billing.call("GET", path).json()["status"] == "canceled"
-    assert stored_event_types(server, f"subscription-{created['id']}") == [
+    assert stream_event_types(server.data_dir, f"subscription-{created['id']}") == [
         "SubscriptionCreated",
         "SubscriptionCancelScheduled",
         "SubscriptionUpdated",

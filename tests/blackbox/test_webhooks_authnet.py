@@ -20,7 +20,7 @@ from payments_shared.providers.port import Outcome, PaymentRef
 
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
 from tests.blackbox.server import API, Server, embedded_server, mint_token, new_workspace
-from tests.blackbox.test_customers import stored_event_types
+from tests.support.services import stream_event_types
 
 SIGNATURE_KEY = "C0FFEE15A5160A7E0123456789ABCDEF" * 4
 SETTLE_S = 30.0
@@ -202,5 +202,5 @@ def test_arb_subscription_events_move_the_subscription_in_their_order(http: http
     deliver(http, "net.authorize.customer.subscription.updated", {**arb, "status": "active"}, at=now - 60)  # older
     deliver(http, "net.authorize.customer.subscription.terminated", {**arb}, at=now + 1)  # the event names it
     assert subscription_status_eventually(http, workspace, subscription["id"], "canceled") == "canceled"
-    moves = stored_event_types(server, f"subscription-{subscription['id']}")
+    moves = stream_event_types(server.data_dir, f"subscription-{subscription['id']}")
     assert moves == ["SubscriptionCreated", "SubscriptionStatusChanged", "SubscriptionCanceled"]  # not the older one

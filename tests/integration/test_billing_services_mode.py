@@ -6,7 +6,6 @@ which applies nothing twice."""
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from tests.blackbox.server import (
     start_process,
     wait_ready,
 )
+from tests.support.services import ledger_operations, stream_event_types
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -106,24 +106,6 @@ def headers(workspace: str, key: str | None = None) -> dict[str, str]:
     return result
 
 
-def event_types(data_dir: Path, stream: str) -> list[str]:
-    database = sqlite3.connect(f"file:{data_dir / 'events.db'}?mode=ro", uri=True)
-    try:
-        rows = database.execute("SELECT type FROM events WHERE stream = ? ORDER BY position", (stream,)).fetchall()
-    finally:
-        database.close()
-    return [str(row[0]) for row in rows]
-
-
-def ledger_rows(data_dir: Path) -> int:
-    database = sqlite3.connect(f"file:{data_dir / 'sandbox.db'}?mode=ro", uri=True)
-    try:
-        row = database.execute("SELECT count(*) FROM ledger WHERE operation = 'create_customer'").fetchone()
-    finally:
-        database.close()
-    return int(row[0])
-
-
 def request(
     client: httpx.Client, method: str, route: str, workspace: str, body: Any = None, key: str | None = None
 ) -> httpx.Response:
@@ -194,17 +176,8 @@ def test_a_worker_killed_before_its_reply_is_kept_applies_the_command_once(crash
             time.sleep(0.5)  # still in flight: the redelivery has not finished yet
         assert retried.status_code == 201, retried.text
         customer_id = retried.json()["id"]
-    assert event_types(services.data_dir, f"customer-{customer_id}") == ["CustomerCreated"]
-    assert ledger_rows(services.data_dir) == 1
-
-
-def ledger_operations(data_dir: Path, operation: str) -> int:
-    database = sqlite3.connect(f"file:{data_dir / 'sandbox.db'}?mode=ro", uri=True)
-    try:
-        row = database.execute("SELECT count(*) FROM ledger WHERE operation = ?", (operation,)).fetchone()
-    finally:
-        database.close()
-    return int(row[0])
+    assert stream_event_types(services.data_dir, f"customer-{customer_id}") == ["CustomerCreated"]
+    assert ledger_operations(services.data_dir, "create_customer") == 1
 
 
 def test_a_worker_killed_while_a_deletion_cancels_subscriptions_cancels_each_once(
@@ -236,6 +209,8 @@ def test_a_worker_killed_while_a_deletion_cancels_subscriptions_cancels_each_onc
         for subscription_id in subscriptions:
             assert request(client, "GET", f"subscriptions/{subscription_id}", workspace).json()["status"] == "canceled"
     for subscription_id in subscriptions:
-        assert event_types(services.data_dir, f"subscription-{subscription_id}").count("SubscriptionCanceled") == 1
+        assert (
+            stream_event_types(services.data_dir, f"subscription-{subscription_id}").count("SubscriptionCanceled") == 1
+        )
     assert ledger_operations(services.data_dir, "cancel_subscription") == 2
     assert ledger_operations(services.data_dir, "delete_customer") == 1

@@ -156,6 +156,11 @@ def stored_events(data_dir: Path) -> list[StoredEvent]:
     return [StoredEvent(str(s), str(t), json.loads(d), json.loads(m)) for s, t, d, m in rows]
 
 
+def stream_event_types(data_dir: Path, stream: str) -> list[str]:
+    """The types of one stream's events, in order."""
+    return [event.type for event in stored_events(data_dir) if event.stream == stream]
+
+
 def events_by_stream(data_dir: Path, prefix: str = "transaction-") -> dict[str, list[StoredEvent]]:
     streams: dict[str, list[StoredEvent]] = {}
     for event in stored_events(data_dir):
@@ -187,6 +192,11 @@ def ledger(data_dir: Path) -> list[LedgerRow]:
     finally:
         database.close()
     return [LedgerRow(str(k), str(op), ref, int(a), str(o), bool(c)) for k, op, ref, a, o, c in rows]
+
+
+def ledger_operations(data_dir: Path, operation: str) -> int:
+    """How many times the sandbox acted on `operation` (one row per idempotency key)."""
+    return sum(1 for row in ledger(data_dir) if row.operation == operation)
 
 
 def wait_until(condition: Any, timeout_s: float, what: str, interval_s: float = 0.1) -> None:
