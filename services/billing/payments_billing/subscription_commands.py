@@ -160,9 +160,7 @@ async def _create(
 async def _undo_creation(context: BillingContext, call: Call, subscription_id: str) -> None:
     """The customer was deleted while the provider made this subscription: cancel it there and record that (the
     history stays); the creation answers the customer's 404."""
-    loaded = await load(context, subscription_id)
-    if loaded.state is not None and loaded.state.status != domain.CANCELED_STATUS:
-        await _cancel_loaded(context, call, loaded, False, f"{call.command_id}:undo", step="undo")
+    await _cancel_if_live(context, call, subscription_id, f"{call.command_id}:undo", step="undo")
 
 
 async def get_subscription(context: BillingContext, call: Call) -> Reply:
@@ -269,7 +267,13 @@ async def cancel_all_of_customer(context: BillingContext, call: Call, customer: 
     """Before a customer is deleted: each of its subscriptions not canceled yet is canceled now, each with its own
     idempotency key derived from the deleting command."""
     for subscription_id in customer.subscription_ids:
-        loaded = await load(context, subscription_id)
-        if loaded.state is None or loaded.state.status == domain.CANCELED_STATUS:
-            continue
-        await cancel(context, call, subscription_id, False, f"{call.command_id}:cancel:{subscription_id}")
+        await _cancel_if_live(context, call, subscription_id, f"{call.command_id}:cancel:{subscription_id}")
+
+
+async def _cancel_if_live(
+    context: BillingContext, call: Call, subscription_id: str, idempotency_key: str, step: str = ""
+) -> None:
+    """Cancel now unless it is canceled already (also by this command, before a crash and redelivery)."""
+    loaded = await load(context, subscription_id)
+    if loaded.state is not None and loaded.state.status != domain.CANCELED_STATUS:
+        await _cancel_loaded(context, call, loaded, False, idempotency_key, step)
