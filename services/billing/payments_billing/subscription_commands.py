@@ -228,19 +228,12 @@ async def update_subscription(context: BillingContext, call: Call) -> Reply:
 
 
 async def cancel_subscription(context: BillingContext, call: Call) -> Reply:
-    at_period_end = bool(call.payload.get("at_period_end", False))
-    canceled = await cancel(context, call, str(call.payload["subscription_id"]), at_period_end, call.command_id)
-    return Reply(status=200, body=canceled.to_api())
-
-
-async def cancel(
-    context: BillingContext, call: Call, subscription_id: str, at_period_end: bool, idempotency_key: str
-) -> domain.Subscription:
-    """Cancel at the provider (with `idempotency_key`), then record it; once per command."""
-    loaded = await load(context, subscription_id)
+    loaded = await load(context, str(call.payload["subscription_id"]))
     if loaded.applied(call.command_id):
-        return domain.visible(loaded.state, call.workspace)
-    return await _cancel_loaded(context, call, loaded, at_period_end, idempotency_key)
+        return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
+    at_period_end = bool(call.payload.get("at_period_end", False))
+    canceled = await _cancel_loaded(context, call, loaded, at_period_end, call.command_id)
+    return Reply(status=200, body=canceled.to_api())
 
 
 async def _cancel_loaded(
