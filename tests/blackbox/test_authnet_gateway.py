@@ -207,6 +207,19 @@ def test_subscription_is_an_arb_subscription(client: Client, anet: AuthnetTestSe
     assert stored.status == "canceled"
 
 
+def test_a_yen_subscription_is_billed_and_changed_in_whole_yen(client: Client, anet: AuthnetTestServer) -> None:
+    customer = ok(client.post("customers", {"email": "yen@example.com", "payment_method": opaque("gw-yen")}), 201)
+    body = {"customer_id": customer["id"], "amount": 500, "currency": "jpy", "interval": "month", "quantity": 2}
+    subscription = ok(client.post("subscriptions", body), 201)
+    stored = anet.state.subscriptions[subscription["provider_reference"]]
+    assert stored.amount == Decimal(1000)
+
+    changed = ok(client.http.put(f"/subscriptions/{subscription['id']}", json={"amount": 700}))
+
+    assert (changed["amount"], changed["quantity"], changed["currency"]) == (700, 2, "jpy")
+    assert stored.amount == Decimal(1400)  # was 14.00: the new amount was read as cents
+
+
 def test_deleting_a_customer_cancels_its_arb_subscription_before_the_profile(
     client: Client, anet: AuthnetTestServer
 ) -> None:

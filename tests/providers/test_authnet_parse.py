@@ -137,15 +137,6 @@ def test_reference_is_a_stable_20_character_digest():
     assert reference != messages.reference_for("another command")
 
 
-@pytest.mark.parametrize(
-    ("amount", "currency", "decimal"),
-    [(1099, "usd", Decimal("10.99")), (5, "eur", Decimal("0.05")), (500, "jpy", Decimal(500))],
-)
-def test_amounts(amount, currency, decimal):
-    assert messages.to_decimal_amount(amount, currency) == decimal
-    assert messages.to_minor_units(decimal, currency) == amount
-
-
 def every_request() -> list[bytes]:
     ref = messages.reference_for("cmd")
     return [

@@ -47,6 +47,25 @@ def server_transaction(server: AuthnetTestServer, result: ProviderResult):
     return server.state.transactions[result.reference]
 
 
+@pytest.mark.parametrize(
+    ("amount", "currency", "sent"),
+    [
+        (1099, "usd", Decimal("10.99")),
+        (1000, "isk", Decimal("10.00")),  # two-decimal in API amounts, as Stripe counts them
+        (1000, "huf", Decimal("10.00")),
+        (500, "jpy", Decimal(500)),
+        (1000, "xof", Decimal(1000)),
+        (1230, "kwd", Decimal("1.230")),
+    ],
+)
+async def test_an_amount_is_sent_in_its_currencys_major_units(authnet, authnet_server, amount, currency, sent):
+    result = await authnet.pay(PaymentRequest(f"cmd-{currency}", amount, currency, opaque(f"tok-{currency}"), True))
+
+    assert result.outcome is Outcome.APPROVED
+    assert server_transaction(authnet_server, result).amount == sent
+    assert result.amount == amount
+
+
 async def test_charge_is_auth_capture_with_invoice_and_last_four(authnet, authnet_server):
     result = await authnet.pay(payment("cmd-charge", "tok-charge"))
 
@@ -397,14 +416,34 @@ async def test_subscription_update_amount_and_quantity(authnet, authnet_server):
     created = await authnet.create_subscription(monthly("cmd-sub-upd", method))
     stored = authnet_server.state.subscriptions[created.reference or ""]
 
-    more = await authnet.update_subscription(created.reference or "", SubscriptionChange("cmd-q", quantity=3))
+    more = await authnet.update_subscription(created.reference or "", SubscriptionChange("cmd-q", 3, currency="usd"))
     assert (more.outcome, stored.amount) == (Outcome.APPROVED, Decimal(15))
-    pricier = await authnet.update_subscription(created.reference or "", SubscriptionChange("cmd-a", amount=700))
+    pricier = await authnet.update_subscription(
+        created.reference or "", SubscriptionChange("cmd-a", amount=700, currency="usd")
+    )
     assert (pricier.outcome, stored.amount) == (Outcome.APPROVED, Decimal(21))
     at_end = await authnet.update_subscription(
         created.reference or "", SubscriptionChange("cmd-e", cancel_at_period_end=True)
     )
     assert at_end.outcome is Outcome.PERMANENT and at_end.details["unsupported"] is True
+
+
+async def test_a_zero_decimal_subscription_changes_in_whole_units(authnet, authnet_server):
+    """500 jpy a month × 2 is 1000 yen at ARB; a new amount of 700 jpy × 2 is 1400 yen, not 14.00."""
+    method = await subscribed_customer(authnet, "cus-jpy")
+    request = SubscriptionRequest("cmd-sub-jpy", None, 500, "jpy", "month", 1, 2, payment_method=method)
+    created = await authnet.create_subscription(request)
+    stored = authnet_server.state.subscriptions[created.reference or ""]
+    assert stored.amount == Decimal(1000)
+
+    dearer = await authnet.update_subscription(
+        created.reference or "", SubscriptionChange("cmd-jpy-a", amount=700, currency="jpy")
+    )
+    assert (dearer.outcome, stored.amount) == (Outcome.APPROVED, Decimal(1400))
+    more = await authnet.update_subscription(
+        created.reference or "", SubscriptionChange("cmd-jpy-q", 3, currency="jpy")
+    )
+    assert (more.outcome, stored.amount) == (Outcome.APPROVED, Decimal(2100))
 
 
 async def test_subscription_cancel_now_and_again(authnet, authnet_server):

@@ -22,13 +22,15 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class Stream:
-    def __init__(self, kind: str = "charge", amount: int = 1000, provider: str = "stripe") -> None:
+    def __init__(
+        self, kind: str = "charge", amount: int = 1000, provider: str = "stripe", currency: str = "usd"
+    ) -> None:
         self.events: list[DomainEvent] = [
             decisions.request_payment(
                 transaction_id="txn_1",
                 kind=kind,
                 amount=amount,
-                currency="usd",
+                currency=currency,
                 provider=provider,
                 payment_method={"type": "token", "token": "pm_card_visa"},
                 customer_id=None,
@@ -83,7 +85,7 @@ def stripe(event_type: str, second: int = 1, object_id: str = "pi_1", **obj: Any
     )
 
 
-def authnet(event_type: str, second: int = 1, amount: float = 10.0) -> ProviderEvent:
+def authnet(event_type: str, second: int = 1, amount: float | str = 10.0) -> ProviderEvent:
     return ProviderEvent(
         provider="authnet",
         event_id=str(uuid.uuid4()),
@@ -268,8 +270,19 @@ def test_an_amount_the_transaction_cannot_hold_is_a_discrepancy_not_a_move() -> 
     assert held.state.status is Status.PENDING
 
 
+def test_an_authnet_amount_counts_in_its_transactions_currency() -> None:
+    """authAmount is in major units: 500 jpy is 500, 1.23 kwd is 1230, 10.99 usd is 1099."""
+    for currency, reported, amount in (("jpy", 500.0, 500), ("kwd", "1.230", 1230), ("usd", 10.99, 1099)):
+        held = Stream(amount=amount, provider="authnet", currency=currency)
+        held.outcome(Outcome.PENDING_REVIEW, amount=amount, message="held")
+        decided = held.apply(authnet("authcapture.created", amount=reported))
+        assert decided is not None and decided.type == ev.PAYMENT_CAPTURED, currency
+        assert (held.state.status, held.state.amount_captured) == (Status.CAPTURED, amount)
+
+
 def test_an_authnet_amount_that_is_not_a_number_counts_as_the_transactions_own() -> None:
-    for unusable in (float("inf"), float("nan")):  # Infinity was an OverflowError in the worker
+    # In the worker, Infinity was an OverflowError, 1E+10000000 a decimal.Overflow, and 1E+999990 held it ~20 s
+    for unusable in (float("inf"), float("nan"), "1E+10000000", "1E+999990"):
         held = Stream(provider="authnet").outcome(Outcome.PENDING_REVIEW, amount=1000, message="held")
         held.apply(authnet("authcapture.created", amount=unusable))
         assert (held.state.status, held.state.amount_captured) == (Status.CAPTURED, 1000)

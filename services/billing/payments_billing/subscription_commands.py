@@ -212,6 +212,7 @@ async def update_subscription(context: BillingContext, call: Call) -> Reply:
         idempotency_key=call.command_id,
         quantity=payload.get("quantity"),
         amount=payload.get("amount"),
+        currency=current.currency,
         price=payload.get("price"),
         cancel_at_period_end=payload.get("cancel_at_period_end"),
         metadata=metadata,

@@ -121,6 +121,7 @@ class SubscriptionChange:
     idempotency_key: str
     quantity: int | None = None
     amount: int | None = None
+    currency: str | None = None  # the subscription's (a change never moves it): what `amount` counts in
     price: str | None = None
     cancel_at_period_end: bool | None = None
     metadata: Mapping[str, str] | None = None

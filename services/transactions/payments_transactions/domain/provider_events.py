@@ -20,6 +20,7 @@ from typing import Any
 
 from payments_shared.eventstore.port import RecordedEvent
 from payments_shared.ids import derived_id
+from payments_shared.money import to_minor_units
 from payments_shared.timestamps import unix_seconds_iso
 
 from payments_transactions.domain import events as ev
@@ -272,9 +273,9 @@ def _stripe_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEv
 
 
 def _authnet_amount(transaction: Transaction, event: ProviderEvent) -> int:
-    """`authAmount` is in major units (45.00): our amounts are in minor units."""
+    """`authAmount` is in the transaction's currency's major units (45.00 usd, 500 jpy): ours are minor units."""
     try:
-        amount = int(Decimal(str(event.obj.get("authAmount"))) * 100)
+        amount = to_minor_units(Decimal(str(event.obj.get("authAmount"))), transaction.currency)
     except (InvalidOperation, ValueError, OverflowError):  # not a number, NaN, Infinity
         return transaction.amount
     return amount if amount > 0 else transaction.amount

@@ -21,23 +21,12 @@ logging.getLogger("pyxb.binding.content").setLevel(logging.ERROR)
 # Authorize.net refuses a second identical transaction within this many seconds (reason 11); 28800 is its maximum.
 DUPLICATE_WINDOW_S = 28800
 REFERENCE_LENGTH = 20  # refId, invoiceNumber and merchantCustomerId are at most 20 characters
-_ZERO_DECIMAL_CURRENCIES = frozenset({"jpy", "krw", "vnd", "clp", "isk", "huf", "twd", "ugx"})
 _UNSETTLED_PAGE = 1000  # the largest page the API serves
 
 
 def reference_for(idempotency_key: str) -> str:
     """The 20-character digest of a command id sent as `refId`/`invoiceNumber`: the same command, the same value."""
     return hashlib.sha256(idempotency_key.encode()).hexdigest()[:REFERENCE_LENGTH]
-
-
-def to_decimal_amount(amount: int, currency: str) -> Decimal:
-    exponent = 0 if currency.lower() in _ZERO_DECIMAL_CURRENCIES else 2
-    return Decimal(amount).scaleb(-exponent)
-
-
-def to_minor_units(amount: Decimal, currency: str) -> int:
-    exponent = 0 if currency.lower() in _ZERO_DECIMAL_CURRENCIES else 2
-    return int(amount.scaleb(exponent).to_integral_value())
 
 
 class Credentials:

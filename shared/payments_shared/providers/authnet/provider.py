@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from payments_shared.carddata import contains_card_number
+from payments_shared.money import minor_unit_exponent, to_major_units, to_minor_units
 from payments_shared.providers.authnet import arb, messages
 from payments_shared.providers.authnet.client import Ambiguous, AuthnetClient, NotSent, TransportFailure
 from payments_shared.providers.authnet.outcomes import (
@@ -138,7 +139,7 @@ class AuthorizeNetProvider:
             self._credentials,
             reference,
             capture=request.capture,
-            amount=messages.to_decimal_amount(request.amount, request.currency),
+            amount=to_major_units(request.amount, request.currency),
             currency=request.currency,
             opaque=source.get("opaque"),
             profile=source.get("profile"),
@@ -150,7 +151,7 @@ class AuthorizeNetProvider:
     async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
         reference = messages.reference_for(idempotency_key)
         document = messages.capture_transaction(
-            self._credentials, reference, payment.reference, messages.to_decimal_amount(amount, payment.currency)
+            self._credentials, reference, payment.reference, to_major_units(amount, payment.currency)
         )
         result = await self._act_on(payment, document, lambda found: found.status in _CAPTURED_STATUSES)
         return _with_amount(result, amount)
@@ -171,7 +172,7 @@ class AuthorizeNetProvider:
             self._credentials,
             reference,
             payment.reference,
-            messages.to_decimal_amount(amount, payment.currency),
+            to_major_units(amount, payment.currency),
             last_four,
         )
         result = await self._create(reference, document, payment.currency)
@@ -273,7 +274,7 @@ class AuthorizeNetProvider:
             name=f"subscription {reference}",
             interval=schedule,
             start=arb.start_date(request.trial_days),
-            amount=messages.to_decimal_amount(request.amount * request.quantity, request.currency),
+            amount=to_major_units(request.amount * request.quantity, request.currency),
             quantity=request.quantity,
             profile=profile,
         )
@@ -294,6 +295,8 @@ class AuthorizeNetProvider:
             return _unsupported("Authorize.net cannot cancel a subscription at the period end: cancel it now")
         if change.amount is None and change.quantity is None:
             return ProviderResult(Outcome.APPROVED, reference=reference)  # metadata lives here, not at ARB
+        if change.currency is None:
+            raise ValueError("a subscription's amount or quantity changes in its currency: none given")
         current = await self._send_repeatable(messages.get_subscription(self._credentials, reference))
         if isinstance(current, ProviderResult):
             return current
@@ -302,13 +305,15 @@ class AuthorizeNetProvider:
             return self._refused(current)
         total, quantity = pricing
         new_quantity = change.quantity or quantity
-        # ARB has no currency of its own (the account's): amounts are in a two-decimal currency
-        unit = messages.to_decimal_amount(change.amount, "usd") if change.amount is not None else total / quantity
+        if change.amount is not None:
+            new_total = to_major_units(change.amount, change.currency) * new_quantity
+        else:
+            new_total = total * new_quantity / quantity
         document = messages.update_subscription_amount(
             self._credentials,
             messages.reference_for(change.idempotency_key),
             reference,
-            (unit * new_quantity).quantize(Decimal("0.01")),
+            new_total.quantize(Decimal(1).scaleb(-minor_unit_exponent(change.currency))),
             new_quantity,
         )
         response = await self._send_repeatable(document)
@@ -446,7 +451,7 @@ class AuthorizeNetProvider:
             "ref_trans_id": details.ref_trans_id,
             "response_code": details.response_code,
         }
-        read.update({name: messages.to_minor_units(value, in_currency) for name, value in amounts.items() if value})
+        read.update({name: to_minor_units(value, in_currency) for name, value in amounts.items() if value})
         return ProviderResult(Outcome.APPROVED, reference=details.trans_id or reference, details=read)
 
     async def retrieve_customer(self, reference: str) -> ProviderResult:
@@ -596,7 +601,7 @@ def _from_details(details: TransactionDetails, currency: str, reference: str | N
     amount = details.settle_amount or details.auth_amount
     extra: dict[str, Any] = {"transaction_status": details.status}
     if amount is not None and amount > Decimal(0):
-        return _with_amount(_with_details(result, **extra), messages.to_minor_units(amount, currency))
+        return _with_amount(_with_details(result, **extra), to_minor_units(amount, currency))
     return _with_details(result, **extra)
 
 
