@@ -43,6 +43,11 @@ REASONS: dict[int, tuple[int, str]] = {
     47: (3, "The amount requested for settlement cannot be greater than the original amount authorized."),
     54: (3, "The referenced transaction does not meet the criteria for issuing a credit."),
     55: (3, "The sum of credits against the referenced transaction would exceed original debit amount."),
+    39: (
+        3,
+        "The supplied currency code is either invalid, not supported, not allowed for this merchant "
+        "or doesn't have an exchange rate.",
+    ),
     65: (2, "This transaction has been declined."),
     252: (4, "Your order has been received. Thank you for your business!"),
     253: (4, "Your order has been received. Thank you for your business!"),
@@ -111,6 +116,7 @@ class AuthnetState:
         self.requests: list[str] = []  # root element names, in arrival order
         self.forced_reasons: list[int] = []  # control: answer the next payments with these reason codes
         self.lagging_lists = 0  # control: this many unsettled lists still miss the newest transactions
+        self.currencies = ["USD"]  # control: the account's currencies, its own first; ARB bills in that one
         self._ids = itertools.count(40000000001)
 
     # -- control ----------------------------------------------------------------------------------------
@@ -177,6 +183,9 @@ class AuthnetState:
         return _transaction_answer(kind, ref_id, 3, 33, None, "XXXX0000")
 
     def _pay(self, request: etree._Element, transaction_type: str, kind: str, ref_id: str | None) -> bytes:
+        currency = _text(request, "currencyCode")
+        if currency is not None and currency not in self.currencies:
+            return _transaction_answer(kind, ref_id, 3, 39, None, "XXXX0000")
         amount = Decimal(_text(request, "amount") or "0")
         invoice = _text(request, "order/a:invoiceNumber")
         token = _text(request, "payment/a:opaqueData/a:dataValue")
@@ -424,6 +433,21 @@ class AuthnetState:
             return document(kind, "Error", "E00106", PROFILE_BILLED_BY_A_SUBSCRIPTION, ref_id)
         del self.profiles[profile_id]
         return document(kind, "Ok", "I00001", "Successful.", ref_id)
+
+    # -- merchant ---------------------------------------------------------------------------------------
+
+    def _getMerchantDetailsRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
+        body: list[Child] = [
+            ("isTestMode", "false"),
+            ("processors", [("processor", [("name", "First Data Nashville"), ("id", 2)])]),
+            ("merchantName", "Test Merchant"),
+            ("gatewayId", "565697"),
+            ("marketTypes", [("marketType", "eCommerce")]),
+            ("productCodes", [("productCode", "CNP")]),
+            ("paymentMethods", [("paymentMethod", "Visa"), ("paymentMethod", "MasterCard")]),
+            ("currencies", [("currency", code) for code in self.currencies]),
+        ]
+        return document(kind, "Ok", "I00001", "Successful.", ref_id, body)
 
     # -- recurring billing (ARB) ----------------------------------------------------------------------
 

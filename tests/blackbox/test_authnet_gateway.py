@@ -207,17 +207,38 @@ def test_subscription_is_an_arb_subscription(client: Client, anet: AuthnetTestSe
     assert stored.status == "canceled"
 
 
-def test_a_yen_subscription_is_billed_and_changed_in_whole_yen(client: Client, anet: AuthnetTestServer) -> None:
-    customer = ok(client.post("customers", {"email": "yen@example.com", "payment_method": opaque("gw-yen")}), 201)
-    body = {"customer_id": customer["id"], "amount": 500, "currency": "jpy", "interval": "month", "quantity": 2}
+def test_a_subscriptions_new_amount_and_quantity_reach_arb(client: Client, anet: AuthnetTestServer) -> None:
+    customer = ok(client.post("customers", {"email": "put@example.com", "payment_method": opaque("gw-put")}), 201)
+    body = {"customer_id": customer["id"], "amount": 1500, "currency": "usd", "interval": "month", "quantity": 2}
     subscription = ok(client.post("subscriptions", body), 201)
     stored = anet.state.subscriptions[subscription["provider_reference"]]
-    assert stored.amount == Decimal(1000)
 
-    changed = ok(client.http.put(f"/subscriptions/{subscription['id']}", json={"amount": 700}))
+    cheaper = ok(client.http.put(f"/subscriptions/{subscription['id']}", json={"amount": 1250}))
+    assert (cheaper["amount"], stored.amount) == (1250, Decimal("25.00"))
+    more = ok(client.http.put(f"/subscriptions/{subscription['id']}", json={"quantity": 3}))
+    assert (more["quantity"], stored.amount) == (3, Decimal("37.50"))
 
-    assert (changed["amount"], changed["quantity"], changed["currency"]) == (700, 2, "jpy")
-    assert stored.amount == Decimal(1400)  # was 14.00: the new amount was read as cents
+
+def test_a_subscription_in_another_currency_than_the_accounts_is_refused_before_arb(
+    client: Client, anet: AuthnetTestServer
+) -> None:
+    # ARB has no currency of its own: 500 jpy × 2 on this USD account would have billed $1,000.00 a month.
+    customer = ok(client.post("customers", {"email": "yen@example.com", "payment_method": opaque("gw-yen")}), 201)
+    before = len(anet.state.subscriptions)
+    body = {"customer_id": customer["id"], "amount": 500, "currency": "jpy", "interval": "month", "quantity": 2}
+
+    refused = client.post("subscriptions", body)
+
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "currency"
+    assert len(anet.state.subscriptions) == before
+
+
+def test_a_charge_in_a_currency_the_account_lacks_is_a_400_on_currency(client: Client) -> None:
+    refused = client.post("charge", {"amount": 1099, "currency": "eur", "payment_method": opaque("gw-eur")})
+
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "currency"
 
 
 def test_deleting_a_customer_cancels_its_arb_subscription_before_the_profile(

@@ -59,6 +59,7 @@ def server_transaction(server: AuthnetTestServer, result: ProviderResult):
     ],
 )
 async def test_an_amount_is_sent_in_its_currencys_major_units(authnet, authnet_server, amount, currency, sent):
+    authnet_server.state.currencies = [currency.upper()]
     result = await authnet.pay(PaymentRequest(f"cmd-{currency}", amount, currency, opaque(f"tok-{currency}"), True))
 
     assert result.outcome is Outcome.APPROVED
@@ -404,6 +405,31 @@ async def test_subscription_create_is_arb_and_a_resend_finds_the_first(authnet, 
     assert len(authnet_server.state.subscriptions) == 1
 
 
+async def test_a_subscription_in_another_currency_than_the_accounts_is_refused(authnet, authnet_server):
+    """ARB has no currency: it bills in the account's. 500 jpy on a USD account would bill $10.00 (×2)."""
+    method = await subscribed_customer(authnet, "cus-cur")
+
+    refused = await authnet.create_subscription(
+        SubscriptionRequest("cmd-sub-jpy", None, 500, "jpy", "month", 1, 2, payment_method=method)
+    )
+    created = await authnet.create_subscription(monthly("cmd-sub-usd", method))
+    again = await authnet.create_subscription(monthly("cmd-sub-usd-2", method, trial_days=3))
+
+    assert refused.outcome is Outcome.PERMANENT and refused.details["invalid_param"] == "currency"
+    assert "USD" in (refused.message or "").upper()
+    assert created.outcome is again.outcome is Outcome.APPROVED
+    assert len(authnet_server.state.subscriptions) == 2
+    assert authnet_server.state.requests.count("getMerchantDetailsRequest") == 1  # asked once
+
+
+async def test_a_charge_in_a_currency_the_account_lacks_is_refused_on_currency(authnet, authnet_server):
+    result = await authnet.pay(PaymentRequest("cmd-eur", 1099, "eur", opaque("tok-eur"), True))
+
+    assert result.outcome is Outcome.PERMANENT
+    assert result.details["invalid_param"] == "currency"
+    assert result.details["reason_code"] == "39"
+
+
 async def test_subscription_trial_starts_later(authnet, authnet_server):
     method = await subscribed_customer(authnet, "cus-trial")
     created = await authnet.create_subscription(monthly("cmd-trial", method, trial_days=14))
@@ -430,6 +456,7 @@ async def test_subscription_update_amount_and_quantity(authnet, authnet_server):
 
 async def test_a_zero_decimal_subscription_changes_in_whole_units(authnet, authnet_server):
     """500 jpy a month × 2 is 1000 yen at ARB; a new amount of 700 jpy × 2 is 1400 yen, not 14.00."""
+    authnet_server.state.currencies = ["JPY"]
     method = await subscribed_customer(authnet, "cus-jpy")
     request = SubscriptionRequest("cmd-sub-jpy", None, 500, "jpy", "month", 1, 2, payment_method=method)
     created = await authnet.create_subscription(request)

@@ -254,6 +254,10 @@ def update_subscription_amount(
     return serialise(request)
 
 
+def get_merchant_details(credentials: Credentials) -> bytes:
+    return serialise(_envelope(anet.getMerchantDetailsRequest(), credentials, None))
+
+
 def get_subscription(credentials: Credentials, subscription_id: str) -> bytes:
     request = _envelope(anet.ARBGetSubscriptionRequest(), credentials, None)
     request.subscriptionId = subscription_id

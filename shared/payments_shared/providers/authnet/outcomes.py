@@ -21,6 +21,7 @@ DUPLICATE_TRANSACTION = "11"
 NOT_SETTLED_FOR_CREDIT = "54"
 ALREADY_VOIDED = "310"
 ALREADY_CAPTURED = "311"
+UNSUPPORTED_CURRENCY = "39"  # "The supplied currency code is either invalid, not supported, not allowed…"
 
 # Reason code -> decline code: what a client can act on.
 DECLINE_CODES: dict[str, str] = {
@@ -75,6 +76,8 @@ def judge_transaction(transaction: TransactionResponse, result_code: str, error_
         return ProviderResult(
             Outcome.DECLINED, reference=transaction.trans_id, decline_code=decline, message=message, details=details
         )
+    if reason == UNSUPPORTED_CURRENCY:
+        details["invalid_param"] = "currency"
     outcome = Outcome.RETRYABLE if reason in RETRYABLE_REASONS else Outcome.PERMANENT
     return ProviderResult(outcome, reference=transaction.trans_id, message=message, details=details)
 

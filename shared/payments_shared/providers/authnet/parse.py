@@ -173,6 +173,12 @@ def customer_profile_id(response: ApiResponse) -> str | None:
     return response.child_text("customerProfileId")
 
 
+def account_currencies(response: ApiResponse) -> tuple[str, ...]:
+    """The currencies of a getMerchantDetailsResponse, lower case, the account's own first."""
+    found = (node.text or "" for node in response.root.iterfind("a:currencies/a:currency", _NS))
+    return tuple(code.strip().lower() for code in found if code.strip())
+
+
 def payment_profile_ids(response: ApiResponse) -> list[str]:
     found = [node.text or "" for node in response.root.iterfind("a:customerPaymentProfileIdList/a:numericString", _NS)]
     single = response.child_text("customerPaymentProfileId")

@@ -51,6 +51,7 @@ from payments_shared.providers.authnet.parse import (
     Message,
     TransactionDetails,
     TransactionResponse,
+    account_currencies,
     customer_profile,
     customer_profile_id,
     payment_profile_ids,
@@ -110,6 +111,7 @@ class AuthorizeNetProvider:
         self._attempts = max(1, attempts)
         self._unresolved: set[str] = set()  # references sent and not yet answered definitely
         self._authentication_failure_logged = False
+        self._billing_currency: str | None = None  # the account's, once asked
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> AuthorizeNetProvider | None:
@@ -267,6 +269,14 @@ class AuthorizeNetProvider:
         profile = _payment_profile(request.payment_method, request.customer_reference)
         if profile is None:
             return _invalid("Authorize.net subscriptions charge a customer payment profile", "payment_method")
+        billing_currency = await self._account_currency()
+        if isinstance(billing_currency, ProviderResult):
+            return billing_currency
+        if request.currency != billing_currency:
+            return _invalid(
+                f"This Authorize.net account bills subscriptions in {billing_currency}: ARB has no currency of its own",
+                "currency",
+            )
         reference = messages.reference_for(request.idempotency_key)
         document = messages.create_subscription(
             self._credentials,
@@ -322,6 +332,20 @@ class AuthorizeNetProvider:
         if not response.ok:
             return self._refused(response)
         return ProviderResult(Outcome.APPROVED, reference=reference)
+
+    async def _account_currency(self) -> str | ProviderResult:
+        """The currency ARB bills in: the account's own (getMerchantDetails lists it first). Asked once."""
+        if self._billing_currency is None:
+            response = await self._send_repeatable(messages.get_merchant_details(self._credentials))
+            if isinstance(response, ProviderResult):
+                return response
+            if not response.ok:
+                return self._refused(response)
+            currencies = account_currencies(response)
+            if not currencies:
+                return ProviderResult(Outcome.PERMANENT, message="Authorize.net named no currency for this account")
+            self._billing_currency = currencies[0]
+        return self._billing_currency
 
     async def cancel_subscription(self, reference: str, at_period_end: bool, idempotency_key: str) -> ProviderResult:
         if at_period_end:
