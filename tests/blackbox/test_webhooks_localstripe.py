@@ -139,6 +139,36 @@ def test_a_3ds_payment_completed_at_stripe_is_captured_through_its_webhook(clien
     assert "PaymentCaptured" in client.event_types(transaction["id"])
 
 
+def test_a_3ds_authorization_completed_at_stripe_becomes_authorized_and_can_be_captured(client: Client) -> None:
+    card = {"number": THREE_D_SECURE_CARD, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+    method = client.stripe.post(
+        "/v1/payment_methods", data={"type": "card", **{f"card[{k}]": v for k, v in card.items()}}
+    )
+    request = {"amount": 2000, "currency": "usd", "payment_method": method.json()["id"], "provider": "stripe"}
+    transaction = client.created("authorize", request)
+    assert transaction["status"] == "requires_action"
+    intent_id = transaction["provider_reference"]
+    intent = client.stripe.get(f"/v1/payment_intents/{intent_id}").json()
+    done = client.stripe.post(
+        f"/v1/payment_intents/{intent_id}/_authenticate",
+        data={"client_secret": intent["client_secret"], "success": "true"},
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "requires_capture"
+
+    # Stripe tells a manual-capture intent's authentication with payment_intent.amount_capturable_updated
+    # (localstripe does not send it): until it was applied, the transaction stayed requires_action for good.
+    client.deliver("payment_intent.amount_capturable_updated", done.json())
+    route = f"transactions/{transaction['id']}"
+    after = client.eventually(route, lambda t: t["status"] != "requires_action")
+    assert (after["status"], after["amount_authorized"], after["amount_captured"]) == ("authorized", 2000, 0)
+
+    captured = client.call("POST", "capture", {"transaction_id": transaction["id"]})
+    assert captured.status_code == 200, captured.text
+    assert (captured.json()["status"], captured.json()["amount_captured"]) == ("captured", 2000)
+    assert client.stripe.get(f"/v1/payment_intents/{intent_id}").json()["status"] == "succeeded"
+
+
 def test_a_refund_made_in_the_dashboard_is_recorded_as_stripe_holds_it_not_as_a_stale_payload_says(
     client: Client,
 ) -> None:

@@ -72,6 +72,24 @@ def test_a_stale_success_for_an_intent_still_waiting_applies_nothing() -> None:
     assert decided is not None and decided.type == ev.PAYMENT_FAILED
 
 
+def test_an_authorization_that_needed_action_is_authorized_once_its_intent_awaits_capture() -> None:
+    stream = Stream(kind="authorize").outcome(Outcome.REQUIRES_ACTION, next_action={"type": "redirect"})
+    assert refetch_reference(stripe("payment_intent.amount_capturable_updated")) == "pi_1"
+    current = with_current_state(
+        stripe("payment_intent.amount_capturable_updated"), intent("requires_capture", amount_capturable=1000)
+    )
+    assert current.type == "payment_intent.amount_capturable_updated"
+    decided = stream.apply(current)
+    assert decided is not None and decided.type == ev.PAYMENT_AUTHORIZED
+    assert (stream.state.status, stream.state.amount_authorized, stream.state.amount_captured) == (
+        Status.AUTHORIZED,
+        1000,
+        0,
+    )
+    assert stream.apply(current) is None  # a repeat
+    decisions.request_capture(stream.state, "cmd_cap", 1000, "msg_2", "fp2")  # capturable now: no DomainError
+
+
 def test_a_refund_total_is_the_charges_current_one() -> None:
     stream = Stream().outcome(Outcome.APPROVED, amount=1000)
     stale = stripe("charge.refunded", object_id="ch_1", payment_intent="pi_1", amount_refunded=300)

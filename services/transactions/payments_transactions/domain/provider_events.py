@@ -241,8 +241,10 @@ def _dispute(transaction: Transaction, event: ProviderEvent, closed: bool) -> Do
 # ---- Stripe ---------------------------------------------------------------------------------------------------
 
 
-def _stripe_amount(transaction: Transaction, event: ProviderEvent) -> int:
-    for key in ("amount_received", "amount"):
+def _stripe_amount(
+    transaction: Transaction, event: ProviderEvent, keys: Sequence[str] = ("amount_received", "amount")
+) -> int:
+    for key in keys:
         value = event.obj.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
@@ -317,6 +319,10 @@ Rule = Callable[[Transaction, ProviderEvent], DomainEvent | None]
 RULES: Mapping[tuple[str, str], Rule] = {
     ("stripe", "payment_intent.succeeded"): lambda t, e: _captured(t, e, _stripe_amount(t, e)),
     ("stripe", "payment_intent.payment_failed"): lambda t, e: _failed(t, e, _stripe_error(e)),
+    # an authorization (manual capture) that needed 3-D Secure: once authenticated it is `requires_capture`
+    ("stripe", "payment_intent.amount_capturable_updated"): lambda t, e: _authorized(
+        t, e, _stripe_amount(t, e, ("amount_capturable", "amount"))
+    ),
     ("stripe", "payment_intent.canceled"): _voided,
     ("stripe", "charge.refunded"): _stripe_refunded,
     ("stripe", "charge.dispute.created"): lambda t, e: _dispute(t, e, closed=False),
@@ -337,6 +343,7 @@ RULES: Mapping[tuple[str, str], Rule] = {
 
 STRIPE_REFETCHED = (
     "payment_intent.succeeded",
+    "payment_intent.amount_capturable_updated",
     "payment_intent.payment_failed",
     "payment_intent.canceled",
     "charge.refunded",
@@ -381,4 +388,6 @@ def _intent_event_type(intent: Mapping[str, Any]) -> str:
     status = str(intent.get("status"))
     if status == "requires_payment_method" and intent.get("last_payment_error"):
         return "payment_intent.payment_failed"
+    if status == "requires_capture":
+        return "payment_intent.amount_capturable_updated"
     return f"payment_intent.{status}"  # succeeded, canceled; any other status has no rule: nothing is applied
