@@ -12,10 +12,9 @@ import httpx
 import pytest
 
 from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_key, new_workspace
-from tests.support.localstripe_server import flush, running_localstripe
+from tests.support.localstripe_server import THREE_D_SECURE_METHOD, flush, running_localstripe
 
 STRIPE_KEY = "sk_test_gatewayDummyKey0123456789abcdef"
-THREE_D_SECURE_CARD = "4000002500003155"
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +113,9 @@ def test_decline_is_402_with_the_code(client: httpx.Client) -> None:
 
 
 def test_three_d_secure_card_requires_action(client: httpx.Client, localstripe: str) -> None:
-    card = {"number": THREE_D_SECURE_CARD, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
     method = httpx.post(
         f"{localstripe}/v1/payment_methods",
-        data={"type": "card", **{f"card[{k}]": v for k, v in card.items()}},
+        data=THREE_D_SECURE_METHOD,
         headers={"Authorization": f"Bearer {STRIPE_KEY}"},
     ).json()
 

@@ -21,11 +21,10 @@ import httpx
 import pytest
 
 from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_workspace
-from tests.support.localstripe_server import running_localstripe
+from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
 
 STRIPE_KEY = "sk_test_webhooks_localstripe_0123456789"
 WEBHOOK_SECRET = "whsec_localstripe_webhooks_0123456789"
-THREE_D_SECURE_CARD = "4000002500003155"
 SETTLE_S = 30.0  # how long an asynchronous effect may take to show (webhook delivery, then the worker)
 
 
@@ -118,21 +117,11 @@ def charge(client: Client, payment_method: str = "pm_card_visa", **body: Any) ->
 
 
 def test_a_3ds_payment_completed_at_stripe_is_captured_through_its_webhook(client: Client) -> None:
-    card = {"number": THREE_D_SECURE_CARD, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
-    method = client.stripe.post(
-        "/v1/payment_methods", data={"type": "card", **{f"card[{k}]": v for k, v in card.items()}}
-    )
-    transaction = charge(client, method.json()["id"])
+    transaction = charge(client, three_d_secure_method(client.stripe))
     assert transaction["status"] == "requires_action"
-    intent_id = transaction["provider_reference"]
-    intent = client.stripe.get(f"/v1/payment_intents/{intent_id}").json()
 
     # The customer completes 3-D Secure at Stripe; Stripe tells us with payment_intent.succeeded.
-    done = client.stripe.post(
-        f"/v1/payment_intents/{intent_id}/_authenticate",
-        data={"client_secret": intent["client_secret"], "success": "true"},
-    )
-    assert done.status_code == 200, done.text
+    authenticate(client.stripe, transaction["provider_reference"])
 
     after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["status"] != "requires_action")
     assert (after["status"], after["amount_captured"]) == ("captured", 2000)
@@ -140,25 +129,16 @@ def test_a_3ds_payment_completed_at_stripe_is_captured_through_its_webhook(clien
 
 
 def test_a_3ds_authorization_completed_at_stripe_becomes_authorized_and_can_be_captured(client: Client) -> None:
-    card = {"number": THREE_D_SECURE_CARD, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
-    method = client.stripe.post(
-        "/v1/payment_methods", data={"type": "card", **{f"card[{k}]": v for k, v in card.items()}}
-    )
-    request = {"amount": 2000, "currency": "usd", "payment_method": method.json()["id"], "provider": "stripe"}
-    transaction = client.created("authorize", request)
+    request = {"amount": 2000, "currency": "usd", "payment_method": three_d_secure_method(client.stripe)}
+    transaction = client.created("authorize", {**request, "provider": "stripe"})
     assert transaction["status"] == "requires_action"
     intent_id = transaction["provider_reference"]
-    intent = client.stripe.get(f"/v1/payment_intents/{intent_id}").json()
-    done = client.stripe.post(
-        f"/v1/payment_intents/{intent_id}/_authenticate",
-        data={"client_secret": intent["client_secret"], "success": "true"},
-    )
-    assert done.status_code == 200, done.text
-    assert done.json()["status"] == "requires_capture"
+    intent = authenticate(client.stripe, intent_id)
+    assert intent["status"] == "requires_capture"
 
     # Stripe tells a manual-capture intent's authentication with payment_intent.amount_capturable_updated
     # (localstripe does not send it): until it was applied, the transaction stayed requires_action for good.
-    client.deliver("payment_intent.amount_capturable_updated", done.json())
+    client.deliver("payment_intent.amount_capturable_updated", intent)
     route = f"transactions/{transaction['id']}"
     after = client.eventually(route, lambda t: t["status"] != "requires_action")
     assert (after["status"], after["amount_authorized"], after["amount_captured"]) == ("authorized", 2000, 0)

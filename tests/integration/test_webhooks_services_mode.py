@@ -31,14 +31,13 @@ from tests.blackbox.server import (
     start_process,
     wait_ready,
 )
-from tests.support.localstripe_server import running_localstripe
+from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
 
 STRIPE_KEY = "sk_test_services_webhooks_0123456789"
 WEBHOOK_SECRET = "whsec_services_webhooks_0123456789"
-THREE_D_SECURE_CARD = "4000002500003155"
 PERMISSIONS = ["payments:admin", "customer:create", "customer:read", "subscription:create", "subscription:read"]
 SETTLE_S = 30.0
 
@@ -151,17 +150,10 @@ def webhook_streams(data_dir: Path) -> dict[str, list[str]]:
 
 
 def test_a_3ds_payment_is_captured_through_stripes_own_webhook(client: Client, services: Services) -> None:
-    card = {"number": THREE_D_SECURE_CARD, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
-    method = client.stripe.post(
-        "/v1/payment_methods", data={"type": "card", **{f"card[{k}]": v for k, v in card.items()}}
-    )
-    request = {"amount": 3000, "currency": "usd", "payment_method": method.json()["id"], "provider": "stripe"}
-    transaction = client.created("charge", request)
+    request = {"amount": 3000, "currency": "usd", "payment_method": three_d_secure_method(client.stripe)}
+    transaction = client.created("charge", {**request, "provider": "stripe"})
     assert transaction["status"] == "requires_action"
-    intent_id = transaction["provider_reference"]
-    secret = client.stripe.get(f"/v1/payment_intents/{intent_id}").json()["client_secret"]
-    authenticated = {"client_secret": secret, "success": "true"}
-    assert client.stripe.post(f"/v1/payment_intents/{intent_id}/_authenticate", data=authenticated).status_code == 200
+    authenticate(client.stripe, transaction["provider_reference"])
 
     after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["status"] != "requires_action")
     assert (after["status"], after["amount_captured"]) == ("captured", 3000)

@@ -19,8 +19,7 @@ from payments_shared.providers.port import (
 from payments_shared.providers.stripe import StripeProvider
 
 from tests.providers.conftest import LOCALSTRIPE_KEY
-
-THREE_D_SECURE_CARD = "4000002500003155"
+from tests.support.localstripe_server import THREE_D_SECURE_METHOD
 
 
 async def stripe_get(base_url: str, path: str, **params: str) -> httpx.Response:
@@ -131,10 +130,7 @@ async def test_decline_carries_the_code(stripe_provider: StripeProvider) -> None
 
 
 async def test_three_d_secure_card_requires_action(stripe_provider: StripeProvider, localstripe: str) -> None:
-    card = {"number": THREE_D_SECURE_CARD, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
-    method = await stripe_post(
-        localstripe, "/v1/payment_methods", {"type": "card", **{f"card[{k}]": v for k, v in card.items()}}
-    )
+    method = await stripe_post(localstripe, "/v1/payment_methods", THREE_D_SECURE_METHOD)
 
     result = await stripe_provider.pay(PaymentRequest("cmd-3ds", 2000, "usd", method["id"], capture=True))
 

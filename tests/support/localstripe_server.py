@@ -21,6 +21,33 @@ from typing import Any
 import httpx
 
 READY_TIMEOUT_S = 20.0
+THREE_D_SECURE_CARD = "4000002500003155"
+# POST /v1/payment_methods form for a card whose payments need 3-D Secure
+THREE_D_SECURE_METHOD = {
+    "type": "card",
+    "card[number]": THREE_D_SECURE_CARD,
+    "card[exp_month]": "12",
+    "card[exp_year]": "2034",
+    "card[cvc]": "123",
+}
+
+
+def three_d_secure_method(stripe: httpx.Client) -> str:
+    """A PaymentMethod id at localstripe (`stripe` authenticated to it) whose payments need 3-D Secure."""
+    created = stripe.post("/v1/payment_methods", data=THREE_D_SECURE_METHOD)
+    assert created.status_code == 200, created.text
+    return str(created.json()["id"])
+
+
+def authenticate(stripe: httpx.Client, intent_id: str) -> dict[str, Any]:
+    """The customer completes 3-D Secure for the PaymentIntent: the intent as it is afterwards."""
+    secret = stripe.get(f"/v1/payment_intents/{intent_id}").json()["client_secret"]
+    done = stripe.post(
+        f"/v1/payment_intents/{intent_id}/_authenticate", data={"client_secret": secret, "success": "true"}
+    )
+    assert done.status_code == 200, done.text
+    intent: dict[str, Any] = done.json()
+    return intent
 
 
 def free_port() -> int:
