@@ -22,6 +22,7 @@ JSON_SCALARS = st.one_of(
     st.integers(min_value=-5, max_value=2_500),
     st.floats(),  # NaN and ±Infinity included: Python's json reads them
     st.text(max_size=12),
+    st.sampled_from(["45.00", "1E+999990", "-3.5", "NaN", "0.001"]),  # decimals as Authorize.net writes them, and not
 )
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
@@ -31,6 +32,7 @@ JSON_VALUES = st.recursive(
 FIELDS = (
     "amount",
     "amount_received",
+    "amount_capturable",
     "amount_refunded",
     "authAmount",
     "created",
