@@ -274,7 +274,8 @@ class AuthorizeNetProvider:
             return billing_currency
         if request.currency != billing_currency:
             return _invalid(
-                f"This Authorize.net account bills subscriptions in {billing_currency}: ARB has no currency of its own",
+                f"This Authorize.net account bills subscriptions in {billing_currency.upper()} only (ARB has no "
+                "currency of its own)",
                 "currency",
             )
         reference = messages.reference_for(request.idempotency_key)
