@@ -75,7 +75,7 @@ async def run_worker(
     broker = await open_broker(settings.broker_url)
     try:
         worker = await start(broker, store, providers)
-        app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url=None)
+        app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
         app.include_router(health_router({"broker": broker.ping, "eventstore": store.ping}))
         if extend_app is not None:
             extend_app(app, worker)

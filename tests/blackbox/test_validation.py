@@ -197,6 +197,24 @@ def test_unknown_route_and_wrong_method_use_the_error_shape(api: Api) -> None:
     assert set(wrong.json()["error"]) >= {"type", "code", "message"}
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"{API}/charge/"),
+        ("GET", f"{API}/transactions/"),
+        ("DELETE", f"{API}/customers/"),
+        ("POST", "/api/v1/webhooks/stripe/"),
+        ("GET", "/healthz/"),
+    ],
+)
+def test_a_trailing_slash_is_404_never_a_redirect(api: Api, method: str, path: str) -> None:
+    # A 307 to http://host/… (uvicorn knows no TLS terminated before it) was followed with the bearer token and body.
+    answer = api.http.request(method, path, headers=api.headers(), json={"amount": 1000})
+    assert answer.status_code == 404, answer.headers
+    assert "location" not in answer.headers
+    assert answer.json()["error"]["type"] == "not_found"
+
+
 def test_health_openapi_and_docs(http: httpx.Client) -> None:
     assert http.get("/healthz").status_code == 200
     ready = http.get("/readyz")

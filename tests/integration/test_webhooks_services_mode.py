@@ -197,6 +197,17 @@ def test_a_delivery_is_recorded_once_and_its_repeat_applies_nothing(client: Clie
     assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 250)
 
 
+def test_a_trailing_slash_is_404_at_every_process_never_a_redirect(services: Services) -> None:
+    for base_url, path in (
+        (services.ingest_url, "/api/v1/webhooks/stripe/"),
+        (services.ingest_url, "/healthz/"),
+        (services.gateway_url, "/api/v1/payments/charge/"),
+    ):
+        answer = httpx.post(f"{base_url}{path}", content=b"{}", timeout=10)
+        assert answer.status_code == 404, (path, answer.headers)
+        assert "location" not in answer.headers
+
+
 async def test_an_event_recorded_while_rabbitmq_is_unreachable_is_forwarded_once_it_is_back(
     client: Client, services: Services, rabbitmq_url: str
 ) -> None:

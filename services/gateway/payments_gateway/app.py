@@ -50,6 +50,7 @@ def create_app(settings: GatewaySettings, broker: Broker, readiness_checks: Mapp
         docs_url="/docs",
         openapi_url="/openapi.json",
         telemetry=fastapi_telemetry(),
+        redirect_slashes=False,  # `…/charge/` is 404 as at Stripe, never a redirect a client follows with its token
     )
     app.state.gateway = GatewayContext.build(settings, broker)
     install_error_handlers(app)

@@ -58,6 +58,7 @@ def create_app(
         openapi_url="/openapi.json",
         lifespan=lifespan,
         telemetry=fastapi_telemetry(),
+        redirect_slashes=False,  # a provider does not follow redirects: `…/stripe/` is 404, never a 307
     )
     install_error_handlers(app)
     app.include_router(health_router(readiness_checks))
