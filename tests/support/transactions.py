@@ -14,15 +14,16 @@ METADATA = {"workspace": "ws_1", "occurred_at": "2026-01-01T00:00:00.000000Z"}
 
 
 async def paid_transaction(
-    store: EventStore, transaction_id: str, provider: str, token: str, result: ProviderResult
+    store: EventStore, transaction_id: str, provider: str, token: str, result: ProviderResult, currency: str = "usd"
 ) -> None:
-    """`transaction-{transaction_id}`: a 1,500 usd charge in workspace ws_1, answered with `result`."""
+    """`transaction-{transaction_id}`: a charge of 1,500 (usd unless given) in workspace ws_1, answered with
+    `result`."""
     stream = f"transaction-{transaction_id}"
     requested = decisions.request_payment(
         transaction_id=transaction_id,
         kind="charge",
         amount=1500,
-        currency="usd",
+        currency=currency,
         provider=provider,
         payment_method={"type": "token", "token": token},
         customer_id=None,

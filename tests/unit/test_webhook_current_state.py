@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.memory import InMemoryEventStore
 from payments_shared.messages import Command
+from payments_shared.money import to_minor_units
 from payments_shared.providers.port import Outcome, ProviderResult
 from payments_transactions.domain import decisions
 from payments_transactions.domain import events as ev
@@ -206,3 +208,36 @@ async def test_the_worker_resolves_an_authnet_refund_through_its_original(store:
     assert transaction is not None and transaction.amount_refunded == 500
     again = await worker.handle(apply_message("authnet", "net.authorize.payment.refund.created", "7001", {}))
     assert again["body"]["outcome"] == "nothing_to_apply"  # found by its own transId now, known already
+
+
+class YenReadingProvider:
+    """Authorize.net holding a refund of 500 yen (settleAmount 500) of transaction 6001: amounts are read in the
+    currency the reader names, as the adapter does."""
+
+    name = "authnet"
+
+    def __init__(self) -> None:
+        self.currencies: list[str | None] = []
+
+    async def retrieve_payment(self, reference: str, currency: str | None = None) -> ProviderResult:
+        self.currencies.append(currency)
+        settled = to_minor_units(Decimal(500), currency or "usd")
+        details = {"ref_trans_id": "6001", "settle_amount": settled, "status": "refundPendingSettlement"}
+        return ProviderResult(Outcome.APPROVED, reference, details=details)
+
+
+async def test_a_refund_made_elsewhere_is_read_in_its_originals_currency(store: InMemoryEventStore) -> None:
+    provider = YenReadingProvider()
+    worker = TransactionsWorker(store, {"authnet": provider}, TransactionsSettings())
+    result = ProviderResult(Outcome.APPROVED, reference="6001", amount=1500)
+    await paid_transaction(store, "txn_1", "authnet", "tok", result, currency="jpy")
+
+    reply = await worker.handle(apply_message("authnet", "net.authorize.payment.refund.created", "7001", {}))
+
+    assert reply["body"] == {"outcome": ev.PROVIDER_REFUNDED, "transaction_id": "txn_1"}  # was a discrepancy: 50,000
+    transaction = Transaction.from_events(await store.read("transaction-txn_1"))
+    assert transaction is not None and (transaction.amount_refunded, transaction.status) == (
+        500,
+        Status.PARTIALLY_REFUNDED,
+    )
+    assert provider.currencies == [None, "jpy"]  # the first read only finds the original

@@ -54,8 +54,8 @@ class ProviderEventHandler:
         log = {"provider": event.provider, "event_id": event.event_id, "event_type": event.type}
         transaction_id = await self._index.find(event.provider, event.references())
         if transaction_id is None and names_only_itself(event):  # its details name the original
-            event = await refetched(self._providers, event, None)
-            transaction_id = await self._index.find(event.provider, event.references())
+            original = await refetched(self._providers, event, None)  # read again below, in the original's currency
+            transaction_id = await self._index.find(event.provider, original.references())
         if transaction_id is None:
             logger.info("provider event about an unknown payment: ignored", extra=log)
             return _ack("unknown_object")
