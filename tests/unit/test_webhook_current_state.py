@@ -228,7 +228,8 @@ class YenReadingProvider:
 
 async def test_a_refund_made_elsewhere_is_read_in_its_originals_currency(store: InMemoryEventStore) -> None:
     provider = YenReadingProvider()
-    worker = TransactionsWorker(store, {"authnet": provider}, TransactionsSettings())
+    providers: dict[str, Any] = {"authnet": provider}
+    worker = TransactionsWorker(store, providers, TransactionsSettings())
     result = ProviderResult(Outcome.APPROVED, reference="6001", amount=1500)
     await paid_transaction(store, "txn_1", "authnet", "tok", result, currency="jpy")
 
