@@ -149,6 +149,27 @@ def test_a_3ds_authorization_completed_at_stripe_becomes_authorized_and_can_be_c
     assert client.stripe.get(f"/v1/payment_intents/{intent_id}").json()["status"] == "succeeded"
 
 
+def test_a_refund_that_fails_at_stripe_after_it_was_accepted_shows_failed(client: Client) -> None:
+    transaction = charge(client)
+    refunded = client.call("POST", "refund", {"transaction_id": transaction["id"], "amount": 500})
+    assert refunded.status_code == 200, refunded.text
+    assert [r["status"] for r in refunded.json()["refunds"]] == ["succeeded"]
+    intent_id = transaction["provider_reference"]
+    at_stripe = client.stripe.get("/v1/refunds", params={"payment_intent": intent_id}).json()["data"]
+    assert len(at_stripe) == 1
+
+    # The card account was closed: Stripe fails the refund and tells with refund.failed (localstripe cannot).
+    failed = {**at_stripe[0], "status": "failed", "failure_reason": "expired_or_canceled_card"}
+    client.deliver("refund.failed", failed)
+
+    route = f"transactions/{transaction['id']}"
+    after = client.eventually(route, lambda t: t["refunds"][0]["status"] != "succeeded")
+    assert after["refunds"][0]["status"] == "failed"
+    assert after["refunds"][0]["failure_reason"] == "expired_or_canceled_card"
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 500)  # API.md: moves one way
+    assert "RefundReversed" in client.event_types(transaction["id"])
+
+
 def test_a_refund_made_in_the_dashboard_is_recorded_as_stripe_holds_it_not_as_a_stale_payload_says(
     client: Client,
 ) -> None:

@@ -254,6 +254,19 @@ async def test_retried_refund_refunds_once(wire: StripeWireServer, provider: Str
     assert [r["amount"] for r in wire.refunds.values()] == [300]
 
 
+async def test_a_pending_refund_is_accepted_and_says_it_is_pending(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    charged = await provider.pay(charge("cmd-charge-p"))
+    assert charged.reference is not None
+    wire.refund_status = "pending"
+
+    refunded = await provider.refund(PaymentRef(charged.reference, 1000, 1000, "usd"), 300, "cmd-refund-p", None)
+
+    assert refunded.outcome is Outcome.APPROVED
+    assert (refunded.details["refund_status"], refunded.amount) == ("pending", 300)
+
+
 # ---- the key never leaks -----------------------------------------------------------------------------------------
 
 

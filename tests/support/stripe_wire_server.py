@@ -72,6 +72,7 @@ class StripeWireServer:
         self.requests: list[Recorded] = []
         self.payment_intents: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        self.refund_status = "succeeded"  # control: what a new refund is (Stripe answers some "pending")
         self.customers: dict[str, dict[str, Any]] = {}
         self._faults: list[Fault] = []
         self._stalls: list[float] = []
@@ -260,7 +261,7 @@ class StripeWireServer:
             "amount": amount,
             "charge": intent["latest_charge"],
             "payment_intent": intent["id"],
-            "status": "succeeded",
+            "status": self.refund_status,
         }
         self.refunds[refund["id"]] = refund
         return web.json_response(refund)

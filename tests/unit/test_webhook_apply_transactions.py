@@ -17,6 +17,7 @@ from payments_transactions.domain.events import DomainEvent
 from payments_transactions.domain.provider_events import ProviderEvent, WebhookHistory, decide
 from payments_transactions.domain.state import Status, Transaction
 from payments_transactions.provider_index import provider_ids
+from payments_transactions.views import transaction_json
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -308,3 +309,60 @@ def test_a_disputed_charge_cannot_be_refunded_as_stripe_refuses(dispute_status: 
         assert refused.value.code == "charge_disputed"
     else:
         assert refund().type == ev.REFUND_REQUESTED
+
+
+def refunded(stream: Stream, amount: int, refund_status: str) -> str:
+    """A refund of ours that Stripe answered with `refund_status`: its provider reference."""
+    requested = decisions.request_refund(stream.state, "cmd_ref", "re_ours", amount, None, "msg_2", "fp2")
+    stream.events.append(requested)
+    answer = ProviderResult(Outcome.APPROVED, reference="re_at_stripe", details={"refund_status": refund_status})
+    stream.events.append(decisions.refund_outcome(stream.state, "cmd_ref", answer))
+    return "re_at_stripe"
+
+
+def refund_event(event_type: str, second: int, status: str, **obj: Any) -> ProviderEvent:
+    return stripe(event_type, second=second, object_id="re_at_stripe", payment_intent="pi_1", status=status, **obj)
+
+
+def test_a_refund_stripe_accepts_as_pending_shows_pending_until_stripe_says_it_succeeded() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    refunded(stream, 1000, "pending")
+    assert [refund.status for refund in stream.state.refunds] == ["pending"]
+    assert (stream.state.status, stream.state.amount_refunded, stream.state.refundable) == (Status.REFUNDED, 1000, 0)
+
+    settled = stream.apply(refund_event("charge.refund.updated", 5, "succeeded"))
+
+    assert settled is not None and settled.type == ev.REFUND_SETTLED
+    assert [refund.status for refund in stream.state.refunds] == ["succeeded"]
+    assert (stream.state.amount_refunded, stream.state.refundable) == (1000, 0)
+    assert stream.apply(refund_event("refund.updated", 6, "succeeded")) is None
+
+
+@pytest.mark.parametrize("answered", ["pending", "succeeded"])
+def test_a_refund_that_fails_at_stripe_after_it_was_accepted_shows_failed(answered: str) -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    refunded(stream, 400, answered)
+
+    reversed_ = stream.apply(refund_event("refund.failed", 5, "failed", failure_reason="expired_or_canceled_card"))
+
+    assert reversed_ is not None and reversed_.type == ev.REFUND_REVERSED
+    shown = transaction_json(stream.state)["refunds"]
+    assert [(r["status"], r.get("failure_reason")) for r in shown] == [("failed", "expired_or_canceled_card")]
+    # API.md makes the status moves one way: what was counted stays counted, and nothing more is refundable.
+    assert (stream.state.status, stream.state.amount_refunded, stream.state.refundable) == (
+        Status.PARTIALLY_REFUNDED,
+        400,
+        600,
+    )
+    assert stream.apply(refund_event("charge.refund.updated", 6, "failed")) is None  # the same failure, told again
+
+
+def test_a_refund_update_about_a_refund_not_ours_changes_nothing() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    elsewhere = stripe("refund.failed", object_id="re_elsewhere", payment_intent="pi_1", status="failed")
+    assert stream.apply(elsewhere) is None
+    pending_call = Stream().outcome(Outcome.APPROVED, amount=1000)
+    pending_call.events.append(
+        decisions.request_refund(pending_call.state, "cmd_ref", "re_ours", 300, None, "msg_2", "fp2")
+    )
+    assert pending_call.apply(refund_event("refund.failed", 5, "failed")) is None  # no provider reference yet

@@ -10,7 +10,7 @@ from payments_shared.errors import ApiError
 from payments_shared.eventstore.port import RecordedEvent
 from payments_shared.messages import Reply, public_metadata
 
-from payments_transactions.domain.state import Operation, OperationKind, Transaction
+from payments_transactions.domain.state import Operation, OperationKind, Refund, Transaction
 
 
 def transaction_json(transaction: Transaction) -> dict[str, Any]:
@@ -29,10 +29,7 @@ def transaction_json(transaction: Transaction) -> dict[str, Any]:
         "customer_id": transaction.customer_id,
         "description": transaction.description,
         "metadata": dict(transaction.metadata),
-        "refunds": [
-            {"id": refund.id, "amount": refund.amount, "status": refund.status, "created_at": refund.created_at}
-            for refund in transaction.refunds
-        ],
+        "refunds": [refund_json(refund) for refund in transaction.refunds],
         "failure_code": transaction.failure_code,
         "failure_message": transaction.failure_message,
         "next_action": dict(transaction.next_action) if transaction.next_action is not None else None,
@@ -40,6 +37,13 @@ def transaction_json(transaction: Transaction) -> dict[str, Any]:
         "updated_at": transaction.updated_at,
         "dispute": dispute_json(transaction.dispute),  # an extension (API.md allows them)
     }
+
+
+def refund_json(refund: Refund) -> dict[str, Any]:
+    shown = {"id": refund.id, "amount": refund.amount, "status": refund.status, "created_at": refund.created_at}
+    if refund.failure_reason is not None:  # as Stripe's Refund: only once it failed at the provider
+        shown["failure_reason"] = refund.failure_reason
+    return shown
 
 
 def dispute_json(dispute: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -35,6 +35,9 @@ PROVIDER_CALL_FAILED: Final = "ProviderCallFailed"
 
 # Learned from provider webhooks (see payments_transactions.provider_events).
 PROVIDER_REFUNDED: Final = "ProviderRefunded"  # a refund made at the provider itself (e.g. its dashboard)
+REFUND_SETTLED: Final = "RefundSettled"  # a refund the provider accepted as pending has reached the customer
+# A refund the provider accepted, then failed (a closed card account): the money stayed with the merchant.
+REFUND_REVERSED: Final = "RefundReversed"
 PAYMENT_DISPUTED: Final = "PaymentDisputed"
 PAYMENT_DISPUTE_CLOSED: Final = "PaymentDisputeClosed"
 # A provider event that API.md's status rules do not allow: recorded for the audit trail, changes nothing.

@@ -264,6 +264,24 @@ def _stripe_error(event: ProviderEvent) -> dict[str, Any]:
     return error
 
 
+def _stripe_refund_updated(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    """A Refund of ours that Stripe accepted as pending has succeeded, or one it accepted has failed (the money
+    stayed with the merchant). Refunds made elsewhere are counted from `charge.refunded`."""
+    refund = next((known for known in transaction.refunds if known.provider_reference == event.object_id), None)
+    if refund is None or not refund.counted:
+        return None
+    status = event.obj.get("status")
+    if status == "succeeded" and refund.status == "pending":
+        return DomainEvent(ev.REFUND_SETTLED, {"refund_id": refund.id})
+    if status in ("failed", "canceled") and refund.status != "failed":
+        reason = event.obj.get("failure_reason")
+        return DomainEvent(
+            ev.REFUND_REVERSED,
+            {"refund_id": refund.id, "failure_reason": reason if isinstance(reason, str) and reason else status},
+        )
+    return None
+
+
 def _stripe_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
     total = event.obj.get("amount_refunded")
     if not isinstance(total, int) or isinstance(total, bool):
@@ -325,6 +343,9 @@ RULES: Mapping[tuple[str, str], Rule] = {
     ),
     ("stripe", "payment_intent.canceled"): _voided,
     ("stripe", "charge.refunded"): _stripe_refunded,
+    ("stripe", "charge.refund.updated"): _stripe_refund_updated,
+    ("stripe", "refund.updated"): _stripe_refund_updated,
+    ("stripe", "refund.failed"): _stripe_refund_updated,
     ("stripe", "charge.dispute.created"): lambda t, e: _dispute(t, e, closed=False),
     ("stripe", "charge.dispute.closed"): lambda t, e: _dispute(t, e, closed=True),
     ("authnet", "net.authorize.payment.authcapture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),

@@ -62,6 +62,8 @@ class Refund:
     command_id: str
     reason: str | None = None
     provider_reference: str | None = None
+    counted: bool = False  # in amount_refunded: the provider accepted it (even if it failed there later)
+    failure_reason: str | None = None
 
 
 @dataclass
@@ -100,7 +102,7 @@ class Transaction:
     @property
     def refund_reserved(self) -> int:
         """Refunded plus refunds still pending: what is no longer refundable."""
-        return sum(refund.amount for refund in self.refunds if refund.status in ("pending", "succeeded"))
+        return sum(refund.amount for refund in self.refunds if refund.counted or refund.status == "pending")
 
     @property
     def refundable(self) -> int:
@@ -253,12 +255,29 @@ def _refund_requested(transaction: Transaction, event: RecordedEvent) -> None:
 
 def _refund_succeeded(transaction: Transaction, event: RecordedEvent) -> None:
     refund = transaction.refund(event.data["refund_id"])
-    refund.status = "succeeded"
+    refund.status = "pending" if event.data.get("provider_status") == "pending" else "succeeded"
     refund.provider_reference = event.data.get("provider_reference")
+    _count_refund(transaction, refund)
+    _finish(transaction, event)
+
+
+def _count_refund(transaction: Transaction, refund: Refund) -> None:
+    """A refund the provider accepted counts as refunded, as the provider counts it, pending or not."""
+    refund.counted = True
     transaction.amount_refunded += refund.amount
     fully = transaction.amount_refunded >= transaction.amount_captured
     transaction.status = Status.REFUNDED if fully else Status.PARTIALLY_REFUNDED
-    _finish(transaction, event)
+
+
+def _refund_settled(transaction: Transaction, event: RecordedEvent) -> None:
+    transaction.refund(event.data["refund_id"]).status = "succeeded"
+
+
+def _refund_reversed(transaction: Transaction, event: RecordedEvent) -> None:
+    """The refund shows failed; amount_refunded and the status stay as they were (API.md: refunded is final)."""
+    refund = transaction.refund(event.data["refund_id"])
+    refund.status = "failed"
+    refund.failure_reason = event.data.get("failure_reason")
 
 
 def _refund_failed(transaction: Transaction, event: RecordedEvent) -> None:
@@ -281,9 +300,7 @@ def _provider_refunded(transaction: Transaction, event: RecordedEvent) -> None:
     refund = Refund(data["refund_id"], data["amount"], "succeeded", occurred_at(event), command_id="")
     refund.provider_reference = data.get("provider_reference")
     transaction.refunds.append(refund)
-    transaction.amount_refunded += refund.amount
-    fully = transaction.amount_refunded >= transaction.amount_captured
-    transaction.status = Status.REFUNDED if fully else Status.PARTIALLY_REFUNDED
+    _count_refund(transaction, refund)
 
 
 def _dispute_reported(transaction: Transaction, event: RecordedEvent) -> None:
@@ -311,6 +328,8 @@ _APPLY: Mapping[str, Callable[[Transaction, RecordedEvent], None]] = {
     ev.REFUND_REQUESTED: _refund_requested,
     ev.REFUND_SUCCEEDED: _refund_succeeded,
     ev.REFUND_FAILED: _refund_failed,
+    ev.REFUND_SETTLED: _refund_settled,
+    ev.REFUND_REVERSED: _refund_reversed,
     ev.PROVIDER_CALL_FAILED: _provider_call_failed,
     ev.PROVIDER_REFUNDED: _provider_refunded,
     ev.PAYMENT_DISPUTED: _dispute_reported,
