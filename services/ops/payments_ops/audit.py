@@ -25,6 +25,8 @@ KEY_FIELDS: Final = (
     "reason",
     "status",
     "failure_code",
+    "failure_reason",
+    "provider_status",
     "provider",
     "provider_reference",
     "email",
