@@ -135,6 +135,19 @@ def test_an_authorization_voided_at_authorize_net_is_voided(http: httpx.Client) 
     assert eventually(http, workspace, authorized["id"], lambda t: True)["status"] == "voided"
 
 
+def test_a_charge_voided_at_authorize_net_before_settlement_is_refunded(http: httpx.Client) -> None:
+    workspace = new_workspace()
+    paid = pay(http, workspace, "charge", "test-void")
+    captured = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
+    assert captured["status"] == "captured"
+
+    notify(http, "void.created", captured["provider_reference"])  # voided in the merchant interface
+
+    after = eventually(http, workspace, captured["id"], lambda t: t["status"] != "captured")
+    assert (after["status"], after["amount_refunded"]) == ("refunded", 4500)  # it stayed captured, a discrepancy
+    assert "ProviderRefunded" in eventual_event_types(http, workspace, captured["id"], "ProviderRefunded")
+
+
 async def test_a_refund_made_at_authorize_net_is_recorded_through_its_original(
     http: httpx.Client, authnet: AuthnetTestServer
 ) -> None:

@@ -366,3 +366,22 @@ def test_a_refund_update_about_a_refund_not_ours_changes_nothing() -> None:
         decisions.request_refund(pending_call.state, "cmd_ref", "re_ours", 300, None, "msg_2", "fp2")
     )
     assert pending_call.apply(refund_event("refund.failed", 5, "failed")) is None  # no provider reference yet
+
+
+def test_a_charge_voided_at_authorize_net_before_settlement_is_refunded_in_full() -> None:
+    # Voiding an unsettled charge in Authorize.net's interface means the customer is never charged.
+    stream = Stream(provider="authnet").outcome(Outcome.APPROVED, amount=1000)
+    decided = stream.apply(authnet("void.created"))
+    assert decided is not None and decided.type == ev.PROVIDER_REFUNDED
+    assert (stream.state.status, stream.state.amount_refunded, stream.state.refundable) == (Status.REFUNDED, 1000, 0)
+    assert stream.apply(authnet("void.created", second=2)) is None
+
+
+def test_our_own_whole_refund_carried_out_as_a_void_is_not_counted_twice() -> None:
+    stream = Stream(provider="authnet").outcome(Outcome.APPROVED, amount=1000)
+    stream.events.append(decisions.request_refund(stream.state, "cmd_ref", "re_ours", None, None, "msg_2", "fp2"))
+    assert stream.apply(authnet("void.created")) is None  # our refund is under way: its outcome will say
+    voided = ProviderResult(Outcome.APPROVED, reference="pi_1", details={"refunded_by": "void"})
+    stream.events.append(decisions.refund_outcome(stream.state, "cmd_ref", voided))
+    assert stream.apply(authnet("void.created", second=3)) is None
+    assert (stream.state.status, stream.state.amount_refunded) == (Status.REFUNDED, 1000)

@@ -301,6 +301,16 @@ def _authnet_amount(transaction: Transaction, event: ProviderEvent) -> int:
     return amount if amount > 0 else transaction.amount
 
 
+def _authnet_voided(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    """Authorize.net voids a captured transaction until it settles: the customer is not charged, a refund of it all
+    made there (the merchant's interface), as this system's own whole refunds before settlement are voids."""
+    if transaction.status is Status.CAPTURED and not _open(transaction, OperationKind.REFUND):
+        return _refunded_elsewhere(transaction, event, transaction.refundable, event.object_id)
+    if transaction.status in (Status.CAPTURED, Status.REFUNDED):
+        return None  # our own whole refund, carried out as this void: its outcome records it
+    return _voided(transaction, event)
+
+
 def _authnet_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
     """A refund's notification names only the refund's transId; its details (re-fetched: `refund`) name the
     original. One we made is recorded already (by its transId); while a refund of ours is under way its own outcome
@@ -353,7 +363,7 @@ RULES: Mapping[tuple[str, str], Rule] = {
     ("authnet", "net.authorize.payment.capture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
     ("authnet", "net.authorize.payment.priorAuthCapture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
     ("authnet", "net.authorize.payment.refund.created"): _authnet_refunded,
-    ("authnet", "net.authorize.payment.void.created"): _voided,
+    ("authnet", "net.authorize.payment.void.created"): _authnet_voided,
     ("authnet", "net.authorize.payment.fraud.held"): lambda t, e: None,  # our own outcome recorded the hold
     ("authnet", "net.authorize.payment.fraud.approved"): _authnet_approved,
     ("authnet", "net.authorize.payment.fraud.declined"): _authnet_declined,
