@@ -6,6 +6,7 @@ the provider and trying again with the same idempotency key is safe"; `PERMANENT
 help" (a 502 to the client); `UNAVAILABLE` is set by the resilience layer when a breaker is open (a 503).
 A `PERMANENT` result whose `details` hold `{"invalid_param": "<field>"}` means the provider refused that request
 parameter (e.g. an unknown `payment_method`): the client gets 400 `invalid_request_error` with that `param`.
+One whose `details` hold `{"conflict": "<code>"}` refuses it in the payment's present state (409 `conflict`).
 """
 
 from __future__ import annotations

@@ -175,11 +175,16 @@ def decline_error(result: ProviderResult) -> dict[str, Any]:
 
 
 def permanent_error(result: ProviderResult) -> dict[str, Any]:
-    """PERMANENT with details `invalid_param` is the provider refusing a parameter (400); else a 502."""
+    """PERMANENT with details `invalid_param` is the provider refusing a parameter (400), with `conflict` (a code)
+    refusing it in the payment's present state (409: e.g. a partial refund before settlement); else a 502."""
     param = result.details.get("invalid_param")
     if param:
         message = result.message or f"The provider refused the {param}."
         return {"type": "invalid_request_error", "code": "parameter_invalid", "message": message, "param": param}
+    conflict = result.details.get("conflict")
+    if conflict:
+        message = result.message or "The payment's present state at the provider does not allow this."
+        return {"type": "conflict", "code": str(conflict), "message": message}
     message = result.message or "The provider could not process this request."
     return {"type": "provider_error", "code": "processing_error", "message": message}
 

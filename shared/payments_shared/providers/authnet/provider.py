@@ -187,7 +187,7 @@ class AuthorizeNetProvider:
                     "Authorize.net refunds only settled transactions (usually the day after capture): "
                     "refund part of it after settlement, or the whole amount now"
                 ),
-                details={"reason_code": NOT_SETTLED_FOR_CREDIT, "unsettled": True},
+                details={"reason_code": NOT_SETTLED_FOR_CREDIT, "unsettled": True, "conflict": "charge_not_settled"},
             )
         voided = await self.void(payment, idempotency_key)
         if voided.outcome is not Outcome.APPROVED:
