@@ -254,6 +254,25 @@ async def test_retried_refund_refunds_once(wire: StripeWireServer, provider: Str
     assert [r["amount"] for r in wire.refunds.values()] == [300]
 
 
+async def test_a_capture_stripe_refuses_in_the_intents_state_is_a_conflict(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    # Canceled in the dashboard (or its authorization expired) before the webhook told us.
+    authorized = await provider.pay(PaymentRequest("cmd-auth-c", 1000, "usd", "pm_card_visa", capture=False))
+    assert authorized.reference is not None
+    unexpected = {
+        "type": "invalid_request_error",
+        "code": "payment_intent_unexpected_state",
+        "message": "This PaymentIntent's amount could not be captured because it has a status of canceled.",
+    }
+    wire.fail_next(400, unexpected)
+
+    captured = await provider.capture(PaymentRef(authorized.reference, 1000, 0, "usd"), 1000, "cmd-capture-c")
+
+    assert captured.outcome is Outcome.PERMANENT
+    assert captured.details["conflict"] == "payment_intent_unexpected_state"
+
+
 async def test_a_pending_refund_is_accepted_and_says_it_is_pending(
     wire: StripeWireServer, provider: StripeProvider
 ) -> None:

@@ -223,6 +223,22 @@ def test_a_permanent_provider_error_is_a_502() -> None:
     assert history.state.status is S.FAILED
 
 
+def test_a_refusal_in_the_payments_present_state_is_a_409_and_the_authorization_stays() -> None:
+    history = History().approve()
+    command_id = history.capture(finish=False)
+    refused = ProviderResult(Outcome.PERMANENT, message="It is canceled.", details={"conflict": "charge_expired"})
+    history.add(decisions.capture_outcome(history.state, command_id, refused))
+    reply = outcome_reply(to_recorded(history.events), history.state.operations[command_id])
+    assert reply["status"] == 409
+    assert reply["body"]["error"] == {
+        "type": "conflict",
+        "code": "charge_expired",
+        "message": "It is canceled.",
+        "transaction_id": "txn_1",
+    }
+    assert history.state.status is S.AUTHORIZED
+
+
 def test_requires_action_keeps_the_next_action() -> None:
     state = in_status(S.REQUIRES_ACTION).state
     assert state.next_action == {"type": "x"}

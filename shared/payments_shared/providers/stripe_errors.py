@@ -43,6 +43,17 @@ _TOKENS = re.compile(
     r"|\b(?:tok|btok|pm|src|ba)_[A-Za-z0-9_]+\b"
 )
 _IDEMPOTENT_REQUEST_IN_PROGRESS = 409  # Stripe: another request with this Idempotency-Key is still running
+# Stripe error codes that refuse a request in the payment's present state (the dashboard or an expired
+# authorization changed it before its webhook arrived): API.md's 409, not a provider failure.
+_STATE_CONFLICTS = frozenset(
+    {
+        "payment_intent_unexpected_state",
+        "charge_already_captured",
+        "charge_already_refunded",
+        "charge_disputed",
+        "charge_expired_for_capture",
+    }
+)
 
 
 def safe_message(message: str | None) -> str | None:
@@ -140,9 +151,12 @@ def result_for_error(error: stripe.StripeError) -> ProviderResult:
     if isinstance(error, stripe.PermissionError):
         return _permanent("The Stripe API key lacks the permission for this request", "permission_error")
     if isinstance(error, stripe.InvalidRequestError):
-        field = our_field(fields.get("param") or error.param)
+        code = fields.get("code") or error.code
         message = safe_message(fields.get("message") or error.user_message) or "Stripe refused the request"
-        return _permanent(message, fields.get("code") or error.code, {"invalid_param": field} if field else None)
+        if code in _STATE_CONFLICTS:
+            return _permanent(message, code, {"conflict": code})
+        field = our_field(fields.get("param") or error.param)
+        return _permanent(message, code, {"invalid_param": field} if field else None)
     status = error.http_status or 0
     if status >= 500 or status == _IDEMPOTENT_REQUEST_IN_PROGRESS:
         return _retryable(f"Stripe answered {status}", error)
