@@ -129,7 +129,9 @@ def test_next_action_keeps_the_redirect_and_drops_secrets() -> None:
 
 
 def test_refund_statuses() -> None:
-    assert refund_result({"id": "re_1", "status": "pending", "amount": 5}).outcome is Outcome.APPROVED
+    pending = refund_result({"id": "re_1", "status": "pending", "amount": 5})
+    assert (pending.outcome, pending.details["pending"]) == (Outcome.APPROVED, True)
+    assert "pending" not in refund_result({"id": "re_1", "status": "succeeded", "amount": 5}).details
     failed = refund_result({"id": "re_1", "status": "failed", "failure_reason": "expired_or_canceled_card"})
     assert (failed.outcome, failed.decline_code) == (Outcome.DECLINED, "expired_or_canceled_card")
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from payments_shared.eventstore.port import RecordedEvent
 from payments_shared.providers.port import Outcome, ProviderResult
+from payments_shared.providers.stripe_results import refund_result
 from payments_transactions.domain import decisions
 from payments_transactions.domain import events as ev
 from payments_transactions.domain.events import DomainEvent
@@ -315,7 +316,7 @@ def refunded(stream: Stream, amount: int, refund_status: str) -> str:
     """A refund of ours that Stripe answered with `refund_status`: its provider reference."""
     requested = decisions.request_refund(stream.state, "cmd_ref", "re_ours", amount, None, "msg_2", "fp2")
     stream.events.append(requested)
-    answer = ProviderResult(Outcome.APPROVED, reference="re_at_stripe", details={"refund_status": refund_status})
+    answer = refund_result({"id": "re_at_stripe", "status": refund_status, "amount": amount})
     stream.events.append(decisions.refund_outcome(stream.state, "cmd_ref", answer))
     return "re_at_stripe"
 

@@ -7,6 +7,7 @@ help" (a 502 to the client); `UNAVAILABLE` is set by the resilience layer when a
 A `PERMANENT` result whose `details` hold `{"invalid_param": "<field>"}` means the provider refused that request
 parameter (e.g. an unknown `payment_method`): the client gets 400 `invalid_request_error` with that `param`.
 One whose `details` hold `{"conflict": "<code>"}` refuses it in the payment's present state (409 `conflict`).
+An APPROVED refund whose `details` hold `{"pending": True}` is accepted but not yet done (the provider tells later).
 """
 
 from __future__ import annotations

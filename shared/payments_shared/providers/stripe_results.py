@@ -156,6 +156,8 @@ def refund_result(refund: Mapping[str, Any]) -> ProviderResult:
         if value:
             details[field] = value
     status = refund.get("status")
+    if status in ("pending", "requires_action"):
+        details["pending"] = True  # accepted; Stripe says later whether it reached the customer
     if status in ("succeeded", "pending", "requires_action"):
         return ProviderResult(Outcome.APPROVED, str(refund["id"]), amount=refund.get("amount"), details=details)
     reason = str(refund.get("failure_reason") or status or "refund_failed")

@@ -123,7 +123,6 @@ def request_void(transaction: Transaction, command_id: str, message_id: str, fin
 # Stripe refuses to refund a disputed charge (`charge_disputed`); an inquiry (`warning_…`) or a won dispute does not
 # stop a refund.
 DISPUTE_BLOCKS_REFUNDS: Final = frozenset({"needs_response", "under_review", "lost"})
-PROVIDER_PENDING_REFUND: Final = frozenset({"pending", "requires_action"})  # Stripe's Refund statuses before the end
 
 
 def request_refund(
@@ -284,7 +283,7 @@ def refund_outcome(transaction: Transaction, command_id: str, result: ProviderRe
     base = {"command_id": command_id, "refund_id": operation.refund_id}
     if result.outcome is Outcome.APPROVED:
         data = {**base, "provider_reference": result.reference}
-        if result.details.get("refund_status") in PROVIDER_PENDING_REFUND:
+        if result.details.get("pending"):
             data["provider_status"] = "pending"  # accepted; the provider says later whether it reached the customer
         return DomainEvent(ev.REFUND_SUCCEEDED, data)
     return DomainEvent(ev.REFUND_FAILED, {**base, "error": _follow_up_error(result)})
