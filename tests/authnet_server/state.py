@@ -2,9 +2,10 @@
 
 Transactions move authorizedPendingCapture → capturedPendingSettlement → settledSuccessfully (a `settle` call,
 the nightly batch), or to voided; refunds are new transactions in refundPendingSettlement. Only unbatched
-transactions are in the unsettled list. A transaction with the same type, amount, card and invoice number as one
-within its duplicateWindow (default 120 s) is answered with responseCode 3, reason 11 and the original's
-transId and authCode. Accept.js tokens are single-use (E00114 the second time).
+transactions are in the unsettled list; each `settle` makes a batch, listed by getSettledBatchList (its
+settlement time within the asked range) and read by getTransactionList. A transaction with the same type,
+amount, card and invoice number as one within its duplicateWindow (default 120 s) is answered with responseCode
+3, reason 11 and the original's transId and authCode. Accept.js tokens are single-use (E00114 the second time).
 
 Test payment data, in the opaque `dataValue`: `test-reason-<N>` answers with reason code N (its response code
 from REASONS), `test-decline`, `test-review` and `test-error` are short for 2, 253 and 19; `…-card-<4 digits>`
@@ -74,7 +75,11 @@ class Transaction:
     ref_trans_id: str | None = None
     settle_amount: Decimal = Decimal(0)
     refunded: Decimal = Decimal(0)
-    batched: bool = False
+    batch_id: str | None = None
+
+    @property
+    def batched(self) -> bool:
+        return self.batch_id is not None
 
 
 @dataclass
@@ -117,20 +122,26 @@ class AuthnetState:
         self.forced_reasons: list[int] = []  # control: answer the next payments with these reason codes
         self.lagging_lists = 0  # control: this many unsettled lists still miss the newest transactions
         self.currencies = ["USD"]  # control: the account's currencies, its own first; ARB bills in that one
+        self.batches: dict[str, float] = {}  # batch id -> settlement time
         self._ids = itertools.count(40000000001)
+        self._batch_ids = itertools.count(9100001)
 
     # -- control ----------------------------------------------------------------------------------------
 
     def settle(self) -> None:
         """The nightly batch: captured → settled, refunds → refundSettledSuccessfully; all leave the list."""
         with self.lock:
+            batch_id = str(next(self._batch_ids))
+            self.batches[batch_id] = time.time()
             for transaction in self.transactions.values():
+                if transaction.batched:
+                    continue
                 if transaction.status == "capturedPendingSettlement":
                     transaction.status = "settledSuccessfully"
                 elif transaction.status == "refundPendingSettlement":
                     transaction.status = "refundSettledSuccessfully"
                 if transaction.status != "authorizedPendingCapture":
-                    transaction.batched = True
+                    transaction.batch_id = batch_id
 
     def payments_with_invoice(self, invoice_number: str) -> list[Transaction]:
         with self.lock:
@@ -331,6 +342,32 @@ class AuthnetState:
         if page:
             body.append(("transactions", [("transaction", _summary(t)) for t in page]))
         body.append(("totalNumInResultSet", len(page)))
+        return document(kind, "Ok", "I00001", "Successful.", ref_id, body)
+
+    def _getSettledBatchListRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
+        # Dates are UTC, e.g. 2010-09-01T08:15:30; without them, the last 24 hours.
+        last = _utc_seconds(_text(root, "lastSettlementDate")) or time.time()
+        first = _utc_seconds(_text(root, "firstSettlementDate")) or last - 86400
+        listed = [(batch_id, settled) for batch_id, settled in self.batches.items() if first <= settled <= last]
+        if not listed:
+            return document(kind, "Ok", "I00004", "No records found.", ref_id)
+        batches = [("batch", _batch(batch_id, settled)) for batch_id, settled in listed]
+        return document(kind, "Ok", "I00001", "Successful.", ref_id, [("batchList", batches)])
+
+    def _getTransactionListRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
+        batch_id = _text(root, "batchId") or ""
+        listed = sorted(
+            (t for t in self.transactions.values() if t.batch_id == batch_id),
+            key=lambda t: t.submitted,
+            reverse=(_text(root, "sorting/a:orderDescending") or "false") == "true",
+        )
+        limit = int(_text(root, "paging/a:limit") or "1000")
+        offset = int(_text(root, "paging/a:offset") or "1")
+        page = listed[(offset - 1) * limit : offset * limit]
+        body: list[Child] = []
+        if page:
+            body.append(("transactions", [("transaction", _summary(t)) for t in page]))
+        body.append(("totalNumInResultSet", len(listed)))
         return document(kind, "Ok", "I00001", "Successful.", ref_id, body)
 
     def _getTransactionDetailsRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
@@ -593,6 +630,25 @@ def _transaction_answer(
     return document(
         kind, "Error", "E00027", "The transaction was unsuccessful.", ref_id, [("transactionResponse", transaction)]
     )
+
+
+def _batch(batch_id: str, settled: float) -> list[Child]:
+    return [
+        ("batchId", batch_id),
+        ("settlementTimeUTC", _timestamp(settled)),
+        ("settlementTimeLocal", _timestamp(settled)[:-1]),
+        ("settlementState", "settledSuccessfully"),
+        ("paymentMethod", "creditCard"),
+        ("marketType", "eCommerce"),
+        ("product", "Card Not Present"),
+    ]
+
+
+def _utc_seconds(text: str | None) -> float | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _timestamp(seconds: float) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from payments_shared.providers.authnet.messages import reference_for
-from payments_shared.providers.authnet.provider import AuthorizeNetProvider
+from payments_shared.providers.authnet.provider import NEVER_MADE_AFTER, AuthorizeNetProvider
 from payments_shared.providers.port import (
     CustomerRequest,
     OpaqueData,
@@ -217,8 +218,13 @@ async def test_unanswered_request_that_did_nothing_is_sent_again(authnet, authne
 
     assert result.outcome is Outcome.APPROVED
     assert len(authnet_server.state.payments_with_invoice(reference_for("cmd-refused-once"))) == 1
-    # the refused attempt never reached the state; the look-up found nothing, so it was sent again
-    assert authnet_server.state.requests == ["getUnsettledTransactionListRequest", "createTransactionRequest"]
+    # the refused attempt never reached the state; the look-up (unsettled, then settled batches) found nothing,
+    # so it was sent again
+    assert authnet_server.state.requests == [
+        "getUnsettledTransactionListRequest",
+        "getSettledBatchListRequest",
+        "createTransactionRequest",
+    ]
 
 
 async def test_persistent_5xx_is_retryable_and_the_retry_looks_up_first(authnet, authnet_server):
@@ -270,9 +276,10 @@ async def test_duplicate_answer_after_a_lagging_lookup_resolves_to_the_original(
     assert result.outcome is Outcome.APPROVED
     stored = authnet_server.state.payments_with_invoice(reference_for("cmd-lag"))
     assert [t.trans_id for t in stored] == [result.reference]
-    assert authnet_server.state.requests[-4:] == [
+    assert authnet_server.state.requests[-5:] == [
         "createTransactionRequest",
         "getUnsettledTransactionListRequest",
+        "getSettledBatchListRequest",
         "createTransactionRequest",
         "getTransactionDetailsRequest",
     ]
@@ -287,6 +294,84 @@ async def test_reused_accept_token_resolves_to_the_original(authnet_server):
     assert repeated.reference == original.reference
     await first_adapter.close()
     await second_adapter.close()
+
+
+def fresh_adapter(server: AuthnetTestServer) -> AuthorizeNetProvider:
+    """Another worker's adapter (or this one's after a restart): it has no memory of earlier attempts."""
+    return AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, server.url, timeout_s=CLIENT_TIMEOUT_S)
+
+
+def minutes_ago(minutes: float) -> datetime:
+    return datetime.now(UTC) - timedelta(minutes=minutes)
+
+
+async def test_a_token_reused_by_a_first_attempt_is_refused_at_once(authnet, authnet_server):
+    """Nothing of the second command was ever sent: E00114 is the client's own reuse, a final refusal."""
+    assert (await authnet.pay(payment("cmd-token-first", "tok-shared"))).outcome is Outcome.APPROVED
+
+    result = await authnet.pay(payment("cmd-token-second", "tok-shared"))
+
+    assert result.outcome is Outcome.PERMANENT
+    assert authnet_server.state.payments_with_invoice(reference_for("cmd-token-second")) == []
+
+
+async def test_a_spent_token_whose_charge_the_reports_do_not_show_yet_is_retried_not_refused(authnet, authnet_server):
+    """The answer is lost after Authorize.net charged; the look-up misses it (reports lag) and the resend is
+    E00114 (the token is spent). That is no refusal: the customer was charged. Retried, the payment is found."""
+    authnet_server.fail_next("drop")
+    authnet_server.lag_reports(3)
+
+    first = await authnet.pay(payment("cmd-spent-lag", "tok-spent-lag"))
+    again = await authnet.pay(payment("cmd-spent-lag", "tok-spent-lag"))
+
+    assert first.outcome is Outcome.RETRYABLE
+    assert again.outcome is Outcome.APPROVED and again.amount == 1099
+    charged = authnet_server.state.payments_with_invoice(reference_for("cmd-spent-lag"))
+    assert [t.trans_id for t in charged] == [again.reference]
+
+
+async def test_a_redrive_after_settlement_finds_the_payment_in_its_batch(authnet_server):
+    """A command re-driven after the nightly batch (a dead letter requeued the next morning): the payment is no
+    longer in the unsettled list, and its token is spent. It is found in the batch settled since."""
+    first, second = fresh_adapter(authnet_server), fresh_adapter(authnet_server)
+    request = payment("cmd-settled", "tok-settled")
+    charged = await first.pay(request)  # its answer is lost with the worker
+    authnet_server.settle()
+    authnet_server.state.requests.clear()
+
+    again = await second.pay(dataclasses.replace(request, earlier_attempt_at=minutes_ago(600)))
+
+    assert again.outcome is Outcome.APPROVED and again.reference == charged.reference
+    assert again.details["transaction_status"] == "settledSuccessfully"
+    assert "createTransactionRequest" not in authnet_server.state.requests  # looked up before anything is sent
+    assert len(authnet_server.state.payments_with_invoice(reference_for("cmd-settled"))) == 1
+    await first.close()
+    await second.close()
+
+
+async def test_a_payment_redriven_without_its_token_is_looked_up_not_sent(authnet, authnet_server):
+    """Recovery drives a payment from the stream, which never holds the token's value."""
+    charged = await authnet.pay(payment("cmd-stored", "tok-stored"))
+    second = fresh_adapter(authnet_server)
+    authnet_server.state.requests.clear()
+
+    again = await second.pay(dataclasses.replace(payment("cmd-stored", ""), earlier_attempt_at=minutes_ago(1)))
+
+    assert again.outcome is Outcome.APPROVED and again.reference == charged.reference and again.amount == 1099
+    assert "createTransactionRequest" not in authnet_server.state.requests
+    await second.close()
+
+
+async def test_a_payment_without_its_token_never_made_fails_once_it_cannot_have_been(authnet, authnet_server):
+    """Not listed yet may be the reports' lag; not listed once the token has expired means never made."""
+    unsent = payment("cmd-never-sent", "")
+
+    young = await authnet.pay(dataclasses.replace(unsent, earlier_attempt_at=minutes_ago(1)))
+    expired = await authnet.pay(dataclasses.replace(unsent, earlier_attempt_at=datetime.now(UTC) - NEVER_MADE_AFTER))
+
+    assert young.outcome is Outcome.RETRYABLE
+    assert expired.outcome is Outcome.PERMANENT and "not charged" in (expired.message or "")
+    assert "createTransactionRequest" not in authnet_server.state.requests
 
 
 async def test_ambiguous_capture_checks_the_transaction(authnet, authnet_server):

@@ -195,7 +195,7 @@ def _outer_call(wrapped: Any) -> Any:
     transaction = SimpleNamespace(
         amount=1000, currency="usd", kind="charge", customer_reference=None, description=None, metadata={}
     )
-    operation = SimpleNamespace(command_id="key-1", amount=1000, kind=OperationKind.PAYMENT)
+    operation = SimpleNamespace(command_id="key-1", amount=1000, kind=OperationKind.PAYMENT, requested_at=None)
     return call_provider(wrapped, transaction, operation, "pm_card_visa", 5.0)  # type: ignore[arg-type]
 
 

@@ -82,7 +82,8 @@ class OperationDriver:
         if operation.finished:
             return recorded
         provider = self.provider_for(transaction)
-        result = await call_provider(provider, transaction, operation, method, self._timeout_s)
+        first_attempt = known is not None  # the caller has just recorded the request: nothing was sent before
+        result = await call_provider(provider, transaction, operation, method, self._timeout_s, first_attempt)
         # INFO only when the call failed: one INFO line per successful call cost ~3 % of a charge's CPU.
         level = logging.INFO if result.outcome in FAILED_OUTCOMES else logging.DEBUG
         if logger.isEnabledFor(level):

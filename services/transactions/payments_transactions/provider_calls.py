@@ -55,7 +55,11 @@ def _payment_ref(transaction: Transaction) -> PaymentRef:
 
 
 async def _call(
-    provider: PaymentProvider, transaction: Transaction, operation: Operation, method: PaymentMethod | None
+    provider: PaymentProvider,
+    transaction: Transaction,
+    operation: Operation,
+    method: PaymentMethod | None,
+    first_attempt: bool,
 ) -> ProviderResult:
     key = operation.command_id
     amount = operation.amount or 0
@@ -69,6 +73,7 @@ async def _call(
             customer_reference=transaction.customer_reference,
             description=transaction.description,
             metadata=dict(transaction.metadata),
+            earlier_attempt_at=None if first_attempt else operation.requested_at,
         )
         return await provider.pay(request)
     if operation.kind is OperationKind.CAPTURE:
@@ -84,13 +89,14 @@ async def call_provider(
     operation: Operation,
     method: PaymentMethod | None,
     timeout_s: float,
+    first_attempt: bool = False,
 ) -> ProviderResult:
     """The provider's answer; no answer in time is a retryable failure (the same key makes a retry safe).
     The worker's providers are wrapped (payments_shared.providers.resilience): circuit breaker, retries and a
     per-attempt timeout happen there; `timeout_s` is only the outer bound of the whole call."""
     try:
         async with asyncio.timeout(timeout_s):  # not wait_for: no extra task, and a cancel is never swallowed
-            return await _call(provider, transaction, operation, method)
+            return await _call(provider, transaction, operation, method, first_attempt)
     except TimeoutError:
         logger.warning("provider call timed out", extra={"provider": provider.name, "operation": operation.kind.value})
         return ProviderResult(Outcome.RETRYABLE, message="The provider did not answer in time.", retry_after=1.0)

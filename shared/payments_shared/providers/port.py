@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -65,6 +66,9 @@ class PaymentRequest:
     customer_reference: str | None = None  # the provider's customer id, when charging a customer
     description: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Set on a re-drive (a redelivery, a take-over, recovery): when the payment was first requested, so an earlier
+    # attempt may have reached the provider since then. None: this is the first attempt.
+    earlier_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)

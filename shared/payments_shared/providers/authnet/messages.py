@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ logging.getLogger("pyxb.binding.content").setLevel(logging.ERROR)
 # Authorize.net refuses a second identical transaction within this many seconds (reason 11); 28800 is its maximum.
 DUPLICATE_WINDOW_S = 28800
 REFERENCE_LENGTH = 20  # refId, invoiceNumber and merchantCustomerId are at most 20 characters
-_UNSETTLED_PAGE = 1000  # the largest page the API serves
+LIST_PAGE = 1000  # the largest page the API serves
 
 
 def reference_for(idempotency_key: str) -> str:
@@ -131,7 +131,25 @@ def unsettled_transactions(credentials: Credentials) -> bytes:
     """The newest unsettled transactions first, one full page."""
     request = _envelope(anet.getUnsettledTransactionListRequest(), credentials, None)
     request.sorting = anet.TransactionListSorting(orderBy="submitTimeUTC", orderDescending=True)
-    request.paging = anet.Paging(limit=_UNSETTLED_PAGE, offset=1)
+    request.paging = anet.Paging(limit=LIST_PAGE, offset=1)
+    return serialise(request)
+
+
+def settled_batches(credentials: Credentials, first: datetime, last: datetime) -> bytes:
+    """The batches settled between `first` and `last` (UTC; at most 31 days apart, the API's limit)."""
+    request = _envelope(anet.getSettledBatchListRequest(), credentials, None)
+    request.includeStatistics = False
+    request.firstSettlementDate = first.replace(tzinfo=None)
+    request.lastSettlementDate = last.replace(tzinfo=None)
+    return serialise(request)
+
+
+def batch_transactions(credentials: Credentials, batch_id: str, page: int) -> bytes:
+    """One page (from 1) of a settled batch's transactions, the newest first."""
+    request = _envelope(anet.getTransactionListRequest(), credentials, None)
+    request.batchId = batch_id
+    request.sorting = anet.TransactionListSorting(orderBy="submitTimeUTC", orderDescending=True)
+    request.paging = anet.Paging(limit=LIST_PAGE, offset=page)
     return serialise(request)
 
 

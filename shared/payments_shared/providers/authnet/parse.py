@@ -150,6 +150,15 @@ def transaction_list(response: ApiResponse) -> list[TransactionSummary]:
     return summaries
 
 
+def settled_batch_ids(response: ApiResponse) -> list[str]:
+    """The batch ids of a getSettledBatchListResponse, the latest settled first."""
+    batches = [
+        (_text(node, "settlementTimeUTC") or "", _text(node, "batchId"))
+        for node in response.root.iterfind("a:batchList/a:batch", _NS)
+    ]
+    return [batch_id for _, batch_id in sorted(batches, reverse=True) if batch_id]
+
+
 def transaction_details(response: ApiResponse) -> TransactionDetails | None:
     node = response.root.find("a:transaction", _NS)
     if node is None:

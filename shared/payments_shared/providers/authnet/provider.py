@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -55,6 +56,7 @@ from payments_shared.providers.authnet.parse import (
     customer_profile,
     customer_profile_id,
     payment_profile_ids,
+    settled_batch_ids,
     transaction_details,
     transaction_list,
     transaction_response,
@@ -80,6 +82,12 @@ _DUPLICATE_RECORD_ID = re.compile(r"ID (\d+)")
 _CAPTURED_STATUSES = frozenset({"capturedPendingSettlement", "settledSuccessfully", "pendingFinalSettlement"})
 _REVIEW_STATUSES = frozenset({"FDSPendingReview", "FDSAuthorizedPendingReview", "underReview"})
 _METHOD_FORMS = "Accept.js opaque data or a customer payment profile '<customerProfileId>/<paymentProfileId>'"
+# An Accept.js token lives 15 minutes and the reports lag behind the transactions by about a minute: a payment
+# that Authorize.net does not list this long after it was first sent was never made, and can no longer be.
+NEVER_MADE_AFTER = timedelta(minutes=20)
+_SETTLED_LOOKBACK = timedelta(days=31)  # the widest range getSettledBatchList serves
+_SETTLEMENT_CLOCK_MARGIN = timedelta(hours=1)  # our clock against Authorize.net's
+_BATCH_PAGES = 50  # a batch's transactions are read at most this many pages (of 1000) deep
 
 PaymentSource = dict[str, tuple[str, str]]  # {"opaque": (descriptor, value)} or {"profile": (customer, payment)}
 
@@ -109,7 +117,7 @@ class AuthorizeNetProvider:
         # call gets a third of it, so that a call that times out and its look-up (two calls) fit within it.
         self._client = AuthnetClient(url, timeout_s / 3, http)
         self._attempts = max(1, attempts)
-        self._unresolved: set[str] = set()  # references sent and not yet answered definitely
+        self._unresolved: dict[str, datetime] = {}  # reference → when first sent, until answered definitely
         self._authentication_failure_logged = False
         self._billing_currency: str | None = None  # the account's, once asked
 
@@ -137,6 +145,10 @@ class AuthorizeNetProvider:
         if isinstance(source, ProviderResult):
             return source
         reference = messages.reference_for(request.idempotency_key)
+        earlier = self._sent_since(reference, request.earlier_attempt_at)
+        if _unsendable(source):
+            resolved = await self._resolve_unsendable(reference, request.currency, earlier or _now())
+            return _with_amount(resolved, request.amount)
         document = messages.payment_transaction(
             self._credentials,
             reference,
@@ -147,7 +159,7 @@ class AuthorizeNetProvider:
             profile=source.get("profile"),
             description=request.description,
         )
-        result = await self._create(reference, document, request.currency)
+        result = await self._create(reference, document, request.currency, earlier)
         return _with_amount(result, request.amount)
 
     async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
@@ -177,7 +189,7 @@ class AuthorizeNetProvider:
             to_major_units(amount, payment.currency),
             last_four,
         )
-        result = await self._create(reference, document, payment.currency)
+        result = await self._create(reference, document, payment.currency, self._sent_since(reference, None))
         if result.details.get("reason_code") != NOT_SETTLED_FOR_CREDIT:
             return _with_amount(_with_details(result, refund_of=payment.reference), amount)
         if amount < payment.amount_captured:
@@ -361,19 +373,26 @@ class AuthorizeNetProvider:
 
     # -- exactly-once machinery -----------------------------------------------------------------------
 
-    async def _create(self, reference: str, document: bytes, currency: str) -> ProviderResult:
+    def _sent_since(self, reference: str, earlier_attempt_at: datetime | None) -> datetime | None:
+        """Since when an earlier attempt for `reference` may have reached Authorize.net; None if none can have."""
+        known = [when for when in (earlier_attempt_at, self._unresolved.get(reference)) if when is not None]
+        return min(known) if known else None
+
+    async def _create(self, reference: str, document: bytes, currency: str, earlier: datetime | None) -> ProviderResult:
         """Send a transaction that creates a new transId, at most once per reference (its invoice number).
 
-        The reference stays marked unresolved from before the first send until a definite answer, so an attempt
-        cut short anywhere (timeout, cancellation by the caller's deadline) makes the next one look up first.
+        `earlier`: since when an earlier attempt may have reached Authorize.net (None: this is the first), so the
+        transaction is looked up before it is sent. The reference stays marked unresolved from before the first
+        send until a definite answer, so an attempt cut short anywhere (timeout, cancellation by the caller's
+        deadline) makes the next one look up first.
         """
         try:
-            if reference in self._unresolved:
-                found = await self._find_by_invoice(reference, currency)
+            if earlier is not None:
+                found = await self._find_by_invoice(reference, currency, earlier)
                 if found is not None:
-                    self._unresolved.discard(reference)
+                    self._unresolved.pop(reference, None)
                     return found
-            self._unresolved.add(reference)
+            self._unresolved.setdefault(reference, earlier or _now())
             for _attempt in range(self._attempts):
                 try:
                     response = await self._client.call(document)
@@ -381,30 +400,53 @@ class AuthorizeNetProvider:
                     continue
                 except Ambiguous as failure:
                     logger.warning("Authorize.net call ended ambiguously (%s): looking the transaction up", failure)
-                    found = await self._find_by_invoice(reference, currency)
+                    earlier = self._unresolved[reference]
+                    found = await self._find_by_invoice(reference, currency, earlier)
                     if found is not None:
-                        self._unresolved.discard(reference)
+                        self._unresolved.pop(reference, None)
                         return found
                     continue
-                result = await self._judge_created(reference, response, currency)
-                self._unresolved.discard(reference)
+                result = await self._judge_created(reference, response, currency, earlier)
+                if result.outcome is not Outcome.RETRYABLE:
+                    self._unresolved.pop(reference, None)
                 return result
         except _LookupFailed as failure:
             return failure.result
         return _unreachable()
 
-    async def _judge_created(self, reference: str, response: ApiResponse, currency: str) -> ProviderResult:
+    async def _judge_created(
+        self, reference: str, response: ApiResponse, currency: str, earlier: datetime | None
+    ) -> ProviderResult:
         transaction = transaction_response(response)
         duplicate = transaction is not None and transaction.reason_code == DUPLICATE_TRANSACTION
         if transaction is not None and duplicate and transaction.response_code == "3":
             return await self._original_of_duplicate(reference, transaction, currency)
         if response.first_code == INVALID_ONE_TIME_TOKEN:
-            found = await self._find_by_invoice(reference, currency)
+            found = await self._find_by_invoice(reference, currency, earlier or _now())
             if found is not None:
                 return found
+            if earlier is not None:  # the token may be spent by an earlier attempt the reports do not show yet
+                return _unlisted(earlier, self._refused(response))
         if transaction is None:
             return self._refused(response)
         return transaction_outcome(response, transaction)
+
+    async def _resolve_unsendable(self, reference: str, currency: str, since: datetime) -> ProviderResult:
+        """A payment re-driven without its Accept.js token (never stored): only a look-up can tell its fate."""
+        try:
+            found = await self._find_by_invoice(reference, currency, since)
+        except _LookupFailed as failure:
+            return failure.result
+        if found is not None:
+            return found
+        never_made = ProviderResult(
+            Outcome.PERMANENT,
+            message=(
+                "Authorize.net has no record of this payment and its Accept.js token can no longer be sent: "
+                "the customer was not charged"
+            ),
+        )
+        return _unlisted(since, never_made)
 
     async def _original_of_duplicate(
         self, reference: str, duplicate: TransactionResponse, currency: str
@@ -413,7 +455,8 @@ class AuthorizeNetProvider:
             details = await self._details(duplicate.trans_id)
             if details is not None and details.invoice_number == reference:
                 return _from_details(details, currency)
-        found = await self._find_by_invoice(reference, currency)
+        window_opened = _now() - timedelta(seconds=messages.DUPLICATE_WINDOW_S)  # the original is younger
+        found = await self._find_by_invoice(reference, currency, window_opened)
         if found is not None:
             return found
         return ProviderResult(
@@ -487,15 +530,38 @@ class AuthorizeNetProvider:
         details = {"customer_profile_id": reference, "email": profile.email, "description": profile.description}
         return ProviderResult(Outcome.APPROVED, reference=reference, details=details)
 
-    async def _find_by_invoice(self, reference: str, currency: str) -> ProviderResult | None:
-        """The transaction whose invoice number is `reference`, judged from its details; None if there is none."""
+    async def _find_by_invoice(self, reference: str, currency: str, since: datetime) -> ProviderResult | None:
+        """The transaction whose invoice number is `reference`, judged from its details; None if there is none.
+        It is looked for among the unsettled transactions, then in the batches settled since `since` (when the
+        first attempt may have been sent), the latest first."""
         listing = await self._lookup_call(messages.unsettled_transactions(self._credentials))
+        found = await self._judge_listed(reference, currency, listing)
+        if found is not None:
+            return found
+        for batch_id in await self._batches_settled_since(since):
+            for page in range(1, _BATCH_PAGES + 1):
+                listing = await self._lookup_call(messages.batch_transactions(self._credentials, batch_id, page))
+                found = await self._judge_listed(reference, currency, listing)
+                if found is not None:
+                    return found
+                if len(transaction_list(listing)) < messages.LIST_PAGE:
+                    break
+        return None
+
+    async def _judge_listed(self, reference: str, currency: str, listing: ApiResponse) -> ProviderResult | None:
         for summary in transaction_list(listing):
             if summary.invoice_number == reference:
                 details = await self._details(summary.trans_id)
                 if details is not None:
                     return _with_details(_from_details(details, currency), recovered_by="lookup")
         return None
+
+    async def _batches_settled_since(self, since: datetime) -> list[str]:
+        first = since - _SETTLEMENT_CLOCK_MARGIN
+        last = min(_now(), first + _SETTLED_LOOKBACK)
+        if last <= first:
+            return []
+        return settled_batch_ids(await self._lookup_call(messages.settled_batches(self._credentials, first, last)))
 
     async def _details(self, trans_id: str) -> TransactionDetails | None:
         response = await self._lookup_call(messages.transaction_details(self._credentials, trans_id))
@@ -598,6 +664,27 @@ def _opaque_only(method: PaymentMethod | None) -> tuple[str, str] | ProviderResu
     if isinstance(method, OpaqueData):
         return (method.data_descriptor, method.data_value)
     return _invalid_method("a customer's payment method on Authorize.net is Accept.js opaque data")
+
+
+def _unsendable(source: PaymentSource) -> bool:
+    """Opaque data whose value was not kept (a re-drive from the stream): it cannot be sent again."""
+    opaque = source.get("opaque")
+    return opaque is not None and not opaque[1]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _unlisted(since: datetime, final: ProviderResult) -> ProviderResult:
+    """A payment that may have been made but is not listed: ask again later, until it cannot have been made."""
+    if _now() - since >= NEVER_MADE_AFTER:
+        return final
+    return ProviderResult(
+        Outcome.RETRYABLE,
+        message="Authorize.net does not list this payment yet; it is looked up again shortly",
+        retry_after=30.0,
+    )
 
 
 def _invalid_method(message: str) -> ProviderResult:
