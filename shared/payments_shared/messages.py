@@ -12,6 +12,9 @@ from pydantic import BaseModel, Field
 
 TRANSACTIONS_QUEUE = "payments.transactions"
 BILLING_QUEUE = "payments.billing"
+# In a charge/authorize payload, set by the gateway when the charge names a customer that no longer exists: only
+# an earlier request with the same Idempotency-Key can answer it (its first response); otherwise 404 customer_id.
+CUSTOMER_MISSING = "customer_missing"
 
 
 def utc_now_iso() -> str:

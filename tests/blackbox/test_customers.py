@@ -341,6 +341,28 @@ def test_charging_another_workspaces_or_a_deleted_customer_is_404(
         assert error["param"] == "customer_id"
 
 
+@pytest.mark.parametrize("route", ["charge", "authorize"])
+def test_a_charge_of_a_customer_deleted_since_is_replayed_by_its_key(billing: Billing, route: str) -> None:
+    """API.md: a repeat gets the first response. The customer it named being gone changes nothing for that key;
+    a new key naming that customer is 404."""
+    created = billing.customer(payment_method="pm_card_visa")
+    token = mint_token(billing.workspace, ["payments:admin"])
+    body = {"amount": 500, "currency": "usd", "customer_id": created["id"]}
+    key = new_key()
+    first = billing.call("POST", route, body, key=key, token=token)
+    assert first.status_code == 201, first.text
+    assert billing.call("DELETE", f"customers/{created['id']}").status_code == 200
+
+    repeated = billing.call("POST", route, body, key=key, token=token)
+    other_body = billing.call("POST", route, {**body, "amount": 501}, key=key, token=token)
+    new_request = billing.call("POST", route, body, key=new_key(), token=token)
+
+    assert repeated.status_code == 201 and repeated.content == first.content
+    assert repeated.headers["Idempotent-Replayed"] == "true"
+    assert error_of(other_body, 422)["type"] == "idempotency_error"
+    assert error_of(new_request, 404)["param"] == "customer_id"
+
+
 def test_embedded_mode_finishes_a_change_its_crash_left_unanswered(tmp_path: Path) -> None:
     """The process is killed after appending CustomerCreated and before keeping the reply; the restarted process
     finishes the command at start-up, so the client's retry gets the one customer that was made."""

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from payments_shared import faults
-from payments_shared.errors import invalid
+from payments_shared.errors import invalid, not_found
 from payments_shared.eventstore.port import NO_STREAM, RecordedEvent, WrongExpectedVersion
 from payments_shared.idempotency import IdempotencyGuard, idempotency_mismatch, in_progress, may_take_over, replayed
+from payments_shared.messages import CUSTOMER_MISSING
 from payments_shared.providers.port import PaymentProvider
 
 from payments_transactions.context import Delivery
@@ -48,6 +49,8 @@ class PaymentHandler:
         transaction_id = str(payload["transaction_id"])
         if await self._guard.state(command.command_id) is not None:
             raise idempotency_mismatch("This Idempotency-Key was already used for a different kind of request.")
+        if payload.get(CUSTOMER_MISSING):
+            return await self._answer_existing(delivery, transaction_id)
         provider = payload.get("provider") or self._settings.payments_default_provider
         if provider not in self._providers:
             raise invalid(f"The provider {provider!r} is unknown or not configured.", param="provider")
@@ -79,18 +82,40 @@ class PaymentHandler:
             recorded, transaction = await self._streams.load(transaction_id)
             if transaction is None:
                 continue
-            self._check_same_request(transaction, delivery)
-            operation = transaction.payment
-            if operation.finished:
-                return replayed(outcome_reply(recorded, operation))
-            if not self._may_take_over(transaction, delivery):
-                raise in_progress()
-            logger.info("taking over an unfinished payment", extra={"transaction_id": transaction_id})
+            finished = self._finished_or_taken_over(recorded, transaction, delivery)
+            if finished is not None:
+                return finished
             break
         else:
             raise in_progress()
         recorded = await self._driver.drive(transaction_id, command.command_id, delivery.metadata, method, known)
         return operation_reply(recorded, command.command_id)
+
+    async def _answer_existing(self, delivery: Delivery, transaction_id: str) -> dict[str, Any]:
+        """The transaction this key made, carried on or replayed; 404 on customer_id when it made none."""
+        recorded, transaction = await self._streams.load(transaction_id)
+        if transaction is None:
+            raise not_found("customer", param="customer_id")
+        finished = self._finished_or_taken_over(recorded, transaction, delivery)
+        if finished is not None:
+            return finished
+        command_id = delivery.command.command_id
+        recorded = await self._driver.drive(transaction_id, command_id, delivery.metadata)  # its stored method
+        return operation_reply(recorded, command_id)
+
+    def _finished_or_taken_over(
+        self, recorded: list[RecordedEvent], transaction: Transaction, delivery: Delivery
+    ) -> dict[str, Any] | None:
+        """An existing transaction of this key: its first response when finished, None when this delivery takes
+        the unfinished payment over, 409 while another is still working on it."""
+        self._check_same_request(transaction, delivery)
+        operation = transaction.payment
+        if operation.finished:
+            return replayed(outcome_reply(recorded, operation))
+        if not self._may_take_over(transaction, delivery):
+            raise in_progress()
+        logger.info("taking over an unfinished payment", extra={"transaction_id": transaction.id})
+        return None
 
     @staticmethod
     def _check_same_request(transaction: Transaction, delivery: Delivery) -> None:

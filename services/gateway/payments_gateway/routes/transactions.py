@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from payments_shared import ids
-from payments_shared.errors import invalid
-from payments_shared.messages import TRANSACTIONS_QUEUE, utc_now_iso
+from payments_shared.errors import ApiError, invalid
+from payments_shared.messages import CUSTOMER_MISSING, TRANSACTIONS_QUEUE, utc_now_iso
 from pydantic import BaseModel
 
 from payments_gateway.auth import Principal
@@ -66,7 +66,7 @@ async def _create_payment(request: Request, caller: Caller, command_type: str) -
     command_id = command_id_for(principal, key)
     transaction_id = ids.derived_id("txn", command_id)
     payload = {**canonical, "transaction_id": transaction_id}
-    payload.update(await _payment_source(request, caller, body))
+    payload.update(await _payment_source(request, caller, body, replayable=key is not None))
     provider = str(payload["provider"])
     route = f"POST {PREFIX}/{command_type}"
     command = keyed_command(principal, command_type, route, canonical, key, payload, command_id=command_id)
@@ -76,9 +76,10 @@ async def _create_payment(request: Request, caller: Caller, command_type: str) -
         return JSONResponse(_pending_transaction(transaction_id, principal, body, provider), status_code=202)
 
 
-async def _payment_source(request: Request, caller: Caller, body: PaymentBody) -> dict[str, Any]:
+async def _payment_source(request: Request, caller: Caller, body: PaymentBody, *, replayable: bool) -> dict[str, Any]:
     """Provider and payment method of a charge/authorize: as given, or the customer's (its provider and its
-    default payment method) when `customer_id` names one of the workspace's customers."""
+    default payment method) when `customer_id` names one of the workspace's customers. A customer deleted since
+    is only 404 once the worker has found no earlier request with the same Idempotency-Key (`replayable`)."""
     provider = body.provider or caller.context.settings.payments_default_provider
     if body.customer_id is None:
         if body.payment_method is None:
@@ -86,7 +87,12 @@ async def _payment_source(request: Request, caller: Caller, body: PaymentBody) -
                 "payment_method is required (or a customer_id with a default payment method).", param="payment_method"
             )
         return {"provider": provider}
-    customer = await customer_for_payment(caller.context, request, caller.principal, body.customer_id)
+    try:
+        customer = await customer_for_payment(caller.context, request, caller.principal, body.customer_id)
+    except ApiError as error:
+        if not replayable or error.status != 404:
+            raise
+        return {"provider": provider, CUSTOMER_MISSING: True}
     if body.provider is not None and body.provider != customer.provider:
         raise invalid(f"The customer belongs to the provider {customer.provider!r}.", param="provider")
     method = body.payment_method.model_dump() if isinstance(body.payment_method, BaseModel) else body.payment_method
