@@ -6,7 +6,8 @@ wrong credentials E00007. Answers start with the UTF-8 BOM, as Authorize.net's d
 
 Control, as plain methods: `fail_next(mode)` with mode "timeout" (record the request, then stall without
 answering), "drop" (record it, then close the connection without a word), "500" (record it, answer HTTP 500) or
-"refuse500" (answer 500 without acting); `decline_next(reason)`; `settle()`; `lag_reports(times)`.
+"refuse500" (answer 500 without acting); `decline_next(reason)`; `settle()`; `lag_reports(times)`;
+`advance_clock(seconds)` (the server's clock moves on, e.g. past midnight UTC).
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ class AuthnetTestServer:
         """The next `times` unsettled lists miss the last minute's transactions, as a lagging report would."""
         with self.state.lock:
             self.state.lagging_lists += times
+
+    def advance_clock(self, seconds: float) -> None:
+        with self.state.lock:
+            self.state.clock_offset_s += seconds
 
     def _take_fault(self, kind: str) -> Fault | None:
         with self._faults_lock:

@@ -7,6 +7,11 @@ settlement time within the asked range) and read by getTransactionList. A transa
 amount, card and invoice number as one within its duplicateWindow (default 120 s) is answered with responseCode
 3, reason 11 and the original's transId and authCode. Accept.js tokens are single-use (E00114 the second time).
 
+ARB subscriptions: a startDate before the server's day (UTC, its clock: `advance_clock`) is E00017; one with the same
+profile, amount, interval, startDate and invoice number as an active one is E00012 naming it.
+ARBGetSubscriptionListRequest pages through them by search type (subscriptionActive: active; subscriptionInactive:
+suspended, canceled, terminated or expired), sorted as asked; totalNumInResultSet counts the whole search.
+
 Test payment data, in the opaque `dataValue`: `test-reason-<N>` answers with reason code N (its response code
 from REASONS), `test-decline`, `test-review` and `test-error` are short for 2, 253 and 19; `…-card-<4 digits>`
 sets the card's last four digits (default 1111).
@@ -102,6 +107,19 @@ class Subscription:
     invoice_number: str | None
     order_description: str | None
     status: str = "active"
+    name: str | None = None
+    created: float = 0.0  # the server's clock
+
+
+_INACTIVE = ("suspended", "canceled", "terminated", "expired")
+_SEARCHES = {"subscriptionActive": ("active",), "subscriptionInactive": _INACTIVE}
+_SUBSCRIPTION_ORDER = {
+    "id": lambda s: int(s.subscription_id),
+    "name": lambda s: s.name or "",
+    "status": lambda s: s.status,
+    "createTimeStampUTC": lambda s: s.created,
+    "amount": lambda s: s.amount,
+}
 
 
 PROFILE_BILLED_BY_A_SUBSCRIPTION = (
@@ -123,7 +141,9 @@ class AuthnetState:
         self.lagging_lists = 0  # control: this many unsettled lists still miss the newest transactions
         self.currencies = ["USD"]  # control: the account's currencies, its own first; ARB bills in that one
         self.batches: dict[str, float] = {}  # batch id -> settlement time
-        self._ids = itertools.count(40000000001)
+        self.clock_offset_s = 0.0  # control: how far the server's clock is ahead of the real one
+        # Within xsd:int, as the schema has profile and subscription ids (in a subscription list, for one).
+        self._ids = itertools.count(1500000001)
         self._batch_ids = itertools.count(9100001)
 
     # -- control ----------------------------------------------------------------------------------------
@@ -142,6 +162,12 @@ class AuthnetState:
                     transaction.status = "refundSettledSuccessfully"
                 if transaction.status != "authorizedPendingCapture":
                     transaction.batch_id = batch_id
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset_s
+
+    def today(self) -> str:
+        return datetime.fromtimestamp(self.now(), UTC).date().isoformat()
 
     def payments_with_invoice(self, invoice_number: str) -> list[Transaction]:
         with self.lock:
@@ -284,7 +310,7 @@ class AuthnetState:
         for setting in request.iterfind("a:transactionSettings/a:setting", _NS):
             if _text(setting, "settingName") == "duplicateWindow":
                 window = int(_text(setting, "settingValue") or "120")
-        now = time.time()
+        now = self.now()
         for earlier in self.transactions.values():
             same = (earlier.kind, earlier.amount, earlier.payment_key, earlier.invoice_number) == (
                 kind,
@@ -318,7 +344,7 @@ class AuthnetState:
             invoice,
             last_four,
             payment_key,
-            time.time(),
+            self.now(),
             auth_code=f"A{trans_id[-5:]}" if response_code in (1, 4) else "",
         )
         self.transactions[trans_id] = transaction
@@ -328,7 +354,7 @@ class AuthnetState:
 
     def _getUnsettledTransactionListRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
         # Authorize.net's reporting lags behind its transactions: a lagging list misses the last minute.
-        newest_shown = time.time() - 60 if self.lagging_lists > 0 else float("inf")
+        newest_shown = self.now() - 60 if self.lagging_lists > 0 else float("inf")
         self.lagging_lists = max(0, self.lagging_lists - 1)
         listed = sorted(
             (t for t in self.transactions.values() if not t.batched and t.submitted < newest_shown),
@@ -498,15 +524,20 @@ class AuthnetState:
         unit = _text(root, "subscription/a:paymentSchedule/a:interval/a:unit") or ""
         if not (7 <= length <= 365 if unit == "days" else 1 <= length <= 12):
             return document(kind, "Error", "E00018", "The subscription interval is not valid.", ref_id)
+        start_date = _text(root, "subscription/a:paymentSchedule/a:startDate") or ""
+        if start_date < self.today():
+            return document(kind, "Error", "E00017", "Start Date must not occur before the submission date.", ref_id)
         candidate = Subscription(
             str(next(self._ids)),
             customer,
             payment_profile,
             Decimal(_text(root, "subscription/a:amount") or "0"),
             (length, unit),
-            _text(root, "subscription/a:paymentSchedule/a:startDate") or "",
+            start_date,
             _text(root, "subscription/a:order/a:invoiceNumber"),
             _text(root, "subscription/a:order/a:description"),
+            name=_text(root, "subscription/a:name"),
+            created=self.now(),
         )
         for existing in self.subscriptions.values():
             if existing.status == "active" and _same_schedule(existing, candidate):
@@ -530,7 +561,7 @@ class AuthnetState:
             ("trialOccurrences", 0),
         ]
         subscription: list[Child] = [
-            ("name", f"subscription {found.invoice_number}"),
+            ("name", found.name),
             ("paymentSchedule", schedule),
             ("amount", f"{found.amount:.2f}"),
             ("trialAmount", "0.00"),
@@ -538,6 +569,42 @@ class AuthnetState:
             ("order", [("invoiceNumber", found.invoice_number), ("description", found.order_description)]),
         ]
         return document(kind, "Ok", "I00001", "Successful.", ref_id, [("subscription", subscription)])
+
+    def _ARBGetSubscriptionListRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
+        statuses = _SEARCHES.get(_text(root, "searchType") or "", ())
+        listed = sorted(
+            (s for s in self.subscriptions.values() if s.status in statuses),
+            key=_SUBSCRIPTION_ORDER.get(_text(root, "sorting/a:orderBy") or "id", _SUBSCRIPTION_ORDER["id"]),
+            reverse=(_text(root, "sorting/a:orderDescending") or "false") == "true",
+        )
+        limit = int(_text(root, "paging/a:limit") or "1000")
+        offset = int(_text(root, "paging/a:offset") or "1")
+        page = listed[(offset - 1) * limit : offset * limit]
+        body: list[Child] = [("totalNumInResultSet", len(listed))]
+        if page:
+            body.append(("subscriptionDetails", [("subscriptionDetail", self._subscription_detail(s)) for s in page]))
+        return document(kind, "Ok", "I00001", "Successful.", ref_id, body)
+
+    def _subscription_detail(self, subscription: Subscription) -> list[Child]:
+        profile = self.profiles.get(subscription.customer_profile_id)
+        last_four = profile.payment_profiles.get(subscription.payment_profile_id, "1111") if profile else "1111"
+        return [
+            ("id", subscription.subscription_id),
+            ("name", subscription.name),
+            ("status", subscription.status),
+            ("createTimeStampUTC", _timestamp(subscription.created)[:-1]),
+            ("firstName", ""),
+            ("lastName", ""),
+            ("totalOccurrences", 9999),
+            ("pastOccurrences", 0),
+            ("paymentMethod", "creditCard"),
+            ("accountNumber", f"XXXX{last_four}"),
+            ("invoice", subscription.invoice_number or ""),
+            ("amount", f"{subscription.amount:.2f}"),
+            ("currencyCode", self.currencies[0]),
+            ("customerProfileId", subscription.customer_profile_id),
+            ("customerPaymentProfileId", subscription.payment_profile_id),
+        ]
 
     def _ARBUpdateSubscriptionRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
         found = self.subscriptions.get(_text(root, "subscriptionId") or "")

@@ -169,6 +169,7 @@ def every_request() -> list[bytes]:
             profile=("1", "2"),
         ),
         messages.get_subscription(CREDENTIALS, "9"),
+        messages.subscription_list(CREDENTIALS, "subscriptionInactive", 2),
         messages.update_subscription_amount(CREDENTIALS, ref, "9", Decimal(7), 2),
         messages.cancel_subscription(CREDENTIALS, ref, "9"),
     ]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import httpx
 import pytest
 from authorizenet import apicontractsv1
 from payments_shared.providers.authnet import messages
-from payments_shared.providers.authnet.parse import BOM, parse_response, transaction_list, transaction_response
+from payments_shared.providers.authnet.parse import (
+    BOM,
+    ApiResponse,
+    parse_response,
+    subscription_list,
+    transaction_list,
+    transaction_response,
+)
 
 from tests.authnet_server import fixture
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer
@@ -34,7 +41,7 @@ def test_answers_start_with_the_bom_and_follow_the_schema(authnet_server):
         post(authnet_server, charge("inv-1", "tok-1")),
         post(authnet_server, charge("inv-2", "test-decline")),
         post(authnet_server, messages.unsettled_transactions(CREDENTIALS)),
-        post(authnet_server, messages.transaction_details(CREDENTIALS, "40000000001")),
+        post(authnet_server, messages.transaction_details(CREDENTIALS, "1500000001")),
         post(
             authnet_server,
             messages.create_customer_profile(CREDENTIALS, "r", email="a@b.io", description=None, opaque=("D", "p")),
@@ -42,11 +49,11 @@ def test_answers_start_with_the_bom_and_follow_the_schema(authnet_server):
         post(
             authnet_server,
             messages.update_customer_profile(
-                CREDENTIALS, "r", "40000000003", merchant_customer_id=None, email="c@d.io", description=None
+                CREDENTIALS, "r", "1500000003", merchant_customer_id=None, email="c@d.io", description=None
             ),
         ),
-        post(authnet_server, messages.get_customer_profile(CREDENTIALS, "40000000003")),
-        post(authnet_server, messages.create_payment_profile(CREDENTIALS, "r", "40000000003", ("D", "q"))),
+        post(authnet_server, messages.get_customer_profile(CREDENTIALS, "1500000003")),
+        post(authnet_server, messages.create_payment_profile(CREDENTIALS, "r", "1500000003", ("D", "q"))),
         post(
             authnet_server,
             messages.create_subscription(
@@ -57,13 +64,14 @@ def test_answers_start_with_the_bom_and_follow_the_schema(authnet_server):
                 start=date(2030, 1, 1),
                 amount=Decimal(5),
                 quantity=1,
-                profile=("40000000003", "40000000004"),
+                profile=("1500000003", "1500000004"),
             ),
         ),
-        post(authnet_server, messages.get_subscription(CREDENTIALS, "40000000006")),
-        post(authnet_server, messages.update_subscription_amount(CREDENTIALS, "r", "40000000006", Decimal(7), 2)),
-        post(authnet_server, messages.cancel_subscription(CREDENTIALS, "r", "40000000006")),
-        post(authnet_server, messages.delete_customer_profile(CREDENTIALS, "r", "40000000003")),
+        post(authnet_server, messages.get_subscription(CREDENTIALS, "1500000006")),
+        post(authnet_server, messages.subscription_list(CREDENTIALS, "subscriptionActive", 1)),
+        post(authnet_server, messages.update_subscription_amount(CREDENTIALS, "r", "1500000006", Decimal(7), 2)),
+        post(authnet_server, messages.cancel_subscription(CREDENTIALS, "r", "1500000006")),
+        post(authnet_server, messages.delete_customer_profile(CREDENTIALS, "r", "1500000003")),
         post(authnet_server, messages.get_merchant_details(CREDENTIALS)),
         post(
             authnet_server,
@@ -79,7 +87,7 @@ def test_answers_start_with_the_bom_and_follow_the_schema(authnet_server):
             continue  # the bindings fail on any profile with a merchantCustomerId (see test_authnet_parse)
         parsed = apicontractsv1.CreateFromDocument(answer.content[3:])  # the schema's bindings accept it
         assert parsed.messages.resultCode in ("Ok", "Error")
-    assert [parse_response(a.content).ok for a in answers] == [True, False, *[True] * 12, False]
+    assert [parse_response(a.content).ok for a in answers] == [True, False, *[True] * 13, False]
 
 
 def test_wrong_credentials_are_e00007(authnet_server):
@@ -191,3 +199,42 @@ def test_a_profile_billed_by_an_active_subscription_cannot_be_deleted(authnet_se
     post(authnet_server, messages.cancel_subscription(CREDENTIALS, "can-1", subscription_id))
     deleted = parse_response(post(authnet_server, delete).content)
     assert (deleted.result_code, profile_id in authnet_server.state.profiles) == ("Ok", False)
+
+
+def test_arb_refuses_a_start_before_its_day_and_lists_by_search_type(authnet_server):
+    created = parse_response(
+        post(
+            authnet_server,
+            messages.create_customer_profile(CREDENTIALS, "cus-l", email="l@x.io", description=None, opaque=("D", "l")),
+        ).content
+    )
+    profile_id = created.child_text("customerProfileId") or ""
+    profile = (profile_id, next(iter(authnet_server.state.profiles[profile_id].payment_profiles)))
+
+    def subscribe(reference: str, start: date) -> ApiResponse:
+        document = messages.create_subscription(
+            CREDENTIALS,
+            reference,
+            name=f"subscription {reference}",
+            interval=(1, "months"),
+            start=start,
+            amount=Decimal(5),
+            quantity=1,
+            profile=profile,
+        )
+        return parse_response(post(authnet_server, document).content)
+
+    assert subscribe("late", date.today() - timedelta(days=1)).first_code == "E00017"
+    first, second = subscribe("one", date.today()), subscribe("two", date.today())
+    post(authnet_server, messages.cancel_subscription(CREDENTIALS, "c", second.child_text("subscriptionId") or ""))
+    authnet_server.advance_clock(24 * 3600)
+    assert subscribe("one", date.today()).first_code == "E00017"  # a day later, today is in the past
+
+    def listed(search_type: str) -> ApiResponse:
+        return parse_response(post(authnet_server, messages.subscription_list(CREDENTIALS, search_type, 1)).content)
+
+    active, inactive = listed("subscriptionActive"), listed("subscriptionInactive")
+    assert [(s.subscription_id, s.name, s.invoice) for s in subscription_list(active)[0]] == [
+        (first.child_text("subscriptionId"), "subscription one", "one")
+    ]
+    assert [s.status for s in subscription_list(inactive)[0]] == ["canceled"]

@@ -22,6 +22,7 @@ logging.getLogger("pyxb.binding.content").setLevel(logging.ERROR)
 DUPLICATE_WINDOW_S = 28800
 REFERENCE_LENGTH = 20  # refId, invoiceNumber and merchantCustomerId are at most 20 characters
 LIST_PAGE = 1000  # the largest page the API serves
+SUBSCRIPTION_PAGE = 1000  # the largest page of ARBGetSubscriptionList
 
 
 def reference_for(idempotency_key: str) -> str:
@@ -279,6 +280,15 @@ def get_merchant_details(credentials: Credentials) -> bytes:
 def get_subscription(credentials: Credentials, subscription_id: str) -> bytes:
     request = _envelope(anet.ARBGetSubscriptionRequest(), credentials, None)
     request.subscriptionId = subscription_id
+    return serialise(request)
+
+
+def subscription_list(credentials: Credentials, search_type: str, page: int) -> bytes:
+    """One page (1-based) of the subscriptions `search_type` finds, the newest created first."""
+    request = _envelope(anet.ARBGetSubscriptionListRequest(), credentials, None)
+    request.searchType = search_type
+    request.sorting = anet.ARBGetSubscriptionListSorting(orderBy="createTimeStampUTC", orderDescending=True)
+    request.paging = anet.Paging(limit=SUBSCRIPTION_PAGE, offset=page)
     return serialise(request)
 
 

@@ -8,6 +8,7 @@ read by element name in the API's namespace, tolerating what is not there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from lxml import etree
@@ -216,6 +217,46 @@ def customer_profile(response: ApiResponse) -> CustomerProfile | None:
         description=_text(node, "description"),
         payment_profile_ids=tuple(value for value in ids if value),
     )
+
+
+@dataclass(frozen=True)
+class SubscriptionSummary:
+    """One `subscriptionDetail` of an ARBGetSubscriptionListResponse."""
+
+    subscription_id: str
+    name: str | None
+    status: str | None
+    created: datetime | None  # createTimeStampUTC
+    invoice: str | None
+
+
+def subscription_list(response: ApiResponse) -> tuple[list[SubscriptionSummary], int]:
+    """The page of subscriptions an ARBGetSubscriptionListResponse holds, and how many the whole search found."""
+    found = [
+        SubscriptionSummary(
+            subscription_id=_text(node, "id") or "",
+            name=_text(node, "name"),
+            status=_text(node, "status"),
+            created=_utc_timestamp(_text(node, "createTimeStampUTC")),
+            invoice=_text(node, "invoice"),
+        )
+        for node in response.root.iterfind("a:subscriptionDetails/a:subscriptionDetail", _NS)
+    ]
+    total = response.child_text("totalNumInResultSet")
+    return found, int(total) if total and total.isdigit() else len(found)
+
+
+def _utc_timestamp(value: str | None) -> datetime | None:
+    """An API timestamp (`2024-04-28T23:59:47.33`, UTC, any number of decimals, maybe a `Z`)."""
+    if value is None:
+        return None
+    whole, _, fraction = value.removesuffix("Z").partition(".")
+    try:
+        moment = datetime.fromisoformat(whole)
+    except ValueError:
+        return None
+    micros = int((fraction + "000000")[:6]) if fraction.isdigit() else 0
+    return moment.replace(microsecond=micros, tzinfo=UTC)
 
 
 def _path(path: str) -> str:
