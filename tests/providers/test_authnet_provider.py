@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 import pytest
+from payments_shared.providers.authnet import arb, messages
 from payments_shared.providers.authnet.messages import reference_for
 from payments_shared.providers.authnet.provider import NEVER_MADE_AFTER, AuthorizeNetProvider
 from payments_shared.providers.port import (
@@ -488,6 +489,88 @@ async def test_subscription_create_is_arb_and_a_resend_finds_the_first(authnet, 
         reference_for("cmd-sub"),
     )
     assert len(authnet_server.state.subscriptions) == 1
+
+
+DAY_S = 24 * 3600
+
+
+def after_midnight(server: AuthnetTestServer, monkeypatch: pytest.MonkeyPatch, days: int = 1) -> None:
+    """Authorize.net's clock and the adapter's move on by `days` (a re-drive on a later UTC day)."""
+    server.advance_clock(days * DAY_S)
+    later = datetime.now(UTC) + timedelta(days=days)
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Later:  # type: ignore[override]
+            return cls.fromtimestamp(later.timestamp(), tz)
+
+    monkeypatch.setattr(arb, "datetime", Later)
+
+
+def fresh_adapter(server: AuthnetTestServer) -> AuthorizeNetProvider:
+    """Another worker's adapter: the one that made the first attempt died with its answer."""
+    return AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, server.url, timeout_s=CLIENT_TIMEOUT_S)
+
+
+def active(server: AuthnetTestServer) -> list[str]:
+    return [s.subscription_id for s in server.state.subscriptions.values() if s.status == "active"]
+
+
+async def test_a_subscription_redriven_after_midnight_utc_is_the_first_not_a_second(
+    authnet, authnet_server, monkeypatch
+):
+    """The answer is lost before midnight; a resend the same day is E00012, a re-drive after midnight (a broker
+    redelivery, the billing journal's re-run) E00017: the list finds the first. ARB bills one subscription."""
+    method = await subscribed_customer(authnet, "cus-midnight")
+    request = monthly("cmd-sub-midnight", method, accepted_at=datetime.now(UTC))
+    first = await authnet.create_subscription(request)
+    resent = await fresh_adapter(authnet_server).create_subscription(request)
+    assert "ARBGetSubscriptionListRequest" not in authnet_server.state.requests  # same day: E00012 named it
+
+    after_midnight(authnet_server, monkeypatch)
+    redriven = fresh_adapter(authnet_server)
+    again = await redriven.create_subscription(request)
+    await redriven.close()
+
+    assert first.outcome is again.outcome is Outcome.APPROVED and again.details["status"] == "active"
+    assert first.reference == resent.reference == again.reference
+    assert active(authnet_server) == [first.reference]
+    assert "ARBGetSubscriptionListRequest" in authnet_server.state.requests
+
+
+async def test_a_subscription_suspended_before_its_redrive_is_found_among_the_inactive(
+    authnet, authnet_server, monkeypatch
+):
+    method = await subscribed_customer(authnet, "cus-suspended")
+    request = monthly("cmd-sub-suspended", method, accepted_at=datetime.now(UTC))
+    first = await authnet.create_subscription(request)
+    authnet_server.state.subscriptions[first.reference or ""].status = "suspended"  # its first charge failed
+
+    after_midnight(authnet_server, monkeypatch)
+    again = await fresh_adapter(authnet_server).create_subscription(request)
+
+    assert again.reference == first.reference and again.details["status"] == "past_due"
+    assert len(authnet_server.state.subscriptions) == 1
+
+
+async def test_a_subscription_never_made_on_its_day_is_made_from_today_then_found(authnet, authnet_server, monkeypatch):
+    """Accepted yesterday, never reached ARB: E00017, no such subscription in any page of the list, so it is made
+    starting today. Its own re-drive the day after finds it rather than making another."""
+    monkeypatch.setattr(messages, "SUBSCRIPTION_PAGE", 2)  # the search pages through the others
+    method = await subscribed_customer(authnet, "cus-late")
+    for other in range(3):
+        assert (await authnet.create_subscription(monthly(f"cmd-other-{other}", method))).succeeded
+    request = monthly("cmd-sub-late", method, accepted_at=datetime.now(UTC) - timedelta(days=1))
+
+    made = await authnet.create_subscription(request)
+    after_midnight(authnet_server, monkeypatch)
+    again = await fresh_adapter(authnet_server).create_subscription(request)
+
+    assert made.outcome is Outcome.APPROVED and made.details["status"] == "active"
+    assert authnet_server.state.subscriptions[made.reference or ""].start_date == date.today().isoformat()
+    assert again.reference == made.reference and len(active(authnet_server)) == 4
+    # two pages of the active, one of the inactive; the day after, the first page of the active finds it
+    assert authnet_server.state.requests.count("ARBGetSubscriptionListRequest") == 4
 
 
 async def test_a_subscription_in_another_currency_than_the_accounts_is_refused(authnet, authnet_server):

@@ -120,6 +120,9 @@ class SubscriptionRequest:
     trial_days: int | None = None
     payment_method: PaymentMethod | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # When the command was accepted: the same on every attempt of it (a provider that deduplicates on the start
+    # date, as Authorize.net's ARB does, starts the subscription that day). None: now.
+    accepted_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 ARB schedules in days (7–365) or months (1–12), charges a customer payment profile on each occurrence from
 `startDate` on (a trial is a later start: the first charge is after `trial_days`), and refuses a second identical
-subscription with E00012 naming the first: the adapter's exactly-once rests on that.
+subscription with E00012 naming the first: the adapter's exactly-once rests on that. Identical includes the
+startDate, so it is the day the command was accepted, the same on every attempt. ARB refuses a startDate before the
+day it is submitted (E00017): an attempt on a later day looks its subscription up in the list of subscriptions
+(by the name or invoice number it was given) instead.
 """
 
 from __future__ import annotations
@@ -11,10 +14,15 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from payments_shared.providers.authnet.parse import ApiResponse
+from payments_shared.providers.authnet.parse import ApiResponse, SubscriptionSummary
 
 DUPLICATE_SUBSCRIPTION = "E00012"  # "You have submitted a duplicate of Subscription 12345. …"
+START_DATE_PASSED = "E00017"  # "Start Date must not occur before the submission date."
 ALREADY_CANCELED = "I00002"  # "The subscription has already been canceled."
+# Where the adapter looks for a subscription an earlier attempt made: ARB lists active and inactive ones apart.
+SEARCHES = ("subscriptionActive", "subscriptionInactive")
+# Clocks differ: a subscription listed as created this long before its command was accepted still counts.
+_CLOCK_SKEW = timedelta(hours=1)
 _SUBSCRIPTION_ID = re.compile(r"Subscription (\d+)")
 _QUANTITY = re.compile(r"quantity=(\d+)")
 
@@ -35,6 +43,42 @@ def interval(unit: str, count: int) -> tuple[int, str] | None:
 
 def start_date(trial_days: int | None, today: date | None = None) -> date:
     return (today or datetime.now(UTC).date()) + timedelta(days=trial_days or 0)
+
+
+def accepted_day(accepted_at: datetime | None) -> date | None:
+    """The UTC day a command was accepted on: its subscription's start, whenever an attempt is made."""
+    if accepted_at is None:
+        return None
+    aware = accepted_at if accepted_at.tzinfo else accepted_at.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).date()
+
+
+def start_date_passed(response: ApiResponse) -> bool:
+    return response.first_code == START_DATE_PASSED
+
+
+def subscription_name(reference: str) -> str:
+    return f"subscription {reference}"
+
+
+def is_ours(listed: SubscriptionSummary, reference: str) -> bool:
+    """Whether a listed subscription is the one a command with this reference created."""
+    return listed.name == subscription_name(reference) or listed.invoice == reference
+
+
+def older_than(listed: SubscriptionSummary, accepted_at: datetime | None) -> bool:
+    """Whether a listed subscription was created before the command was accepted (so are all after it, newest first)."""
+    if accepted_at is None or listed.created is None:
+        return False
+    aware = accepted_at if accepted_at.tzinfo else accepted_at.replace(tzinfo=UTC)
+    return listed.created < aware - _CLOCK_SKEW
+
+
+def listed_status(listed: SubscriptionSummary, trial_days: int | None) -> str:
+    """API.md's status of a subscription found in the list (as its webhooks would move it)."""
+    if listed.status == "active":
+        return "trialing" if trial_days else "active"
+    return "past_due" if listed.status == "suspended" else "canceled"
 
 
 def duplicate_of(response: ApiResponse) -> str | None:

@@ -23,9 +23,9 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -50,6 +50,7 @@ from payments_shared.providers.authnet.parse import (
     ApiResponse,
     CustomerProfile,
     Message,
+    SubscriptionSummary,
     TransactionDetails,
     TransactionResponse,
     account_currencies,
@@ -57,6 +58,7 @@ from payments_shared.providers.authnet.parse import (
     customer_profile_id,
     payment_profile_ids,
     settled_batch_ids,
+    subscription_list,
     transaction_details,
     transaction_list,
     transaction_response,
@@ -90,6 +92,11 @@ _SETTLEMENT_CLOCK_MARGIN = timedelta(hours=1)  # our clock against Authorize.net
 _BATCH_PAGES = 50  # a batch's transactions are read at most this many pages (of 1000) deep
 
 PaymentSource = dict[str, tuple[str, str]]  # {"opaque": (descriptor, value)} or {"profile": (customer, payment)}
+
+
+class _ArbTerms(NamedTuple):
+    schedule: tuple[int, str]  # ARB's interval: (length, days|months)
+    profile: tuple[str, str]  # (customer profile id, payment profile id)
 
 
 class _LookupFailed(Exception):
@@ -272,7 +279,41 @@ class AuthorizeNetProvider:
         return ProviderResult(Outcome.APPROVED, reference=reference, details={"deleted": True})
 
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
-        """ARBCreateSubscriptionRequest on a customer payment profile; a resend is answered E00012 naming the first."""
+        """ARBCreateSubscriptionRequest on a customer payment profile, starting the day the command was accepted.
+
+        A resend is answered E00012 naming the first. On a later day it is E00017 (a start before the submission
+        date): the subscription an earlier attempt made is looked up, and only when there is none is it created,
+        starting today."""
+        terms = await self._subscription_terms(request)
+        if isinstance(terms, ProviderResult):
+            return terms
+        reference = messages.reference_for(request.idempotency_key)
+        start = arb.start_date(request.trial_days, arb.accepted_day(request.accepted_at))
+        response = await self._send_subscription(request, reference, terms, start)
+        if isinstance(response, ApiResponse) and arb.start_date_passed(response):
+            response = await self._made_earlier_or_now(request, reference, terms)
+        if isinstance(response, ProviderResult):
+            return response
+        subscription_id = response.child_text("subscriptionId") if response.ok else arb.duplicate_of(response)
+        if subscription_id is None:
+            return self._refused(response)
+        status = "trialing" if request.trial_days else "active"
+        return ProviderResult(Outcome.APPROVED, reference=subscription_id, details={"status": status})
+
+    async def _made_earlier_or_now(
+        self, request: SubscriptionRequest, reference: str, terms: _ArbTerms
+    ) -> ApiResponse | ProviderResult:
+        """After E00017: the subscription an earlier attempt made, else ARB's answer to creating it from today."""
+        listed = await self._listed_subscription(reference, request.accepted_at)
+        if isinstance(listed, ProviderResult):
+            return listed
+        if listed is not None:
+            status = arb.listed_status(listed, request.trial_days)
+            return ProviderResult(Outcome.APPROVED, reference=listed.subscription_id, details={"status": status})
+        return await self._send_subscription(request, reference, terms, arb.start_date(request.trial_days))
+
+    async def _subscription_terms(self, request: SubscriptionRequest) -> _ArbTerms | ProviderResult:
+        """ARB's schedule and payment profile for the request, or why ARB cannot bill it."""
         if request.price:
             return _invalid("Authorize.net subscriptions take amount, currency and interval, not a price id", "price")
         schedule = arb.interval(request.interval, request.interval_count)
@@ -290,25 +331,51 @@ class AuthorizeNetProvider:
                 "currency of its own)",
                 "currency",
             )
-        reference = messages.reference_for(request.idempotency_key)
+        return _ArbTerms(schedule, profile)
+
+    async def _send_subscription(
+        self, request: SubscriptionRequest, reference: str, terms: _ArbTerms, start: date
+    ) -> ApiResponse | ProviderResult:
         document = messages.create_subscription(
             self._credentials,
             reference,
-            name=f"subscription {reference}",
-            interval=schedule,
-            start=arb.start_date(request.trial_days),
+            name=arb.subscription_name(reference),
+            interval=terms.schedule,
+            start=start,
             amount=to_major_units(request.amount * request.quantity, request.currency),
             quantity=request.quantity,
-            profile=profile,
+            profile=terms.profile,
         )
-        response = await self._send_repeatable(document)
-        if isinstance(response, ProviderResult):
-            return response
-        subscription_id = response.child_text("subscriptionId") if response.ok else arb.duplicate_of(response)
-        if subscription_id is None:
-            return self._refused(response)
-        status = "trialing" if request.trial_days else "active"
-        return ProviderResult(Outcome.APPROVED, reference=subscription_id, details={"status": status})
+        return await self._send_repeatable(document)
+
+    async def _listed_subscription(
+        self, reference: str, accepted_at: datetime | None
+    ) -> SubscriptionSummary | ProviderResult | None:
+        """The subscription an earlier attempt made, among the active ones and then the others (a first charge
+        that failed suspends it); None when there is none."""
+        try:
+            for search_type in arb.SEARCHES:
+                found = await self._search_subscriptions(search_type, reference, accepted_at)
+                if found is not None:
+                    return found
+        except _LookupFailed as failure:
+            return failure.result
+        return None
+
+    async def _search_subscriptions(
+        self, search_type: str, reference: str, accepted_at: datetime | None
+    ) -> SubscriptionSummary | None:
+        """Page through one search, newest first, until the subscription or those created before the command."""
+        page = 1
+        while True:
+            response = await self._lookup_call(messages.subscription_list(self._credentials, search_type, page))
+            listed, total = subscription_list(response)
+            for summary in listed:
+                if arb.is_ours(summary, reference):
+                    return summary
+            if not listed or page * messages.SUBSCRIPTION_PAGE >= total or arb.older_than(listed[-1], accepted_at):
+                return None
+            page += 1
 
     async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
         """Amount and quantity through ARBUpdateSubscriptionRequest (ARB holds their product per occurrence)."""
