@@ -125,6 +125,11 @@ class Claimed:
     version: int
     target: str | None
 
+    @property
+    def took_over(self) -> bool:
+        """Whether an earlier attempt had claimed the key (the first claim is the stream's event 0)."""
+        return self.version > 0
+
 
 @dataclass(frozen=True)
 class Replay:

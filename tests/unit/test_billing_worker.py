@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from payments_shared import faults, ids
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.memory import InMemoryEventStore
 from payments_shared.messages import Command
+from payments_shared.providers.port import Outcome, ProviderResult, SubscriptionRequest
 from payments_shared.providers.sandbox import SandboxProvider
+from payments_shared.providers.sandbox_billing import SandboxBilling
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Billing:
         key: str | None = None,
         redelivered: bool = False,
         message_id: str | None = None,
+        issued_at: str | None = None,
     ) -> dict[str, Any]:
         command_id = ids.command_id(workspace, key)
         if command_type == "create_customer":
@@ -50,6 +54,7 @@ class Billing:
             idempotency_key=key,
             fingerprint=ids.fingerprint(command_type, payload),
             payload=payload,
+            **({"issued_at": issued_at} if issued_at else {}),
         )
         message = Message(body=command.model_dump(), redelivered=redelivered)
         if message_id:
@@ -340,3 +345,46 @@ async def test_a_subscription_listed_after_a_deletion_began_is_canceled_by_it(bi
 
     assert again["status"] == 200
     assert (await billing.send("get_subscription", {"subscription_id": late["id"]}))["body"]["status"] == "canceled"
+
+
+class AnswersLost:
+    """The sandbox's billing, but the answers to the first `lost` subscription creations are lost (a timeout after
+    the provider acted); it notes when each attempt says its command was accepted."""
+
+    name = "sandbox"
+
+    def __init__(self, inner: SandboxBilling, lost: int) -> None:
+        self._inner, self._lost = inner, lost
+        self.accepted: list[datetime | None] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
+        self.accepted.append(request.accepted_at)
+        result = await self._inner.create_subscription(request)
+        if self._lost > 0:
+            self._lost -= 1
+            return ProviderResult(Outcome.RETRYABLE, message="read timeout", retry_after=0.01)
+        return result
+
+
+async def test_every_attempt_of_a_subscription_tells_the_provider_when_it_was_first_accepted(tmp_path: Path) -> None:
+    """A provider that starts the subscription on the day it was accepted (ARB) needs the same day on every
+    attempt: the client's retry after a 503 is a new command issued later, the journal's re-run is the first."""
+    sandbox = SandboxProvider(tmp_path / "sandbox.db")
+    provider = AnswersLost(SandboxBilling(sandbox.ledger), lost=2)
+    settings = BillingSettings(data_dir=tmp_path, provider_retry_attempts=1)
+    billing = Billing(
+        build_worker(InMemoryEventStore(), {"sandbox": provider}, settings), InMemoryEventStore(), sandbox
+    )
+    owner = await customer(billing)
+    first_day, next_day = "2030-01-01T23:59:59.000000Z", "2030-01-02T00:00:05.000000Z"
+    subscribe = plan(customer_id=owner["id"])
+
+    assert (await billing.send("create_subscription", subscribe, key="s-late", issued_at=first_day))["status"] == 503
+    assert (await billing.send("create_subscription", subscribe, key="s-late", issued_at=next_day))["status"] == 503
+    assert await billing.worker.recover(0) == 1
+    await sandbox.close()
+
+    assert provider.accepted == [datetime(2030, 1, 1, 23, 59, 59, tzinfo=UTC)] * 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from payments_shared.errors import invalid
@@ -11,6 +12,7 @@ from payments_shared.messages import utc_now_iso
 from payments_shared.providers.port import BillingProvider, OpaqueData, PaymentMethod
 
 from payments_billing.streams import Origin, Streams
+from payments_billing.times import parse_iso
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,20 @@ class BillingContext:
 
 @dataclass(frozen=True)
 class Call:
-    """One command being handled: where it came from, its payload, and the time it is handled at."""
+    """One command being handled: where it came from, its payload, the time it is handled at, and when it was first
+    accepted (the same on every attempt: redeliveries, the journal's re-runs, a client's retry with its key)."""
 
     origin: Origin
     now: str
+    accepted_at: str = ""  # "": the command's own issued_at
 
     @classmethod
-    def of(cls, origin: Origin) -> Call:
-        return cls(origin, utc_now_iso())
+    def of(cls, origin: Origin, accepted_at: str | None = None) -> Call:
+        return cls(origin, utc_now_iso(), accepted_at or "")
+
+    @property
+    def accepted(self) -> datetime:
+        return parse_iso(self.accepted_at or self.origin.command.issued_at)
 
     @property
     def payload(self) -> Mapping[str, Any]:

@@ -50,11 +50,23 @@ class Journal:
         self._store = store
         self._guard = guard
 
-    async def accept(self, command: Command, message_id: str, metadata: Mapping[str, Any]) -> None:
+    async def accept(self, command: Command, message_id: str, metadata: Mapping[str, Any], *, taking_over: bool) -> str:
+        """Journal the command (once); returns when it was first accepted: its first attempt's `issued_at` (a
+        client's retry under the same key is a new command, issued later)."""
+        if taking_over:
+            first = await self._accepted_at(command.command_id)
+            if first is not None:
+                return first
         event_id = uuid.uuid5(_EVENT_NAMESPACE, command.command_id)
         event = NewEvent(ACCEPTED, {"command": storable(command), "message_id": message_id}, metadata, event_id)
         with contextlib.suppress(WrongExpectedVersion):  # accepted before: a take-over of an earlier attempt
             await self._store.append(journal_stream(command.command_id), [event], NO_STREAM)
+        return command.issued_at
+
+    async def _accepted_at(self, command_id: str) -> str | None:
+        recorded = await self._store.read(journal_stream(command_id))
+        issued_at = recorded[0].data["command"].get("issued_at") if recorded else None
+        return str(issued_at) if issued_at else None
 
     async def open_commands(self, min_age_s: float) -> list[OpenCommand]:
         """Accepted commands, idle for longer than `min_age_s`, whose key holds no response."""

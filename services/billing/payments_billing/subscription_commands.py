@@ -90,6 +90,7 @@ def subscription_request(call: Call, customer: customers.Customer) -> Subscripti
         trial_days=trial_days,
         payment_method=method,
         metadata=string_map(payload.get("metadata")),
+        accepted_at=call.accepted,
     )
 
 

@@ -53,11 +53,11 @@ def error_reply(error: ApiError) -> Reply:
     return Reply(status=error.status, body=error.body(), headers=error.headers())
 
 
-async def run(handler: Handler, context: BillingContext, origin: Origin) -> Reply:
+async def run(handler: Handler, context: BillingContext, origin: Origin, accepted_at: str | None = None) -> Reply:
     """The handler's reply, an ApiError as its reply; a version conflict decides again on the new state."""
     for _ in range(MAX_CONFLICT_RETRIES):
         try:
-            return await handler(context, Call.of(origin))
+            return await handler(context, Call.of(origin, accepted_at))
         except ApiError as error:
             return error_reply(error)
         except WrongExpectedVersion:
@@ -119,8 +119,8 @@ class BillingWorker:
             return error_reply(error)
         if isinstance(claim, Replay):
             return Reply.model_validate(claim.response)
-        await self._journal.accept(command, message.message_id, metadata)
-        return await self._finish(claim, await run(handler, self._context, origin), metadata)
+        accepted_at = await self._journal.accept(command, message.message_id, metadata, taking_over=claim.took_over)
+        return await self._finish(claim, await run(handler, self._context, origin, accepted_at), metadata)
 
     async def _finish(self, claim: Claimed, reply: Reply, metadata: Mapping[str, Any]) -> Reply:
         faults.reached(BEFORE_RECORD)
