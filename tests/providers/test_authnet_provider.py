@@ -501,7 +501,7 @@ def after_midnight(server: AuthnetTestServer, monkeypatch: pytest.MonkeyPatch, d
 
     class Later(datetime):
         @classmethod
-        def now(cls, tz: tzinfo | None = None) -> Later:  # type: ignore[override]
+        def now(cls, tz: tzinfo | None = None) -> Later:
             return cls.fromtimestamp(later.timestamp(), tz)
 
     monkeypatch.setattr(arb, "datetime", Later)
