@@ -68,11 +68,12 @@ async def run_worker(
     extend_app: ExtendApp | None = None,
 ) -> None:
     """Open the store, providers and broker, start the worker, serve /healthz and /readyz on $PORT until
-    SIGTERM/SIGINT, then close everything."""
+    SIGTERM/SIGINT, then stop the worker (`stop()`, when it has one) and close everything."""
     sandbox = settings_or_exit(SandboxSettings)
     store = open_event_store(settings.eventstore_uri)
     providers = build_providers(settings, settings.data_dir, sandbox)
     broker = await open_broker(settings.broker_url)
+    worker: Any = None
     try:
         worker = await start(broker, store, providers)
         app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
@@ -83,6 +84,8 @@ async def run_worker(
         await serve(app, settings.port)
     finally:
         logger.info("worker stopping", extra={"worker": name})
+        if worker is not None and hasattr(worker, "stop"):
+            await worker.stop()  # its background sweep, before what it uses is closed
         await broker.close()
         await close_providers(providers)
         await store.close()

@@ -67,6 +67,17 @@ class CommonSettings(BaseSettings):
         return self
 
 
+class RecoverySettings(BaseSettings):
+    """The recovery sweep of a worker that calls providers (transactions, billing): what it finishes and how often."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Work left without an outcome, idle for longer than this, is driven to one by the sweep.
+    recovery_min_age_s: float = Field(default=30.0, ge=0)
+    # How often the recovery sweep runs (0: only at start-up).
+    recovery_interval_s: float = Field(default=5.0, ge=0)
+
+
 class ProviderSettings(BaseSettings):
     """Provider credentials and resilience knobs: read by the workers that call providers."""
 

@@ -6,7 +6,6 @@ the message (the steps make a redelivery safe) and, past its delivery limit, dea
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from payments_shared.messages import Command
 from payments_shared.providers.port import PaymentProvider
 from payments_shared.providers.registry import breaker_states, with_resilience
 from payments_shared.providers.resilience import call_budget
-from payments_shared.tasks import cancel_and_wait
+from payments_shared.tasks import PeriodicSweep
 from pydantic import ValidationError
 
 from payments_transactions.context import Delivery
@@ -81,7 +80,7 @@ class TransactionsWorker:
         follow_ups = FollowUpHandler(streams, guard, driver, settings)
         queries = QueryHandler(streams)
         self._recovery = Recovery(store, streams, driver)
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = PeriodicSweep("transactions-recovery-sweep", settings.recovery_interval_s, self.recover)
         self._handlers: dict[str, CommandHandler] = {
             "charge": payments.handle,
             "authorize": payments.handle,
@@ -120,25 +119,14 @@ class TransactionsWorker:
 
     def start_sweeping(self) -> None:
         """Run `recover()` every RECOVERY_INTERVAL_S in the background (until `stop`)."""
-        if self._sweeper is None and self.settings.recovery_interval_s > 0:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="transactions-recovery-sweep")
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.recovery_interval_s)
-            try:
-                await self.recover()
-            except Exception:  # the store may be down for a while: log, try again next round
-                logger.exception("recovery sweep failed")
+        self._sweeper.start()
 
     def breakers(self) -> dict[str, dict[str, Any]]:
         """Each provider's circuit breaker: state, failures counted, seconds until it half-opens."""
         return breaker_states(self.providers)
 
     async def stop(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            await cancel_and_wait(sweeper)
+        await self._sweeper.stop()
 
 
 def _backstop_timeout_s(settings: TransactionsSettings) -> float:
