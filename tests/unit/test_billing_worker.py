@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 from payments_billing import customer_commands, subscription_commands
-from payments_billing.main import build_worker
+from payments_billing.main import build_worker, start_billing
 from payments_billing.settings import BillingSettings
 from payments_billing.worker import BEFORE_RECORD, BillingWorker
 from payments_shared import faults, ids
+from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.memory import InMemoryEventStore
 from payments_shared.messages import Command
@@ -356,12 +357,17 @@ class AnswersLost:
     def __init__(self, inner: SandboxBilling, lost: int) -> None:
         self._inner, self._lost = inner, lost
         self.accepted: list[datetime | None] = []
+        self.held: asyncio.Event | None = None  # when set, a call waits for it (a slow provider)
+        self.called = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
         self.accepted.append(request.accepted_at)
+        self.called.set()
+        if self.held is not None:
+            await self.held.wait()
         result = await self._inner.create_subscription(request)
         if self._lost > 0:
             self._lost -= 1
@@ -388,3 +394,70 @@ async def test_every_attempt_of_a_subscription_tells_the_provider_when_it_was_fi
     await sandbox.close()
 
     assert provider.accepted == [datetime(2030, 1, 1, 23, 59, 59, tzinfo=UTC)] * 3
+
+
+async def eventually_found(billing: Billing, subscription_id: str, within_s: float = 5.0) -> dict[str, Any]:
+    for _ in range(int(within_s / 0.05)):
+        got = await billing.send("get_subscription", {"subscription_id": subscription_id})
+        if got["status"] == 200:
+            return got
+        await asyncio.sleep(0.05)
+    return got
+
+
+async def test_a_subscription_made_behind_a_503_is_recorded_by_the_sweep_without_restart_or_retry(
+    tmp_path: Path,
+) -> None:
+    """Every attempt's answer is lost (timeouts after the provider acted): the client gets 503 and the key is
+    released, but ARB/Stripe bill the subscription. The running worker's sweep finishes the journaled command."""
+    store, broker = InMemoryEventStore(), InMemoryBroker()
+    sandbox = SandboxProvider(tmp_path / "sandbox.db")
+    settings = BillingSettings(data_dir=tmp_path, recovery_interval_s=0.05, recovery_min_age_s=0)
+    provider = AnswersLost(SandboxBilling(sandbox.ledger), lost=settings.provider_retry_attempts)
+    worker = await start_billing(broker, store, {"sandbox": provider}, settings)
+    billing = Billing(worker, store, sandbox)
+    try:
+        owner = await customer(billing)
+        subscribe = plan(customer_id=owner["id"])
+        reply = await billing.send("create_subscription", subscribe, key="s-lost")
+        assert reply["status"] == 503 and sandbox.ledger.count() == 2  # the provider made and billed it
+
+        subscription_id = ids.derived_id("sub", ids.command_id("ws_a", "s-lost"))
+        got = await eventually_found(billing, subscription_id)
+        assert got["status"] == 200 and got["body"]["status"] == "active"
+        replay = await billing.send("create_subscription", subscribe, key="s-lost")
+        assert replay["status"] == 201 and replay["headers"]["Idempotent-Replayed"] == "true"
+        assert sandbox.ledger.count() == 2 and len(provider.accepted) == settings.provider_retry_attempts + 1
+        await worker.stop()
+    finally:
+        await broker.close()
+        await sandbox.close()
+
+
+async def test_a_sweep_racing_the_clients_retry_makes_one_subscription(tmp_path: Path) -> None:
+    """The sweep runs while the client's retry (after the 503) is at the provider: the guard keeps the key with the
+    retry, so the sweep calls nothing; whichever finishes, one subscription is made and recorded."""
+    sandbox = SandboxProvider(tmp_path / "sandbox.db")
+    provider = AnswersLost(SandboxBilling(sandbox.ledger), lost=1)
+    settings = BillingSettings(data_dir=tmp_path, provider_retry_attempts=1, recovery_min_age_s=0)
+    store = InMemoryEventStore()
+    billing = Billing(build_worker(store, {"sandbox": provider}, settings), store, sandbox)
+    owner = await customer(billing)
+    subscribe = plan(customer_id=owner["id"])
+    assert (await billing.send("create_subscription", subscribe, key="s-race"))["status"] == 503
+
+    provider.held = asyncio.Event()
+    provider.called.clear()
+    retry = asyncio.create_task(billing.send("create_subscription", subscribe, key="s-race"))
+    await provider.called.wait()  # the client's retry holds the key, its provider call under way
+    swept = await billing.worker.sweep()
+    provider.held.set()
+    retried = await retry
+    billed = sandbox.ledger.count()
+    await sandbox.close()
+
+    subscription_id = ids.derived_id("sub", ids.command_id("ws_a", "s-race"))
+    assert swept == 1 and retried["status"] == 201
+    assert len(provider.accepted) == 2  # the sweep found the key held (409) and called no provider
+    assert await subscription_events(billing, subscription_id) == ["SubscriptionCreated"]
+    assert billed == 2  # the customer and one subscription

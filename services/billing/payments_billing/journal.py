@@ -5,7 +5,12 @@ Once a change holds its idempotency key, the command itself is appended to `bill
 accepted commands whose key has no recorded response and runs them again as redeliveries: the provider calls
 repeat with the same idempotency key and the streams remember what was already applied, so each one completes
 exactly once. In services mode RabbitMQ's redelivery does the same for a crashed worker; the sweep then only
-finishes what was dead-lettered or left behind."""
+finishes what was dead-lettered or left behind.
+
+While the worker runs, a periodic sweep finds the same commands (idle since their key was last claimed, e.g. one
+answered 503 after its provider call timed out on every attempt, whose key was released) and runs them again as
+new deliveries: the idempotency guard lets it take over only a released key or one idle past the in-flight window,
+so a live attempt (the client's retry) keeps its key and the sweep gets 409."""
 
 from __future__ import annotations
 
@@ -44,11 +49,22 @@ class OpenCommand:
     message_id: str
     accepted_at: datetime
 
+    @property
+    def complete(self) -> bool:
+        """Whether the command is kept whole: an Accept.js nonce is not, and only its client can send it again."""
+        method = self.body["payload"].get("payment_method")
+        return not (isinstance(method, Mapping) and not method.get("data_value"))
+
 
 class Journal:
+    """Besides journaling, it remembers (in memory, from a checkpoint in the store's global order) the accepted
+    commands not yet seen answered, so a sweep every few seconds reads only what was appended since the last."""
+
     def __init__(self, store: EventStore, guard: IdempotencyGuard) -> None:
         self._store = store
         self._guard = guard
+        self._next_position = 0  # events before it have been scanned
+        self._unanswered: dict[str, OpenCommand] = {}  # command id → its accepted command
 
     async def accept(self, command: Command, message_id: str, metadata: Mapping[str, Any], *, taking_over: bool) -> str:
         """Journal the command (once); returns when it was first accepted: its first attempt's `issued_at` (a
@@ -69,16 +85,30 @@ class Journal:
         return str(issued_at) if issued_at else None
 
     async def open_commands(self, min_age_s: float) -> list[OpenCommand]:
-        """Accepted commands, idle for longer than `min_age_s`, whose key holds no response."""
+        """Accepted commands whose key holds no response (none recorded; released after a 503 counts), idle for
+        longer than `min_age_s` since their key was last claimed."""
+        await self._scan_new_events()
         now = datetime.now(UTC)
         found: list[OpenCommand] = []
-        async for event in self._store.read_all():
-            if event.type != ACCEPTED or not event.stream.startswith(STREAM_PREFIX):
+        for command_id, command in list(self._unanswered.items()):
+            state = await self._guard.state(command_id)
+            if state is None:
                 continue
-            accepted_at = event.recorded_at if event.recorded_at.tzinfo else event.recorded_at.replace(tzinfo=UTC)
-            if (now - accepted_at).total_seconds() < min_age_s:
-                continue
-            state = await self._guard.state(event.stream.removeprefix(STREAM_PREFIX))
-            if state is not None and state.response is None:
-                found.append(OpenCommand(dict(event.data["command"]), str(event.data["message_id"]), accepted_at))
+            if state.response is not None:
+                del self._unanswered[command_id]
+            elif (now - _aware(state.claimed_at)).total_seconds() >= min_age_s:
+                found.append(command)
         return found
+
+    async def _scan_new_events(self) -> None:
+        async for event in self._store.read_all(self._next_position):
+            self._next_position = event.position + 1
+            if event.type == ACCEPTED and event.stream.startswith(STREAM_PREFIX):
+                command_id = event.stream.removeprefix(STREAM_PREFIX)
+                data = event.data
+                opened = OpenCommand(dict(data["command"]), str(data["message_id"]), _aware(event.recorded_at))
+                self._unanswered[command_id] = opened
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

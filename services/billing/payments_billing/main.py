@@ -38,6 +38,12 @@ class BillingConfig(Protocol):
     @property
     def data_dir(self) -> Path: ...  # where the list read models live
 
+    @property
+    def recovery_min_age_s(self) -> float: ...
+
+    @property
+    def recovery_interval_s(self) -> float: ...
+
 
 def build_worker(store: EventStore, providers: Mapping[str, Any], settings: BillingConfig) -> BillingWorker:
     if not isinstance(settings, ProviderSettings):
@@ -45,7 +51,8 @@ def build_worker(store: EventStore, providers: Mapping[str, Any], settings: Bill
     # One breaker and retry policy per provider in this worker, as the transactions worker has its own.
     resilient = with_resilience(billing_providers(providers), settings)
     context = BillingContext(Streams(store), resilient, settings.payments_default_provider)
-    return BillingWorker(context, IdempotencyGuard(store, settings.in_flight_window_s))
+    guard = IdempotencyGuard(store, settings.in_flight_window_s)
+    return BillingWorker(context, guard, settings.recovery_min_age_s, settings.recovery_interval_s)
 
 
 async def start_billing(
@@ -56,9 +63,10 @@ async def start_billing(
     *,
     recover_min_age_s: float | None = None,
 ) -> BillingWorker:
-    """Finish the changes a previous run accepted and did not answer, then consume `BILLING_QUEUE`; returns once
-    the consumer is registered (closing the broker stops it). Embedded mode passes `recover_min_age_s=0` (no other
-    worker can be running); services mode keeps the in-flight window, leaving younger ones to their worker."""
+    """Finish the changes a previous run accepted and did not answer, then consume `BILLING_QUEUE` and sweep every
+    RECOVERY_INTERVAL_S; returns once the consumer is registered (closing the broker stops it, `worker.stop()` the
+    sweep). Embedded mode passes `recover_min_age_s=0` (no other worker can be running); services mode keeps the
+    in-flight window, leaving younger ones to their worker."""
     worker = build_worker(store, providers, settings)
     min_age_s = settings.in_flight_window_s if recover_min_age_s is None else recover_min_age_s
     recovered = await worker.recover(min_age_s)
@@ -67,5 +75,6 @@ async def start_billing(
         store, settings.data_dir, [projections.CUSTOMERS, projections.SUBSCRIPTIONS], projections.LISTS
     )
     await broker.consume(BILLING_QUEUE, lists.serving(worker.handle))
+    worker.start_sweeping()
     logger.info("billing worker consuming", extra={"queue": BILLING_QUEUE, "recovered": recovered})
     return worker

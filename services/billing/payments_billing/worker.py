@@ -20,6 +20,7 @@ from payments_shared.eventstore.port import WrongExpectedVersion
 from payments_shared.idempotency import Claimed, IdempotencyGuard, Replay
 from payments_shared.logging import correlation_id
 from payments_shared.messages import Command, Reply, event_metadata
+from payments_shared.tasks import PeriodicSweep
 from pydantic import ValidationError
 
 from payments_billing import customer_commands, provider_event_commands, subscription_commands
@@ -66,19 +67,43 @@ async def run(handler: Handler, context: BillingContext, origin: Origin, accepte
 
 
 class BillingWorker:
-    def __init__(self, context: BillingContext, guard: IdempotencyGuard) -> None:
+    def __init__(
+        self, context: BillingContext, guard: IdempotencyGuard, recovery_min_age_s: float, recovery_interval_s: float
+    ) -> None:
         self._context = context
         self._guard = guard
         self._journal = Journal(context.streams.store, guard)
+        self._sweep_min_age_s = recovery_min_age_s
+        self._sweeper = PeriodicSweep("billing-recovery-sweep", recovery_interval_s, self.sweep)
 
     async def recover(self, min_age_s: float) -> int:
-        """Run again every accepted change left without a reply (see `journal`); returns how many."""
+        """At start-up: run again every accepted change left without a reply (see `journal`), as redeliveries of
+        their first message (the run that took them died); returns how many."""
         open_commands = await self._journal.open_commands(min_age_s)
         for command in open_commands:
             await self.handle(Message(body=command.body, message_id=command.message_id, redelivered=True))
         if open_commands:
             logger.info("billing commands recovered", extra={"recovered": len(open_commands)})
         return len(open_commands)
+
+    async def sweep(self) -> int:
+        """While running: run again the changes left without a reply for RECOVERY_MIN_AGE_S (a 503 whose provider
+        call may have succeeded releases its key), as new deliveries, so the idempotency guard takes over only a
+        released key or one idle past the in-flight window, never one a live attempt holds. A command whose nonce
+        was not kept is left to its client. Returns how many were run again."""
+        due = [command for command in await self._journal.open_commands(self._sweep_min_age_s) if command.complete]
+        for command in due:
+            await self.handle(Message(body=command.body))
+        if due:
+            logger.info("billing commands swept", extra={"swept": len(due)})
+        return len(due)
+
+    def start_sweeping(self) -> None:
+        """Run `sweep()` every RECOVERY_INTERVAL_S in the background (until `stop`)."""
+        self._sweeper.start()
+
+    async def stop(self) -> None:
+        await self._sweeper.stop()
 
     async def handle(self, message: Message) -> Mapping[str, Any]:
         try:
