@@ -507,11 +507,6 @@ def after_midnight(server: AuthnetTestServer, monkeypatch: pytest.MonkeyPatch, d
     monkeypatch.setattr(arb, "datetime", Later)
 
 
-def fresh_adapter(server: AuthnetTestServer) -> AuthorizeNetProvider:
-    """Another worker's adapter: the one that made the first attempt died with its answer."""
-    return AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, server.url, timeout_s=CLIENT_TIMEOUT_S)
-
-
 def active(server: AuthnetTestServer) -> list[str]:
     return [s.subscription_id for s in server.state.subscriptions.values() if s.status == "active"]
 
