@@ -339,6 +339,19 @@ def test_a_price_of_another_interval_starts_a_new_period(billing: Billing, custo
     assert (end - start).days in (365, 366)
 
 
+def test_a_new_interval_during_a_trial_keeps_the_trial(billing: Billing, customer: dict[str, Any]) -> None:
+    created = subscription(billing, customer["id"], **{**PRICE_ONLY, "trial_days": 30})
+    assert created["status"] == "trialing" and created["current_period_end"] == created["trial_end"]
+    changed = billing.call("PUT", f"subscriptions/{created['id']}", {"price": "price_sandbox_weekly"})
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["status"], body["interval"], body["trial_end"]) == ("trialing", "week", created["trial_end"])
+    assert (body["current_period_start"], body["current_period_end"]) == (
+        created["current_period_start"],
+        created["trial_end"],
+    )
+
+
 def test_invalid_cancel_is_400(billing: Billing, customer: dict[str, Any]) -> None:
     created = subscription(billing, customer["id"])
     error = error_of(billing.call("POST", f"subscriptions/{created['id']}/cancel", {"at_period_end": "no"}), 400)

@@ -96,6 +96,26 @@ def test_a_new_interval_starts_a_new_period_now_as_stripe_does() -> None:
     assert (subscription.current_period_start, subscription.current_period_end) == (T1, "2028-02-01T00:00:00.000000Z")
 
 
+def test_a_new_interval_during_a_trial_keeps_the_trial_as_the_period() -> None:
+    trial_end = "2027-03-02T00:00:00.000000Z"  # a 30-day trial from T0
+    events: list[DomainEvent] = [
+        domain.decide_create(
+            None, new(domain.TRIALING, current_period_end=trial_end, trial_end=trial_end, price="price_m"), T0
+        )
+    ]
+    weekly = domain.SubscriptionChanges({"price": "price_w", "amount": 300, "interval": "week", "interval_count": 1})
+    events.append(domain.decide_update(domain.fold(events), "ws_a", weekly, T1))
+    subscription = domain.fold(events)
+    assert subscription is not None
+    assert (subscription.status, subscription.interval, subscription.trial_end) == ("trialing", "week", trial_end)
+    assert (subscription.current_period_start, subscription.current_period_end) == (T0, trial_end)
+    # A change that ends the trial does start the new interval's period now.
+    ending = domain.SubscriptionChanges({"interval": "day", "interval_count": 1, "status": domain.ACTIVE})
+    ended = domain.fold([*events, domain.decide_update(subscription, "ws_a", ending, T1)])
+    assert ended is not None
+    assert (ended.current_period_start, ended.current_period_end) == (T1, "2027-02-02T00:00:00.000000Z")
+
+
 def test_the_same_interval_or_a_reported_period_keeps_the_providers_period() -> None:
     same = domain.SubscriptionChanges({"price": "price_m2", "amount": 2000, "interval": "month", "interval_count": 1})
     unchanged = domain.fold([*history(), domain.decide_update(domain.fold(history()), "ws_a", same, T1)])

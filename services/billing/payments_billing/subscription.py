@@ -240,12 +240,19 @@ def decide_update(
     return DomainEvent(UPDATED, {"changes": values, "updated_at": now})
 
 
+def _stays_in_trial(current: Subscription, values: Mapping[str, Any]) -> bool:
+    return current.status == TRIALING and values.get("status", TRIALING) == TRIALING
+
+
 def _new_cycle(current: Subscription, values: Mapping[str, Any], now: str) -> dict[str, str]:
     """A change of billing interval (a price of another interval) starts a new period now, as Stripe does; when
-    the provider reported the new period, that is kept."""
+    the provider reported the new period, that is kept. During a trial the period is the trial, and Stripe keeps
+    its end: the new interval only starts once the trial is over."""
     interval = values.get("interval", current.interval)
     interval_count = values.get("interval_count", current.interval_count)
     if (interval, interval_count) == (current.interval, current.interval_count) or "current_period_start" in values:
+        return {}
+    if _stays_in_trial(current, values):
         return {}
     period = periods.nth_period(parse_iso(now), interval, interval_count, 0)
     return {"current_period_start": api_timestamp(period.start), "current_period_end": api_timestamp(period.end)}
