@@ -339,6 +339,27 @@ def test_a_price_of_another_interval_starts_a_new_period(billing: Billing, custo
     assert (end - start).days in (365, 366)
 
 
+def test_a_new_price_is_held_to_the_period_limit_and_the_currency(
+    billing: Billing, customer: dict[str, Any], server: Server
+) -> None:
+    created = subscription(billing, customer["id"], amount=1, currency="EUR", quantity=100_000)
+    path = f"subscriptions/{created['id']}"
+    other_currency = billing.call("PUT", path, {"price": "price_sandbox_weekly"})
+    assert error_of(other_currency, 400)["param"] == "price"  # Stripe never changes a subscription's currency
+    usd = subscription(billing, customer["id"], amount=1, quantity=100_000)
+    usd_path = f"subscriptions/{usd['id']}"
+    too_much = billing.call("PUT", usd_path, {"price": "price_sandbox_yearly"})  # 10000 × 100000 a period
+    assert error_of(too_much, 400)["param"] == "price"
+    with_quantity = billing.call("PUT", usd_path, {"price": "price_sandbox_monthly", "quantity": 100_000})
+    assert error_of(with_quantity, 400)["param"] == "quantity"
+    assert billing.call("GET", path).json() == created
+    assert billing.call("GET", usd_path).json() == usd
+    assert stream_event_types(server.data_dir, f"subscription-{usd['id']}") == ["SubscriptionCreated"]
+    fits = billing.call("PUT", usd_path, {"price": "price_sandbox_monthly", "quantity": 99_999})
+    assert fits.status_code == 200, fits.text
+    assert (fits.json()["amount"], fits.json()["quantity"], fits.json()["currency"]) == (1000, 99_999, "usd")
+
+
 def test_a_new_interval_during_a_trial_keeps_the_trial(billing: Billing, customer: dict[str, Any]) -> None:
     created = subscription(billing, customer["id"], **{**PRICE_ONLY, "trial_days": 30})
     assert created["status"] == "trialing" and created["current_period_end"] == created["trial_end"]

@@ -268,6 +268,36 @@ async def test_subscription_from_a_given_plan_and_update_flags(
     assert flagged.details["cancel_at_period_end"] is True
 
 
+async def test_a_new_plan_in_another_currency_or_above_the_period_limit_is_refused_before_any_change(
+    stripe_provider: StripeProvider, localstripe: str, customer: str
+) -> None:
+    yearly = {"currency": "usd", "interval": "year", "product[name]": "Yearly"}
+    cheap = await stripe_post(localstripe, "/v1/plans", {"amount": "1", **yearly})
+    dear = await stripe_post(localstripe, "/v1/plans", {"amount": "10000", **yearly})
+    euro = await stripe_post(localstripe, "/v1/plans", {"amount": "100", **yearly, "currency": "eur"})
+    created = await stripe_provider.create_subscription(
+        SubscriptionRequest("cmd-sub-limit", customer, 0, "usd", "year", 1, quantity=100_000, price=cheap["id"])
+    )
+    assert created.outcome is Outcome.APPROVED and created.reference is not None
+
+    other_currency = await stripe_provider.update_subscription(
+        created.reference, SubscriptionChange("cmd-eur", currency="usd", price=euro["id"], current_quantity=100_000)
+    )
+    assert (other_currency.outcome, other_currency.details["invalid_param"]) == (Outcome.PERMANENT, "price")
+    too_much = await stripe_provider.update_subscription(
+        created.reference, SubscriptionChange("cmd-dear", currency="usd", price=dear["id"], current_quantity=100_000)
+    )
+    assert (too_much.outcome, too_much.details["invalid_param"]) == (Outcome.PERMANENT, "price")
+    subscription = await stripe_object(localstripe, f"/v1/subscriptions/{created.reference}")
+    item = subscription["items"]["data"][0]
+    assert (item["plan"]["id"], item["quantity"]) == (cheap["id"], 100_000)  # Stripe was not asked to change
+
+    fits = await stripe_provider.update_subscription(
+        created.reference, SubscriptionChange("cmd-fits", quantity=9_999, currency="usd", price=dear["id"])
+    )
+    assert (fits.outcome, fits.details["amount"], fits.details["quantity"]) == (Outcome.APPROVED, 10000, 9_999)
+
+
 async def test_charge_of_a_customer_names_the_customer(
     stripe_provider: StripeProvider, localstripe: str, customer: str
 ) -> None:

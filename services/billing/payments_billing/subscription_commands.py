@@ -189,8 +189,8 @@ def reported_changes(result: ProviderResult) -> dict[str, Any]:
 
 
 def check_changed_period_amount(current: domain.Subscription, payload: Mapping[str, Any]) -> None:
-    """Before the provider is asked: what a period bills after the change (unknown until it answers when a new
-    price comes with it)."""
+    """Before the provider is asked: what a period bills after the change. A new price's amount and currency are
+    the provider's: its adapter refuses one in another currency or above the limit before applying anything."""
     if payload.get("price") is not None:
         return
     amount, quantity = payload.get("amount"), payload.get("quantity")
@@ -217,6 +217,7 @@ async def update_subscription(context: BillingContext, call: Call) -> Reply:
         price=payload.get("price"),
         cancel_at_period_end=payload.get("cancel_at_period_end"),
         metadata=metadata,
+        current_quantity=current.quantity,
     )
     provider = context.provider(current.provider)
     result = await provider.update_subscription(current.provider_reference or "", change)

@@ -134,6 +134,13 @@ class SubscriptionChange:
     price: str | None = None
     cancel_at_period_end: bool | None = None
     metadata: Mapping[str, str] | None = None
+    # The quantity the subscription has as the caller knows it: billed with a new price or amount when `quantity`
+    # is not changed, and checked with the price's amount against the period limit.
+    current_quantity: int | None = None
+
+    @property
+    def new_quantity(self) -> int | None:
+        return self.quantity if self.quantity is not None else self.current_quantity
 
 
 class BillingProvider(Protocol):

@@ -89,13 +89,31 @@ def first_invoice(method: PaymentMethod | None, reference: str) -> ProviderResul
     return ProviderResult(card.outcome, message=card.message)
 
 
-def period_amount_problem(price: str | None, quantity: int) -> ProviderResult | None:
+def period_amount_problem(price: str | None, quantity: int, param: str = "quantity") -> ProviderResult | None:
     """A price's period bill (its amount × quantity) is one charge, refused above the largest amount (as Stripe
-    refuses an invoice above its own limit)."""
+    refuses an invoice above its own limit). 400 naming `param`."""
     total = PRICES[price].amount * quantity if price is not None else 0
     if total <= MAX_AMOUNT:
         return None
-    return invalid("quantity", f"{price} × quantity {quantity} bills {total} a period; at most {MAX_AMOUNT}.")
+    return invalid(param, f"{price} × quantity {quantity} bills {total} a period; at most {MAX_AMOUNT}.")
+
+
+def currency_problem(price: str | None, currency: str | None) -> ProviderResult | None:
+    """A subscription keeps its currency (as at Stripe): a new price must bill in it."""
+    if price is None or currency is None or PRICES[price].currency == currency.lower():
+        return None
+    return invalid("price", f"{price} bills in {PRICES[price].currency}; this subscription bills in {currency}.")
+
+
+def change_problem(change: SubscriptionChange) -> ProviderResult | None:
+    """Why the sandbox refuses this change before applying anything, or None."""
+    quantity = change.new_quantity or 1
+    param = "quantity" if change.quantity is not None else "price"
+    return (
+        price_problem(change.price)
+        or currency_problem(change.price, change.currency)
+        or period_amount_problem(change.price, quantity, param)
+    )
 
 
 def subscription_result(request: SubscriptionRequest, reference: str) -> ProviderResult:
@@ -161,7 +179,7 @@ class SandboxBilling:
 
     async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
         def decide() -> ProviderResult:
-            problem = price_problem(change.price)
+            problem = change_problem(change)
             if problem is not None:
                 return problem
             details: dict[str, Any] = PRICES[change.price].details() if change.price else {}

@@ -12,7 +12,7 @@ errors become results in `stripe_errors`. The adapter never raises for what Stri
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -30,6 +30,7 @@ from stripe.params import (
 )
 
 from payments_shared.logging import register_secret
+from payments_shared.money import MAX_AMOUNT
 from payments_shared.providers import stripe_errors, stripe_results
 from payments_shared.providers.port import (
     CustomerRequest,
@@ -291,7 +292,12 @@ class StripeProvider:
         async def run(created: Created) -> ProviderResult:
             params: SubscriptionUpdateParams = {}
             if change.quantity is not None or change.price or change.amount is not None:
-                params["items"] = [await self._changed_item(reference, change, created)]
+                current = stripe_results.subscription_result(
+                    (await self._v1.subscriptions.retrieve_async(reference)).to_dict()
+                ).details
+                if change.price:
+                    await self._check_price(change.price, change, current)
+                params["items"] = [await self._changed_item(current, change, created)]
             if change.cancel_at_period_end is not None:
                 params["cancel_at_period_end"] = change.cancel_at_period_end
             if change.metadata:
@@ -338,13 +344,30 @@ class StripeProvider:
         created["plan"] = plan
         return {"plan": plan, "quantity": request.quantity}
 
+    async def _check_price(self, price: str, change: SubscriptionChange, current: Mapping[str, Any]) -> None:
+        """Refuse, before anything changes, a price in another currency (Stripe never changes a subscription's
+        currency) or one whose period bill (its amount × the quantity) is above the largest amount."""
+        if _is_price_id(price):
+            found = (await self._v1.prices.retrieve_async(price)).to_dict()
+            amount = found.get("unit_amount")
+        else:
+            found = (await self._v1.plans.retrieve_async(price)).to_dict()
+            amount = found.get("amount")
+        currency = str(change.currency or current.get("currency") or "").lower()
+        if currency and str(found.get("currency") or "").lower() != currency:
+            message = f"The price bills in {found.get('currency')}; this subscription bills in {currency}."
+            raise _Refused(ProviderResult(Outcome.PERMANENT, message=message, details={"invalid_param": "price"}))
+        quantity = change.new_quantity or int(current.get("quantity") or 1)
+        if isinstance(amount, int) and amount * quantity > MAX_AMOUNT:
+            param = "quantity" if change.quantity is not None else "price"
+            message = f"The price × quantity {quantity} bills {amount * quantity} a period; at most {MAX_AMOUNT}."
+            raise _Refused(ProviderResult(Outcome.PERMANENT, message=message, details={"invalid_param": param}))
+
     async def _changed_item(
-        self, reference: str, change: SubscriptionChange, created: Created
+        self, current: Mapping[str, Any], change: SubscriptionChange, created: Created
     ) -> SubscriptionUpdateParamsItem:
-        """The subscription's (single) item with the new quantity and/or Plan/Price."""
-        current = stripe_results.subscription_result(
-            (await self._v1.subscriptions.retrieve_async(reference)).to_dict()
-        ).details
+        """The subscription's (single) item with the new quantity and/or Plan/Price. The quantity is the one the
+        change carries (so a repeat sends the same parameters under its key); Stripe's current one otherwise."""
         item: SubscriptionUpdateParamsItem = {"id": current["subscription_item"]}
         if change.price:
             if _is_price_id(change.price):
@@ -362,7 +385,7 @@ class StripeProvider:
             created["plan"] = plan
             item["plan"] = plan
         # Always sent: Stripe keeps the quantity when it is omitted, localstripe resets it to 1.
-        item["quantity"] = change.quantity if change.quantity is not None else int(current.get("quantity") or 1)
+        item["quantity"] = change.new_quantity or int(current.get("quantity") or 1)
         return item
 
     async def _create_plan(
