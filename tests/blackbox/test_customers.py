@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.blackbox.concurrent_updates import put_concurrently, updates_in_order
 from tests.blackbox.server import API, Server, embedded_server, mint_token, new_key, new_workspace
 from tests.support.services import stream_event_types
 
@@ -131,6 +132,17 @@ def test_put_merges(billing: Billing) -> None:
 
 
 FIFTY = {f"k{i}": "v" for i in range(50)}
+
+
+def test_concurrent_puts_apply_one_at_a_time_and_none_keeps_a_409(billing: Billing, server: Server) -> None:
+    created = billing.customer()
+    bodies = [{"metadata": {f"k{n}": "v"}} for n in range(30)]
+    replies = put_concurrently(server.base_url, billing.token(), f"/customers/{created['id']}", bodies)
+    updates = updates_in_order(server.data_dir, f"customer-{created['id']}", "Customer")
+    assert len(updates) == 30 and len(updates[-1].data["changes"]["metadata"]) == 30
+    for body, reply in zip(bodies, replies, strict=True):
+        assert set(body["metadata"]) <= set(reply.json()["metadata"])
+    assert billing.call("GET", f"customers/{created['id']}").json()["metadata"] == {f"k{n}": "v" for n in range(30)}
 
 
 def test_put_is_held_to_fifty_metadata_keys_once_merged(billing: Billing) -> None:

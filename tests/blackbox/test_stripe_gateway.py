@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.blackbox.concurrent_updates import put_concurrently, updates_in_order
 from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_key, new_workspace
 from tests.support.localstripe_server import THREE_D_SECURE_METHOD, flush, running_localstripe
 
@@ -38,8 +39,13 @@ def localstripe(localstripe_base: str) -> str:
 
 
 @pytest.fixture
-def client(stripe_server: Server, localstripe: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {mint_token(new_workspace(), EVERY_PERMISSION)}"}
+def token() -> str:
+    return mint_token(new_workspace(), EVERY_PERMISSION)
+
+
+@pytest.fixture
+def client(stripe_server: Server, localstripe: str, token: str) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=f"{stripe_server.base_url}{API}", headers=headers, timeout=30) as http:
         yield http
 
@@ -168,6 +174,28 @@ def test_customer_and_subscription_lifecycle(client: httpx.Client, localstripe: 
     deleted = created(client.delete(f"/customers/{customer['id']}"), 200)
     assert deleted["deleted"] is True
     assert stripe_get(localstripe, f"/v1/customers/{customer['provider_reference']}").status_code == 404
+
+
+def test_concurrent_updates_leave_the_api_as_stripe_bills(
+    client: httpx.Client, localstripe: str, stripe_server: Server, token: str
+) -> None:
+    customer = created(client.post("/customers", json={"email": "c@example.com", "payment_method": "pm_card_visa"}))
+    body = {"customer_id": customer["id"], "amount": 100, "currency": "usd", "interval": "month"}
+    subscription = created(client.post("/subscriptions", json=body))
+    bodies = [{"quantity": n} for n in range(2, 22)]
+    replies = put_concurrently(stripe_server.base_url, token, f"/subscriptions/{subscription['id']}", bodies)
+    updates = updates_in_order(stripe_server.data_dir, f"subscription-{subscription['id']}", "Subscription")
+    assert sorted(event.data["changes"]["quantity"] for event in updates) == list(range(2, 22))
+    assert all(reply.json()["quantity"] in range(2, 22) for reply in replies)
+    final = created(client.get(f"/subscriptions/{subscription['id']}"), 200)
+    held = stripe_get(localstripe, f"/v1/subscriptions/{subscription['provider_reference']}").json()
+    assert final["quantity"] == held["items"]["data"][0]["quantity"] == updates[-1].data["changes"]["quantity"]
+
+    metadata = [{"metadata": {f"k{n}": "v"}} for n in range(20)]
+    put_concurrently(stripe_server.base_url, token, f"/customers/{customer['id']}", metadata)
+    shown = created(client.get(f"/customers/{customer['id']}"), 200)["metadata"]
+    held = stripe_get(localstripe, f"/v1/customers/{customer['provider_reference']}").json()["metadata"]
+    assert shown == held == {f"k{n}": "v" for n in range(20)}
 
 
 def test_deleting_a_customer_cancels_its_subscription_at_stripe_first(client: httpx.Client, localstripe: str) -> None:

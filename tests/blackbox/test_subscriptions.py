@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.blackbox.concurrent_updates import put_concurrently, updates_in_order
 from tests.blackbox.server import API, Server, new_key
 from tests.blackbox.test_customers import BILLING_PERMISSIONS, Billing, error_of
 from tests.support.services import stream_event_types
@@ -167,7 +168,9 @@ def test_cancel_at_period_end_then_immediately_then_409(
     assert stream_event_types(server.data_dir, f"subscription-{created['id']}") == [
         "SubscriptionCreated",
         "SubscriptionCancelScheduled",
+        "SubscriptionUpdateRequested",
         "SubscriptionUpdated",
+        "SubscriptionUpdateRequested",
         "SubscriptionUpdated",
         "SubscriptionCanceled",
     ]
@@ -354,7 +357,7 @@ def test_a_new_price_is_held_to_the_period_limit_and_the_currency(
     assert error_of(with_quantity, 400)["param"] == "quantity"
     assert billing.call("GET", path).json() == created
     assert billing.call("GET", usd_path).json() == usd
-    assert stream_event_types(server.data_dir, f"subscription-{usd['id']}") == ["SubscriptionCreated"]
+    assert "SubscriptionUpdated" not in stream_event_types(server.data_dir, f"subscription-{usd['id']}")
     fits = billing.call("PUT", usd_path, {"price": "price_sandbox_monthly", "quantity": 99_999})
     assert fits.status_code == 200, fits.text
     assert (fits.json()["amount"], fits.json()["quantity"], fits.json()["currency"]) == (1000, 99_999, "usd")
@@ -371,6 +374,19 @@ def test_a_new_interval_during_a_trial_keeps_the_trial(billing: Billing, custome
         created["current_period_start"],
         created["trial_end"],
     )
+
+
+def test_concurrent_updates_apply_one_at_a_time_and_none_keeps_a_409(
+    billing: Billing, customer: dict[str, Any], server: Server
+) -> None:
+    created = subscription(billing, customer["id"])
+    bodies = [{"quantity": n} for n in range(2, 32)]
+    replies = put_concurrently(server.base_url, billing.token(), f"/subscriptions/{created['id']}", bodies)
+    updates = updates_in_order(server.data_dir, f"subscription-{created['id']}", "Subscription")
+    applied = [event.data["changes"]["quantity"] for event in updates]
+    assert sorted(applied) == list(range(2, 32))  # each one once
+    assert all(reply.json()["quantity"] in applied for reply in replies)
+    assert billing.call("GET", f"subscriptions/{created['id']}").json()["quantity"] == applied[-1]
 
 
 def test_invalid_cancel_is_400(billing: Billing, customer: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from payments_billing import customer_commands, subscription_commands
+from payments_billing import customer_commands, serialized, subscription_commands
 from payments_billing.main import build_worker, start_billing
 from payments_billing.settings import BillingSettings
 from payments_billing.worker import BEFORE_RECORD, BillingWorker
@@ -97,7 +97,12 @@ async def test_customer_lifecycle_with_history_kept(billing: Billing) -> None:
         reply = await billing.send(command_type, {"customer_id": created["id"]})
         assert reply["status"] == 404, command_type
     history = await billing.store.read(f"customer-{created['id']}")
-    assert [event.type for event in history] == ["CustomerCreated", "CustomerUpdated", "CustomerDeleted"]
+    assert [event.type for event in history] == [
+        "CustomerCreated",
+        "CustomerUpdateRequested",
+        "CustomerUpdated",
+        "CustomerDeleted",
+    ]
     assert history[0].metadata["actor"] == "user_1" and history[0].metadata["workspace"] == "ws_a"
 
 
@@ -136,7 +141,7 @@ async def test_a_redelivery_after_a_crash_before_the_reply_applies_nothing_twice
     again = await billing.send("update_customer", payload, key="k-upd", redelivered=True)
     assert again["status"] == 200 and again["body"]["name"] == "Ada"
     history = await billing.store.read(f"customer-{created['id']}")
-    assert [event.type for event in history] == ["CustomerCreated", "CustomerUpdated"]
+    assert [event.type for event in history] == ["CustomerCreated", "CustomerUpdateRequested", "CustomerUpdated"]
     replay = await billing.send("update_customer", payload, key="k-upd")
     assert replay["body"] == again["body"] and replay["headers"]["Idempotent-Replayed"] == "true"
 
@@ -461,3 +466,71 @@ async def test_a_sweep_racing_the_clients_retry_makes_one_subscription(tmp_path:
     assert len(provider.accepted) == 2  # the sweep found the key held (409) and called no provider
     assert await subscription_events(billing, subscription_id) == ["SubscriptionCreated"]
     assert billed == 2  # the customer and one subscription
+
+
+async def _crashed_update(billing: Billing, subscription_id: str, key: str) -> None:
+    def crash() -> None:
+        raise RuntimeError("crash between the provider call and the outcome")
+
+    with faults.hook(serialized.AFTER_CHANGE_CALL, crash), pytest.raises(RuntimeError):
+        await billing.send("update_subscription", {"subscription_id": subscription_id, "quantity": 5}, key=key)
+
+
+def _update_history(events: list[Any]) -> list[tuple[str, Any]]:
+    return [
+        (event.type, event.data.get("changes", event.data.get("requested", {})).get("quantity"))
+        for event in events
+        if event.type.startswith("SubscriptionUpdate")
+    ]
+
+
+async def test_an_update_left_open_by_a_crash_holds_back_others_until_redriven_with_its_key(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serialized, "WAIT_S", 0.2)
+    owner = await customer(billing)
+    subscription = (await billing.send("create_subscription", plan(customer_id=owner["id"])))["body"]
+    await _crashed_update(billing, subscription["id"], "k-five")
+    other = {"subscription_id": subscription["id"], "quantity": 7}
+    held_back = await billing.send("update_subscription", other, key="k-seven")
+    assert (held_back["status"], held_back["body"]["error"]["code"]) == (409, "operation_in_progress")
+
+    redriven = await billing.send(
+        "update_subscription", {"subscription_id": subscription["id"], "quantity": 5}, key="k-five", redelivered=True
+    )
+    assert (redriven["status"], redriven["body"]["quantity"]) == (200, 5)
+    retried = await billing.send("update_subscription", other, key="k-seven")  # its 409 was not kept
+    assert (retried["status"], retried["body"]["quantity"]) == (200, 7)
+    assert billing.sandbox.ledger.count(ids.command_id("ws_a", "k-five")) == 1
+    history = await billing.store.read(f"subscription-{subscription['id']}")
+    assert _update_history(history) == [
+        ("SubscriptionUpdateRequested", 5),
+        ("SubscriptionUpdated", 5),
+        ("SubscriptionUpdateRequested", 7),
+        ("SubscriptionUpdated", 7),
+    ]
+
+
+async def test_an_update_left_open_longer_than_the_window_is_finished_by_the_next_one(tmp_path: Path) -> None:
+    store, sandbox = InMemoryEventStore(), SandboxProvider(tmp_path / "sandbox.db")
+    worker = build_worker(store, {"sandbox": sandbox}, BillingSettings(data_dir=tmp_path, in_flight_window_s=0.05))
+    billing = Billing(worker, store, sandbox)
+    owner = await customer(billing)
+    subscription = (await billing.send("create_subscription", plan(customer_id=owner["id"])))["body"]
+    await _crashed_update(billing, subscription["id"], "k-five")
+    await asyncio.sleep(0.1)
+    later = await billing.send("update_subscription", {"subscription_id": subscription["id"], "quantity": 7})
+    assert (later["status"], later["body"]["quantity"]) == (200, 7)
+    history = await billing.store.read(f"subscription-{subscription['id']}")
+    assert _update_history(history) == [
+        ("SubscriptionUpdateRequested", 5),
+        ("SubscriptionUpdated", 5),
+        ("SubscriptionUpdateRequested", 7),
+        ("SubscriptionUpdated", 7),
+    ]
+    again = await billing.send(
+        "update_subscription", {"subscription_id": subscription["id"], "quantity": 5}, key="k-five"
+    )
+    assert (again["status"], again["body"]["quantity"]) == (200, 5)  # its own outcome, recorded by the other
+    assert billing.sandbox.ledger.count(ids.command_id("ws_a", "k-five")) == 1
+    await sandbox.close()

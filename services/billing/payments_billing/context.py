@@ -20,6 +20,7 @@ class BillingContext:
     streams: Streams
     providers: Mapping[str, BillingProvider]
     default_provider: str
+    in_flight_window_s: float = 30.0  # a change requested longer ago than this was left by a crash
 
     def provider(self, name: str | None) -> BillingProvider:
         chosen = name or self.default_provider

@@ -16,12 +16,15 @@ from payments_shared.errors import conflict, invalid, not_found
 from payments_shared.metadata import merged_metadata, merged_metadata_within_limit
 
 from payments_billing.events import DomainEvent, StoredEvent
+from payments_billing.pending import PendingChange
 
 CREATED = "CustomerCreated"
 UPDATED = "CustomerUpdated"
 DELETED = "CustomerDeleted"
 # A subscription made for the customer: its deletion cancels the subscriptions listed here first (as Stripe does).
 SUBSCRIPTION_ADDED = "CustomerSubscriptionAdded"
+UPDATE_REQUESTED = "CustomerUpdateRequested"
+UPDATE_FAILED = "CustomerUpdateFailed"
 
 # Fields a PUT may change (besides `metadata`, merged, and `payment_method`, which sets the default).
 PLAIN_FIELDS = ("email", "name", "phone", "description")
@@ -48,6 +51,7 @@ class Customer:
     deleted: bool = False
     provider_event_at: str | None = None  # the provider's time of the latest report applied (not shown)
     subscription_ids: tuple[str, ...] = ()  # not shown
+    pending_update: PendingChange | None = None  # an update requested, its outcome not recorded yet (not shown)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -121,12 +125,24 @@ def evolve(customer: Customer | None, event: StoredEvent) -> Customer | None:
     if event.type == UPDATED:
         changes = dict(data.get("changes") or {})
         reported_at = data.get("provider_created", customer.provider_event_at)
-        return replace(customer, **changes, updated_at=data["updated_at"], provider_event_at=reported_at)
+        updated = replace(customer, **changes, updated_at=data["updated_at"], provider_event_at=reported_at)
+        return _finished(updated, data)
+    if event.type == UPDATE_REQUESTED:
+        return replace(customer, pending_update=PendingChange.of(data))
+    if event.type == UPDATE_FAILED:
+        return _finished(customer, data)
     if event.type == DELETED:
         return replace(customer, deleted=True, updated_at=data["deleted_at"])
     if event.type == SUBSCRIPTION_ADDED:
         return replace(customer, subscription_ids=(*customer.subscription_ids, str(data["subscription_id"])))
     return customer  # an event type this version does not know changes nothing
+
+
+def _finished(customer: Customer, data: Mapping[str, Any]) -> Customer:
+    pending = customer.pending_update
+    if pending is not None and data.get("command_id") == pending.command_id:
+        return replace(customer, pending_update=None)
+    return customer
 
 
 def visible(customer: Customer | None, workspace: str) -> Customer:
@@ -166,14 +182,28 @@ def check_update(customer: Customer | None, workspace: str, changes: CustomerCha
     return current
 
 
-def decide_update(customer: Customer | None, workspace: str, changes: CustomerChanges, now: str) -> DomainEvent:
+def decide_request_update(
+    customer: Customer | None, workspace: str, changes: CustomerChanges, pending: PendingChange
+) -> DomainEvent:
+    """Record an update as requested before the provider is asked: one at a time (409 while another is open)."""
+    current = check_update(customer, workspace, changes)
+    if current.pending_update is not None:
+        raise conflict("Another update of this customer is in progress; retry.", code="operation_in_progress")
+    return DomainEvent(UPDATE_REQUESTED, pending.to_data())
+
+
+def decide_update(
+    customer: Customer | None, workspace: str, changes: CustomerChanges, now: str, command_id: str | None = None
+) -> DomainEvent:
+    """The update with the provider's answer; `command_id` names the request it finishes."""
     current = check_update(customer, workspace, changes)
     new_values: dict[str, Any] = {name: value for name, value in changes.fields.items() if name in PLAIN_FIELDS}
     if changes.metadata is not None:
         new_values["metadata"] = merged_metadata(current.metadata, changes.metadata)
     if changes.default_payment_method is not None:
         new_values["default_payment_method"] = changes.default_payment_method
-    return DomainEvent(UPDATED, {"changes": new_values, "updated_at": now})
+    finished = {"command_id": command_id} if command_id else {}
+    return DomainEvent(UPDATED, {"changes": new_values, "updated_at": now, **finished})
 
 
 def decide_delete(customer: Customer | None, workspace: str, now: str) -> DomainEvent:

@@ -5,6 +5,7 @@ profile that an active subscription bills)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from payments_shared import faults
@@ -12,10 +13,14 @@ from payments_shared.messages import Reply
 from payments_shared.providers.port import CustomerRequest, ProviderResult
 
 from payments_billing import customer as domain
-from payments_billing import subscription_commands
+from payments_billing import serialized, subscription_commands
 from payments_billing.context import BillingContext, Call, payment_method, string_map
+from payments_billing.events import DomainEvent
+from payments_billing.journal import storable
 from payments_billing.outcomes import require_success
+from payments_billing.pending import PendingChange
 from payments_billing.references import Linked, link
+from payments_billing.serialized import ChangeKind
 from payments_billing.streams import Loaded
 
 CUSTOMER_FIELDS = ("email", "name", "phone", "description")
@@ -36,9 +41,12 @@ def default_method(result: ProviderResult, requested: Any) -> str | None:
 
 
 def customer_request(call: Call) -> CustomerRequest:
-    payload = call.payload
+    return request_of(call.command_id, call.payload)
+
+
+def request_of(command_id: str, payload: Mapping[str, Any]) -> CustomerRequest:
     return CustomerRequest(
-        idempotency_key=call.command_id,
+        idempotency_key=command_id,
         email=payload.get("email"),
         name=payload.get("name"),
         phone=payload.get("phone"),
@@ -82,7 +90,7 @@ async def get_customer(context: BillingContext, call: Call) -> Reply:
     return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
 
 
-def changes_of(payload: dict[str, Any], default_payment_method: str | None) -> domain.CustomerChanges:
+def changes_of(payload: Mapping[str, Any], default_payment_method: str | None) -> domain.CustomerChanges:
     return domain.CustomerChanges(
         fields={name: payload[name] for name in CUSTOMER_FIELDS if name in payload},
         metadata=string_map(payload["metadata"]) if "metadata" in payload else None,
@@ -91,22 +99,53 @@ def changes_of(payload: dict[str, Any], default_payment_method: str | None) -> d
     )
 
 
+def requested_update(state: domain.Customer | None, call: Call) -> DomainEvent:
+    """The update recorded as requested (4xx before any provider call). The request keeps the payload as the
+    journal does: an Accept.js nonce's value is not stored (the delivery that has it sends it)."""
+    parameters = storable(call.origin.command)["payload"]
+    pending = PendingChange(call.command_id, call.now, parameters, {})
+    return domain.decide_request_update(state, call.workspace, changes_of(dict(call.payload), None), pending)
+
+
+def _updates(context: BillingContext, customer_id: str) -> ChangeKind[domain.Customer]:
+    def provider_of(state: domain.Customer | None) -> str:
+        return state.provider if state else ""
+
+    async def call_provider(state: domain.Customer | None, pending: PendingChange, call: Call) -> ProviderResult:
+        assert state is not None
+        payload = call.payload if pending.command_id == call.command_id else pending.parameters
+        request = request_of(pending.command_id, payload)
+        return await context.provider(state.provider).update_customer(state.provider_reference or "", request)
+
+    def succeeded(
+        state: domain.Customer | None, pending: PendingChange, result: ProviderResult, call: Call
+    ) -> DomainEvent:
+        assert state is not None
+        payload = dict(pending.parameters)
+        requested_method = payload.get("payment_method")
+        chosen = default_method(result, requested_method) if requested_method is not None else None
+        return domain.decide_update(state, state.workspace, changes_of(payload, chosen), call.now, pending.command_id)
+
+    def shown(state: domain.Customer | None, call: Call) -> Reply:
+        return Reply(status=200, body=domain.visible(state, call.workspace).to_api())
+
+    return ChangeKind(
+        stream=domain.stream_name(customer_id),
+        fold=domain.fold,
+        pending=lambda state: state.pending_update if state else None,
+        request=requested_update,
+        provider=provider_of,
+        call_provider=call_provider,
+        succeeded=succeeded,
+        failed_type=domain.UPDATE_FAILED,
+        outcome_types=frozenset({domain.UPDATED, domain.UPDATE_FAILED}),
+        shown=shown,
+    )
+
+
 async def update_customer(context: BillingContext, call: Call) -> Reply:
-    customer_id = str(call.payload["customer_id"])
-    loaded = await load(context, customer_id)
-    if loaded.applied(call.command_id):
-        return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
-    current = domain.check_update(loaded.state, call.workspace, changes_of(dict(call.payload), None))
-    provider = context.provider(current.provider)
-    result = await provider.update_customer(current.provider_reference or "", customer_request(call))
-    result = require_success(provider.name, result)
-    requested_method = call.payload.get("payment_method")
-    chosen_method = default_method(result, requested_method) if requested_method is not None else None
-    event = domain.decide_update(loaded.state, call.workspace, changes_of(dict(call.payload), chosen_method), call.now)
-    await context.streams.append(domain.stream_name(customer_id), event, loaded.version, call.origin)
-    updated = domain.evolve(current, event)
-    assert updated is not None
-    return Reply(status=200, body=updated.to_api())
+    """Serialised with every other update of the customer (see `serialized`)."""
+    return await serialized.change(context, call, _updates(context, str(call.payload["customer_id"])))
 
 
 async def delete_customer(context: BillingContext, call: Call) -> Reply:

@@ -50,7 +50,7 @@ def build_worker(store: EventStore, providers: Mapping[str, Any], settings: Bill
         raise TypeError("the billing worker's settings must include ProviderSettings (retries, breakers)")
     # One breaker and retry policy per provider in this worker, as the transactions worker has its own.
     resilient = with_resilience(billing_providers(providers), settings)
-    context = BillingContext(Streams(store), resilient, settings.payments_default_provider)
+    context = BillingContext(Streams(store), resilient, settings.payments_default_provider, settings.in_flight_window_s)
     guard = IdempotencyGuard(store, settings.in_flight_window_s)
     return BillingWorker(context, guard, settings.recovery_min_age_s, settings.recovery_interval_s)
 

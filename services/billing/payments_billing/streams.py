@@ -60,8 +60,18 @@ class Streams:
         return Loaded(fold(events), version, command_ids)
 
     async def append(
-        self, stream: str, event: DomainEvent, expected_version: int, origin: Origin, step: str = ""
+        self,
+        stream: str,
+        event: DomainEvent,
+        expected_version: int,
+        origin: Origin,
+        step: str = "",
+        on_behalf_of: str | None = None,
     ) -> None:
+        """`on_behalf_of`: the command the event belongs to when another one records it (finishing a change a
+        crashed delivery left open): its id and `command_id` are that command's, so both record the same event."""
         metadata = event_metadata(origin.command, origin.correlation_id, origin.causation_id, origin.traceparent)
-        new_event = NewEvent(event.type, dict(event.data), metadata, event_id(origin.command.command_id, stream, step))
+        command_id = on_behalf_of or origin.command.command_id
+        metadata["command_id"] = command_id
+        new_event = NewEvent(event.type, dict(event.data), metadata, event_id(command_id, stream, step))
         await self.store.append(stream, [new_event], expected_version)

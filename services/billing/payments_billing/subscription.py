@@ -20,6 +20,7 @@ from payments_shared.timestamps import api_timestamp
 
 from payments_billing import periods
 from payments_billing.events import DomainEvent, StoredEvent
+from payments_billing.pending import PendingChange
 from payments_billing.times import parse_iso
 
 CREATED = "SubscriptionCreated"
@@ -27,6 +28,8 @@ UPDATED = "SubscriptionUpdated"
 CANCEL_SCHEDULED = "SubscriptionCancelScheduled"
 CANCELED = "SubscriptionCanceled"
 STATUS_CHANGED = "SubscriptionStatusChanged"
+UPDATE_REQUESTED = "SubscriptionUpdateRequested"
+UPDATE_FAILED = "SubscriptionUpdateFailed"
 
 INCOMPLETE: Final = "incomplete"
 TRIALING: Final = "trialing"
@@ -93,6 +96,7 @@ class Subscription:
     provider_reference: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     provider_event_at: str | None = None  # the provider's time of the latest report applied (not shown)
+    pending_update: PendingChange | None = None  # an update requested, its outcome not recorded yet (not shown)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -163,8 +167,13 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
         return Subscription(**fields, created_at=data["created_at"], updated_at=data["created_at"])
     if subscription is None:
         return None
+    if event.type == UPDATE_REQUESTED:
+        return replace(subscription, pending_update=PendingChange.of(data))
     if event.type == UPDATED:
-        return replace(subscription, **dict(data.get("changes") or {}), updated_at=data["updated_at"])
+        updated = replace(subscription, **dict(data.get("changes") or {}), updated_at=data["updated_at"])
+        return _finished(updated, data)
+    if event.type == UPDATE_FAILED:
+        return _finished(subscription, data)
     if event.type == STATUS_CHANGED:
         changes = dict(data.get("changes") or {})
         return replace(
@@ -181,6 +190,13 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
             updated_at=data["canceled_at"],
             provider_event_at=data.get("provider_created", subscription.provider_event_at),
         )
+    return subscription
+
+
+def _finished(subscription: Subscription, data: Mapping[str, Any]) -> Subscription:
+    pending = subscription.pending_update
+    if pending is not None and data.get("command_id") == pending.command_id:
+        return replace(subscription, pending_update=None)
     return subscription
 
 
@@ -227,9 +243,22 @@ def decide_create(existing: Subscription | None, new: NewSubscription, now: str)
     return DomainEvent(CREATED, data)
 
 
+def decide_request_update(subscription: Subscription | None, workspace: str, pending: PendingChange) -> DomainEvent:
+    """Record an update as requested before its provider is asked: one at a time (409 while another is open)."""
+    current = changeable(subscription, workspace)
+    if current.pending_update is not None:
+        raise conflict("Another update of this subscription is in progress; retry.", code="operation_in_progress")
+    return DomainEvent(UPDATE_REQUESTED, pending.to_data())
+
+
 def decide_update(
-    subscription: Subscription | None, workspace: str, changes: SubscriptionChanges, now: str
+    subscription: Subscription | None,
+    workspace: str,
+    changes: SubscriptionChanges,
+    now: str,
+    command_id: str | None = None,
 ) -> DomainEvent:
+    """The update with the provider's answer; `command_id` names the request it finishes."""
     current = changeable(subscription, workspace)
     values = {name: value for name, value in changes.values.items() if name in CHANGEABLE}
     if "status" in values:
@@ -237,7 +266,8 @@ def decide_update(
     if "metadata" in values:
         values["metadata"] = merged_metadata_within_limit(current.metadata, values["metadata"])
     values.update(_new_cycle(current, values, now))
-    return DomainEvent(UPDATED, {"changes": values, "updated_at": now})
+    finished = {"command_id": command_id} if command_id else {}
+    return DomainEvent(UPDATED, {"changes": values, "updated_at": now, **finished})
 
 
 def _stays_in_trial(current: Subscription, values: Mapping[str, Any]) -> bool:

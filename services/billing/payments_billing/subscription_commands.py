@@ -13,11 +13,14 @@ from payments_shared.providers.port import Outcome, ProviderResult, Subscription
 from payments_shared.timestamps import api_timestamp
 
 from payments_billing import customer as customers
-from payments_billing import customer_subscriptions, periods
+from payments_billing import customer_subscriptions, periods, serialized
 from payments_billing import subscription as domain
 from payments_billing.context import BillingContext, Call, payment_method, string_map
+from payments_billing.events import DomainEvent
 from payments_billing.outcomes import provider_error, require_success, starts_incomplete
+from payments_billing.pending import PendingChange
 from payments_billing.references import Linked, link
+from payments_billing.serialized import ChangeKind
 from payments_billing.streams import Loaded
 from payments_billing.times import parse_iso, reported_periods
 
@@ -198,36 +201,64 @@ def check_changed_period_amount(current: domain.Subscription, payload: Mapping[s
     domain.check_period_amount(int(amount or current.amount), int(quantity or current.quantity), param)
 
 
-async def update_subscription(context: BillingContext, call: Call) -> Reply:
-    subscription_id = str(call.payload["subscription_id"])
-    loaded = await load(context, subscription_id)
-    if loaded.applied(call.command_id):
-        return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
-    current = domain.changeable(loaded.state, call.workspace)
+def requested_update(state: domain.Subscription | None, call: Call) -> DomainEvent:
+    """The update recorded as requested, with the provider's parameters fixed now (a re-drive sends the same
+    ones under the same key); 4xx before any provider call."""
+    current = domain.changeable(state, call.workspace)
     payload = call.payload
     check_changed_period_amount(current, payload)
     metadata = string_map(payload["metadata"]) if "metadata" in payload else None
     if metadata is not None:
-        merged_metadata_within_limit(current.metadata, metadata)  # 400 before the provider is asked
-    change = SubscriptionChange(
-        idempotency_key=call.command_id,
-        quantity=payload.get("quantity"),
-        amount=payload.get("amount"),
-        currency=current.currency,
-        price=payload.get("price"),
-        cancel_at_period_end=payload.get("cancel_at_period_end"),
-        metadata=metadata,
-        current_quantity=current.quantity,
+        merged_metadata_within_limit(current.metadata, metadata)
+    parameters = {
+        "quantity": payload.get("quantity"),
+        "amount": payload.get("amount"),
+        "currency": current.currency,
+        "price": payload.get("price"),
+        "cancel_at_period_end": payload.get("cancel_at_period_end"),
+        "metadata": metadata,
+        "current_quantity": current.quantity,
+    }
+    pending = PendingChange(call.command_id, call.now, parameters, requested_changes(payload))
+    return domain.decide_request_update(state, call.workspace, pending)
+
+
+def _updates(context: BillingContext, subscription_id: str) -> ChangeKind[domain.Subscription]:
+    def provider_of(state: domain.Subscription | None) -> str:
+        return state.provider if state else ""
+
+    async def call_provider(state: domain.Subscription | None, pending: PendingChange, call: Call) -> ProviderResult:
+        assert state is not None
+        change = SubscriptionChange(idempotency_key=pending.command_id, **pending.parameters)
+        return await context.provider(state.provider).update_subscription(state.provider_reference or "", change)
+
+    def succeeded(
+        state: domain.Subscription | None, pending: PendingChange, result: ProviderResult, call: Call
+    ) -> DomainEvent:
+        assert state is not None
+        changes = domain.SubscriptionChanges({**pending.requested, **reported_changes(result)})
+        return domain.decide_update(state, state.workspace, changes, call.now, pending.command_id)
+
+    def shown(state: domain.Subscription | None, call: Call) -> Reply:
+        return Reply(status=200, body=domain.visible(state, call.workspace).to_api())
+
+    return ChangeKind(
+        stream=domain.stream_name(subscription_id),
+        fold=domain.fold,
+        pending=lambda state: state.pending_update if state else None,
+        request=requested_update,
+        provider=provider_of,
+        call_provider=call_provider,
+        succeeded=succeeded,
+        failed_type=domain.UPDATE_FAILED,
+        outcome_types=frozenset({domain.UPDATED, domain.UPDATE_FAILED}),
+        shown=shown,
     )
-    provider = context.provider(current.provider)
-    result = await provider.update_subscription(current.provider_reference or "", change)
-    result = require_success(provider.name, result)
-    changes = domain.SubscriptionChanges({**requested_changes(payload), **reported_changes(result)})
-    event = domain.decide_update(loaded.state, call.workspace, changes, call.now)
-    await context.streams.append(domain.stream_name(subscription_id), event, loaded.version, call.origin)
-    updated = domain.evolve(current, event)
-    assert updated is not None
-    return Reply(status=200, body=updated.to_api())
+
+
+async def update_subscription(context: BillingContext, call: Call) -> Reply:
+    """Serialised with every other update of the subscription (see `serialized`)."""
+    return await serialized.change(context, call, _updates(context, str(call.payload["subscription_id"])))
 
 
 async def cancel_subscription(context: BillingContext, call: Call) -> Reply:

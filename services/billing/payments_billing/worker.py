@@ -2,8 +2,9 @@
 
 Every change (create/update/delete/cancel) goes through the shared idempotency guard on `idempotency-{command_id}`:
 a repeat gets the recorded reply byte for byte, a different body under the same key 422, one still running 409.
-A reply of 503 is not kept (the key is released so a retry runs again). A version conflict on the object's
-stream (a concurrent change) reloads and decides again. An unexpected exception propagates, so the broker
+A reply of 503 is not kept (the key is released so a retry runs again), nor a 409 of a command that lost a race
+to a concurrent change. A version conflict on the object's stream (a concurrent change) reloads and decides again;
+updates are serialised before their provider call (`serialized`). An unexpected exception propagates, so the broker
 redelivers the message.
 """
 
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[BillingContext, Call], Awaitable[Reply]]
 MAX_CONFLICT_RETRIES = 10
+TRANSIENT_CONFLICTS = frozenset({"concurrent_change", "operation_in_progress"})
 BEFORE_RECORD = "billing.before_record"  # fault point: the command's events are appended, its reply not kept
 
 CHANGES: Mapping[str, tuple[Handler, str]] = {
@@ -64,6 +66,12 @@ async def run(handler: Handler, context: BillingContext, origin: Origin, accepte
         except WrongExpectedVersion:
             logger.info("version conflict on %s: deciding again", origin.command.type)
     return error_reply(ApiError("conflict", "The object is changing too fast; retry.", code="concurrent_change"))
+
+
+def _transient_conflict(reply: Reply) -> bool:
+    """A 409 of a command that lost a race (nothing of it recorded, or its outcome not yet): not the key's answer,
+    so a retry with the key runs it again."""
+    return reply.status == 409 and reply.body.get("error", {}).get("code") in TRANSIENT_CONFLICTS
 
 
 class BillingWorker:
@@ -149,7 +157,7 @@ class BillingWorker:
 
     async def _finish(self, claim: Claimed, reply: Reply, metadata: Mapping[str, Any]) -> Reply:
         faults.reached(BEFORE_RECORD)
-        if reply.status == 503:
+        if reply.status == 503 or _transient_conflict(reply):
             await self._guard.release(claim, str(reply.body.get("error", {}).get("code")), metadata)
             return reply
         return Reply.model_validate(await self._guard.record(claim, reply.to_body(), metadata))
