@@ -10,7 +10,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.blackbox.server import API, JWT_SECRET, Api, mint_token
+from tests.blackbox.server import API, JWT_SECRET, Api, mint_token, new_key
+from tests.blackbox.test_lists import list_page, until
 
 ROUTES: list[tuple[str, str, str]] = [
     ("POST", "charge", "payments:charge"),
@@ -48,6 +49,10 @@ def bad_tokens(workspace: str) -> dict[str, str | None]:
             {"sub": "mallory", "permissions": ["payments:admin"], "exp": now + 600}, JWT_SECRET, algorithm="HS256"
         ),
         "tampered payload": _tampered(mint_token(workspace, permissions=[])),
+        # Lone surrogates: text that UTF-8 (the event store, the read models) cannot carry.
+        "workspace not unicode": mint_token(f"{workspace}\udc00"),
+        "sub not unicode": mint_token(workspace, sub="caf\udce9"),
+        "permission not unicode": mint_token(workspace, permissions=["payments:admin", "\ud800"]),
     }
 
 
@@ -120,3 +125,16 @@ def test_two_authorization_headers_are_401_whichever_comes_first(api: Api, order
     assert response.status_code == 401, response.text
     assert response.json()["error"]["message"] == "Send one Authorization header."
     assert api.token not in response.text
+
+
+def test_a_workspace_that_is_not_unicode_records_nothing_and_every_list_goes_on(api: Api) -> None:
+    # Such a charge was once recorded: the transactions list projection then failed on it forever (every
+    # workspace's list frozen, across restarts), and with an Idempotency-Key the charge itself was a 500.
+    token = mint_token("ws_caf\udce9")
+    for key in (None, new_key()):
+        response = api.post("charge", {"amount": 100, "currency": "usd", "payment_method": "pm_card_visa"}, key, token)
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["type"] == "authentication_error"
+    charged = api.charge().json()["id"]
+    page = until(lambda: list_page(api.http, api.token, "transactions"), lambda p: charged in str(p["data"]))
+    assert [t["id"] for t in page["data"]] == [charged]

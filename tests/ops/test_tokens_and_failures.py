@@ -20,6 +20,10 @@ from tests.ops.conftest import run_ops
         (["--workspace", "ws", "--permissions", "payments:admin", "--ttl", "soon"], "argument --ttl: 'soon' is not"),
         (["--workspace", "ws", "--permissions", "payments admin"], "argument --permissions: 'payments admin' is not"),
         (["--workspace", "ws", "--permissions", ","], "argument --permissions: ',' is not"),
+        # Latin-1 bytes (b"caf\xe9") in a UTF-8 locale: Python decodes them to a lone surrogate, which the gateway
+        # refuses in a token.
+        (["--workspace", "caf\udce9", "--permissions", "payments:admin"], "argument --workspace: is not valid UTF-8"),
+        (["--workspace", "ws", "--permissions", "payments:admin", "--sub", "\udcff"], "argument --sub: is not valid"),
     ],
 )
 def test_a_token_the_gateway_would_refuse_is_not_minted(tmp_path: Path, arguments: list[str], refusal: str) -> None:
@@ -29,12 +33,12 @@ def test_a_token_the_gateway_would_refuse_is_not_minted(tmp_path: Path, argument
 
 
 def test_a_token_carries_what_was_asked(tmp_path: Path) -> None:
-    arguments = ["--workspace", "ws_1", "--permissions", "payments:admin, customer:read", "--ttl", "60"]
+    arguments = ["--workspace", "ws_café", "--permissions", "payments:admin, customer:read", "--ttl", "60"]
     ran = run_ops(tmp_path, "token", "create", *arguments, PAYMENTS_JWT_SECRET=JWT_SECRET)
     assert ran.status == 0, ran.stderr
     claims = jwt.decode(ran.stdout.strip(), JWT_SECRET, algorithms=["HS256"])
     assert (claims["workspace"], claims["permissions"], claims["exp"] - claims["iat"]) == (
-        "ws_1",
+        "ws_café",
         ["payments:admin", "customer:read"],
         60,
     )

@@ -1,8 +1,9 @@
 """Bearer-token authentication (PyJWT, HS256 pinned) and the route permissions of API.md.
 
 A token must carry `exp`, `sub`, `workspace` and `permissions` (a list of strings); `iss`/`aud` are checked when
-configured. Any failure is 401 `authentication_error` without saying more than needed (and never echoing the
-token); a valid token without the route's permission is 403 `permission_error`.
+configured. Those strings must be valid Unicode (no lone surrogate): they reach the event store, ids and read
+models, none of which can write one as UTF-8. Any failure is 401 `authentication_error` without saying more than
+needed (and never echoing the token); a valid token without the route's permission is 403 `permission_error`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Final
 
 import jwt
 from payments_shared.errors import ApiError
+from payments_shared.unicode_text import is_encodable
 from starlette.datastructures import Headers
 
 ALGORITHMS = ["HS256"]  # pinned: never taken from the token, never `none`
@@ -110,4 +112,6 @@ def _principal_from(claims: dict[str, Any]) -> Principal:
         raise unauthenticated("The token has no workspace claim.")
     if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
         raise unauthenticated("The token's permissions claim must be a list of strings.")
+    if not all(is_encodable(text) for text in (actor, workspace, *permissions)):
+        raise unauthenticated("The token's sub, workspace and permissions must be valid Unicode.")
     return Principal(actor=actor, workspace=workspace, permissions=frozenset(permissions))

@@ -9,6 +9,7 @@ from typing import Any
 
 import jwt
 from payments_shared.settings import JwtSettings, load
+from payments_shared.unicode_text import is_encodable
 
 PERMISSION = re.compile(r"[a-z]+:[a-z*]+")
 
@@ -16,18 +17,21 @@ PERMISSION = re.compile(r"[a-z]+:[a-z*]+")
 def register(commands: Any) -> None:
     token = commands.add_parser("token", help="bearer tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="mint a token; prints only the token")
-    create.add_argument("--workspace", required=True, type=non_empty)
+    create.add_argument("--workspace", required=True, type=claim_text)
     create.add_argument(
         "--permissions", required=True, type=permission_list, help="comma-separated, e.g. payments:admin,customer:read"
     )
-    create.add_argument("--sub", default="payments-ops", type=non_empty)
+    create.add_argument("--sub", default="payments-ops", type=claim_text)
     create.add_argument("--ttl", type=positive_seconds, default=3600, help="seconds until it expires (default 3600)")
     create.set_defaults(run=create_token)
 
 
-def non_empty(value: str) -> str:
+def claim_text(value: str) -> str:
+    """A `--workspace` or `--sub`: not empty, and UTF-8 (bytes that are not decode to lone surrogates)."""
     if not value.strip():
         raise argparse.ArgumentTypeError("must not be empty (the gateway refuses a token without it)")
+    if not is_encodable(value):
+        raise argparse.ArgumentTypeError("is not valid UTF-8 text (the gateway refuses a token holding it)")
     return value
 
 

@@ -1,0 +1,22 @@
+"""Text that UTF-8 can carry. A Python str may hold a lone surrogate (JSON's `"\\ud800"`, or bytes decoded with
+`surrogateescape`), which every UTF-8 encoder refuses: the event store, the read models and the response
+renderers all fail on one. Client text holding one is refused where it enters; text echoed back in an error has
+them replaced, so that rendering the error cannot fail."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")  # in a str, any surrogate is a lone one
+REPLACEMENT_CHARACTER: Final = "\ufffd"
+
+
+def is_encodable(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8 (holds no lone surrogate)."""
+    return _LONE_SURROGATE.search(text) is None
+
+
+def encodable(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD."""
+    return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text)
