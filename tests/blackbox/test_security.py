@@ -1,5 +1,5 @@
-"""Authentication and authorisation over a real socket: forged, unsigned, expired and incomplete tokens → 401;
-each route without its permission → 403; another workspace's transaction → 404 on every route."""
+"""Authentication and authorisation over a real socket: forged, unsigned, expired, incomplete and ill-typed tokens
+→ 401; each route without its permission → 403; another workspace's transaction → 404 on every route."""
 
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ def bad_tokens(workspace: str) -> dict[str, str | None]:
             {"sub": "mallory", "permissions": ["payments:admin"], "exp": now + 600}, JWT_SECRET, algorithm="HS256"
         ),
         "tampered payload": _tampered(mint_token(workspace, permissions=[])),
+        # A NumericDate is a JSON number; PyJWT alone takes whatever int() takes.
+        "exp a numeric string": jwt.encode({**claims, "exp": str(now + 600)}, JWT_SECRET, algorithm="HS256"),
+        "nbf a boolean": mint_token(workspace, nbf=True),
+        "iat a numeric string": mint_token(workspace, iat=str(now)),
         # Lone surrogates: text that UTF-8 (the event store, the read models) cannot carry.
         "workspace not unicode": mint_token(f"{workspace}\udc00"),
         "sub not unicode": mint_token(workspace, sub="caf\udce9"),

@@ -2,8 +2,9 @@
 
 A token must carry `exp`, `sub`, `workspace` and `permissions` (a list of strings); `iss`/`aud` are checked when
 configured. Those strings must be valid Unicode (no lone surrogate): they reach the event store, ids and read
-models, none of which can write one as UTF-8. Any failure is 401 `authentication_error` without saying more than
-needed (and never echoing the token); a valid token without the route's permission is 403 `permission_error`.
+models, none of which can write one as UTF-8. `exp`, `nbf` and `iat` must be JSON numbers (RFC 7519's NumericDate).
+Any failure is 401 `authentication_error` without saying more than needed (and never echoing the token); a valid
+token without the route's permission is 403 `permission_error`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.datastructures import Headers
 ALGORITHMS = ["HS256"]  # pinned: never taken from the token, never `none`
 ADMIN_PERMISSION = "payments:admin"
 VERIFIED_TOKENS_KEPT: Final = 1024
+NUMERIC_DATES: Final = ("exp", "nbf", "iat")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,16 @@ class TokenVerifier:
             raise unauthenticated("The token has expired.") from None
         except jwt.InvalidTokenError:
             raise unauthenticated("Invalid bearer token.") from None
+        _check_numeric_dates(claims)
         return claims
+
+
+def _check_numeric_dates(claims: dict[str, Any]) -> None:
+    """PyJWT takes any value int() accepts (`"exp": "1795778135"`, `true`); a NumericDate is a JSON number."""
+    for name in NUMERIC_DATES:
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise unauthenticated(f"The token's {name} claim must be a number.")
 
 
 def authorization_header(headers: Headers) -> str | None:
