@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+from payments_shared.unicode_text import encodable
+
+MAX_ECHOED_NAME: Final = 100
 
 STATUS_BY_TYPE = {
     "invalid_request_error": 400,
@@ -60,3 +64,9 @@ def not_found(what: str, param: str | None = "id") -> ApiError:
 
 def conflict(message: str, code: str = "conflict") -> ApiError:
     return ApiError("conflict", message, code=code)
+
+
+def echoed(name: str) -> str:
+    """A client's field or parameter name as an error echoes it: a 100 kB name is not sent back whole (twice),
+    and a lone surrogate in it becomes U+FFFD."""
+    return encodable(name if len(name) <= MAX_ECHOED_NAME else f"{name[:MAX_ECHOED_NAME]}…")

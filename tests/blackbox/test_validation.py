@@ -311,3 +311,22 @@ def test_a_huge_unknown_key_is_not_echoed_whole(api: Api) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "k" * 100 + "…"
     assert len(response.content) < 1_000
+
+
+def post_raw(api: Api, route: str, raw: bytes, token: str | None = None) -> httpx.Response:
+    headers = {**api.headers(token), "Content-Type": "application/json"}
+    return api.http.post(f"{API}/{route}", content=raw, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("route", "raw"),
+    [
+        ("refund", b'{"transaction_id": "x", "\\udfff": 1, "\\udfff": 2}'),
+        ("charge", CHARGE_HEAD + b', "metadata": {"\\ud800": "x", "\\ud800": "y"}}'),
+    ],
+)
+def test_a_key_twice_that_is_not_unicode_is_refused_naming_it(api: Api, route: str, raw: bytes) -> None:
+    # The error echoed the key, a lone surrogate that the JSON renderer could not encode: a 500.
+    response = post_raw(api, route, raw)
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_json", "\ufffd")

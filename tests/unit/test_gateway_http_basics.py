@@ -1,5 +1,6 @@
 """The shared HTTP pieces (payments_shared.http) on a small app: body-size limit on declared and streamed
-bodies, API.md's error shape for FastAPI's own errors and for unexpected exceptions, correlation ids, readiness."""
+bodies, API.md's error shape for FastAPI's own errors and for unexpected exceptions, errors that always render,
+correlation ids, readiness."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from payments_shared.errors import invalid
 from payments_shared.http import health
 from payments_shared.http.body_limit import MAX_BODY_BYTES, BodySizeLimit
 from payments_shared.http.correlation import CorrelationIdMiddleware
@@ -38,6 +40,10 @@ def small_app() -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret detail 4242424242424242")
+
+    @app.get("/unencodable")
+    async def unencodable() -> None:
+        raise invalid("Unknown parameter \udfff.", param="\ud800")  # client text, lone surrogates included
 
     @app.get("/whoami")
     async def whoami() -> dict[str, str | None]:
@@ -87,6 +93,17 @@ async def test_unexpected_error_is_a_generic_500(client: httpx.AsyncClient, capl
     assert response.json()["error"]["message"] == "An unexpected error occurred."
     assert "secret detail" not in response.text
     assert "Traceback" not in response.text
+
+
+async def test_an_error_echoing_text_utf8_cannot_carry_still_renders(client: httpx.AsyncClient) -> None:
+    response = await client.get("/unencodable")
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "type": "invalid_request_error",
+        "code": "invalid_request_error",
+        "message": "Unknown parameter \ufffd.",
+        "param": "\ufffd",
+    }
 
 
 async def test_path_validation_error_is_400_naming_the_param(client: httpx.AsyncClient) -> None:

@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from payments_shared.carddata import contains_card_number
-from payments_shared.errors import ApiError, invalid
-from payments_shared.http.errors import api_error_from_validation, shortened
+from payments_shared.errors import ApiError, echoed, invalid
+from payments_shared.http.errors import api_error_from_validation
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -57,7 +57,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     except _DuplicateKey as duplicate:
         if contains_card_number(duplicate.key):
             raise raw_card_data_error() from None
-        key = shortened(duplicate.key)
+        key = echoed(duplicate.key)
         raise invalid(f"The key {key} appears twice in one object.", param=key, code="invalid_json") from None
     except RecursionError:  # the parser nests one Python call per level: a few hundred levels exhaust it
         raise invalid("The JSON in the request body is nested too deeply.", code="invalid_json") from None

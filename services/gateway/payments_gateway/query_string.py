@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from payments_shared.carddata import contains_card_number
-from payments_shared.errors import invalid
-from payments_shared.http.errors import shortened
+from payments_shared.errors import echoed, invalid
 
 from payments_gateway.body import raw_card_data_error
 
@@ -18,7 +17,7 @@ def refuse_query_parameters(request: Request) -> None:
         return
     if any(contains_card_number(name) or contains_card_number(value) for name, value in parameters):
         raise raw_card_data_error()
-    name = shortened(parameters[0][0])
+    name = echoed(parameters[0][0])
     raise invalid(
         f"Received unknown parameter: {name} (this route takes no query parameters; send them in the JSON body)",
         param=name,

@@ -3,10 +3,12 @@
 `install_error_handlers(app)` maps: ApiError → its status and body; request validation (FastAPI's 422) → 400
 naming the field; unknown route/method (404/405) → the same shape; anything unexpected → a generic 500 with the
 exception logged (the log formatter scrubs card data and secrets), never a stack trace in the response.
+Rendering an error cannot fail: a name a client sent is echoed cut short and with lone surrogates replaced.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from payments_shared.errors import ApiError, invalid
+from payments_shared.errors import ApiError, echoed, invalid
+from payments_shared.unicode_text import encodable
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +29,17 @@ INTERNAL_ERROR_BODY = {
 }
 
 
+class ErrorJSONResponse(JSONResponse):
+    """Starlette's JSONResponse, but text UTF-8 cannot carry (a lone surrogate in something a client sent) is
+    replaced instead of failing the response."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return encodable(text).encode("utf-8")
+
+
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers={**error.headers(), **(headers or {})})
-
-
-MAX_ECHOED_NAME = 100
-
-
-def shortened(name: str) -> str:
-    """A client's field name as an error echoes it: a 100 kB key is not sent back whole (twice)."""
-    return name if len(name) <= MAX_ECHOED_NAME else f"{name[:MAX_ECHOED_NAME]}…"
+    return ErrorJSONResponse(error.body(), status_code=error.status, headers={**error.headers(), **(headers or {})})
 
 
 def param_from_loc(loc: Sequence[int | str], data: Any, missing: bool = False) -> str | None:
@@ -48,10 +52,10 @@ def param_from_loc(loc: Sequence[int | str], data: Any, missing: bool = False) -
         last = index == len(loc) - 1
         if isinstance(current, dict):
             if part in current:
-                parts.append(shortened(str(part)))
+                parts.append(echoed(str(part)))
                 current = current[part]
             elif last and missing:
-                parts.append(shortened(str(part)))
+                parts.append(echoed(str(part)))
         elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
             parts.append(str(part))
             current = current[part]
