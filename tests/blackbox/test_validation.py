@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.blackbox.server import API, Api, Server, mint_token
+from tests.blackbox.server import API, EVERY_PERMISSION, Api, Server, mint_token
 
 VALID = {"amount": 1099, "currency": "usd", "payment_method": "pm_card_visa"}
 MIB = 1024 * 1024
@@ -330,3 +330,35 @@ def test_a_key_twice_that_is_not_unicode_is_refused_naming_it(api: Api, route: s
     response = post_raw(api, route, raw)
     assert response.status_code == 400, response.text
     assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_json", "\ufffd")
+
+
+SUBSCRIPTION_HEAD = b'{"customer_id": "cus_x", "amount": 100, "currency": "usd", "interval": "month"'
+
+
+@pytest.mark.parametrize(
+    ("route", "raw", "param"),
+    [
+        # JSON's \ud800 escape (and CESU-8 bytes) decode to a lone surrogate, which no store or read model can write.
+        ("charge", CHARGE_HEAD + b', "description": "\\ud800"}', "description"),
+        ("charge", CHARGE_HEAD + b', "description": "\xed\xa0\x80"}', "description"),
+        ("charge", CHARGE_HEAD + b', "metadata": {"order": "\\udfff"}}', "metadata.order"),
+        ("charge", CHARGE_HEAD + b', "metadata": {"\\ud800": "x"}}', "metadata.\ufffd"),
+        ("charge", CHARGE_HEAD + b', "\\ud800": 1}', "\ufffd"),
+        ("refund", b'{"transaction_id": "txn_\\udc00"}', "transaction_id"),
+        ("customers", b'{"email": "a\\ud800@example.com"}', "email"),
+        ("customers", b'{"email": "a@example.com", "name": "\\udc00"}', "name"),
+        ("customers", b'{"email": "a@example.com", "metadata": {"\\udc00": "x"}}', "metadata.\ufffd"),
+        ("subscriptions", SUBSCRIPTION_HEAD + b', "metadata": {"k": "\\ud800"}}', "metadata.k"),
+    ],
+)
+def test_text_that_is_not_unicode_is_refused_naming_the_field(api: Api, route: str, raw: bytes, param: str) -> None:
+    response = post_raw(api, route, raw, mint_token(api.workspace, EVERY_PERMISSION))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
+
+
+def test_a_surrogate_pair_is_one_character_and_accepted(api: Api) -> None:
+    response = post_raw(api, "charge", CHARGE_HEAD + b', "description": "\\ud83d\\ude00"}')
+    assert response.status_code == 201, response.text
+    assert response.json()["description"] == "\U0001f600"

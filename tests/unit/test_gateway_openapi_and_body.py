@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from payments_gateway.app import create_app
-from payments_gateway.body import find_card_number, parse_json_object
+from payments_gateway.body import find_card_number, find_unencodable_text, parse_json_object
 from payments_gateway.settings import GatewaySettings
 from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.errors import ApiError
@@ -116,3 +116,16 @@ def test_the_card_guard_says_where_it_found_a_number_without_naming_it(
     body: dict[str, object], path: tuple[str, ...] | None
 ) -> None:
     assert find_card_number(body) == path
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (nested(20_000, "a\ud800"), ("0", "k") * 10_000),  # far past the recursion limit
+        ({"metadata": {"note": ["ok", "\udfff"]}}, ("metadata", "note", "1")),
+        ({"m": {"\udc00": {"note": "\ud800"}}}, ("m", "\udc00")),  # a key: named, and never passed through
+        ({"description": "\U0001f600", "n": 1, "flag": True, "none": None}, None),
+    ],
+)
+def test_text_that_is_not_unicode_is_found_at_any_depth(body: object, path: tuple[str, ...] | None) -> None:
+    assert find_unencodable_text(body) == path
