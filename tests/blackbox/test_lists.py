@@ -264,3 +264,26 @@ def test_in_services_mode_the_transactions_worker_answers_the_list(services_serv
         rest = list_page(http, token, "transactions", limit=2, starting_after=made[1]["id"]).json()
         assert ([t["id"] for t in rest["data"]], rest["has_more"]) == ([made[0]["id"]], False)
     assert (services_server.data_dir / "readmodels.db").exists()
+
+
+@pytest.mark.parametrize("kind", ["transactions", "customers", "subscriptions"])
+@pytest.mark.parametrize(
+    "query",
+    ["4242424242424242=1", "customer_id=4242424242424242", "email=4242-4242-4242-4242", "note=4242+4242+4242+4242"],
+)
+def test_a_card_number_in_a_list_query_is_card_data_and_never_echoed(http: httpx.Client, kind: str, query: str) -> None:
+    token = mint_token(new_workspace(), READ_ALL)
+    response = http.get(f"{API}/{kind}?{query}", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error.get("param")) == ("raw_card_data", None)
+    assert "4242" not in response.text
+
+
+@pytest.mark.parametrize("kind", ["transactions", "customers", "subscriptions"])
+def test_a_huge_unknown_parameter_is_not_echoed_whole(http: httpx.Client, kind: str) -> None:
+    token = mint_token(new_workspace(), READ_ALL)
+    response = http.get(f"{API}/{kind}?{'k' * 50_000}=1", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "k" * 100 + "…"
+    assert len(response.content) < 1_000

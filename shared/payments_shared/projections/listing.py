@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from payments_shared.errors import ApiError, invalid
+from payments_shared.errors import ApiError, echoed, invalid
 from payments_shared.messages import Command, Reply
 from payments_shared.projections.readmodel import ListQuery, ReadModel, UnknownCursor, epoch_us
 from payments_shared.timestamps import unix_seconds_iso
@@ -36,7 +36,7 @@ def parse_query(spec: ListSpec, workspace: str, params: Mapping[str, str]) -> Li
         allowed |= {"created_gte", "created_lt"}
     for name in params:
         if name not in allowed:
-            raise invalid(f"Unknown parameter {name!r}.", param=name)
+            raise invalid(f"Unknown parameter {echoed(name)!r}.", param=echoed(name))
     status = params.get("status")
     if status is not None and status not in spec.statuses:
         raise invalid(f"status must be one of {', '.join(spec.statuses)}.", param="status")

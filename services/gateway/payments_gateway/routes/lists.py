@@ -1,9 +1,10 @@
 """The list routes: transactions, customers, subscriptions — Stripe-style pages from the owning worker's
 projection (`{"object": "list", "data", "has_more", "url", "projection_position"}`).
 
-The gateway keeps no state: it forwards the query string untouched as a `list_*` query to the worker that owns
-the objects, which answers from its read model (payments_shared.projections) and checks the parameters there
-(400 naming the parameter). Lists are newest first (`created_at`, then `id`, descending), scoped to the
+The gateway keeps no state: it refuses card data and bytes that are not UTF-8 in the query string (as on every
+route, payments_gateway.query_string), and forwards the parameters as a `list_*` query to the worker that owns
+the objects, which answers from its read model (payments_shared.projections) and checks them there (400 naming
+the parameter). Lists are newest first (`created_at`, then `id`, descending), scoped to the
 token's workspace, and may lag a write by a moment: `projection_position` is the event-store position the page
 reflects (a write is listed once its events' positions are at or below it).
 """
@@ -14,11 +15,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from payments_shared.errors import invalid
+from payments_shared.errors import echoed, invalid
 from payments_shared.messages import BILLING_QUEUE, TRANSACTIONS_QUEUE
 
 from payments_gateway.commands import query, send
 from payments_gateway.context import Authorized, Bucket, Caller
+from payments_gateway.query_string import query_parameters
 from payments_gateway.rpc import WorkerTimeout, unavailable
 
 PREFIX = "/api/v1/payments"
@@ -46,9 +48,9 @@ def _documented(*parameters: dict[str, Any]) -> dict[str, Any]:
 
 async def _list(request: Request, caller: Caller, queue: str, kind: str) -> Response:
     params: dict[str, str] = {}
-    for key, value in request.query_params.multi_items():
+    for key, value in query_parameters(request):
         if key in params:
-            raise invalid(f"{key} is given more than once.", param=key)
+            raise invalid(f"{echoed(key)} is given more than once.", param=echoed(key))
         params[key] = value
     try:
         command = query(caller.principal, f"list_{kind}", {"params": params})
