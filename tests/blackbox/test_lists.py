@@ -287,3 +287,15 @@ def test_a_huge_unknown_parameter_is_not_echoed_whole(http: httpx.Client, kind: 
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "k" * 100 + "…"
     assert len(response.content) < 1_000
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [("email=%ED%A0%80", "email"), ("email=caf%E9", "email"), ("%ED%A0%80=1", "\ufffd" * 3)],
+)
+def test_a_parameter_that_is_not_utf8_is_400_naming_it(http: httpx.Client, query: str, param: str) -> None:
+    # Starlette reads such bytes as U+FFFD: the list quietly filtered on text the client never sent.
+    token = mint_token(new_workspace(), READ_ALL)
+    response = http.get(f"{API}/customers?{query}", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
