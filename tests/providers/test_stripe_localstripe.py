@@ -324,10 +324,44 @@ async def test_subscription_with_a_trial_and_a_new_default_payment_method(
 
     assert created.outcome is Outcome.APPROVED
     default = created.details["default_payment_method"]
-    customer = await stripe_object(localstripe, f"/v1/customers/{bare.reference}")
-    assert customer["invoice_settings"]["default_payment_method"] == default
     subscription = await stripe_object(localstripe, f"/v1/subscriptions/{created.reference}")
+    assert subscription["default_payment_method"] == default
+    customer = await stripe_object(localstripe, f"/v1/customers/{bare.reference}")
+    assert customer["invoice_settings"]["default_payment_method"] is None  # the subscription's own, not the customer's
     assert subscription["trial_period_days"] == 14
     assert (created.details["interval"], created.details["interval_count"]) == ("week", 2)
     # Stripe answers `trialing` here; localstripe leaves a trial subscription `incomplete` (it never bills it).
     assert created.details["status"] in ("trialing", "incomplete")
+
+
+async def test_a_subscriptions_payment_method_bills_that_subscription_only(
+    stripe_provider: StripeProvider, localstripe: str
+) -> None:
+    """Stripe's subscription-level default_payment_method: the customer's invoice default, which its other
+    subscriptions bill, stays as it was. Here the new card attaches but every charge of it fails."""
+    owner = await stripe_provider.create_customer(
+        CustomerRequest("cmd-owner", email="two@example.com", payment_method="pm_card_visa")
+    )
+    assert owner.reference is not None
+    visa = owner.details["default_payment_method"]
+    failing = await stripe_post(
+        localstripe,
+        "/v1/payment_methods",
+        {**THREE_D_SECURE_METHOD, "card[number]": "4000000000000341"},
+    )
+
+    first = await stripe_provider.create_subscription(
+        SubscriptionRequest("cmd-sub-a", owner.reference, 1000, "usd", "month", 1, quantity=1)
+    )
+    second = await stripe_provider.create_subscription(
+        SubscriptionRequest(
+            "cmd-sub-b", owner.reference, 2000, "usd", "month", 1, quantity=1, payment_method=failing["id"]
+        )
+    )
+
+    customer = await stripe_object(localstripe, f"/v1/customers/{owner.reference}")
+    assert customer["invoice_settings"]["default_payment_method"] == visa
+    assert first.details["status"] == "active"
+    assert second.details["status"] == "incomplete"  # its first invoice was charged to its own card, and failed
+    subscription = await stripe_object(localstripe, f"/v1/subscriptions/{second.reference}")
+    assert (subscription["default_payment_method"], subscription["status"]) == (failing["id"], "incomplete")

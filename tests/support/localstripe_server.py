@@ -4,7 +4,10 @@ Run as a script (`python tests/support/localstripe_server.py --port N`) it is lo
 - no state file: localstripe pickles its whole store to /tmp/localstripe.pickle after every write, a path shared
   by every run on the machine (and by other users); we keep the state in memory only.
 - it accepts `allowed_payment_method_types`, the name Stripe API version 2026-09-30 and later (the version our
-  SDK pins) gives to what localstripe still calls `payment_method_types`. Nothing else is taught to it.
+  SDK pins) gives to what localstripe still calls `payment_method_types`.
+- a subscription takes its own `default_payment_method`, and its invoices are paid with it before the
+  customer's `invoice_settings.default_payment_method`, as Stripe documents for that parameter.
+Nothing else is taught to it.
 """
 
 from __future__ import annotations
@@ -108,6 +111,33 @@ def _adjust_localstripe() -> None:
         return create_intent(cls, **data)
 
     resources.PaymentIntent._api_create = classmethod(create_with_allowed_types)
+    _teach_subscription_default_payment_method(resources)
+
+
+def _teach_subscription_default_payment_method(resources: Any) -> None:
+    create_subscription = resources.Subscription.__init__
+    pay_invoice = resources.Invoice._api_pay_invoice.__func__
+
+    def create_with_default_method(self: Any, default_payment_method: Any = None, **data: Any) -> None:
+        self.default_payment_method = default_payment_method  # set first: the first invoice is paid in __init__
+        create_subscription(self, **data)
+
+    def pay_with_the_subscriptions_method(cls: Any, id: str) -> Any:
+        invoice = resources.Invoice._api_retrieve(id)
+        subscription = resources.Subscription._api_retrieve(invoice.subscription) if invoice.subscription else None
+        method = getattr(subscription, "default_payment_method", None)
+        if not method:
+            return pay_invoice(cls, id)
+        customer = resources.Customer._api_retrieve(invoice.customer)
+        kept = customer.invoice_settings
+        customer.invoice_settings = {**kept, "default_payment_method": method}
+        try:
+            return pay_invoice(cls, id)
+        finally:
+            customer.invoice_settings = kept
+
+    resources.Subscription.__init__ = create_with_default_method
+    resources.Invoice._api_pay_invoice = classmethod(pay_with_the_subscriptions_method)
 
 
 if __name__ == "__main__":

@@ -268,17 +268,13 @@ class StripeProvider:
                     )
                 )
             item = await self._new_item(request, created)
+            params: SubscriptionCreateParams = {"customer": customer, "items": [item]}
             if request.payment_method is not None:
                 default = await self._attach(customer, request.payment_method, request.idempotency_key)
                 created["default_payment_method"] = default
-                # The customer's invoice default, which the subscription bills (localstripe lacks the
-                # subscription-level default_payment_method; Stripe uses this one when that is unset).
-                await self._v1.customers.update_async(
-                    customer,
-                    {"invoice_settings": {"default_payment_method": default}},
-                    _once(f"{request.idempotency_key}:default"),
-                )
-            params: SubscriptionCreateParams = {"customer": customer, "items": [item]}
+                # This subscription's own: the customer's invoice default, which its other subscriptions bill,
+                # stays as it is.
+                params["default_payment_method"] = default
             if request.trial_days:
                 params["trial_period_days"] = request.trial_days
             if request.metadata:
