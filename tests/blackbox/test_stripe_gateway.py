@@ -214,6 +214,27 @@ def test_deleting_a_customer_cancels_its_subscription_at_stripe_first(client: ht
     assert held["status"] == "canceled"
 
 
+def test_a_subscription_whose_card_is_refused_as_it_is_attached_is_a_card_error(
+    client: httpx.Client, localstripe: str
+) -> None:
+    """No subscription exists at Stripe: nothing to record, to cancel, or to stop the customer's deletion."""
+    customer = created(client.post("/customers", json={"email": "att@example.com", "payment_method": "pm_card_visa"}))
+    refused = httpx.post(
+        f"{localstripe}/v1/payment_methods",
+        data={**THREE_D_SECURE_METHOD, "card[number]": "4000000000000002"},
+        headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+    ).json()
+    body = {"customer_id": customer["id"], "amount": 300, "currency": "usd", "interval": "month"}
+
+    response = client.post("/subscriptions", json={**body, "payment_method": refused["id"]})
+
+    assert response.status_code == 402, response.text
+    assert (response.json()["error"]["type"], response.json()["error"]["code"]) == ("card_error", "card_declined")
+    held = stripe_get(localstripe, "/v1/subscriptions", customer=customer["provider_reference"]).json()
+    assert held["data"] == []
+    assert created(client.delete(f"/customers/{customer['id']}"), 200)["deleted"] is True
+
+
 def test_repeated_charge_makes_one_payment_intent(client: httpx.Client, localstripe: str) -> None:
     key = new_key()
     first = client.post("/charge", json={"amount": 500, "currency": "usd", "payment_method": "pm_card_visa"},

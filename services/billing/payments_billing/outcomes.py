@@ -45,5 +45,8 @@ def require_success(provider: str, result: ProviderResult) -> ProviderResult:
 
 
 def starts_incomplete(result: ProviderResult) -> bool:
-    """A subscription whose first invoice was declined or needs authentication exists, `incomplete`."""
-    return result.outcome in (Outcome.DECLINED, Outcome.REQUIRES_ACTION) and not result.details.get("invalid_param")
+    """A subscription whose first invoice was declined or needs authentication exists, `incomplete`. A decline
+    before the provider made one (the card refused as it was attached) is the client's card error: no reference,
+    nothing to record."""
+    declined = result.outcome in (Outcome.DECLINED, Outcome.REQUIRES_ACTION)
+    return declined and result.reference is not None and not result.details.get("invalid_param")
