@@ -214,6 +214,18 @@ def test_deleting_a_customer_cancels_its_subscription_at_stripe_first(client: ht
     assert held["status"] == "canceled"
 
 
+def test_a_field_put_to_null_is_emptied_at_stripe_too(client: httpx.Client, localstripe: str) -> None:
+    """Otherwise the next customer.updated webhook, which re-reads the customer from Stripe, brings it back."""
+    body = {"email": "nul@example.com", "name": "Ada", "phone": "+15555550100", "description": "kept"}
+    customer = created(client.post("/customers", json=body))
+
+    updated = created(client.put(f"/customers/{customer['id']}", json={"name": None, "phone": None}), 200)
+
+    assert (updated["name"], updated["phone"], updated["description"]) == (None, None, "kept")
+    held = stripe_get(localstripe, f"/v1/customers/{customer['provider_reference']}").json()
+    assert (held["name"] or None, held["phone"] or None, held["description"]) == (None, None, "kept")
+
+
 def test_a_subscription_whose_card_is_refused_as_it_is_attached_is_a_card_error(
     client: httpx.Client, localstripe: str
 ) -> None:

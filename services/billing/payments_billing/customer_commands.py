@@ -44,6 +44,9 @@ def customer_request(call: Call) -> CustomerRequest:
     return request_of(call.command_id, call.payload)
 
 
+CLEARABLE = ("name", "phone", "description")  # the customer fields a PUT may set to null
+
+
 def request_of(command_id: str, payload: Mapping[str, Any]) -> CustomerRequest:
     return CustomerRequest(
         idempotency_key=command_id,
@@ -53,6 +56,7 @@ def request_of(command_id: str, payload: Mapping[str, Any]) -> CustomerRequest:
         description=payload.get("description"),
         metadata=string_map(payload.get("metadata")),
         payment_method=payment_method(payload.get("payment_method")),
+        cleared=frozenset(name for name in CLEARABLE if name in payload and payload[name] is None),
     )
 
 

@@ -105,6 +105,7 @@ class CustomerRequest:
     description: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     payment_method: PaymentMethod | None = None
+    cleared: frozenset[str] = frozenset()  # on an update: the fields sent as null, to be emptied at the provider
 
 
 @dataclass(frozen=True)

@@ -424,6 +424,7 @@ def _customer_fields(request: CustomerRequest) -> dict[str, Any]:
         "description": request.description,
     }
     present = {key: value for key, value in fields.items() if value is not None}
+    present.update({key: "" for key in request.cleared})  # Stripe empties a field sent as ""
     if request.metadata:
         present["metadata"] = dict(request.metadata)
     return present
