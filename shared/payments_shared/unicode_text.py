@@ -6,7 +6,7 @@ them replaced, so that rendering the error cannot fail."""
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")  # in a str, any surrogate is a lone one
 REPLACEMENT_CHARACTER: Final = "\ufffd"
@@ -20,3 +20,19 @@ def is_encodable(text: str) -> bool:
 def encodable(text: str) -> str:
     """`text` with each lone surrogate replaced by U+FFFD."""
     return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text)
+
+
+def holds_unencodable(value: Any) -> bool:
+    """Whether any string or object key inside parsed JSON `value` holds a lone surrogate."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not is_encodable(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

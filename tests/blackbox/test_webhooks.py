@@ -206,6 +206,8 @@ def test_an_oversize_chunked_body_is_413(client: httpx.Client) -> None:
         json.dumps({**json.loads(stripe_event()), "created": 10**20}).encode(),
         json.dumps({**json.loads(stripe_event()), "created": 253_402_300_800}).encode(),
         json.dumps({**json.loads(stripe_event()), "created": -1}).encode(),
+        # text no UTF-8 can carry (a lone surrogate): it could be neither stored nor shown (was a 500)
+        stripe_event().replace(b'"object": "payment_intent"', b'"object": "payment_intent", "description": "\\ud800"'),
     ],
 )
 def test_a_signed_body_that_is_not_a_stripe_event_is_400(client: httpx.Client, body: bytes) -> None:
@@ -229,6 +231,7 @@ def with_event_date(event_date: str) -> bytes:
         # dates its offset moves out of the calendar (were a 500)
         with_event_date("0001-01-01T00:00:00+05:00"),
         with_event_date("9999-12-31T23:59:59.1234567-05:00"),
+        authnet_event().replace(b'"eventType"', b'"\\udc00": 1, "eventType"'),
     ],
 )
 def test_a_signed_body_that_is_not_an_authnet_notification_is_400(client: httpx.Client, body: bytes) -> None:
