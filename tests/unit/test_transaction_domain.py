@@ -348,10 +348,18 @@ def test_a_failed_refund_frees_its_amount() -> None:
     assert (state.status, state.refundable) == (S.CAPTURED, 1000)
 
 
-def test_nothing_left_to_refund_is_refused() -> None:
-    with pytest.raises(DomainError) as raised:
-        decisions.request_refund(in_status(S.REFUNDED).state, "cmd_x", "re_x", None, None, "msg", None)
-    assert "refunded" in raised.value.message
+def test_nothing_left_to_refund_is_refused_with_stripes_code_whether_refunds_are_done_or_pending() -> None:
+    """Stripe's charge_already_refunded, the same whether the refunds that took it all are done or still pending
+    (a client refunding twice at once must not see two codes)."""
+    refunded = History("charge", 1000).approve()
+    refunded.refund()
+    taken_by_pending = History("charge", 1000).approve()
+    taken_by_pending.refund(finish=False)
+    for state in (refunded.state, taken_by_pending.state):
+        with pytest.raises(DomainError) as raised:
+            decisions.request_refund(state, "cmd_x", "re_x", None, None, "msg", None)
+        assert raised.value.code == "charge_already_refunded"
+        assert "refund" in raised.value.message
 
 
 def test_a_partially_captured_payment_refunds_only_what_was_captured() -> None:

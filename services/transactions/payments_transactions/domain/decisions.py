@@ -135,6 +135,8 @@ def request_refund(
     fingerprint: str | None,
 ) -> DomainEvent:
     """Refund all that remains refundable (default) or less; refunds still pending count as refunded."""
+    if transaction.status is Status.REFUNDED:
+        raise DomainError("This transaction has already been refunded in full.", code="charge_already_refunded")
     _require_move(transaction, Status.REFUNDED, "refunded")
     if transaction.dispute is not None and transaction.dispute.get("status") in DISPUTE_BLOCKS_REFUNDS:
         raise DomainError(
