@@ -375,6 +375,25 @@ async def test_a_payment_without_its_token_never_made_fails_once_it_cannot_have_
     assert "createTransactionRequest" not in authnet_server.state.requests
 
 
+async def test_a_refund_redriven_after_the_duplicate_window_is_found_not_made_twice(authnet, authnet_server):
+    """A refund whose answer was lost, re-driven by another worker past Authorize.net's 8-hour duplicate window
+    (a dead letter requeued the next day): Authorize.net would take it again. It is found in its batch first."""
+    charged = await authnet.pay(payment("cmd-charge-late", "tok-late"))
+    authnet_server.settle()
+    original = ref_of(charged, 1099, 1099)
+    refunded = await authnet.refund(original, 500, "cmd-refund-late", None)  # its answer is lost with the worker
+    authnet_server.settle()
+    nine_hours_s = 9 * 3600
+    server_transaction(authnet_server, refunded).submitted -= nine_hours_s
+    second = fresh_adapter(authnet_server)
+
+    again = await second.refund(original, 500, "cmd-refund-late", None, earlier_attempt_at=minutes_ago(9 * 60))
+
+    assert again.outcome is Outcome.APPROVED and again.reference == refunded.reference
+    assert len(authnet_server.state.payments_with_invoice(reference_for("cmd-refund-late"))) == 1
+    await second.close()
+
+
 async def test_ambiguous_capture_checks_the_transaction(authnet, authnet_server):
     authorized = await authnet.pay(payment("cmd-auth-c", "tok-auth-c", capture=False))
     authnet_server.fail_next("drop")

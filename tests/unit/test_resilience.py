@@ -11,6 +11,7 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -62,7 +63,12 @@ class ScriptedProvider:
         raise NotImplementedError
 
     async def refund(
-        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+        self,
+        payment: PaymentRef,
+        amount: int,
+        idempotency_key: str,
+        reason: str | None,
+        earlier_attempt_at: datetime | None = None,
     ) -> ProviderResult:
         raise NotImplementedError
 

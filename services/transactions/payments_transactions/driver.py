@@ -69,9 +69,11 @@ class OperationDriver:
         metadata: Callable[[], Mapping[str, Any]],
         method: PaymentMethod | None = None,
         known: list[RecordedEvent] | None = None,
+        first_attempt: bool = False,
     ) -> list[RecordedEvent]:
         """The stream's events once the operation has an outcome (or a recorded retryable failure). `known`: the
-        whole stream as the caller just wrote it (saves a read; an append race still reloads)."""
+        whole stream as the caller just wrote it (saves a read; an append race still reloads). `first_attempt`:
+        the caller has just recorded the request, so nothing of it can have reached the provider before."""
         if known:
             recorded, transaction = known, Transaction.from_events(known)
         else:
@@ -82,7 +84,6 @@ class OperationDriver:
         if operation.finished:
             return recorded
         provider = self.provider_for(transaction)
-        first_attempt = known is not None  # the caller has just recorded the request: nothing was sent before
         result = await call_provider(provider, transaction, operation, method, self._timeout_s, first_attempt)
         # INFO only when the call failed: one INFO line per successful call cost ~3 % of a charge's CPU.
         level = logging.INFO if result.outcome in FAILED_OUTCOMES else logging.DEBUG

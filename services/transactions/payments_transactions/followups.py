@@ -103,6 +103,7 @@ class FollowUpHandler:
     async def _perform(self, delivery: Delivery) -> dict[str, Any]:
         command = delivery.command
         transaction_id = str(delivery.payload["transaction_id"])
+        requested_here = False
         for _ in range(MAX_RACES):
             recorded, transaction = await self._streams.load(transaction_id)
             if transaction is None or transaction.workspace != command.workspace:
@@ -124,10 +125,13 @@ class FollowUpHandler:
             except WrongExpectedVersion:
                 continue  # something else happened to the transaction: reload and check the rules again
             faults.reached(f"after_{command.type}_requested")
+            requested_here = True
             break
         else:
             raise conflict("The transaction is changing too fast; retry.", code="operation_in_progress")
-        recorded = await self._driver.drive(transaction_id, command.command_id, delivery.metadata)
+        recorded = await self._driver.drive(
+            transaction_id, command.command_id, delivery.metadata, first_attempt=requested_here
+        )
         return operation_reply(recorded, command.command_id)
 
     def _may_take_over(self, operation: Operation, delivery: Delivery) -> bool:

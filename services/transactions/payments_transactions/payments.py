@@ -88,7 +88,10 @@ class PaymentHandler:
             break
         else:
             raise in_progress()
-        recorded = await self._driver.drive(transaction_id, command.command_id, delivery.metadata, method, known)
+        first_attempt = known is not None  # this delivery recorded the request
+        recorded = await self._driver.drive(
+            transaction_id, command.command_id, delivery.metadata, method, known, first_attempt=first_attempt
+        )
         return operation_reply(recorded, command.command_id)
 
     async def _answer_existing(self, delivery: Delivery, transaction_id: str) -> dict[str, Any]:

@@ -63,6 +63,7 @@ async def _call(
 ) -> ProviderResult:
     key = operation.command_id
     amount = operation.amount or 0
+    earlier_attempt_at = None if first_attempt else operation.requested_at
     if operation.kind is OperationKind.PAYMENT:
         request = PaymentRequest(
             idempotency_key=key,
@@ -73,13 +74,13 @@ async def _call(
             customer_reference=transaction.customer_reference,
             description=transaction.description,
             metadata=dict(transaction.metadata),
-            earlier_attempt_at=None if first_attempt else operation.requested_at,
+            earlier_attempt_at=earlier_attempt_at,
         )
         return await provider.pay(request)
     if operation.kind is OperationKind.CAPTURE:
         return await provider.capture(_payment_ref(transaction), amount, key)
     if operation.kind is OperationKind.REFUND:
-        return await provider.refund(_payment_ref(transaction), amount, key, operation.reason)
+        return await provider.refund(_payment_ref(transaction), amount, key, operation.reason, earlier_attempt_at)
     return await provider.void(_payment_ref(transaction), key)
 
 

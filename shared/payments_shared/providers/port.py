@@ -90,7 +90,12 @@ class PaymentProvider(Protocol):
     async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult: ...
 
     async def refund(
-        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+        self,
+        payment: PaymentRef,
+        amount: int,
+        idempotency_key: str,
+        reason: str | None,
+        earlier_attempt_at: datetime | None = None,  # as PaymentRequest's: set on a re-drive
     ) -> ProviderResult: ...
 
     async def void(self, payment: PaymentRef, idempotency_key: str) -> ProviderResult: ...

@@ -198,9 +198,15 @@ class ResilientProvider:
         return await self._run("capture", lambda: self.wrapped.capture(payment, amount, idempotency_key))
 
     async def refund(
-        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+        self,
+        payment: PaymentRef,
+        amount: int,
+        idempotency_key: str,
+        reason: str | None,
+        earlier_attempt_at: datetime | None = None,
     ) -> ProviderResult:
-        return await self._run("refund", lambda: self.wrapped.refund(payment, amount, idempotency_key, reason))
+        refund = self.wrapped.refund
+        return await self._run("refund", lambda: refund(payment, amount, idempotency_key, reason, earlier_attempt_at))
 
     async def void(self, payment: PaymentRef, idempotency_key: str) -> ProviderResult:
         return await self._run("void", lambda: self.wrapped.void(payment, idempotency_key))

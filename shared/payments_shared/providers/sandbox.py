@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -374,7 +375,12 @@ class SandboxProvider:
         return await self._call(idempotency_key, decide)
 
     async def refund(
-        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+        self,
+        payment: PaymentRef,
+        amount: int,
+        idempotency_key: str,
+        reason: str | None,
+        earlier_attempt_at: datetime | None = None,
     ) -> ProviderResult:
         def decide() -> Decision:
             if self.ledger.payment(payment.reference) is None:

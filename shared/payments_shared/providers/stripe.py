@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, cast
 
 import stripe
@@ -128,7 +129,12 @@ class StripeProvider:
         return await self._guard(run)
 
     async def refund(
-        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+        self,
+        payment: PaymentRef,
+        amount: int,
+        idempotency_key: str,
+        reason: str | None,
+        earlier_attempt_at: datetime | None = None,
     ) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:
             params: RefundCreateParams = {"payment_intent": payment.reference, "amount": amount}

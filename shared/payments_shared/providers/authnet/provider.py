@@ -183,7 +183,12 @@ class AuthorizeNetProvider:
         return await self._act_on(payment, document, lambda found: found.status == "voided")
 
     async def refund(
-        self, payment: PaymentRef, amount: int, idempotency_key: str, reason: str | None
+        self,
+        payment: PaymentRef,
+        amount: int,
+        idempotency_key: str,
+        reason: str | None,
+        earlier_attempt_at: datetime | None = None,
     ) -> ProviderResult:
         last_four = await self._last_four(payment)
         if isinstance(last_four, ProviderResult):
@@ -196,7 +201,8 @@ class AuthorizeNetProvider:
             to_major_units(amount, payment.currency),
             last_four,
         )
-        result = await self._create(reference, document, payment.currency, self._sent_since(reference, None))
+        earlier = self._sent_since(reference, earlier_attempt_at)
+        result = await self._create(reference, document, payment.currency, earlier)
         if result.details.get("reason_code") != NOT_SETTLED_FOR_CREDIT:
             return _with_amount(_with_details(result, refund_of=payment.reference), amount)
         if amount < payment.amount_captured:
