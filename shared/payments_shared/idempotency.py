@@ -85,6 +85,7 @@ class KeyState:
     response: Mapping[str, Any] | None
     released: bool
     version: int
+    release_reason: str | None = None  # why the key was last released (while `released`)
 
     @classmethod
     def from_events(cls, recorded: Sequence[RecordedEvent]) -> KeyState | None:
@@ -107,7 +108,8 @@ class KeyState:
                 response = {key: event.data[key] for key in ("status", "body", "headers")}
                 state = _replace(state, response=response, version=event.version)
             elif state is not None and event.type == KEY_RELEASED:
-                state = _replace(state, released=True, version=event.version)
+                reason = event.data.get("reason")
+                state = _replace(state, released=True, release_reason=reason, version=event.version)
             elif state is not None:
                 state = _replace(state, version=event.version)
         return state

@@ -511,6 +511,30 @@ async def test_an_update_left_open_by_a_crash_holds_back_others_until_redriven_w
     ]
 
 
+async def test_a_change_refused_as_in_progress_is_not_run_again_by_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its client was told 409 and nothing of it was recorded: only the client's own retry may still make it."""
+    monkeypatch.setattr(serialized, "WAIT_S", 0.2)
+    store, sandbox = InMemoryEventStore(), SandboxProvider(tmp_path / "sandbox.db")
+    settings = BillingSettings(data_dir=tmp_path, recovery_min_age_s=0)
+    billing = Billing(build_worker(store, {"sandbox": sandbox}, settings), store, sandbox)
+    owner = await customer(billing)
+    subscription = (await billing.send("create_subscription", plan(customer_id=owner["id"])))["body"]
+    await _crashed_update(billing, subscription["id"], "k-five")
+    seven = {"subscription_id": subscription["id"], "quantity": 7}
+    refused = await billing.send("update_subscription", seven, key="k-seven")
+    assert (refused["status"], refused["body"]["error"]["code"]) == (409, "operation_in_progress")
+    five = {"subscription_id": subscription["id"], "quantity": 5}
+    assert (await billing.send("update_subscription", five, key="k-five", redelivered=True))["status"] == 200
+
+    assert await billing.worker.sweep() == 0
+
+    got = await billing.send("get_subscription", {"subscription_id": subscription["id"]})
+    assert got["body"]["quantity"] == 5
+    await sandbox.close()
+
+
 async def test_an_update_left_open_longer_than_the_window_is_finished_by_the_next_one(tmp_path: Path) -> None:
     store, sandbox = InMemoryEventStore(), SandboxProvider(tmp_path / "sandbox.db")
     worker = build_worker(store, {"sandbox": sandbox}, BillingSettings(data_dir=tmp_path, in_flight_window_s=0.05))

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, WrongExpectedVersion
 from payments_shared.idempotency import IdempotencyGuard
@@ -56,6 +56,11 @@ class OpenCommand:
         return not (isinstance(method, Mapping) and not method.get("data_value"))
 
 
+# A key released for this was refused before anything of its command was requested (its client got 409): only the
+# client's own retry may still carry it out, never recovery.
+REFUSED_BEFORE_REQUESTED: Final = "operation_in_progress"
+
+
 class Journal:
     """Besides journaling, it remembers (in memory, from a checkpoint in the store's global order) the accepted
     commands not yet seen answered, so a sweep every few seconds reads only what was appended since the last."""
@@ -85,8 +90,8 @@ class Journal:
         return str(issued_at) if issued_at else None
 
     async def open_commands(self, min_age_s: float) -> list[OpenCommand]:
-        """Accepted commands whose key holds no response (none recorded; released after a 503 counts), idle for
-        longer than `min_age_s` since their key was last claimed."""
+        """Accepted commands whose key holds no response (none recorded; released after a 503 counts, after a
+        409 "in progress" does not), idle for longer than `min_age_s` since their key was last claimed."""
         await self._scan_new_events()
         now = datetime.now(UTC)
         found: list[OpenCommand] = []
@@ -96,6 +101,8 @@ class Journal:
                 continue
             if state.response is not None:
                 del self._unanswered[command_id]
+            elif state.released and state.release_reason == REFUSED_BEFORE_REQUESTED:
+                continue
             elif (now - _aware(state.claimed_at)).total_seconds() >= min_age_s:
                 found.append(command)
         return found
