@@ -152,7 +152,7 @@ class AuthnetState:
         """The nightly batch: captured → settled, refunds → refundSettledSuccessfully; all leave the list."""
         with self.lock:
             batch_id = str(next(self._batch_ids))
-            self.batches[batch_id] = time.time()
+            self.batches[batch_id] = time.time()  # the clock transactions are submitted by
             for transaction in self.transactions.values():
                 if transaction.batched:
                     continue
@@ -356,19 +356,8 @@ class AuthnetState:
         # Authorize.net's reporting lags behind its transactions: a lagging list misses the last minute.
         newest_shown = self.now() - 60 if self.lagging_lists > 0 else float("inf")
         self.lagging_lists = max(0, self.lagging_lists - 1)
-        listed = sorted(
-            (t for t in self.transactions.values() if not t.batched and t.submitted < newest_shown),
-            key=lambda t: t.submitted,
-            reverse=(_text(root, "sorting/a:orderDescending") or "false") == "true",
-        )
-        limit = int(_text(root, "paging/a:limit") or "1000")
-        offset = int(_text(root, "paging/a:offset") or "1")
-        page = listed[(offset - 1) * limit : offset * limit]
-        body: list[Child] = []
-        if page:
-            body.append(("transactions", [("transaction", _summary(t)) for t in page]))
-        body.append(("totalNumInResultSet", len(page)))
-        return document(kind, "Ok", "I00001", "Successful.", ref_id, body)
+        listed = [t for t in self.transactions.values() if not t.batched and t.submitted < newest_shown]
+        return _transaction_page(root, kind, ref_id, listed)
 
     def _getSettledBatchListRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
         # Dates are UTC, e.g. 2010-09-01T08:15:30; without them, the last 24 hours.
@@ -382,19 +371,7 @@ class AuthnetState:
 
     def _getTransactionListRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
         batch_id = _text(root, "batchId") or ""
-        listed = sorted(
-            (t for t in self.transactions.values() if t.batch_id == batch_id),
-            key=lambda t: t.submitted,
-            reverse=(_text(root, "sorting/a:orderDescending") or "false") == "true",
-        )
-        limit = int(_text(root, "paging/a:limit") or "1000")
-        offset = int(_text(root, "paging/a:offset") or "1")
-        page = listed[(offset - 1) * limit : offset * limit]
-        body: list[Child] = []
-        if page:
-            body.append(("transactions", [("transaction", _summary(t)) for t in page]))
-        body.append(("totalNumInResultSet", len(listed)))
-        return document(kind, "Ok", "I00001", "Successful.", ref_id, body)
+        return _transaction_page(root, kind, ref_id, [t for t in self.transactions.values() if t.batch_id == batch_id])
 
     def _getTransactionDetailsRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
         transaction = self.transactions.get(_text(root, "transId") or "")
@@ -697,6 +674,20 @@ def _transaction_answer(
     return document(
         kind, "Error", "E00027", "The transaction was unsuccessful.", ref_id, [("transactionResponse", transaction)]
     )
+
+
+def _transaction_page(root: etree._Element, kind: str, ref_id: str | None, listed: list[Transaction]) -> bytes:
+    """A transaction list answer: `listed` sorted by submission time as asked, the page asked for."""
+    descending = (_text(root, "sorting/a:orderDescending") or "false") == "true"
+    ordered = sorted(listed, key=lambda t: t.submitted, reverse=descending)
+    limit = int(_text(root, "paging/a:limit") or "1000")
+    offset = int(_text(root, "paging/a:offset") or "1")
+    page = ordered[(offset - 1) * limit : offset * limit]
+    body: list[Child] = []
+    if page:
+        body.append(("transactions", [("transaction", _summary(t)) for t in page]))
+    body.append(("totalNumInResultSet", len(page)))
+    return document(kind, "Ok", "I00001", "Successful.", ref_id, body)
 
 
 def _batch(batch_id: str, settled: float) -> list[Child]:
