@@ -20,7 +20,7 @@ from payments_billing.journal import storable
 from payments_billing.outcomes import require_success
 from payments_billing.pending import PendingChange
 from payments_billing.references import Linked, link
-from payments_billing.serialized import ChangeKind
+from payments_billing.serialized import ChangeKind, UpdatedObject
 from payments_billing.streams import Loaded
 
 CUSTOMER_FIELDS = ("email", "name", "phone", "description")
@@ -112,39 +112,21 @@ def requested_update(state: domain.Customer | None, call: Call) -> DomainEvent:
 
 
 def _updates(context: BillingContext, customer_id: str) -> ChangeKind[domain.Customer]:
-    def provider_of(state: domain.Customer | None) -> str:
-        return state.provider if state else ""
-
-    async def call_provider(state: domain.Customer | None, pending: PendingChange, call: Call) -> ProviderResult:
-        assert state is not None
+    async def call_provider(state: domain.Customer, pending: PendingChange, call: Call) -> ProviderResult:
         payload = call.payload if pending.command_id == call.command_id else pending.parameters
         request = request_of(pending.command_id, payload)
         return await context.provider(state.provider).update_customer(state.provider_reference or "", request)
 
-    def succeeded(
-        state: domain.Customer | None, pending: PendingChange, result: ProviderResult, call: Call
-    ) -> DomainEvent:
-        assert state is not None
+    def succeeded(state: domain.Customer, pending: PendingChange, result: ProviderResult, call: Call) -> DomainEvent:
         payload = dict(pending.parameters)
         requested_method = payload.get("payment_method")
         chosen = default_method(result, requested_method) if requested_method is not None else None
         return domain.decide_update(state, state.workspace, changes_of(payload, chosen), call.now, pending.command_id)
 
-    def shown(state: domain.Customer | None, call: Call) -> Reply:
-        return Reply(status=200, body=domain.visible(state, call.workspace).to_api())
-
-    return ChangeKind(
-        stream=domain.stream_name(customer_id),
-        fold=domain.fold,
-        pending=lambda state: state.pending_update if state else None,
-        request=requested_update,
-        provider=provider_of,
-        call_provider=call_provider,
-        succeeded=succeeded,
-        failed_type=domain.UPDATE_FAILED,
-        outcome_types=frozenset({domain.UPDATED, domain.UPDATE_FAILED}),
-        shown=shown,
+    customer = UpdatedObject(
+        domain.stream_name(customer_id), domain.fold, domain.visible, domain.UPDATED, domain.UPDATE_FAILED
     )
+    return serialized.updates(customer, requested_update, call_provider, succeeded)
 
 
 async def update_customer(context: BillingContext, call: Call) -> Reply:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from payments_shared import faults
 from payments_shared.errors import ApiError, conflict
@@ -70,6 +70,64 @@ class ChangeKind(Generic[S]):
     failed_type: str
     outcome_types: frozenset[str]
     shown: Callable[[S | None, Call], Reply]
+
+
+class Updatable(Protocol):
+    """A customer or a subscription, as an update of it needs it."""
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def pending_update(self) -> PendingChange | None: ...
+
+    def to_api(self) -> dict[str, Any]: ...
+
+
+U = TypeVar("U", bound=Updatable)
+
+
+@dataclass(frozen=True)
+class UpdatedObject(Generic[U]):
+    """What an object's module gives for its updates: its stream and fold, who may see it, its event types."""
+
+    stream: str
+    fold: Callable[[Sequence[StoredEvent]], U | None]
+    visible: Callable[[U | None, str], U]
+    updated_type: str
+    failed_type: str
+
+
+def updates(
+    updated: UpdatedObject[U],
+    request: Callable[[U | None, Call], DomainEvent],
+    call_provider: Callable[[U, PendingChange, Call], Awaitable[ProviderResult]],
+    succeeded: Callable[[U, PendingChange, ProviderResult, Call], DomainEvent],
+) -> ChangeKind[U]:
+    """The ChangeKind of an object's updates (PUT): the object must exist for its provider to be called."""
+
+    async def call_existing(state: U | None, pending: PendingChange, call: Call) -> ProviderResult:
+        assert state is not None  # a request was recorded on it
+        return await call_provider(state, pending, call)
+
+    def succeeded_on_existing(
+        state: U | None, pending: PendingChange, result: ProviderResult, call: Call
+    ) -> DomainEvent:
+        assert state is not None
+        return succeeded(state, pending, result, call)
+
+    return ChangeKind(
+        stream=updated.stream,
+        fold=updated.fold,
+        pending=lambda state: state.pending_update if state else None,
+        request=request,
+        provider=lambda state: state.provider if state else "",
+        call_provider=call_existing,
+        succeeded=succeeded_on_existing,
+        failed_type=updated.failed_type,
+        outcome_types=frozenset({updated.updated_type, updated.failed_type}),
+        shown=lambda state, call: Reply(status=200, body=updated.visible(state, call.workspace).to_api()),
+    )
 
 
 async def change(context: BillingContext, call: Call, kind: ChangeKind[S]) -> Reply:

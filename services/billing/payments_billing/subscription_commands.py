@@ -20,7 +20,7 @@ from payments_billing.events import DomainEvent
 from payments_billing.outcomes import provider_error, require_success, starts_incomplete
 from payments_billing.pending import PendingChange
 from payments_billing.references import Linked, link
-from payments_billing.serialized import ChangeKind
+from payments_billing.serialized import ChangeKind, UpdatedObject
 from payments_billing.streams import Loaded
 from payments_billing.times import parse_iso, reported_periods
 
@@ -224,36 +224,20 @@ def requested_update(state: domain.Subscription | None, call: Call) -> DomainEve
 
 
 def _updates(context: BillingContext, subscription_id: str) -> ChangeKind[domain.Subscription]:
-    def provider_of(state: domain.Subscription | None) -> str:
-        return state.provider if state else ""
-
-    async def call_provider(state: domain.Subscription | None, pending: PendingChange, call: Call) -> ProviderResult:
-        assert state is not None
+    async def call_provider(state: domain.Subscription, pending: PendingChange, call: Call) -> ProviderResult:
         change = SubscriptionChange(idempotency_key=pending.command_id, **pending.parameters)
         return await context.provider(state.provider).update_subscription(state.provider_reference or "", change)
 
     def succeeded(
-        state: domain.Subscription | None, pending: PendingChange, result: ProviderResult, call: Call
+        state: domain.Subscription, pending: PendingChange, result: ProviderResult, call: Call
     ) -> DomainEvent:
-        assert state is not None
         changes = domain.SubscriptionChanges({**pending.requested, **reported_changes(result)})
         return domain.decide_update(state, state.workspace, changes, call.now, pending.command_id)
 
-    def shown(state: domain.Subscription | None, call: Call) -> Reply:
-        return Reply(status=200, body=domain.visible(state, call.workspace).to_api())
-
-    return ChangeKind(
-        stream=domain.stream_name(subscription_id),
-        fold=domain.fold,
-        pending=lambda state: state.pending_update if state else None,
-        request=requested_update,
-        provider=provider_of,
-        call_provider=call_provider,
-        succeeded=succeeded,
-        failed_type=domain.UPDATE_FAILED,
-        outcome_types=frozenset({domain.UPDATED, domain.UPDATE_FAILED}),
-        shown=shown,
+    subscription = UpdatedObject(
+        domain.stream_name(subscription_id), domain.fold, domain.visible, domain.UPDATED, domain.UPDATE_FAILED
     )
+    return serialized.updates(subscription, requested_update, call_provider, succeeded)
 
 
 async def update_subscription(context: BillingContext, call: Call) -> Reply:
