@@ -349,13 +349,44 @@ def test_a_refund_that_fails_at_stripe_after_it_was_accepted_shows_failed(answer
     assert reversed_ is not None and reversed_.type == ev.REFUND_REVERSED
     shown = transaction_json(stream.state)["refunds"]
     assert [(r["status"], r.get("failure_reason")) for r in shown] == [("failed", "expired_or_canceled_card")]
-    # API.md makes the status moves one way: what was counted stays counted, and nothing more is refundable.
+    # Stripe no longer counts it: neither does amount_refunded, and it is refundable again. API.md's status moves
+    # go one way, so the status stays.
     assert (stream.state.status, stream.state.amount_refunded, stream.state.refundable) == (
         Status.PARTIALLY_REFUNDED,
-        400,
-        600,
+        0,
+        1000,
     )
     assert stream.apply(refund_event("charge.refund.updated", 6, "failed")) is None  # the same failure, told again
+
+
+def test_a_dashboard_refund_after_one_of_ours_failed_is_recorded() -> None:
+    """Stripe's charge total leaves the failed refund out; so does the comparison (it was lost before)."""
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    refunded(stream, 400, "succeeded")
+    stream.apply(refund_event("refund.failed", 5, "failed", failure_reason="expired_or_canceled_card"))
+
+    dashboard = {"data": [{"id": "re_dashboard", "amount": 300}]}
+    decided = stream.apply(
+        stripe("charge.refunded", second=9, object_id="ch_1", amount_refunded=300, refunds=dashboard)
+    )
+
+    assert decided is not None and decided.type == ev.PROVIDER_REFUNDED
+    assert [(r.amount, r.status) for r in stream.state.refunds] == [(400, "failed"), (300, "succeeded")]
+    assert (stream.state.amount_refunded, stream.state.refundable) == (300, 700)
+
+
+def test_a_full_refund_that_failed_stays_refunded_and_can_be_made_again() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    refunded(stream, 1000, "succeeded")
+    stream.apply(refund_event("refund.failed", 5, "failed"))
+    assert (stream.state.status, stream.state.amount_refunded, stream.state.refundable) == (Status.REFUNDED, 0, 1000)
+
+    again = decisions.request_refund(stream.state, "cmd_again", "re_again", 500, None, "msg_3", "fp3")
+    stream.events.append(again)
+    answer = refund_result({"id": "re_at_stripe_2", "status": "succeeded", "amount": 500})
+    stream.events.append(decisions.refund_outcome(stream.state, "cmd_again", answer))
+
+    assert (stream.state.status, stream.state.amount_refunded, stream.state.refundable) == (Status.REFUNDED, 500, 500)
 
 
 def test_a_refund_update_about_a_refund_not_ours_changes_nothing() -> None:

@@ -135,9 +135,10 @@ def request_refund(
     fingerprint: str | None,
 ) -> DomainEvent:
     """Refund all that remains refundable (default) or less; refunds still pending count as refunded."""
-    if transaction.status is Status.REFUNDED:
+    if transaction.status is Status.REFUNDED and transaction.refundable <= 0:
         raise DomainError("This transaction has already been refunded in full.", code="charge_already_refunded")
-    _require_move(transaction, Status.REFUNDED, "refunded")
+    if transaction.status is not Status.REFUNDED:  # refundable again after a refund the provider failed
+        _require_move(transaction, Status.REFUNDED, "refunded")
     if transaction.dispute is not None and transaction.dispute.get("status") in DISPUTE_BLOCKS_REFUNDS:
         raise DomainError(
             "This charge is disputed: it cannot be refunded while the dispute is open, nor after it is lost.",

@@ -205,7 +205,7 @@ def _refunded_elsewhere(
     transaction: Transaction, event: ProviderEvent, amount: int, reference: str | None
 ) -> DomainEvent | None:
     """A refund of `amount` made at the provider, not through this system (a dashboard refund)."""
-    if transaction.status not in (Status.CAPTURED, Status.PARTIALLY_REFUNDED) or amount > transaction.refundable:
+    if transaction.status not in SETTLED or amount > transaction.refundable:
         return _too_much(transaction, event, f"a refund of {amount}", transaction.refundable)
     refund_id = derived_id("re", str(uuid.uuid5(_REFUND_NAMESPACE, f"{event.provider}:{event.event_id}")))
     return DomainEvent(

@@ -62,7 +62,7 @@ class Refund:
     command_id: str
     reason: str | None = None
     provider_reference: str | None = None
-    counted: bool = False  # in amount_refunded: the provider accepted it (even if it failed there later)
+    counted: bool = False  # in amount_refunded: the provider accepted it (and has not failed it since)
     failure_reason: str | None = None
 
 
@@ -262,11 +262,13 @@ def _refund_succeeded(transaction: Transaction, event: RecordedEvent) -> None:
 
 
 def _count_refund(transaction: Transaction, refund: Refund) -> None:
-    """A refund the provider accepted counts as refunded, as the provider counts it, pending or not."""
+    """A refund the provider accepted counts as refunded, as the provider counts it, pending or not. A refunded
+    transaction stays refunded (API.md: final), also when a refund after a reversed one is partial."""
     refund.counted = True
     transaction.amount_refunded += refund.amount
     fully = transaction.amount_refunded >= transaction.amount_captured
-    transaction.status = Status.REFUNDED if fully else Status.PARTIALLY_REFUNDED
+    if transaction.status is not Status.REFUNDED:
+        transaction.status = Status.REFUNDED if fully else Status.PARTIALLY_REFUNDED
 
 
 def _refund_settled(transaction: Transaction, event: RecordedEvent) -> None:
@@ -274,10 +276,14 @@ def _refund_settled(transaction: Transaction, event: RecordedEvent) -> None:
 
 
 def _refund_reversed(transaction: Transaction, event: RecordedEvent) -> None:
-    """The refund shows failed; amount_refunded and the status stay as they were (API.md: refunded is final)."""
+    """The refund shows failed and no longer counts in amount_refunded, as the provider no longer counts it: that
+    amount is refundable again. The status stays (API.md: its moves go one way, and refunded is final)."""
     refund = transaction.refund(event.data["refund_id"])
     refund.status = "failed"
     refund.failure_reason = event.data.get("failure_reason")
+    if refund.counted:
+        refund.counted = False
+        transaction.amount_refunded -= refund.amount
 
 
 def _refund_failed(transaction: Transaction, event: RecordedEvent) -> None:
