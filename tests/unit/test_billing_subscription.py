@@ -257,8 +257,26 @@ def test_reports_apply_in_the_providers_order() -> None:
 
 
 @pytest.mark.parametrize("status", ["incomplete", "trialing", "paused"])
-def test_a_report_of_a_forbidden_move_is_ignored(status: str) -> None:
-    assert domain.decide_reported(domain.fold(history()), "ws_a", {"status": status}, T1, T1) is None
+def test_a_report_of_a_forbidden_move_changes_nothing_but_is_noted(status: str) -> None:
+    events = history()
+    before = domain.fold(events)
+    noted = domain.decide_reported(before, "ws_a", {"status": status}, T1, T1)
+    assert noted is not None and noted.type == domain.REPORT_NOTED
+    after = domain.fold([*events, noted])
+    assert after is not None and before is not None and after.to_api() == before.to_api()
+
+
+def test_an_older_report_after_a_newer_one_that_changed_nothing_is_not_applied() -> None:
+    """invoice.paid (now, nothing to change) then a late invoice.payment_failed (100 s earlier): Stripe has the
+    subscription active; applying the late failure would show past_due."""
+    events = history()
+    newer, older = "2027-02-02T00:01:40.000000Z", "2027-02-02T00:00:00.000000Z"
+    noted = domain.decide_reported(domain.fold(events), "ws_a", {"status": "active"}, newer, T1)
+    assert noted is not None and noted.type == domain.REPORT_NOTED
+    events.append(noted)
+
+    assert domain.decide_reported(domain.fold(events), "ws_a", {"status": "past_due"}, older, T1) is None
+    assert domain.decide_reported(domain.fold(events), "ws_a", {"status": "active"}, newer, T1) is None  # again
 
 
 def test_a_report_about_another_workspace_is_not_found() -> None:

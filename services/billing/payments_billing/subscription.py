@@ -28,6 +28,9 @@ UPDATED = "SubscriptionUpdated"
 CANCEL_SCHEDULED = "SubscriptionCancelScheduled"
 CANCELED = "SubscriptionCanceled"
 STATUS_CHANGED = "SubscriptionStatusChanged"
+# A provider report newer than any applied that changes nothing: kept, so that older reports arriving after it are
+# not applied over it (reports apply in the provider's own order).
+REPORT_NOTED = "SubscriptionProviderReportNoted"
 UPDATE_REQUESTED = "SubscriptionUpdateRequested"
 UPDATE_FAILED = "SubscriptionUpdateFailed"
 
@@ -179,6 +182,8 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
         return replace(
             subscription, **changes, updated_at=data["updated_at"], provider_event_at=data["provider_created"]
         )
+    if event.type == REPORT_NOTED:
+        return replace(subscription, provider_event_at=data["provider_created"])
     if event.type == CANCEL_SCHEDULED:
         return replace(subscription, cancel_at_period_end=True, updated_at=data["updated_at"])
     if event.type == CANCELED:
@@ -308,16 +313,18 @@ def decide_reported(
     subscription: Subscription | None, workspace: str, reported: Mapping[str, Any], provider_created: str, now: str
 ) -> DomainEvent | None:
     """What the provider reports later (a webhook: renewal, failed invoice, cancellation), as the event to record,
-    or None when there is nothing to record: no change, a report older than one already applied (reports apply in
-    the provider's own order), a move the status machine forbids, or a subscription already canceled."""
+    or None when there is nothing to record: a report older than one already applied or noted (reports apply in
+    the provider's own order), or a subscription already canceled. A newer report that changes nothing (no
+    change, or a move the status machine forbids) is noted, so that older ones are not applied over it."""
     current = visible(subscription, workspace)
     if current.status == CANCELED_STATUS:
         return None
     if current.provider_event_at is not None and provider_created < current.provider_event_at:
         return None
+    noted = DomainEvent(REPORT_NOTED, {"provider_created": provider_created})
     status = reported.get("status", current.status)
     if status not in STATUSES or (status != current.status and status not in MOVES[current.status]):
-        return None
+        return noted
     if status == CANCELED_STATUS:
         return DomainEvent(CANCELED, {"canceled_at": now, "provider_created": provider_created})
     changes: dict[str, Any] = {
@@ -326,5 +333,5 @@ def decide_reported(
         if name in REPORTED and _reportable(name, value) and value != getattr(current, name)
     }
     if not changes:
-        return None
+        return noted if provider_created != current.provider_event_at else None
     return DomainEvent(STATUS_CHANGED, {"changes": changes, "updated_at": now, "provider_created": provider_created})
