@@ -50,3 +50,31 @@ def test_an_unreachable_event_store_is_one_line_and_status_1(tmp_path: Path, com
     assert ran.status == 1
     lines = ran.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"payments-ops {command[0]}: kurrentdb: "), ran.stderr
+
+
+@pytest.mark.parametrize("command", [["audit", "txn_abc"], ["verify"], ["export"], ["replay", "transactions"]])
+def test_a_data_dir_with_no_event_store_is_an_error_not_an_empty_all_clear(tmp_path: Path, command: list[str]) -> None:
+    """A mistyped DATA_DIR: `verify` said 'verified 0 streams: 0 violation(s)' and left an empty store behind."""
+    typo = tmp_path / "typo"
+    ran = run_ops(typo, *command)
+    assert ran.status == 1
+    assert ran.stderr.strip().splitlines() == [
+        f"payments-ops {command[0]}: no event store at {typo / 'events.db'} (check DATA_DIR or EVENTSTORE_URI)"
+    ]
+    assert not typo.exists()
+
+
+def test_a_replay_position_past_any_event_store_is_refused_in_one_line(tmp_path: Path) -> None:
+    ran = run_ops(tmp_path, "replay", "transactions", "--from-position", "99999999999999999999")
+    assert (ran.status, ran.stderr.strip()) == (
+        2,
+        f"payments-ops replay: --from-position must be from 0 to {2**63 - 1}",
+    )
+
+
+def test_a_broker_url_that_does_not_parse_is_one_line_without_the_url(tmp_path: Path) -> None:
+    ran = run_ops(tmp_path, "dlq", "list", BROKER_URL="amqp://guest:s3cret@[::1")
+    assert ran.status == 2
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("configuration error: BROKER_URL is not a valid amqp:// URL")
+    assert "s3cret" not in ran.stderr

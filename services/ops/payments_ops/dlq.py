@@ -51,7 +51,7 @@ def describe(dead: DeadLetter) -> dict[str, Any]:
         "command_id": body.get("command_id"),
         "issued_at": body.get("issued_at"),
         "deliveries": dead.message.delivery_count,
-        "reason": dead.reason,
+        "reason": dead.reason if dead.readable else f"{dead.reason}; its body is not a command (not a JSON object)",
     }
     for name in OBJECT_FIELDS:
         if payload.get(name):
@@ -74,7 +74,10 @@ async def _connect() -> Broker:
             "configuration error: BROKER_URL must be amqp://… (dead letters live in RabbitMQ; "
             "an embedded process keeps none once it stops)"
         )
-    return await open_broker(settings.broker_url)
+    try:
+        return await open_broker(settings.broker_url)
+    except ValueError as error:  # a URL that does not parse; the message holds no part of it (no password)
+        raise ConfigError(f"configuration error: BROKER_URL is not a valid amqp:// URL ({error})") from None
 
 
 async def _list(queues: Sequence[str]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from payments_ops import stores
 from payments_ops.progress import ProgressLine
 
 PROJECTIONS: dict[str, Projection] = {p.name: p for p in (TRANSACTIONS, CUSTOMERS, SUBSCRIPTIONS)}
+MAX_POSITION = 2**63 - 1  # the largest position an event store holds (SQLite's INTEGER)
 
 
 def register(commands: Any) -> None:
@@ -33,8 +34,8 @@ def register(commands: Any) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    if arguments.from_position < 0:
-        print("payments-ops replay: --from-position must be 0 or more", file=sys.stderr)
+    if not 0 <= arguments.from_position <= MAX_POSITION:
+        print(f"payments-ops replay: --from-position must be from 0 to {MAX_POSITION}", file=sys.stderr)
         return 2
     result = asyncio.run(replay(PROJECTIONS[arguments.projection], arguments.from_position))
     print(

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from payments_shared.eventstore.factory import open_event_store
-from payments_shared.eventstore.port import EventStore
+from payments_shared.eventstore.factory import SQLITE_PREFIX, open_event_store, sqlite_path
+from payments_shared.eventstore.port import EventStore, EventStoreUnavailable
 from payments_shared.projections.readmodel import ReadModel, read_model_path
 from payments_shared.settings import CommonSettings, load
 
@@ -18,7 +18,12 @@ def settings() -> CommonSettings:
 
 @asynccontextmanager
 async def event_store(common: CommonSettings) -> AsyncIterator[EventStore]:
-    store = open_event_store(common.eventstore_uri)
+    """The services' event store. An SQLite file that is not there is an error, not a new empty store: an audit
+    of a mistyped DATA_DIR must not report all clear (nor leave an empty store behind)."""
+    uri = common.eventstore_uri
+    if uri.startswith(SQLITE_PREFIX) and not sqlite_path(uri).is_file():
+        raise EventStoreUnavailable(f"no event store at {sqlite_path(uri)} (check DATA_DIR or EVENTSTORE_URI)")
+    store = open_event_store(uri)
     try:
         yield store
     finally:

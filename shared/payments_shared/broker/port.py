@@ -44,6 +44,7 @@ class DeadLetter:
     queue: str  # the queue the message died on
     message: Message
     reason: str
+    readable: bool = True  # False: its body is not a JSON object (a poison message); `message.body` is empty
 
 
 class Broker(Protocol):

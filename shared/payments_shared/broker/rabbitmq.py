@@ -102,6 +102,19 @@ def _decode(incoming: AbstractIncomingMessage) -> Message:
     )
 
 
+def _decode_dead(incoming: AbstractIncomingMessage) -> tuple[Message, bool]:
+    """A dead letter, and whether its body could be read: a poison message (not a JSON object) must not hide the
+    others from an operator, so it comes with an empty body instead."""
+    try:
+        message = _decode(incoming)
+    except ValueError:
+        message = None
+    if message is not None and isinstance(message.body, Mapping):
+        return message, True
+    count = _delivery_count(incoming)
+    return Message(body={}, message_id=incoming.message_id or "", delivery_count=count), False
+
+
 def _death_reason(incoming: AbstractIncomingMessage) -> str:
     stated = _string(incoming.headers.get(FAILURE_REASON_HEADER))
     if stated:
@@ -366,7 +379,9 @@ class RabbitMQBroker:
         try:
             dead_queue = await channel.get_queue(dead_letter_queue(queue), ensure=True)
             while (incoming := await dead_queue.get(no_ack=False, fail=False)) is not None:
-                message = _decode(incoming)
+                message, readable = _decode_dead(incoming)
+                if requeue_id is not None and message.message_id == requeue_id and not readable:
+                    raise BrokerError(f"dead letter {requeue_id} is not a command (its body is not a JSON object)")
                 if requeue_id is not None and message.message_id == requeue_id and not requeued:
                     fresh = Message(message.body, message.message_id, message.correlation_id, message.headers)
                     await self.send(queue, fresh)
@@ -376,7 +391,7 @@ class RabbitMQBroker:
                 if DELIVERY_COUNT_HEADER not in incoming.headers:  # dead-lettered by RabbitMQ: it used them all
                     count = self._delivery_limit
                     message = dataclasses.replace(message, redelivered=count > 1, delivery_count=count)
-                found.append(DeadLetter(queue=queue, message=message, reason=_death_reason(incoming)))
+                found.append(DeadLetter(queue, message, _death_reason(incoming), readable))
         except TRANSPORT_ERRORS as exc:
             raise BrokerUnavailable(f"cannot read dead letters of {queue}: {exc!r}") from exc
         finally:
