@@ -253,6 +253,20 @@ async def test_the_breaker_opens_after_the_threshold_and_then_refuses_without_ca
     assert counted == ["k0", "k1", "k2"]  # the refused call never reached the provider
 
 
+async def test_calls_cancelled_by_a_stopping_worker_are_not_provider_failures() -> None:
+    """A graceful stop (SIGTERM) cancels the calls in flight: that says nothing of the provider, and must not open
+    its breaker (a false alarm on every rolling deploy)."""
+    gated = GatedProvider()
+    wrapped = resilient(gated, fail_max=2)
+    for number in range(3):
+        call = asyncio.create_task(wrapped.pay(payment(f"k{number}")))
+        await asyncio.sleep(0.01)  # in flight, waiting for the provider
+        call.cancel()
+        ended: list[Any] = await asyncio.gather(call, return_exceptions=True)
+        assert isinstance(ended[0], asyncio.CancelledError), ended  # not refused by an open breaker
+    assert (wrapped.breaker.state, wrapped.breaker.breaker.fail_counter) == (pybreaker.STATE_CLOSED, 0)
+
+
 async def test_half_open_lets_one_trial_through_and_a_success_closes_it(tmp_path: Path) -> None:
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps({"failure_rate": 1.0}))

@@ -110,6 +110,9 @@ class ProviderBreaker:
             listeners=[_StateLogger()],
             name=name,
             throw_new_error_on_trip=False,  # the call that trips it keeps its own answer
+            # A call cancelled by its caller (a worker stopping) says nothing of the provider. pybreaker counts an
+            # excluded exception as a success: the lesser error (a reset count) against a false open on every stop.
+            exclude=[asyncio.CancelledError],
         )
         self._trial_running = False
 
