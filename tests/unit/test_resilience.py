@@ -262,7 +262,7 @@ async def test_calls_cancelled_by_a_stopping_worker_are_not_provider_failures() 
         call = asyncio.create_task(wrapped.pay(payment(f"k{number}")))
         await asyncio.sleep(0.01)  # in flight, waiting for the provider
         call.cancel()
-        ended: list[Any] = await asyncio.gather(call, return_exceptions=True)
+        ended = await asyncio.gather(call, return_exceptions=True)
         assert isinstance(ended[0], asyncio.CancelledError), ended  # not refused by an open breaker
     assert (wrapped.breaker.state, wrapped.breaker.breaker.fail_counter) == (pybreaker.STATE_CLOSED, 0)
 
