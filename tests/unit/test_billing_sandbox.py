@@ -124,6 +124,20 @@ async def test_update_and_cancel(sandbox: SandboxBilling) -> None:
     assert sandbox.ledger.count() == 4
 
 
+async def test_a_canceled_subscription_refuses_changes_as_stripe_and_arb_do(sandbox: SandboxBilling) -> None:
+    """An update that lost a race with a cancel must not change a subscription no longer billed."""
+    created = await sandbox.create_subscription(subscription("cmd-sub-gone"))
+    assert created.reference is not None
+    later = await sandbox.cancel_subscription(created.reference, True, "cmd-cancel-later")
+    still = await sandbox.update_subscription(created.reference, SubscriptionChange("cmd-qty-1", quantity=3))
+    assert (later.outcome, still.outcome) == (Outcome.APPROVED, Outcome.APPROVED)  # canceled at period end: not yet
+
+    await sandbox.cancel_subscription(created.reference, False, "cmd-cancel-now")
+    refused = await sandbox.update_subscription(created.reference, SubscriptionChange("cmd-qty-2", quantity=4))
+
+    assert (refused.outcome, refused.message) == (Outcome.PERMANENT, "The subscription is canceled.")
+
+
 async def test_the_ledger_is_durable(tmp_path: Path) -> None:
     first = SandboxBilling(SandboxLedger(tmp_path / "sandbox.db"))
     created = await first.create_subscription(subscription("key-1"))

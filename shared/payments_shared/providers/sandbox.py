@@ -193,6 +193,16 @@ class SandboxLedger:
             ).fetchone()
         return _entry(row) if row else None
 
+    def subscription_canceled(self, reference: str) -> bool:
+        """Whether subscription `reference` was canceled (at once, not at its period end)."""
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT 1 FROM ledger WHERE payment_reference = ? AND operation = 'cancel_subscription'"
+                " AND json_extract(result, '$.details.status') = 'canceled' LIMIT 1",
+                (reference,),
+            ).fetchone()
+        return row is not None
+
     async def record(self, entry: LedgerEntry, currency: str | None, result: ProviderResult) -> ProviderResult:
         """Insert unless the key is already there; return the result the key holds (the first one), once durable."""
         loop = asyncio.get_running_loop()

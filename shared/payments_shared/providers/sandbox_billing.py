@@ -179,6 +179,8 @@ class SandboxBilling:
 
     async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
         def decide() -> ProviderResult:
+            if self.ledger.subscription_canceled(reference):  # as Stripe and ARB refuse to change a canceled one
+                return ProviderResult(Outcome.PERMANENT, message="The subscription is canceled.")
             problem = change_problem(change)
             if problem is not None:
                 return problem
