@@ -303,13 +303,17 @@ async def test_timeout_gives_pending_charge_and_503_otherwise() -> None:
         refund = await http.post("/api/v1/payments/refund", json={"transaction_id": body["id"]}, headers=auth())
         assert refund.status_code == 503
         assert refund.json()["error"]["type"] == "provider_unavailable"
+        assert "Idempotency-Key" in refund.json()["error"]["message"]  # the command goes on: retry with its key
         assert "Retry-After" in refund.headers
+        read = await http.get(f"/api/v1/payments/transactions/{body['id']}", headers=auth())
+        assert read.status_code == 503 and "Retry-After" in read.headers
+        assert read.json()["error"]["message"] == "The service did not answer in time; retry the read."  # no key
         release.set()
         for _ in range(100):
-            if len(handled) == 2:
+            if len(handled) == 3:
                 break
             await asyncio.sleep(0.02)
-    assert handled == ["charge", "refund"]  # both commands were still carried out
+    assert handled == ["charge", "refund", "get_transaction"]  # both commands were still carried out
     await broker.close()
 
 

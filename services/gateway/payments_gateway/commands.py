@@ -13,7 +13,7 @@ from payments_shared.messages import Command
 
 from payments_gateway.auth import Principal
 from payments_gateway.context import GatewayContext
-from payments_gateway.rpc import WorkerTimeout, still_processing, valid_traceparent
+from payments_gateway.rpc import WorkerTimeout, still_processing, unavailable, valid_traceparent
 
 
 def command_id_for(principal: Principal, idempotency_key: str | None) -> str:
@@ -60,8 +60,10 @@ async def send(context: GatewayContext, request: Request, queue: str, command: C
 
 async def send_or_processing(context: GatewayContext, request: Request, queue: str, command: Command) -> JSONResponse:
     """`send`, but past RPC_TIMEOUT_S a 503 `processing`: the command still completes, and the same
-    Idempotency-Key later gets its result."""
+    Idempotency-Key later gets its result. A read (no fingerprint: nothing keyed) is simply to be retried."""
     try:
         return await send(context, request, queue, command)
     except WorkerTimeout:
+        if command.fingerprint is None:
+            raise unavailable("The service did not answer in time; retry the read.") from None
         raise still_processing() from None
