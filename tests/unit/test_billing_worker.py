@@ -558,3 +558,36 @@ async def test_an_update_left_open_longer_than_the_window_is_finished_by_the_nex
     assert (again["status"], again["body"]["quantity"]) == (200, 5)  # its own outcome, recorded by the other
     assert billing.sandbox.ledger.count(ids.command_id("ws_a", "k-five")) == 1
     await sandbox.close()
+
+
+class ScanCountingStore(InMemoryEventStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scans = 0
+
+    def read_all(self, from_position: int = 0) -> AsyncIterator[Any]:
+        self.scans += 1
+        return super().read_all(from_position)
+
+
+async def test_the_sweep_reads_no_event_of_the_store_yet_finds_what_this_process_accepted(tmp_path: Path) -> None:
+    """Reading every event appended since the last sweep, every few seconds, cost a busy system's charges."""
+    store, sandbox = ScanCountingStore(), SandboxProvider(tmp_path / "sandbox.db")
+    provider = AnswersLost(SandboxBilling(sandbox.ledger), lost=1)
+    settings = BillingSettings(data_dir=tmp_path, provider_retry_attempts=1, recovery_min_age_s=0)
+    billing = Billing(build_worker(store, {"sandbox": provider}, settings), store, sandbox)
+    assert await billing.worker.recover(0) == 0  # start-up: the store is read once
+    scans_at_start = store.scans
+    owner = await customer(billing)
+    lost = await billing.send("create_subscription", plan(customer_id=owner["id"]), key="s-lost")
+    assert lost["status"] == 503
+
+    assert await billing.worker.sweep() == 1
+    assert await billing.worker.sweep() == 0
+
+    assert store.scans == scans_at_start
+    found = await billing.send(
+        "get_subscription", {"subscription_id": ids.derived_id("sub", ids.command_id("ws_a", "s-lost"))}
+    )
+    assert found["status"] == 200
+    await sandbox.close()

@@ -62,8 +62,9 @@ REFUSED_BEFORE_REQUESTED: Final = "operation_in_progress"
 
 
 class Journal:
-    """Besides journaling, it remembers (in memory, from a checkpoint in the store's global order) the accepted
-    commands not yet seen answered, so a sweep every few seconds reads only what was appended since the last."""
+    """Besides journaling, it remembers in memory the accepted commands not yet seen answered: those this process
+    accepted, and at start-up those the store holds. A sweep every few seconds reads no event of the store (on a
+    busy system, reading every event appended since the last sweep cost the charges' latency)."""
 
     def __init__(self, store: EventStore, guard: IdempotencyGuard) -> None:
         self._store = store
@@ -74,6 +75,8 @@ class Journal:
     async def accept(self, command: Command, message_id: str, metadata: Mapping[str, Any], *, taking_over: bool) -> str:
         """Journal the command (once); returns when it was first accepted: its first attempt's `issued_at` (a
         client's retry under the same key is a new command, issued later)."""
+        # In memory the command is kept whole (an Accept.js nonce too): the sweep can run it again.
+        self._unanswered[command.command_id] = OpenCommand(command.model_dump(), message_id, datetime.now(UTC))
         if taking_over:
             first = await self._accepted_at(command.command_id)
             if first is not None:
@@ -89,10 +92,12 @@ class Journal:
         issued_at = recorded[0].data["command"].get("issued_at") if recorded else None
         return str(issued_at) if issued_at else None
 
-    async def open_commands(self, min_age_s: float) -> list[OpenCommand]:
+    async def open_commands(self, min_age_s: float, *, from_store: bool = False) -> list[OpenCommand]:
         """Accepted commands whose key holds no response (none recorded; released after a 503 counts, after a
-        409 "in progress" does not), idle for longer than `min_age_s` since their key was last claimed."""
-        await self._scan_new_events()
+        409 "in progress" does not), idle for longer than `min_age_s` since their key was last claimed.
+        `from_store`: also those the store holds that this process has not seen (at start-up)."""
+        if from_store:
+            await self._scan_new_events()
         now = datetime.now(UTC)
         found: list[OpenCommand] = []
         for command_id, command in list(self._unanswered.items()):
@@ -114,7 +119,7 @@ class Journal:
                 command_id = event.stream.removeprefix(STREAM_PREFIX)
                 data = event.data
                 opened = OpenCommand(dict(data["command"]), str(data["message_id"]), _aware(event.recorded_at))
-                self._unanswered[command_id] = opened
+                self._unanswered.setdefault(command_id, opened)  # this process's own copy is the whole command
 
 
 def _aware(moment: datetime) -> datetime:

@@ -87,7 +87,7 @@ class BillingWorker:
     async def recover(self, min_age_s: float) -> int:
         """At start-up: run again every accepted change left without a reply (see `journal`), as redeliveries of
         their first message (the run that took them died); returns how many."""
-        open_commands = await self._journal.open_commands(min_age_s)
+        open_commands = await self._journal.open_commands(min_age_s, from_store=True)
         for command in open_commands:
             await self.handle(Message(body=command.body, message_id=command.message_id, redelivered=True))
         if open_commands:
