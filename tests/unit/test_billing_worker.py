@@ -484,16 +484,25 @@ def _update_history(events: list[Any]) -> list[tuple[str, Any]]:
     ]
 
 
+async def _held_back_by_a_crashed_update(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A subscription whose update to 5 (key k-five) crashed after its provider call, and a PUT of 7 (key k-seven)
+    that it held back (409): the subscription and that PUT's body."""
+    monkeypatch.setattr(serialized, "WAIT_S", 0.2)
+    owner = await customer(billing)
+    subscription: dict[str, Any] = (await billing.send("create_subscription", plan(customer_id=owner["id"])))["body"]
+    await _crashed_update(billing, subscription["id"], "k-five")
+    seven = {"subscription_id": subscription["id"], "quantity": 7}
+    held_back = await billing.send("update_subscription", seven, key="k-seven")
+    assert (held_back["status"], held_back["body"]["error"]["code"]) == (409, "operation_in_progress")
+    return subscription, seven
+
+
 async def test_an_update_left_open_by_a_crash_holds_back_others_until_redriven_with_its_key(
     billing: Billing, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(serialized, "WAIT_S", 0.2)
-    owner = await customer(billing)
-    subscription = (await billing.send("create_subscription", plan(customer_id=owner["id"])))["body"]
-    await _crashed_update(billing, subscription["id"], "k-five")
-    other = {"subscription_id": subscription["id"], "quantity": 7}
-    held_back = await billing.send("update_subscription", other, key="k-seven")
-    assert (held_back["status"], held_back["body"]["error"]["code"]) == (409, "operation_in_progress")
+    subscription, other = await _held_back_by_a_crashed_update(billing, monkeypatch)
 
     redriven = await billing.send(
         "update_subscription", {"subscription_id": subscription["id"], "quantity": 5}, key="k-five", redelivered=True
@@ -515,16 +524,10 @@ async def test_a_change_refused_as_in_progress_is_not_run_again_by_the_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its client was told 409 and nothing of it was recorded: only the client's own retry may still make it."""
-    monkeypatch.setattr(serialized, "WAIT_S", 0.2)
     store, sandbox = InMemoryEventStore(), SandboxProvider(tmp_path / "sandbox.db")
     settings = BillingSettings(data_dir=tmp_path, recovery_min_age_s=0)
     billing = Billing(build_worker(store, {"sandbox": sandbox}, settings), store, sandbox)
-    owner = await customer(billing)
-    subscription = (await billing.send("create_subscription", plan(customer_id=owner["id"])))["body"]
-    await _crashed_update(billing, subscription["id"], "k-five")
-    seven = {"subscription_id": subscription["id"], "quantity": 7}
-    refused = await billing.send("update_subscription", seven, key="k-seven")
-    assert (refused["status"], refused["body"]["error"]["code"]) == (409, "operation_in_progress")
+    subscription, _ = await _held_back_by_a_crashed_update(billing, monkeypatch)
     five = {"subscription_id": subscription["id"], "quantity": 5}
     assert (await billing.send("update_subscription", five, key="k-five", redelivered=True))["status"] == 200
 
