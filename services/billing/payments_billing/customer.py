@@ -16,7 +16,7 @@ from payments_shared.errors import conflict, invalid, not_found
 from payments_shared.metadata import merged_metadata, merged_metadata_within_limit
 
 from payments_billing.events import DomainEvent, StoredEvent
-from payments_billing.pending import PendingChange
+from payments_billing.pending import PendingChange, without_finished
 
 CREATED = "CustomerCreated"
 UPDATED = "CustomerUpdated"
@@ -126,23 +126,16 @@ def evolve(customer: Customer | None, event: StoredEvent) -> Customer | None:
         changes = dict(data.get("changes") or {})
         reported_at = data.get("provider_created", customer.provider_event_at)
         updated = replace(customer, **changes, updated_at=data["updated_at"], provider_event_at=reported_at)
-        return _finished(updated, data)
+        return without_finished(updated, data)
     if event.type == UPDATE_REQUESTED:
         return replace(customer, pending_update=PendingChange.of(data))
     if event.type == UPDATE_FAILED:
-        return _finished(customer, data)
+        return without_finished(customer, data)
     if event.type == DELETED:
         return replace(customer, deleted=True, updated_at=data["deleted_at"])
     if event.type == SUBSCRIPTION_ADDED:
         return replace(customer, subscription_ids=(*customer.subscription_ids, str(data["subscription_id"])))
     return customer  # an event type this version does not know changes nothing
-
-
-def _finished(customer: Customer, data: Mapping[str, Any]) -> Customer:
-    pending = customer.pending_update
-    if pending is not None and data.get("command_id") == pending.command_id:
-        return replace(customer, pending_update=None)
-    return customer
 
 
 def visible(customer: Customer | None, workspace: str) -> Customer:

@@ -20,7 +20,7 @@ from payments_shared.timestamps import api_timestamp
 
 from payments_billing import periods
 from payments_billing.events import DomainEvent, StoredEvent
-from payments_billing.pending import PendingChange
+from payments_billing.pending import PendingChange, without_finished
 from payments_billing.times import parse_iso
 
 CREATED = "SubscriptionCreated"
@@ -174,9 +174,9 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
         return replace(subscription, pending_update=PendingChange.of(data))
     if event.type == UPDATED:
         updated = replace(subscription, **dict(data.get("changes") or {}), updated_at=data["updated_at"])
-        return _finished(updated, data)
+        return without_finished(updated, data)
     if event.type == UPDATE_FAILED:
-        return _finished(subscription, data)
+        return without_finished(subscription, data)
     if event.type == STATUS_CHANGED:
         changes = dict(data.get("changes") or {})
         return replace(
@@ -195,13 +195,6 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
             updated_at=data["canceled_at"],
             provider_event_at=data.get("provider_created", subscription.provider_event_at),
         )
-    return subscription
-
-
-def _finished(subscription: Subscription, data: Mapping[str, Any]) -> Subscription:
-    pending = subscription.pending_update
-    if pending is not None and data.get("command_id") == pending.command_id:
-        return replace(subscription, pending_update=None)
     return subscription
 
 
