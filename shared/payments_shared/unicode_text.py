@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from payments_shared.json_paths import first_match
+
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")  # in a str, any surrogate is a lone one
 REPLACEMENT_CHARACTER: Final = "\ufffd"
 
@@ -22,17 +24,11 @@ def encodable(text: str) -> str:
     return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text)
 
 
-def holds_unencodable(value: Any) -> bool:
-    """Whether any string or object key inside parsed JSON `value` holds a lone surrogate."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if not is_encodable(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
+def _is_unencodable(value: object) -> bool:
+    return isinstance(value, str) and not is_encodable(value)
+
+
+def find_unencodable_text(value: Any) -> tuple[str, ...] | None:
+    """The path of the first string or key holding a lone surrogate in parsed JSON; None when there is none."""
+    found = first_match(value, _is_unencodable)
+    return None if found is None else found[0]

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from payments_gateway.app import create_app
-from payments_gateway.body import find_card_number, find_unencodable_text, parse_json_object
+from payments_gateway.body import find_card_number, parse_json_object
 from payments_gateway.settings import GatewaySettings
 from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.errors import ApiError
+from payments_shared.unicode_text import find_unencodable_text
 
 API_PREFIX = "/api/v1/payments/"
 BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

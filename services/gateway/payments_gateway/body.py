@@ -5,14 +5,14 @@ strict validation into a pydantic model with errors naming the field."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
 from payments_shared.carddata import contains_card_number
 from payments_shared.errors import ApiError, echoed, invalid
 from payments_shared.http.errors import api_error_from_validation
-from payments_shared.unicode_text import is_encodable
+from payments_shared.json_paths import first_match
+from payments_shared.unicode_text import find_unencodable_text
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -77,50 +77,14 @@ def _is_card_number(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and contains_card_number(str(value))
 
 
-def _find(value: Any, holds: Callable[[object], bool]) -> tuple[tuple[str, ...], bool] | None:
-    """Where `holds` is first true in a parsed body: the path to the value, or to the key (then True: the path
-    ends with that key). Keys are checked before their values are walked, so a path never passes through a key
-    that holds. Walks with its own stack, not by recursion: a body may nest as deep as the parser allowed."""
-    pending: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
-    while pending:
-        item, path = pending.pop()
-        if isinstance(item, dict):
-            key = next((key for key in item if holds(key)), None)
-            if key is not None:
-                return (*path, key), True
-            children: Any = item.items()
-        elif isinstance(item, list):
-            children = enumerate(item)
-        elif holds(item):
-            return path, False
-        else:
-            continue
-        for key, child in children:
-            if isinstance(child, dict | list):
-                pending.append((child, (*path, str(key))))
-            elif holds(child):
-                return (*path, str(key)), False
-    return None
-
-
 def find_card_number(value: Any) -> tuple[str, ...] | None:
     """Where a card number sits in a parsed body: the path of the string (or integer) holding it, or of the object
     whose key holds it (never the key itself, which would echo the number); None when there is none."""
-    found = _find(value, _is_card_number)
+    found = first_match(value, _is_card_number)
     if found is None:
         return None
     path, in_key = found
     return path[:-1] if in_key else path
-
-
-def _is_unencodable(value: object) -> bool:
-    return isinstance(value, str) and not is_encodable(value)
-
-
-def find_unencodable_text(value: Any) -> tuple[str, ...] | None:
-    """The path of the first string or key holding a lone surrogate in a parsed body; None when there is none."""
-    found = _find(value, _is_unencodable)
-    return None if found is None else found[0]
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

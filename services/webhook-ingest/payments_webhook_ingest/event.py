@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payments_shared.errors import ApiError, invalid
-from payments_shared.unicode_text import holds_unencodable
+from payments_shared.unicode_text import find_unencodable_text
 
 # Event ids become part of a stream name: keep them to what Stripe and Authorize.net actually send.
 _SAFE_EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
@@ -49,7 +49,7 @@ def json_object(provider: str, body: bytes) -> dict[str, Any]:
         raise not_provider_json(provider, "nested too deeply") from None
     if not isinstance(parsed, dict):
         raise not_provider_json(provider, "not a JSON object")
-    if holds_unencodable(parsed):  # could be neither stored nor shown
+    if find_unencodable_text(parsed) is not None:  # could be neither stored nor shown
         raise not_provider_json(provider, "text that is not valid Unicode (a lone surrogate)")
     return parsed
 
