@@ -150,6 +150,8 @@ def test_a_workspace_never_sees_another_workspaces_objects(api: Api) -> None:
         ("transactions", {"limit": 0}, "limit"),
         ("transactions", {"limit": 101}, "limit"),
         ("transactions", {"limit": "ten"}, "limit"),
+        # A superscript two is a digit to str.isdigit but not to int(): the query was dead-lettered (503)
+        ("transactions", {"limit": "\u00b2"}, "limit"),
         ("transactions", {"status": "lost"}, "status"),
         ("transactions", {"created_gte": "yesterday"}, "created_gte"),
         ("transactions", {"created_lt": "2026-13-45"}, "created_lt"),

@@ -291,6 +291,8 @@ SPEC = ListSpec("notes", "/notes", filters=("status", "customer_id", "created"),
         ({"limit": "0"}, "limit"),
         ({"limit": "101"}, "limit"),
         ({"limit": "ten"}, "limit"),
+        ({"limit": "\u00b2"}, "limit"),  # a digit to str.isdigit, but not to int()
+        ({"limit": "\uff15"}, "limit"),  # a full-width 5
         ({"status": "lost"}, "status"),
         ({"created_gte": "yesterday"}, "created_gte"),
         ({"created_lt": "2026-13-01"}, "created_lt"),

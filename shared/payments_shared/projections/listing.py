@@ -55,7 +55,7 @@ def parse_query(spec: ListSpec, workspace: str, params: Mapping[str, str]) -> Li
 def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise invalid(f"limit must be an integer from 1 to {MAX_LIMIT}.", param="limit")
     return int(raw)
 
