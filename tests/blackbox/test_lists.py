@@ -144,6 +144,19 @@ def test_a_workspace_never_sees_another_workspaces_objects(api: Api) -> None:
     assert (empty["data"], empty["has_more"]) == ([], False)
 
 
+def test_a_cursor_the_list_has_not_caught_up_with_is_still_a_cursor(api: Api) -> None:
+    older = charges(api, 2)
+    until(lambda: list_page(api.http, api.token, "transactions"), caught_up_to(last_position(api, older[-1]["id"])))
+    theirs = Api(api.http, workspace=new_workspace())
+    their_charge, newest = charges(theirs, 1)[0], charges(api, 1)[0]
+    # At once, before the list shows it: GET answers it, so it names an object and the page is what precedes it.
+    response = list_page(api.http, api.token, "transactions", starting_after=newest["id"])
+    assert response.status_code == 200, response.text
+    assert [t["id"] for t in response.json()["data"]] == [older[1]["id"], older[0]["id"]]
+    refused = list_page(api.http, api.token, "transactions", starting_after=their_charge["id"])
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "starting_after")
+
+
 @pytest.mark.parametrize(
     ("kind", "params", "param"),
     [

@@ -5,13 +5,17 @@ moving with the entries, rebuilds (aside + swap, or from a position) while a run
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from payments_shared.broker.port import Message
 from payments_shared.errors import ApiError
 from payments_shared.eventstore.port import ANY, NO_STREAM, NewEvent, RecordedEvent
 from payments_shared.eventstore.sqlite import SqliteEventStore
+from payments_shared.messages import Command
+from payments_shared.projections.host import ListHost
 from payments_shared.projections.listing import ListSpec, parse_query
 from payments_shared.projections.model import ListEntry, Projection
 from payments_shared.projections.readmodel import ListQuery, ReadModel, UnknownCursor, Versioned
@@ -125,6 +129,39 @@ async def test_pages_are_newest_first_with_an_id_tiebreak_and_a_stable_cursor(
     with pytest.raises(UnknownCursor):  # another workspace's object is no cursor here
         await model.page("notes", ListQuery(workspace="ws_a", starting_after="theirs"))
     assert [n["id"] for n in (await model.page("notes", ListQuery(workspace="ws_b"))).data] == ["theirs"]
+
+
+async def test_a_cursor_not_projected_yet_is_read_from_its_stream_in_its_workspace_only(
+    store: SqliteEventStore, tmp_path: Path
+) -> None:
+    await add_note(store, "n1", created_at="2026-01-01T00:00:00Z")
+    await add_note(store, "n2", created_at="2026-01-02T00:00:00Z")
+    host = ListHost(store, tmp_path / "lists", [NOTES], {"list_notes": SPEC})
+    try:
+        await rebuild(store, host.read_model, NOTES)
+        await add_note(store, "n3", created_at="2026-01-03T00:00:00Z")  # appended, not projected yet
+        await add_note(store, "theirs", workspace="ws_b", created_at="2026-01-04T00:00:00Z")
+        handle = host.serving(unreachable)
+
+        async def page(workspace: str, cursor: str) -> Mapping[str, Any]:
+            command = Command(type="list_notes", workspace=workspace, actor="t", command_id="c", payload={})
+            command.payload["params"] = {"starting_after": cursor}
+            reply = await handle(Message(command.model_dump()))
+            assert reply is not None
+            return reply
+
+        listed = await page("ws_a", "n3")
+        assert listed["status"] == 200, listed
+        assert [note["id"] for note in listed["body"]["data"]] == ["n2", "n1"]
+        for workspace, cursor in (("ws_a", "theirs"), ("ws_b", "n3"), ("ws_a", "n9")):
+            refused = await page(workspace, cursor)
+            assert (refused["status"], refused["body"]["error"]["param"]) == (400, "starting_after")
+    finally:
+        await host.stop()
+
+
+async def unreachable(message: Message) -> Mapping[str, Any] | None:
+    raise AssertionError(f"not a list query: {message.body}")
 
 
 async def test_filters(store: SqliteEventStore, model: ReadModel) -> None:

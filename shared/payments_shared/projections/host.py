@@ -15,7 +15,7 @@ from payments_shared.errors import invalid
 from payments_shared.eventstore.port import EventStore
 from payments_shared.messages import Command, Reply
 from payments_shared.projections.listing import ListHandler, ListSpec
-from payments_shared.projections.model import Projection
+from payments_shared.projections.model import ListEntry, Projection
 from payments_shared.projections.readmodel import ReadModel, read_model_path
 from payments_shared.projections.runner import ProjectionRunner
 
@@ -30,8 +30,10 @@ class ListHost:
     ) -> None:
         self.read_model = ReadModel(read_model_path(data_dir))
         self.runners = [ProjectionRunner(store, self.read_model, projection) for projection in projections]
+        self._store = store
+        self._projections = {projection.name: projection for projection in projections}
         self._lists = lists
-        self._handler = ListHandler(self.read_model, lists)
+        self._handler = ListHandler(self.read_model, lists, self.entry)
 
     async def start(self) -> None:
         for runner in self.runners:
@@ -41,6 +43,20 @@ class ListHost:
         for runner in self.runners:
             await runner.stop()
         await self.read_model.close()
+
+    async def entry(self, projection_name: str, object_id: str) -> ListEntry | None:
+        """The object as the projection would list it, folded from its own stream (None for no such object)."""
+        projection = self._projections.get(projection_name)
+        stream = projection.stream_of(object_id) if projection is not None else None
+        if projection is None or stream is None:
+            return None
+        events = await self._store.read(stream)
+        if not events:
+            return None
+        try:
+            return projection.entry_of(events)
+        except Exception:  # a stream its fold refuses names no object of the list (the runner skips it too)
+            return None
 
     def serving(self, handler: Handler) -> Handler:
         """`handler` with this host's list queries answered first."""

@@ -6,18 +6,22 @@ untouched (`payload["params"]`), so the rules for the parameters live here, once
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from payments_shared.errors import ApiError, echoed, invalid
 from payments_shared.messages import Command, Reply
-from payments_shared.projections.readmodel import ListQuery, ReadModel, UnknownCursor, epoch_us
+from payments_shared.projections.model import ListEntry
+from payments_shared.projections.readmodel import ListPage, ListQuery, ReadModel, UnknownCursor, epoch_us
 from payments_shared.timestamps import unix_seconds_iso
 
 DEFAULT_LIMIT: Final = 10
 MAX_LIMIT: Final = 100
 PAGING: Final = ("limit", "starting_after")
+
+# (projection, object id) → the object as its list shows it, folded from its own stream; None if there is none.
+EntryLookup = Callable[[str, str], Awaitable[ListEntry | None]]
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,10 @@ def list_body(spec: ListSpec, data: list[dict[str, Any]], has_more: bool, positi
 
 
 class ListHandler:
-    def __init__(self, read_model: ReadModel, specs: Mapping[str, ListSpec]) -> None:
+    def __init__(self, read_model: ReadModel, specs: Mapping[str, ListSpec], lookup: EntryLookup | None = None) -> None:
         self._read_model = read_model
         self._specs = specs  # by command type, e.g. "list_transactions"
+        self._lookup = lookup
 
     async def handle_command(self, command: Command) -> dict[str, Any]:
         """The reply body for a `list_*` command (API.md's error shape on a bad parameter)."""
@@ -95,13 +100,26 @@ class ListHandler:
         params = {str(k): str(v) for k, v in dict(command.payload.get("params") or {}).items()}
         try:
             query = parse_query(spec, command.workspace, params)
-            page = await self._read_model.page(spec.projection, query)
+            page = await self._page(spec.projection, query)
         except UnknownCursor:
             error = invalid("starting_after names no object of this list.", param="starting_after")
             return _error(error)
         except ApiError as error:
             return _error(error)
         return Reply(status=200, body=list_body(spec, page.data, page.has_more, page.position)).to_body()
+
+    async def _page(self, projection: str, query: ListQuery) -> ListPage:
+        """A cursor the read model does not hold yet (lists lag their writes) is looked up in its own stream."""
+        try:
+            return await self._read_model.page(projection, query)
+        except UnknownCursor:
+            if self._lookup is None or query.starting_after is None:
+                raise
+            entry = await self._lookup(projection, query.starting_after)
+            if entry is None or entry.workspace != query.workspace:
+                raise
+            after = (epoch_us(entry.created_at), entry.id)
+            return await self._read_model.page(projection, replace(query, after=after))
 
 
 def _error(error: ApiError) -> dict[str, Any]:

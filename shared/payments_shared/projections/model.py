@@ -35,3 +35,8 @@ class Projection:
 
     def follows(self, stream: str) -> bool:
         return stream.startswith(self.stream_prefix)
+
+    def stream_of(self, object_id: str) -> str | None:
+        """The stream of `object_id` when it is one of this projection's objects (`txn_…` → `transaction-txn_…`)."""
+        kind, _, id_prefix = self.stream_prefix.partition("-")
+        return f"{kind}-{object_id}" if object_id.startswith(id_prefix) else None

@@ -84,6 +84,7 @@ class ListQuery:
     email: str | None = None
     created_gte_us: int | None = None
     created_lt_us: int | None = None
+    after: tuple[int, str] | None = None  # starting_after's (created_us, id) when read from its own stream
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def _page(db: sqlite3.Connection, projection: str, query: ListQuery) -> ListPage
         values.append(query.created_lt_us)
     if query.starting_after is not None:
         conditions.append("(created_us, id) < (?, ?)")
-        values.extend(_cursor(db, projection, query.workspace, query.starting_after))
+        values.extend(query.after or _cursor(db, projection, query.workspace, query.starting_after))
     sql = (
         f"SELECT body FROM entries WHERE {' AND '.join(conditions)} "
         f"ORDER BY created_us DESC, id DESC LIMIT {int(query.limit) + 1}"
