@@ -103,6 +103,15 @@ def test_replay_on_a_copy_equals_the_live_read_model(filled: Server, tmp_path: P
     assert entries(copy, projection) == live
 
 
+def test_replay_from_a_position_past_the_checkpoint_leaves_nothing_out(filled: Server, tmp_path: Path) -> None:
+    wait_caught_up(filled.data_dir)
+    copy = copy_store(filled.data_dir, tmp_path / "copy")  # no read model yet: its checkpoint is 0
+    ran = run_ops(copy, "replay", "transactions", "--from-position", str(last_event_position(copy)))
+    assert ran.status == 0, ran.stderr
+    assert entries(copy, "transactions") == entries(filled.data_dir, "transactions")
+    assert checkpoint(copy, "transactions") == last_event_position(copy)
+
+
 def test_replay_while_the_server_runs(filled: Server) -> None:
     before = entries(filled.data_dir, "transactions")
     ran = run_ops(filled.data_dir, "replay", "transactions")

@@ -372,6 +372,17 @@ async def test_a_rebuild_never_moves_an_idle_live_model_back(store: SqliteEventS
         await runner.stop()
 
 
+async def test_a_rebuild_from_past_the_checkpoint_applies_what_the_model_has_not_seen(
+    store: SqliteEventStore, model: ReadModel
+) -> None:
+    for number in range(4):
+        await add_note(store, f"n{number}")
+    later = await set_status(store, "n3", "closed")
+    result = await rebuild(store, model, NOTES, from_position=later)  # an empty model: checkpoint 0
+    assert result.position == later
+    assert [n["id"] for n in (await model.page("notes", ListQuery(workspace="ws_a"))).data] == ["n3", "n2", "n1", "n0"]
+
+
 async def test_a_rebuilt_model_behind_the_live_one_is_not_swapped_in(model: ReadModel) -> None:
     assert await model.commit("notes", [], 0, 50)
     assert await model.commit("notes~rebuild", [], 0, 40)

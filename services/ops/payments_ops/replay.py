@@ -2,7 +2,8 @@
 
 From position 0 (the default) the model is rebuilt aside and swapped in by one transaction, so lists keep
 answering meanwhile and a running service's projection simply continues from the rebuilt checkpoint. From N it
-re-applies the events from N onto the current model. Running it twice gives the same model (idempotent).
+re-applies the events from N onto the current model (from its checkpoint when that is earlier, so no event is
+left out). Running it twice gives the same model (idempotent).
 The read model is `$DATA_DIR/readmodels.db`: run it where the worker hosting that projection keeps its
 DATA_DIR (in services mode, inside that worker's container).
 """

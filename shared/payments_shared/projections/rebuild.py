@@ -2,8 +2,8 @@
 
 From position 0 the model is built aside (under `<name>~rebuild`) and swapped in by one transaction once it is
 at least as far as the live one (so a model never goes back); a live runner then continues from the swapped-in
-checkpoint. From a later position the events are re-applied onto the live model: entries only move forward
-(stream versions), so this is idempotent.
+checkpoint. From a later position the events are re-applied onto the live model (from its checkpoint instead,
+when that is earlier): entries only move forward (stream versions), so this is idempotent.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ async def rebuild(
 ) -> RebuildResult:
     counts = _Counts(progress)
     if from_position > 0:
-        await _catch_up(store, read_model, projection, projection.name, from_position, counts)
+        # Never past the checkpoint: the model would be marked as reflecting events it never applied.
+        start = min(from_position, await read_model.checkpoint(projection.name) + 1)
+        await _catch_up(store, read_model, projection, projection.name, start, counts)
         return counts.result(await read_model.checkpoint(projection.name))
     aside = projection.name + REBUILD_SUFFIX
     await read_model.discard(aside)
