@@ -25,6 +25,7 @@ from kurrentdbclient.exceptions import (
     GrpcError,
     InvalidCommitPositionError,
     KurrentDBClientError,
+    NodeIsNotLeaderError,
     NotFoundError,
     ProgrammingError,
     WrongCurrentVersionError,
@@ -49,7 +50,9 @@ STREAM_STATES: dict[int, StreamState] = {
     STREAM_EXISTS: StreamState.EXISTS,
 }
 RESUBSCRIBE_AFTER_S = 1.0
-UNAVAILABLE = (GrpcError, DeadlineExceededError, DiscoveryFailedError, OSError)
+# A node that is not the leader cannot be written (a follower, or any node during an election), as the port's
+# EventStoreUnavailable says; kurrentdbclient re-raises it when its one reconnection to the leader did not help.
+UNAVAILABLE = (GrpcError, DeadlineExceededError, DiscoveryFailedError, NodeIsNotLeaderError, OSError)
 
 
 def current_version_of(expected_version: int) -> int | StreamState:
