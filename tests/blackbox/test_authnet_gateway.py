@@ -12,6 +12,8 @@ import httpx
 import pytest
 from payments_shared.ids import command_id
 from payments_shared.providers.authnet.messages import reference_for
+from payments_shared.providers.authnet.provider import AuthorizeNetProvider
+from payments_shared.providers.port import Outcome, PaymentRef
 
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
 from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_key, new_workspace
@@ -136,6 +138,30 @@ def test_refund_after_settlement(client: Client, anet: AuthnetTestServer) -> Non
     assert (refunded["status"], refunded["amount_refunded"]) == ("partially_refunded", 400)
     refunds = [t for t in anet.state.transactions.values() if t.ref_trans_id == charged["provider_reference"]]
     assert [(t.kind, t.amount) for t in refunds] == [("refundTransaction", Decimal(4))]
+
+
+async def test_a_refund_authorize_net_refuses_as_above_what_remains_is_409_and_counts_nothing(
+    client: Client, anet: AuthnetTestServer
+) -> None:
+    charged = ok(client.pay("charge", "gw-refund-elsewhere", amount=1000), 201)
+    anet.settle()
+    # Refunded in the merchant interface, and its notification not applied yet: Authorize.net holds 200 refundable.
+    merchant = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, anet.url)
+    try:
+        original = PaymentRef(charged["provider_reference"], 1000, 1000, "usd")
+        elsewhere = await merchant.refund(original, 800, f"outside-{new_key()}", None)
+    finally:
+        await merchant.close()
+    assert elsewhere.outcome is Outcome.APPROVED
+
+    response = client.post("refund", {"transaction_id": charged["id"], "amount": 500})
+
+    assert response.status_code == 409, response.text  # API.md: a refund above the refundable amount
+    assert (response.json()["error"]["type"], response.json()["error"]["code"]) == ("conflict", "amount_too_large")
+    after = ok(client.http.get(f"/transactions/{charged['id']}"))
+    assert (after["status"], after["amount_refunded"]) == ("captured", 0)
+    assert [(refund["amount"], refund["status"]) for refund in after["refunds"]] == [(500, "failed")]
+    assert anet.state.transactions[charged["provider_reference"]].refunded == Decimal(8)
 
 
 def test_ambiguous_timeout_leaves_one_transaction_at_authorize_net(client: Client, anet: AuthnetTestServer) -> None:

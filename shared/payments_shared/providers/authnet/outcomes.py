@@ -19,6 +19,7 @@ INVALID_ONE_TIME_TOKEN = "E00114"  # Accept.js opaque data used twice or expired
 # Transaction reason codes that the adapter handles itself.
 DUPLICATE_TRANSACTION = "11"
 NOT_SETTLED_FOR_CREDIT = "54"
+CREDITS_EXCEED_DEBIT = "55"  # "The sum of credits against the referenced transaction would exceed original debit…"
 ALREADY_VOIDED = "310"
 ALREADY_CAPTURED = "311"
 UNSUPPORTED_CURRENCY = "39"  # "The supplied currency code is either invalid, not supported, not allowed…"
@@ -78,6 +79,8 @@ def judge_transaction(transaction: TransactionResponse, result_code: str, error_
         )
     if reason == UNSUPPORTED_CURRENCY:
         details["invalid_param"] = "currency"
+    if reason == CREDITS_EXCEED_DEBIT:  # a refund above what remains refundable there: API.md's 409
+        details["conflict"] = "amount_too_large"
     outcome = Outcome.RETRYABLE if reason in RETRYABLE_REASONS else Outcome.PERMANENT
     return ProviderResult(outcome, reference=transaction.trans_id, message=message, details=details)
 
