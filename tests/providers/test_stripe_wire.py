@@ -18,6 +18,7 @@ from payments_shared.providers.port import (
     ProviderResult,
 )
 from payments_shared.providers.stripe import StripeProvider
+from payments_transactions.domain import decisions
 
 from tests.support.localstripe_server import free_port
 from tests.support.stripe_wire_server import RATE_LIMITED, SERVER_ERROR, StripeWireServer
@@ -123,13 +124,19 @@ async def test_invalid_request_on_a_parameter_of_ours_names_no_field(
     assert "invalid_param" not in result.details  # our bug, not the client's
 
 
-async def test_refund_above_the_charge_names_amount(provider: StripeProvider) -> None:
+async def test_a_refund_above_what_stripe_holds_refundable_is_a_conflict(provider: StripeProvider) -> None:
     charged = await provider.pay(charge(amount=500))
     assert charged.reference is not None
+    payment = PaymentRef(charged.reference, 500, 500, "usd")
+    elsewhere = await provider.refund(payment, 400, "cmd-refund-in-the-dashboard", None)
+    assert elsewhere.outcome is Outcome.APPROVED
 
-    result = await provider.refund(PaymentRef(charged.reference, 500, 500, "usd"), 900, "cmd-refund", None)
+    result = await provider.refund(payment, 300, "cmd-refund", None)
 
-    assert (result.outcome, result.details["invalid_param"]) == (Outcome.PERMANENT, "amount")
+    # API.md: a refund above the refundable amount is 409 conflict, as our own check answers it (not 400 amount).
+    assert (result.outcome, result.details["conflict"]) == (Outcome.PERMANENT, "amount_too_large")
+    assert "invalid_param" not in result.details
+    assert decisions.permanent_error(result)["type"] == "conflict"
 
 
 async def test_authentication_error_is_permanent_and_logged_loudly_once(

@@ -145,7 +145,7 @@ class StripeProvider:
             refund = await self._v1.refunds.create_async(params, _once(idempotency_key))
             return stripe_results.refund_result(refund.to_dict())
 
-        return await self._guard(run)
+        return stripe_errors.refund_refusal(await self._guard(run))
 
     async def void(self, payment: PaymentRef, idempotency_key: str) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import stripe
@@ -162,6 +163,15 @@ def result_for_error(error: stripe.StripeError) -> ProviderResult:
         return _retryable(f"Stripe answered {status}", error)
     message = safe_message(fields.get("message") or error.user_message) or f"Stripe answered {status}"
     return _permanent(message, fields.get("code") or error.code)
+
+
+def refund_refusal(result: ProviderResult) -> ProviderResult:
+    """Stripe refuses a refund above what remains refundable (`amount_too_large`, a refund made elsewhere not yet
+    known here) as a bad `amount`; API.md makes it a 409 conflict, as our own check of the amount answers it."""
+    if result.outcome is not Outcome.PERMANENT or result.details.get("stripe_code") != "amount_too_large":
+        return result
+    details = {key: value for key, value in result.details.items() if key != "invalid_param"}
+    return replace(result, details={**details, "conflict": "amount_too_large"})
 
 
 def is_authentication_failure(error: stripe.StripeError) -> bool:
