@@ -14,7 +14,7 @@ import pytest
 from payments_shared import faults, ids
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.factory import open_event_store
-from payments_shared.eventstore.port import EventStore, WrongExpectedVersion
+from payments_shared.eventstore.port import EventStore, RecordedEvent, WrongExpectedVersion
 from payments_shared.messages import Command
 from payments_shared.providers.sandbox import SandboxProvider, SandboxSettings
 from payments_transactions.settings import TransactionsSettings
@@ -537,6 +537,73 @@ async def test_recover_drives_an_abandoned_refund(client: Client, worker: Transa
     assert await worker.recover(min_age_s=0) == 1
     transaction = (await client.get(transaction_id))["body"]
     assert (transaction["status"], transaction["amount_refunded"]) == ("partially_refunded", 250)
+
+
+async def _recovered_when_noted(worker: TransactionsWorker) -> int:
+    """`recover(0)` until it drives something (the follower notes appends within moments), at most ~5 s."""
+    for _ in range(100):
+        driven = await worker.recover(min_age_s=0)
+        if driven:
+            return driven
+        await asyncio.sleep(0.05)
+    return 0
+
+
+async def test_a_following_sweep_drives_what_is_abandoned_after_it_started_without_reading_the_store_back(
+    store: EventStore, sandbox: SandboxProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = TransactionsSettings(data_dir=tmp_path, recovery_interval_s=3600)
+    worker = TransactionsWorker(store, {"sandbox": sandbox}, settings)
+    client = Client(worker)
+    await client.approved("charge")
+    assert await worker.recover(min_age_s=0) == 0  # the start-up run: reads the store once
+    worker.start_sweeping()
+    reads_back: list[int] = []
+    read_all = store.read_all
+
+    def counted_read_all(from_position: int = 0) -> AsyncIterator[RecordedEvent]:
+        reads_back.append(from_position)
+        return read_all(from_position)
+
+    monkeypatch.setattr(store, "read_all", counted_read_all)
+    try:
+        charge = client.command("charge", VISA, key="abandoned-later")
+        with faults.hook("after_transaction_requested", crash_once()), pytest.raises(SimulatedCrash):
+            await client.deliver(charge)
+        refund = client.command("refund", {"transaction_id": await client.approved("charge"), "amount": 250})
+        with faults.hook("after_refund_requested", crash_once()), pytest.raises(SimulatedCrash):
+            await client.deliver(refund)
+        assert await _recovered_when_noted(worker) == 2
+        assert await worker.recover(min_age_s=0) == 0
+    finally:
+        await worker.stop()
+    assert (await client.get(charge.payload["transaction_id"]))["body"]["status"] == "captured"
+    assert (await client.get(refund.payload["transaction_id"]))["body"]["amount_refunded"] == 250
+    assert sandbox.ledger.count() == 4  # three charges and one refund, each made once
+    assert reads_back == []
+
+
+async def test_a_following_sweep_drives_what_another_process_abandoned(
+    store: EventStore, sandbox: SandboxProvider, tmp_path: Path
+) -> None:
+    settings = TransactionsSettings(data_dir=tmp_path, recovery_interval_s=3600)
+    worker = TransactionsWorker(store, {"sandbox": sandbox}, settings)
+    assert await worker.recover(min_age_s=0) == 0
+    worker.start_sweeping()
+    sqlite_file = tmp_path / "events.db"
+    other_store = open_event_store(f"sqlite:///{sqlite_file}") if sqlite_file.exists() else store
+    other = Client(TransactionsWorker(other_store, {"sandbox": sandbox}, settings))
+    try:
+        charge = other.command("charge", VISA, key="abandoned-elsewhere")
+        with faults.hook("after_transaction_requested", crash_once()), pytest.raises(SimulatedCrash):
+            await other.deliver(charge)
+        assert await _recovered_when_noted(worker) == 1
+    finally:
+        await worker.stop()
+        if other_store is not store:
+            await other_store.close()
+    assert (await Client(worker).get(charge.payload["transaction_id"]))["body"]["status"] == "captured"
+    assert sandbox.ledger.count() == 1
 
 
 async def test_a_provider_outage_is_503_and_a_retry_with_the_key_finishes(store, settings, tmp_path: Path) -> None:

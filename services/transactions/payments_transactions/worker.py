@@ -119,6 +119,8 @@ class TransactionsWorker:
 
     def start_sweeping(self) -> None:
         """Run `recover()` every RECOVERY_INTERVAL_S in the background (until `stop`)."""
+        if self.settings.recovery_interval_s > 0:
+            self._recovery.start_following()
         self._sweeper.start()
 
     def breakers(self) -> dict[str, dict[str, Any]]:
@@ -127,6 +129,7 @@ class TransactionsWorker:
 
     async def stop(self) -> None:
         await self._sweeper.stop()
+        await self._recovery.stop_following()
 
 
 def _backstop_timeout_s(settings: TransactionsSettings) -> float:
