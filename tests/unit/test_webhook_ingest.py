@@ -17,7 +17,7 @@ import pytest
 from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Broker, BrokerUnavailable, Message
 from payments_shared.eventstore.memory import InMemoryEventStore
-from payments_shared.eventstore.port import EventStoreUnavailable, NewEvent
+from payments_shared.eventstore.port import EventStoreUnavailable, NewEvent, RecordedEvent
 from payments_shared.messages import BILLING_QUEUE, TRANSACTIONS_QUEUE
 from payments_webhook_ingest.app import create_app
 from payments_webhook_ingest.forwarding import WebhookForwarder
@@ -164,6 +164,38 @@ async def test_a_failed_send_is_forwarded_by_the_sweep(store: InMemoryEventStore
     assert [m.body["payload"]["webhook_stream"] for m in transactions.received] == [stream]
     assert [e.type for e in await store.read(stream)] == ["WebhookReceived", "WebhookForwarded"]
     await broker.close()
+
+
+async def test_a_running_sweep_forwards_what_was_recorded_after_its_first_round_without_reading_it_back(
+    store: InMemoryEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = InMemoryBroker()
+    transactions = Collector()
+    await broker.consume(TRANSACTIONS_QUEUE, transactions)
+    sweep = ForwardingSweep(store, WebhookForwarder(store, broker), grace_s=0, interval_s=0.02)
+    reads_back: list[int] = []
+    first_read = asyncio.Event()
+    read_all = store.read_all
+
+    def counted_read_all(from_position: int = 0) -> AsyncIterator[RecordedEvent]:
+        reads_back.append(from_position)
+        first_read.set()
+        return read_all(from_position)
+
+    monkeypatch.setattr(store, "read_all", counted_read_all)
+    sweep.start()
+    try:
+        async with asyncio.timeout(5):
+            await first_read.wait()
+        body = stripe_event()
+        async with await client_for(store, DownBroker()) as client:  # recorded, its own send failed
+            await client.post("/api/v1/webhooks/stripe", content=body, headers=stripe_headers(body))
+        await settle(transactions, 1)
+    finally:
+        await sweep.stop()
+        await broker.close()
+    assert transactions.received[0].body["payload"]["webhook_stream"] == f"webhook-stripe-{json.loads(body)['id']}"
+    assert reads_back == [0]
 
 
 class GatedBroker(InMemoryBroker):

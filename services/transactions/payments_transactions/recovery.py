@@ -4,24 +4,20 @@ retryably), is driven to an outcome with the same provider idempotency key, so a
 results.
 
 Efficient enough to run every few seconds: the first run scans the store once; later runs take only the events
-appended since and load only the transactions that had an open operation. While the worker sweeps periodically, a
-follower notes those events as they are appended (a subscription, like the list projections', reading them while
-they are fresh), so a run does not read thousands of events back from the store at once: that burst, every few
-seconds under load, cost ~4 % of the process's CPU and stalled the requests served meanwhile. An operation whose
-provider keeps failing is tried again after an age that doubles with each recorded failure (capped), and not at
-all while its provider's circuit breaker is open."""
+appended since (`EventNotes`: noted as they are appended while the worker sweeps periodically) and load only the
+transactions that had an open operation. An operation whose provider keeps failing is tried again after an age that
+doubles with each recorded failure (capped), and not at all while its provider's circuit breaker is open."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from payments_shared.eventstore.notes import EventNotes
 from payments_shared.eventstore.port import EventStore, RecordedEvent
 from payments_shared.messages import Command, event_metadata
-from payments_shared.tasks import cancel_and_wait
 
 from payments_transactions.domain import events as ev
 from payments_transactions.domain.state import Operation, Transaction
@@ -49,11 +45,11 @@ OUTCOME_TYPES = frozenset(
         ev.REFUND_FAILED,
     }
 )
+OPERATION_TYPES = REQUEST_TYPES | OUTCOME_TYPES
 STREAM_PREFIX = "transaction-"
 CONCURRENT_DRIVES: Final = 8
 MAX_BACKOFF_S: Final = 300.0
 MAX_BACKOFF_DOUBLINGS: Final = 8
-FOLLOW_RETRY_S: Final = 1.0
 
 
 def _request_event(recorded: list[RecordedEvent], operation: Operation) -> RecordedEvent:
@@ -82,50 +78,32 @@ def required_idle_s(min_age_s: float, failures: int) -> float:
     return float(min(MAX_BACKOFF_S, min_age_s * 2 ** min(failures, MAX_BACKOFF_DOUBLINGS)))
 
 
+def _operation_note(event: RecordedEvent) -> tuple[str, str, str] | None:
+    """(transaction id, event type, command id) of an operation's request or outcome."""
+    if not event.stream.startswith(STREAM_PREFIX) or event.type not in OPERATION_TYPES:
+        return None
+    return event.stream.removeprefix(STREAM_PREFIX), event.type, str(event.data.get("command_id"))
+
+
 class Recovery:
     def __init__(self, store: EventStore, streams: TransactionStreams, driver: OperationDriver) -> None:
-        self._store = store
         self._streams = streams
         self._driver = driver
         self._candidates: set[str] = set()  # transaction ids that may have an open operation
         self._unfinished: dict[str, set[str]] = {}  # candidate → command ids requested, no outcome scanned yet
-        self._next_position = 0  # events before it have been noted
-        self._noted: list[tuple[str, str, str]] = []  # (transaction id, type, command id) not yet taken by a run
-        self._follower: asyncio.Task[None] | None = None
+        self._notes = EventNotes(store, _operation_note, "transactions-recovery-follower")
         self._lock = asyncio.Lock()
 
     def start_following(self) -> None:
         """Note new events as they are appended (until `stop_following`), so runs need not read them back."""
-        if self._follower is None:
-            self._follower = asyncio.create_task(self._follow(), name="transactions-recovery-follower")
+        self._notes.start()
 
     async def stop_following(self) -> None:
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            await cancel_and_wait(follower)
-
-    async def _follow(self) -> None:
-        while True:
-            try:
-                await self._note_all(self._store.subscribe(self._next_position))
-                return  # the store closed
-            except Exception as error:  # the store may be down for a while: resume where the notes end
-                logger.warning("recovery follower failed, resubscribing", extra={"reason": repr(error)})
-                await asyncio.sleep(FOLLOW_RETRY_S)
-
-    async def _note_all(self, events: AsyncIterator[RecordedEvent]) -> None:
-        async for event in events:
-            self._next_position = event.position + 1
-            if event.stream.startswith(STREAM_PREFIX) and event.type in REQUEST_TYPES | OUTCOME_TYPES:
-                transaction_id = event.stream.removeprefix(STREAM_PREFIX)
-                self._noted.append((transaction_id, event.type, str(event.data.get("command_id"))))
+        await self._notes.stop()
 
     async def _take_new_events(self) -> None:
         """Add every transaction with a request appended since the last run (the whole store the first time)."""
-        if self._follower is None:
-            await self._note_all(self._store.read_all(self._next_position))
-        noted, self._noted = self._noted, []
-        for transaction_id, event_type, command_id in noted:
+        for transaction_id, event_type, command_id in await self._notes.take():
             if event_type in REQUEST_TYPES:
                 self._candidates.add(transaction_id)
                 self._unfinished.setdefault(transaction_id, set()).add(command_id)

@@ -1,10 +1,11 @@
 """Re-send recorded webhook events that were never forwarded (the broker was down, the process died between
 the append and the send).
 
-The sweep reads the store's global order from its checkpoint: a `WebhookReceived` becomes pending, a
-`WebhookForwarded` of the same stream clears it. Pending events older than the grace period (the request that
-recorded an event normally forwards it itself within it) are forwarded. The checkpoint lives in memory: a new
-process starts at position 0, i.e. every start-up scans the store once for anything left unforwarded.
+The sweep follows the store's global order (`EventNotes`: the first round reads the store, later ones take what a
+subscription noted meanwhile): a `WebhookReceived` becomes pending, a `WebhookForwarded` of the same stream clears
+it. Pending events older than the grace period (the request that recorded an event normally forwards it itself
+within it) are forwarded. The position lives in memory: a new process starts at position 0, i.e. every start-up
+scans the store once for anything left unforwarded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
+from payments_shared.eventstore.notes import EventNotes
 from payments_shared.eventstore.port import EventStore, RecordedEvent
 from payments_shared.tasks import cancel_and_wait
 
@@ -28,17 +30,16 @@ class ForwardingSweep:
         self.forwarder = forwarder
         self.grace = timedelta(seconds=grace_s)
         self.interval_s = interval_s
-        self.checkpoint = 0
         self.pending: dict[str, RecordedEvent] = {}
+        self._notes = EventNotes(store, _forwarding_note, "webhook-forwarding-follower")
         self._task: asyncio.Task[None] | None = None
 
     async def sweep_once(self) -> int:
         """Catch up with the store, then forward what is overdue; the number of events forwarded."""
-        async for event in self.store.read_all(self.checkpoint):
-            self.checkpoint = event.position + 1
-            if event.type == WEBHOOK_RECEIVED and event.stream.startswith("webhook-"):
+        for event in await self._notes.take():
+            if event.type == WEBHOOK_RECEIVED:
                 self.pending[event.stream] = event
-            elif event.type == WEBHOOK_FORWARDED:
+            else:
                 self.pending.pop(event.stream, None)
         overdue_before = datetime.now(UTC) - self.grace
         forwarded = 0
@@ -58,6 +59,7 @@ class ForwardingSweep:
                 await self.sweep_once()
             except Exception as error:  # the store may be down for a while: try again next round
                 logger.warning("webhook sweep failed", extra={"error": type(error).__name__})
+            self._notes.start()  # after the first round's read of the store
             await asyncio.sleep(self.interval_s)
 
     def start(self) -> None:
@@ -68,3 +70,9 @@ class ForwardingSweep:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+        await self._notes.stop()
+
+
+def _forwarding_note(event: RecordedEvent) -> RecordedEvent | None:
+    received = event.type == WEBHOOK_RECEIVED and event.stream.startswith("webhook-")
+    return event if received or event.type == WEBHOOK_FORWARDED else None
