@@ -9,6 +9,7 @@ from typing import Any
 
 from payments_billing import customer as customers
 from payments_billing.customer import Customer, authnet_profile_changes, decide_reported_update
+from payments_billing.events import DomainEvent
 from payments_billing.main import build_worker
 from payments_billing.provider_events import interpret
 from payments_billing.settings import BillingSettings
@@ -179,3 +180,16 @@ async def test_stripe_customer_updated_applies_the_customer_as_stripe_holds_it_n
     await webhook(worker, "stripe", "customer.updated", stale, "2027-02-02T00:00:00.000000Z")
     shown = (await send(worker, "get_customer", {"customer_id": customer_id}))["body"]
     assert shown["email"] == "now@example.com"
+
+
+def test_a_change_naming_a_field_of_a_newer_version_is_folded_without_it() -> None:
+    created = customers.decide_create(
+        None,
+        customers.NewCustomer(id="cus_1", workspace="ws_a", email="a@example.com", provider="sandbox"),
+        "2027-01-01T00:00:00.000000Z",
+    )
+    updated = DomainEvent(
+        customers.UPDATED, {"changes": {"name": "Bo", "tax_ids": ["x"]}, "updated_at": "2027-01-02T00:00:00.000000Z"}
+    )
+    customer = customers.fold([created, updated])
+    assert customer is not None and (customer.name, customer.updated_at) == ("Bo", "2027-01-02T00:00:00.000000Z")

@@ -300,3 +300,13 @@ def test_a_period_may_bill_up_to_the_largest_amount_and_no_more() -> None:
         domain.check_period_amount(33_333_334, 3, "amount")
     assert (refused.value.status, refused.value.param) == (400, "amount")
     assert "100000002" in refused.value.message
+
+
+def test_a_change_naming_a_field_of_a_newer_version_is_folded_without_it() -> None:
+    events = history()
+    events.append(DomainEvent(domain.UPDATED, {"changes": {"quantity": 3, "billing_anchor": "x"}, "updated_at": T1}))
+    reported = {"changes": {"status": "past_due", "pause_collection": {}}, "updated_at": T1, "provider_created": T1}
+    events.append(DomainEvent(domain.STATUS_CHANGED, reported))
+    subscription = domain.fold(events)
+    assert subscription is not None
+    assert (subscription.quantity, subscription.status, subscription.updated_at) == (3, "past_due", T1)

@@ -15,7 +15,7 @@ from typing import Any
 from payments_shared.errors import conflict, invalid, not_found
 from payments_shared.metadata import merged_metadata, merged_metadata_within_limit
 
-from payments_billing.events import DomainEvent, StoredEvent
+from payments_billing.events import DomainEvent, StoredEvent, known_changes
 from payments_billing.pending import PendingChange, without_finished
 
 CREATED = "CustomerCreated"
@@ -123,7 +123,7 @@ def evolve(customer: Customer | None, event: StoredEvent) -> Customer | None:
     if customer is None:
         return None
     if event.type == UPDATED:
-        changes = dict(data.get("changes") or {})
+        changes = known_changes(customer, data.get("changes"))
         reported_at = data.get("provider_created", customer.provider_event_at)
         updated = replace(customer, **changes, updated_at=data["updated_at"], provider_event_at=reported_at)
         return without_finished(updated, data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 
@@ -21,3 +21,11 @@ class StoredEvent(Protocol):
 
     @property
     def data(self) -> Mapping[str, Any]: ...
+
+
+def known_changes(state: Any, changes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The recorded changes that name a field of `state` (a dataclass). A field that a newer version records is
+    left out, so a process of this version (say, during a rolling deploy) still folds the object instead of
+    failing on it."""
+    names = {known.name for known in fields(state)}
+    return {name: value for name, value in (changes or {}).items() if name in names}

@@ -19,7 +19,7 @@ from payments_shared.money import MAX_AMOUNT, MAX_QUANTITY
 from payments_shared.timestamps import api_timestamp
 
 from payments_billing import periods
-from payments_billing.events import DomainEvent, StoredEvent
+from payments_billing.events import DomainEvent, StoredEvent, known_changes
 from payments_billing.pending import PendingChange, without_finished
 from payments_billing.times import parse_iso
 
@@ -173,12 +173,14 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
     if event.type == UPDATE_REQUESTED:
         return replace(subscription, pending_update=PendingChange.of(data))
     if event.type == UPDATED:
-        updated = replace(subscription, **dict(data.get("changes") or {}), updated_at=data["updated_at"])
+        updated = replace(
+            subscription, **known_changes(subscription, data.get("changes")), updated_at=data["updated_at"]
+        )
         return without_finished(updated, data)
     if event.type == UPDATE_FAILED:
         return without_finished(subscription, data)
     if event.type == STATUS_CHANGED:
-        changes = dict(data.get("changes") or {})
+        changes = known_changes(subscription, data.get("changes"))
         return replace(
             subscription, **changes, updated_at=data["updated_at"], provider_event_at=data["provider_created"]
         )
