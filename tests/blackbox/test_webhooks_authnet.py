@@ -223,3 +223,44 @@ def test_arb_subscription_events_move_the_subscription_in_their_order(http: http
     assert subscription_status_eventually(http, workspace, subscription["id"], "canceled") == "canceled"
     moves = stream_event_types(server.data_dir, f"subscription-{subscription['id']}")
     assert moves == ["SubscriptionCreated", "SubscriptionStatusChanged", "SubscriptionCanceled"]  # not the older one
+
+
+async def test_a_refund_made_at_authorize_net_while_ours_is_open_is_recorded_when_ours_is_refused(
+    http: httpx.Client, authnet: AuthnetTestServer
+) -> None:
+    """Our refund of 3000 of 4500 gets no answer (it stays open, to be driven again); 2000 are refunded in the
+    merchant interface meanwhile and notified; our refund, driven again by the client's retry, is refused (reason 55:
+    only 2500 are left). The 2000 must be recorded: they were lost when notified while ours was under way."""
+    workspace = new_workspace()
+    paid = pay(http, workspace, "charge", "test-ok")
+    charged = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
+    assert charged["status"] == "captured"
+    authnet.settle()
+    headers = {"Authorization": f"Bearer {mint_token(workspace)}", "Idempotency-Key": f"race-{uuid.uuid4().hex}"}
+    body = {"transaction_id": paid["id"], "amount": 3000}
+
+    authnet.fail_next("refuse500", only=None, times=20)
+    unanswered = await asyncio.to_thread(http.post, f"{API}/refund", json=body, headers=headers)
+    authnet._faults.clear()
+    assert unanswered.status_code == 503, unanswered.text
+
+    merchant = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, authnet.url)
+    try:
+        original = PaymentRef(charged["provider_reference"], 4500, 4500, "usd")
+        refund = await merchant.refund(original, 2000, f"outside-{uuid.uuid4().hex}", None)
+    finally:
+        await merchant.close()
+    assert refund.outcome is Outcome.APPROVED and refund.reference is not None
+    notify(http, "refund.created", refund.reference)
+    noted = await asyncio.to_thread(eventual_event_types, http, workspace, paid["id"], "ProviderRefundReportNoted")
+    assert noted[-1] == "ProviderRefundReportNoted"
+
+    refused = await asyncio.to_thread(http.post, f"{API}/refund", json=body, headers=headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "amount_too_large"
+
+    after = await asyncio.to_thread(eventually, http, workspace, paid["id"], lambda t: True)
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 2000)
+    assert [(r["amount"], r["status"]) for r in after["refunds"]] == [(3000, "failed"), (2000, "succeeded")]
+    trail = await asyncio.to_thread(eventual_event_types, http, workspace, paid["id"], "ProviderRefunded")
+    assert trail[-2:] == ["RefundFailed", "ProviderRefunded"]

@@ -7,10 +7,10 @@ endpoint and parameters replays the first answer (with `Idempotent-Replayed: tru
 400, 401, 403…, before the request is executed, as a load balancer or Stripe's rate limiter would) or to execute the
 next request and then stall before answering (the ambiguous failure a client timeout produces).
 
-It knows PaymentIntents (create+confirm, capture, cancel), Refunds, Customers (create, update, delete) and
-PaymentMethod attach. `pm_card_visa` is approved, `pm_card_chargeDeclinedInsufficientFunds` declined
-(`insufficient_funds`), `pm_card_authenticationRequired` needs 3-D Secure; any other `pm_…` is a 400
-`resource_missing` on `payment_method`.
+It knows PaymentIntents (create+confirm, capture, cancel, retrieve) and their latest Charge (retrieve), Refunds,
+Customers (create, update, delete) and PaymentMethod attach. `pm_card_visa` is approved,
+`pm_card_chargeDeclinedInsufficientFunds` declined (`insufficient_funds`), `pm_card_authenticationRequired` needs
+3-D Secure; any other `pm_…` is a 400 `resource_missing` on `payment_method`.
 """
 
 from __future__ import annotations
@@ -171,6 +171,11 @@ class StripeWireServer:
                 return self._delete_customer(customer_id)
             case ("POST", ["v1", "payment_methods", method_id, "attach"]):
                 return self._attach(method_id, params)
+            case ("GET", ["v1", "payment_intents", intent_id]):
+                intent = self.payment_intents.get(intent_id)
+                return web.json_response(intent) if intent else self._missing("payment_intent", intent_id)
+            case ("GET", ["v1", "charges", charge_id]):
+                return self._charge(charge_id)
         return stripe_error(404, {"type": "invalid_request_error", "message": f"Unrecognized request URL ({path})."})
 
     # ---- objects --------------------------------------------------------------------------------------------
@@ -244,6 +249,15 @@ class StripeWireServer:
             return self._missing("payment_intent", intent_id)
         intent.update(status="canceled", amount_capturable=0, cancellation_reason=None)
         return web.json_response(intent)
+
+    def _charge(self, charge_id: str) -> web.Response:
+        """An intent's latest charge, as far as this server keeps one: what was captured and refunded of it."""
+        intent = next((i for i in self.payment_intents.values() if i["latest_charge"] == charge_id), None)
+        if intent is None:
+            return self._missing("charge", charge_id)
+        refunded = sum(r["amount"] for r in self.refunds.values() if r["charge"] == charge_id)
+        charge = {"id": charge_id, "object": "charge", "payment_intent": intent["id"], "amount": intent["amount"]}
+        return web.json_response({**charge, "amount_captured": intent["amount_received"], "amount_refunded": refunded})
 
     def _refund(self, params: dict[str, str]) -> web.Response:
         intent = self.payment_intents.get(params.get("payment_intent", ""))

@@ -180,7 +180,14 @@ def test_a_refund_above_what_was_captured_is_a_discrepancy() -> None:
 def test_our_own_refund_is_not_counted_twice() -> None:
     stream = Stream().outcome(Outcome.APPROVED, amount=1000)
     stream.events.append(decisions.request_refund(stream.state, "cmd_ref", "re_ours", 300, None, "msg_2", "fp2"))
-    assert stream.apply(stripe("charge.refunded", object_id="ch_1", amount_refunded=300)) is None
+    # Under way: the total may hold it or not; its outcome settles it (domain.refund_reports).
+    noted = stream.apply(stripe("charge.refunded", object_id="ch_1", amount_refunded=300))
+    assert noted is not None and noted.type == ev.PROVIDER_REFUND_REPORT_NOTED
+    answer = refund_result({"id": "re_at_stripe", "status": "succeeded", "amount": 300})
+    stream.events.extend(decisions.refund_outcome_events(stream.state, "cmd_ref", answer))
+    assert types(stream)[-1] == ev.REFUND_SUCCEEDED
+    assert stream.state.amount_refunded == 300
+    assert stream.apply(stripe("charge.refunded", second=3, object_id="ch_1", amount_refunded=300)) is None
 
 
 def test_a_dispute_is_recorded_then_closed_and_a_late_creation_is_ignored() -> None:
@@ -412,8 +419,10 @@ def test_a_charge_voided_at_authorize_net_before_settlement_is_refunded_in_full(
 def test_our_own_whole_refund_carried_out_as_a_void_is_not_counted_twice() -> None:
     stream = Stream(provider="authnet").outcome(Outcome.APPROVED, amount=1000)
     stream.events.append(decisions.request_refund(stream.state, "cmd_ref", "re_ours", None, None, "msg_2", "fp2"))
-    assert stream.apply(authnet("void.created")) is None  # our refund is under way: its outcome will say
+    noted = stream.apply(authnet("void.created"))  # our refund is under way: its outcome will say
+    assert noted is not None and noted.type == ev.PROVIDER_REFUND_REPORT_NOTED
     voided = ProviderResult(Outcome.APPROVED, reference="pi_1", details={"refunded_by": "void"})
-    stream.events.append(decisions.refund_outcome(stream.state, "cmd_ref", voided))
+    stream.events.extend(decisions.refund_outcome_events(stream.state, "cmd_ref", voided))
+    assert types(stream)[-1] == ev.REFUND_SUCCEEDED  # the void was ours
     assert stream.apply(authnet("void.created", second=3)) is None
     assert (stream.state.status, stream.state.amount_refunded) == (Status.REFUNDED, 1000)

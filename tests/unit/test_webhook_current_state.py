@@ -119,9 +119,14 @@ def test_an_authnet_refund_of_ours_or_of_another_payment_changes_nothing() -> No
     stream = Stream(provider="authnet").outcome(Outcome.APPROVED, amount=1000)
     stream.events.append(decisions.request_refund(stream.state, "cmd_ref", "re_ours", 300, None, "msg_2", "fp2"))
     ours = with_current_state(authnet_refund(), {"ref_trans_id": "pi_1", "settle_amount": 300})
-    assert stream.apply(ours) is None  # our refund is under way: its own outcome records it
+    noted = stream.apply(ours)  # our refund is under way: noted, for its own outcome to settle
+    assert noted is not None and noted.type == ev.PROVIDER_REFUND_REPORT_NOTED
     other = with_current_state(authnet_refund(), {"ref_trans_id": "pi_other", "settle_amount": 300})
     assert stream.apply(other) is None
+    answer = ProviderResult(Outcome.APPROVED, reference="rf_9")
+    stream.events.extend(decisions.refund_outcome_events(stream.state, "cmd_ref", answer))
+    assert stream.events[-1].type == ev.REFUND_SUCCEEDED  # the noted refund was ours: nothing more
+    assert stream.state.amount_refunded == 300
 
 
 def test_the_dispute_is_shown_on_the_transaction() -> None:

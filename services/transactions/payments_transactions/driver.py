@@ -4,7 +4,7 @@ read, reloading on a concurrent append (the provider is not called again for tha
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from payments_shared import faults
@@ -23,18 +23,27 @@ logger = logging.getLogger(__name__)
 MAX_APPEND_RACES: Final = 50
 FAILED_OUTCOMES: Final = frozenset({Outcome.RETRYABLE, Outcome.PERMANENT, Outcome.UNAVAILABLE})
 
-Decide = Callable[[Transaction, str, ProviderResult], DomainEvent]
+Decide = Callable[[Transaction, str, ProviderResult], Sequence[DomainEvent]]
 
 
-def _payment_outcome(transaction: Transaction, _command_id: str, result: ProviderResult) -> DomainEvent:
-    return decisions.payment_outcome(transaction, result)
+def _payment_outcome(transaction: Transaction, _command_id: str, result: ProviderResult) -> list[DomainEvent]:
+    return [decisions.payment_outcome(transaction, result)]
 
 
+def _capture_outcome(transaction: Transaction, command_id: str, result: ProviderResult) -> list[DomainEvent]:
+    return [decisions.capture_outcome(transaction, command_id, result)]
+
+
+def _void_outcome(transaction: Transaction, command_id: str, result: ProviderResult) -> list[DomainEvent]:
+    return [decisions.void_outcome(transaction, command_id, result)]
+
+
+# Each decides the events of one append: the outcome first (a refund's may bring the provider reports it settles).
 OUTCOME_BY_KIND: Final[Mapping[OperationKind, Decide]] = {
     OperationKind.PAYMENT: _payment_outcome,
-    OperationKind.CAPTURE: decisions.capture_outcome,
-    OperationKind.REFUND: decisions.refund_outcome,
-    OperationKind.VOID: decisions.void_outcome,
+    OperationKind.CAPTURE: _capture_outcome,
+    OperationKind.REFUND: decisions.refund_outcome_events,
+    OperationKind.VOID: _void_outcome,
 }
 
 
@@ -98,14 +107,14 @@ class OperationDriver:
         for _ in range(MAX_APPEND_RACES):
             if transaction.operations[command_id].finished:  # another delivery finished it meanwhile
                 return recorded
-            event = decide(transaction, command_id, result)
+            events = decide(transaction, command_id, result)
             try:
-                appended = await self._streams.append_one(transaction_id, event, transaction.version, metadata())
+                appended = await self._streams.append_all(transaction_id, events, transaction.version, metadata())
             except WrongExpectedVersion:
                 recorded, reloaded = await self._streams.load(transaction_id)
                 assert reloaded is not None
                 transaction = reloaded
                 continue
             faults.reached("after_outcome_recorded")
-            return [*recorded, appended]  # the stream at `transaction.version` plus the event just appended
+            return [*recorded, *appended]  # the stream at `transaction.version` plus the events just appended
         raise RuntimeError(f"transaction {transaction_id}: too many concurrent appends; giving up for a redelivery")

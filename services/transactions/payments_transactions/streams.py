@@ -44,3 +44,14 @@ class TransactionStreams:
         position = await self.store.append(stream, [new], expected_version)
         version = expected_version + 1  # NO_STREAM (-1) → 0
         return RecordedEvent(new.id, stream, new.type, new.data, new.metadata, version, position, datetime.now(UTC))
+
+    async def append_all(
+        self, transaction_id: str, events: Sequence[DomainEvent], expected_version: int, metadata: Mapping[str, Any]
+    ) -> list[RecordedEvent]:
+        """Append `events` atomically; return them as recorded. One is not read back (`append_one`); several (a
+        refund's outcome with the provider reports it settles, which is rare) are, for their exact positions."""
+        if len(events) == 1:
+            return [await self.append_one(transaction_id, events[0], expected_version, metadata)]
+        await self.append(transaction_id, events, expected_version, metadata)
+        recorded = await self.store.read(stream_name(transaction_id), expected_version + 1)
+        return recorded[: len(events)]

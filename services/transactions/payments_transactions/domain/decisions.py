@@ -9,6 +9,7 @@ from typing import Any, Final, NoReturn
 from payments_shared.providers.port import Outcome, ProviderResult
 
 from payments_transactions.domain import events as ev
+from payments_transactions.domain import refund_reports
 from payments_transactions.domain.events import DomainEvent
 from payments_transactions.domain.state import Operation, OperationKind, Status, Transaction
 
@@ -290,3 +291,10 @@ def refund_outcome(transaction: Transaction, command_id: str, result: ProviderRe
             data["provider_status"] = "pending"  # accepted; the provider says later whether it reached the customer
         return DomainEvent(ev.REFUND_SUCCEEDED, data)
     return DomainEvent(ev.REFUND_FAILED, {**base, "error": _follow_up_error(result)})
+
+
+def refund_outcome_events(transaction: Transaction, command_id: str, result: ProviderResult) -> list[DomainEvent]:
+    """The refund's outcome, then what the provider's refund reports noted while it was under way add: appended
+    together, so that neither is ever recorded without the other."""
+    outcome = refund_outcome(transaction, command_id, result)
+    return [outcome, *refund_reports.settled_by(transaction, command_id, outcome)]

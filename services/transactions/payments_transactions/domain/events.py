@@ -35,6 +35,9 @@ PROVIDER_CALL_FAILED: Final = "ProviderCallFailed"
 
 # Learned from provider webhooks (see payments_transactions.provider_events).
 PROVIDER_REFUNDED: Final = "ProviderRefunded"  # a refund made at the provider itself (e.g. its dashboard)
+# A provider's refund report that cannot be told apart from one of our refunds still under way: kept in the
+# stream and settled by that refund's outcome (domain.refund_reports), appended with it.
+PROVIDER_REFUND_REPORT_NOTED: Final = "ProviderRefundReportNoted"
 REFUND_SETTLED: Final = "RefundSettled"  # a refund the provider accepted as pending has reached the customer
 # A refund the provider accepted, then failed (a closed card account): the money stayed with the merchant.
 REFUND_REVERSED: Final = "RefundReversed"

@@ -7,28 +7,27 @@ Rules, in order:
 - a move API.md's status rules allow is appended as the ordinary event (`PaymentCaptured` after
   `requires_action`, `VoidSucceeded` for a cancel made at the provider, `ProviderRefunded` for a dashboard
   refund…); one they forbid (a success after `failed`, a dispute on an uncaptured payment) is recorded as
-  `ProviderEventDiscrepancy` and changes nothing; what the stream already says is not repeated.
+  `ProviderEventDiscrepancy` and changes nothing; what the stream already says is not repeated;
+- a refund report that may be about a refund of ours still under way is noted (`ProviderRefundReportNoted`) and
+  settled with that refund's outcome (domain.refund_reports).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from payments_shared.eventstore.port import RecordedEvent
-from payments_shared.ids import derived_id
 from payments_shared.money import to_minor_units
 from payments_shared.timestamps import unix_seconds_iso
 
 from payments_transactions.domain import events as ev
+from payments_transactions.domain import refund_reports
 from payments_transactions.domain.events import DomainEvent
+from payments_transactions.domain.refund_reports import SETTLED, elsewhere_refund_id
 from payments_transactions.domain.state import OperationKind, Status, Transaction
-
-_REFUND_NAMESPACE = uuid.UUID("d9a3f3a4-55c1-4a8e-8f7e-2f5f0b6f9c21")
-SETTLED = (Status.CAPTURED, Status.PARTIALLY_REFUNDED, Status.REFUNDED)
 
 
 @dataclass(frozen=True)
@@ -194,7 +193,10 @@ def _voided(transaction: Transaction, event: ProviderEvent) -> DomainEvent | Non
 
 
 def _refunded_in_total(transaction: Transaction, event: ProviderEvent, total: int) -> DomainEvent | None:
-    """The provider says `total` is refunded in all: what exceeds our refunds (done or under way) was made there."""
+    """The provider says `total` is refunded in all: what exceeds our refunds was made there. While one of ours is
+    under way, a total beyond what is counted may or may not hold it: noted, for its outcome to settle."""
+    if transaction.open_refunds() and total > transaction.amount_refunded:
+        return refund_reports.noted(transaction, refund_reports.TOTAL, _latest_refund_id(event.obj), total)
     extra = total - transaction.refund_reserved
     if extra <= 0:
         return None
@@ -207,7 +209,7 @@ def _refunded_elsewhere(
     """A refund of `amount` made at the provider, not through this system (a dashboard refund)."""
     if transaction.status not in SETTLED or amount > transaction.refundable:
         return _too_much(transaction, event, f"a refund of {amount}", transaction.refundable)
-    refund_id = derived_id("re", str(uuid.uuid5(_REFUND_NAMESPACE, f"{event.provider}:{event.event_id}")))
+    refund_id = elsewhere_refund_id(event.provider, event.event_id)
     return DomainEvent(
         ev.PROVIDER_REFUNDED, {"refund_id": refund_id, "amount": amount, "provider_reference": reference}
     )
@@ -303,29 +305,32 @@ def _authnet_amount(transaction: Transaction, event: ProviderEvent) -> int:
 
 def _authnet_voided(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
     """Authorize.net voids a captured transaction until it settles: the customer is not charged, a refund of it all
-    made there (the merchant's interface), as this system's own whole refunds before settlement are voids."""
-    if transaction.status is Status.CAPTURED and not _open(transaction, OperationKind.REFUND):
+    made there (the merchant's interface), as this system's own whole refunds before settlement are voids. While a
+    refund of ours is under way the void may be ours: noted, for its outcome to settle."""
+    if transaction.status is Status.CAPTURED and _open(transaction, OperationKind.REFUND):
+        return refund_reports.noted(transaction, refund_reports.VOID, event.object_id, None)
+    if transaction.status is Status.CAPTURED:
         return _refunded_elsewhere(transaction, event, transaction.refundable, event.object_id)
-    if transaction.status in (Status.CAPTURED, Status.REFUNDED):
-        return None  # our own whole refund, carried out as this void: its outcome records it
+    if transaction.status is Status.REFUNDED:
+        return None  # our own whole refund, carried out as this void: its outcome recorded it
     return _voided(transaction, event)
 
 
 def _authnet_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
     """A refund's notification names only the refund's transId; its details (re-fetched: `refund`) name the
-    original. One we made is recorded already (by its transId); while a refund of ours is under way its own outcome
-    will say (a refund made elsewhere at that moment is not told apart: left to that outcome, never counted
-    twice); any other is a refund made outside this system, applied as a Stripe dashboard refund is."""
+    original. One we made is recorded already (by its transId); while a refund of ours is under way it may be
+    that one: noted, for its outcome to settle (domain.refund_reports); any other is a refund made outside this
+    system, applied as a Stripe dashboard refund is."""
     refund = event.obj.get("refund")
     if not isinstance(refund, Mapping) or refund.get("ref_trans_id") != transaction.provider_reference:
         return None  # not re-fetched, or not about this payment: recorded by webhook-ingest only
     if any(known.provider_reference == event.object_id for known in transaction.refunds):
         return None
-    if _open(transaction, OperationKind.REFUND):
-        return None
     amount = refund.get("settle_amount") or refund.get("auth_amount")
     if not isinstance(amount, int) or amount <= 0:
         return discrepancy(transaction, event, "a refund without an amount")
+    if _open(transaction, OperationKind.REFUND):
+        return refund_reports.noted(transaction, refund_reports.REFUND, event.object_id, amount)
     return _refunded_elsewhere(transaction, event, amount, event.object_id)
 
 

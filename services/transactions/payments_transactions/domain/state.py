@@ -66,6 +66,19 @@ class Refund:
     failure_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class NotedRefundReport:
+    """A provider's refund report that could not be told apart from a refund of ours under way when it came: settled
+    once those refunds have their outcomes (domain.refund_reports)."""
+
+    webhook_event_id: str
+    kind: str  # total (Stripe: the charge's refunded total) | refund (one refund, its amount) | void (all that remains)
+    reference: str | None  # Stripe: the charge's latest refund; Authorize.net: the refund's (or void's) transId
+    open_refunds: tuple[str, ...]  # command ids of our refunds under way when it was noted
+    counted: int  # amount_refunded here when it was noted
+    amount: int | None = None  # the total (total) or the refund's amount (refund)
+
+
 @dataclass
 class Transaction:
     id: str
@@ -94,6 +107,7 @@ class Transaction:
     version: int = -1
     operations: dict[str, Operation] = field(default_factory=dict)
     dispute: dict[str, Any] | None = None  # the latest dispute a provider reported: id, amount, reason, status
+    noted_refund_reports: list[NotedRefundReport] = field(default_factory=list)  # until our refunds under way end
 
     @property
     def payment(self) -> Operation:
@@ -110,6 +124,9 @@ class Transaction:
 
     def open_operations(self) -> list[Operation]:
         return [op for op in self.operations.values() if not op.finished]
+
+    def open_refunds(self) -> list[Operation]:
+        return [op for op in self.open_operations() if op.kind is OperationKind.REFUND]
 
     def refund(self, refund_id: str) -> Refund:
         return next(refund for refund in self.refunds if refund.id == refund_id)
@@ -259,6 +276,14 @@ def _refund_succeeded(transaction: Transaction, event: RecordedEvent) -> None:
     refund.provider_reference = event.data.get("provider_reference")
     _count_refund(transaction, refund)
     _finish(transaction, event)
+    _settle_noted_reports(transaction)
+
+
+def _settle_noted_reports(transaction: Transaction) -> None:
+    """Once no refund of ours is under way, the noted reports are settled: by the events appended with this outcome
+    (domain.refund_reports decided them from the state before it)."""
+    if not transaction.open_refunds():
+        transaction.noted_refund_reports.clear()
 
 
 def _count_refund(transaction: Transaction, refund: Refund) -> None:
@@ -289,6 +314,7 @@ def _refund_reversed(transaction: Transaction, event: RecordedEvent) -> None:
 def _refund_failed(transaction: Transaction, event: RecordedEvent) -> None:
     transaction.refund(event.data["refund_id"]).status = "failed"
     _finish(transaction, event, error=event.data["error"])
+    _settle_noted_reports(transaction)
 
 
 def _follow_up_failed(transaction: Transaction, event: RecordedEvent) -> None:
@@ -307,6 +333,19 @@ def _provider_refunded(transaction: Transaction, event: RecordedEvent) -> None:
     refund.provider_reference = data.get("provider_reference")
     transaction.refunds.append(refund)
     _count_refund(transaction, refund)
+
+
+def _refund_report_noted(transaction: Transaction, event: RecordedEvent) -> None:
+    data = event.data
+    report = NotedRefundReport(
+        webhook_event_id=str(data["webhook_event_id"]),
+        kind=str(data["kind"]),
+        reference=data.get("reference"),
+        open_refunds=tuple(data["open_refunds"]),
+        counted=data["counted"],
+        amount=data.get("amount"),
+    )
+    transaction.noted_refund_reports.append(report)
 
 
 def _dispute_reported(transaction: Transaction, event: RecordedEvent) -> None:
@@ -338,6 +377,7 @@ _APPLY: Mapping[str, Callable[[Transaction, RecordedEvent], None]] = {
     ev.REFUND_REVERSED: _refund_reversed,
     ev.PROVIDER_CALL_FAILED: _provider_call_failed,
     ev.PROVIDER_REFUNDED: _provider_refunded,
+    ev.PROVIDER_REFUND_REPORT_NOTED: _refund_report_noted,
     ev.PAYMENT_DISPUTED: _dispute_reported,
     ev.PAYMENT_DISPUTE_CLOSED: _dispute_reported,
 }

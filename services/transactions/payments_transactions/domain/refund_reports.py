@@ -1,0 +1,130 @@
+"""Provider refund reports that arrive while a refund of ours is under way (pure).
+
+Such a report cannot be told apart from our refund: Stripe's `charge.refunded` gives the charge's refunded total,
+which holds our refund or not depending on whether Stripe has carried it out yet; an Authorize.net refund (or void)
+notification names a transId we learn is ours only from our refund's outcome. So the report is noted
+(`ProviderRefundReportNoted`) and decided when the last refund of ours under way gets its outcome, by
+`settled_by`, whose events are appended in the same append as that outcome: neither is recorded without the other,
+and the fold drops the noted reports with that outcome, so none is counted twice.
+
+- A total (Stripe): what the charge had refunded when reported, less what was counted here then, less our refunds
+  under way then that succeeded since; the largest such excess over the noted totals is a refund made elsewhere.
+  A refund of ours is taken as included in a total reported before its outcome: if Stripe carried it out after the
+  report instead, the `charge.refunded` Stripe sends for it brings the rest. Never more than Stripe has refunded.
+- A refund or a void (Authorize.net): each noted transId that is not the provider reference of one of our refunds
+  is a refund made elsewhere (a void: of all that remains refundable).
+What exceeds the refundable amount is a discrepancy, as for any refund made elsewhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+from payments_shared.ids import derived_id
+
+from payments_transactions.domain import events as ev
+from payments_transactions.domain.events import DomainEvent
+from payments_transactions.domain.state import NotedRefundReport, Status, Transaction
+
+_REFUND_NAMESPACE: Final = uuid.UUID("d9a3f3a4-55c1-4a8e-8f7e-2f5f0b6f9c21")
+SETTLED: Final = (Status.CAPTURED, Status.PARTIALLY_REFUNDED, Status.REFUNDED)
+
+TOTAL: Final = "total"
+REFUND: Final = "refund"
+VOID: Final = "void"
+
+
+def elsewhere_refund_id(provider: str, webhook_event_id: str) -> str:
+    """The id of a refund made at the provider, derived from the webhook that told it (the same on every replay)."""
+    return derived_id("re", str(uuid.uuid5(_REFUND_NAMESPACE, f"{provider}:{webhook_event_id}")))
+
+
+def noted(transaction: Transaction, kind: str, reference: str | None, amount: int | None) -> DomainEvent:
+    """The report, kept with what it is judged against later (the caller adds the webhook's stamp)."""
+    data = {
+        "kind": kind,
+        "reference": reference,
+        "amount": amount,
+        "open_refunds": [operation.command_id for operation in transaction.open_refunds()],
+        "counted": transaction.amount_refunded,
+    }
+    return DomainEvent(ev.PROVIDER_REFUND_REPORT_NOTED, data)
+
+
+def settled_by(transaction: Transaction, command_id: str, outcome: DomainEvent) -> list[DomainEvent]:
+    """The events the noted reports add once `outcome` (of our refund `command_id`, open in `transaction`) is
+    recorded; none while another refund of ours is still under way."""
+    reports = transaction.noted_refund_reports
+    if outcome.type not in (ev.REFUND_SUCCEEDED, ev.REFUND_FAILED):
+        return []  # a retryable failure: our refund is still under way
+    if not reports or any(op.command_id != command_id for op in transaction.open_refunds()):
+        return []
+    succeeded = outcome.type == ev.REFUND_SUCCEEDED
+    accounted = _our_references(transaction, outcome if succeeded else None)
+    released = 0 if succeeded else transaction.operations[command_id].amount or 0
+    elsewhere = _Elsewhere(transaction, transaction.refundable + released)
+    totals = [report for report in reports if report.kind == TOTAL]
+    if totals:
+        included = _included(transaction, command_id, succeeded)
+        largest = max(totals, key=lambda report: _beyond_ours(transaction, report, included))
+        elsewhere.add(largest, _beyond_ours(transaction, largest, included))
+    for report in reports:
+        if report.kind != TOTAL and report.reference not in accounted:
+            accounted.add(report.reference)  # the same refund told twice (two notifications) counts once
+            elsewhere.add(report, report.amount if report.kind == REFUND else None)
+    return elsewhere.events
+
+
+def _our_references(transaction: Transaction, succeeded: DomainEvent | None) -> set[str | None]:
+    found = {refund.provider_reference for refund in transaction.refunds if refund.command_id}
+    if succeeded is not None:
+        found.add(succeeded.data.get("provider_reference"))
+    return {reference for reference in found if reference}
+
+
+def _included(transaction: Transaction, command_id: str, succeeded: bool) -> Callable[[str], bool]:
+    """Whether our refund `cid`, under way when a report was noted, is taken as included in its total."""
+
+    def included(cid: str) -> bool:
+        if cid == command_id:
+            return succeeded
+        operation = transaction.operations[cid]
+        return operation.finished and operation.error is None
+
+    return included
+
+
+def _beyond_ours(transaction: Transaction, report: NotedRefundReport, included: Callable[[str], bool]) -> int:
+    ours = sum(transaction.operations[cid].amount or 0 for cid in report.open_refunds if included(cid))
+    return (report.amount or 0) - report.counted - ours
+
+
+class _Elsewhere:
+    """Refunds made elsewhere, each judged against what the ones before it left refundable."""
+
+    def __init__(self, transaction: Transaction, refundable: int) -> None:
+        self._transaction = transaction
+        self._refundable = refundable
+        self.events: list[DomainEvent] = []
+
+    def add(self, report: NotedRefundReport, amount: int | None) -> None:
+        """`amount` None: all that remains refundable (a void)."""
+        amount = self._refundable if amount is None else amount
+        if amount <= 0:
+            return
+        if self._transaction.status not in SETTLED or amount > self._refundable:
+            reason = f"the provider reports a refund of {amount}, more than the {self._refundable} there can be"
+            noted_report = report.webhook_event_id
+            told = {"status": self._transaction.status.value, "reason": reason, "noted_report": noted_report}
+            self.events.append(DomainEvent(ev.PROVIDER_EVENT_DISCREPANCY, told))
+            return
+        self._refundable -= amount
+        data: dict[str, Any] = {
+            "refund_id": elsewhere_refund_id(self._transaction.provider, report.webhook_event_id),
+            "amount": amount,
+            "provider_reference": report.reference,
+            "noted_report": report.webhook_event_id,
+        }
+        self.events.append(DomainEvent(ev.PROVIDER_REFUNDED, data))

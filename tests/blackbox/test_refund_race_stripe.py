@@ -1,0 +1,150 @@
+"""A refund made in Stripe's dashboard while a refund of ours is still under way, over real HTTP: the embedded server's
+Stripe is the Stripe wire-format server (it refuses a refund above what remains refundable, as Stripe does, which
+localstripe does not), and the dashboard's `charge.refunded` is signed by the test and posted to webhook-ingest.
+
+Our refund of 600 of 1000 meets a 503 (it stays open, to be driven again); 500 are refunded in the dashboard and
+reported; our refund, driven again by the client's retry, is refused by Stripe (only 500 are left). The 500 must be
+recorded: they were lost when the report came while ours was under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.blackbox.server import API, Server, embedded_server, mint_token, new_key, new_workspace
+from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
+
+STRIPE_KEY = "sk_test_refund_race_0123456789"
+WEBHOOK_SECRET = "whsec_refund_race_0123456789"
+SETTLE_S = 30.0
+
+
+@dataclass
+class Peer:
+    server: Server
+    wire: StripeWireServer
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="stripe-wire", daemon=True)
+    thread.start()
+    wire = StripeWireServer(STRIPE_KEY)
+    base_url = asyncio.run_coroutine_threadsafe(wire.start(), loop).result(timeout=10)
+    env = {
+        "STRIPE_API_KEY": STRIPE_KEY,
+        "STRIPE_API_BASE": base_url,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "AUTHNET_SIGNATURE_KEY": "unused-here",
+        "PAYMENTS_DEFAULT_PROVIDER": "stripe",
+        "PROVIDER_RETRY_ATTEMPTS": "1",  # one 503 leaves the refund open
+    }
+    try:
+        with embedded_server(tmp_path_factory.mktemp("refund-race-stripe"), **env) as server:
+            yield Peer(server, wire)
+    finally:
+        asyncio.run_coroutine_threadsafe(wire.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+@dataclass
+class Client:
+    http: httpx.Client
+    workspace: str
+
+    def call(self, method: str, route: str, body: Any = None, key: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {mint_token(self.workspace)}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
+
+    def get(self, route: str) -> dict[str, Any]:
+        response = self.call("GET", route)
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
+    def eventually(self, route: str, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            current = self.get(route)
+            if condition(current) or time.monotonic() > deadline:
+                return current
+            time.sleep(0.2)
+
+    def deliver(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """A Stripe event about `obj`, signed as Stripe signs, posted to webhook-ingest."""
+        now = int(time.time())
+        event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type, "created": now}
+        body = json.dumps({**event, "data": {"object": obj}}).encode()
+        signature = hmac.new(WEBHOOK_SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+        headers = {"Stripe-Signature": f"t={now},v1={signature}", "Content-Type": "application/json"}
+        response = self.http.post("/api/v1/webhooks/stripe", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+@pytest.fixture
+def client(peer: Peer) -> Iterator[Client]:
+    with httpx.Client(base_url=peer.server.base_url, timeout=30) as http:
+        yield Client(http, new_workspace())
+
+
+def test_a_dashboard_refund_reported_while_our_refund_is_open_is_recorded_when_stripe_refuses_ours(
+    client: Client, peer: Peer
+) -> None:
+    charged = client.call("POST", "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa"})
+    assert charged.status_code == 201, charged.text
+    transaction = charged.json()
+    intent_id = transaction["provider_reference"]
+    route = f"transactions/{transaction['id']}"
+
+    key = new_key()
+    peer.wire.fail_next(503, SERVER_ERROR)
+    unavailable = client.call("POST", "refund", {"transaction_id": transaction["id"], "amount": 600}, key)
+    assert unavailable.status_code == 503, unavailable.text
+
+    # 500 refunded in the dashboard, and reported while our refund is still open.
+    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+    dashboard = httpx.post(
+        f"{peer.wire.base_url}/v1/refunds", data={"payment_intent": intent_id, "amount": "500"}, headers=auth
+    )
+    assert dashboard.status_code == 200, dashboard.text
+    charge_id = peer.wire.payment_intents[intent_id]["latest_charge"]
+    refunds = {"object": "list", "data": [{"id": dashboard.json()["id"], "amount": 500}]}
+    reported = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 500}
+    assert client.deliver("charge.refunded", {**reported, "refunds": refunds})["duplicate"] is False
+    noted = client.eventually(f"{route}/events", lambda e: len(e["data"]) > 4)
+    assert [event["type"] for event in noted["data"]][-1] == "ProviderRefundReportNoted"
+
+    # The client retries our refund: Stripe refuses it, only 500 being left (409 amount_too_large).
+    refused = client.call("POST", "refund", {"transaction_id": transaction["id"], "amount": 600}, key)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "amount_too_large"
+
+    after = client.get(route)
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 500)
+    assert [(r["amount"], r["status"]) for r in after["refunds"]] == [(600, "failed"), (500, "succeeded")]
+    trail = client.get(f"{route}/events")["data"]
+    assert [event["type"] for event in trail][-2:] == ["RefundFailed", "ProviderRefunded"]
+    assert trail[-1]["data"]["provider_reference"] == dashboard.json()["id"]
+    # What remains refundable here is what remains at Stripe.
+    rest = client.call("POST", "refund", {"transaction_id": transaction["id"]})
+    assert rest.status_code == 200, rest.text
+    assert (rest.json()["status"], rest.json()["amount_refunded"]) == ("refunded", 1000)
