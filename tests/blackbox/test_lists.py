@@ -7,13 +7,17 @@ what it wrote, by `projection_position` or by the ids it expects."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from payments_shared.eventstore.port import NO_STREAM, NewEvent
+from payments_shared.eventstore.sqlite import SqliteEventStore
 
 from tests.blackbox.server import API, Api, Server, mint_token, new_key, new_workspace, services
 from tests.blackbox.test_customers import Billing
@@ -155,6 +159,213 @@ def test_a_cursor_the_list_has_not_caught_up_with_is_still_a_cursor(api: Api) ->
     assert [t["id"] for t in response.json()["data"]] == [older[1]["id"], older[0]["id"]]
     refused = list_page(api.http, api.token, "transactions", starting_after=their_charge["id"])
     assert (refused.status_code, refused.json()["error"]["param"]) == (400, "starting_after")
+
+
+# ---- ending_before and Stripe's created[...] ---------------------------------------------------------------------
+
+
+def seed_transactions(server: Server, workspace: str, created_at: str, count: int) -> list[str]:
+    """`count` captured transactions all created at `created_at`, to the microsecond, appended straight to the
+    server's event store (which it follows, as it follows any writer's): no request can make such ties, since
+    every request's transaction is created at its own clock reading."""
+    ids = [f"txn_{uuid.uuid4().hex[:24]}" for _ in range(count)]
+
+    async def append() -> None:
+        store = SqliteEventStore(server.data_dir / "events.db")
+        try:
+            for transaction_id in ids:
+                await store.append(
+                    f"transaction-{transaction_id}", captured(transaction_id, workspace, created_at), NO_STREAM
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(append())
+    return ids
+
+
+def captured(transaction_id: str, workspace: str, created_at: str) -> list[NewEvent]:
+    metadata = {"workspace": workspace, "actor": "seeded", "occurred_at": created_at}
+    command_id = str(uuid.uuid4())
+    requested = {
+        "transaction_id": transaction_id,
+        "kind": "charge",
+        "amount": 1099,
+        "currency": "usd",
+        "provider": "sandbox",
+        "payment_method": {"type": "token"},
+        "customer_id": None,
+        "description": None,
+        "metadata": {},
+        "command_id": command_id,
+        "message_id": command_id,
+        "fingerprint": None,
+    }
+    outcome = {"command_id": command_id, "amount": 1099, "provider_reference": f"sb_{transaction_id}"}
+    return [NewEvent("TransactionRequested", requested, metadata), NewEvent("PaymentCaptured", outcome, metadata)]
+
+
+def listed_ids(http: httpx.Client, token: str, kind: str, **params: Any) -> list[str]:
+    response = list_page(http, token, kind, **params)
+    assert response.status_code == 200, response.text
+    return [item["id"] for item in response.json()["data"]]
+
+
+def until_listed(api: Api, count: int) -> None:
+    until(lambda: list_page(api.http, api.token, "transactions", limit=100), lambda page: len(page["data"]) == count)
+
+
+def test_ending_before_walks_back_from_the_last_page_through_the_forward_pages_with_ties(
+    api: Api, server: Server
+) -> None:
+    older = seed_transactions(server, api.workspace, "2026-01-01T00:00:00.000000Z", 4)
+    newer = seed_transactions(server, api.workspace, "2026-01-01T00:00:00.000001Z", 3)
+    made = [t["id"] for t in charges(api, 3)]
+    until_listed(api, 10)
+
+    def fetch(**params: Any) -> dict[str, Any]:
+        response = list_page(api.http, api.token, "transactions", limit=3, **params)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    forward = all_pages(lambda cursor: fetch(**({"starting_after": cursor} if cursor else {})))
+    ids = [t["id"] for page in forward for t in page["data"]]
+    assert ids == [*reversed(made), *sorted(newer, reverse=True), *sorted(older, reverse=True)]  # ties: id desc
+    assert [page["has_more"] for page in forward] == [True, True, True, False]
+    backward, cursor = [], forward[-1]["data"][0]["id"]
+    while True:
+        page = fetch(ending_before=cursor)
+        backward.append(page)
+        if not page["has_more"]:
+            break
+        cursor = page["data"][0]["id"]
+    assert [page["data"] for page in reversed(backward)] == [page["data"] for page in forward[:-1]]
+    assert [page["has_more"] for page in backward] == [True, True, False]
+    assert [page["url"] for page in backward] == [f"{API}/transactions"] * 3
+    top = fetch(ending_before=ids[0])
+    assert (top["data"], top["has_more"]) == ([], False)
+    # one step back from inside a run of ties: the three just before it, newest first
+    assert [t["id"] for t in fetch(ending_before=ids[6])["data"]] == ids[3:6]
+
+
+def test_ending_before_and_starting_after_together_are_400(api: Api) -> None:
+    made = charges(api, 3)
+    until_listed(api, 3)
+    token = api.token
+    assert listed_ids(api.http, token, "transactions", ending_before=made[0]["id"]) == [made[2]["id"], made[1]["id"]]
+    assert listed_ids(api.http, token, "transactions", starting_after=made[2]["id"]) == [made[1]["id"], made[0]["id"]]
+    both = list_page(api.http, token, "transactions", starting_after=made[2]["id"], ending_before=made[0]["id"])
+    assert both.status_code == 400, both.text
+    assert (both.json()["error"]["type"], both.json()["error"]["param"]) == ("invalid_request_error", "ending_before")
+
+
+def test_ending_before_another_workspaces_object_is_400_as_an_unknown_cursor(api: Api) -> None:
+    mine = charges(api, 2)
+    theirs = Api(api.http, workspace=new_workspace())
+    their_charge = charges(theirs, 1)[0]
+    until(
+        lambda: list_page(api.http, api.token, "transactions"), caught_up_to(last_position(theirs, their_charge["id"]))
+    )
+    assert listed_ids(api.http, api.token, "transactions", ending_before=mine[0]["id"]) == [mine[1]["id"]]
+    for cursor in (their_charge["id"], "txn_unknown"):
+        refused = list_page(api.http, api.token, "transactions", ending_before=cursor)
+        assert (refused.status_code, refused.json()["error"]["param"]) == (400, "ending_before")
+
+
+def test_an_ending_before_cursor_the_list_has_not_caught_up_with_is_still_a_cursor(api: Api) -> None:
+    older = charges(api, 2)
+    until(lambda: list_page(api.http, api.token, "transactions"), caught_up_to(last_position(api, older[-1]["id"])))
+    newest = charges(api, 1)[0]
+    # At once, before the list may show it: nothing is newer, and it is no unknown cursor.
+    response = list_page(api.http, api.token, "transactions", ending_before=newest["id"])
+    assert response.status_code == 200, response.text
+    assert (response.json()["data"], response.json()["has_more"]) == ([], False)
+
+
+EDGE = 1_767_225_600  # 2026-01-01T00:00:00Z
+AT_EDGE = {  # created at: the microsecond before second EDGE, its first, its middle, the next second's first
+    "before": "2025-12-31T23:59:59.999999Z",
+    "edge": "2026-01-01T00:00:00.000000Z",
+    "middle": "2026-01-01T00:00:00.500000Z",
+    "next": "2026-01-01T00:00:01.000000Z",
+}
+
+
+@pytest.fixture(scope="module")
+def at_edge(server: Server) -> tuple[str, dict[str, str]]:
+    """A workspace holding one transaction at each time of AT_EDGE: name → id."""
+    workspace = new_workspace()
+    ids = {name: seed_transactions(server, workspace, at, 1)[0] for name, at in AT_EDGE.items()}
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        until(lambda: list_page(http, mint_token(workspace), "transactions"), lambda page: len(page["data"]) == 4)
+    return workspace, ids
+
+
+@pytest.mark.parametrize(
+    ("param", "second", "expected"),
+    [
+        ("created[gt]", EDGE - 1, ["next", "middle", "edge"]),
+        ("created[gt]", EDGE, ["next"]),  # in the same second is not after it
+        ("created[gte]", EDGE, ["next", "middle", "edge"]),
+        ("created[gte]", EDGE + 1, ["next"]),
+        ("created[lt]", EDGE, ["before"]),
+        ("created[lt]", EDGE + 1, ["middle", "edge", "before"]),
+        ("created[lte]", EDGE, ["middle", "edge", "before"]),  # the whole second, .5 too
+        ("created[lte]", EDGE - 1, ["before"]),
+        ("created", EDGE, ["middle", "edge"]),
+    ],
+)
+def test_each_created_operator_with_edge_equality(
+    http: httpx.Client, at_edge: tuple[str, dict[str, str]], param: str, second: int, expected: list[str]
+) -> None:
+    workspace, ids = at_edge
+    assert listed_ids(http, mint_token(workspace), "transactions", **{param: second}) == [ids[n] for n in expected]
+
+
+def test_created_operators_combine_with_each_other_with_the_old_spelling_and_with_cursors(
+    http: httpx.Client, at_edge: tuple[str, dict[str, str]]
+) -> None:
+    workspace, ids = at_edge
+    token = mint_token(workspace)
+    window = {"created[gte]": EDGE, "created[lte]": EDGE}
+    assert listed_ids(http, token, "transactions", **window) == [ids["middle"], ids["edge"]]
+    old = {"created_gte": AT_EDGE["middle"], "created[lt]": EDGE + 1}
+    assert listed_ids(http, token, "transactions", **old) == [ids["middle"]]
+    assert listed_ids(http, token, "transactions", ending_before=ids["before"], **window, limit=1) == [ids["edge"]]
+    assert listed_ids(http, token, "transactions", **{"created[gt]": EDGE, "created[lt]": EDGE}) == []
+
+
+@pytest.mark.parametrize("param", ["created", "created[gt]", "created[gte]", "created[lt]", "created[lte]"])
+def test_a_created_operator_takes_whole_unix_seconds_only(http: httpx.Client, param: str) -> None:
+    token = mint_token(new_workspace(), READ_ALL)
+    assert list_page(http, token, "transactions", **{param: EDGE}).status_code == 200
+    for bad in ("1.5", "2026-01-01", "soon", "", "99999999999999999999", "-99999999999999"):
+        response = list_page(http, token, "transactions", **{param: bad, "created_gte": EDGE})
+        assert response.status_code == 400, (bad, response.text)
+        error = response.json()["error"]
+        assert (error["type"], error["param"]) == ("invalid_request_error", param), bad
+
+
+@pytest.mark.parametrize("kind", ["customers", "subscriptions"])
+def test_customers_and_subscriptions_take_created_operators_and_ending_before(
+    billing_client: Billing, kind: str
+) -> None:
+    customers = [billing_client.customer(payment_method="pm_card_visa") for _ in range(2)]
+    made = customers
+    if kind == "subscriptions":
+        made = []
+        for customer in customers:
+            response = billing_client.subscribe(customer_id=customer["id"])
+            assert response.status_code == 201, response.text
+            made.append(response.json())
+    token, http = billing_client.token(), billing_client.http
+    until(lambda: list_page(http, token, kind), lambda page: len(page["data"]) == len(made))
+    first = made[0]
+    second = int(datetime.fromisoformat(first["created_at"]).timestamp())
+    assert first["id"] in listed_ids(http, token, kind, **{"created[gte]": second, "created[lte]": second})
+    assert first["id"] not in listed_ids(http, token, kind, **{"created[gt]": second})
+    assert first["id"] not in listed_ids(http, token, kind, **{"created[lt]": second})
+    assert listed_ids(http, token, kind, ending_before=first["id"]) == [made[1]["id"]]
 
 
 @pytest.mark.parametrize(

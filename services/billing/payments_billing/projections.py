@@ -44,11 +44,11 @@ def subscription_entry(events: Sequence[RecordedEvent]) -> ListEntry | None:
 CUSTOMERS: Final = Projection("customers", "customer-cus_", customer_entry)
 SUBSCRIPTIONS: Final = Projection("subscriptions", "subscription-sub_", subscription_entry)
 LISTS: Final = {
-    "list_customers": ListSpec(projection="customers", url="/api/v1/payments/customers", filters=("email",)),
+    "list_customers": ListSpec(projection="customers", url="/api/v1/payments/customers", filters=("email", "created")),
     "list_subscriptions": ListSpec(
         projection="subscriptions",
         url="/api/v1/payments/subscriptions",
-        filters=("customer_id", "status"),
+        filters=("customer_id", "status", "created"),
         statuses=subscription.STATUSES,
     ),
 }

@@ -12,13 +12,15 @@ from typing import Any, Final
 
 from payments_shared.errors import ApiError, echoed, invalid
 from payments_shared.messages import Command, Reply
+from payments_shared.projections.created import PARAMETERS as CREATED_PARAMETERS
+from payments_shared.projections.created import created_range
 from payments_shared.projections.model import ListEntry
 from payments_shared.projections.readmodel import ListPage, ListQuery, ReadModel, UnknownCursor, epoch_us
-from payments_shared.timestamps import unix_seconds_iso
 
 DEFAULT_LIMIT: Final = 10
 MAX_LIMIT: Final = 100
-PAGING: Final = ("limit", "starting_after")
+CURSORS: Final = ("starting_after", "ending_before")
+PAGING: Final = ("limit", *CURSORS)
 
 # (projection, object id) → the object as its list shows it, folded from its own stream; None if there is none.
 EntryLookup = Callable[[str, str], Awaitable[ListEntry | None]]
@@ -37,22 +39,26 @@ class ListSpec:
 def parse_query(spec: ListSpec, workspace: str, params: Mapping[str, str]) -> ListQuery:
     allowed = set(PAGING) | {f for f in spec.filters if f != "created"}
     if "created" in spec.filters:
-        allowed |= {"created_gte", "created_lt"}
+        allowed |= set(CREATED_PARAMETERS)
     for name in params:
         if name not in allowed:
             raise invalid(f"Unknown parameter {echoed(name)!r}.", param=echoed(name))
+    if all(name in params for name in CURSORS):
+        raise invalid("Received both starting_after and ending_before: pass only one.", param="ending_before")
     status = params.get("status")
     if status is not None and status not in spec.statuses:
         raise invalid(f"status must be one of {', '.join(spec.statuses)}.", param="status")
+    created = created_range(params)
     return ListQuery(
         workspace=workspace,
         limit=_limit(params.get("limit")),
         starting_after=_non_empty(params, "starting_after"),
+        ending_before=_non_empty(params, "ending_before"),
         status=status,
         customer_id=_non_empty(params, "customer_id"),
         email=_non_empty(params, "email"),
-        created_gte_us=_timestamp(params, "created_gte"),
-        created_lt_us=_timestamp(params, "created_lt"),
+        created_gte_us=created.gte_us,
+        created_lt_us=created.lt_us,
     )
 
 
@@ -69,19 +75,6 @@ def _non_empty(params: Mapping[str, str], name: str) -> str | None:
     if value is not None and not value.strip():
         raise invalid(f"{name} must not be empty.", param=name)
     return value
-
-
-def _timestamp(params: Mapping[str, str], name: str) -> int | None:
-    """A Unix time in seconds (as Stripe takes it) or an ISO 8601 time; naive times are UTC."""
-    raw = params.get(name)
-    if raw is None:
-        return None
-    try:
-        if raw.lstrip("-").isdigit():
-            raw = unix_seconds_iso(int(raw)) or ""  # "" for what no datetime holds (and SQLite could not bind)
-        return epoch_us(raw.replace(" ", "+"))  # a `+` in a query string arrives as a space
-    except (ValueError, OverflowError):
-        raise invalid(f"{name} must be a Unix timestamp or an ISO 8601 time.", param=name) from None
 
 
 def list_body(spec: ListSpec, data: list[dict[str, Any]], has_more: bool, position: int) -> dict[str, Any]:
@@ -101,9 +94,8 @@ class ListHandler:
         try:
             query = parse_query(spec, command.workspace, params)
             page = await self._page(spec.projection, query)
-        except UnknownCursor:
-            error = invalid("starting_after names no object of this list.", param="starting_after")
-            return _error(error)
+        except UnknownCursor as unknown:
+            return _error(invalid(f"{unknown.param} names no object of this list.", param=unknown.param))
         except ApiError as error:
             return _error(error)
         return Reply(status=200, body=list_body(spec, page.data, page.has_more, page.position)).to_body()
@@ -113,13 +105,13 @@ class ListHandler:
         try:
             return await self._read_model.page(projection, query)
         except UnknownCursor:
-            if self._lookup is None or query.starting_after is None:
+            if self._lookup is None or query.cursor is None:
                 raise
-            entry = await self._lookup(projection, query.starting_after)
+            entry = await self._lookup(projection, query.cursor)
             if entry is None or entry.workspace != query.workspace:
                 raise
-            after = (epoch_us(entry.created_at), entry.id)
-            return await self._read_model.page(projection, replace(query, after=after))
+            at = (epoch_us(entry.created_at), entry.id)
+            return await self._read_model.page(projection, replace(query, cursor_at=at))
 
 
 def _error(error: ApiError) -> dict[str, Any]:

@@ -76,15 +76,36 @@ class Versioned:
 
 @dataclass(frozen=True)
 class ListQuery:
+    """One page to read. The cursor is `starting_after` (the page of objects listed after it: older ones) or
+    `ending_before` (the page listed just before it: newer ones), never both; either page is newest first."""
+
     workspace: str
     limit: int = 10
     starting_after: str | None = None
+    ending_before: str | None = None
     status: str | None = None
     customer_id: str | None = None
     email: str | None = None
     created_gte_us: int | None = None
     created_lt_us: int | None = None
-    after: tuple[int, str] | None = None  # starting_after's (created_us, id) when read from its own stream
+    cursor_at: tuple[int, str] | None = None  # the cursor's (created_us, id) when read from its own stream
+
+    def __post_init__(self) -> None:
+        if self.starting_after is not None and self.ending_before is not None:
+            raise ValueError("starting_after and ending_before exclude each other")
+
+    @property
+    def cursor(self) -> str | None:
+        return self.starting_after if self.ending_before is None else self.ending_before
+
+    @property
+    def backwards(self) -> bool:
+        """True when the page is read from its cursor towards the newest objects (`ending_before`)."""
+        return self.ending_before is not None
+
+    @property
+    def cursor_param(self) -> str:
+        return "ending_before" if self.backwards else "starting_after"
 
 
 @dataclass(frozen=True)
@@ -95,7 +116,12 @@ class ListPage:
 
 
 class UnknownCursor(Exception):
-    """`starting_after` names no object of this list in this workspace."""
+    """The cursor (`starting_after` or `ending_before`, its `param`) names no object of this list in this
+    workspace."""
+
+    def __init__(self, param: str, object_id: str) -> None:
+        super().__init__(object_id)
+        self.param = param
 
 
 class ReadModel:
@@ -227,6 +253,30 @@ def _swap(db: sqlite3.Connection, rebuilt: str, projection: str) -> int | None:
 
 
 def _page(db: sqlite3.Connection, projection: str, query: ListQuery) -> ListPage:
+    conditions, values = _filters(projection, query)
+    if query.cursor is not None:
+        conditions.append(f"(created_us, id) {'>' if query.backwards else '<'} (?, ?)")
+        values.extend(query.cursor_at or _cursor(db, projection, query))
+    order = "ASC" if query.backwards else "DESC"  # read away from the cursor, whichever side the page is on
+    sql = (
+        f"SELECT body FROM entries WHERE {' AND '.join(conditions)} "
+        f"ORDER BY created_us {order}, id {order} LIMIT {int(query.limit) + 1}"
+    )
+    rows = [body for (body,) in db.execute(sql, values).fetchall()]
+    bodies, has_more = page_window(rows, query.limit, query.backwards)
+    return ListPage(data=[json.loads(body) for body in bodies], has_more=has_more, position=_checkpoint(db, projection))
+
+
+def page_window(rows: Sequence[T], limit: int, backwards: bool) -> tuple[list[T], bool]:
+    """Up to `limit` + 1 rows read in order away from the cursor → the page, newest first, and whether more
+    objects lie beyond it in that direction."""
+    window = list(rows[:limit])
+    if backwards:
+        window.reverse()
+    return window, len(rows) > limit
+
+
+def _filters(projection: str, query: ListQuery) -> tuple[list[str], list[Any]]:
     conditions = ["projection = ?", "workspace = ?", "listed = 1"]
     values: list[Any] = [projection, query.workspace]
     for column, value in (("status", query.status), ("customer_id", query.customer_id)):
@@ -242,23 +292,14 @@ def _page(db: sqlite3.Connection, projection: str, query: ListQuery) -> ListPage
     if query.created_lt_us is not None:
         conditions.append("created_us < ?")
         values.append(query.created_lt_us)
-    if query.starting_after is not None:
-        conditions.append("(created_us, id) < (?, ?)")
-        values.extend(query.after or _cursor(db, projection, query.workspace, query.starting_after))
-    sql = (
-        f"SELECT body FROM entries WHERE {' AND '.join(conditions)} "
-        f"ORDER BY created_us DESC, id DESC LIMIT {int(query.limit) + 1}"
-    )
-    rows = db.execute(sql, values).fetchall()
-    data = [json.loads(body) for (body,) in rows[: query.limit]]
-    return ListPage(data=data, has_more=len(rows) > query.limit, position=_checkpoint(db, projection))
+    return conditions, values
 
 
-def _cursor(db: sqlite3.Connection, projection: str, workspace: str, object_id: str) -> tuple[int, str]:
+def _cursor(db: sqlite3.Connection, projection: str, query: ListQuery) -> tuple[int, str]:
     row = db.execute(
         "SELECT created_us, id FROM entries WHERE projection = ? AND workspace = ? AND id = ?",
-        (projection, workspace, object_id),
+        (projection, query.workspace, query.cursor),
     ).fetchone()
     if row is None:
-        raise UnknownCursor(object_id)
+        raise UnknownCursor(query.cursor_param, str(query.cursor))
     return int(row[0]), str(row[1])
