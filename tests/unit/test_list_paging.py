@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -17,30 +15,16 @@ from hypothesis import strategies as st
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.sqlite import SqliteEventStore
 from payments_shared.messages import Command
+from payments_shared.projections import readmodel
 from payments_shared.projections.host import ListHost
 from payments_shared.projections.listing import ListSpec, parse_query
 from payments_shared.projections.model import ListEntry
-from payments_shared.projections import readmodel
 from payments_shared.projections.readmodel import ListPage, ListQuery, ReadModel, UnknownCursor, Versioned
 from payments_shared.projections.rebuild import rebuild
 
-from tests.unit.test_projections import NOTES, add_note
+from tests.unit.test_projections import NOTES, add_note, unreachable
 
 SPEC = ListSpec("notes", "/notes", filters=("status", "created"), statuses=("open", "closed"))
-
-
-@pytest.fixture
-async def model(tmp_path: Path) -> AsyncIterator[ReadModel]:
-    opened = ReadModel(tmp_path / "readmodels.db")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
-    opened = SqliteEventStore(tmp_path / "events.db")
-    yield opened
-    await opened.close()
 
 
 def test_a_forward_window_keeps_the_read_order() -> None:
@@ -164,41 +148,6 @@ def test_any_list_walked_back_from_its_last_page_gives_its_forward_pages(
     assert_walks_back_through_the_forward_pages(forward, backward)
 
 
-async def test_an_ending_before_cursor_not_projected_yet_is_read_from_its_stream_in_its_workspace_only(
-    store: SqliteEventStore, tmp_path: Path
-) -> None:
-    await add_note(store, "n1", created_at="2026-01-01T00:00:00Z")
-    await add_note(store, "n2", created_at="2026-01-02T00:00:00Z")
-    host = ListHost(store, tmp_path / "lists", [NOTES], {"list_notes": SPEC})
-    try:
-        await rebuild(store, host.read_model, NOTES)
-        await add_note(store, "n0", created_at="2025-12-31T00:00:00Z")  # appended, not projected yet
-        await add_note(store, "theirs", workspace="ws_b", created_at="2025-12-30T00:00:00Z")
-        handle = host.serving(_unreachable)
-
-        async def page(workspace: str, **params: str) -> Mapping[str, Any]:
-            command = Command(type="list_notes", workspace=workspace, actor="t", command_id="c", payload={})
-            command.payload["params"] = params
-            reply = await handle(Message(command.model_dump()))
-            assert reply is not None
-            return reply
-
-        listed = await page("ws_a", ending_before="n0", limit="1")
-        assert listed["status"] == 200, listed
-        assert ([note["id"] for note in listed["body"]["data"]], listed["body"]["has_more"]) == (["n1"], True)
-        listed = await page("ws_a", ending_before="n0")
-        assert ([note["id"] for note in listed["body"]["data"]], listed["body"]["has_more"]) == (["n2", "n1"], False)
-        for workspace, cursor in (("ws_a", "theirs"), ("ws_b", "n0"), ("ws_a", "n9")):
-            refused = await page(workspace, ending_before=cursor)
-            assert (refused["status"], refused["body"]["error"]["param"]) == (400, "ending_before")
-    finally:
-        await host.stop()
-
-
-async def _unreachable(message: Message) -> Mapping[str, Any] | None:
-    raise AssertionError(f"not a list query: {message.body}")
-
-
 async def test_the_stream_fallback_keeps_a_tie_in_its_place(store: SqliteEventStore, tmp_path: Path) -> None:
     for note_id in ("t1", "t3"):
         await add_note(store, note_id, created_at="2026-01-01T00:00:00Z")
@@ -209,7 +158,7 @@ async def test_the_stream_fallback_keeps_a_tie_in_its_place(store: SqliteEventSt
         command = Command(type="list_notes", workspace="ws_a", actor="t", command_id="c", payload={})
         for cursor, expected in (("ending_before", ["t3"]), ("starting_after", ["t1"])):
             command.payload["params"] = {cursor: "t2"}
-            reply = await host.serving(_unreachable)(Message(command.model_dump()))
+            reply = await host.serving(unreachable)(Message(command.model_dump()))
             assert reply is not None and reply["status"] == 200, reply
             assert [note["id"] for note in reply["body"]["data"]] == expected
     finally:

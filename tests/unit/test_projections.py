@@ -41,20 +41,6 @@ def note_entry(events: Sequence[RecordedEvent]) -> ListEntry | None:
 NOTES = Projection("notes", "note-", note_entry)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
-    opened = SqliteEventStore(tmp_path / "events.db")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def model(tmp_path: Path) -> AsyncIterator[ReadModel]:
-    opened = ReadModel(tmp_path / "readmodels.db")
-    yield opened
-    await opened.close()
-
-
 async def add_note(
     store: SqliteEventStore, note_id: str, workspace: str = "ws_a", created_at: str = "2026-01-01T00:00Z", **data: str
 ) -> int:
@@ -131,31 +117,37 @@ async def test_pages_are_newest_first_with_an_id_tiebreak_and_a_stable_cursor(
     assert [n["id"] for n in (await model.page("notes", ListQuery(workspace="ws_b"))).data] == ["theirs"]
 
 
+@pytest.mark.parametrize(
+    ("cursor", "created_at", "nearest"),  # nearest: the projected note next to the cursor, the page's with limit 1
+    [("starting_after", "2026-01-03T00:00:00Z", "n2"), ("ending_before", "2025-12-31T00:00:00Z", "n1")],
+)
 async def test_a_cursor_not_projected_yet_is_read_from_its_stream_in_its_workspace_only(
-    store: SqliteEventStore, tmp_path: Path
+    store: SqliteEventStore, tmp_path: Path, cursor: str, created_at: str, nearest: str
 ) -> None:
     await add_note(store, "n1", created_at="2026-01-01T00:00:00Z")
     await add_note(store, "n2", created_at="2026-01-02T00:00:00Z")
     host = ListHost(store, tmp_path / "lists", [NOTES], {"list_notes": SPEC})
     try:
         await rebuild(store, host.read_model, NOTES)
-        await add_note(store, "n3", created_at="2026-01-03T00:00:00Z")  # appended, not projected yet
-        await add_note(store, "theirs", workspace="ws_b", created_at="2026-01-04T00:00:00Z")
+        await add_note(store, "n3", created_at=created_at)  # appended, not projected yet
+        await add_note(store, "theirs", workspace="ws_b", created_at=created_at)
         handle = host.serving(unreachable)
 
-        async def page(workspace: str, cursor: str) -> Mapping[str, Any]:
+        async def page(workspace: str, object_id: str, **params: str) -> Mapping[str, Any]:
             command = Command(type="list_notes", workspace=workspace, actor="t", command_id="c", payload={})
-            command.payload["params"] = {"starting_after": cursor}
+            command.payload["params"] = {cursor: object_id, **params}
             reply = await handle(Message(command.model_dump()))
             assert reply is not None
             return reply
 
         listed = await page("ws_a", "n3")
         assert listed["status"] == 200, listed
-        assert [note["id"] for note in listed["body"]["data"]] == ["n2", "n1"]
-        for workspace, cursor in (("ws_a", "theirs"), ("ws_b", "n3"), ("ws_a", "n9")):
-            refused = await page(workspace, cursor)
-            assert (refused["status"], refused["body"]["error"]["param"]) == (400, "starting_after")
+        assert ([note["id"] for note in listed["body"]["data"]], listed["body"]["has_more"]) == (["n2", "n1"], False)
+        one = (await page("ws_a", "n3", limit="1"))["body"]
+        assert ([note["id"] for note in one["data"]], one["has_more"]) == ([nearest], True)
+        for workspace, object_id in (("ws_a", "theirs"), ("ws_b", "n3"), ("ws_a", "n9")):
+            refused = await page(workspace, object_id)
+            assert (refused["status"], refused["body"]["error"]["param"]) == (400, cursor)
     finally:
         await host.stop()
 
