@@ -12,9 +12,8 @@ import httpx
 import pytest
 from payments_shared.ids import command_id
 from payments_shared.providers.authnet.messages import reference_for
-from payments_shared.providers.authnet.provider import AuthorizeNetProvider
-from payments_shared.providers.port import Outcome, PaymentRef
 
+from tests.authnet_server.merchant import refund_in_merchant_interface
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
 from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_key, new_workspace
 
@@ -146,13 +145,7 @@ async def test_a_refund_authorize_net_refuses_as_above_what_remains_is_409_and_c
     charged = ok(client.pay("charge", "gw-refund-elsewhere", amount=1000), 201)
     anet.settle()
     # Refunded in the merchant interface, and its notification not applied yet: Authorize.net holds 200 refundable.
-    merchant = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, anet.url)
-    try:
-        original = PaymentRef(charged["provider_reference"], 1000, 1000, "usd")
-        elsewhere = await merchant.refund(original, 800, f"outside-{new_key()}", None)
-    finally:
-        await merchant.close()
-    assert elsewhere.outcome is Outcome.APPROVED
+    await refund_in_merchant_interface(anet.url, charged["provider_reference"], 1000, 800)
 
     response = client.post("refund", {"transaction_id": charged["id"], "amount": 500})
 

@@ -10,12 +10,8 @@ recorded: they were lost when the report came while ours was under way.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +20,7 @@ import httpx
 import pytest
 
 from tests.blackbox.server import API, Server, embedded_server, mint_token, new_key, new_workspace
+from tests.support.stripe_webhooks import signed_stripe_event
 from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
 
 STRIPE_KEY = "sk_test_refund_race_0123456789"
@@ -89,11 +86,7 @@ class Client:
 
     def deliver(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
         """A Stripe event about `obj`, signed as Stripe signs, posted to webhook-ingest."""
-        now = int(time.time())
-        event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type, "created": now}
-        body = json.dumps({**event, "data": {"object": obj}}).encode()
-        signature = hmac.new(WEBHOOK_SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
-        headers = {"Stripe-Signature": f"t={now},v1={signature}", "Content-Type": "application/json"}
+        body, headers = signed_stripe_event(WEBHOOK_SECRET, event_type, obj)
         response = self.http.post("/api/v1/webhooks/stripe", content=body, headers=headers)
         assert response.status_code == 200, response.text
         answer: dict[str, Any] = response.json()

@@ -15,9 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from payments_shared.providers.authnet.provider import AuthorizeNetProvider
-from payments_shared.providers.port import Outcome, PaymentRef
 
+from tests.authnet_server.merchant import refund_in_merchant_interface
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
 from tests.blackbox.server import API, Server, embedded_server, mint_token, new_workspace
 from tests.support.services import stream_event_types
@@ -164,14 +163,8 @@ async def test_a_refund_made_at_authorize_net_is_recorded_through_its_original(
     authnet.settle()
     # Refunded at Authorize.net, not through this system (the merchant's own client stands for its interface):
     # the notification names only the refund's transId; getTransactionDetails names the original.
-    merchant = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, authnet.url)
-    try:
-        original = PaymentRef(charged["provider_reference"], 4500, 4500, "usd")
-        refund = await merchant.refund(original, 1500, f"outside-{uuid.uuid4().hex}", None)
-    finally:
-        await merchant.close()
-    assert refund.outcome is Outcome.APPROVED and refund.reference is not None
-    notify(http, "refund.created", refund.reference)
+    refund = await refund_in_merchant_interface(authnet.url, charged["provider_reference"], 4500, 1500)
+    notify(http, "refund.created", refund)
     after = await asyncio.to_thread(eventually, http, workspace, paid["id"], lambda t: t["status"] != "captured")
     assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 1500)
     assert [entry["amount"] for entry in after["refunds"]] == [1500]
@@ -244,14 +237,8 @@ async def test_a_refund_made_at_authorize_net_while_ours_is_open_is_recorded_whe
     authnet._faults.clear()
     assert unanswered.status_code == 503, unanswered.text
 
-    merchant = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, authnet.url)
-    try:
-        original = PaymentRef(charged["provider_reference"], 4500, 4500, "usd")
-        refund = await merchant.refund(original, 2000, f"outside-{uuid.uuid4().hex}", None)
-    finally:
-        await merchant.close()
-    assert refund.outcome is Outcome.APPROVED and refund.reference is not None
-    notify(http, "refund.created", refund.reference)
+    refund = await refund_in_merchant_interface(authnet.url, charged["provider_reference"], 4500, 2000)
+    notify(http, "refund.created", refund)
     noted = await asyncio.to_thread(eventual_event_types, http, workspace, paid["id"], "ProviderRefundReportNoted")
     assert noted[-1] == "ProviderRefundReportNoted"
 

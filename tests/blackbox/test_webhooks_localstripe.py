@@ -8,9 +8,6 @@ are built and signed by the test about objects localstripe really holds.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +19,7 @@ import pytest
 
 from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_workspace
 from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
+from tests.support.stripe_webhooks import signed_stripe_event
 
 STRIPE_KEY = "sk_test_webhooks_localstripe_0123456789"
 WEBHOOK_SECRET = "whsec_localstripe_webhooks_0123456789"
@@ -89,12 +87,7 @@ class Client:
 
     def deliver(self, event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
         """A Stripe event about `obj`, signed as Stripe signs, posted to webhook-ingest."""
-        at = int(time.time()) if created is None else created
-        event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type, "created": at}
-        body = json.dumps({**event, "data": {"object": obj}}).encode()
-        now = int(time.time())
-        signature = hmac.new(WEBHOOK_SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
-        headers = {"Stripe-Signature": f"t={now},v1={signature}", "Content-Type": "application/json"}
+        body, headers = signed_stripe_event(WEBHOOK_SECRET, event_type, obj, created)
         response = self.http.post("/api/v1/webhooks/stripe", content=body, headers=headers)
         assert response.status_code == 200, response.text
         answer: dict[str, Any] = response.json()

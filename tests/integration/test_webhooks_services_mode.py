@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import sqlite3
 import time
 import uuid
@@ -32,6 +29,7 @@ from tests.blackbox.server import (
     wait_ready,
 )
 from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
+from tests.support.stripe_webhooks import signed_stripe_event
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
@@ -128,11 +126,7 @@ def client(services: Services) -> Iterator[Client]:
 
 
 def signed(event_type: str, obj: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    now = int(time.time())
-    event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type, "created": now}
-    body = json.dumps({**event, "data": {"object": obj}}).encode()
-    signature = hmac.new(WEBHOOK_SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Stripe-Signature": f"t={now},v1={signature}", "Content-Type": "application/json"}
+    return signed_stripe_event(WEBHOOK_SECRET, event_type, obj)
 
 
 def webhook_streams(data_dir: Path) -> dict[str, list[str]]:

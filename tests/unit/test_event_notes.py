@@ -15,11 +15,9 @@ from payments_shared.eventstore.port import NO_STREAM, EventStore, EventStoreUna
 WAIT_S = 5.0  # a guard against hanging, not a timing assertion
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventStore]:
-    opened = open_event_store("memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'events.db'}")
-    yield opened
-    await opened.close()
+@pytest.fixture
+def store(each_embedded_store: EventStore) -> EventStore:
+    return each_embedded_store
 
 
 def odd_only(event: RecordedEvent) -> str | None:

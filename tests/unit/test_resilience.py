@@ -312,12 +312,9 @@ async def test_the_registry_wraps_every_provider_once_and_reports_breakers(tmp_p
 # ---- in the transactions worker -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventStore]:
-    uri = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'events.db'}"
-    opened = open_event_store(uri)
-    yield opened
-    await opened.close()
+@pytest.fixture
+def store(each_embedded_store: EventStore) -> EventStore:
+    return each_embedded_store
 
 
 def charge_message(key: str, workspace: str = "ws_r") -> Message:

@@ -34,12 +34,9 @@ class SimulatedCrash(Exception):
     pass
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventStore]:
-    uri = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'events.db'}"
-    opened = open_event_store(uri)
-    yield opened
-    await opened.close()
+@pytest.fixture
+def store(each_embedded_store: EventStore) -> EventStore:
+    return each_embedded_store
 
 
 @pytest.fixture

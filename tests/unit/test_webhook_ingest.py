@@ -4,8 +4,6 @@ that forwards what a failed send left behind."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -25,6 +23,7 @@ from payments_webhook_ingest.settings import WebhookSettings
 from payments_webhook_ingest.sweep import ForwardingSweep
 
 from tests.support.gate import Gate, cancel_as_the_gate_opens
+from tests.support.stripe_webhooks import stripe_signature_headers
 
 SECRET = "whsec_unit"
 ANET_KEY = "ANETKEY0123456789"
@@ -52,9 +51,7 @@ def stripe_event(event_type: str = "payment_intent.succeeded", object_id: str = 
 
 
 def stripe_headers(body: bytes, secret: str = SECRET) -> dict[str, str]:
-    timestamp = int(time.time())
-    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"Stripe-Signature": f"t={timestamp},v1={signature}", "Content-Type": "application/json"}
+    return stripe_signature_headers(body, secret)
 
 
 class Collector:

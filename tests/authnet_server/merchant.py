@@ -1,0 +1,23 @@
+"""What the merchant does in Authorize.net's own interface, outside this system: played by the project's adapter
+as a separate client of the test server (it calls Authorize.net as the merchant interface does)."""
+
+from __future__ import annotations
+
+import uuid
+
+from payments_shared.providers.authnet.provider import AuthorizeNetProvider
+from payments_shared.providers.port import Outcome, PaymentRef
+
+from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY
+
+
+async def refund_in_merchant_interface(url: str, transaction_reference: str, captured: int, amount: int) -> str:
+    """Refund `amount` (minor units, USD) of the captured transaction; the refund's transId."""
+    merchant = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, url)
+    try:
+        original = PaymentRef(transaction_reference, captured, captured, "usd")
+        refund = await merchant.refund(original, amount, f"outside-{uuid.uuid4().hex}", None)
+    finally:
+        await merchant.close()
+    assert refund.outcome is Outcome.APPROVED and refund.reference is not None
+    return refund.reference
