@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.blackbox.server import API, Server, embedded_server, mint_token, new_key, new_workspace
-from tests.support.stripe_webhooks import signed_stripe_event
+from tests.blackbox.server import Server, embedded_server, new_key, new_workspace
+from tests.blackbox.stripe_client import StripeClient as Client
 from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
 
 STRIPE_KEY = "sk_test_refund_race_0123456789"
 WEBHOOK_SECRET = "whsec_refund_race_0123456789"
-SETTLE_S = 30.0
 
 
 @dataclass
@@ -59,44 +56,10 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
         loop.close()
 
 
-@dataclass
-class Client:
-    http: httpx.Client
-    workspace: str
-
-    def call(self, method: str, route: str, body: Any = None, key: str | None = None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {mint_token(self.workspace)}"}
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
-
-    def get(self, route: str) -> dict[str, Any]:
-        response = self.call("GET", route)
-        assert response.status_code == 200, response.text
-        found: dict[str, Any] = response.json()
-        return found
-
-    def eventually(self, route: str, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        deadline = time.monotonic() + SETTLE_S
-        while True:
-            current = self.get(route)
-            if condition(current) or time.monotonic() > deadline:
-                return current
-            time.sleep(0.2)
-
-    def deliver(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """A Stripe event about `obj`, signed as Stripe signs, posted to webhook-ingest."""
-        body, headers = signed_stripe_event(WEBHOOK_SECRET, event_type, obj)
-        response = self.http.post("/api/v1/webhooks/stripe", content=body, headers=headers)
-        assert response.status_code == 200, response.text
-        answer: dict[str, Any] = response.json()
-        return answer
-
-
 @pytest.fixture
 def client(peer: Peer) -> Iterator[Client]:
     with httpx.Client(base_url=peer.server.base_url, timeout=30) as http:
-        yield Client(http, new_workspace())
+        yield Client(http, new_workspace(), WEBHOOK_SECRET)
 
 
 def test_a_dashboard_refund_reported_while_our_refund_is_open_is_recorded_when_stripe_refuses_ours(

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_workspace
+from tests.blackbox.server import Server, embedded_server, new_workspace
+from tests.blackbox.stripe_client import SETTLE_S
+from tests.blackbox.stripe_client import StripeClient as Client
 from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
-from tests.support.stripe_webhooks import signed_stripe_event
 
 STRIPE_KEY = "sk_test_webhooks_localstripe_0123456789"
 WEBHOOK_SECRET = "whsec_localstripe_webhooks_0123456789"
-SETTLE_S = 30.0  # how long an asynchronous effect may take to show (webhook delivery, then the worker)
 
 
 @dataclass(frozen=True)
@@ -51,49 +51,6 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
             yield Peer(server, stripe_url)
 
 
-@dataclass
-class Client:
-    http: httpx.Client
-    stripe: httpx.Client
-    workspace: str
-
-    def call(self, method: str, route: str, body: Any = None) -> httpx.Response:
-        token = mint_token(self.workspace, EVERY_PERMISSION)
-        headers = {"Authorization": f"Bearer {token}"}
-        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
-
-    def created(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.call("POST", route, body)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
-
-    def get(self, route: str) -> dict[str, Any]:
-        response = self.call("GET", route)
-        assert response.status_code == 200, response.text
-        found: dict[str, Any] = response.json()
-        return found
-
-    def event_types(self, transaction_id: str) -> list[str]:
-        return [event["type"] for event in self.get(f"transactions/{transaction_id}/events")["data"]]
-
-    def eventually(self, route: str, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        deadline = time.monotonic() + SETTLE_S
-        while True:
-            current = self.get(route)
-            if condition(current) or time.monotonic() > deadline:
-                return current
-            time.sleep(0.2)
-
-    def deliver(self, event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
-        """A Stripe event about `obj`, signed as Stripe signs, posted to webhook-ingest."""
-        body, headers = signed_stripe_event(WEBHOOK_SECRET, event_type, obj, created)
-        response = self.http.post("/api/v1/webhooks/stripe", content=body, headers=headers)
-        assert response.status_code == 200, response.text
-        answer: dict[str, Any] = response.json()
-        return answer
-
-
 @pytest.fixture
 def client(peer: Peer) -> Iterator[Client]:
     auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
@@ -101,7 +58,7 @@ def client(peer: Peer) -> Iterator[Client]:
         httpx.Client(base_url=peer.server.base_url, timeout=30) as http,
         httpx.Client(base_url=peer.stripe_url, headers=auth, timeout=10) as stripe,
     ):
-        yield Client(http, stripe, new_workspace())
+        yield Client(http, new_workspace(), WEBHOOK_SECRET, stripe)
 
 
 def charge(client: Client, payment_method: str = "pm_card_visa", **body: Any) -> dict[str, Any]:
@@ -110,11 +67,11 @@ def charge(client: Client, payment_method: str = "pm_card_visa", **body: Any) ->
 
 
 def test_a_3ds_payment_completed_at_stripe_is_captured_through_its_webhook(client: Client) -> None:
-    transaction = charge(client, three_d_secure_method(client.stripe))
+    transaction = charge(client, three_d_secure_method(client.at_stripe))
     assert transaction["status"] == "requires_action"
 
     # The customer completes 3-D Secure at Stripe; Stripe tells us with payment_intent.succeeded.
-    authenticate(client.stripe, transaction["provider_reference"])
+    authenticate(client.at_stripe, transaction["provider_reference"])
 
     after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["status"] != "requires_action")
     assert (after["status"], after["amount_captured"]) == ("captured", 2000)
@@ -122,11 +79,11 @@ def test_a_3ds_payment_completed_at_stripe_is_captured_through_its_webhook(clien
 
 
 def test_a_3ds_authorization_completed_at_stripe_becomes_authorized_and_can_be_captured(client: Client) -> None:
-    request = {"amount": 2000, "currency": "usd", "payment_method": three_d_secure_method(client.stripe)}
+    request = {"amount": 2000, "currency": "usd", "payment_method": three_d_secure_method(client.at_stripe)}
     transaction = client.created("authorize", {**request, "provider": "stripe"})
     assert transaction["status"] == "requires_action"
     intent_id = transaction["provider_reference"]
-    intent = authenticate(client.stripe, intent_id)
+    intent = authenticate(client.at_stripe, intent_id)
     assert intent["status"] == "requires_capture"
 
     # Stripe tells a manual-capture intent's authentication with payment_intent.amount_capturable_updated
@@ -139,7 +96,7 @@ def test_a_3ds_authorization_completed_at_stripe_becomes_authorized_and_can_be_c
     captured = client.call("POST", "capture", {"transaction_id": transaction["id"]})
     assert captured.status_code == 200, captured.text
     assert (captured.json()["status"], captured.json()["amount_captured"]) == ("captured", 2000)
-    assert client.stripe.get(f"/v1/payment_intents/{intent_id}").json()["status"] == "succeeded"
+    assert client.at_stripe.get(f"/v1/payment_intents/{intent_id}").json()["status"] == "succeeded"
 
 
 def test_a_refund_that_fails_at_stripe_after_it_was_accepted_shows_failed(client: Client) -> None:
@@ -148,7 +105,7 @@ def test_a_refund_that_fails_at_stripe_after_it_was_accepted_shows_failed(client
     assert refunded.status_code == 200, refunded.text
     assert [r["status"] for r in refunded.json()["refunds"]] == ["succeeded"]
     intent_id = transaction["provider_reference"]
-    at_stripe = client.stripe.get("/v1/refunds", params={"payment_intent": intent_id}).json()["data"]
+    at_stripe = client.at_stripe.get("/v1/refunds", params={"payment_intent": intent_id}).json()["data"]
     assert len(at_stripe) == 1
 
     # The card account was closed: Stripe fails the refund and tells with refund.failed (localstripe cannot).
@@ -171,9 +128,9 @@ def test_a_refund_made_in_the_dashboard_is_recorded_as_stripe_holds_it_not_as_a_
     intent_id = transaction["provider_reference"]
     # Refunded at Stripe directly (the dashboard); localstripe does not emit charge.refunded, so the test signs it,
     # with a stale total: the worker re-fetches the PaymentIntent and applies what Stripe holds now.
-    refund = client.stripe.post("/v1/refunds", data={"payment_intent": intent_id, "amount": "700"})
+    refund = client.at_stripe.post("/v1/refunds", data={"payment_intent": intent_id, "amount": "700"})
     assert refund.status_code == 200, refund.text
-    latest = client.stripe.get(f"/v1/payment_intents/{intent_id}").json()["latest_charge"]
+    latest = client.at_stripe.get(f"/v1/payment_intents/{intent_id}").json()["latest_charge"]
     charge_id = latest if isinstance(latest, str) else latest["id"]
     refund_list = {"object": "list", "data": [{"id": refund.json()["id"], "amount": 200}]}
     stale = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 200}
@@ -244,7 +201,7 @@ def test_a_customer_changed_at_stripe_is_shown_through_its_webhook(client: Clien
     customer = client.created("customers", body)
     # Changed at Stripe directly: localstripe delivers its signed customer.updated to webhook-ingest.
     change = {"email": "after@example.com", "name": "Grace Hopper", "phone": "+15550100", "metadata[tier]": "platinum"}
-    changed = client.stripe.post(f"/v1/customers/{customer['provider_reference']}", data=change)
+    changed = client.at_stripe.post(f"/v1/customers/{customer['provider_reference']}", data=change)
     assert changed.status_code == 200, changed.text
     after = client.eventually(f"customers/{customer['id']}", lambda c: c["email"] != "before@example.com")
     assert (after["email"], after["name"], after["phone"]) == ("after@example.com", "Grace Hopper", "+15550100")
@@ -263,7 +220,7 @@ def subscribed(client: Client) -> dict[str, Any]:
 def test_a_subscription_canceled_at_stripe_is_canceled_here(client: Client) -> None:
     subscription = subscribed(client)
     assert subscription["status"] == "active"
-    deleted = client.stripe.delete(f"/v1/subscriptions/{subscription['provider_reference']}")
+    deleted = client.at_stripe.delete(f"/v1/subscriptions/{subscription['provider_reference']}")
     assert deleted.status_code == 200, deleted.text
     after = client.eventually(f"subscriptions/{subscription['id']}", lambda s: s["status"] == "canceled")
     assert after["status"] == "canceled"
@@ -273,7 +230,7 @@ def test_an_older_subscription_update_after_a_newer_one_leaves_the_newer_state(c
     subscription = subscribed(client)
     reference = subscription["provider_reference"]
     # Changed at Stripe (the dashboard): Stripe's object and the newer event agree; the older event is stale.
-    changed = client.stripe.post(f"/v1/subscriptions/{reference}", data={"cancel_at_period_end": "true"})
+    changed = client.at_stripe.post(f"/v1/subscriptions/{reference}", data={"cancel_at_period_end": "true"})
     assert changed.status_code == 200, changed.text
     newer, older = int(time.time()), int(time.time()) - 60
     stripe_object = {"id": reference, "object": "subscription", "status": "active"}
@@ -292,7 +249,7 @@ def test_an_older_subscription_update_after_a_newer_one_leaves_the_newer_state(c
 def test_a_subscription_update_is_applied_as_stripe_has_it_now_not_as_its_payload_says(client: Client) -> None:
     subscription = subscribed(client)
     reference = subscription["provider_reference"]
-    changed = client.stripe.post(f"/v1/subscriptions/{reference}", data={"cancel_at_period_end": "true"})
+    changed = client.at_stripe.post(f"/v1/subscriptions/{reference}", data={"cancel_at_period_end": "true"})
     assert changed.status_code == 200, changed.text
     # The payload predates that change (Stripe's events can be stale): the worker re-fetches the subscription.
     stale = {"id": reference, "object": "subscription", "status": "active", "cancel_at_period_end": False}

@@ -1,0 +1,67 @@
+"""A client of the embedded server for tests whose provider is Stripe (localstripe or the Stripe wire-format test
+server): the API of one workspace, asynchronous effects waited for, and Stripe's webhooks delivered signed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tests.blackbox.server import API, EVERY_PERMISSION, mint_token
+from tests.support.stripe_webhooks import signed_stripe_event
+
+SETTLE_S = 30.0  # how long an asynchronous effect may take to show (webhook delivery, then the worker)
+
+
+@dataclass
+class StripeClient:
+    http: httpx.Client
+    workspace: str
+    webhook_secret: str
+    stripe: httpx.Client | None = None
+
+    @property
+    def at_stripe(self) -> httpx.Client:
+        """The Stripe peer's own API, where a test acts at Stripe (the customer, the dashboard)."""
+        assert self.stripe is not None, "this client was made without the Stripe peer's API"
+        return self.stripe
+
+    def call(self, method: str, route: str, body: Any = None, key: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {mint_token(self.workspace, EVERY_PERMISSION)}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
+
+    def created(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.call("POST", route, body)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    def get(self, route: str) -> dict[str, Any]:
+        response = self.call("GET", route)
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
+    def event_types(self, transaction_id: str) -> list[str]:
+        return [event["type"] for event in self.get(f"transactions/{transaction_id}/events")["data"]]
+
+    def eventually(self, route: str, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            current = self.get(route)
+            if condition(current) or time.monotonic() > deadline:
+                return current
+            time.sleep(0.2)
+
+    def deliver(self, event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
+        """A Stripe event about `obj`, signed as Stripe signs, posted to webhook-ingest."""
+        body, headers = signed_stripe_event(self.webhook_secret, event_type, obj, created)
+        response = self.http.post("/api/v1/webhooks/stripe", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
