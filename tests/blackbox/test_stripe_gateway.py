@@ -4,6 +4,7 @@ answer and what localstripe then holds."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,28 @@ def test_charge_is_a_captured_payment_intent(client: httpx.Client, localstripe: 
     assert (body["status"], body["provider"], body["amount_captured"]) == ("captured", "stripe", 1099)
     assert body["provider_reference"].startswith("pi_")
     intent = stripe_get(localstripe, f"/v1/payment_intents/{body['provider_reference']}").json()
-    assert (intent["status"], intent["amount"], intent["metadata"]) == ("succeeded", 1099, {"order": "7"})
+    assert (intent["status"], intent["amount"], intent["metadata"]["order"]) == ("succeeded", 1099, "7")
     events = created(client.get(f"/transactions/{body['id']}/events"), 200)["data"]
     recorded = [e["data"].get("details", {}) for e in events]
     assert any(d.get("payment_intent") == body["provider_reference"] for d in recorded)
+
+
+def test_the_operation_tag_is_at_stripe_but_never_shown_to_the_client(client: httpx.Client, localstripe: str) -> None:
+    # Stripe forgets idempotency keys after 24 h: our tag on the PaymentIntent and the Refund is what lets a later
+    # re-drive find them. It is ours: the client's transaction shows the client's metadata only.
+    charged = created(pay(client, "charge", 1000, metadata={"order": "8"}))
+    refunded = created(client.post("/refund", json={"transaction_id": charged["id"], "amount": 300}), 200)
+
+    intent = stripe_get(localstripe, f"/v1/payment_intents/{charged['provider_reference']}").json()
+    assert intent["metadata"]["order"] == "8"
+    assert intent["metadata"].get("payments_operation")
+    refunds = stripe_get(localstripe, "/v1/refunds", payment_intent=charged["provider_reference"]).json()["data"]
+    assert [r["metadata"].get("payments_operation") is not None for r in refunds] == [True]
+    shown = [charged, refunded, created(client.get(f"/transactions/{charged['id']}"), 200)]
+    assert all(body["metadata"] == {"order": "8"} for body in shown)
+    assert all("payments_operation" not in json.dumps(body) for body in shown)
+    trail = created(client.get(f"/transactions/{charged['id']}/events"), 200)["data"]
+    assert "payments_operation" not in json.dumps(trail)
 
 
 def test_authorize_then_partial_capture(client: httpx.Client, localstripe: str) -> None:

@@ -7,10 +7,16 @@ endpoint and parameters replays the first answer (with `Idempotent-Replayed: tru
 400, 401, 403…, before the request is executed, as a load balancer or Stripe's rate limiter would) or to execute the
 next request and then stall before answering (the ambiguous failure a client timeout produces).
 
-It knows PaymentIntents (create+confirm, capture, cancel, retrieve) and their latest Charge (retrieve), Refunds,
-Customers (create, update, delete) and PaymentMethod attach. `pm_card_visa` is approved,
-`pm_card_chargeDeclinedInsufficientFunds` declined (`insufficient_funds`), `pm_card_authenticationRequired` needs
-3-D Secure; any other `pm_…` is a 400 `resource_missing` on `payment_method`.
+It knows PaymentIntents (create+confirm, capture, cancel, retrieve, list by `created` range and `customer`, Search
+with a `metadata['key']:'value'` query) and their latest Charge (retrieve), Refunds (create, list by
+`payment_intent`), Customers (create, update, delete) and PaymentMethod attach. Lists and search results page as
+Stripe's do (`limit`, `starting_after`, `page`).
+
+Its clock can be moved on (`advance`): objects carry `created` by it, and an idempotency key is forgotten
+`IDEMPOTENCY_KEY_KEPT_S` after its first use, as Stripe forgets them after 24 hours (a request with a forgotten key
+is a new request). `pm_card_visa` is approved, `pm_card_chargeDeclinedInsufficientFunds` declined
+(`insufficient_funds`), `pm_card_authenticationRequired` needs 3-D Secure; any other `pm_…` is a 400
+`resource_missing` on `payment_method`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +37,8 @@ from aiohttp import web
 DECLINES = {"pm_card_chargeDeclinedInsufficientFunds": ("insufficient_funds", "Your card has insufficient funds.")}
 THREE_D_SECURE = "pm_card_authenticationRequired"
 APPROVED = "pm_card_visa"
+IDEMPOTENCY_KEY_KEPT_S = 24 * 3600
+_METADATA_QUERY = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>(?:[^'\\]|\\.)*)'$")
 
 
 def stripe_error(status: int, error: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
@@ -74,9 +84,12 @@ class StripeWireServer:
         self.refunds: dict[str, dict[str, Any]] = {}
         self.refund_status = "succeeded"  # control: what a new refund is (Stripe answers some "pending")
         self.customers: dict[str, dict[str, Any]] = {}
+        self.search_refused = False  # control: Search is not offered to this account (as to merchants in India)
         self._faults: list[Fault] = []
         self._stalls: list[float] = []
-        self._idempotent: dict[str, tuple[str, str, web.Response]] = {}  # key → (endpoint, fingerprint, answer)
+        # key → (endpoint, fingerprint, answer, when first used)
+        self._idempotent: dict[str, tuple[str, str, web.Response, float]] = {}
+        self._clock_offset_s = 0.0
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -89,6 +102,14 @@ class StripeWireServer:
     def stall_next(self, seconds: float) -> None:
         """Execute the next request, then wait this long before answering."""
         self._stalls.append(seconds)
+
+    def now(self) -> float:
+        """The server's clock (unix seconds)."""
+        return time.time() + self._clock_offset_s
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on: idempotency keys older than `IDEMPOTENCY_KEY_KEPT_S` by it are forgotten."""
+        self._clock_offset_s += seconds
 
     async def start(self) -> str:
         app = web.Application()
@@ -130,8 +151,10 @@ class StripeWireServer:
     def _idempotent_answer(self, key: str, request: web.Request, params: list[tuple[str, str]]) -> web.Response:
         endpoint = f"{request.method} {request.path}"
         fingerprint = hashlib.sha256(json.dumps(sorted(params)).encode()).hexdigest()
+        if key in self._idempotent and self.now() - self._idempotent[key][3] >= IDEMPOTENCY_KEY_KEPT_S:
+            del self._idempotent[key]  # Stripe forgets a key after 24 hours: the request is a new one
         if key in self._idempotent:
-            first_endpoint, first_fingerprint, first = self._idempotent[key]
+            first_endpoint, first_fingerprint, first, _ = self._idempotent[key]
             if first_endpoint != endpoint:
                 message = (
                     f"Keys for idempotent requests can only be used for the same endpoint they were first used for "
@@ -149,7 +172,7 @@ class StripeWireServer:
             replay.headers["Idempotent-Replayed"] = "true"
             return replay
         answer = self._execute(request.method, request.path, dict(params))
-        self._idempotent[key] = (endpoint, fingerprint, answer)
+        self._idempotent[key] = (endpoint, fingerprint, answer, self.now())
         return answer
 
     def _execute(self, method: str, path: str, params: dict[str, str]) -> web.Response:
@@ -163,6 +186,12 @@ class StripeWireServer:
                 return self._cancel(intent_id)
             case ("POST", ["v1", "refunds"]):
                 return self._refund(params)
+            case ("GET", ["v1", "payment_intents", "search"]):
+                return self._search_intents(path, params)
+            case ("GET", ["v1", "payment_intents"]):
+                return self._list_intents(path, params)
+            case ("GET", ["v1", "refunds"]):
+                return self._list(path, params, [r for r in self.refunds.values() if _listed_refund(r, params)])
             case ("POST", ["v1", "customers"]):
                 return self._create_customer(params)
             case ("POST", ["v1", "customers", customer_id]):
@@ -191,6 +220,7 @@ class StripeWireServer:
         intent: dict[str, Any] = {
             "id": _new_id("pi"),
             "object": "payment_intent",
+            "created": int(self.now()),
             "amount": int(params["amount"]),
             "amount_capturable": 0,
             "amount_received": 0,
@@ -200,7 +230,7 @@ class StripeWireServer:
             "customer": params.get("customer"),
             "latest_charge": None,
             "last_payment_error": None,
-            "metadata": {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")},
+            "metadata": _metadata(params),
             "next_action": None,
             "payment_method": method,
             "status": "requires_confirmation",
@@ -272,13 +302,62 @@ class StripeWireServer:
         refund = {
             "id": _new_id("re"),
             "object": "refund",
+            "created": int(self.now()),
             "amount": amount,
+            "metadata": _metadata(params),
             "charge": intent["latest_charge"],
             "payment_intent": intent["id"],
             "status": self.refund_status,
         }
         self.refunds[refund["id"]] = refund
         return web.json_response(refund)
+
+    def _list(self, path: str, params: dict[str, str], objects: list[dict[str, Any]]) -> web.Response:
+        """A Stripe list: newest first, `limit` (default 10) after `starting_after`."""
+        ordered = sorted(objects, key=lambda item: item["created"], reverse=True)
+        after = params.get("starting_after")
+        if after:
+            ids = [item["id"] for item in ordered]
+            ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+        limit = int(params.get("limit", 10))
+        return web.json_response(
+            {"object": "list", "data": ordered[:limit], "has_more": len(ordered) > limit, "url": path}
+        )
+
+    def _list_intents(self, path: str, params: dict[str, str]) -> web.Response:
+        gte = int(params.get("created[gte]", 0))
+        lte = int(params.get("created[lte]", 2**62))
+        customer = params.get("customer")
+        listed = [
+            intent
+            for intent in self.payment_intents.values()
+            if gte <= intent["created"] <= lte and (customer is None or intent["customer"] == customer)
+        ]
+        return self._list(path, params, listed)
+
+    def _search_intents(self, path: str, params: dict[str, str]) -> web.Response:
+        """Search (https://docs.stripe.com/api/payment_intents/search): only the `metadata['k']:'v'` clause."""
+        if self.search_refused:
+            message = "Search is not supported on api.stripe.com in India."
+            return stripe_error(400, {"type": "invalid_request_error", "message": message})
+        clause = _METADATA_QUERY.match(params.get("query", ""))
+        if clause is None:
+            message = f"Unsupported query for this test server: {params.get('query')!r}"
+            return stripe_error(400, {"type": "invalid_request_error", "param": "query", "message": message})
+        value = re.sub(r"\\(.)", r"\1", clause["value"])
+        found = [i for i in self.payment_intents.values() if i["metadata"].get(clause["key"]) == value]
+        found.sort(key=lambda intent: intent["created"], reverse=True)
+        start = int(params.get("page") or 0)
+        limit = int(params.get("limit", 10))
+        more = len(found) > start + limit
+        result = {
+            "object": "search_result",
+            "data": found[start : start + limit],
+            "has_more": more,
+            "next_page": str(start + limit) if more else None,
+            "url": path,
+        }
+        return web.json_response(result)
 
     def _create_customer(self, params: dict[str, str]) -> web.Response:
         customer: dict[str, Any] = {
@@ -313,3 +392,12 @@ class StripeWireServer:
             return self._missing("customer", customer, "customer")
         attached = _new_id("pm") if method_id == APPROVED else method_id  # test tokens become new objects
         return web.json_response({"id": attached, "object": "payment_method", "customer": customer})
+
+
+def _metadata(params: Mapping[str, str]) -> dict[str, str]:
+    return {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")}
+
+
+def _listed_refund(refund: Mapping[str, Any], params: Mapping[str, str]) -> bool:
+    wanted = params.get("payment_intent")
+    return wanted is None or refund["payment_intent"] == wanted

@@ -412,3 +412,23 @@ async def test_the_periodic_sweep_drives_an_abandoned_charge(store: EventStore, 
     finally:
         await worker.stop()
         await sandbox.close()
+
+
+class UnresolvedProvider(ScriptedProvider):
+    """Answers every payment as unresolved: several provider objects may be an earlier attempt's."""
+
+    async def pay(self, request: PaymentRequest) -> ProviderResult:
+        self.keys.append(request.idempotency_key)
+        return ProviderResult(Outcome.RETRYABLE, message="ambiguous", details={"unresolved": ["pi_1", "pi_2"]})
+
+
+async def test_an_unresolved_answer_is_neither_retried_nor_counted_by_the_breaker() -> None:
+    unresolved = UnresolvedProvider(Outcome.RETRYABLE)
+    wrapped = resilient(unresolved, fail_max=2)
+
+    results = [await wrapped.pay(payment(f"k{number}")) for number in range(3)]
+
+    assert all(r.outcome is Outcome.RETRYABLE and r.details["unresolved"] for r in results)
+    assert unresolved.keys == ["k0", "k1", "k2"]  # asking again at once would answer the same
+    assert wrapped.breaker.state == pybreaker.STATE_CLOSED  # Stripe answered: it is not down
+    assert wrapped.breaker.breaker.fail_counter == 0

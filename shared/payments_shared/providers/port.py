@@ -8,6 +8,9 @@ A `PERMANENT` result whose `details` hold `{"invalid_param": "<field>"}` means t
 parameter (e.g. an unknown `payment_method`): the client gets 400 `invalid_request_error` with that `param`.
 One whose `details` hold `{"conflict": "<code>"}` refuses it in the payment's present state (409 `conflict`).
 An APPROVED refund whose `details` hold `{"pending": True}` is accepted but not yet done (the provider tells later).
+A RETRYABLE result whose `details` hold `{"unresolved": [ids…]}` is no provider failure: the provider answered, but
+several of its objects may be an earlier attempt's, so nothing was created; the operation stays open for an
+operator, and trying again at once would answer the same (not retried, not counted by the circuit breaker).
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ class ProviderResult:
     @property
     def succeeded(self) -> bool:
         return self.outcome is Outcome.APPROVED
+
+    @property
+    def unresolved(self) -> bool:
+        return self.outcome is Outcome.RETRYABLE and bool(self.details.get("unresolved"))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ the resilience layer does, with the same keys. Only `*_async` calls: nothing blo
 
 Stripe objects are turned into plain dicts at once and read by the pure mappers in `stripe_results`; Stripe's
 errors become results in `stripe_errors`. The adapter never raises for what Stripe answered.
+
+Stripe forgets an idempotency key after 24 hours: a payment or refund re-driven later first looks for what its
+earlier attempt made (`stripe_redrive`), so money still moves once.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from datetime import datetime
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any, Final, cast
 
 import stripe
 from stripe.params import (
     CustomerCreateParams,
     CustomerUpdateParams,
     PaymentIntentCreateParams,
+    PaymentIntentListParams,
+    PaymentIntentSearchParams,
     PlanCreateParams,
     RefundCreateParams,
+    RefundListParams,
     SubscriptionCreateParams,
     SubscriptionCreateParamsItem,
     SubscriptionUpdateParams,
@@ -32,7 +38,7 @@ from stripe.params import (
 
 from payments_shared.logging import register_secret
 from payments_shared.money import MAX_AMOUNT
-from payments_shared.providers import stripe_errors, stripe_results
+from payments_shared.providers import stripe_errors, stripe_redrive, stripe_results
 from payments_shared.providers.port import (
     CustomerRequest,
     OpaqueData,
@@ -51,6 +57,8 @@ log = logging.getLogger(__name__)
 Created = dict[str, str]  # ids of the Stripe objects an operation created, recorded on the event
 _STRIPE_REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 _authentication_failure_logged = False  # once per process, whatever the number of adapters
+_PAGE: Final = 100  # Stripe's largest list and search page
+_EXPAND_LISTED_METHOD: Final = ["data.payment_method"]  # card details, as the create's `expand` gives them
 
 
 class _Refused(Exception):
@@ -63,6 +71,14 @@ class _Refused(Exception):
 
 def _once(key: str) -> stripe.RequestOptions:
     return {"idempotency_key": key}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _without_tag(metadata: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, value in metadata.items() if key != stripe_redrive.OPERATION_TAG}
 
 
 def _stripe_payment_method(method: PaymentMethod, field: str = "payment_method") -> str:
@@ -137,13 +153,14 @@ class StripeProvider:
         earlier_attempt_at: datetime | None = None,
     ) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:
-            params: RefundCreateParams = {"payment_intent": payment.reference, "amount": amount}
-            if reason in _STRIPE_REFUND_REASONS:
-                params["reason"] = reason
-            elif reason:
-                params["metadata"] = {"reason": reason[:500]}  # Stripe's own reasons are an enum
-            refund = await self._v1.refunds.create_async(params, _once(idempotency_key))
-            return stripe_results.refund_result(refund.to_dict())
+            if stripe_redrive.key_may_be_forgotten(earlier_attempt_at, _utc_now()):
+                earlier = await self._earlier_refunds(payment.reference, idempotency_key)
+                if len(earlier) > 1:
+                    return _unresolved("Refund", earlier, idempotency_key)
+                if earlier:
+                    return stripe_results.refund_result(earlier[0])
+            params = _refund_params(payment.reference, amount, idempotency_key, reason)
+            return stripe_results.refund_result(await self._create_refund(params, idempotency_key, earlier_attempt_at))
 
         return stripe_errors.refund_refusal(await self._guard(run))
 
@@ -175,26 +192,80 @@ class StripeProvider:
         return charges[0] if isinstance(charges, list) and charges and isinstance(charges[0], dict) else {}
 
     async def _pay(self, request: PaymentRequest) -> ProviderResult:
-        params: PaymentIntentCreateParams = {
-            "amount": request.amount,
-            "currency": request.currency.lower(),
-            "payment_method": _stripe_payment_method(request.payment_method),
-            "confirm": True,
-            # Cards only: no redirect-based method can be picked, so confirming needs no return_url.
-            # (API version 2026-09-30 and later refuse the older `payment_method_types`.)
-            "allowed_payment_method_types": ["card"],
-            "expand": ["payment_method"],
-        }
-        if not request.capture:
-            params["capture_method"] = "manual"
-        if request.customer_reference:
-            params["customer"] = request.customer_reference
-        if request.description:
-            params["description"] = request.description
-        if request.metadata:
-            params["metadata"] = dict(request.metadata)
-        intent = await self._v1.payment_intents.create_async(params, _once(request.idempotency_key))
-        return stripe_results.payment_result(intent.to_dict())
+        params = _intent_params(request)
+        if stripe_redrive.key_may_be_forgotten(request.earlier_attempt_at, _utc_now()):
+            earlier = await self._earlier_intents(request, params)
+            if len(earlier) > 1:
+                return _unresolved("PaymentIntent", earlier, request.idempotency_key)
+            if earlier:
+                return stripe_results.payment_result(earlier[0])
+        create = self._v1.payment_intents.create_async
+        intent = await _create_once(
+            lambda sent: create(cast("PaymentIntentCreateParams", sent), _once(request.idempotency_key)),
+            dict(params),
+            request.earlier_attempt_at,
+        )
+        return stripe_results.payment_result(intent)
+
+    async def _create_refund(
+        self, params: RefundCreateParams, key: str, earlier_attempt_at: datetime | None
+    ) -> dict[str, Any]:
+        create = self._v1.refunds.create_async
+        return await _create_once(
+            lambda sent: create(cast("RefundCreateParams", sent), _once(key)), dict(params), earlier_attempt_at
+        )
+
+    async def _earlier_intents(
+        self, request: PaymentRequest, params: PaymentIntentCreateParams
+    ) -> list[Mapping[str, Any]]:
+        """The PaymentIntents an earlier attempt of `request` may have made: found by its tag, else (no room for
+        the tag, or Search refused) among those created since the first attempt, by what we send."""
+        key = request.idempotency_key
+        metadata = stripe_redrive.tagged(request.metadata, key)  # as `params` carries it
+        if stripe_redrive.is_tagged(metadata, key):
+            try:
+                return stripe_redrive.tagged_objects(await self._searched_intents(key), key)
+            except stripe.InvalidRequestError as error:  # Search is not offered everywhere (not in India)
+                _log_failure(error)
+        assert request.earlier_attempt_at is not None  # key_may_be_forgotten said so
+        sent = stripe_redrive.SentIntent(
+            amount=request.amount,
+            currency=request.currency.lower(),
+            payment_method=params["payment_method"],
+            capture=request.capture,
+            customer=request.customer_reference,
+            metadata=metadata,
+        )
+        listed = await self._listed_intents(request.earlier_attempt_at, request.customer_reference)
+        return stripe_redrive.matching_intents(listed, sent)
+
+    async def _searched_intents(self, key: str) -> list[dict[str, Any]]:
+        search: PaymentIntentSearchParams = {
+            "query": stripe_redrive.search_query(key), "limit": _PAGE, "expand": _EXPAND_LISTED_METHOD,
+        }  # fmt: skip
+        found: list[dict[str, Any]] = []
+        while True:
+            page = await self._v1.payment_intents.search_async(search)
+            found.extend(intent.to_dict() for intent in page.data)
+            if not page.has_more or not page.next_page:
+                return found
+            search["page"] = page.next_page
+
+    async def _listed_intents(self, earlier_attempt_at: datetime, customer: str | None) -> list[dict[str, Any]]:
+        gte, lte = stripe_redrive.listing_window(earlier_attempt_at, _utc_now())
+        listing: PaymentIntentListParams = {
+            "created": {"gte": gte, "lte": lte}, "limit": _PAGE, "expand": _EXPAND_LISTED_METHOD,
+        }  # fmt: skip
+        if customer:
+            listing["customer"] = customer
+        fetch = self._v1.payment_intents.list_async
+        return await _all_pages(lambda page: fetch(cast("PaymentIntentListParams", page)), dict(listing))
+
+    async def _earlier_refunds(self, payment_intent: str, key: str) -> list[Mapping[str, Any]]:
+        listing: RefundListParams = {"payment_intent": payment_intent, "limit": _PAGE}
+        fetch = self._v1.refunds.list_async
+        listed = await _all_pages(lambda page: fetch(cast("RefundListParams", page)), dict(listing))
+        return stripe_redrive.tagged_objects(listed, key)
 
     # ---- customers ------------------------------------------------------------------------------------------
 
@@ -420,6 +491,87 @@ class StripeProvider:
         if not created:
             return result
         return replace(result, details={**created, **result.details})
+
+
+def _intent_params(request: PaymentRequest) -> PaymentIntentCreateParams:
+    """What creates the PaymentIntent: the same on every attempt (Stripe replays a key only for the same)."""
+    params: PaymentIntentCreateParams = {
+        "amount": request.amount,
+        "currency": request.currency.lower(),
+        "payment_method": _stripe_payment_method(request.payment_method),
+        "confirm": True,
+        # Cards only: no redirect-based method can be picked, so confirming needs no return_url.
+        # (API version 2026-09-30 and later refuse the older `payment_method_types`.)
+        "allowed_payment_method_types": ["card"],
+        "expand": ["payment_method"],
+    }
+    if not request.capture:
+        params["capture_method"] = "manual"
+    if request.customer_reference:
+        params["customer"] = request.customer_reference
+    if request.description:
+        params["description"] = request.description
+    metadata = stripe_redrive.tagged(request.metadata, request.idempotency_key)
+    if metadata:
+        params["metadata"] = metadata
+    return params
+
+
+def _refund_params(payment_intent: str, amount: int, key: str, reason: str | None) -> RefundCreateParams:
+    params: RefundCreateParams = {"payment_intent": payment_intent, "amount": amount}
+    metadata = {stripe_redrive.OPERATION_TAG: key}  # a refund's metadata is all ours (API.md's refund has none)
+    if reason in _STRIPE_REFUND_REASONS:
+        params["reason"] = reason
+    elif reason:
+        metadata["reason"] = reason[:500]  # Stripe's own reasons are an enum
+    params["metadata"] = metadata
+    return params
+
+
+async def _create_once(
+    create: Callable[[dict[str, Any]], Awaitable[Any]], params: dict[str, Any], earlier_attempt_at: datetime | None
+) -> dict[str, Any]:
+    """Create with our key. A re-drive that Stripe refuses as sent with other parameters under the same key is
+    one whose earlier attempt a version that did not tag yet made (a rolling deploy): its parameters, resent,
+    get that attempt's stored answer instead of a failure recorded for a payment Stripe made."""
+    try:
+        return dict((await create(params)).to_dict())
+    except stripe.IdempotencyError as error:
+        untagged = _untagged(params)
+        if earlier_attempt_at is None or error.http_status != 400 or untagged == params:
+            raise
+        return dict((await create(untagged)).to_dict())
+
+
+def _untagged(params: Mapping[str, Any]) -> dict[str, Any]:
+    resent = {key: value for key, value in params.items() if key != "metadata"}
+    metadata = _without_tag(params.get("metadata") or {})
+    if metadata:
+        resent["metadata"] = metadata
+    return resent
+
+
+async def _all_pages(fetch: Callable[[dict[str, Any]], Awaitable[Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every object of a Stripe list, page after page."""
+    listed: list[dict[str, Any]] = []
+    while True:
+        page = await fetch(params)
+        objects = [item.to_dict() for item in page.data]
+        listed.extend(objects)
+        if not page.has_more or not objects:
+            return listed
+        params = {**params, "starting_after": objects[-1]["id"]}
+
+
+def _unresolved(kind: str, candidates: list[Mapping[str, Any]], key: str) -> ProviderResult:
+    result = stripe_redrive.unresolved(kind, candidates)
+    log.error(
+        "Stripe re-drive unresolved: several %ss may be the earlier attempt's; nothing created, the operation"
+        " stays open until an operator decides",
+        kind,
+        extra={"stripe_candidates": result.details["unresolved"], "command_id": key},
+    )
+    return result
 
 
 def _customer_fields(request: CustomerRequest) -> dict[str, Any]:

@@ -1,0 +1,259 @@
+"""Payments and refunds re-driven after Stripe has forgotten their idempotency key (it keeps keys 24 hours: a
+dead letter requeued the next day, a system down for a day). Against the wire-format server, whose clock moves
+and which forgets keys after 24 hours as Stripe does, and answers Search and lists as Stripe documents them.
+
+Each test makes the first attempt "yesterday" (the server's clock set 25 h back), then re-drives it now with
+`earlier_attempt_at` 25 h ago, as the transactions driver does."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from payments_shared.providers.port import Outcome, PaymentRef, PaymentRequest
+from payments_shared.providers.stripe import StripeProvider
+
+from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
+
+API_KEY = "sk_test_51RedriveKey0123456789abcdef"
+TAG = "payments_operation"  # the metadata key our PaymentIntents and Refunds carry (README: Stripe re-drives)
+TIMEOUT_S = 0.5
+A_DAY_AND_MORE = timedelta(hours=25)
+FULL_METADATA = {f"field{number}": f"value{number}" for number in range(50)}  # no room for the tag
+
+
+@pytest.fixture
+async def wire() -> AsyncIterator[StripeWireServer]:
+    server = StripeWireServer(API_KEY)
+    await server.start()
+    server.advance(-A_DAY_AND_MORE.total_seconds())  # the first attempts happen yesterday
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def provider(wire: StripeWireServer) -> AsyncIterator[StripeProvider]:
+    adapter = StripeProvider(API_KEY, api_base=wire.base_url, timeout_s=TIMEOUT_S)
+    yield adapter
+    await adapter.close()
+
+
+def payment(
+    key: str = "cmd-pay",
+    *,
+    amount: int = 1000,
+    metadata: Mapping[str, str] | None = None,
+    earlier_attempt_at: datetime | None = None,
+) -> PaymentRequest:
+    return PaymentRequest(
+        key, amount, "usd", "pm_card_visa", capture=True, metadata=dict(metadata or {}),
+        earlier_attempt_at=earlier_attempt_at,
+    )  # fmt: skip
+
+
+def next_day(wire: StripeWireServer) -> datetime:
+    """Move the server to now, past its keys' retention; when the first attempts were made."""
+    wire.advance(A_DAY_AND_MORE.total_seconds())
+    return datetime.now(UTC) - A_DAY_AND_MORE
+
+
+def calls(wire: StripeWireServer) -> list[str]:
+    return [f"{r.method} {r.path}" for r in wire.requests]
+
+
+async def lost_answer_payment(wire: StripeWireServer, provider: StripeProvider, request: PaymentRequest) -> None:
+    """The first attempt: Stripe creates the PaymentIntent, its answer never reaches us."""
+    wire.stall_next(TIMEOUT_S * 4)
+    assert (await provider.pay(request)).outcome is Outcome.RETRYABLE
+    assert len(wire.payment_intents) == 1
+
+
+# ---- PaymentIntents, tagged ------------------------------------------------------------------------------------
+
+
+async def test_a_payment_redriven_a_day_later_returns_the_intent_its_first_attempt_made(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    await lost_answer_payment(wire, provider, payment(metadata={"order": "7"}))
+    first_intent = next(iter(wire.payment_intents))
+    earlier = next_day(wire)
+
+    redriven = await provider.pay(payment(metadata={"order": "7"}, earlier_attempt_at=earlier))
+
+    assert (redriven.outcome, redriven.reference, redriven.amount) == (Outcome.APPROVED, first_intent, 1000)
+    assert list(wire.payment_intents) == [first_intent]  # the customer is charged once
+    assert calls(wire)[-1] == "GET /v1/payment_intents/search"
+
+
+async def test_a_payment_redriven_a_day_later_whose_first_attempt_made_nothing_creates_one_tagged_intent(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    wire.fail_next(500, SERVER_ERROR)  # the first attempt never reached the payment
+    assert (await provider.pay(payment())).outcome is Outcome.RETRYABLE
+    earlier = next_day(wire)
+
+    redriven = await provider.pay(payment(earlier_attempt_at=earlier))
+
+    assert redriven.outcome is Outcome.APPROVED
+    assert list(wire.payment_intents) == [redriven.reference]
+    assert calls(wire)[-2:] == ["GET /v1/payment_intents/search", "POST /v1/payment_intents"]
+    assert wire.payment_intents[str(redriven.reference)]["metadata"] == {TAG: "cmd-pay"}
+
+
+async def test_a_declined_payment_redriven_a_day_later_is_the_same_decline_not_a_new_attempt(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    declined = PaymentRequest("cmd-declined", 1000, "usd", "pm_card_chargeDeclinedInsufficientFunds", capture=True)
+    wire.stall_next(TIMEOUT_S * 4)
+    assert (await provider.pay(declined)).outcome is Outcome.RETRYABLE
+    earlier = next_day(wire)
+
+    redriven = await provider.pay(PaymentRequest(**{**declined.__dict__, "earlier_attempt_at": earlier}))
+
+    assert (redriven.outcome, redriven.decline_code) == (Outcome.DECLINED, "insufficient_funds")
+    assert len(wire.payment_intents) == 1
+
+
+async def test_where_search_is_refused_the_intent_is_found_by_listing(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    await lost_answer_payment(wire, provider, payment())
+    first_intent = next(iter(wire.payment_intents))
+    earlier = next_day(wire)
+    wire.search_refused = True  # Stripe offers no Search to merchants in India
+
+    redriven = await provider.pay(payment(earlier_attempt_at=earlier))
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first_intent)
+    assert list(wire.payment_intents) == [first_intent]
+
+
+async def test_a_first_attempt_and_a_redrive_within_23_hours_make_no_lookup(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    wire.stall_next(TIMEOUT_S * 4)
+    assert (await provider.pay(payment())).outcome is Outcome.RETRYABLE
+    wire.advance(timedelta(hours=22).total_seconds())
+
+    redriven = await provider.pay(payment(earlier_attempt_at=datetime.now(UTC) - timedelta(hours=22)))
+
+    assert redriven.outcome is Outcome.APPROVED
+    assert calls(wire) == ["POST /v1/payment_intents"] * 2  # the key still holds: no Search on the hot path
+    assert len(wire.payment_intents) == 1
+    assert wire.payment_intents[str(redriven.reference)]["metadata"] == {TAG: "cmd-pay"}
+
+
+# ---- PaymentIntents the client's 50 metadata keys leave no room to tag ----------------------------------------
+
+
+async def test_an_untagged_payment_redriven_a_day_later_adopts_the_one_listed_intent_that_matches(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    await provider.pay(payment("cmd-other-amount", amount=999, metadata=FULL_METADATA))
+    await provider.pay(payment("cmd-other-metadata", metadata={**FULL_METADATA, "field0": "other"}))
+    wire.stall_next(TIMEOUT_S * 4)
+    assert (await provider.pay(payment(metadata=FULL_METADATA))).outcome is Outcome.RETRYABLE
+    ours = list(wire.payment_intents)[-1]
+    earlier = next_day(wire)
+
+    redriven = await provider.pay(payment(metadata=FULL_METADATA, earlier_attempt_at=earlier))
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, ours)
+    assert len(wire.payment_intents) == 3  # nothing new
+    assert calls(wire)[-1] == "GET /v1/payment_intents"
+    assert TAG not in wire.payment_intents[ours]["metadata"]
+
+
+async def test_an_untagged_payment_redriven_a_day_later_that_lists_no_match_looks_then_creates_one(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    await provider.pay(payment("cmd-other-amount", amount=999, metadata=FULL_METADATA))
+    wire.fail_next(500, SERVER_ERROR)
+    assert (await provider.pay(payment(metadata=FULL_METADATA))).outcome is Outcome.RETRYABLE
+    earlier = next_day(wire)
+
+    redriven = await provider.pay(payment(metadata=FULL_METADATA, earlier_attempt_at=earlier))
+
+    assert redriven.outcome is Outcome.APPROVED
+    assert len(wire.payment_intents) == 2
+    assert calls(wire)[-2:] == ["GET /v1/payment_intents", "POST /v1/payment_intents"]
+
+
+async def test_an_untagged_payment_with_several_matching_intents_creates_nothing_and_stays_open(
+    wire: StripeWireServer, provider: StripeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another operation with the same amount, card and metadata (a client that charged the same order twice).
+    await provider.pay(payment("cmd-twin", metadata=FULL_METADATA))
+    wire.stall_next(TIMEOUT_S * 4)
+    assert (await provider.pay(payment(metadata=FULL_METADATA))).outcome is Outcome.RETRYABLE
+    earlier = next_day(wire)
+    caplog.set_level(logging.ERROR)
+
+    redriven = await provider.pay(payment(metadata=FULL_METADATA, earlier_attempt_at=earlier))
+
+    assert redriven.outcome is Outcome.RETRYABLE
+    assert sorted(redriven.details["unresolved"]) == sorted(wire.payment_intents)
+    assert len(wire.payment_intents) == 2  # money does not move a second time
+    assert any("re-drive unresolved" in record.getMessage() for record in caplog.records)
+
+
+# ---- Refunds -------------------------------------------------------------------------------------------------
+
+
+async def test_a_refund_redriven_a_day_later_returns_the_refund_its_first_attempt_made(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    charged = await provider.pay(payment("cmd-charge"))
+    paid = PaymentRef(str(charged.reference), 1000, 1000, "usd")
+    await provider.refund(paid, 100, "cmd-other-refund", None)
+    wire.stall_next(TIMEOUT_S * 4)
+    assert (await provider.refund(paid, 300, "cmd-refund", None)).outcome is Outcome.RETRYABLE
+    first_refund = list(wire.refunds)[-1]
+    earlier = next_day(wire)
+
+    redriven = await provider.refund(paid, 300, "cmd-refund", None, earlier)
+
+    assert (redriven.outcome, redriven.reference, redriven.amount) == (Outcome.APPROVED, first_refund, 300)
+    assert sorted(r["amount"] for r in wire.refunds.values()) == [100, 300]  # refunded once
+    assert calls(wire)[-1] == "GET /v1/refunds"
+
+
+async def test_a_refund_redriven_a_day_later_whose_first_attempt_made_nothing_refunds_once_tagged(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    charged = await provider.pay(payment("cmd-charge"))
+    paid = PaymentRef(str(charged.reference), 1000, 1000, "usd")
+    wire.fail_next(500, SERVER_ERROR)
+    assert (await provider.refund(paid, 300, "cmd-refund", "order lost")).outcome is Outcome.RETRYABLE
+    earlier = next_day(wire)
+
+    redriven = await provider.refund(paid, 300, "cmd-refund", "order lost", earlier)
+
+    assert redriven.outcome is Outcome.APPROVED
+    assert calls(wire)[-2:] == ["GET /v1/refunds", "POST /v1/refunds"]
+    assert wire.refunds[str(redriven.reference)]["metadata"] == {TAG: "cmd-refund", "reason": "order lost"}
+
+
+# ---- a rolling deploy: the first attempt was made by a version that did not tag ------------------------------
+
+
+async def test_a_redrive_of_an_untagged_first_attempt_within_a_day_gets_its_answer_not_a_failure(
+    wire: StripeWireServer, provider: StripeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import payments_shared.providers.stripe_redrive as redrive
+
+    with monkeypatch.context() as older_version:
+        older_version.setattr(redrive, "tagged", lambda metadata, key: dict(metadata))
+        wire.stall_next(TIMEOUT_S * 4)
+        assert (await provider.pay(payment(metadata={"order": "7"}))).outcome is Outcome.RETRYABLE
+    first_intent = next(iter(wire.payment_intents))
+    wire.advance(3600)
+
+    redriven = await provider.pay(
+        payment(metadata={"order": "7"}, earlier_attempt_at=datetime.now(UTC) - timedelta(hours=1))
+    )
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first_intent)
+    assert len(wire.payment_intents) == 1
