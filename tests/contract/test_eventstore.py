@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -311,6 +311,61 @@ async def test_concurrent_appenders_are_all_seen_by_a_subscription(store: EventS
         await subscription.aclose()  # type: ignore[attr-defined]
     assert sorted(e.id for e in seen) == sorted([e.id for b in batches for e in b] + [marker[0].id])
     assert [e.position for e in seen] == sorted(e.position for e in seen)
+
+
+async def test_several_subscriptions_each_see_every_event_once_in_order_while_appends_go_on(store: EventStore) -> None:
+    streams = [new_stream() for _ in range(4)]
+    subscriptions = [store.subscribe(0) for _ in range(3)]
+    batches = [events(1) for _ in range(24)]
+    marker = events(1)
+
+    async def append_all() -> None:
+        for number, batch in enumerate(batches):
+            await store.append(streams[number % 4], batch, ANY)
+            if number % 5 == 0:
+                await asyncio.sleep(0.03)  # some appends land while the subscribers linger or read
+        await store.append(streams[0], marker, ANY)
+
+    try:
+        appending = asyncio.create_task(append_all())
+        seen = await asyncio.gather(*(collect_until(s, set(streams), marker[0].id) for s in subscriptions))
+        await appending
+    finally:
+        for subscription in subscriptions:
+            await subscription.aclose()  # type: ignore[attr-defined]
+    expected = [e.id for b in batches for e in b] + [marker[0].id]
+    for each in seen:
+        assert [e.id for e in each] == expected
+
+
+async def test_sqlite_subscriptions_of_one_loop_woken_by_one_append_share_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("payments_shared.eventstore.sqlite.POLL_INTERVAL_S", 60.0)  # only appends wake them
+    store = SqliteEventStore(tmp_path / "events.db")
+    stream = new_stream()
+    await store.append(stream, events(1), NO_STREAM)
+    subscriptions = [store.subscribe(0) for _ in range(4)]
+    try:
+        first = events(1)
+        await store.append(stream, first, 0)
+        await asyncio.gather(*(collect_until(s, {stream}, first[0].id) for s in subscriptions))  # all caught up
+        reads: list[int] = []
+        read = store._read
+
+        async def counted_read(query: Callable[[sqlite3.Connection], object]) -> object:
+            reads.append(1)
+            return await read(query)
+
+        monkeypatch.setattr(store, "_read", counted_read)
+        woken = events(1)
+        await store.append(stream, woken, 1)
+        await asyncio.gather(*(collect_until(s, {stream}, woken[0].id) for s in subscriptions))
+    finally:
+        for subscription in subscriptions:
+            await subscription.aclose()  # type: ignore[attr-defined]
+        await store.close()
+    assert len(reads) == 1  # one page read for the four subscribers (each read it for itself before)
 
 
 async def test_a_live_subscription_ends_when_the_store_closes(store: EventStore) -> None:

@@ -79,9 +79,22 @@ Row = tuple[int, str, str, int, str, str, str, str]
 
 @dataclass
 class _LoopWaiters:
-    """Per event loop: the event that in-process appends set to wake that loop's subscribers."""
+    """Per event loop: the event that in-process appends set to wake that loop's subscribers, and when the last
+    one did (its subscribers read together at that moment + SUBSCRIPTION_LINGER_S)."""
 
     appended: asyncio.Event = field(default_factory=asyncio.Event)
+    woken_at: float = 0.0
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    """Until the loop's clock reads `when`: timers of the same `when` run in the same turn (asyncio.sleep(delay)
+    would give each sleeper its own, microseconds apart)."""
+    woken: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_at(when, lambda: None if woken.done() else woken.set_result(None))
+    try:
+        await woken
+    finally:
+        timer.cancel()
 
 
 _STOP: Final = object()
@@ -123,6 +136,8 @@ class SqliteEventStore:
         self._waiters: dict[asyncio.AbstractEventLoop, _LoopWaiters] = {}
         self._closed = False
         self._recent: dict[int, RecordedEvent] = {}  # position → event, the newest DECODED_KEPT, oldest first
+        # Per loop: the pages read in its current turn, by the position they follow (see `_page_after`).
+        self._turn_pages: dict[asyncio.AbstractEventLoop, dict[int, list[RecordedEvent]]] = {}
 
     def _decoded(self, row: Row) -> RecordedEvent:
         """The row as an event, decoded once: every subscriber (each list projection, the recovery scan) and the
@@ -167,7 +182,8 @@ class SqliteEventStore:
         # Commit order equals position order: positions are assigned inside the write transaction and SQLite
         # admits one writer at a time (BEGIN IMMEDIATE, across processes too), so once a reader sees position p,
         # every lower position is already committed. Following `position > last seen` therefore never skips.
-        waiters = self._waiters_of(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        waiters = self._waiters_of(loop)
         after = from_position - 1
         while not self._closed:
             appended = waiters.appended  # taken before reading, so an append after the read still wakes us
@@ -192,8 +208,9 @@ class SqliteEventStore:
                     async with asyncio.timeout(POLL_INTERVAL_S):
                         await appended.wait()
                     # Woken by an append: let the appends of the next moments join it, so that under load a
-                    # subscriber reads (and decodes) one page per interval, not one per append.
-                    await asyncio.sleep(SUBSCRIPTION_LINGER_S)
+                    # subscriber reads (and decodes) one page per interval, not one per append; all of this
+                    # loop's subscribers read in the same turn, and share that read (`_page_after`).
+                    await _sleep_until(loop, waiters.woken_at + SUBSCRIPTION_LINGER_S)
 
     async def ping(self) -> None:
         await self._read(lambda db: db.execute("SELECT MAX(position) FROM events").fetchone())
@@ -291,6 +308,8 @@ class SqliteEventStore:
 
     def _deliver(self, loop: asyncio.AbstractEventLoop, outcomes: list[Outcome], wake: bool) -> None:
         """Runs on `loop`: resolve the batch's futures, then wake this loop's subscribers."""
+        if wake:
+            self._turn_pages.pop(loop, None)  # read from now on, a page holds these appends
         for outcome in outcomes:
             future = outcome.request.future
             if future.done():
@@ -303,12 +322,29 @@ class SqliteEventStore:
             waiters = self._waiters.get(loop) if wake else None
         if waiters is not None:
             woken, waiters.appended = waiters.appended, asyncio.Event()
+            waiters.woken_at = loop.time()
             woken.set()
 
     async def _page_after(self, after: int) -> list[RecordedEvent]:
-        sql = f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT {PAGE_SIZE}"
-        rows: list[Row] = await self._read(lambda db: db.execute(sql, (after,)).fetchall())
-        return [self._decoded(row) for row in rows]
+        """The events after position `after` (a page). Every subscriber of a loop is woken by the same appends and
+        asks for the same page in the same turn (the list projections, the sweeps' followers): the page read
+        first in a turn is the answer to the others, until the turn ends or an append of this loop is delivered.
+        A page read a moment earlier is still every event up to its last (commits land in position order)."""
+        loop = asyncio.get_running_loop()
+        page = self._turn_pages.get(loop, {}).get(after)
+        if page is None:
+            sql = f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT {PAGE_SIZE}"
+            rows: list[Row] = await self._read(lambda db: db.execute(sql, (after,)).fetchall())
+            page = [self._decoded(row) for row in rows]
+            self._keep_for_turn(loop, after, page)
+        return page
+
+    def _keep_for_turn(self, loop: asyncio.AbstractEventLoop, after: int, page: list[RecordedEvent]) -> None:
+        pages = self._turn_pages.get(loop)
+        if pages is None:
+            pages = self._turn_pages[loop] = {}
+            loop.call_soon(self._turn_pages.pop, loop, None)
+        pages[after] = page
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
