@@ -150,6 +150,8 @@ _INSERT = (
     "INSERT OR IGNORE INTO ledger (idempotency_key, operation, reference, payment_reference, amount,"
     " currency, captured, outcome, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_RETURNING = f"{_INSERT} RETURNING result"
+_RESULT_OF_KEY = "SELECT result FROM ledger WHERE idempotency_key = ?"
 
 
 class SandboxLedger:
@@ -181,9 +183,7 @@ class SandboxLedger:
 
     def lookup(self, idempotency_key: str) -> ProviderResult | None:
         with self._read_lock:
-            row = self._reader.execute(
-                "SELECT result FROM ledger WHERE idempotency_key = ?", (idempotency_key,)
-            ).fetchone()
+            row = self._reader.execute(_RESULT_OF_KEY, (idempotency_key,)).fetchone()
         return _result_from_json(row[0]) if row else None
 
     def payment(self, reference: str) -> LedgerEntry | None:
@@ -283,10 +283,9 @@ def _commit(db: sqlite3.Connection, batch: list[_QueuedRecord]) -> list[str]:
     db.execute("BEGIN IMMEDIATE")
     try:
         for queued in batch:
-            db.execute(_INSERT, queued.values)
-            stored.append(
-                db.execute("SELECT result FROM ledger WHERE idempotency_key = ?", queued.values[:1]).fetchone()[0]
-            )
+            inserted = db.execute(_INSERT_RETURNING, queued.values).fetchall()  # none: the key holds a record
+            kept = inserted or db.execute(_RESULT_OF_KEY, queued.values[:1]).fetchall()
+            stored.append(kept[0][0])
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
