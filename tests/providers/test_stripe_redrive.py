@@ -257,3 +257,49 @@ async def test_a_redrive_of_an_untagged_first_attempt_within_a_day_gets_its_answ
 
     assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first_intent)
     assert len(wire.payment_intents) == 1
+
+
+# ---- captures and voids: no object to look for, the intent's state tells ------------------------------------------
+
+
+async def test_a_capture_redriven_a_day_later_that_its_first_attempt_made_is_the_capture_not_a_conflict(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    authorized = await provider.pay(PaymentRequest("cmd-auth", 1000, "usd", "pm_card_visa", capture=False))
+    paid = PaymentRef(str(authorized.reference), 1000, 0, "usd")
+    wire.stall_next(TIMEOUT_S * 4)  # Stripe captures, its answer never reaches us
+    assert (await provider.capture(paid, 600, "cmd-capture")).outcome is Outcome.RETRYABLE
+    next_day(wire)  # the key is forgotten: Stripe now refuses the capture of a succeeded intent
+
+    redriven = await provider.capture(paid, 600, "cmd-capture")
+
+    assert (redriven.outcome, redriven.amount) == (Outcome.APPROVED, 600)
+    assert wire.payment_intents[str(authorized.reference)]["amount_received"] == 600
+
+
+async def test_a_capture_refused_for_an_intent_captured_with_another_amount_stays_a_conflict(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    authorized = await provider.pay(PaymentRequest("cmd-auth", 1000, "usd", "pm_card_visa", capture=False))
+    paid = PaymentRef(str(authorized.reference), 1000, 0, "usd")
+    assert (await provider.capture(paid, 400, "cmd-dashboard")).outcome is Outcome.APPROVED  # e.g. the dashboard
+
+    captured = await provider.capture(paid, 600, "cmd-capture")
+
+    assert captured.outcome is Outcome.PERMANENT
+    assert captured.details["conflict"] == "payment_intent_unexpected_state"
+
+
+async def test_a_void_redriven_a_day_later_that_its_first_attempt_made_is_the_void_not_a_conflict(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    authorized = await provider.pay(PaymentRequest("cmd-auth", 1000, "usd", "pm_card_visa", capture=False))
+    paid = PaymentRef(str(authorized.reference), 1000, 0, "usd")
+    wire.stall_next(TIMEOUT_S * 4)  # Stripe cancels the intent, its answer never reaches us
+    assert (await provider.void(paid, "cmd-void")).outcome is Outcome.RETRYABLE
+    next_day(wire)  # the key is forgotten: Stripe now refuses to cancel a canceled intent
+
+    redriven = await provider.void(paid, "cmd-void")
+
+    assert redriven.outcome is Outcome.APPROVED
+    assert wire.payment_intents[str(authorized.reference)]["status"] == "canceled"

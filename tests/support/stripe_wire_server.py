@@ -277,6 +277,10 @@ class StripeWireServer:
         intent = self.payment_intents.get(intent_id)
         if intent is None:
             return self._missing("payment_intent", intent_id)
+        if intent["status"] in ("succeeded", "canceled"):
+            message = f"You cannot cancel this PaymentIntent because it has a status of {intent['status']}."
+            error = {"type": "invalid_request_error", "code": "payment_intent_unexpected_state", "message": message}
+            return stripe_error(400, error)
         intent.update(status="canceled", amount_capturable=0, cancellation_reason=None)
         return web.json_response(intent)
 

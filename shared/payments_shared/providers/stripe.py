@@ -137,10 +137,14 @@ class StripeProvider:
 
     async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:
-            intent = await self._v1.payment_intents.capture_async(
-                payment.reference, {"amount_to_capture": amount}, _once(idempotency_key)
-            )
-            return stripe_results.payment_result(intent.to_dict(), acted_amount=amount)
+            try:
+                captured = await self._v1.payment_intents.capture_async(
+                    payment.reference, {"amount_to_capture": amount}, _once(idempotency_key)
+                )
+                intent = captured.to_dict()
+            except stripe.InvalidRequestError as refusal:
+                intent = await self._done_already(payment.reference, refusal, stripe_redrive.captured_as(amount))
+            return stripe_results.payment_result(intent, acted_amount=amount)
 
         return await self._guard(run)
 
@@ -166,8 +170,12 @@ class StripeProvider:
 
     async def void(self, payment: PaymentRef, idempotency_key: str) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:
-            intent = await self._v1.payment_intents.cancel_async(payment.reference, None, _once(idempotency_key))
-            return stripe_results.void_result(intent.to_dict())
+            try:
+                canceled = await self._v1.payment_intents.cancel_async(payment.reference, None, _once(idempotency_key))
+                intent = canceled.to_dict()
+            except stripe.InvalidRequestError as refusal:
+                intent = await self._done_already(payment.reference, refusal, stripe_redrive.canceled)
+            return stripe_results.void_result(intent)
 
         return await self._guard(run)
 
@@ -180,6 +188,19 @@ class StripeProvider:
             return stripe_results.retrieved_payment(intent, await self._latest_charge(intent))
 
         return await self._guard(run)
+
+    async def _done_already(
+        self, reference: str, refusal: stripe.InvalidRequestError, done: Callable[[Mapping[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """The intent, when Stripe refused a capture or void in its present state because that is the state the
+        operation leads to: an earlier attempt's, whose answer was lost and whose key Stripe has forgotten (24 h).
+        Any other refusal stands."""
+        if refusal.code != stripe_redrive.UNEXPECTED_STATE:
+            raise refusal
+        intent = (await self._v1.payment_intents.retrieve_async(reference)).to_dict()
+        if not done(intent):
+            raise refusal
+        return dict(intent)
 
     async def _latest_charge(self, intent: dict[str, Any]) -> dict[str, Any]:
         latest = intent.get("latest_charge")

@@ -11,7 +11,7 @@ Pure: no I/O. Works on Stripe objects as plain dicts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -37,6 +37,24 @@ def key_may_be_forgotten(earlier_attempt_at: datetime | None, now: datetime) -> 
     """True when Stripe may no longer hold the key of an attempt made at `earlier_attempt_at` (None: no earlier
     attempt, the first one is being made)."""
     return earlier_attempt_at is not None and now - earlier_attempt_at >= KEY_TRUSTED_FOR
+
+
+# What Stripe answers a capture or void of an intent no longer in a state that allows it (already captured or
+# canceled): after a lost answer and a forgotten key, the earlier attempt's own doing, which the intent shows.
+UNEXPECTED_STATE: Final = "payment_intent_unexpected_state"
+
+
+def captured_as(amount: int) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether an intent shows a capture of `amount` done (a capture of another amount was not ours)."""
+
+    def captured(intent: Mapping[str, Any]) -> bool:
+        return intent.get("status") == "succeeded" and intent.get("amount_received") == amount
+
+    return captured
+
+
+def canceled(intent: Mapping[str, Any]) -> bool:
+    return intent.get("status") == "canceled"
 
 
 def tagged(metadata: Mapping[str, str], key: str) -> dict[str, str]:
