@@ -15,6 +15,7 @@ from payments_transactions.domain import decisions
 from payments_transactions.domain import events as ev
 from payments_transactions.domain.provider_events import ProviderEvent, with_current_state
 from payments_transactions.domain.state import Status, Transaction
+from payments_transactions.views import operation_reply
 
 from tests.unit.test_webhook_apply_transactions import Stream, authnet, stripe, types
 from tests.unit.test_webhook_current_state import authnet_refund
@@ -252,3 +253,24 @@ def test_authnet_a_void_in_the_merchant_interface_while_our_partial_refund_is_op
 
     assert money(stream) == (Status.REFUNDED, 1000, 0)
     assert types(stream)[-1] == ev.PROVIDER_REFUNDED
+
+
+def test_our_refunds_answer_counts_the_report_its_outcome_settled() -> None:
+    # The outcome and the dashboard refund it settles are one append: the refund's reply (and its replay) shows
+    # the transaction after both, not an amount_refunded the stream never held.
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 300)
+    answered(stream, stripe_unavailable())
+    stream.apply(stripe_refunded(500, second=5))
+    assert answered(stream, ProviderResult(Outcome.APPROVED, reference="re_ours")) == [
+        ev.REFUND_SUCCEEDED,
+        ev.PROVIDER_REFUNDED,
+    ]
+
+    reply = operation_reply(stream.recorded(), "cmd_ref")
+
+    assert (reply["status"], reply["body"]["status"], reply["body"]["amount_refunded"]) == (
+        200,
+        "partially_refunded",
+        500,
+    )
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 500, 500)

@@ -84,16 +84,26 @@ def stored_error(error: Mapping[str, Any], transaction_id: str) -> ApiError:
 
 
 def outcome_reply(recorded: Sequence[RecordedEvent], operation: Operation) -> dict[str, Any]:
-    """The answer to a finished operation: the transaction as it stood right after the outcome (or its error)."""
+    """The answer to a finished operation: the transaction as it stood right after the outcome's append (or its
+    error)."""
     if operation.outcome_version is None:
         raise ValueError("the operation has no outcome yet")
-    as_of = Transaction.from_events(recorded[: operation.outcome_version + 1])
+    as_of = Transaction.from_events(recorded[: _outcome_end(recorded, operation.outcome_version)])
     if as_of is None:
         raise ValueError("empty stream")
     if operation.error is not None:
         return error_reply(stored_error(operation.error, as_of.id))
     status = 201 if operation.kind is OperationKind.PAYMENT else 200
     return Reply(status=status, body=transaction_json(as_of)).to_body()
+
+
+def _outcome_end(recorded: Sequence[RecordedEvent], outcome_version: int) -> int:
+    """Where the outcome's append ends: a refund's outcome comes with what the provider reports noted while it was
+    under way add (domain.refund_reports, each event naming its `noted_report`), recorded at once with it."""
+    end = outcome_version + 1
+    while end < len(recorded) and "noted_report" in recorded[end].data:
+        end += 1
+    return end
 
 
 def unavailable_error(transaction: Transaction, operation: Operation) -> ApiError:
