@@ -11,7 +11,7 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,7 +21,7 @@ import pytest
 from payments_shared import ids
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.factory import open_event_store
-from payments_shared.eventstore.port import EventStore
+from payments_shared.eventstore.port import EventStore, RecordedEvent
 from payments_shared.messages import Command
 from payments_shared.providers.port import Outcome, PaymentRef, PaymentRequest, ProviderResult
 from payments_shared.providers.registry import breaker_states, build_providers, close_providers, with_resilience
@@ -33,9 +33,10 @@ from payments_shared.providers.resilience import (
 )
 from payments_shared.providers.sandbox import SandboxProvider, SandboxSettings
 from payments_shared.settings import ProviderSettings
-from payments_transactions.domain.state import OperationKind
+from payments_transactions.domain.decisions import provider_call_failed
+from payments_transactions.domain.state import Operation, OperationKind
 from payments_transactions.provider_calls import call_provider
-from payments_transactions.recovery import required_idle_s
+from payments_transactions.recovery import required_idle_for, required_idle_s
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
 
@@ -386,6 +387,28 @@ def test_the_sweep_backs_off_an_operation_that_keeps_failing() -> None:
     assert required_idle_s(5, 3) == 40
     assert required_idle_s(5, 50) == 300
     assert required_idle_s(0, 7) == 0  # start-up recovery in embedded mode drives everything
+
+
+def _failed(unresolved: list[str] | None = None, retry_after: float | None = None) -> RecordedEvent:
+    data: dict[str, Any] = {"command_id": "cmd", "retry_after": retry_after}
+    if unresolved is not None:
+        data["unresolved"] = unresolved
+    return RecordedEvent(uuid.uuid4(), "transaction-txn_1", "ProviderCallFailed", data, {}, 1, 1, datetime.now(UTC))
+
+
+def test_the_sweep_asks_again_after_an_unresolved_answer_only_when_its_retry_after_has_passed() -> None:
+    unresolved = _failed(["pi_1", "pi_2"], retry_after=3600.0)
+    assert required_idle_for(30, [_failed(), unresolved]) == 3600  # not every 300 s: an operator decides
+    assert required_idle_for(30, [unresolved, _failed()]) == required_idle_s(30, 2)  # the last answer counts
+    assert required_idle_for(0, [unresolved]) == 0  # start-up recovery in embedded mode drives everything
+
+
+def test_an_unresolved_answer_is_recorded_with_the_objects_an_operator_chooses_between() -> None:
+    operation = Operation(OperationKind.PAYMENT, "cmd", "msg", None, datetime.now(UTC), amount=1000)
+    answer = ProviderResult(Outcome.RETRYABLE, message="several", retry_after=3600.0, details={"unresolved": ["pi_1"]})
+    event = provider_call_failed(operation, answer)
+    assert (event.data["unresolved"], event.data["retry_after"]) == (["pi_1"], 3600.0)
+    assert "unresolved" not in provider_call_failed(operation, ProviderResult(Outcome.RETRYABLE)).data
 
 
 async def test_the_periodic_sweep_drives_an_abandoned_charge(store: EventStore, tmp_path: Path) -> None:

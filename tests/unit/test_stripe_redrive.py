@@ -13,6 +13,7 @@ from payments_shared.providers.stripe_redrive import (
     KEY_TRUSTED_FOR,
     MAX_METADATA_KEYS,
     OPERATION_TAG,
+    UNRESOLVED_RETRY_AFTER_S,
     SentIntent,
     key_may_be_forgotten,
     listing_window,
@@ -115,3 +116,4 @@ def test_several_candidates_are_unresolved_and_name_them() -> None:
     assert (result.outcome, result.unresolved, result.details["unresolved"]) == (
         Outcome.RETRYABLE, True, ["pi_1", "pi_2"],
     )  # fmt: skip
+    assert result.retry_after == UNRESOLVED_RETRY_AFTER_S  # the client and the sweep come back after an operator

@@ -62,12 +62,21 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _failures(recorded: list[RecordedEvent], operation: Operation) -> int:
-    return sum(
-        1
+def _failures(recorded: list[RecordedEvent], operation: Operation) -> list[RecordedEvent]:
+    return [
+        event
         for event in recorded
         if event.type == ev.PROVIDER_CALL_FAILED and event.data.get("command_id") == operation.command_id
-    )
+    ]
+
+
+def required_idle_for(min_age_s: float, failures: list[RecordedEvent]) -> float:
+    """`required_idle_s`; but after an unresolved answer (the provider holds several objects that may be the
+    earlier attempt's: an operator decides) the sweep asks again only after the answer's own `retry_after`."""
+    last = failures[-1].data if failures else {}
+    if last.get("unresolved") and min_age_s > 0:
+        return max(min_age_s, float(last.get("retry_after") or MAX_BACKOFF_S))
+    return required_idle_s(min_age_s, len(failures))
 
 
 def required_idle_s(min_age_s: float, failures: int) -> float:
@@ -132,7 +141,7 @@ class Recovery:
                     continue  # its breaker is open: try when it half-opens
                 idle_s = (now - _aware(recorded[-1].recorded_at)).total_seconds()
                 for operation in transaction.open_operations():
-                    if idle_s >= required_idle_s(min_age_s, _failures(recorded, operation)):
+                    if idle_s >= required_idle_for(min_age_s, _failures(recorded, operation)):
                         due.append((recorded, transaction, operation))
             driven = await self._drive_all(due)
         if driven:

@@ -27,6 +27,7 @@ MAX_METADATA_KEYS: Final = 50  # Stripe's limit (API.md gives clients the same 5
 # leaves room for clock skew and a slow first attempt; Search's lag (under a minute, an hour in an outage) is
 # also well within it.
 KEY_TRUSTED_FOR: Final = timedelta(hours=23)
+UNRESOLVED_RETRY_AFTER_S: Final = 3600.0  # an operator decides at Stripe; asking again sooner changes nothing
 # How long before the recorded request an intent made by its first attempt may show as created (Stripe's clock).
 CLOCK_SKEW: Final = timedelta(minutes=5)
 # Stripe's magic test PaymentMethods (pm_card_visa…) become a new pm_… on the intent: they cannot be compared.
@@ -126,10 +127,12 @@ def tagged_objects(objects: Iterable[Mapping[str, Any]], key: str) -> list[Mappi
 
 def unresolved(kind: str, candidates: Sequence[Mapping[str, Any]]) -> ProviderResult:
     """More than one object may be the earlier attempt's: creating another could move money twice, adopting one
-    could record the wrong one. The operation stays open (not retried at once, not a provider failure)."""
+    could record the wrong one. The operation stays open (not retried at once, not a provider failure); asking
+    again is worth it only after an operator has acted at Stripe, hence the long `retry_after`."""
     ids = [str(candidate.get("id")) for candidate in candidates]
     return ProviderResult(
         Outcome.RETRYABLE,
         message=f"An earlier attempt may have created any of {len(ids)} Stripe {kind}s; an operator must decide.",
+        retry_after=UNRESOLVED_RETRY_AFTER_S,
         details={"unresolved": ids},
     )

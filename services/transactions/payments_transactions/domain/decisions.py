@@ -207,13 +207,15 @@ def failure_code(error: Mapping[str, Any]) -> str:
 
 def provider_call_failed(operation: Operation, result: ProviderResult) -> DomainEvent:
     """A retryable failure (or an open breaker): recorded, the operation stays open for a later attempt."""
-    data = {
+    data: dict[str, Any] = {
         "command_id": operation.command_id,
         "operation": operation.kind.value,
         "outcome": result.outcome.value,
         "message": result.message or "The provider is unavailable.",
         "retry_after": result.retry_after,
     }
+    if result.unresolved:  # the provider's objects an operator must choose between: in the audit trail
+        data["unresolved"] = list(result.details["unresolved"])
     return DomainEvent(ev.PROVIDER_CALL_FAILED, data)
 
 
