@@ -185,6 +185,90 @@ def test_the_fold_is_the_same_on_replay_and_counts_a_noted_report_once() -> None
         decisions.refund_outcome_events(stream.state, "cmd_ref", stripe_too_large())
 
 
+# ---- Stripe: a refund's status told before our refund's outcome ----------------------------------------------
+# The worker crashed after Stripe created our refund (re_X), before its outcome was appended; re-driven with the
+# same idempotency key it gets re_X back. Stripe's refund.updated/refund.failed for re_X may come in between.
+
+
+def refund_status(status: str, refund_id: str = "re_X", second: int = 5, **obj: Any) -> ProviderEvent:
+    return stripe("refund.failed" if status == "failed" else "refund.updated", second, refund_id, status=status, **obj)
+
+
+def ours_at_stripe(status: str, refund_id: str = "re_X") -> ProviderResult:
+    return refund_result({"id": refund_id, "status": status, "amount": 600, "payment_intent": "pi_1"})
+
+
+def refund_view(stream: Stream) -> tuple[str, str | None]:
+    refund = stream.state.refund("re_cmd_ref")
+    return refund.status, refund.failure_reason
+
+
+def test_stripe_a_refund_failed_before_our_outcome_reverses_it_in_the_outcomes_append() -> None:
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
+    failed = refund_status("failed", failure_reason="expired_or_canceled_card")
+
+    noted = stream.apply(failed)
+
+    assert noted is not None and noted.type == ev.PROVIDER_REFUND_REPORT_NOTED
+    assert (noted.data["kind"], noted.data["reference"], noted.data["status"]) == ("refund_status", "re_X", "failed")
+    assert answered(stream, ours_at_stripe("pending")) == [ev.REFUND_SUCCEEDED, ev.REFUND_REVERSED]
+
+    assert refund_view(stream) == ("failed", "expired_or_canceled_card")
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 0, 1000)  # the status stays (API.md), the money is back
+    assert stream.state.noted_refund_reports == []
+    assert stream.apply(failed) is None  # redelivered after: nothing twice
+    assert stream.apply(refund_status("failed", second=9)) is None  # told again by another event
+    again = Transaction.from_events(stream.recorded())
+    assert again is not None and (again.amount_refunded, again.refundable) == (0, 1000)
+
+
+def test_stripe_a_refund_succeeded_before_our_pending_outcome_settles_it_in_the_outcomes_append() -> None:
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
+    stream.apply(refund_status("succeeded"))
+
+    assert answered(stream, ours_at_stripe("pending")) == [ev.REFUND_SUCCEEDED, ev.REFUND_SETTLED]
+
+    assert refund_view(stream) == ("succeeded", None)
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 600, 400)
+    assert stream.apply(refund_status("succeeded", second=9)) is None
+
+
+def test_stripe_a_refund_status_naming_another_refund_is_dropped_with_our_outcome() -> None:
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
+    noted = stream.apply(refund_status("failed", refund_id="re_other"))
+    assert noted is not None and noted.type == ev.PROVIDER_REFUND_REPORT_NOTED  # it might have been ours
+
+    assert answered(stream, ours_at_stripe("pending")) == [ev.REFUND_SUCCEEDED]
+
+    assert refund_view(stream) == ("pending", None)
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 600, 400)
+    assert stream.state.noted_refund_reports == []
+
+
+def test_stripe_a_refund_status_redelivered_before_our_outcome_is_noted_once() -> None:
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
+    failed = refund_status("failed")
+    stream.apply(failed)
+
+    assert stream.apply(failed) is None
+    assert [report.reference for report in stream.state.noted_refund_reports] == ["re_X"]
+    assert answered(stream, ours_at_stripe("pending")) == [ev.REFUND_SUCCEEDED, ev.REFUND_REVERSED]
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 0, 1000)
+
+
+def test_stripe_a_refund_status_is_settled_by_its_own_outcome_while_another_of_ours_is_under_way() -> None:
+    stream = requested(requested(Stream().outcome(Outcome.APPROVED, amount=1000), 300, "cmd_a"), 300, "cmd_b")
+    stream.apply(refund_status("failed", refund_id="re_a"))
+
+    assert answered(stream, refund_result({"id": "re_a", "status": "pending"}), "cmd_a") == [
+        ev.REFUND_SUCCEEDED,
+        ev.REFUND_REVERSED,
+    ]
+    assert stream.state.noted_refund_reports == []
+    assert answered(stream, refund_result({"id": "re_b", "status": "succeeded"}), "cmd_b") == [ev.REFUND_SUCCEEDED]
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 300, 700)
+
+
 # ---- Authorize.net ---------------------------------------------------------------------------------------------
 
 

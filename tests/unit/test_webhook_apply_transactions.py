@@ -404,7 +404,10 @@ def test_a_refund_update_about_a_refund_not_ours_changes_nothing() -> None:
     pending_call.events.append(
         decisions.request_refund(pending_call.state, "cmd_ref", "re_ours", 300, None, "msg_2", "fp2")
     )
-    assert pending_call.apply(refund_event("refund.failed", 5, "failed")) is None  # no provider reference yet
+    # no provider reference yet: it may be ours (its outcome not recorded yet), noted for that outcome to settle
+    noted = pending_call.apply(refund_event("refund.failed", 5, "failed"))
+    assert noted is not None and noted.type == ev.PROVIDER_REFUND_REPORT_NOTED
+    assert (pending_call.state.amount_refunded, pending_call.state.refund("re_ours").status) == (0, "pending")
 
 
 def test_a_charge_voided_at_authorize_net_before_settlement_is_refunded_in_full() -> None:

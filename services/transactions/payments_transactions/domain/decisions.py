@@ -299,4 +299,5 @@ def refund_outcome_events(transaction: Transaction, command_id: str, result: Pro
     """The refund's outcome, then what the provider's refund reports noted while it was under way add: appended
     together, so that neither is ever recorded without the other."""
     outcome = refund_outcome(transaction, command_id, result)
-    return [outcome, *refund_reports.settled_by(transaction, command_id, outcome)]
+    settled = refund_reports.settled_by(transaction, command_id, outcome)
+    return [outcome, *settled, *refund_reports.statuses_settled_by(transaction, outcome)]

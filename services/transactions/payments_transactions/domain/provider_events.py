@@ -268,19 +268,21 @@ def _stripe_error(event: ProviderEvent) -> dict[str, Any]:
 
 def _stripe_refund_updated(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
     """A Refund of ours that Stripe accepted as pending has succeeded, or one it accepted has failed (the money
-    stayed with the merchant). Refunds made elsewhere are counted from `charge.refunded`."""
+    stayed with the merchant). Refunds made elsewhere are counted from `charge.refunded`. One not known here while
+    a refund of ours is under way may be ours, its outcome not recorded yet: noted, for that outcome to settle."""
     refund = next((known for known in transaction.refunds if known.provider_reference == event.object_id), None)
+    status = event.obj.get("status")
+    reason = event.obj.get("failure_reason")
+    reason = reason if isinstance(reason, str) and reason else None
+    if refund is None and transaction.open_refunds() and status in ("succeeded", *refund_reports.FAILED):
+        kind = refund_reports.REFUND_STATUS
+        return refund_reports.noted(transaction, kind, event.object_id, None, status=status, failure_reason=reason)
     if refund is None or not refund.counted:
         return None
-    status = event.obj.get("status")
     if status == "succeeded" and refund.status == "pending":
         return DomainEvent(ev.REFUND_SETTLED, {"refund_id": refund.id})
-    if status in ("failed", "canceled") and refund.status != "failed":
-        reason = event.obj.get("failure_reason")
-        return DomainEvent(
-            ev.REFUND_REVERSED,
-            {"refund_id": refund.id, "failure_reason": reason if isinstance(reason, str) and reason else status},
-        )
+    if status in refund_reports.FAILED and refund.status != "failed":
+        return DomainEvent(ev.REFUND_REVERSED, {"refund_id": refund.id, "failure_reason": reason or status})
     return None
 
 

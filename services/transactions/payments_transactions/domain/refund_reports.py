@@ -14,6 +14,11 @@ and the fold drops the noted reports with that outcome, so none is counted twice
 - A refund or a void (Authorize.net): each noted transId that is not the provider reference of one of our refunds
   is a refund made elsewhere (a void: of all that remains refundable).
 What exceeds the refundable amount is a discrepancy, as for any refund made elsewhere.
+- A refund's status (Stripe: `refund.updated`, `charge.refund.updated`, `refund.failed`) naming a refund not known
+  here may be about ours, created at Stripe but without its outcome recorded yet (a crashed worker, re-driven
+  later): settled by `statuses_settled_by` in the append of the outcome whose provider reference it names, as the
+  report would have done had it come after (`RefundSettled`, `RefundReversed`); one naming no refund of ours is
+  dropped once none of ours is under way.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ SETTLED: Final = (Status.CAPTURED, Status.PARTIALLY_REFUNDED, Status.REFUNDED)
 TOTAL: Final = "total"
 REFUND: Final = "refund"
 VOID: Final = "void"
+REFUND_STATUS: Final = "refund_status"
+FAILED: Final = ("failed", "canceled")
 
 
 def elsewhere_refund_id(provider: str, webhook_event_id: str) -> str:
@@ -41,16 +48,46 @@ def elsewhere_refund_id(provider: str, webhook_event_id: str) -> str:
     return derived_id("re", str(uuid.uuid5(_REFUND_NAMESPACE, f"{provider}:{webhook_event_id}")))
 
 
-def noted(transaction: Transaction, kind: str, reference: str | None, amount: int | None) -> DomainEvent:
-    """The report, kept with what it is judged against later (the caller adds the webhook's stamp)."""
+def noted(
+    transaction: Transaction, kind: str, reference: str | None, amount: int | None, **status: str | None
+) -> DomainEvent:
+    """The report, kept with what it is judged against later (the caller adds the webhook's stamp); `status`: a
+    refund's status and failure reason (refund_status)."""
     data = {
         "kind": kind,
         "reference": reference,
         "amount": amount,
         "open_refunds": [operation.command_id for operation in transaction.open_refunds()],
         "counted": transaction.amount_refunded,
+        **status,
     }
     return DomainEvent(ev.PROVIDER_REFUND_REPORT_NOTED, data)
+
+
+def statuses_settled_by(transaction: Transaction, outcome: DomainEvent) -> list[DomainEvent]:
+    """What the status reports naming the refund `outcome` records (as succeeded) do to it, in the order noted, as
+    they would have done had they come after it; none for another outcome or reports naming another refund."""
+    reference = outcome.data.get("provider_reference")
+    if outcome.type != ev.REFUND_SUCCEEDED or not reference:
+        return []
+    status = outcome.data.get("provider_status") or "succeeded"
+    events: list[DomainEvent] = []
+    for report in transaction.noted_refund_reports:
+        event = _status_event(str(outcome.data["refund_id"]), status, report)
+        if report.kind == REFUND_STATUS and report.reference == reference and event is not None:
+            events.append(event)
+            status = "succeeded" if event.type == ev.REFUND_SETTLED else "failed"
+    return events
+
+
+def _status_event(refund_id: str, status: str, report: NotedRefundReport) -> DomainEvent | None:
+    """As provider_events decides a refund's status report about a refund known here with `status`."""
+    told = {"refund_id": refund_id, "noted_report": report.webhook_event_id}
+    if report.status == "succeeded" and status == "pending":
+        return DomainEvent(ev.REFUND_SETTLED, told)
+    if report.status in FAILED and status != "failed":
+        return DomainEvent(ev.REFUND_REVERSED, {**told, "failure_reason": report.failure_reason or report.status})
+    return None
 
 
 def settled_by(transaction: Transaction, command_id: str, outcome: DomainEvent) -> list[DomainEvent]:
@@ -71,7 +108,7 @@ def settled_by(transaction: Transaction, command_id: str, outcome: DomainEvent) 
         largest = max(totals, key=lambda report: _beyond_ours(transaction, report, included))
         elsewhere.add(largest, _beyond_ours(transaction, largest, included))
     for report in reports:
-        if report.kind != TOTAL and report.reference not in accounted:
+        if report.kind in (REFUND, VOID) and report.reference not in accounted:
             accounted.add(report.reference)  # the same refund told twice (two notifications) counts once
             elsewhere.add(report, report.amount if report.kind == REFUND else None)
     return elsewhere.events

@@ -72,11 +72,16 @@ class NotedRefundReport:
     once those refunds have their outcomes (domain.refund_reports)."""
 
     webhook_event_id: str
-    kind: str  # total (Stripe: the charge's refunded total) | refund (one refund, its amount) | void (all that remains)
-    reference: str | None  # Stripe: the charge's latest refund; Authorize.net: the refund's (or void's) transId
+    # total (Stripe: the charge's refunded total) | refund (one refund, its amount) | void (all that remains) |
+    # refund_status (Stripe: a refund's new status, about a refund not known here yet)
+    kind: str
+    # Stripe: the charge's latest refund (total), the refund (refund_status); Authorize.net: the refund's transId
+    reference: str | None
     open_refunds: tuple[str, ...]  # command ids of our refunds under way when it was noted
     counted: int  # amount_refunded here when it was noted
     amount: int | None = None  # the total (total) or the refund's amount (refund)
+    status: str | None = None  # the refund's status (refund_status): succeeded | failed | canceled
+    failure_reason: str | None = None  # why it failed (refund_status)
 
 
 @dataclass
@@ -276,7 +281,17 @@ def _refund_succeeded(transaction: Transaction, event: RecordedEvent) -> None:
     refund.provider_reference = event.data.get("provider_reference")
     _count_refund(transaction, refund)
     _finish(transaction, event)
+    _drop_status_reports(transaction, refund.provider_reference)
     _settle_noted_reports(transaction)
+
+
+def _drop_status_reports(transaction: Transaction, reference: str | None) -> None:
+    """The status reports naming the refund this outcome records are settled by the events appended with it."""
+    transaction.noted_refund_reports = [
+        report
+        for report in transaction.noted_refund_reports
+        if not (report.kind == "refund_status" and reference and report.reference == reference)
+    ]
 
 
 def _settle_noted_reports(transaction: Transaction) -> None:
@@ -344,6 +359,8 @@ def _refund_report_noted(transaction: Transaction, event: RecordedEvent) -> None
         open_refunds=tuple(data["open_refunds"]),
         counted=data["counted"],
         amount=data.get("amount"),
+        status=data.get("status"),
+        failure_reason=data.get("failure_reason"),
     )
     transaction.noted_refund_reports.append(report)
 
