@@ -27,7 +27,7 @@ from payments_transactions.domain import events as ev
 from payments_transactions.domain import refund_reports
 from payments_transactions.domain.events import DomainEvent
 from payments_transactions.domain.refund_reports import SETTLED, elsewhere_refund_id
-from payments_transactions.domain.state import OperationKind, Status, Transaction
+from payments_transactions.domain.state import REFUND_STATUS, OperationKind, Status, Transaction
 
 
 @dataclass(frozen=True)
@@ -275,15 +275,11 @@ def _stripe_refund_updated(transaction: Transaction, event: ProviderEvent) -> Do
     reason = event.obj.get("failure_reason")
     reason = reason if isinstance(reason, str) and reason else None
     if refund is None and transaction.open_refunds() and status in ("succeeded", *refund_reports.FAILED):
-        kind = refund_reports.REFUND_STATUS
+        kind = REFUND_STATUS
         return refund_reports.noted(transaction, kind, event.object_id, None, status=status, failure_reason=reason)
     if refund is None or not refund.counted:
         return None
-    if status == "succeeded" and refund.status == "pending":
-        return DomainEvent(ev.REFUND_SETTLED, {"refund_id": refund.id})
-    if status in refund_reports.FAILED and refund.status != "failed":
-        return DomainEvent(ev.REFUND_REVERSED, {"refund_id": refund.id, "failure_reason": reason or status})
-    return None
+    return refund_reports.status_change(refund.id, refund.status, status if isinstance(status, str) else None, reason)
 
 
 def _stripe_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:

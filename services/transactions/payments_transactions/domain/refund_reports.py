@@ -31,7 +31,7 @@ from payments_shared.ids import derived_id
 
 from payments_transactions.domain import events as ev
 from payments_transactions.domain.events import DomainEvent
-from payments_transactions.domain.state import NotedRefundReport, Status, Transaction
+from payments_transactions.domain.state import REFUND_STATUS, NotedRefundReport, Status, Transaction
 
 _REFUND_NAMESPACE: Final = uuid.UUID("d9a3f3a4-55c1-4a8e-8f7e-2f5f0b6f9c21")
 SETTLED: Final = (Status.CAPTURED, Status.PARTIALLY_REFUNDED, Status.REFUNDED)
@@ -39,7 +39,6 @@ SETTLED: Final = (Status.CAPTURED, Status.PARTIALLY_REFUNDED, Status.REFUNDED)
 TOTAL: Final = "total"
 REFUND: Final = "refund"
 VOID: Final = "void"
-REFUND_STATUS: Final = "refund_status"
 FAILED: Final = ("failed", "canceled")
 
 
@@ -73,20 +72,23 @@ def statuses_settled_by(transaction: Transaction, outcome: DomainEvent) -> list[
     status = outcome.data.get("provider_status") or "succeeded"
     events: list[DomainEvent] = []
     for report in transaction.noted_refund_reports:
-        event = _status_event(str(outcome.data["refund_id"]), status, report)
-        if report.kind == REFUND_STATUS and report.reference == reference and event is not None:
-            events.append(event)
+        if report.kind != REFUND_STATUS or report.reference != reference:
+            continue
+        refund_id = str(outcome.data["refund_id"])
+        event = status_change(refund_id, status, report.status, report.failure_reason)
+        if event is not None:
+            events.append(DomainEvent(event.type, {**event.data, "noted_report": report.webhook_event_id}))
             status = "succeeded" if event.type == ev.REFUND_SETTLED else "failed"
     return events
 
 
-def _status_event(refund_id: str, status: str, report: NotedRefundReport) -> DomainEvent | None:
-    """As provider_events decides a refund's status report about a refund known here with `status`."""
-    told = {"refund_id": refund_id, "noted_report": report.webhook_event_id}
-    if report.status == "succeeded" and status == "pending":
-        return DomainEvent(ev.REFUND_SETTLED, told)
-    if report.status in FAILED and status != "failed":
-        return DomainEvent(ev.REFUND_REVERSED, {**told, "failure_reason": report.failure_reason or report.status})
+def status_change(refund_id: str, status: str, reported: str | None, reason: str | None) -> DomainEvent | None:
+    """What a provider's report that a refund of ours (now `status`) is `reported` records: a pending one that
+    succeeded is settled, one that failed or was canceled is reversed (the money stayed with the merchant)."""
+    if reported == "succeeded" and status == "pending":
+        return DomainEvent(ev.REFUND_SETTLED, {"refund_id": refund_id})
+    if reported in FAILED and status != "failed":
+        return DomainEvent(ev.REFUND_REVERSED, {"refund_id": refund_id, "failure_reason": reason or reported})
     return None
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from payments_shared.eventstore.port import RecordedEvent
 
@@ -64,6 +64,9 @@ class Refund:
     provider_reference: str | None = None
     counted: bool = False  # in amount_refunded: the provider accepted it (and has not failed it since)
     failure_reason: str | None = None
+
+
+REFUND_STATUS: Final = "refund_status"  # the kind of a noted report of one refund's new status
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,7 @@ def _drop_status_reports(transaction: Transaction, reference: str | None) -> Non
     transaction.noted_refund_reports = [
         report
         for report in transaction.noted_refund_reports
-        if not (report.kind == "refund_status" and reference and report.reference == reference)
+        if not (report.kind == REFUND_STATUS and reference and report.reference == reference)
     ]
 
 
