@@ -77,10 +77,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _without_tag(metadata: Mapping[str, str]) -> dict[str, str]:
-    return {key: value for key, value in metadata.items() if key != stripe_redrive.OPERATION_TAG}
-
-
 def _stripe_payment_method(method: PaymentMethod, field: str = "payment_method") -> str:
     if isinstance(method, OpaqueData):
         raise _Refused(
@@ -566,7 +562,8 @@ async def _create_once(
 
 def _untagged(params: Mapping[str, Any]) -> dict[str, Any]:
     resent = {key: value for key, value in params.items() if key != "metadata"}
-    metadata = _without_tag(params.get("metadata") or {})
+    sent: Mapping[str, str] = params.get("metadata") or {}
+    metadata = {key: value for key, value in sent.items() if key != stripe_redrive.OPERATION_TAG}
     if metadata:
         resent["metadata"] = metadata
     return resent
