@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,14 @@ import httpx
 import pytest
 
 from tests.blackbox.server import (
-    API,
     Process,
     base_env,
     free_port,
-    mint_token,
     new_workspace,
     start_process,
     wait_ready,
 )
+from tests.blackbox.stripe_client import StripeClient as Client
 from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
 from tests.support.stripe_webhooks import signed_stripe_event
 from tests.support.tcp_proxy import TcpProxy
@@ -36,8 +34,6 @@ pytestmark = pytest.mark.rabbitmq
 
 STRIPE_KEY = "sk_test_services_webhooks_0123456789"
 WEBHOOK_SECRET = "whsec_services_webhooks_0123456789"
-PERMISSIONS = ["payments:admin", "customer:create", "customer:read", "subscription:create", "subscription:read"]
-SETTLE_S = 30.0
 
 
 @dataclass
@@ -88,33 +84,6 @@ def services(tmp_path_factory: pytest.TempPathFactory, rabbitmq_url: str) -> Ite
         yield running
 
 
-@dataclass
-class Client:
-    http: httpx.Client
-    stripe: httpx.Client
-    workspace: str
-
-    def call(self, method: str, route: str, body: Any = None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {mint_token(self.workspace, PERMISSIONS)}"}
-        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
-
-    def created(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.call("POST", route, body)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
-
-    def eventually(self, route: str, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        deadline = time.monotonic() + SETTLE_S
-        while True:
-            response = self.call("GET", route)
-            assert response.status_code == 200, response.text
-            current: dict[str, Any] = response.json()
-            if condition(current) or time.monotonic() > deadline:
-                return current
-            time.sleep(0.2)
-
-
 @pytest.fixture
 def client(services: Services) -> Iterator[Client]:
     auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
@@ -122,7 +91,7 @@ def client(services: Services) -> Iterator[Client]:
         httpx.Client(base_url=services.gateway_url, timeout=30) as http,
         httpx.Client(base_url=services.stripe_url, headers=auth, timeout=10) as stripe,
     ):
-        yield Client(http, stripe, new_workspace())
+        yield Client(http, new_workspace(), WEBHOOK_SECRET, stripe)
 
 
 def signed(event_type: str, obj: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
@@ -144,10 +113,10 @@ def webhook_streams(data_dir: Path) -> dict[str, list[str]]:
 
 
 def test_a_3ds_payment_is_captured_through_stripes_own_webhook(client: Client, services: Services) -> None:
-    request = {"amount": 3000, "currency": "usd", "payment_method": three_d_secure_method(client.stripe)}
+    request = {"amount": 3000, "currency": "usd", "payment_method": three_d_secure_method(client.at_stripe)}
     transaction = client.created("charge", {**request, "provider": "stripe"})
     assert transaction["status"] == "requires_action"
-    authenticate(client.stripe, transaction["provider_reference"])
+    authenticate(client.at_stripe, transaction["provider_reference"])
 
     after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["status"] != "requires_action")
     assert (after["status"], after["amount_captured"]) == ("captured", 3000)
@@ -163,7 +132,7 @@ def test_a_subscription_canceled_at_stripe_is_canceled_here(client: Client) -> N
     subscription = client.created(
         "subscriptions", {"customer_id": customer["id"], "amount": 900, "currency": "usd", "interval": "month"}
     )
-    assert client.stripe.delete(f"/v1/subscriptions/{subscription['provider_reference']}").status_code == 200
+    assert client.at_stripe.delete(f"/v1/subscriptions/{subscription['provider_reference']}").status_code == 200
     after = client.eventually(f"subscriptions/{subscription['id']}", lambda s: s["status"] == "canceled")
     assert after["status"] == "canceled"
 
@@ -173,7 +142,7 @@ def test_a_delivery_is_recorded_once_and_its_repeat_applies_nothing(client: Clie
         "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
     )
     # Refunded at Stripe directly: the worker re-fetches the PaymentIntent, so Stripe must hold what the event says.
-    refund = client.stripe.post(
+    refund = client.at_stripe.post(
         "/v1/refunds", data={"payment_intent": transaction["provider_reference"], "amount": "250"}
     )
     assert refund.status_code == 200, refund.text
@@ -208,7 +177,7 @@ async def test_an_event_recorded_while_rabbitmq_is_unreachable_is_forwarded_once
     transaction = client.created(
         "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
     )
-    refund = client.stripe.post(
+    refund = client.at_stripe.post(
         "/v1/refunds", data={"payment_intent": transaction["provider_reference"], "amount": "400"}
     )
     assert refund.status_code == 200, refund.text  # at Stripe directly: what the re-fetch will find
