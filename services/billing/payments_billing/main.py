@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from payments_shared.broker.expiry import shedding_expired
 from payments_shared.broker.port import Broker
 from payments_shared.eventstore.port import EventStore
 from payments_shared.idempotency import IdempotencyGuard
@@ -74,7 +75,7 @@ async def start_billing(
     lists = await host_lists(
         store, settings.data_dir, [projections.CUSTOMERS, projections.SUBSCRIPTIONS], projections.LISTS
     )
-    await broker.consume(BILLING_QUEUE, lists.serving(worker.handle))
+    await broker.consume(BILLING_QUEUE, shedding_expired(lists.serving(worker.handle)))
     worker.start_sweeping()
     logger.info("billing worker consuming", extra={"queue": BILLING_QUEUE, "recovered": recovered})
     return worker

@@ -51,11 +51,16 @@ def query(principal: Principal, query_type: str, payload: dict[str, Any]) -> Com
     )
 
 
+def is_read(command: Command) -> bool:
+    """A query (`query` above): nothing keyed, nothing recorded, worth nothing once its client stops waiting."""
+    return command.fingerprint is None
+
+
 async def send(context: GatewayContext, request: Request, queue: str, command: Command) -> JSONResponse:
     """Request/reply to the worker; raises WorkerTimeout or a 503 ApiError."""
     request_id = correlation_id.get() or command.command_id
     traceparent = valid_traceparent(request.headers.get("traceparent"))
-    return await context.worker.call(queue, command, request_id, traceparent)
+    return await context.worker.call(queue, command, request_id, traceparent, read=is_read(command))
 
 
 async def send_or_processing(context: GatewayContext, request: Request, queue: str, command: Command) -> JSONResponse:
@@ -64,6 +69,6 @@ async def send_or_processing(context: GatewayContext, request: Request, queue: s
     try:
         return await send(context, request, queue, command)
     except WorkerTimeout:
-        if command.fingerprint is None:
+        if is_read(command):
             raise unavailable("The service did not answer in time; retry the read.") from None
         raise still_processing() from None

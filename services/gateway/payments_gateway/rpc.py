@@ -12,6 +12,7 @@ import logging
 import re
 
 from fastapi.responses import JSONResponse
+from payments_shared.broker.expiry import expiring
 from payments_shared.broker.port import Broker, BrokerError, BrokerUnavailable, Message, RequestTimeout
 from payments_shared.errors import ApiError
 from payments_shared.http.json_response import FastJSONResponse
@@ -53,13 +54,16 @@ class WorkerClient:
         self._timeout_s = timeout_s
 
     async def call(
-        self, queue: str, command: Command, correlation_id: str, traceparent: str | None = None
+        self, queue: str, command: Command, correlation_id: str, traceparent: str | None = None, *, read: bool = False
     ) -> JSONResponse:
+        """A `read` is stamped to be shed by the worker once no one waits for its answer (broker.expiry)."""
         message = Message(
             body=command.model_dump(),
             correlation_id=correlation_id,
             headers={"traceparent": traceparent} if traceparent else {},
         )
+        if read:
+            message = expiring(message, self._timeout_s)
         try:
             async with asyncio.timeout(self._timeout_s + _DEADLINE_MARGIN_S):
                 raw_reply = await self._broker.request(queue, message, timeout=self._timeout_s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from payments_shared.broker.expiry import shedding_expired
 from payments_shared.broker.port import Broker
 from payments_shared.eventstore.port import EventStore
 from payments_shared.messages import TRANSACTIONS_QUEUE
@@ -36,7 +37,9 @@ async def start_transactions(
     recovered = await worker.recover(recover_min_age_s)
     # The transactions list: projected here, answered on this queue (payments_shared.projections.host).
     lists = await host_lists(store, settings.data_dir, [projection.TRANSACTIONS], projection.LISTS)
-    await broker.consume(TRANSACTIONS_QUEUE, lists.serving(worker.handle), prefetch=settings.transactions_prefetch)
+    # Reads whose client has given up are answered unrun (payments_shared.broker.expiry).
+    handler = shedding_expired(lists.serving(worker.handle))
+    await broker.consume(TRANSACTIONS_QUEUE, handler, prefetch=settings.transactions_prefetch)
     worker.start_sweeping()
     logger.info("transactions worker consuming", extra={"queue": TRANSACTIONS_QUEUE, "recovered": recovered})
     return worker
