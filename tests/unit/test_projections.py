@@ -380,3 +380,33 @@ async def test_a_rebuilt_model_behind_the_live_one_is_not_swapped_in(model: Read
     assert await model.commit("notes~rebuild", [], 0, 40)
     assert await model.swap("notes~rebuild", "notes") is None
     assert await model.checkpoint("notes") == 50
+
+
+async def test_of_two_processes_sharing_a_read_model_one_projects_and_the_other_takes_over_when_it_stops(
+    store: SqliteEventStore, model: ReadModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A second ReadModel on the same file is what a second worker with the same DATA_DIR opens.
+    other_model = ReadModel(model.path)
+    first, second = ProjectionRunner(store, model, NOTES), ProjectionRunner(store, other_model, NOTES)
+    await first.start()
+    await caught_up(model, "notes", await add_note(store, "n0"))
+    await second.start()
+    try:
+        with caplog.at_level("INFO", logger="payments_shared.projections.runner"):
+            for number in range(1, 60):
+                position = await add_note(store, f"n{number}")
+                await asyncio.sleep(0.005)
+            await caught_up(model, "notes", position)
+        assert [record.getMessage() for record in caplog.records if "checkpoint moved" in record.getMessage()] == []
+        assert (first.projecting, second.projecting) == (True, False)
+
+        await first.stop()
+        later = await add_note(store, "after-the-first-stopped")
+        await caught_up(other_model, "notes", later)
+        assert second.projecting
+        listed = (await other_model.page("notes", ListQuery(workspace="ws_a", limit=100))).data
+        assert len(listed) == 61
+    finally:
+        await first.stop()
+        await second.stop()
+        await other_model.close()

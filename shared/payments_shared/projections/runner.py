@@ -4,7 +4,8 @@ From the stored checkpoint it follows the store (catch-up, then live), applies e
 checkpoint in the same transaction as the entries. If the checkpoint moved under it (a rebuild was swapped in),
 it starts again from the stored one. Events are applied at least once; applying one again changes nothing.
 Under load, batches are gathered for COMMIT_INTERVAL_S; streams are folded from the subscription's own events
-(apply.StreamEvents) rather than read again.
+(apply.StreamEvents) rather than read again. Of the processes sharing a read model's file, one projects at a time
+(projector_lock); a runner of another waits to take over.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Final
 from payments_shared.eventstore.port import EventStore, EventStoreError, RecordedEvent
 from payments_shared.projections.apply import StreamEvents, entries_for
 from payments_shared.projections.model import Projection
+from payments_shared.projections.projector_lock import ProjectorLock, lock_path
 from payments_shared.projections.readmodel import ReadModel
 from payments_shared.tasks import cancel_and_wait
 
@@ -35,6 +37,12 @@ class ProjectionRunner:
         self.projection = projection
         self._task: asyncio.Task[None] | None = None
         self._kept = StreamEvents(store)
+        self._lock = ProjectorLock(lock_path(read_model.path, projection.name))
+
+    @property
+    def projecting(self) -> bool:
+        """Whether this process is the one projecting (another sharing the read model's file may be)."""
+        return self._lock.held
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"projection:{self.projection.name}")
@@ -43,8 +51,10 @@ class ProjectionRunner:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+        self._lock.release()
 
     async def _run(self) -> None:
+        await self._lock.acquire()
         while True:
             try:
                 position = await self.read_model.checkpoint(self.projection.name)
