@@ -13,6 +13,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -104,3 +105,98 @@ def test_a_dashboard_refund_reported_while_our_refund_is_open_is_recorded_when_s
     rest = client.call("POST", "refund", {"transaction_id": transaction["id"]})
     assert rest.status_code == 200, rest.text
     assert (rest.json()["status"], rest.json()["amount_refunded"]) == ("refunded", 1000)
+
+
+def open_refund(client: Client, peer: Peer, amount: int) -> tuple[dict[str, Any], str]:
+    """A charge of 1000 and a refund of ours of `amount` that met a 503: still under way, to be driven again with
+    `key`."""
+    charged = client.call("POST", "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa"})
+    assert charged.status_code == 201, charged.text
+    transaction: dict[str, Any] = charged.json()
+    key = new_key()
+    peer.wire.fail_next(503, SERVER_ERROR)
+    unavailable = client.call("POST", "refund", {"transaction_id": transaction["id"], "amount": amount}, key)
+    assert unavailable.status_code == 503, unavailable.text
+    return transaction, key
+
+
+def refund_failed_at_stripe(client: Client, peer: Peer, intent_id: str, refund_id: str) -> None:
+    """Stripe fails the refund (a closed card account) and tells it with refund.failed."""
+    if refund_id in peer.wire.refunds:
+        peer.wire.fail_refund(refund_id, "expired_or_canceled_card")
+    failed = {
+        "id": refund_id,
+        "object": "refund",
+        "amount": 500,
+        "payment_intent": intent_id,
+        "charge": peer.wire.payment_intents[intent_id]["latest_charge"],
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+    }
+    assert client.deliver("refund.failed", failed)["duplicate"] is False
+
+
+def noted_reports(client: Client, route: str, count: int) -> None:
+    noted = client.eventually(
+        f"{route}/events", lambda e: [x["type"] for x in e["data"]].count("ProviderRefundReportNoted") >= count
+    )
+    assert [event["type"] for event in noted["data"]].count("ProviderRefundReportNoted") == count
+
+
+def test_a_dashboard_refund_that_stripe_failed_while_our_refund_was_open_is_not_counted(
+    client: Client, peer: Peer
+) -> None:
+    """The dashboard's charge.refunded (500) and Stripe's refund.failed for that refund both come while our refund
+    of 300 is under way. Our refund then succeeds; its append records the dashboard refund from the noted total and,
+    the failure naming it, reverses it: what is refunded here is what Stripe has refunded (our 300)."""
+    transaction, key = open_refund(client, peer, 300)
+    intent_id = transaction["provider_reference"]
+    route = f"transactions/{transaction['id']}"
+
+    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+    dashboard = httpx.post(
+        f"{peer.wire.base_url}/v1/refunds", data={"payment_intent": intent_id, "amount": "500"}, headers=auth
+    )
+    assert dashboard.status_code == 200, dashboard.text
+    dashboard_id = dashboard.json()["id"]
+    charge_id = peer.wire.payment_intents[intent_id]["latest_charge"]
+    refunds = {"object": "list", "data": [{"id": dashboard_id, "amount": 500}]}
+    reported = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 500}
+    assert client.deliver("charge.refunded", {**reported, "refunds": refunds})["duplicate"] is False
+    noted_reports(client, route, 1)
+    refund_failed_at_stripe(client, peer, intent_id, dashboard_id)
+    noted_reports(client, route, 2)
+
+    retried = client.call("POST", "refund", {"transaction_id": transaction["id"], "amount": 300}, key)
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["status"], retried.json()["amount_refunded"]) == ("partially_refunded", 300)
+
+    after = client.get(route)
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 300)
+    assert [(r["amount"], r["status"]) for r in after["refunds"]] == [(300, "succeeded"), (200, "failed")]
+    trail = client.get(f"{route}/events")["data"]
+    assert [event["type"] for event in trail][-3:] == ["RefundSucceeded", "ProviderRefunded", "RefundReversed"]
+    # What remains refundable here is what remains at Stripe: 700.
+    rest = client.call("POST", "refund", {"transaction_id": transaction["id"]})
+    assert rest.status_code == 200, rest.text
+    assert (rest.json()["status"], rest.json()["amount_refunded"]) == ("refunded", 1000)
+    assert rest.json()["refunds"][-1]["amount"] == 700
+
+
+def test_a_refund_status_naming_no_refund_known_is_dropped_with_our_outcome_in_the_audit_trail(
+    client: Client, peer: Peer
+) -> None:
+    transaction, key = open_refund(client, peer, 300)
+    route = f"transactions/{transaction['id']}"
+    refund_failed_at_stripe(client, peer, transaction["provider_reference"], "re_not_known_here")
+    noted_reports(client, route, 1)
+
+    retried = client.call("POST", "refund", {"transaction_id": transaction["id"], "amount": 300}, key)
+    assert retried.status_code == 200, retried.text
+
+    after = client.get(route)
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 300)
+    trail = client.get(f"{route}/events")["data"]
+    assert [event["type"] for event in trail][-2:] == ["RefundSucceeded", "ProviderRefundReportDropped"]
+    dropped = trail[-1]["data"]
+    assert (dropped["reference"], dropped["status"]) == ("re_not_known_here", "failed")

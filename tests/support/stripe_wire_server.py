@@ -103,6 +103,11 @@ class StripeWireServer:
         """Execute the next request, then wait this long before answering."""
         self._stalls.append(seconds)
 
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> None:
+        """Stripe fails a refund it accepted (a closed card account): the money stays with the merchant, and the
+        charge no longer counts it as refunded."""
+        self.refunds[refund_id].update(status="failed", failure_reason=reason)
+
     def now(self) -> float:
         """The server's clock (unix seconds)."""
         return time.time() + self._clock_offset_s
@@ -289,7 +294,7 @@ class StripeWireServer:
         intent = next((i for i in self.payment_intents.values() if i["latest_charge"] == charge_id), None)
         if intent is None:
             return self._missing("charge", charge_id)
-        refunded = sum(r["amount"] for r in self.refunds.values() if r["charge"] == charge_id)
+        refunded = sum(r["amount"] for r in self.refunds.values() if r["charge"] == charge_id and _counts(r))
         charge = {"id": charge_id, "object": "charge", "payment_intent": intent["id"], "amount": intent["amount"]}
         return web.json_response({**charge, "amount_captured": intent["amount_received"], "amount_refunded": refunded})
 
@@ -297,7 +302,7 @@ class StripeWireServer:
         intent = self.payment_intents.get(params.get("payment_intent", ""))
         if intent is None:
             return self._missing("payment_intent", params.get("payment_intent", ""), "payment_intent")
-        refunded = sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == intent["id"])
+        refunded = sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == intent["id"] and _counts(r))
         amount = int(params.get("amount", intent["amount_received"] - refunded))
         if refunded + amount > intent["amount_received"]:
             message = f"Refund amount ({amount}) is greater than unrefunded amount on charge."
@@ -400,6 +405,11 @@ class StripeWireServer:
 
 def _metadata(params: Mapping[str, str]) -> dict[str, str]:
     return {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")}
+
+
+def _counts(refund: Mapping[str, Any]) -> bool:
+    """A failed or canceled refund gives the money back: the charge no longer counts it."""
+    return refund["status"] not in ("failed", "canceled")
 
 
 def _listed_refund(refund: Mapping[str, Any], params: Mapping[str, str]) -> bool:

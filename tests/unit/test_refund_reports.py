@@ -233,16 +233,79 @@ def test_stripe_a_refund_succeeded_before_our_pending_outcome_settles_it_in_the_
     assert stream.apply(refund_status("succeeded", second=9)) is None
 
 
-def test_stripe_a_refund_status_naming_another_refund_is_dropped_with_our_outcome() -> None:
+def test_stripe_a_refund_status_naming_no_refund_known_is_dropped_with_our_outcome_in_the_audit_trail() -> None:
     stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
     noted = stream.apply(refund_status("failed", refund_id="re_other"))
     assert noted is not None and noted.type == ev.PROVIDER_REFUND_REPORT_NOTED  # it might have been ours
 
-    assert answered(stream, ours_at_stripe("pending")) == [ev.REFUND_SUCCEEDED]
+    assert answered(stream, ours_at_stripe("pending")) == [ev.REFUND_SUCCEEDED, ev.PROVIDER_REFUND_REPORT_DROPPED]
 
+    dropped = stream.events[-1].data
+    assert (dropped["noted_report"], dropped["reference"], dropped["status"]) == (
+        noted.data["webhook_event_id"],
+        "re_other",
+        "failed",
+    )
     assert refund_view(stream) == ("pending", None)
     assert money(stream) == (Status.PARTIALLY_REFUNDED, 600, 400)
     assert stream.state.noted_refund_reports == []
+
+
+# A dashboard refund (re_dashboard) reported by charge.refunded and then failed by Stripe (refund.failed), both while
+# a refund of ours is under way: the dashboard refund that our outcome's append records is the refund the failure
+# names, so it is reversed in that append, as it would have been had both reports come after our outcome.
+
+
+def test_stripe_a_dashboard_refund_failed_while_ours_is_open_is_reversed_when_ours_succeeds() -> None:
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 300)
+    stream.apply(stripe_refunded(500, second=5))  # ours is taken as held in it: 200 from the dashboard
+    failed = refund_status("failed", refund_id="re_dashboard", second=6, failure_reason="expired_or_canceled_card")
+    assert (noted := stream.apply(failed)) is not None and noted.type == ev.PROVIDER_REFUND_REPORT_NOTED
+
+    assert answered(stream, refund_result({"id": "re_X", "status": "succeeded"})) == [
+        ev.REFUND_SUCCEEDED,
+        ev.PROVIDER_REFUNDED,
+        ev.REFUND_REVERSED,
+    ]
+
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 300, 700)  # Stripe: 300 refunded (ours), 700 refundable
+    dashboard = next(refund for refund in stream.state.refunds if refund.provider_reference == "re_dashboard")
+    assert (dashboard.status, dashboard.failure_reason) == ("failed", "expired_or_canceled_card")
+    assert stream.apply(failed) is None  # redelivered after: nothing twice
+    assert stream.apply(refund_status("failed", refund_id="re_dashboard", second=9)) is None
+    # Stripe's charge.refunded for ours, its total re-read: 300, all counted
+    assert stream.apply(stripe_refunded(300, second=10, refund_id="re_X")) is None
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 300, 700)
+
+
+def test_stripe_a_dashboard_refund_failed_while_ours_is_open_is_reversed_when_stripe_refuses_ours() -> None:
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
+    answered(stream, stripe_unavailable())
+    stream.apply(stripe_refunded(500, second=5))
+    stream.apply(refund_status("failed", refund_id="re_dashboard", second=6))
+
+    assert answered(stream, stripe_too_large()) == [ev.REFUND_FAILED, ev.PROVIDER_REFUNDED, ev.REFUND_REVERSED]
+
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 0, 1000)
+    assert stream.state.noted_refund_reports == []
+    again = Transaction.from_events(stream.recorded())
+    assert again is not None and (again.amount_refunded, again.refundable) == (0, 1000)
+
+
+def test_stripe_a_refund_failure_noted_before_the_total_is_not_applied_to_the_total() -> None:
+    """Told first, the failure named no refund known: a total re-read after it no longer holds the failed refund
+    (were both to come after our outcome, the failure would be dropped and the total counted)."""
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
+    answered(stream, stripe_unavailable())
+    stream.apply(refund_status("failed", refund_id="re_dashboard", second=5))
+    stream.apply(stripe_refunded(500, second=6))
+
+    assert answered(stream, stripe_too_large()) == [
+        ev.REFUND_FAILED,
+        ev.PROVIDER_REFUNDED,
+        ev.PROVIDER_REFUND_REPORT_DROPPED,
+    ]
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 500, 500)
 
 
 def test_stripe_a_refund_status_redelivered_before_our_outcome_is_noted_once() -> None:

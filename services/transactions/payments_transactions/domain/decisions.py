@@ -300,4 +300,4 @@ def refund_outcome_events(transaction: Transaction, command_id: str, result: Pro
     together, so that neither is ever recorded without the other."""
     outcome = refund_outcome(transaction, command_id, result)
     settled = refund_reports.settled_by(transaction, command_id, outcome)
-    return [outcome, *settled, *refund_reports.statuses_settled_by(transaction, outcome)]
+    return [outcome, *settled, *refund_reports.statuses_settled_by(transaction, command_id, outcome, settled)]

@@ -38,6 +38,9 @@ PROVIDER_REFUNDED: Final = "ProviderRefunded"  # a refund made at the provider i
 # A provider's refund report that cannot be told apart from one of our refunds still under way: kept in the
 # stream and settled by that refund's outcome (domain.refund_reports), appended with it.
 PROVIDER_REFUND_REPORT_NOTED: Final = "ProviderRefundReportNoted"
+# A noted report of a refund's status that names no refund known here once our refunds under way have their
+# outcomes: recorded (in that append) for the audit trail, changes nothing.
+PROVIDER_REFUND_REPORT_DROPPED: Final = "ProviderRefundReportDropped"
 REFUND_SETTLED: Final = "RefundSettled"  # a refund the provider accepted as pending has reached the customer
 # A refund the provider accepted, then failed (a closed card account): the money stayed with the merchant.
 REFUND_REVERSED: Final = "RefundReversed"

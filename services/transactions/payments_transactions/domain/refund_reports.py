@@ -17,14 +17,15 @@ What exceeds the refundable amount is a discrepancy, as for any refund made else
 - A refund's status (Stripe: `refund.updated`, `charge.refund.updated`, `refund.failed`) naming a refund not known
   here may be about ours, created at Stripe but without its outcome recorded yet (a crashed worker, re-driven
   later): settled by `statuses_settled_by` in the append of the outcome whose provider reference it names, as the
-  report would have done had it come after (`RefundSettled`, `RefundReversed`); one naming no refund of ours is
-  dropped once none of ours is under way.
+  report would have done had it come after (`RefundSettled`, `RefundReversed`). Once none of ours is under way, one
+  naming another refund known by then is applied to it (e.g. a dashboard refund that a total noted before it
+  records in that append, failed since), and one naming none is dropped, recorded as `ProviderRefundReportDropped`.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from payments_shared.ids import derived_id
@@ -63,23 +64,59 @@ def noted(
     return DomainEvent(ev.PROVIDER_REFUND_REPORT_NOTED, data)
 
 
-def statuses_settled_by(transaction: Transaction, outcome: DomainEvent) -> list[DomainEvent]:
-    """What the status reports naming the refund `outcome` records (as succeeded) do to it, in the order noted, as
-    they would have done had they come after it; none for another outcome or reports naming another refund."""
-    reference = outcome.data.get("provider_reference")
-    if outcome.type != ev.REFUND_SUCCEEDED or not reference:
-        return []
-    status = outcome.data.get("provider_status") or "succeeded"
+def statuses_settled_by(
+    transaction: Transaction, command_id: str, outcome: DomainEvent, settled: Sequence[DomainEvent]
+) -> list[DomainEvent]:
+    """What the status reports noted while our refunds were under way do once `outcome` (of our refund `command_id`)
+    is recorded with `settled` (what `settled_by` decided), in the order noted, as they would have done had they
+    come after it. A report naming the refund `outcome` records (as succeeded) is applied to it. Once no refund of
+    ours is under way the fold drops them all: then one naming a refund known by then (by its provider reference:
+    one recorded before, or one made elsewhere that `settled` records from a report noted before it) is applied to
+    that refund, and one naming none is recorded as dropped."""
+    last = _ends_the_last(transaction, command_id, outcome)
+    own = outcome.data.get("provider_reference") if outcome.type == ev.REFUND_SUCCEEDED else None
+    known = {  # provider reference -> (refund id, status); a refund no longer counted is failed
+        refund.provider_reference: (refund.id, refund.status if refund.counted else "failed")
+        for refund in transaction.refunds
+        if refund.provider_reference
+    }
+    if own:
+        known[own] = (str(outcome.data["refund_id"]), outcome.data.get("provider_status") or "succeeded")
+    made_by = {
+        event.data["noted_report"]: event
+        for event in settled
+        if event.type == ev.PROVIDER_REFUNDED and event.data.get("provider_reference")
+    }
     events: list[DomainEvent] = []
     for report in transaction.noted_refund_reports:
-        if report.kind != REFUND_STATUS or report.reference != reference:
+        made = made_by.get(report.webhook_event_id)
+        if made is not None:
+            known.setdefault(made.data["provider_reference"], (made.data["refund_id"], "succeeded"))
+        if report.kind != REFUND_STATUS or not (last or (own and report.reference == own)):
             continue
-        refund_id = str(outcome.data["refund_id"])
+        found = known.get(report.reference) if report.reference else None
+        if found is None:
+            events.append(_dropped(report))
+            continue
+        refund_id, status = found
         event = status_change(refund_id, status, report.status, report.failure_reason)
         if event is not None:
             events.append(DomainEvent(event.type, {**event.data, "noted_report": report.webhook_event_id}))
-            status = "succeeded" if event.type == ev.REFUND_SETTLED else "failed"
+            known[str(report.reference)] = (refund_id, "succeeded" if event.type == ev.REFUND_SETTLED else "failed")
     return events
+
+
+def _dropped(report: NotedRefundReport) -> DomainEvent:
+    reason = f"the provider reports refund {report.reference} {report.status}, which names no refund known here"
+    data = {"noted_report": report.webhook_event_id, "reference": report.reference, "status": report.status}
+    return DomainEvent(ev.PROVIDER_REFUND_REPORT_DROPPED, {**data, "reason": reason})
+
+
+def _ends_the_last(transaction: Transaction, command_id: str, outcome: DomainEvent) -> bool:
+    """Whether `outcome` ends the last refund of ours under way (a retryable failure ends none)."""
+    if outcome.type not in (ev.REFUND_SUCCEEDED, ev.REFUND_FAILED):
+        return False
+    return all(operation.command_id == command_id for operation in transaction.open_refunds())
 
 
 def status_change(refund_id: str, status: str, reported: str | None, reason: str | None) -> DomainEvent | None:
@@ -96,9 +133,7 @@ def settled_by(transaction: Transaction, command_id: str, outcome: DomainEvent) 
     """The events the noted reports add once `outcome` (of our refund `command_id`, open in `transaction`) is
     recorded; none while another refund of ours is still under way."""
     reports = transaction.noted_refund_reports
-    if outcome.type not in (ev.REFUND_SUCCEEDED, ev.REFUND_FAILED):
-        return []  # a retryable failure: our refund is still under way
-    if not reports or any(op.command_id != command_id for op in transaction.open_refunds()):
+    if not reports or not _ends_the_last(transaction, command_id, outcome):
         return []
     succeeded = outcome.type == ev.REFUND_SUCCEEDED
     accounted = _our_references(transaction, outcome if succeeded else None)
