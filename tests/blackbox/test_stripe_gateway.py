@@ -288,3 +288,28 @@ def test_the_api_key_is_in_no_event_answer_or_log_line(client: httpx.Client, str
     logs = "".join(Path(p.log_path).read_text(errors="replace") for p in stripe_server.processes)
     assert "Stripe call failed" in logs  # the decline was logged
     assert STRIPE_KEY not in logs and STRIPE_KEY.removeprefix("sk_test_") not in logs
+
+
+def test_three_decimal_amounts_stripe_refuses_are_400_naming_amount(client: httpx.Client, localstripe: str) -> None:
+    """Stripe takes kwd (bhd, jod, omr, tnd) amounts only in multiples of 10 of the fils, in PaymentIntents and
+    Refunds: refused up front, nothing sent to Stripe; another provider takes them."""
+    kwd = {"currency": "kwd", "payment_method": "pm_card_visa"}
+    for route in ("charge", "authorize"):
+        refused = client.post(f"/{route}", json={"amount": 1005, **kwd})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["param"] == "amount"
+    assert stripe_get(localstripe, "/v1/payment_intents").json()["data"] == []
+
+    charged = created(client.post("/charge", json={"amount": 1000, **kwd}))
+    refund = {"transaction_id": charged["id"], "amount": 505}
+    assert client.post("/refund", json=refund).json()["error"]["param"] == "amount"
+    refunded = created(client.post("/refund", json={**refund, "amount": 500}), 200)
+    assert refunded["amount_refunded"] == 500
+    authorized = created(client.post("/authorize", json={"amount": 1000, **kwd}))
+    capture = client.post("/capture", json={"transaction_id": authorized["id"], "amount": 995})
+    assert (capture.status_code, capture.json()["error"]["param"]) == (400, "amount")
+
+    elsewhere = created(client.post("/charge", json={"amount": 1005, **kwd, "provider": "sandbox"}))
+    assert created(client.post("/refund", json={"transaction_id": elsewhere["id"], "amount": 5}), 200)["status"] == (
+        "partially_refunded"
+    )
