@@ -8,11 +8,12 @@ Each test makes the first attempt "yesterday" (the server's clock set 25 h back)
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from payments_shared.providers.port import Outcome, PaymentRef, PaymentRequest
+from payments_shared.providers.port import Outcome, OwnedElsewhere, PaymentRef, PaymentRequest
 from payments_shared.providers.stripe import StripeProvider
 
 from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
@@ -303,3 +304,49 @@ async def test_a_void_redriven_a_day_later_that_its_first_attempt_made_is_the_vo
 
     assert redriven.outcome is Outcome.APPROVED
     assert wire.payment_intents[str(authorized.reference)]["status"] == "canceled"
+
+
+# ---- intents another transaction recorded (the same order paid under another key) -----------------------------
+
+
+def owned(*references: str) -> OwnedElsewhere:
+    """The caller's records: these ids are other transactions' (what the transactions worker's index answers)."""
+
+    async def owned_elsewhere(asked: Sequence[str]) -> frozenset[str]:
+        return frozenset(asked) & frozenset(references)
+
+    return owned_elsewhere
+
+
+async def test_an_untagged_redrive_that_made_nothing_creates_rather_than_adopt_another_transactions_intent(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    other = await provider.pay(payment("cmd-same-order", metadata=FULL_METADATA))
+    wire.fail_next(500, SERVER_ERROR)
+    assert (await provider.pay(payment(metadata=FULL_METADATA))).outcome is Outcome.RETRYABLE
+    earlier = next_day(wire)
+
+    request = payment(metadata=FULL_METADATA, earlier_attempt_at=earlier)
+    redriven = await provider.pay(replace(request, owned_elsewhere=owned(str(other.reference))))
+
+    assert redriven.outcome is Outcome.APPROVED
+    assert redriven.reference != other.reference
+    assert len(wire.payment_intents) == 2
+    assert calls(wire)[-2:] == ["GET /v1/payment_intents", "POST /v1/payment_intents"]
+
+
+async def test_the_candidates_an_operator_chooses_between_leave_out_those_another_transaction_recorded(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    other = await provider.pay(payment("cmd-same-order", metadata=FULL_METADATA))
+    await provider.pay(payment("cmd-twin", metadata=FULL_METADATA))  # unrecorded: it may be ours
+    wire.stall_next(TIMEOUT_S * 4)
+    assert (await provider.pay(payment(metadata=FULL_METADATA))).outcome is Outcome.RETRYABLE
+    earlier = next_day(wire)
+
+    request = payment(metadata=FULL_METADATA, earlier_attempt_at=earlier)
+    redriven = await provider.pay(replace(request, owned_elsewhere=owned(str(other.reference))))
+
+    assert redriven.unresolved
+    assert sorted(redriven.details["unresolved"]) == sorted(set(wire.payment_intents) - {other.reference})
+    assert len(wire.payment_intents) == 3

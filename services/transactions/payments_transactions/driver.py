@@ -10,12 +10,13 @@ from typing import Any, Final
 from payments_shared import faults
 from payments_shared.errors import ApiError
 from payments_shared.eventstore.port import RecordedEvent, WrongExpectedVersion
-from payments_shared.providers.port import Outcome, PaymentMethod, PaymentProvider, ProviderResult
+from payments_shared.providers.port import Outcome, OwnedElsewhere, PaymentMethod, PaymentProvider, ProviderResult
 
 from payments_transactions.domain import decisions
 from payments_transactions.domain.events import DomainEvent
 from payments_transactions.domain.state import OperationKind, Transaction
 from payments_transactions.provider_calls import call_provider
+from payments_transactions.provider_index import ProviderIndex
 from payments_transactions.streams import TransactionStreams
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,16 @@ OUTCOME_BY_KIND: Final[Mapping[OperationKind, Decide]] = {
 
 class OperationDriver:
     def __init__(
-        self, streams: TransactionStreams, providers: Mapping[str, PaymentProvider], provider_timeout_s: float
+        self,
+        streams: TransactionStreams,
+        providers: Mapping[str, PaymentProvider],
+        provider_timeout_s: float,
+        index: ProviderIndex | None = None,
     ) -> None:
         self._streams = streams
         self._providers = providers
         self._timeout_s = provider_timeout_s
+        self._index = index if index is not None else ProviderIndex(streams.store)
 
     def provider_for(self, transaction: Transaction) -> PaymentProvider:
         provider = self._providers.get(transaction.provider)
@@ -70,6 +76,16 @@ class OperationDriver:
         """The transaction's provider is behind an open circuit breaker: calling it now would only be refused."""
         breaker = getattr(self._providers.get(transaction.provider), "breaker", None)
         return breaker is not None and bool(breaker.refuses())
+
+    def _owned_elsewhere(self, transaction: Transaction) -> OwnedElsewhere:
+        """Which of the provider's ids other transactions have recorded (asked only by a re-drive that looks for what
+        its earlier attempt made by what it sent: the index's first read of the store is never on the hot path)."""
+        index, provider, transaction_id = self._index, transaction.provider, transaction.id
+
+        async def owned_elsewhere(references: Sequence[str]) -> frozenset[str]:
+            return await index.owned_by_others(provider, transaction_id, references)
+
+        return owned_elsewhere
 
     async def drive(
         self,
@@ -93,7 +109,9 @@ class OperationDriver:
         if operation.finished:
             return recorded
         provider = self.provider_for(transaction)
-        result = await call_provider(provider, transaction, operation, method, self._timeout_s, first_attempt)
+        result = await call_provider(
+            provider, transaction, operation, method, self._timeout_s, first_attempt, self._owned_elsewhere(transaction)
+        )
         # INFO only when the call failed: one INFO line per successful call cost ~3 % of a charge's CPU.
         level = logging.INFO if result.outcome in FAILED_OUTCOMES else logging.DEBUG
         if logger.isEnabledFor(level):

@@ -41,10 +41,15 @@ def _ack(outcome: str, transaction_id: str | None = None) -> dict[str, Any]:
 
 
 class ProviderEventHandler:
-    def __init__(self, streams: TransactionStreams, providers: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        streams: TransactionStreams,
+        providers: Mapping[str, object] | None = None,
+        index: ProviderIndex | None = None,
+    ) -> None:
         self._streams = streams
         self._providers: Mapping[str, object] = providers or {}
-        self._index = ProviderIndex(streams.store)
+        self._index = index if index is not None else ProviderIndex(streams.store)
 
     async def handle(self, delivery: Delivery) -> dict[str, Any]:
         try:

@@ -7,12 +7,15 @@ read). A lookup that misses first catches up with the store to its end, so an id
 began is always found; nothing else has to keep the index fresh. A new process starts empty and catches up from
 position 0 on its first miss (rebuilding from the store is the replay); a persistent projection can replace it
 when that read becomes too long.
+
+Webhooks use it to find the transaction an event is about; a payment re-drive uses it to leave out the provider
+objects another transaction already recorded (`owned_by_others`), which are never that payment's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from payments_shared.eventstore.port import EventStore, RecordedEvent
@@ -47,6 +50,20 @@ class ProviderIndex:
                 await self._catch_up()
                 found = self._lookup(provider, wanted)
             return found
+
+    async def owners(self, provider: str, references: Iterable[str]) -> dict[str, str]:
+        """The transaction each of `references` belongs to, for those that belong to one (caught up with the store
+        first when any is not known yet, so an id recorded before the call began is always found)."""
+        wanted = list(references)
+        async with self._lock:
+            if any((provider, ref) not in self._owner for ref in wanted):
+                await self._catch_up()
+            return {ref: self._owner[(provider, ref)] for ref in wanted if (provider, ref) in self._owner}
+
+    async def owned_by_others(self, provider: str, transaction_id: str, references: Sequence[str]) -> frozenset[str]:
+        """Those of `references` another transaction than `transaction_id` has recorded."""
+        owners = await self.owners(provider, references)
+        return frozenset(ref for ref, owner in owners.items() if owner != transaction_id)
 
     def _lookup(self, provider: str, references: list[str]) -> str | None:
         return next((self._owner[(provider, ref)] for ref in references if (provider, ref) in self._owner), None)

@@ -28,6 +28,7 @@ from payments_transactions.driver import OperationDriver
 from payments_transactions.followups import FollowUpHandler
 from payments_transactions.payments import PaymentHandler
 from payments_transactions.provider_events import APPLY_PROVIDER_EVENT, ProviderEventHandler
+from payments_transactions.provider_index import ProviderIndex
 from payments_transactions.queries import QueryHandler
 from payments_transactions.recovery import Recovery
 from payments_transactions.settings import TransactionsSettings
@@ -75,7 +76,8 @@ class TransactionsWorker:
         providers = self.providers
         streams = TransactionStreams(store)
         guard = IdempotencyGuard(store, settings.in_flight_window_s)
-        driver = OperationDriver(streams, providers, _backstop_timeout_s(settings))
+        index = ProviderIndex(store)  # one read model of the store: webhooks and re-drives share it
+        driver = OperationDriver(streams, providers, _backstop_timeout_s(settings), index)
         payments = PaymentHandler(streams, guard, driver, providers, settings)
         follow_ups = FollowUpHandler(streams, guard, driver, settings)
         queries = QueryHandler(streams)
@@ -89,7 +91,7 @@ class TransactionsWorker:
             "void": follow_ups.handle,
             "get_transaction": queries.get_transaction,
             "get_transaction_events": queries.get_transaction_events,
-            APPLY_PROVIDER_EVENT: ProviderEventHandler(streams, providers).handle,
+            APPLY_PROVIDER_EVENT: ProviderEventHandler(streams, providers, index).handle,
         }
 
     async def handle(self, message: Message) -> Mapping[str, Any]:

@@ -11,11 +11,13 @@ An APPROVED refund whose `details` hold `{"pending": True}` is accepted but not 
 A RETRYABLE result whose `details` hold `{"unresolved": [ids…]}` is no provider failure: the provider answered, but
 several of its objects may be an earlier attempt's, so nothing was created; the operation stays open for an
 operator, and trying again at once would answer the same (not retried, not counted by the circuit breaker).
+A payment re-drive that looks for what its earlier attempt made asks `PaymentRequest.owned_elsewhere` which of the
+objects it found the caller's records already give to another payment: those are never adopted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -63,6 +65,11 @@ class ProviderResult:
         return self.outcome is Outcome.RETRYABLE and bool(self.details.get("unresolved"))
 
 
+# Of these provider ids (objects an earlier attempt of a payment may have made), the ones the caller's records
+# already give to another payment (another transaction recorded it): never adopted, they are not this payment's.
+OwnedElsewhere = Callable[[Sequence[str]], Awaitable[frozenset[str]]]
+
+
 @dataclass(frozen=True)
 class PaymentRequest:
     idempotency_key: str  # the command id: the provider must act at most once per key
@@ -76,6 +83,9 @@ class PaymentRequest:
     # Set on a re-drive (a redelivery, a take-over, recovery): when the payment was first requested, so an earlier
     # attempt may have reached the provider since then. None: this is the first attempt.
     earlier_attempt_at: datetime | None = None
+    # Asked by an adapter that finds an earlier attempt's object by what was sent rather than by our key (several
+    # payments may have sent the same): None when the caller keeps no such records.
+    owned_elsewhere: OwnedElsewhere | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

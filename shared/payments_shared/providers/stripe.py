@@ -211,7 +211,7 @@ class StripeProvider:
     async def _pay(self, request: PaymentRequest) -> ProviderResult:
         params = _intent_params(request)
         if stripe_redrive.key_may_be_forgotten(request.earlier_attempt_at, _utc_now()):
-            earlier = await self._earlier_intents(request, params)
+            earlier = await _not_owned_elsewhere(await self._earlier_intents(request, params), request)
             if len(earlier) > 1:
                 return _unresolved("PaymentIntent", earlier, request.idempotency_key)
             if earlier:
@@ -579,6 +579,21 @@ async def _all_pages(fetch: Callable[[dict[str, Any]], Awaitable[Any]], params: 
         if not page.has_more or not objects:
             return listed
         params = {**params, "starting_after": objects[-1]["id"]}
+
+
+async def _not_owned_elsewhere(candidates: list[Mapping[str, Any]], request: PaymentRequest) -> list[Mapping[str, Any]]:
+    """The candidates no other payment of ours has recorded. One another payment recorded is that payment's (the
+    client paid the same order under another key): adopting it would count one PaymentIntent twice. With those
+    left out, none left means the earlier attempt made nothing (an intent it made would match and be nobody's)."""
+    if not candidates or request.owned_elsewhere is None:
+        return candidates
+    owned = await request.owned_elsewhere([stripe_redrive.candidate_id(intent) for intent in candidates])
+    if owned:
+        log.warning(
+            "Stripe re-drive: PaymentIntents another transaction recorded are not this payment's; left out",
+            extra={"stripe_owned_elsewhere": sorted(owned), "command_id": request.idempotency_key},
+        )
+    return stripe_redrive.without(candidates, owned)
 
 
 def _unresolved(kind: str, candidates: list[Mapping[str, Any]], key: str) -> ProviderResult:

@@ -4,14 +4,15 @@ Stripe keeps an idempotency key for at least 24 hours, then forgets it: the same
 PaymentIntent or Refund. So every PaymentIntent and Refund we create carries `OPERATION_TAG` in its metadata (the
 idempotency key), and a re-drive whose first attempt is older than `KEY_TRUSTED_FOR` looks for the tagged object
 before creating one. A PaymentIntent whose client metadata leaves no room for the tag is looked for among the
-intents created since the first attempt, by what we sent.
+intents created since the first attempt, by what we sent; one that another payment of ours has recorded is that
+payment's (the same order paid under another key) and is never adopted.
 
 Pure: no I/O. Works on Stripe objects as plain dicts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -115,6 +116,15 @@ def matching_intents(intents: Iterable[Mapping[str, Any]], sent: SentIntent) -> 
     return [intent for intent in intents if _matches(intent, sent)]
 
 
+def candidate_id(candidate: Mapping[str, Any]) -> str:
+    return str(candidate.get("id"))
+
+
+def without(candidates: Iterable[Mapping[str, Any]], excluded: Collection[str]) -> list[Mapping[str, Any]]:
+    """The candidates whose id is not in `excluded` (those another payment of ours has recorded)."""
+    return [candidate for candidate in candidates if candidate_id(candidate) not in excluded]
+
+
 def tagged_objects(objects: Iterable[Mapping[str, Any]], key: str) -> list[Mapping[str, Any]]:
     """The objects (Refunds, searched intents) tagged with `key`."""
     found = []
@@ -129,7 +139,7 @@ def unresolved(kind: str, candidates: Sequence[Mapping[str, Any]]) -> ProviderRe
     """More than one object may be the earlier attempt's: creating another could move money twice, adopting one
     could record the wrong one. The operation stays open (not retried at once, not a provider failure); asking
     again is worth it only after an operator has acted at Stripe, hence the long `retry_after`."""
-    ids = [str(candidate.get("id")) for candidate in candidates]
+    ids = [candidate_id(candidate) for candidate in candidates]
     return ProviderResult(
         Outcome.RETRYABLE,
         message=f"An earlier attempt may have created any of {len(ids)} Stripe {kind}s; an operator must decide.",

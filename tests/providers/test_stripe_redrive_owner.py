@@ -1,0 +1,141 @@
+"""A payment re-driven a day later never adopts a PaymentIntent another transaction recorded: end to end through the
+transactions worker (a real SQLite event store), against the Stripe wire-format server and its movable clock.
+
+The client's 50 metadata keys leave no room for our tag, so the re-drive looks for its earlier attempt's intent by
+listing the intents created since and matching what it sends. The client paid the same order under another
+Idempotency-Key too: that transaction's intent matches as well, and is that transaction's, not this one's."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from payments_shared import ids
+from payments_shared.broker.port import Message
+from payments_shared.eventstore.port import EventStore
+from payments_shared.eventstore.sqlite import SqliteEventStore
+from payments_shared.messages import Command
+from payments_shared.providers import stripe as stripe_adapter
+from payments_shared.providers.stripe import StripeProvider
+from payments_transactions.settings import TransactionsSettings
+from payments_transactions.worker import TransactionsWorker
+
+from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
+
+API_KEY = "sk_test_51RedriveOwner0123456789abcdef"
+TIMEOUT_S = 0.5
+A_DAY_AND_MORE = timedelta(hours=25)
+FULL_METADATA = {f"field{number}": f"value{number}" for number in range(50)}  # no room for the tag
+ORDER = {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "metadata": FULL_METADATA}
+
+
+@pytest.fixture
+async def wire() -> AsyncIterator[StripeWireServer]:
+    server = StripeWireServer(API_KEY)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EventStore]:
+    opened = SqliteEventStore(tmp_path / "events.db")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def worker(wire: StripeWireServer, store: EventStore, tmp_path: Path) -> AsyncIterator[TransactionsWorker]:
+    adapter = StripeProvider(API_KEY, api_base=wire.base_url, timeout_s=TIMEOUT_S)
+    settings = TransactionsSettings(
+        data_dir=tmp_path, provider_timeout_s=TIMEOUT_S, provider_retry_attempts=1, in_flight_window_s=30
+    )
+    yield TransactionsWorker(store, {"stripe": adapter}, settings)
+    await adapter.close()
+
+
+@pytest.fixture
+def next_day(wire: StripeWireServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Call to move Stripe's clock and ours 25 h on: Stripe has forgotten every key used so far."""
+
+    def move() -> None:
+        wire.advance(A_DAY_AND_MORE.total_seconds())
+        monkeypatch.setattr(stripe_adapter, "_utc_now", lambda: datetime.now(UTC) + A_DAY_AND_MORE)
+
+    yield move
+
+
+async def charge(worker: TransactionsWorker, key: str) -> dict[str, Any]:
+    command_id = ids.command_id("ws_a", key)
+    body = {**ORDER, "provider": "stripe"}
+    command = Command(
+        type="charge",
+        workspace="ws_a",
+        actor="user_1",
+        command_id=command_id,
+        payload={**body, "transaction_id": ids.derived_id("txn", command_id)},
+        idempotency_key=key,
+        fingerprint=ids.fingerprint("POST /api/v1/payments/charge", body),
+    )
+    message = Message(body=command.model_dump(), message_id=str(uuid.uuid4()), correlation_id="req-1")
+    reply: dict[str, Any] = dict(await worker.handle(message))
+    return reply
+
+
+async def transaction(worker: TransactionsWorker, transaction_id: str) -> dict[str, Any]:
+    command = Command(
+        type="get_transaction",
+        workspace="ws_a",
+        actor="user_1",
+        command_id=str(uuid.uuid4()),
+        payload={"transaction_id": transaction_id},
+    )
+    reply = await worker.handle(Message(body=command.model_dump(), message_id=str(uuid.uuid4())))
+    assert reply["status"] == 200, reply
+    body: dict[str, Any] = reply["body"]
+    return body
+
+
+async def test_a_redrive_whose_first_attempt_made_nothing_does_not_adopt_the_intent_another_transaction_recorded(
+    wire: StripeWireServer, worker: TransactionsWorker, next_day: Any
+) -> None:
+    wire.fail_next(500, SERVER_ERROR)  # A's first attempt: nothing made at Stripe
+    await charge(worker, "order-7-first")
+    a_id = ids.derived_id("txn", ids.command_id("ws_a", "order-7-first"))
+    assert (await transaction(worker, a_id))["status"] == "pending"
+    second = await charge(worker, "order-7-again")  # the client pays the same order under another key
+    assert second["status"] == 201, second
+    pi_b = second["body"]["provider_reference"]
+    next_day()
+
+    assert await worker.recover(min_age_s=0) == 1  # A is re-driven: Stripe has forgotten its key
+
+    a = await transaction(worker, a_id)
+    assert a["status"] == "captured"
+    assert a["provider_reference"] != pi_b  # one PaymentIntent counted by one transaction
+    assert len(wire.payment_intents) == 2  # the two payments the client asked for, each made once
+    assert {a["provider_reference"], pi_b} == set(wire.payment_intents)
+
+
+async def test_a_redrive_adopts_its_own_lost_intent_when_the_other_match_is_another_transactions(
+    wire: StripeWireServer, worker: TransactionsWorker, next_day: Any
+) -> None:
+    wire.stall_next(TIMEOUT_S * 4)  # A's first attempt: Stripe makes the intent, its answer is lost
+    await charge(worker, "order-8-first")
+    a_id = ids.derived_id("txn", ids.command_id("ws_a", "order-8-first"))
+    assert (await transaction(worker, a_id))["status"] == "pending"
+    [pi_a] = list(wire.payment_intents)
+    second = await charge(worker, "order-8-again")
+    assert second["status"] == 201, second
+    pi_b = second["body"]["provider_reference"]
+    next_day()
+
+    assert await worker.recover(min_age_s=0) == 1
+
+    a = await transaction(worker, a_id)
+    assert (a["status"], a["provider_reference"]) == ("captured", pi_a)  # not unresolved: pi_b is B's
+    assert set(wire.payment_intents) == {pi_a, pi_b}  # nothing new
