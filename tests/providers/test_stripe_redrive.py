@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from payments_shared.providers.port import Outcome, OwnedElsewhere, PaymentRef, PaymentRequest
+from payments_shared.providers.port import Claims, ClaimsOn, Outcome, PaymentRef, PaymentRequest
 from payments_shared.providers.stripe import StripeProvider
 
 from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
@@ -309,13 +309,14 @@ async def test_a_void_redriven_a_day_later_that_its_first_attempt_made_is_the_vo
 # ---- intents another transaction recorded (the same order paid under another key) -----------------------------
 
 
-def owned(*references: str) -> OwnedElsewhere:
-    """The caller's records: these ids are other transactions' (what the transactions worker's index answers)."""
+def owned(*references: str, contested: bool = False) -> ClaimsOn:
+    """The caller's records (what the transactions worker's index answers): these ids are other transactions';
+    `contested`: another payment that sent the same has no answer recorded."""
 
-    async def owned_elsewhere(asked: Sequence[str]) -> frozenset[str]:
-        return frozenset(asked) & frozenset(references)
+    async def claims(asked: Sequence[str]) -> Claims:
+        return Claims(frozenset(asked) & frozenset(references), contested)
 
-    return owned_elsewhere
+    return claims
 
 
 async def test_an_untagged_redrive_that_made_nothing_creates_rather_than_adopt_another_transactions_intent(
@@ -327,7 +328,7 @@ async def test_an_untagged_redrive_that_made_nothing_creates_rather_than_adopt_a
     earlier = next_day(wire)
 
     request = payment(metadata=FULL_METADATA, earlier_attempt_at=earlier)
-    redriven = await provider.pay(replace(request, owned_elsewhere=owned(str(other.reference))))
+    redriven = await provider.pay(replace(request, claims=owned(str(other.reference))))
 
     assert redriven.outcome is Outcome.APPROVED
     assert redriven.reference != other.reference
@@ -345,8 +346,38 @@ async def test_the_candidates_an_operator_chooses_between_leave_out_those_anothe
     earlier = next_day(wire)
 
     request = payment(metadata=FULL_METADATA, earlier_attempt_at=earlier)
-    redriven = await provider.pay(replace(request, owned_elsewhere=owned(str(other.reference))))
+    redriven = await provider.pay(replace(request, claims=owned(str(other.reference))))
 
     assert redriven.unresolved
     assert sorted(redriven.details["unresolved"]) == sorted(set(wire.payment_intents) - {other.reference})
     assert len(wire.payment_intents) == 3
+
+
+async def test_an_untagged_intent_nobody_recorded_is_not_adopted_while_another_payment_that_sent_the_same_is_open(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    # The other payment's answer was lost too: its own re-drive would take the same intent (by its key, or listed).
+    await provider.pay(payment("cmd-same-order", metadata=FULL_METADATA))
+    wire.fail_next(500, SERVER_ERROR)
+    assert (await provider.pay(payment(metadata=FULL_METADATA))).outcome is Outcome.RETRYABLE
+    earlier = next_day(wire)
+
+    request = payment(metadata=FULL_METADATA, earlier_attempt_at=earlier)
+    redriven = await provider.pay(replace(request, claims=owned(contested=True)))
+
+    assert redriven.unresolved
+    assert redriven.details["unresolved"] == list(wire.payment_intents)
+    assert len(wire.payment_intents) == 1
+
+
+async def test_a_tagged_intent_is_adopted_whatever_other_payments_are_open(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    await lost_answer_payment(wire, provider, payment(metadata={"order": "7"}))
+    earlier = next_day(wire)
+    wire.search_refused = True  # listed, but matched with its tag: it is this payment's
+
+    request = payment(metadata={"order": "7"}, earlier_attempt_at=earlier)
+    redriven = await provider.pay(replace(request, claims=owned(contested=True)))
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, next(iter(wire.payment_intents)))

@@ -139,3 +139,37 @@ async def test_a_redrive_adopts_its_own_lost_intent_when_the_other_match_is_anot
     a = await transaction(worker, a_id)
     assert (a["status"], a["provider_reference"]) == ("captured", pi_a)  # not unresolved: pi_b is B's
     assert set(wire.payment_intents) == {pi_a, pi_b}  # nothing new
+
+
+async def events_of(worker: TransactionsWorker, transaction_id: str) -> list[dict[str, Any]]:
+    command = Command(
+        type="get_transaction_events",
+        workspace="ws_a",
+        actor="user_1",
+        command_id=str(uuid.uuid4()),
+        payload={"transaction_id": transaction_id},
+    )
+    reply = await worker.handle(Message(body=command.model_dump(), message_id=str(uuid.uuid4())))
+    assert reply["status"] == 200, reply
+    events: list[dict[str, Any]] = reply["body"]["data"]
+    return events
+
+
+async def test_two_open_payments_of_the_same_order_redriven_together_adopt_nothing_and_wait_for_an_operator(
+    wire: StripeWireServer, worker: TransactionsWorker, next_day: Any
+) -> None:
+    wire.fail_next(500, SERVER_ERROR)  # A's first attempt: nothing made at Stripe
+    await charge(worker, "order-9-first")
+    wire.stall_next(TIMEOUT_S * 4)  # B's: Stripe makes the intent, its answer is lost
+    await charge(worker, "order-9-again")
+    a_id, b_id = (ids.derived_id("txn", ids.command_id("ws_a", key)) for key in ("order-9-first", "order-9-again"))
+    [pi_b] = list(wire.payment_intents)
+    next_day()
+
+    assert await worker.recover(min_age_s=0) == 2  # a day-long outage ends: both re-driven at once
+
+    for transaction_id in (a_id, b_id):  # each would have adopted pi_b: one intent counted twice
+        assert (await transaction(worker, transaction_id))["status"] == "pending"
+        failed = [e for e in await events_of(worker, transaction_id) if e["type"] == "ProviderCallFailed"]
+        assert failed[-1]["data"]["unresolved"] == [pi_b]
+    assert list(wire.payment_intents) == [pi_b]  # nothing moved twice

@@ -10,7 +10,14 @@ from typing import Any, Final
 from payments_shared import faults
 from payments_shared.errors import ApiError
 from payments_shared.eventstore.port import RecordedEvent, WrongExpectedVersion
-from payments_shared.providers.port import Outcome, OwnedElsewhere, PaymentMethod, PaymentProvider, ProviderResult
+from payments_shared.providers.port import (
+    Claims,
+    ClaimsOn,
+    Outcome,
+    PaymentMethod,
+    PaymentProvider,
+    ProviderResult,
+)
 
 from payments_transactions.domain import decisions
 from payments_transactions.domain.events import DomainEvent
@@ -77,15 +84,15 @@ class OperationDriver:
         breaker = getattr(self._providers.get(transaction.provider), "breaker", None)
         return breaker is not None and bool(breaker.refuses())
 
-    def _owned_elsewhere(self, transaction: Transaction) -> OwnedElsewhere:
-        """Which of the provider's ids other transactions have recorded (asked only by a re-drive that looks for what
-        its earlier attempt made by what it sent: the index's first read of the store is never on the hot path)."""
+    def _claims_on(self, transaction: Transaction) -> ClaimsOn:
+        """What other transactions claim of the provider's objects (asked only by a re-drive that looks for what its
+        earlier attempt made: the index's first read of the store is never on the hot path)."""
         index, provider, transaction_id = self._index, transaction.provider, transaction.id
 
-        async def owned_elsewhere(references: Sequence[str]) -> frozenset[str]:
-            return await index.owned_by_others(provider, transaction_id, references)
+        async def claims(references: Sequence[str]) -> Claims:
+            return await index.claims(provider, transaction_id, references)
 
-        return owned_elsewhere
+        return claims
 
     async def drive(
         self,
@@ -110,7 +117,7 @@ class OperationDriver:
             return recorded
         provider = self.provider_for(transaction)
         result = await call_provider(
-            provider, transaction, operation, method, self._timeout_s, first_attempt, self._owned_elsewhere(transaction)
+            provider, transaction, operation, method, self._timeout_s, first_attempt, self._claims_on(transaction)
         )
         # INFO only when the call failed: one INFO line per successful call cost ~3 % of a charge's CPU.
         level = logging.INFO if result.outcome in FAILED_OUTCOMES else logging.DEBUG

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from payments_shared.providers.port import (
+    ClaimsOn,
     OpaqueData,
     Outcome,
-    OwnedElsewhere,
     PaymentMethod,
     PaymentProvider,
     PaymentRef,
@@ -61,7 +61,7 @@ async def _call(
     operation: Operation,
     method: PaymentMethod | None,
     first_attempt: bool,
-    owned_elsewhere: OwnedElsewhere | None,
+    claims: ClaimsOn | None,
 ) -> ProviderResult:
     key = operation.command_id
     amount = operation.amount or 0
@@ -77,7 +77,7 @@ async def _call(
             description=transaction.description,
             metadata=dict(transaction.metadata),
             earlier_attempt_at=earlier_attempt_at,
-            owned_elsewhere=owned_elsewhere,
+            claims=claims,
         )
         return await provider.pay(request)
     if operation.kind is OperationKind.CAPTURE:
@@ -94,15 +94,15 @@ async def call_provider(
     method: PaymentMethod | None,
     timeout_s: float,
     first_attempt: bool = False,
-    owned_elsewhere: OwnedElsewhere | None = None,
+    claims: ClaimsOn | None = None,
 ) -> ProviderResult:
     """The provider's answer; no answer in time is a retryable failure (the same key makes a retry safe).
     The worker's providers are wrapped (payments_shared.providers.resilience): circuit breaker, retries and a
-    per-attempt timeout happen there; `timeout_s` is only the outer bound of the whole call. `owned_elsewhere`:
-    which provider objects other transactions recorded (a payment re-drive never adopts one of those)."""
+    per-attempt timeout happen there; `timeout_s` is only the outer bound of the whole call. `claims`: what other
+    transactions claim of provider objects (a payment re-drive never adopts one another transaction recorded)."""
     try:
         async with asyncio.timeout(timeout_s):  # not wait_for: no extra task, and a cancel is never swallowed
-            return await _call(provider, transaction, operation, method, first_attempt, owned_elsewhere)
+            return await _call(provider, transaction, operation, method, first_attempt, claims)
     except TimeoutError:
         logger.warning("provider call timed out", extra={"provider": provider.name, "operation": operation.kind.value})
         return ProviderResult(Outcome.RETRYABLE, message="The provider did not answer in time.", retry_after=1.0)

@@ -8,8 +8,10 @@ began is always found; nothing else has to keep the index fresh. A new process s
 position 0 on its first miss (rebuilding from the store is the replay); a persistent projection can replace it
 when that read becomes too long.
 
-Webhooks use it to find the transaction an event is about; a payment re-drive uses it to leave out the provider
-objects another transaction already recorded (`owned_by_others`), which are never that payment's.
+Webhooks use it to find the transaction an event is about. A payment re-drive that looks for its earlier attempt's
+object by what it sent asks it for the claims on what it found (`claims`): the objects another transaction
+recorded (never that payment's), and whether another payment that sent the same is still without an answer (then an
+object nobody recorded may be that one's). For that it also keeps the payments with no outcome recorded yet.
 """
 
 from __future__ import annotations
@@ -19,11 +21,35 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from payments_shared.eventstore.port import EventStore, RecordedEvent
+from payments_shared.providers.port import Claims
 
 from payments_transactions.domain import events as ev
 
 STREAM_PREFIX = "transaction-"
 DETAIL_KEYS = ("payment_intent", "charge", "refund", "trans_id", "transaction_id")
+PAYMENT_OUTCOMES = frozenset(
+    {
+        ev.PAYMENT_AUTHORIZED,
+        ev.PAYMENT_CAPTURED,
+        ev.PAYMENT_REQUIRES_ACTION,
+        ev.PAYMENT_HELD_FOR_REVIEW,
+        ev.PAYMENT_FAILED,
+    }
+)
+
+
+def what_was_sent(data: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a payment sends its provider, as far as a look-up by what was sent tells payments apart (the payment
+    method left out: a look-up may not compare it, so two payments that differ only there are not told apart)."""
+    metadata = data.get("metadata") or {}
+    return (
+        data.get("provider"),
+        data.get("kind"),
+        data.get("amount"),
+        data.get("currency"),
+        data.get("customer_reference"),
+        tuple(sorted(metadata.items())),
+    )
 
 
 def provider_ids(data: Mapping[str, Any]) -> list[str]:
@@ -40,6 +66,7 @@ class ProviderIndex:
         self._checkpoint = 0
         self._provider_of: dict[str, str] = {}  # transaction id → provider name
         self._owner: dict[tuple[str, str], str] = {}  # (provider, provider id) → transaction id
+        self._unanswered: dict[str, tuple[Any, ...]] = {}  # transaction id → what its payment sent, no outcome yet
         self._lock = asyncio.Lock()
 
     async def find(self, provider: str, references: Iterable[str]) -> str | None:
@@ -60,10 +87,19 @@ class ProviderIndex:
                 await self._catch_up()
             return {ref: self._owner[(provider, ref)] for ref in wanted if (provider, ref) in self._owner}
 
-    async def owned_by_others(self, provider: str, transaction_id: str, references: Sequence[str]) -> frozenset[str]:
-        """Those of `references` another transaction than `transaction_id` has recorded."""
-        owners = await self.owners(provider, references)
-        return frozenset(ref for ref, owner in owners.items() if owner != transaction_id)
+    async def claims(self, provider: str, transaction_id: str, references: Sequence[str]) -> Claims:
+        """What the store says of `references` (objects `transaction_id`'s earlier attempt may have made): those
+        another transaction recorded, and whether another payment that sent the same has no outcome yet. Always
+        caught up with the store first: a payment requested or answered before the call began counts."""
+        async with self._lock:
+            await self._catch_up()
+            owners = {ref: self._owner.get((provider, ref)) for ref in references}
+            owned = frozenset(ref for ref, owner in owners.items() if owner is not None and owner != transaction_id)
+            sent = self._unanswered.get(transaction_id)
+            contested = sent is not None and any(
+                other != transaction_id and other_sent == sent for other, other_sent in self._unanswered.items()
+            )
+            return Claims(owned, contested)
 
     def _lookup(self, provider: str, references: list[str]) -> str | None:
         return next((self._owner[(provider, ref)] for ref in references if (provider, ref) in self._owner), None)
@@ -79,6 +115,9 @@ class ProviderIndex:
         transaction_id = event.stream.removeprefix(STREAM_PREFIX)
         if event.type == ev.TRANSACTION_REQUESTED:
             self._provider_of[transaction_id] = str(event.data.get("provider"))
+            self._unanswered[transaction_id] = what_was_sent(event.data)
+        elif event.type in PAYMENT_OUTCOMES:
+            self._unanswered.pop(transaction_id, None)
         provider = self._provider_of.get(transaction_id)
         if provider is None:
             return

@@ -11,8 +11,9 @@ An APPROVED refund whose `details` hold `{"pending": True}` is accepted but not 
 A RETRYABLE result whose `details` hold `{"unresolved": [ids…]}` is no provider failure: the provider answered, but
 several of its objects may be an earlier attempt's, so nothing was created; the operation stays open for an
 operator, and trying again at once would answer the same (not retried, not counted by the circuit breaker).
-A payment re-drive that looks for what its earlier attempt made asks `PaymentRequest.owned_elsewhere` which of the
-objects it found the caller's records already give to another payment: those are never adopted.
+A payment re-drive that looks for what its earlier attempt made by what it sent asks `PaymentRequest.claims` what the
+caller's records say of the objects it found (`Claims`): one another payment recorded is never adopted, and none is
+while another payment that sent the same has no answer recorded.
 """
 
 from __future__ import annotations
@@ -65,9 +66,18 @@ class ProviderResult:
         return self.outcome is Outcome.RETRYABLE and bool(self.details.get("unresolved"))
 
 
-# Of these provider ids (objects an earlier attempt of a payment may have made), the ones the caller's records
-# already give to another payment (another transaction recorded it): never adopted, they are not this payment's.
-OwnedElsewhere = Callable[[Sequence[str]], Awaitable[frozenset[str]]]
+@dataclass(frozen=True)
+class Claims:
+    """What the caller's records say of provider objects an earlier attempt of a payment may have made."""
+
+    # Those another payment recorded: that payment's, never this one's.
+    owned: frozenset[str] = frozenset()
+    # Another payment that sent the same has no answer recorded yet: an object nobody recorded may be its (its own
+    # re-drive would adopt it too, or get it back by its key), so none can be adopted without an operator.
+    contested: bool = False
+
+
+ClaimsOn = Callable[[Sequence[str]], Awaitable[Claims]]  # the claims on these provider ids
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ class PaymentRequest:
     earlier_attempt_at: datetime | None = None
     # Asked by an adapter that finds an earlier attempt's object by what was sent rather than by our key (several
     # payments may have sent the same): None when the caller keeps no such records.
-    owned_elsewhere: OwnedElsewhere | None = field(default=None, compare=False, repr=False)
+    claims: ClaimsOn | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

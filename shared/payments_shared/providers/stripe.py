@@ -211,8 +211,9 @@ class StripeProvider:
     async def _pay(self, request: PaymentRequest) -> ProviderResult:
         params = _intent_params(request)
         if stripe_redrive.key_may_be_forgotten(request.earlier_attempt_at, _utc_now()):
-            earlier = await _not_owned_elsewhere(await self._earlier_intents(request, params), request)
-            if len(earlier) > 1:
+            found, by_tag = await self._earlier_intents(request, params)
+            earlier, contested = await _unclaimed(found, request)
+            if len(earlier) > 1 or (earlier and contested and not by_tag):
                 return _unresolved("PaymentIntent", earlier, request.idempotency_key)
             if earlier:
                 return stripe_results.payment_result(earlier[0])
@@ -234,14 +235,16 @@ class StripeProvider:
 
     async def _earlier_intents(
         self, request: PaymentRequest, params: PaymentIntentCreateParams
-    ) -> list[Mapping[str, Any]]:
-        """The PaymentIntents an earlier attempt of `request` may have made: found by its tag, else (no room for
-        the tag, or Search refused) among those created since the first attempt, by what we send."""
+    ) -> tuple[list[Mapping[str, Any]], bool]:
+        """The PaymentIntents an earlier attempt of `request` may have made, and whether they carry its tag: found by
+        its tag, else (no room for the tag, or Search refused) among those created since the first attempt, by what
+        we send (the tag too, when there was room for it; without it, another payment that sent the same made one
+        that matches too)."""
         key = request.idempotency_key
         metadata = stripe_redrive.tagged(request.metadata, key)  # as `params` carries it
         if stripe_redrive.is_tagged(metadata, key):
             try:
-                return stripe_redrive.tagged_objects(await self._searched_intents(key), key)
+                return stripe_redrive.tagged_objects(await self._searched_intents(key), key), True
             except stripe.InvalidRequestError as error:  # Search is not offered everywhere (not in India)
                 _log_failure(error)
         assert request.earlier_attempt_at is not None  # key_may_be_forgotten said so
@@ -254,7 +257,7 @@ class StripeProvider:
             metadata=metadata,
         )
         listed = await self._listed_intents(request.earlier_attempt_at, request.customer_reference)
-        return stripe_redrive.matching_intents(listed, sent)
+        return stripe_redrive.matching_intents(listed, sent), stripe_redrive.is_tagged(metadata, key)
 
     async def _searched_intents(self, key: str) -> list[dict[str, Any]]:
         search: PaymentIntentSearchParams = {
@@ -581,19 +584,22 @@ async def _all_pages(fetch: Callable[[dict[str, Any]], Awaitable[Any]], params: 
         params = {**params, "starting_after": objects[-1]["id"]}
 
 
-async def _not_owned_elsewhere(candidates: list[Mapping[str, Any]], request: PaymentRequest) -> list[Mapping[str, Any]]:
-    """The candidates no other payment of ours has recorded. One another payment recorded is that payment's (the
-    client paid the same order under another key): adopting it would count one PaymentIntent twice. With those
-    left out, none left means the earlier attempt made nothing (an intent it made would match and be nobody's)."""
-    if not candidates or request.owned_elsewhere is None:
-        return candidates
-    owned = await request.owned_elsewhere([stripe_redrive.candidate_id(intent) for intent in candidates])
-    if owned:
+async def _unclaimed(
+    candidates: list[Mapping[str, Any]], request: PaymentRequest
+) -> tuple[list[Mapping[str, Any]], bool]:
+    """The candidates no other payment of ours has recorded, and whether another payment that sent the same is still
+    without an answer (then none of them may be adopted). One another payment recorded is that payment's (the client
+    paid the same order under another key): adopting it would count one PaymentIntent twice. With those left out,
+    none left means the earlier attempt made nothing (an intent it made would match and be nobody's)."""
+    if not candidates or request.claims is None:
+        return candidates, False
+    claims = await request.claims([stripe_redrive.candidate_id(intent) for intent in candidates])
+    if claims.owned:
         log.warning(
             "Stripe re-drive: PaymentIntents another transaction recorded are not this payment's; left out",
-            extra={"stripe_owned_elsewhere": sorted(owned), "command_id": request.idempotency_key},
+            extra={"stripe_owned_elsewhere": sorted(claims.owned), "command_id": request.idempotency_key},
         )
-    return stripe_redrive.without(candidates, owned)
+    return stripe_redrive.without(candidates, claims.owned), claims.contested
 
 
 def _unresolved(kind: str, candidates: list[Mapping[str, Any]], key: str) -> ProviderResult:
