@@ -7,6 +7,9 @@ Idempotency-Key too: that transaction's intent matches as well, and is that tran
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,6 +32,7 @@ from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
 API_KEY = "sk_test_51RedriveOwner0123456789abcdef"
 TIMEOUT_S = 0.5
 A_DAY_AND_MORE = timedelta(hours=25)
+PAYMENTS_OPS = str(Path(sys.executable).parent / "payments-ops")
 FULL_METADATA = {f"field{number}": f"value{number}" for number in range(50)}  # no room for the tag
 ORDER = {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "metadata": FULL_METADATA}
 
@@ -173,3 +177,96 @@ async def test_two_open_payments_of_the_same_order_redriven_together_adopt_nothi
         failed = [e for e in await events_of(worker, transaction_id) if e["type"] == "ProviderCallFailed"]
         assert failed[-1]["data"]["unresolved"] == [pi_b]
     assert list(wire.payment_intents) == [pi_b]  # nothing moved twice
+
+
+# ---- the operator's decision: payments-ops resolve ----------------------------------------------------------------
+
+
+async def payments_ops(tmp_path: Path, wire: StripeWireServer, *arguments: str) -> tuple[int, str, str]:
+    """The real command in a subprocess (the wire server answers from this test's loop meanwhile)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BROKER_URL", "EVENTSTORE_URI", "DATA_DIR")}
+    env.update(DATA_DIR=str(tmp_path), STRIPE_API_KEY=API_KEY, STRIPE_API_BASE=wire.base_url)
+    process = await asyncio.create_subprocess_exec(
+        PAYMENTS_OPS, *arguments, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_an_operator_resolves_two_unresolved_payments_of_one_order_with_payments_ops(
+    wire: StripeWireServer, worker: TransactionsWorker, next_day: Any, tmp_path: Path
+) -> None:
+    wire.fail_next(500, SERVER_ERROR)  # A's first attempt: nothing made at Stripe
+    await charge(worker, "order-10-first")
+    wire.stall_next(TIMEOUT_S * 4)  # B's: Stripe makes the intent, its answer is lost
+    await charge(worker, "order-10-again")
+    a_id, b_id = (ids.derived_id("txn", ids.command_id("ws_a", key)) for key in ("order-10-first", "order-10-again"))
+    [pi_b] = list(wire.payment_intents)
+    next_day()
+    assert await worker.recover(min_age_s=0) == 2  # both unresolved, waiting for an operator
+
+    # The operator looked at Stripe: pi_b is B's.
+    status, out, err = await payments_ops(tmp_path, wire, "resolve", b_id, "--intent", pi_b, "--operator", "ana")
+    assert (status, err) == (0, ""), err
+    assert f"adopted {pi_b}" in out
+    b = await transaction(worker, b_id)
+    assert (b["status"], b["provider_reference"], b["amount_captured"]) == ("captured", pi_b, 1000)
+    decided = [e for e in await events_of(worker, b_id) if e["type"] == "PaymentResolvedByOperator"]
+    assert [(e["data"]["operator"], e["data"]["choice"], e["data"]["candidates"]) for e in decided] == [
+        ("ana", "adopt", [pi_b])
+    ]
+    assert decided[0]["metadata"]["actor"] == "operator:ana"
+
+    # The same decision again: nothing appended. Another one on B: refused.
+    events_before = len(await events_of(worker, b_id))
+    again = await payments_ops(tmp_path, wire, "resolve", b_id, "--intent", pi_b, "--operator", "ana")
+    assert again[0] == 0 and "already resolved" in again[1]
+    refused = await payments_ops(tmp_path, wire, "resolve", b_id, "--not-made", "--operator", "ana")
+    assert refused[0] == 1 and "already_resolved" in refused[2]
+    assert len(await events_of(worker, b_id)) == events_before
+
+    # A cannot have B's intent; its attempts made nothing, so it fails (nothing is created on the operator's word).
+    owned = await payments_ops(tmp_path, wire, "resolve", a_id, "--intent", pi_b, "--operator", "ana")
+    assert owned[0] == 1 and "owned_by_another_transaction" in owned[2]
+    assert (await transaction(worker, a_id))["status"] == "pending"
+    status, out, err = await payments_ops(tmp_path, wire, "resolve", a_id, "--not-made", "--operator", "ana")
+    assert (status, err) == (0, ""), err
+    a = await transaction(worker, a_id)
+    assert (a["status"], a["failure_code"], a["provider_reference"]) == ("failed", "payment_not_made", None)
+    assert list(wire.payment_intents) == [pi_b]  # one intent, counted once
+    assert await worker.recover(min_age_s=0) == 0  # nothing left open
+
+
+async def test_payments_ops_resolve_refuses_a_transaction_that_is_not_unresolved(
+    wire: StripeWireServer, worker: TransactionsWorker, tmp_path: Path
+) -> None:
+    paid = await charge(worker, "order-11")
+    assert paid["status"] == 201
+    status, _, err = await payments_ops(
+        tmp_path, wire, "resolve", paid["body"]["id"], "--not-made", "--operator", "ana"
+    )
+    assert status == 1 and "not_unresolved" in err
+    assert (await transaction(worker, paid["body"]["id"]))["status"] == "captured"
+    missing = await payments_ops(tmp_path, wire, "resolve", "txn_missing", "--not-made", "--operator", "ana")
+    assert missing[0] == 1 and "not_found" in missing[2]
+
+
+async def test_a_client_retry_of_an_unresolved_payment_within_its_retry_after_answers_from_the_record(
+    wire: StripeWireServer, worker: TransactionsWorker, next_day: Any
+) -> None:
+    wire.fail_next(500, SERVER_ERROR)
+    await charge(worker, "order-12-first")
+    wire.stall_next(TIMEOUT_S * 4)
+    await charge(worker, "order-12-again")
+    a_id = ids.derived_id("txn", ids.command_id("ws_a", "order-12-first"))
+    next_day()
+    assert await worker.recover(min_age_s=0) == 2  # unresolved: Retry-After 3600
+    asked, events = len(wire.requests), len(await events_of(worker, a_id))
+
+    retried = await charge(worker, "order-12-first")  # the client retries with its key
+
+    assert retried["status"] == 503
+    assert 3500 <= int(retried["headers"]["Retry-After"]) <= 3600
+    assert len(wire.requests) == asked  # Stripe is not asked again: it would answer the same
+    assert len(await events_of(worker, a_id)) == events  # and no ProviderCallFailed more in the stream

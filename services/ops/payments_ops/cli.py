@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from payments_shared.broker.port import BrokerError
 from payments_shared.eventstore.port import EventStoreError
 
-from payments_ops import audit, dlq, export, replay, tokens, verify
+from payments_ops import audit, dlq, export, replay, resolve, tokens, verify
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.register(commands)
     verify.register(commands)
     replay.register(commands)
+    resolve.register(commands)
     return parser
 
 

@@ -6,6 +6,7 @@ With an Idempotency-Key the whole reply is also kept by the generic guard (`idem
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from payments_shared import faults, ids
@@ -22,7 +23,7 @@ from payments_transactions.domain.state import Operation, Transaction
 from payments_transactions.driver import OperationDriver
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.streams import TransactionStreams
-from payments_transactions.views import error_reply, operation_reply, outcome_reply
+from payments_transactions.views import awaiting_decision, error_reply, operation_reply, outcome_reply
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ class FollowUpHandler:
             if operation is not None:
                 if operation.finished:
                     return outcome_reply(recorded, operation)
+                waiting = awaiting_decision(transaction, operation, datetime.now(UTC))
+                if waiting is not None:  # unresolved: an operator decides, asking again would answer the same
+                    return waiting
                 if not self._may_take_over(operation, delivery):
                     raise in_progress()
                 break

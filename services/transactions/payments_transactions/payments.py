@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from payments_shared import faults
@@ -21,7 +22,7 @@ from payments_transactions.driver import OperationDriver
 from payments_transactions.provider_calls import describe_payment_method, parse_payment_method
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.streams import TransactionStreams
-from payments_transactions.views import operation_reply, outcome_reply
+from payments_transactions.views import awaiting_decision, operation_reply, outcome_reply
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ class PaymentHandler:
         operation = transaction.payment
         if operation.finished:
             return replayed(outcome_reply(recorded, operation))
+        waiting = awaiting_decision(transaction, operation, datetime.now(UTC))
+        if waiting is not None:  # unresolved: an operator decides, asking Stripe again would answer the same
+            return waiting
         if not self._may_take_over(transaction, delivery):
             raise in_progress()
         logger.info("taking over an unfinished payment", extra={"transaction_id": transaction.id})

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from payments_shared.errors import ApiError
@@ -106,10 +107,11 @@ def _outcome_end(recorded: Sequence[RecordedEvent], outcome_version: int) -> int
     return end
 
 
-def unavailable_error(transaction: Transaction, operation: Operation) -> ApiError:
-    """An operation whose last attempt failed retryably: 503, the transaction keeps its state meanwhile."""
+def unavailable_error(transaction: Transaction, operation: Operation, retry_after_s: float | None = None) -> ApiError:
+    """An operation whose last attempt failed retryably: 503, the transaction keeps its state meanwhile.
+    `retry_after_s`: what is left of the failure's own `retry_after`, when it is not all of it."""
     failure = operation.last_failure or {}
-    retry_after = failure.get("retry_after")
+    retry_after = retry_after_s if retry_after_s is not None else failure.get("retry_after")
     message = str(failure.get("message") or "The provider is unavailable.")
     return ApiError(
         "provider_unavailable",
@@ -117,6 +119,16 @@ def unavailable_error(transaction: Transaction, operation: Operation) -> ApiErro
         transaction_id=transaction.id,
         retry_after=float(retry_after) if retry_after else 1.0,
     )
+
+
+def awaiting_decision(transaction: Transaction, operation: Operation, now: datetime) -> dict[str, Any] | None:
+    """The answer to a retry of an operation whose last attempt was unresolved, while that answer's Retry-After
+    lasts: the recorded 503 (with what is left of it), without asking the provider again or recording another
+    failure. None when the provider should be asked."""
+    until = operation.unresolved_until()
+    if until is None or now >= until:
+        return None
+    return error_reply(unavailable_error(transaction, operation, (until - now).total_seconds()))
 
 
 def operation_reply(recorded: Sequence[RecordedEvent], command_id: str) -> dict[str, Any]:

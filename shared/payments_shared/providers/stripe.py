@@ -26,6 +26,7 @@ from stripe.params import (
     CustomerUpdateParams,
     PaymentIntentCreateParams,
     PaymentIntentListParams,
+    PaymentIntentRetrieveParams,
     PaymentIntentSearchParams,
     PlanCreateParams,
     RefundCreateParams,
@@ -182,6 +183,17 @@ class StripeProvider:
         async def run(created: Created) -> ProviderResult:
             intent = (await self._v1.payment_intents.retrieve_async(reference)).to_dict()
             return stripe_results.retrieved_payment(intent, await self._latest_charge(intent))
+
+        return await self._guard(run)
+
+    async def payment_made(self, reference: str) -> ProviderResult:
+        """The PaymentIntent `reference` as the outcome of the payment that made it (what its create answered, as of
+        now): an operator adopting it for a payment whose re-drive was left unresolved. A read: nothing moves."""
+
+        async def run(created: Created) -> ProviderResult:
+            expand: PaymentIntentRetrieveParams = {"expand": ["payment_method"]}  # card details, as the create's
+            intent = (await self._v1.payment_intents.retrieve_async(reference, expand)).to_dict()
+            return stripe_results.payment_result(intent)
 
         return await self._guard(run)
 

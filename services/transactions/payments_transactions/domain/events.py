@@ -32,6 +32,9 @@ REFUND_SUCCEEDED: Final = "RefundSucceeded"
 REFUND_FAILED: Final = "RefundFailed"
 
 PROVIDER_CALL_FAILED: Final = "ProviderCallFailed"
+# An operator's decision on a payment whose re-drive was left unresolved (several provider objects may be its
+# earlier attempt's): who decided what; the payment's outcome is appended with it (domain.resolution).
+PAYMENT_RESOLVED_BY_OPERATOR: Final = "PaymentResolvedByOperator"
 
 # Learned from provider webhooks (see payments_transactions.provider_events).
 PROVIDER_REFUNDED: Final = "ProviderRefunded"  # a refund made at the provider itself (e.g. its dashboard)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -47,10 +47,21 @@ class Operation:
     error: Mapping[str, Any] | None = None  # API.md error fields when the outcome was a failure
     attempt_open: bool = True  # False after a recorded retryable failure: nobody is working on it
     last_failure: Mapping[str, Any] | None = None
+    last_failure_at: datetime | None = None
+    resolution: Mapping[str, Any] | None = None  # an operator's decision on an unresolved re-drive (its event's data)
 
     @property
     def finished(self) -> bool:
         return self.outcome_version is not None
+
+    def unresolved_until(self) -> datetime | None:
+        """Until when asking the provider again is useless: its last answer was unresolved (several of its objects
+        may be the earlier attempt's, an operator decides), good for that answer's `retry_after`. None otherwise."""
+        failure = self.last_failure
+        if self.finished or not failure or not failure.get("unresolved") or self.last_failure_at is None:
+            return None
+        at = self.last_failure_at if self.last_failure_at.tzinfo else self.last_failure_at.replace(tzinfo=UTC)
+        return at + timedelta(seconds=float(failure.get("retry_after") or 0))
 
 
 @dataclass
@@ -343,6 +354,12 @@ def _provider_call_failed(transaction: Transaction, event: RecordedEvent) -> Non
     operation = transaction.operations[event.data["command_id"]]
     operation.attempt_open = False
     operation.last_failure = event.data
+    operation.last_failure_at = event.recorded_at
+
+
+def _payment_resolved(transaction: Transaction, event: RecordedEvent) -> None:
+    """The decision only: the outcome it leads to is the next event, appended with it."""
+    transaction.operations[event.data["command_id"]].resolution = event.data
 
 
 def _provider_refunded(transaction: Transaction, event: RecordedEvent) -> None:
@@ -396,6 +413,7 @@ _APPLY: Mapping[str, Callable[[Transaction, RecordedEvent], None]] = {
     ev.REFUND_SETTLED: _refund_settled,
     ev.REFUND_REVERSED: _refund_reversed,
     ev.PROVIDER_CALL_FAILED: _provider_call_failed,
+    ev.PAYMENT_RESOLVED_BY_OPERATOR: _payment_resolved,
     ev.PROVIDER_REFUNDED: _provider_refunded,
     ev.PROVIDER_REFUND_REPORT_NOTED: _refund_report_noted,
     ev.PAYMENT_DISPUTED: _dispute_reported,
