@@ -18,6 +18,10 @@ _ZERO_DECIMAL: Final = frozenset(
 )
 _THREE_DECIMAL: Final = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 _LARGEST_DIGITS: Final = 30
+# Stripe takes amounts in three-decimal currencies in PaymentIntents (charge, authorize, capture) and Refunds only
+# in multiples of 10 of the minor unit, "to ensure compatibility with Stripe's payments partners"
+# (stripe.com/docs/currencies, three-decimal currencies: 5.124 KWD is to be sent as 5120 or 5130).
+STRIPE_THREE_DECIMAL_STEP: Final = 10
 
 
 def minor_unit_exponent(currency: str) -> int:
@@ -41,3 +45,15 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     if amount.is_finite() and amount.adjusted() > _LARGEST_DIGITS:
         raise OverflowError("amount too large")
     return int(amount.scaleb(minor_unit_exponent(currency)).to_integral_value(rounding=ROUND_DOWN))
+
+
+def provider_amount_refusal(provider: str, currency: str, amount: int) -> str | None:
+    """Why `provider` refuses `amount` in `currency` (lower case), or None when it takes it."""
+    step = STRIPE_THREE_DECIMAL_STEP
+    if provider != "stripe" or amount % step == 0 or minor_unit_exponent(currency) != 3:
+        return None
+    lower = amount - amount % step
+    return (
+        f"Stripe takes {currency} amounts only in multiples of {step} of its minor unit: "
+        f"{amount} is not one (e.g. {lower or step} or {lower + step})."
+    )

@@ -5,6 +5,7 @@ answer and what localstripe then holds."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,8 +303,11 @@ def test_three_decimal_amounts_stripe_refuses_are_400_naming_amount(client: http
 
     charged = created(client.post("/charge", json={"amount": 1000, **kwd}))
     refund = {"transaction_id": charged["id"], "amount": 505}
-    assert client.post("/refund", json=refund).json()["error"]["param"] == "amount"
-    refunded = created(client.post("/refund", json={**refund, "amount": 500}), 200)
+    key = {"Idempotency-Key": f"kwd-refund-{uuid.uuid4()}"}
+    refused = client.post("/refund", json=refund, headers=key)
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "amount")
+    # Nothing was kept under the key (as at Stripe, for a request that failed validation): it takes a good amount.
+    refunded = created(client.post("/refund", json={**refund, "amount": 500}, headers=key), 200)
     assert refunded["amount_refunded"] == 500
     authorized = created(client.post("/authorize", json={"amount": 1000, **kwd}))
     capture = client.post("/capture", json={"transaction_id": authorized["id"], "amount": 995})

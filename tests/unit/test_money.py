@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from payments_shared.money import minor_unit_exponent, to_major_units, to_minor_units
+from payments_shared.money import minor_unit_exponent, provider_amount_refusal, to_major_units, to_minor_units
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,24 @@ def test_a_fraction_of_the_minor_unit_is_dropped() -> None:
 def test_an_amount_no_api_amount_can_be_is_an_overflow_at_once(value: str) -> None:
     with pytest.raises(OverflowError):
         to_minor_units(Decimal(value), "usd")
+
+
+@pytest.mark.parametrize(
+    ("provider", "currency", "amount", "refused"),
+    [
+        ("stripe", "kwd", 1005, True),
+        ("stripe", "bhd", 1, True),
+        ("stripe", "kwd", 1000, False),
+        ("stripe", "usd", 1005, False),
+        ("stripe", "jpy", 1005, False),
+        ("sandbox", "kwd", 1005, False),
+        ("authorizenet", "jod", 1005, False),
+    ],
+)
+def test_stripe_refuses_three_decimal_amounts_that_are_not_multiples_of_ten(
+    provider: str, currency: str, amount: int, refused: bool
+) -> None:
+    refusal = provider_amount_refusal(provider, currency, amount)
+    assert (refusal is not None) is refused
+    if refusal is not None:
+        assert str(amount) in refusal and "multiples of 10" in refusal

@@ -1,17 +1,7 @@
 """The ISO 4217 currency codes a payment may be in: every active code except the non-currency X-codes
-(precious metals, bond-market units, SDR, testing, "no currency"), and what a provider asks of a currency's amounts."""
+(precious metals, bond-market units, SDR, testing, "no currency")."""
 
 from __future__ import annotations
-
-from typing import Final
-
-from payments_shared.errors import ApiError, invalid
-from payments_shared.money import minor_unit_exponent
-
-# Stripe takes amounts in three-decimal currencies (bhd, jod, kwd, omr, tnd) in PaymentIntents (charge, authorize,
-# capture) and Refunds only in multiples of 10 of the minor unit, "to ensure compatibility with Stripe's payments
-# partners" (stripe.com/docs/currencies, three-decimal currencies: 5.124 KWD is to be sent as 5120 or 5130).
-STRIPE_THREE_DECIMAL_STEP: Final = 10
 
 ISO_4217_CODES = frozenset(
     (
@@ -193,21 +183,3 @@ def normalise_currency(code: str) -> str:
     if code.upper() not in ISO_4217_CODES:
         raise ValueError("must be a three-letter ISO 4217 currency code, e.g. usd")
     return code.lower()
-
-
-def provider_amount_error(provider: str, currency: str, amount: int) -> ApiError | None:
-    """400 naming `amount` for an amount `provider` refuses in `currency` (lower case), or None."""
-    step = STRIPE_THREE_DECIMAL_STEP
-    if provider != "stripe" or amount % step == 0 or minor_unit_exponent(currency) != 3:
-        return None
-    lower = amount - amount % step
-    message = (
-        f"Stripe takes {currency} amounts only in multiples of {step} of its minor unit: "
-        f"{amount} is not one (e.g. {lower or step} or {lower + step})."
-    )
-    return invalid(message, param="amount")
-
-
-def may_be_refused(amount: int | None) -> bool:
-    """Whether `amount` may be one a provider refuses in some currency (then the currency is worth reading)."""
-    return amount is not None and amount % STRIPE_THREE_DECIMAL_STEP != 0

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from payments_shared import faults, ids
-from payments_shared.errors import ApiError, conflict, not_found
+from payments_shared.errors import ApiError, conflict, invalid, not_found
 from payments_shared.eventstore.port import WrongExpectedVersion
 from payments_shared.idempotency import Claimed, IdempotencyGuard, idempotency_mismatch, in_progress, may_take_over
 from payments_shared.idempotency import Replay as KeyReplay
+from payments_shared.money import STRIPE_THREE_DECIMAL_STEP, provider_amount_refusal
 
 from payments_transactions.context import Delivery
 from payments_transactions.domain import decisions
@@ -65,9 +66,24 @@ class FollowUpHandler:
         self._settings = settings
 
     async def handle(self, delivery: Delivery) -> dict[str, Any]:
+        await self._check_provider_amount(delivery)
         if delivery.command.idempotency_key is None:
             return await self._perform(delivery)
         return await self._keyed(delivery)
+
+    async def _check_provider_amount(self, delivery: Delivery) -> None:
+        """A capture or refund amount the transaction's provider refuses in its currency is 400 naming `amount`,
+        before anything is kept under the key (Stripe keeps no result of a request that failed validation). Only an
+        amount that may be refused costs a read of the transaction."""
+        amount = delivery.payload.get("amount")
+        if not isinstance(amount, int) or amount % STRIPE_THREE_DECIMAL_STEP == 0:
+            return
+        _, transaction = await self._streams.load(str(delivery.payload["transaction_id"]))
+        if transaction is None or transaction.workspace != delivery.command.workspace:
+            return  # _perform answers 404
+        refusal = provider_amount_refusal(transaction.provider, transaction.currency, amount)
+        if refusal is not None:
+            raise invalid(refusal, param="amount")
 
     async def _keyed(self, delivery: Delivery) -> dict[str, Any]:
         command = delivery.command

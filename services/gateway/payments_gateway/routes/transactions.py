@@ -8,7 +8,6 @@ then answers 503 (it still completes: the same Idempotency-Key later gets its re
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,13 +15,13 @@ from fastapi.responses import JSONResponse, Response
 from payments_shared import ids
 from payments_shared.errors import ApiError, invalid
 from payments_shared.messages import CUSTOMER_MISSING, TRANSACTIONS_QUEUE, utc_now_iso
+from payments_shared.money import provider_amount_refusal
 from pydantic import BaseModel
 
 from payments_gateway.auth import Principal
 from payments_gateway.body import read_json_object, validate
 from payments_gateway.commands import command_id_for, keyed_command, query, send, send_or_processing
 from payments_gateway.context import Authorized, Bucket, Caller
-from payments_gateway.currencies import may_be_refused, provider_amount_error
 from payments_gateway.idempotency import idempotency_key
 from payments_gateway.openapi_docs import json_body
 from payments_gateway.routes.billing_common import customer_for_payment
@@ -70,8 +69,8 @@ async def _create_payment(request: Request, caller: Caller, command_type: str) -
     payload = {**canonical, "transaction_id": transaction_id}
     payload.update(await _payment_source(request, caller, body, replayable=key is not None))
     provider = str(payload["provider"])
-    if (error := provider_amount_error(provider, body.currency, body.amount)) is not None:
-        raise error
+    if (refusal := provider_amount_refusal(provider, body.currency, body.amount)) is not None:
+        raise invalid(refusal, param="amount")  # a capture's or refund's amount: checked by the worker
     route = f"POST {PREFIX}/{command_type}"
     command = keyed_command(principal, command_type, route, canonical, key, payload, command_id=command_id)
     try:
@@ -110,29 +109,10 @@ async def _change_payment(request: Request, caller: Caller, command_type: str, m
     key = idempotency_key(request)
     body = validate(model, await read_json_object(request))
     canonical = body.model_dump(mode="json")
-    if may_be_refused(canonical.get("amount")):
-        await _require_provider_amount(request, caller, canonical["transaction_id"], canonical["amount"])
     payload = {name: value for name, value in canonical.items() if value is not None}
     route = f"POST {PREFIX}/{command_type}"
     command = keyed_command(caller.principal, command_type, route, canonical, key, payload)
     return await send_or_processing(caller.context, request, TRANSACTIONS_QUEUE, command)
-
-
-async def _require_provider_amount(request: Request, caller: Caller, transaction_id: str, amount: int) -> None:
-    """A capture or refund amount the transaction's provider refuses in its currency: 400 naming `amount`. The
-    transaction is read only for an amount that may be refused; when it cannot be read (unknown, another
-    workspace's, no answer in time) the command goes on and the worker answers it."""
-    read = query(caller.principal, "get_transaction", {"transaction_id": transaction_id})
-    try:
-        response = await send(caller.context, request, TRANSACTIONS_QUEUE, read)
-    except WorkerTimeout:
-        return
-    if response.status_code != 200:
-        return
-    transaction = json.loads(bytes(response.body))
-    error = provider_amount_error(str(transaction.get("provider")), str(transaction.get("currency")), amount)
-    if error is not None:
-        raise error
 
 
 async def _query(request: Request, caller: Caller, query_type: str, id_: str) -> Response:
