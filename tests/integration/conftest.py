@@ -21,3 +21,12 @@ def services_server(isolated_rabbitmq_url: str, tmp_path_factory: pytest.TempPat
 def services_http(services_server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=services_server.base_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(params=["memory", "amqp"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """Each in-process test that asks for it runs twice: on the in-memory broker and on the local RabbitMQ."""
+    if request.param == "memory":
+        return "memory://"
+    url: str = request.getfixturevalue("isolated_rabbitmq_url")
+    return url

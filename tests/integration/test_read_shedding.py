@@ -37,14 +37,6 @@ CLAIMS = {"sub": "ops", "workspace": "ws_shed", "permissions": ["payments:admin"
 HEADERS = {"Authorization": "Bearer " + jwt.encode({**CLAIMS, "exp": 4_102_444_800}, SECRET, algorithm="HS256")}
 
 
-@pytest.fixture(params=["memory", "amqp"])
-def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    url: str = request.getfixturevalue("isolated_rabbitmq_url")
-    return url
-
-
 @dataclass
 class System:
     client: httpx.AsyncClient

@@ -67,14 +67,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter.shutdown()
 
 
-@pytest.fixture(params=["memory", "amqp"])
-def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    url: str = request.getfixturevalue("isolated_rabbitmq_url")
-    return url
-
-
 async def _connect(url: str, shared: Broker | None) -> Broker:
     return shared if shared is not None else await open_broker(url)
 
