@@ -278,3 +278,21 @@ def test_a_provider_without_a_secret_is_refused_with_503(tmp_path: Path) -> None
         assert limited.status_code == 429
         assert int(limited.headers["Retry-After"]) >= 1
         assert limited.json()["error"]["type"] == "rate_limit_error"
+
+
+@pytest.mark.parametrize(("trusted", "shared_budget"), [("127.0.0.1", False), ("192.0.2.1", True)])
+def test_webhook_budgets_are_per_source_behind_a_trusted_proxy_only(
+    tmp_path: Path, trusted: str, shared_budget: bool
+) -> None:
+    """Behind a proxy (the Ingress) every delivery comes from the proxy's address: the source is the one it puts in
+    X-Forwarded-For when FORWARDED_ALLOW_IPS trusts it (deploy/k8s's ConfigMap), else the proxy's own address."""
+    env = webhook_env(RATE_LIMIT_WEBHOOK="2/minute", FORWARDED_ALLOW_IPS=trusted)
+    with embedded_server(tmp_path, **env) as running, httpx.Client(base_url=running.base_url, timeout=30) as http:
+
+        def deliver(source: str) -> int:
+            body = stripe_event()
+            headers = {**stripe_headers(body), "X-Forwarded-For": source}
+            return http.post(STRIPE, content=body, headers=headers).status_code
+
+        assert [deliver("203.0.113.7") for _ in range(3)] == [200, 200, 429]
+        assert deliver("198.51.100.9") == (429 if shared_budget else 200)
