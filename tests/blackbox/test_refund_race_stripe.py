@@ -200,3 +200,54 @@ def test_a_refund_status_naming_no_refund_known_is_dropped_with_our_outcome_in_t
     assert [event["type"] for event in trail][-2:] == ["RefundSucceeded", "ProviderRefundReportDropped"]
     dropped = trail[-1]["data"]
     assert (dropped["reference"], dropped["status"]) == ("re_not_known_here", "failed")
+
+
+@pytest.mark.parametrize("failed_index", [0, 1], ids=["the_older_fails", "the_latest_fails"])
+def test_each_of_two_dashboard_refunds_one_total_reports_is_reversed_by_its_own_failure(
+    client: Client, peer: Peer, failed_index: int
+) -> None:
+    """Two refunds made in the dashboard (200, then 300), reported by one charge.refunded (500) listing both; no
+    refund of ours under way. Stripe then fails one of them. Before, the 500 were recorded as one refund named by
+    the latest: a failure of the other reversed nothing (500 here, 300 at Stripe), one of the latest all (0 here,
+    200 at Stripe)."""
+    charged = client.call("POST", "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa"})
+    assert charged.status_code == 201, charged.text
+    transaction = charged.json()
+    intent_id = transaction["provider_reference"]
+    charge_id = peer.wire.payment_intents[intent_id]["latest_charge"]
+    route = f"transactions/{transaction['id']}"
+
+    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+    made = []
+    for amount in (200, 300):
+        dashboard = httpx.post(
+            f"{peer.wire.base_url}/v1/refunds", data={"payment_intent": intent_id, "amount": str(amount)}, headers=auth
+        )
+        assert dashboard.status_code == 200, dashboard.text
+        made.append(dashboard.json())
+    refunds = {"object": "list", "data": made[::-1], "has_more": False, "url": f"/v1/charges/{charge_id}/refunds"}
+    reported = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 500}
+    assert client.deliver("charge.refunded", {**reported, "refunds": refunds})["duplicate"] is False
+    recorded = client.eventually(route, lambda t: t["amount_refunded"] == 500)
+    assert [(r["amount"], r["status"]) for r in recorded["refunds"]] == [(200, "succeeded"), (300, "succeeded")]
+
+    failed = made[failed_index]
+    peer.wire.fail_refund(failed["id"], "expired_or_canceled_card")
+    failure = {**failed, "status": "failed", "failure_reason": "expired_or_canceled_card"}
+    assert client.deliver("refund.failed", failure)["duplicate"] is False
+    left = 500 - failed["amount"]
+    after = client.eventually(route, lambda t: t["amount_refunded"] != 500)
+
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", left)
+    statuses = ["failed" if index == failed_index else "succeeded" for index in range(2)]
+    assert [(r["amount"], r["status"]) for r in after["refunds"]] == list(zip((200, 300), statuses, strict=True))
+    trail = client.get(f"{route}/events")["data"]
+    assert [event["type"] for event in trail][-3:] == ["ProviderRefunded", "ProviderRefunded", "RefundReversed"]
+    assert [event["data"]["provider_reference"] for event in trail[-3:-1]] == [made[0]["id"], made[1]["id"]]
+    reversed_id = trail[-1]["data"]["refund_id"]
+    assert reversed_id == after["refunds"][failed_index]["id"]
+    # What remains refundable here is what remains at Stripe, which refuses any more.
+    rest = client.call("POST", "refund", {"transaction_id": transaction["id"]})
+    assert rest.status_code == 200, rest.text
+    assert (rest.json()["status"], rest.json()["amount_refunded"]) == ("refunded", 1000)
+    assert rest.json()["refunds"][-1]["amount"] == 1000 - left

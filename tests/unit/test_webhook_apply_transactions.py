@@ -70,10 +70,10 @@ class Stream:
         return self
 
     def apply(self, event: ProviderEvent) -> DomainEvent | None:
+        """The last event `event` appends (None: none)."""
         decided = decide(self.state, event, WebhookHistory.of(self.recorded()))
-        if decided is not None:
-            self.events.append(decided)
-        return decided
+        self.events.extend(decided)
+        return decided[-1] if decided else None
 
 
 def stripe(event_type: str, second: int = 1, object_id: str = "pi_1", **obj: Any) -> ProviderEvent:
@@ -380,6 +380,81 @@ def test_a_dashboard_refund_after_one_of_ours_failed_is_recorded() -> None:
     assert decided is not None and decided.type == ev.PROVIDER_REFUNDED
     assert [(r.amount, r.status) for r in stream.state.refunds] == [(400, "failed"), (300, "succeeded")]
     assert (stream.state.amount_refunded, stream.state.refundable) == (300, 700)
+
+
+def dashboard_refunds(*refunds: tuple[str, int]) -> dict[str, Any]:
+    """A charge's `refunds` list (newest first) of refunds `(id, amount)` given oldest first, all succeeded."""
+    listed = [{"id": ref, "object": "refund", "amount": amount, "status": "succeeded"} for ref, amount in refunds]
+    return {"object": "list", "data": listed[::-1], "has_more": False}
+
+
+@pytest.mark.parametrize(
+    ("failed", "refunded_after"), [("re_1", 300), ("re_2", 200)], ids=["the_older_fails", "the_latest_fails"]
+)
+def test_each_dashboard_refund_a_total_lists_is_recorded_so_a_later_failure_of_any_reverses_it(
+    failed: str, refunded_after: int
+) -> None:
+    """Two dashboard refunds reported by one charge.refunded: recorded under one refund id (the latest's), a failure
+    of the other reversed nothing (500 here, 300 at Stripe) and one of the latest reversed both (0 here)."""
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    listed = dashboard_refunds(("re_1", 200), ("re_2", 300))
+    stream.apply(stripe("charge.refunded", second=5, object_id="ch_1", amount_refunded=500, refunds=listed))
+    assert types(stream)[-2:] == [ev.PROVIDER_REFUNDED, ev.PROVIDER_REFUNDED]
+    assert [(r.provider_reference, r.amount) for r in stream.state.refunds] == [("re_1", 200), ("re_2", 300)]
+    assert len({r.id for r in stream.state.refunds}) == 2
+    assert (stream.state.status, stream.state.amount_refunded) == (Status.PARTIALLY_REFUNDED, 500)
+
+    failure = stripe("refund.failed", second=7, object_id=failed, payment_intent="pi_1", status="failed")
+    reversed_ = stream.apply(failure)
+
+    assert reversed_ is not None and reversed_.type == ev.REFUND_REVERSED
+    assert (stream.state.amount_refunded, stream.state.refundable) == (refunded_after, 1000 - refunded_after)
+    assert [r.status for r in stream.state.refunds if r.provider_reference == failed] == ["failed"]
+    # Stripe's total now (as re-read for a later charge.refunded) adds nothing; the refund canceled changes nothing.
+    now = stripe("charge.refunded", second=9, object_id="ch_1", amount_refunded=refunded_after, refunds=listed)
+    assert stream.apply(now) is None
+    assert stream.apply(stripe("charge.refund.updated", 9, object_id=failed, status="canceled")) is None
+    assert stream.state.amount_refunded == refunded_after
+
+
+def test_a_dashboard_refund_listed_after_ours_is_recorded_under_its_own_id_not_ours() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    ours = refunded(stream, 300, "succeeded")
+    listed = dashboard_refunds(("re_dashboard", 200), (ours, 300))  # ours is the latest
+    decided = stream.apply(stripe("charge.refunded", 9, object_id="ch_1", amount_refunded=500, refunds=listed))
+    assert decided is not None and decided.data["provider_reference"] == "re_dashboard"
+
+    stream.apply(stripe("refund.failed", 11, object_id="re_dashboard", payment_intent="pi_1", status="failed"))
+
+    assert [(r.amount, r.status) for r in stream.state.refunds] == [(300, "succeeded"), (200, "failed")]
+    assert stream.state.amount_refunded == 300
+
+
+def test_refunds_listed_that_do_not_make_up_the_total_are_recorded_as_one_named_by_the_latest() -> None:
+    """A listing older than the total (Stripe's current total re-read, the payload's list not): which refunds the
+    rest is made of cannot be told, so it is one refund, as before."""
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    listed = dashboard_refunds(("re_1", 200))
+    stream.apply(stripe("charge.refunded", 5, object_id="ch_1", amount_refunded=500, refunds=listed))
+    assert [(r.provider_reference, r.amount) for r in stream.state.refunds] == [("re_1", 500)]
+
+
+def test_a_failed_refund_a_total_still_lists_is_not_taken_as_part_of_it() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    listed = dashboard_refunds(("re_1", 200), ("re_2", 300))
+    listed["data"][1]["status"] = "failed"  # re_1, failed before the total was read: not in it
+    stream.apply(stripe("charge.refunded", 5, object_id="ch_1", amount_refunded=300, refunds=listed))
+    assert [(r.provider_reference, r.amount) for r in stream.state.refunds] == [("re_2", 300)]
+    assert stream.apply(stripe("refund.failed", 7, object_id="re_1", payment_intent="pi_1", status="failed")) is None
+    assert stream.state.amount_refunded == 300
+
+
+def test_several_dashboard_refunds_beyond_what_is_refundable_are_one_discrepancy() -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    listed = dashboard_refunds(("re_1", 700), ("re_2", 800))
+    decided = stream.apply(stripe("charge.refunded", 5, object_id="ch_1", amount_refunded=1500, refunds=listed))
+    assert decided is not None and types(stream)[-1] == ev.PROVIDER_EVENT_DISCREPANCY
+    assert len(stream.events) == 3 and stream.state.amount_refunded == 0
 
 
 def test_a_full_refund_that_failed_stays_refunded_and_can_be_made_again() -> None:

@@ -72,14 +72,14 @@ class ProviderEventHandler:
             if transaction is None:
                 return _ack("unknown_object")
             decided = decide(transaction, event, WebhookHistory.of(recorded))
-            if decided is None:
+            if not decided:
                 return _ack("nothing_to_apply", transaction_id)
             command = delivery.command.model_copy(update={"workspace": transaction.workspace})
             metadata = event_metadata(command, delivery.correlation_id, delivery.message_id, delivery.traceparent)
             try:
-                await self._streams.append(transaction_id, [decided], transaction.version, metadata)
+                await self._streams.append(transaction_id, decided, transaction.version, metadata)
             except WrongExpectedVersion:
                 continue
-            logger.info("provider event applied", extra={**log, "applied_as": decided.type})
-            return _ack(decided.type, transaction_id)
+            logger.info("provider event applied", extra={**log, "applied_as": decided[0].type, "events": len(decided)})
+            return _ack(decided[0].type, transaction_id)
         raise RuntimeError(f"transaction {transaction_id} kept changing while applying {event.event_id}")

@@ -6,8 +6,9 @@ Rules, in order:
 - while the payment call is still open, its own outcome will say what the provider did: nothing to add;
 - a move API.md's status rules allow is appended as the ordinary event (`PaymentCaptured` after
   `requires_action`, `VoidSucceeded` for a cancel made at the provider, `ProviderRefunded` for a dashboard
-  refund…); one they forbid (a success after `failed`, a dispute on an uncaptured payment) is recorded as
-  `ProviderEventDiscrepancy` and changes nothing; what the stream already says is not repeated;
+  refund, one per refund a refunded total is made of…); one they forbid (a success after `failed`, a dispute on
+  an uncaptured payment) is recorded as `ProviderEventDiscrepancy` and changes nothing; what the stream already
+  says is not repeated;
 - a refund report that may be about a refund of ours still under way is noted (`ProviderRefundReportNoted`) and
   settled with that refund's outcome (domain.refund_reports).
 """
@@ -99,16 +100,19 @@ class WebhookHistory:
         return newest is not None and event.created < newest
 
 
-def decide(transaction: Transaction, event: ProviderEvent, history: WebhookHistory) -> DomainEvent | None:
+def decide(transaction: Transaction, event: ProviderEvent, history: WebhookHistory) -> list[DomainEvent]:
+    """The events to append, in one append (none: nothing to apply); several only for a refunded total made of
+    several refunds made elsewhere, one per refund."""
     if history.is_stale(event):
-        return None
+        return []
     rule = RULES.get((event.provider, event.type))
     if rule is None or not transaction.payment.finished:
-        return None
+        return []
     decided = rule(transaction, event)
     if decided is None:
-        return None
-    return DomainEvent(decided.type, {**decided.data, **event.stamp()})
+        return []
+    listed = [decided] if isinstance(decided, DomainEvent) else decided
+    return [DomainEvent(one.type, {**one.data, **event.stamp()}) for one in listed]
 
 
 def discrepancy(transaction: Transaction, event: ProviderEvent, reason: str) -> DomainEvent:
@@ -192,15 +196,33 @@ def _voided(transaction: Transaction, event: ProviderEvent) -> DomainEvent | Non
     return _refused(transaction, event)
 
 
-def _refunded_in_total(transaction: Transaction, event: ProviderEvent, total: int) -> DomainEvent | None:
-    """The provider says `total` is refunded in all: what exceeds our refunds was made there. While one of ours is
-    under way, a total beyond what is counted may or may not hold it: noted, for its outcome to settle."""
+def _refunded_in_total(
+    transaction: Transaction, event: ProviderEvent, total: int
+) -> DomainEvent | list[DomainEvent] | None:
+    """The provider says `total` is refunded in all: what exceeds our refunds was made there, one refund per refund
+    the charge lists (refund_reports.made_elsewhere). While one of ours is under way, a total beyond what is counted
+    may or may not hold it: noted, for its outcome to settle."""
     if transaction.open_refunds() and total > transaction.amount_refunded:
         return refund_reports.noted(transaction, refund_reports.TOTAL, _latest_refund_id(event.obj), total)
     extra = total - transaction.refund_reserved
     if extra <= 0:
         return None
-    return _refunded_elsewhere(transaction, event, extra, _latest_refund_id(event.obj))
+    made = refund_reports.made_elsewhere(transaction, extra, _listed_refunds(event.obj))
+    if len(made) == 1:
+        return _refunded_elsewhere(transaction, event, extra, made[0][0])
+    if transaction.status not in SETTLED or extra > transaction.refundable:
+        return _too_much(transaction, event, f"a refund of {extra}", transaction.refundable)
+    return [
+        DomainEvent(
+            ev.PROVIDER_REFUNDED,
+            {
+                "refund_id": elsewhere_refund_id(event.provider, f"{event.event_id}:{reference}"),
+                "amount": amount,
+                "provider_reference": reference,
+            },
+        )
+        for reference, amount in made
+    ]
 
 
 def _refunded_elsewhere(
@@ -215,12 +237,17 @@ def _refunded_elsewhere(
     )
 
 
-def _latest_refund_id(charge: Mapping[str, Any]) -> str | None:
+def _listed_refunds(charge: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The Refund objects a Stripe charge lists, newest first (`refunds`: in webhook payloads of API versions
+    before 2022-11-15; later ones leave it out unless expanded)."""
     refunds = charge.get("refunds")
     listed = refunds.get("data") if isinstance(refunds, Mapping) else None
-    if isinstance(listed, list) and listed and isinstance(listed[0], Mapping):
-        return str(listed[0].get("id")) if listed[0].get("id") else None
-    return None
+    return [refund for refund in listed if isinstance(refund, Mapping)] if isinstance(listed, list) else []
+
+
+def _latest_refund_id(charge: Mapping[str, Any]) -> str | None:
+    listed = _listed_refunds(charge)
+    return str(listed[0]["id"]) if listed and listed[0].get("id") else None
 
 
 def _dispute(transaction: Transaction, event: ProviderEvent, closed: bool) -> DomainEvent | None:
@@ -282,7 +309,7 @@ def _stripe_refund_updated(transaction: Transaction, event: ProviderEvent) -> Do
     return refund_reports.status_change(refund.id, refund.status, status if isinstance(status, str) else None, reason)
 
 
-def _stripe_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+def _stripe_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | list[DomainEvent] | None:
     total = event.obj.get("amount_refunded")
     if not isinstance(total, int) or isinstance(total, bool):
         return discrepancy(transaction, event, "charge.refunded without amount_refunded")
@@ -345,7 +372,7 @@ def _authnet_declined(transaction: Transaction, event: ProviderEvent) -> DomainE
     return _failed(transaction, event, {**error, "decline_code": "fraud_declined"})
 
 
-Rule = Callable[[Transaction, ProviderEvent], DomainEvent | None]
+Rule = Callable[[Transaction, ProviderEvent], DomainEvent | list[DomainEvent] | None]
 
 RULES: Mapping[tuple[str, str], Rule] = {
     ("stripe", "payment_intent.succeeded"): lambda t, e: _captured(t, e, _stripe_amount(t, e)),

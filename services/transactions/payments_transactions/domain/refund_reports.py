@@ -25,7 +25,7 @@ What exceeds the refundable amount is a discrepancy, as for any refund made else
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from payments_shared.ids import derived_id
@@ -46,6 +46,27 @@ FAILED: Final = ("failed", "canceled")
 def elsewhere_refund_id(provider: str, webhook_event_id: str) -> str:
     """The id of a refund made at the provider, derived from the webhook that told it (the same on every replay)."""
     return derived_id("re", str(uuid.uuid5(_REFUND_NAMESPACE, f"{provider}:{webhook_event_id}")))
+
+
+def made_elsewhere(
+    transaction: Transaction, amount: int, listed: Sequence[Mapping[str, Any]]
+) -> list[tuple[str | None, int]]:
+    """The refunds made at the provider (provider reference, amount; oldest first) that `amount`, refunded there
+    beyond the refunds known here, is made of. `listed`: the provider's Refund objects of the charge, newest first
+    (Stripe: the charge's `refunds`). Each listed refund not known here by its id that has not failed, when they add
+    up to `amount` (then a failure of any of them later names the refund it reverses); otherwise one refund of
+    `amount` named by the latest listed (a listing older or newer than the total cannot tell them apart)."""
+    known = {refund.provider_reference for refund in transaction.refunds if refund.provider_reference}
+    new: list[tuple[str | None, int]] = [
+        (str(refund["id"]), int(refund["amount"]))
+        for refund in listed
+        if refund.get("id") and str(refund["id"]) not in known and refund.get("status") not in FAILED
+        if isinstance(refund.get("amount"), int) and not isinstance(refund.get("amount"), bool)
+    ]
+    if new and sum(each for _, each in new) == amount:
+        return new[::-1]
+    latest = listed[0].get("id") if listed else None
+    return [(str(latest) if latest else None, amount)]
 
 
 def noted(
