@@ -19,7 +19,7 @@ authnet = fixture.authnet
 async def test_stripe_retrieve_payment_reads_the_intent_and_its_refunds(stripe_provider: StripeProvider) -> None:
     paid = await stripe_provider.pay(PaymentRequest("cmd-read-pay", 1500, "usd", "pm_card_visa", capture=True))
     assert paid.reference is not None
-    await stripe_provider.refund(PaymentRef(paid.reference, 1500, 1500, "usd"), 400, "cmd-read-refund", None)
+    refunded = await stripe_provider.refund(PaymentRef(paid.reference, 1500, 1500, "usd"), 400, "cmd-read-refund", None)
     read = await stripe_provider.retrieve_payment(paid.reference)
     assert read.outcome is Outcome.APPROVED and read.reference == paid.reference
     assert (read.details["status"], read.details["amount_received"], read.details["amount_refunded"]) == (
@@ -27,6 +27,8 @@ async def test_stripe_retrieve_payment_reads_the_intent_and_its_refunds(stripe_p
         1500,
         400,
     )
+    # The charge's refunds, newest first: what a refunded total is made of.
+    assert [(r["id"], r["amount"]) for r in read.details["refunds"]["data"]] == [(refunded.reference, 400)]
     intent: dict[str, Any] = read.details["object"]
     assert intent["id"] == paid.reference
     unknown = await stripe_provider.retrieve_payment("pi_nobody")

@@ -27,7 +27,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -209,7 +209,8 @@ class StripeWireServer:
                 intent = self.payment_intents.get(intent_id)
                 return web.json_response(intent) if intent else self._missing("payment_intent", intent_id)
             case ("GET", ["v1", "charges", charge_id]):
-                return self._charge(charge_id)
+                expand = [value for name, value in params.items() if name.startswith("expand")]
+                return self._charge(charge_id, expand)
         return stripe_error(404, {"type": "invalid_request_error", "message": f"Unrecognized request URL ({path})."})
 
     # ---- objects --------------------------------------------------------------------------------------------
@@ -289,14 +290,22 @@ class StripeWireServer:
         intent.update(status="canceled", amount_capturable=0, cancellation_reason=None)
         return web.json_response(intent)
 
-    def _charge(self, charge_id: str) -> web.Response:
-        """An intent's latest charge, as far as this server keeps one: what was captured and refunded of it."""
+    def _charge(self, charge_id: str, expand: Sequence[str] = ()) -> web.Response:
+        """An intent's latest charge, as far as this server keeps one: what was captured and refunded of it, and its
+        refunds (all, failed ones too, newest first) when `refunds` is expanded: API versions from 2022-11-15 leave
+        them out otherwise."""
         intent = next((i for i in self.payment_intents.values() if i["latest_charge"] == charge_id), None)
         if intent is None:
             return self._missing("charge", charge_id)
-        refunded = sum(r["amount"] for r in self.refunds.values() if r["charge"] == charge_id and _counts(r))
+        refunds = [r for r in self.refunds.values() if r["charge"] == charge_id]
+        refunded = sum(r["amount"] for r in refunds if _counts(r))
         charge = {"id": charge_id, "object": "charge", "payment_intent": intent["id"], "amount": intent["amount"]}
-        return web.json_response({**charge, "amount_captured": intent["amount_received"], "amount_refunded": refunded})
+        charge.update(amount_captured=intent["amount_received"], amount_refunded=refunded)
+        if "refunds" in expand:
+            listed = sorted(refunds, key=lambda refund: refund["created"])[::-1]  # in a second: as made
+            url = f"/v1/charges/{charge_id}/refunds"
+            charge["refunds"] = {"object": "list", "data": listed, "has_more": False, "url": url}
+        return web.json_response(charge)
 
     def _refund(self, params: dict[str, str]) -> web.Response:
         intent = self.payment_intents.get(params.get("payment_intent", ""))

@@ -99,6 +99,30 @@ def test_a_refund_total_is_the_charges_current_one() -> None:
     assert decided is not None and decided.type == ev.PROVIDER_REFUNDED and decided.data["amount"] == 500
 
 
+def test_the_charges_current_refunds_name_each_dashboard_refund_a_total_without_a_list_is_made_of() -> None:
+    """Webhooks of API versions from 2022-11-15 list no refunds on the charge; the charge re-read does (expanded).
+    Its list, read with its total, replaces the payload's (which may be older than the total)."""
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    unlisted = stripe("charge.refunded", object_id="ch_1", payment_intent="pi_1", amount_refunded=500)
+    listed = [
+        {"id": "re_2", "amount": 300, "status": "succeeded"},
+        {"id": "re_1", "amount": 200, "status": "succeeded"},
+    ]
+    current = {"status": "succeeded", "amount_refunded": 500, "refunds": {"object": "list", "data": listed}}
+    stream.apply(with_current_state(unlisted, current))
+    assert [(r.provider_reference, r.amount) for r in stream.state.refunds] == [("re_1", 200), ("re_2", 300)]
+
+    stream.apply(stripe("refund.failed", 7, object_id="re_1", payment_intent="pi_1", status="failed"))
+    assert (stream.state.amount_refunded, stream.state.refundable) == (300, 700)
+
+    stale = {"object": "list", "data": [{"id": "re_9", "amount": 100}]}
+    older = stripe("charge.refunded", object_id="ch_1", payment_intent="pi_1", amount_refunded=100, refunds=stale)
+    read = with_current_state(older, {"status": "succeeded", "amount_refunded": 300, "refunds": current["refunds"]})
+    assert read.obj["refunds"] == current["refunds"] and read.obj["amount_refunded"] == 300
+    unread = with_current_state(older, {"status": "succeeded", "amount_refunded": 300})  # listed none: the payload's
+    assert unread.obj["refunds"] == stale
+
+
 def test_an_authnet_refund_made_elsewhere_is_applied_once_through_its_original() -> None:
     stream = Stream(provider="authnet").outcome(Outcome.APPROVED, amount=1000)
     event = authnet_refund()

@@ -212,8 +212,8 @@ class StripeProvider:
 
     async def _latest_charge(self, intent: dict[str, Any]) -> dict[str, Any]:
         latest = intent.get("latest_charge")
-        if isinstance(latest, str) and latest:
-            return (await self._v1.charges.retrieve_async(latest)).to_dict()
+        if isinstance(latest, str) and latest:  # its refunds too: API versions from 2022-11-15 list them if expanded
+            return (await self._v1.charges.retrieve_async(latest, {"expand": ["refunds"]})).to_dict()
         if isinstance(latest, dict):
             return latest
         listed = intent.get("charges")

@@ -131,7 +131,8 @@ def void_result(intent: Mapping[str, Any]) -> ProviderResult:
 
 def retrieved_payment(intent: Mapping[str, Any], latest_charge: Mapping[str, Any]) -> ProviderResult:
     """A PaymentIntent read back (a successful read, whatever the intent's state): its status, the amounts
-    captured and refunded (the latest charge's), its last error, and the intent itself (`object`)."""
+    captured and refunded (the latest charge's), the latest charge's refunds when it lists them (`refunds`, a
+    Stripe list, newest first), its last error, and the intent itself (`object`)."""
     received = intent.get("amount_received")
     if not isinstance(received, int):  # older API versions, localstripe: the charge says what it captured
         captured = latest_charge.get(
@@ -145,6 +146,8 @@ def retrieved_payment(intent: Mapping[str, Any], latest_charge: Mapping[str, Any
         "amount_refunded": refunded if isinstance(refunded, int) else 0,
         "object": dict(intent),
     }
+    if isinstance(latest_charge.get("refunds"), Mapping):
+        details["refunds"] = dict(latest_charge["refunds"])
     return ProviderResult(Outcome.APPROVED, reference=object_id(intent.get("id")), details=details)
 
 

@@ -433,12 +433,14 @@ def names_only_itself(event: ProviderEvent) -> bool:
 def with_current_state(event: ProviderEvent, current: Mapping[str, Any]) -> ProviderEvent:
     """`event` told by the provider's current state (a `retrieve_payment` answer's details) instead of its payload:
     a PaymentIntent event becomes the event its intent's current status means (none for a status no rule
-    follows); a refund total is the charge's current one."""
+    follows); a refund total is the charge's current one, with the charge's current refunds when the read lists
+    them (the payload's may be older than the total, or absent: API versions from 2022-11-15 leave them out)."""
     updated = replace(event, received_type=event.type)
     if event.provider == "authnet":
         return replace(updated, obj={**event.obj, "refund": dict(current)})
     if event.type == "charge.refunded":
-        return replace(updated, obj={**event.obj, "amount_refunded": current.get("amount_refunded")})
+        listed = {"refunds": current["refunds"]} if isinstance(current.get("refunds"), Mapping) else {}
+        return replace(updated, obj={**event.obj, "amount_refunded": current.get("amount_refunded"), **listed})
     intent = current.get("object")
     if not isinstance(intent, Mapping):
         return event
