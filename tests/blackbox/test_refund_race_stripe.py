@@ -255,3 +255,55 @@ def test_each_of_two_dashboard_refunds_one_total_reports_is_reversed_by_its_own_
     assert rest.status_code == 200, rest.text
     assert (rest.json()["status"], rest.json()["amount_refunded"]) == ("refunded", 1000)
     assert rest.json()["refunds"][-1]["amount"] == 1000 - left
+
+
+def test_two_dashboard_refunds_reported_while_our_refund_is_open_are_each_recorded_and_reversed_by_their_failure(
+    client: Client, peer: Peer
+) -> None:
+    """Our refund of 600 is under way (503); 200 and 300 are refunded in the dashboard and reported by one
+    charge.refunded (listing none, as current API versions send it: the re-read lists both). Stripe refuses ours
+    (only 500 left): both dashboard refunds are recorded, each with its id. Stripe then fails the first. Before,
+    the 500 were one refund named by the latest: the failure reversed nothing (500 here, 300 at Stripe)."""
+    transaction, key = open_refund(client, peer, 600)
+    intent_id = transaction["provider_reference"]
+    route = f"transactions/{transaction['id']}"
+    charge_id = peer.wire.payment_intents[intent_id]["latest_charge"]
+
+    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+    made = []
+    for amount in (200, 300):
+        dashboard = httpx.post(
+            f"{peer.wire.base_url}/v1/refunds", data={"payment_intent": intent_id, "amount": str(amount)}, headers=auth
+        )
+        assert dashboard.status_code == 200, dashboard.text
+        made.append(dashboard.json())
+    reported = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 500}
+    assert client.deliver("charge.refunded", reported)["duplicate"] is False
+    noted_reports(client, route, 1)
+
+    refused = client.call("POST", "refund", {"transaction_id": transaction["id"], "amount": 600}, key)
+    assert refused.status_code == 409, refused.text
+    after = client.get(route)
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 500)
+    assert [(r["amount"], r["status"]) for r in after["refunds"]] == [
+        (600, "failed"),
+        (200, "succeeded"),
+        (300, "succeeded"),
+    ]
+    trail = client.get(f"{route}/events")["data"]
+    assert [event["type"] for event in trail][-3:] == ["RefundFailed", "ProviderRefunded", "ProviderRefunded"]
+    assert [event["data"]["provider_reference"] for event in trail[-2:]] == [made[0]["id"], made[1]["id"]]
+
+    peer.wire.fail_refund(made[0]["id"], "expired_or_canceled_card")
+    failure = {**made[0], "status": "failed", "failure_reason": "expired_or_canceled_card"}
+    assert client.deliver("refund.failed", failure)["duplicate"] is False
+    reversed_ = client.eventually(route, lambda t: t["amount_refunded"] != 500)
+
+    assert (reversed_["status"], reversed_["amount_refunded"]) == ("partially_refunded", 300)
+    assert [(r["amount"], r["status"]) for r in reversed_["refunds"]][1:] == [(200, "failed"), (300, "succeeded")]
+    assert client.get(f"{route}/events")["data"][-1]["type"] == "RefundReversed"
+    # What remains refundable here is what remains at Stripe: 700.
+    rest = client.call("POST", "refund", {"transaction_id": transaction["id"]})
+    assert rest.status_code == 200, rest.text
+    assert (rest.json()["status"], rest.json()["amount_refunded"]) == ("refunded", 1000)
+    assert rest.json()["refunds"][-1]["amount"] == 700

@@ -13,6 +13,7 @@ from payments_shared.providers.stripe_errors import refund_refusal, result_for_e
 from payments_shared.providers.stripe_results import refund_result
 from payments_transactions.domain import decisions
 from payments_transactions.domain import events as ev
+from payments_transactions.domain.events import DomainEvent
 from payments_transactions.domain.provider_events import ProviderEvent, with_current_state
 from payments_transactions.domain.state import Status, Transaction
 from payments_transactions.views import operation_reply
@@ -290,6 +291,77 @@ def test_stripe_a_dashboard_refund_failed_while_ours_is_open_is_reversed_when_st
     assert stream.state.noted_refund_reports == []
     again = Transaction.from_events(stream.recorded())
     assert again is not None and (again.amount_refunded, again.refundable) == (0, 1000)
+
+
+# Two dashboard refunds (re_1: 200, then re_2: 300) in one total noted while a refund of ours is under way: once our
+# refund's outcome settles it, each is recorded with its own id and amount, so a failure of either reverses it.
+# Before, the whole excess was one refund named by the latest listed (re_2): re_1's failure reversed nothing.
+
+
+def listing(*refunds: tuple[str, int]) -> dict[str, Any]:
+    """A charge's `refunds` (newest first) of refunds `(id, amount)` given oldest first."""
+    listed = [{"id": ref, "object": "refund", "amount": amount, "status": "succeeded"} for ref, amount in refunds]
+    return {"object": "list", "data": listed[::-1]}
+
+
+def total_listing(total: int, second: int, *refunds: tuple[str, int]) -> ProviderEvent:
+    listed = listing(*refunds)
+    return stripe("charge.refunded", second=second, object_id="ch_1", amount_refunded=total, refunds=listed)
+
+
+def test_stripe_two_dashboard_refunds_noted_while_ours_is_open_are_each_recorded_when_stripe_refuses_ours() -> None:
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
+    answered(stream, stripe_unavailable())
+    noted = stream.apply(total_listing(500, 5, ("re_1", 200), ("re_2", 300)))
+    assert noted is not None and [r["id"] for r in noted.data["refunds"]] == ["re_2", "re_1"]
+
+    assert answered(stream, stripe_too_large()) == [ev.REFUND_FAILED, ev.PROVIDER_REFUNDED, ev.PROVIDER_REFUNDED]
+    assert refunded_elsewhere(stream) == [(200, "re_1"), (300, "re_2")]
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 500, 500)
+
+    reversed_ = stream.apply(refund_status("failed", refund_id="re_1", second=9))
+    assert reversed_ is not None and reversed_.type == ev.REFUND_REVERSED
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 300, 700)  # as at Stripe
+    again = Transaction.from_events(stream.recorded())
+    assert again is not None and (again.amount_refunded, again.refundable) == (300, 700)
+
+
+def test_stripe_dashboard_refunds_noted_with_ours_in_the_total_are_each_recorded_when_ours_succeeds() -> None:
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 300)
+    stream.apply(total_listing(800, 5, ("re_1", 200), ("re_2", 300), ("re_ours_at_stripe", 300)))
+
+    ours = refund_result({"id": "re_ours_at_stripe", "status": "succeeded", "amount": 300})
+    assert answered(stream, ours) == [ev.REFUND_SUCCEEDED, ev.PROVIDER_REFUNDED, ev.PROVIDER_REFUNDED]
+
+    assert refunded_elsewhere(stream) == [(200, "re_1"), (300, "re_2")]
+    stream.apply(refund_status("failed", refund_id="re_2", second=9))
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 500, 500)
+    assert [r.status for r in stream.state.refunds] == ["succeeded", "succeeded", "failed"]
+
+
+def test_stripe_a_total_noted_before_its_listing_was_kept_settles_as_one_refund_as_it_did() -> None:
+    """A stream recorded before the listing was kept on the noted report folds and settles as it did then."""
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
+    answered(stream, stripe_unavailable())
+    stream.apply(total_listing(500, 5, ("re_1", 200), ("re_2", 300)))
+    noted = stream.events[-1]
+    stream.events[-1] = DomainEvent(noted.type, {k: v for k, v in noted.data.items() if k != "refunds"})
+
+    assert answered(stream, stripe_too_large()) == [ev.REFUND_FAILED, ev.PROVIDER_REFUNDED]
+    assert refunded_elsewhere(stream) == [(500, "re_2")]
+
+
+def test_stripe_a_failure_noted_after_a_total_of_two_dashboard_refunds_reverses_the_one_it_names() -> None:
+    stream = requested(Stream().outcome(Outcome.APPROVED, amount=1000), 600)
+    answered(stream, stripe_unavailable())
+    stream.apply(total_listing(500, 5, ("re_1", 200), ("re_2", 300)))
+    stream.apply(refund_status("failed", refund_id="re_1", second=6))
+
+    appended = answered(stream, stripe_too_large())
+
+    assert appended == [ev.REFUND_FAILED, ev.PROVIDER_REFUNDED, ev.PROVIDER_REFUNDED, ev.REFUND_REVERSED]
+    assert stream.events[-1].data["refund_id"] == stream.events[-3].data["refund_id"]  # re_1's
+    assert money(stream) == (Status.PARTIALLY_REFUNDED, 300, 700)
 
 
 def test_stripe_a_refund_failure_noted_before_the_total_is_not_applied_to_the_total() -> None:

@@ -203,11 +203,14 @@ def _refunded_in_total(
     the charge lists (refund_reports.made_elsewhere). While one of ours is under way, a total beyond what is counted
     may or may not hold it: noted, for its outcome to settle."""
     if transaction.open_refunds() and total > transaction.amount_refunded:
-        return refund_reports.noted(transaction, refund_reports.TOTAL, _latest_refund_id(event.obj), total)
+        listed = _listed_refunds(event.obj)
+        return refund_reports.noted(transaction, refund_reports.TOTAL, _latest_refund_id(event.obj), total, listed)
     extra = total - transaction.refund_reserved
     if extra <= 0:
         return None
-    made = refund_reports.made_elsewhere(transaction, extra, _listed_refunds(event.obj))
+    made = refund_reports.made_elsewhere(
+        refund_reports.known_references(transaction), extra, _listed_refunds(event.obj)
+    )
     if len(made) == 1:
         return _refunded_elsewhere(transaction, event, extra, made[0][0])
     if transaction.status not in SETTLED or extra > transaction.refundable:

@@ -11,6 +11,8 @@ and the fold drops the noted reports with that outcome, so none is counted twice
   under way then that succeeded since; the largest such excess over the noted totals is a refund made elsewhere.
   A refund of ours is taken as included in a total reported before its outcome: if Stripe carried it out after the
   report instead, the `charge.refunded` Stripe sends for it brings the rest. Never more than Stripe has refunded.
+  That excess is one refund per refund the charge listed with the total that is not known here (ours included),
+  when they make it up, each with its id and amount (`made_elsewhere`); otherwise one named by the latest listed.
 - A refund or a void (Authorize.net): each noted transId that is not the provider reference of one of our refunds
   is a refund made elsewhere (a void: of all that remains refundable).
 What exceeds the refundable amount is a discrepancy, as for any refund made elsewhere.
@@ -25,7 +27,7 @@ What exceeds the refundable amount is a discrepancy, as for any refund made else
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
 from payments_shared.ids import derived_id
@@ -48,15 +50,20 @@ def elsewhere_refund_id(provider: str, webhook_event_id: str) -> str:
     return derived_id("re", str(uuid.uuid5(_REFUND_NAMESPACE, f"{provider}:{webhook_event_id}")))
 
 
+def known_references(transaction: Transaction) -> set[str]:
+    """The provider references of the refunds recorded here (ours and those made elsewhere)."""
+    return {refund.provider_reference for refund in transaction.refunds if refund.provider_reference}
+
+
 def made_elsewhere(
-    transaction: Transaction, amount: int, listed: Sequence[Mapping[str, Any]]
+    known: Collection[str], amount: int, listed: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str | None, int]]:
     """The refunds made at the provider (provider reference, amount; oldest first) that `amount`, refunded there
-    beyond the refunds known here, is made of. `listed`: the provider's Refund objects of the charge, newest first
-    (Stripe: the charge's `refunds`). Each listed refund not known here by its id that has not failed, when they add
-    up to `amount` (then a failure of any of them later names the refund it reverses); otherwise one refund of
-    `amount` named by the latest listed (a listing older or newer than the total cannot tell them apart)."""
-    known = {refund.provider_reference for refund in transaction.refunds if refund.provider_reference}
+    beyond the refunds known here (by provider reference: `known`), is made of. `listed`: the provider's Refund
+    objects of the charge, newest first (Stripe: the charge's `refunds`). Each listed refund not known that has not
+    failed, when they add up to `amount` (then a failure of any of them later names the refund it reverses);
+    otherwise one refund of `amount` named by the latest listed (a listing older or newer than the total, or one
+    holding a refund of ours not known yet, cannot tell them apart)."""
     new: list[tuple[str | None, int]] = [
         (str(refund["id"]), int(refund["amount"]))
         for refund in listed
@@ -70,11 +77,17 @@ def made_elsewhere(
 
 
 def noted(
-    transaction: Transaction, kind: str, reference: str | None, amount: int | None, **status: str | None
+    transaction: Transaction,
+    kind: str,
+    reference: str | None,
+    amount: int | None,
+    refunds: Sequence[Mapping[str, Any]] = (),
+    **status: str | None,
 ) -> DomainEvent:
-    """The report, kept with what it is judged against later (the caller adds the webhook's stamp); `status`: a
-    refund's status and failure reason (refund_status)."""
-    data = {
+    """The report, kept with what it is judged against later (the caller adds the webhook's stamp); `refunds`: the
+    refunds a total's charge lists (total), each's id, amount and status; `status`: a refund's status and failure
+    reason (refund_status)."""
+    data: dict[str, Any] = {
         "kind": kind,
         "reference": reference,
         "amount": amount,
@@ -82,6 +95,8 @@ def noted(
         "counted": transaction.amount_refunded,
         **status,
     }
+    if refunds:
+        data["refunds"] = [{key: refund.get(key) for key in ("id", "amount", "status")} for refund in refunds]
     return DomainEvent(ev.PROVIDER_REFUND_REPORT_NOTED, data)
 
 
@@ -103,15 +118,13 @@ def statuses_settled_by(
     }
     if own:
         known[own] = (str(outcome.data["refund_id"]), outcome.data.get("provider_status") or "succeeded")
-    made_by = {
-        event.data["noted_report"]: event
-        for event in settled
-        if event.type == ev.PROVIDER_REFUNDED and event.data.get("provider_reference")
-    }
+    made_by: dict[str, list[DomainEvent]] = {}  # noted report -> the refunds made elsewhere it records
+    for recorded in settled:
+        if recorded.type == ev.PROVIDER_REFUNDED and recorded.data.get("provider_reference"):
+            made_by.setdefault(recorded.data["noted_report"], []).append(recorded)
     events: list[DomainEvent] = []
     for report in transaction.noted_refund_reports:
-        made = made_by.get(report.webhook_event_id)
-        if made is not None:
+        for made in made_by.get(report.webhook_event_id, []):
             known.setdefault(made.data["provider_reference"], (made.data["refund_id"], "succeeded"))
         if report.kind != REFUND_STATUS or not (last or (own and report.reference == own)):
             continue
@@ -159,7 +172,8 @@ def settled_by(transaction: Transaction, command_id: str, outcome: DomainEvent) 
     succeeded = outcome.type == ev.REFUND_SUCCEEDED
     accounted = _our_references(transaction, outcome if succeeded else None)
     released = 0 if succeeded else transaction.operations[command_id].amount or 0
-    elsewhere = _Elsewhere(transaction, transaction.refundable + released)
+    known = known_references(transaction) | {ref for ref in accounted if ref}
+    elsewhere = _Elsewhere(transaction, transaction.refundable + released, known)
     totals = [report for report in reports if report.kind == TOTAL]
     if totals:
         included = _included(transaction, command_id, succeeded)
@@ -199,13 +213,15 @@ def _beyond_ours(transaction: Transaction, report: NotedRefundReport, included: 
 class _Elsewhere:
     """Refunds made elsewhere, each judged against what the ones before it left refundable."""
 
-    def __init__(self, transaction: Transaction, refundable: int) -> None:
+    def __init__(self, transaction: Transaction, refundable: int, known: Collection[str]) -> None:
         self._transaction = transaction
         self._refundable = refundable
+        self._known = known
         self.events: list[DomainEvent] = []
 
     def add(self, report: NotedRefundReport, amount: int | None) -> None:
-        """`amount` None: all that remains refundable (a void)."""
+        """`amount` None: all that remains refundable (a void). A total is one refund per refund its charge listed
+        that is not known here, when they make it up (made_elsewhere)."""
         amount = self._refundable if amount is None else amount
         if amount <= 0:
             return
@@ -216,10 +232,13 @@ class _Elsewhere:
             self.events.append(DomainEvent(ev.PROVIDER_EVENT_DISCREPANCY, told))
             return
         self._refundable -= amount
-        data: dict[str, Any] = {
-            "refund_id": elsewhere_refund_id(self._transaction.provider, report.webhook_event_id),
-            "amount": amount,
-            "provider_reference": report.reference,
-            "noted_report": report.webhook_event_id,
-        }
-        self.events.append(DomainEvent(ev.PROVIDER_REFUNDED, data))
+        made = made_elsewhere(self._known, amount, report.refunds) if report.refunds else [(report.reference, amount)]
+        for reference, each in made:
+            derived_from = f"{report.webhook_event_id}:{reference}" if len(made) > 1 else report.webhook_event_id
+            data: dict[str, Any] = {
+                "refund_id": elsewhere_refund_id(self._transaction.provider, derived_from),
+                "amount": each,
+                "provider_reference": reference,
+                "noted_report": report.webhook_event_id,
+            }
+            self.events.append(DomainEvent(ev.PROVIDER_REFUNDED, data))

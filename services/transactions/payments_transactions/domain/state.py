@@ -96,6 +96,8 @@ class NotedRefundReport:
     amount: int | None = None  # the total (total) or the refund's amount (refund)
     status: str | None = None  # the refund's status (refund_status): succeeded | failed | canceled
     failure_reason: str | None = None  # why it failed (refund_status)
+    # the refunds the charge listed (total, Stripe): each's id, amount and status; none before they were kept
+    refunds: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass
@@ -381,6 +383,7 @@ def _refund_report_noted(transaction: Transaction, event: RecordedEvent) -> None
         amount=data.get("amount"),
         status=data.get("status"),
         failure_reason=data.get("failure_reason"),
+        refunds=tuple(data.get("refunds") or ()),
     )
     transaction.noted_refund_reports.append(report)
 
