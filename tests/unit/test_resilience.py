@@ -10,7 +10,8 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,9 +22,9 @@ import pytest
 from payments_shared import ids
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.factory import open_event_store
-from payments_shared.eventstore.port import EventStore, RecordedEvent
+from payments_shared.eventstore.port import EventStore, EventStoreUnavailable, RecordedEvent
 from payments_shared.messages import Command
-from payments_shared.providers.port import Outcome, PaymentRef, PaymentRequest, ProviderResult
+from payments_shared.providers.port import Claims, Outcome, PaymentRef, PaymentRequest, ProviderResult
 from payments_shared.providers.registry import breaker_states, build_providers, close_providers, with_resilience
 from payments_shared.providers.resilience import (
     BreakerPolicy,
@@ -455,3 +456,37 @@ async def test_an_unresolved_answer_is_neither_retried_nor_counted_by_the_breake
     assert unresolved.keys == ["k0", "k1", "k2"]  # asking again at once would answer the same
     assert wrapped.breaker.state == pybreaker.STATE_CLOSED  # Stripe answered: it is not down
     assert wrapped.breaker.breaker.fail_counter == 0
+
+
+class ClaimsAskingProvider(ScriptedProvider):
+    """Answers a look-up, then asks the caller's `claims` of what it found (as Stripe's re-drive does)."""
+
+    async def pay(self, request: PaymentRequest) -> ProviderResult:
+        self.keys.append(request.idempotency_key)
+        assert request.claims is not None
+        claims = await request.claims(["pi_1"])
+        return ProviderResult(Outcome.APPROVED, reference="pi_1", details={"owned": sorted(claims.owned)})
+
+
+async def test_what_the_callers_claims_raise_goes_through_unchanged_neither_counted_nor_retried() -> None:
+    asking = ClaimsAskingProvider(Outcome.APPROVED)
+    wrapped = resilient(asking, fail_max=2)
+    down = EventStoreUnavailable("sqlite event store: disk I/O error")
+
+    async def unreadable(references: Sequence[str]) -> Claims:
+        raise down
+
+    for number in range(3):
+        with pytest.raises(EventStoreUnavailable) as raised:
+            await wrapped.pay(replace(payment(f"k{number}"), claims=unreadable))
+        assert raised.value is down  # the store's own error: the worker answers 503 store_unavailable
+
+    assert asking.keys == ["k0", "k1", "k2"]  # not retried: asking the provider again would not read the store
+    assert wrapped.breaker.state == pybreaker.STATE_CLOSED  # old code: open after two
+    assert wrapped.breaker.breaker.fail_counter == 0
+
+    async def readable(references: Sequence[str]) -> Claims:
+        return Claims(frozenset(references))
+
+    result = await wrapped.pay(replace(payment("k3"), claims=readable))  # the caller's callback is still asked
+    assert (result.outcome, result.details["owned"]) == (Outcome.APPROVED, ["pi_1"])

@@ -21,7 +21,7 @@ from payments_shared.providers.port import (
 
 from payments_transactions.domain import decisions
 from payments_transactions.domain.events import DomainEvent
-from payments_transactions.domain.state import OperationKind, Transaction
+from payments_transactions.domain.state import Operation, OperationKind, Transaction
 from payments_transactions.provider_calls import call_provider
 from payments_transactions.provider_index import ProviderIndex
 from payments_transactions.streams import TransactionStreams
@@ -86,13 +86,26 @@ class OperationDriver:
 
     def _claims_on(self, transaction: Transaction) -> ClaimsOn:
         """What other transactions claim of the provider's objects (asked only by a re-drive that looks for what its
-        earlier attempt made: the index's first read of the store is never on the hot path)."""
+        earlier attempt made: the index's first read of the store is never on the hot path). Inside the provider
+        call it reads only what the store appended since `_prepare_claims` (a payment requested meanwhile counts)."""
         index, provider, transaction_id = self._index, transaction.provider, transaction.id
 
         async def claims(references: Sequence[str]) -> Claims:
             return await index.claims(provider, transaction_id, references)
 
         return claims
+
+    async def _prepare_claims(self, provider: PaymentProvider, operation: Operation, first_attempt: bool) -> None:
+        """Catch the index up before a payment re-drive whose provider may ask `claims` (Stripe: its key may be
+        forgotten by the end of the call), outside the provider call: the first read of the whole store then never
+        runs inside the provider's per-attempt timeout, and a store that cannot be read fails here, as the store's
+        unavailability, before the provider is asked anything. A first attempt, or any other re-drive, reads
+        nothing."""
+        if first_attempt or operation.kind is not OperationKind.PAYMENT:
+            return
+        asks = getattr(provider, "asks_claims", None)
+        if asks is not None and asks(operation.requested_at, self._timeout_s):
+            await self._index.catch_up()
 
     async def drive(
         self,
@@ -116,6 +129,7 @@ class OperationDriver:
         if operation.finished:
             return recorded
         provider = self.provider_for(transaction)
+        await self._prepare_claims(provider, operation, first_attempt)
         result = await call_provider(
             provider, transaction, operation, method, self._timeout_s, first_attempt, self._claims_on(transaction)
         )

@@ -101,6 +101,12 @@ class ProviderIndex:
             )
             return Claims(owned, contested)
 
+    async def catch_up(self) -> None:
+        """Read what the store appended since the last read (the whole store the first time): before a provider call
+        that may ask `claims`, so that only the tail is read during the call."""
+        async with self._lock:
+            await self._catch_up()
+
     def _lookup(self, provider: str, references: list[str]) -> str | None:
         return next((self._owner[(provider, ref)] for ref in references if (provider, ref) in self._owner), None)
 

@@ -13,7 +13,11 @@ several of its objects may be an earlier attempt's, so nothing was created; the 
 operator, and trying again at once would answer the same (not retried, not counted by the circuit breaker).
 A payment re-drive that looks for what its earlier attempt made by what it sent asks `PaymentRequest.claims` what the
 caller's records say of the objects it found (`Claims`): one another payment recorded is never adopted, and none is
-while another payment that sent the same has no answer recorded.
+while another payment that sent the same has no answer recorded. `claims` reads the caller's records, not the
+provider: what it raises is the caller's (an event store that cannot be read) and goes through the adapter and the
+resilience layer unchanged, never counted as the provider's failure nor retried. An adapter that asks it says when
+(`asks_claims`, optional), so the caller can bring its records up to date before the provider call, outside the
+provider's time budget.
 """
 
 from __future__ import annotations
@@ -78,6 +82,15 @@ class Claims:
 
 
 ClaimsOn = Callable[[Sequence[str]], Awaitable[Claims]]  # the claims on these provider ids
+
+
+class AsksClaims(Protocol):
+    """An adapter whose payment re-drives may ask `PaymentRequest.claims` (optional: others never ask it)."""
+
+    def asks_claims(self, earlier_attempt_at: datetime, within_s: float) -> bool:
+        """Whether a re-drive of a payment first attempted at `earlier_attempt_at`, made within `within_s` seconds
+        from now, may ask `claims` (decided by the adapter's own clock)."""
+        ...
 
 
 @dataclass(frozen=True)

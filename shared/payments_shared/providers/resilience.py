@@ -9,6 +9,10 @@ retries with exponential backoff and full jitter, bounded by a time budget.
   it half-opens. Half-open lets one trial call through at a time; its answer closes or re-opens the breaker.
 - A retry resends the same request, so the same idempotency key: the adapter's key (Stripe) or its look-up by
   invoice number (Authorize.net) makes a resend safe. Declines are never retried.
+- What a payment's `claims` callback raises (the caller's records could not be read: the event store) is not the
+  provider's doing: it goes through unchanged, neither counted by the breaker as a failure nor retried. The
+  callback is asked only after the provider answered a look-up in that attempt, so pybreaker counts the attempt
+  as what the provider did: an answer (an excluded exception is a success for pybreaker).
 - The budget: `call_budget(seconds)` (a context variable) bounds the total time of one logical call with its
   retries, e.g. by the client's RPC deadline; the first attempt is always made.
 
@@ -23,14 +27,16 @@ import contextlib
 import contextvars
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import pybreaker
 
 from payments_shared.providers.port import (
+    Claims,
+    ClaimsOn,
     CustomerRequest,
     Outcome,
     PaymentRef,
@@ -85,6 +91,25 @@ class _RetryableFailure(Exception):
         self.result = result
 
 
+class _CallersFailure(Exception):
+    """Carries what the caller's `claims` callback raised through the breaker (excluded: not the provider's
+    failure) to `ResilientProvider`, which raises it again as it was."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _callers_own(claims: ClaimsOn) -> ClaimsOn:
+    async def asked(references: Sequence[str]) -> Claims:
+        try:
+            return await claims(references)
+        except Exception as error:  # any of them is the caller's: raised again unchanged by `pay`
+            raise _CallersFailure(error) from error
+
+    return asked
+
+
 class _StateLogger(pybreaker.CircuitBreakerListener):
     def state_change(
         self,
@@ -114,7 +139,8 @@ class ProviderBreaker:
             throw_new_error_on_trip=False,  # the call that trips it keeps its own answer
             # A call cancelled by its caller (a worker stopping) says nothing of the provider. pybreaker counts an
             # excluded exception as a success: the lesser error (a reset count) against a false open on every stop.
-            exclude=[asyncio.CancelledError],
+            # What the caller's `claims` raised is the caller's: asked only after the provider answered a look-up.
+            exclude=[asyncio.CancelledError, _CallersFailure],
         )
         self._trial_running = False
 
@@ -197,7 +223,13 @@ class ResilientProvider:
     # --- PaymentProvider ------------------------------------------------------------------------------------
 
     async def pay(self, request: PaymentRequest) -> ProviderResult:
-        return await self._run("pay", lambda: self.wrapped.pay(request))
+        if request.claims is None:
+            return await self._run("pay", lambda: self.wrapped.pay(request))
+        asking = replace(request, claims=_callers_own(request.claims))
+        try:
+            return await self._run("pay", lambda: self.wrapped.pay(asking))
+        except _CallersFailure as failure:  # the caller's records could not be read: its error, not the provider's
+            raise failure.error from failure.error.__cause__
 
     async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
         return await self._run("capture", lambda: self.wrapped.capture(payment, amount, idempotency_key))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 import stripe
@@ -131,6 +131,11 @@ class StripeProvider:
 
     async def pay(self, request: PaymentRequest) -> ProviderResult:
         return await self._guard(lambda created: self._pay(request))
+
+    def asks_claims(self, earlier_attempt_at: datetime, within_s: float) -> bool:
+        """Whether a payment re-drive made within `within_s` seconds may look for its earlier attempt's intent (and
+        ask `claims` of what it finds): when Stripe may have forgotten the key by then (`AsksClaims`)."""
+        return stripe_redrive.key_may_be_forgotten(earlier_attempt_at, _utc_now() + timedelta(seconds=within_s))
 
     async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:
