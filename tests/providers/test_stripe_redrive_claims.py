@@ -13,18 +13,21 @@ attempt and matches what it sends; the same order paid under another key is the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pybreaker
 import pytest
+from payments_ops.resolve import resolve
 from payments_shared import ids
 from payments_shared.eventstore.port import NO_STREAM, EventStoreUnavailable, NewEvent, RecordedEvent
 from payments_shared.eventstore.sqlite import SqliteEventStore
 from payments_shared.providers import stripe as stripe_adapter
 from payments_shared.providers.resilience import ResilientProvider
 from payments_shared.providers.stripe import StripeProvider
+from payments_transactions.domain.decisions import DomainError
+from payments_transactions.domain.resolution import Choice, Resolution
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
 
@@ -33,6 +36,7 @@ from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
 
 FILLER_EVENTS = 300  # a store with some history: its whole read takes longer than a Stripe attempt may
 SLOW_READ_PER_EVENT_S = 2 * TIMEOUT_S / FILLER_EVENTS
+REDRIVE_STARTED = "PaymentRedriveStarted"  # as stored
 
 
 class WatchedStore(SqliteEventStore):
@@ -46,9 +50,16 @@ class WatchedStore(SqliteEventStore):
         self.down_once_listed = False
         self.per_event_s = 0.0
         self.reads = 0
+        self.before_redrive_starts: Callable[[], Awaitable[object]] | None = None  # run once, then cleared
 
     def listed(self) -> bool:
         return any(r.method == "GET" and r.path == "/v1/payment_intents" for r in self.wire.requests)
+
+    async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
+        if self.before_redrive_starts is not None and any(e.type == REDRIVE_STARTED for e in events):
+            run, self.before_redrive_starts = self.before_redrive_starts, None
+            await run()
+        return await super().append(stream, events, expected_version)
 
     async def read_all(self, from_position: int = 0) -> AsyncIterator[RecordedEvent]:
         self.reads += 1
@@ -131,7 +142,8 @@ async def test_a_store_that_cannot_be_read_when_a_redrive_looks_up_claims_is_a_5
     assert intents_listed(wire) == 1  # Stripe answered: it is not down
     breaker = stripe_breaker(worker)
     assert (breaker.current_state, breaker.fail_counter) == (pybreaker.STATE_CLOSED, 0)  # old code: 1 failure counted
-    assert len(await events_of(worker, a_id)) == events_before  # nothing recorded for a store error
+    appended = [e["type"] for e in (await events_of(worker, a_id))[events_before:]]
+    assert appended == [REDRIVE_STARTED]  # no failure, no outcome recorded for a store error
 
     store.down_once_listed = False  # the store is back: the next retry carries on
     paid = await charge(worker, "order-1")
@@ -194,3 +206,71 @@ async def test_a_payment_and_a_redrive_within_the_key_retention_read_nothing_of_
     assert other["status"] == 201, other
 
     assert store.reads == 0  # no catch-up of the index on the charge path
+
+
+# ---- an operator's decision while a re-drive of the same payment is running ---------------------------------------
+
+
+def resolving(wire: StripeWireServer) -> Callable[[str], StripeProvider]:
+    """What `payments-ops resolve` reads the adopted intent with: its own adapter (it closes it when done)."""
+    return lambda provider: StripeProvider(API_KEY, api_base=wire.base_url, timeout_s=TIMEOUT_S)
+
+
+async def two_unresolved_payments_and_b_resolved(
+    wire: StripeWireServer, store: WatchedStore, worker: TransactionsWorker, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
+    """A (its first attempt made nothing) and B (Stripe made pi_B, its answer lost) of one order, both left unresolved
+    with [pi_B] by a re-drive a day later; then an operator adopts pi_B for B. A's next re-drive finds pi_B B's and
+    nobody else open with the same order: it creates A's intent (money moves). Returns A's id and pi_B."""
+    wire.fail_next(500, SERVER_ERROR)
+    await charge(worker, "order-4-first")
+    wire.stall_next(TIMEOUT_S * 4)
+    await charge(worker, "order-4-again")
+    a_id, b_id = (ids.derived_id("txn", ids.command_id("ws_a", key)) for key in ("order-4-first", "order-4-again"))
+    [pi_b] = list(wire.payment_intents)
+    next_day(wire, monkeypatch)
+    stripe_breaker(worker).close()  # the two failures opened it; a day later it has long closed again
+    assert await worker.recover(min_age_s=0) == 2  # both unresolved
+    await resolve(store, b_id, Resolution("ana", Choice.ADOPT, pi_b), resolving(wire))
+    return a_id, pi_b
+
+
+async def test_an_operator_deciding_while_a_redrive_that_moves_money_runs_is_refused_and_the_money_is_recorded(
+    wire: StripeWireServer, store: WatchedStore, worker: TransactionsWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_id, pi_b = await two_unresolved_payments_and_b_resolved(wire, store, worker, monkeypatch)
+    listed_before = intents_listed(wire)
+    wire.stall_next(TIMEOUT_S / 2)  # A's re-drive: Stripe's listing answers late
+
+    async def operator_meanwhile() -> str | None:
+        while intents_listed(wire) == listed_before:  # noqa: ASYNC110 - the wire server's handler records it
+            await asyncio.sleep(0.005)
+        try:
+            return await resolve(store, a_id, Resolution("ana", Choice.NOT_MADE), resolving(wire))
+        except DomainError as refused:
+            return refused.code
+
+    driven, decided = await asyncio.gather(worker.recover(min_age_s=0), operator_meanwhile())
+
+    assert driven == 1
+    assert decided == "redrive_under_way"  # old code: A failed as not made, while its re-drive charged pi_new
+    a = await transaction(worker, a_id)
+    pi_new = a["provider_reference"]
+    assert a["status"] == "captured"
+    assert set(wire.payment_intents) == {pi_b, pi_new}  # every intent Stripe holds is one transaction's
+    assert wire.payment_intents[pi_new]["status"] == "succeeded"
+
+
+async def test_an_operator_decision_recorded_just_before_a_redrive_starts_keeps_stripe_from_being_asked(
+    wire: StripeWireServer, store: WatchedStore, worker: TransactionsWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_id, pi_b = await two_unresolved_payments_and_b_resolved(wire, store, worker, monkeypatch)
+    listed_before = intents_listed(wire)
+    store.before_redrive_starts = lambda: resolve(store, a_id, Resolution("ana", Choice.NOT_MADE), resolving(wire))
+
+    assert await worker.recover(min_age_s=0) == 1  # read A before the decision, appended after it
+
+    a = await transaction(worker, a_id)
+    assert (a["status"], a["failure_code"]) == ("failed", "payment_not_made")
+    assert intents_listed(wire) == listed_before  # Stripe not asked: nothing made on a decided payment
+    assert list(wire.payment_intents) == [pi_b]

@@ -7,7 +7,9 @@ as the workers have them) and its state is the payment's outcome. `--not-made` s
 the payment fails (`payment_not_made`), nothing is created (why: payments_transactions.domain.resolution). The
 decision and the outcome are appended together to the transaction's stream, at the version read (decided again on a
 concurrent append). Running it again with the same decision changes nothing; a transaction not awaiting a decision,
-an intent that was not a candidate, or one another transaction recorded is refused (status 1, nothing appended).
+an intent that was not a candidate, or one another transaction recorded is refused (status 1, nothing appended), and
+so is any decision while a re-drive of the payment is under way (`redrive_under_way`: run it again once that
+re-drive has answered).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from payments_shared.eventstore.port import EventStore, WrongExpectedVersion
@@ -104,7 +107,7 @@ async def resolve(
     if resolution.reference is not None:
         owners = await ProviderIndex(store).owners(transaction.provider, [resolution.reference])
         owner = owners.get(resolution.reference)
-    rules.check(transaction, resolution, owner)  # refused before Stripe is asked
+    rules.check(transaction, resolution, owner, datetime.now(UTC))  # refused before Stripe is asked
     if resolution.reference is not None:
         provider: MadePayments = providers(transaction.provider)
         try:
@@ -118,7 +121,7 @@ async def resolve(
         command_id=str(uuid.uuid4()),
     )
     for _ in range(MAX_RACES):
-        events = rules.resolve(transaction, resolution, owner, adopted)
+        events = rules.resolve(transaction, resolution, owner, adopted, datetime.now(UTC))
         if not events:
             return f"{transaction_id}: already resolved so ({_described(resolution)}); nothing appended"
         metadata = event_metadata(command, command.command_id, command.command_id)

@@ -95,17 +95,50 @@ class OperationDriver:
 
         return claims
 
-    async def _prepare_claims(self, provider: PaymentProvider, operation: Operation, first_attempt: bool) -> None:
+    async def _prepare_claims(self, provider: PaymentProvider, operation: Operation, first_attempt: bool) -> bool:
         """Catch the index up before a payment re-drive whose provider may ask `claims` (Stripe: its key may be
         forgotten by the end of the call), outside the provider call: the first read of the whole store then never
         runs inside the provider's per-attempt timeout, and a store that cannot be read fails here, as the store's
         unavailability, before the provider is asked anything. A first attempt, or any other re-drive, reads
-        nothing."""
+        nothing. True when the re-drive may look up (and then adopt or create)."""
         if first_attempt or operation.kind is not OperationKind.PAYMENT:
-            return
+            return False
         asks = getattr(provider, "asks_claims", None)
-        if asks is not None and asks(operation.requested_at, self._timeout_s):
-            await self._index.catch_up()
+        if asks is None or not asks(operation.requested_at, self._timeout_s):
+            return False
+        await self._index.catch_up()
+        return True
+
+    async def _start_redrive(
+        self,
+        transaction_id: str,
+        command_id: str,
+        recorded: list[RecordedEvent],
+        transaction: Transaction,
+        metadata: Callable[[], Mapping[str, Any]],
+    ) -> tuple[list[RecordedEvent], Transaction]:
+        """Record that a re-drive that may adopt or create the payment starts (`PaymentRedriveStarted`), at the
+        version read: an operator's decision appended meanwhile is found here (the operation finished: the provider
+        is not asked), and one read before this is refused while the re-drive is under way (domain.resolution),
+        instead of being recorded while the re-drive moves money that its outcome, appended after, would then drop.
+        Only such re-drives (a day old at least) append it: the charge path is unchanged."""
+        for _ in range(MAX_APPEND_RACES):
+            operation = transaction.operations[command_id]
+            if operation.finished:
+                return recorded, transaction
+            started = decisions.redrive_started(operation)
+            try:
+                appended = await self._streams.append_all(transaction_id, [started], transaction.version, metadata())
+            except WrongExpectedVersion:
+                recorded, reloaded = await self._streams.load(transaction_id)
+                assert reloaded is not None
+                transaction = reloaded
+                continue
+            recorded = [*recorded, *appended]
+            folded = Transaction.from_events(recorded)
+            assert folded is not None
+            return recorded, folded
+        raise RuntimeError(f"transaction {transaction_id}: too many concurrent appends; giving up for a redelivery")
 
     async def drive(
         self,
@@ -129,7 +162,13 @@ class OperationDriver:
         if operation.finished:
             return recorded
         provider = self.provider_for(transaction)
-        await self._prepare_claims(provider, operation, first_attempt)
+        if not first_attempt and await self._prepare_claims(provider, operation, first_attempt):
+            recorded, transaction = await self._start_redrive(
+                transaction_id, command_id, recorded, transaction, metadata
+            )
+            operation = transaction.operations[command_id]
+            if operation.finished:  # an operator decided meanwhile: nothing to ask the provider
+                return recorded
         result = await call_provider(
             provider, transaction, operation, method, self._timeout_s, first_attempt, self._claims_on(transaction)
         )

@@ -219,6 +219,11 @@ def provider_call_failed(operation: Operation, result: ProviderResult) -> Domain
     return DomainEvent(ev.PROVIDER_CALL_FAILED, data)
 
 
+def redrive_started(operation: Operation) -> DomainEvent:
+    """A payment re-drive that may adopt or create the payment at the provider is about to ask it (events.py)."""
+    return DomainEvent(ev.PAYMENT_REDRIVE_STARTED, {"command_id": operation.command_id})
+
+
 def _is_retryable(result: ProviderResult) -> bool:
     return result.outcome in (Outcome.RETRYABLE, Outcome.UNAVAILABLE)
 

@@ -36,6 +36,12 @@ PROVIDER_CALL_FAILED: Final = "ProviderCallFailed"
 # earlier attempt's): who decided what; the payment's outcome is appended with it (domain.resolution).
 PAYMENT_RESOLVED_BY_OPERATOR: Final = "PaymentResolvedByOperator"
 
+# A payment re-drive that may look for what its earlier attempts made, and create it when they made nothing, starts:
+# appended at the version read before the provider is asked. An operator's decision on the payment and that re-drive
+# are so ordered by the stream: a decision appended first keeps the re-drive from asking the provider; one read before
+# the re-drive has recorded its answer is refused (domain.resolution), not recorded over the money the re-drive moved.
+PAYMENT_REDRIVE_STARTED: Final = "PaymentRedriveStarted"
+
 # Learned from provider webhooks (see payments_transactions.provider_events).
 PROVIDER_REFUNDED: Final = "ProviderRefunded"  # a refund made at the provider itself (e.g. its dashboard)
 # A provider's refund report that cannot be told apart from one of our refunds still under way: kept in the

@@ -13,13 +13,18 @@ payment's outcome follows from it, appended with it through the normal outcome d
   it and pays again under a new Idempotency-Key if it still wants to.
 
 Deciding again what was decided is a no-op (no events); anything else on a payment that is not awaiting a decision,
-a candidate that was not among the unresolved ones, or one another transaction recorded is refused.
+a candidate that was not among the unresolved ones, or one another transaction recorded is refused. So is any
+decision while a re-drive of the payment is under way (`PaymentRedriveStarted`, nothing recorded since): once the
+candidates it was left with are decided for the other payments, that re-drive may adopt or create the payment at the
+provider; a decision recorded meanwhile would be the payment's outcome and the re-drive's, money moved included,
+would be dropped. The operator decides once it has answered (its outcome, or unresolved again).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
@@ -73,9 +78,10 @@ def already_decided(transaction: Transaction, resolution: Resolution) -> bool:
     )
 
 
-def check(transaction: Transaction, resolution: Resolution, owner: str | None) -> None:
-    """Refuse a decision on a payment not awaiting one, a candidate it was not left with, or one another transaction
-    recorded (`owner`: the transaction the provider's object belongs to, if any). Before the provider is read."""
+def check(transaction: Transaction, resolution: Resolution, owner: str | None, now: datetime) -> None:
+    """Refuse a decision on a payment not awaiting one (a re-drive of it under way at `now` included), a candidate it
+    was not left with, or one another transaction recorded (`owner`: the transaction the provider's object belongs
+    to, if any). Before the provider is read."""
     if already_decided(transaction, resolution):
         return
     operation = transaction.payment
@@ -85,6 +91,12 @@ def check(transaction: Transaction, resolution: Resolution, owner: str | None) -
         raise DomainError(
             f"An operator already resolved this payment ({chosen}, by {recorded.get('operator')}).",
             code="already_resolved",
+        )
+    if operation.redrive_under_way(now):
+        raise DomainError(
+            "A re-drive of this payment is under way at the provider: it may adopt or make the payment now. Decide"
+            " once it has answered (its outcome, or unresolved again).",
+            code="redrive_under_way",
         )
     found = candidates(operation)
     if not found:
@@ -107,13 +119,17 @@ def check(transaction: Transaction, resolution: Resolution, owner: str | None) -
 
 
 def resolve(
-    transaction: Transaction, resolution: Resolution, owner: str | None, adopted: ProviderResult | None
+    transaction: Transaction,
+    resolution: Resolution,
+    owner: str | None,
+    adopted: ProviderResult | None,
+    now: datetime,
 ) -> list[DomainEvent]:
     """The decision and the payment's outcome it leads to (none when it is recorded already). `adopted`: the
     provider's present answer about the adopted candidate (ADOPT only)."""
     if already_decided(transaction, resolution):
         return []
-    check(transaction, resolution, owner)
+    check(transaction, resolution, owner, now)
     operation = transaction.payment
     decided: dict[str, Any] = {
         "command_id": operation.command_id,

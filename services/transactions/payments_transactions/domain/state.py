@@ -12,6 +12,10 @@ from payments_shared.eventstore.port import RecordedEvent
 
 from payments_transactions.domain import events as ev
 
+# How long a started re-drive (`PaymentRedriveStarted`) that recorded nothing may still be at the provider: far above
+# the driver's bound on one provider call with its retries (34 s with the defaults); past it, its worker has died.
+REDRIVE_LASTS_AT_MOST: Final = timedelta(minutes=15)
+
 
 class Status(StrEnum):
     PENDING = "pending"
@@ -49,10 +53,21 @@ class Operation:
     last_failure: Mapping[str, Any] | None = None
     last_failure_at: datetime | None = None
     resolution: Mapping[str, Any] | None = None  # an operator's decision on an unresolved re-drive (its event's data)
+    redrive_started_at: datetime | None = None  # a re-drive that may look up and create started, recorded nothing yet
 
     @property
     def finished(self) -> bool:
         return self.outcome_version is not None
+
+    def redrive_under_way(self, now: datetime) -> bool:
+        """A re-drive that may adopt or create the payment at the provider started and has recorded nothing since: it
+        may be at the provider now. One started `REDRIVE_LASTS_AT_MOST` ago has died (its worker crashed): every
+        provider call is bounded far below that (the driver's bound: attempts × (timeout + backoff cap) + 1 s)."""
+        started = self.redrive_started_at
+        if self.finished or started is None:
+            return False
+        started = started if started.tzinfo else started.replace(tzinfo=UTC)
+        return now - started < REDRIVE_LASTS_AT_MOST
 
     def unresolved_until(self) -> datetime | None:
         """Until when asking the provider again is useless: its last answer was unresolved (several of its objects
@@ -357,6 +372,11 @@ def _provider_call_failed(transaction: Transaction, event: RecordedEvent) -> Non
     operation.attempt_open = False
     operation.last_failure = event.data
     operation.last_failure_at = event.recorded_at
+    operation.redrive_started_at = None  # the re-drive answered (or died and a later one did)
+
+
+def _payment_redrive_started(transaction: Transaction, event: RecordedEvent) -> None:
+    transaction.operations[event.data["command_id"]].redrive_started_at = event.recorded_at
 
 
 def _payment_resolved(transaction: Transaction, event: RecordedEvent) -> None:
@@ -417,6 +437,7 @@ _APPLY: Mapping[str, Callable[[Transaction, RecordedEvent], None]] = {
     ev.REFUND_REVERSED: _refund_reversed,
     ev.PROVIDER_CALL_FAILED: _provider_call_failed,
     ev.PAYMENT_RESOLVED_BY_OPERATOR: _payment_resolved,
+    ev.PAYMENT_REDRIVE_STARTED: _payment_redrive_started,
     ev.PROVIDER_REFUNDED: _provider_refunded,
     ev.PROVIDER_REFUND_REPORT_NOTED: _refund_report_noted,
     ev.PAYMENT_DISPUTED: _dispute_reported,
