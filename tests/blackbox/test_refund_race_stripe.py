@@ -78,13 +78,9 @@ def test_a_dashboard_refund_reported_while_our_refund_is_open_is_recorded_when_s
     assert unavailable.status_code == 503, unavailable.text
 
     # 500 refunded in the dashboard, and reported while our refund is still open.
-    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
-    dashboard = httpx.post(
-        f"{peer.wire.base_url}/v1/refunds", data={"payment_intent": intent_id, "amount": "500"}, headers=auth
-    )
-    assert dashboard.status_code == 200, dashboard.text
+    [dashboard] = dashboard_refunds(peer, intent_id, 500)
     charge_id = peer.wire.payment_intents[intent_id]["latest_charge"]
-    refunds = {"object": "list", "data": [{"id": dashboard.json()["id"], "amount": 500}]}
+    refunds = {"object": "list", "data": [{"id": dashboard["id"], "amount": 500}]}
     reported = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 500}
     assert client.deliver("charge.refunded", {**reported, "refunds": refunds})["duplicate"] is False
     noted = client.eventually(f"{route}/events", lambda e: len(e["data"]) > 4)
@@ -100,11 +96,25 @@ def test_a_dashboard_refund_reported_while_our_refund_is_open_is_recorded_when_s
     assert [(r["amount"], r["status"]) for r in after["refunds"]] == [(600, "failed"), (500, "succeeded")]
     trail = client.get(f"{route}/events")["data"]
     assert [event["type"] for event in trail][-2:] == ["RefundFailed", "ProviderRefunded"]
-    assert trail[-1]["data"]["provider_reference"] == dashboard.json()["id"]
+    assert trail[-1]["data"]["provider_reference"] == dashboard["id"]
     # What remains refundable here is what remains at Stripe.
     rest = client.call("POST", "refund", {"transaction_id": transaction["id"]})
     assert rest.status_code == 200, rest.text
     assert (rest.json()["status"], rest.json()["amount_refunded"]) == ("refunded", 1000)
+
+
+def dashboard_refunds(peer: Peer, intent_id: str, *amounts: int) -> list[dict[str, Any]]:
+    """Refunds made in Stripe's dashboard (straight at the Stripe peer, not through our API), in this order."""
+    made = []
+    for amount in amounts:
+        dashboard = httpx.post(
+            f"{peer.wire.base_url}/v1/refunds",
+            data={"payment_intent": intent_id, "amount": str(amount)},
+            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+        )
+        assert dashboard.status_code == 200, dashboard.text
+        made.append(dashboard.json())
+    return made
 
 
 def open_refund(client: Client, peer: Peer, amount: int) -> tuple[dict[str, Any], str]:
@@ -153,12 +163,8 @@ def test_a_dashboard_refund_that_stripe_failed_while_our_refund_was_open_is_not_
     intent_id = transaction["provider_reference"]
     route = f"transactions/{transaction['id']}"
 
-    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
-    dashboard = httpx.post(
-        f"{peer.wire.base_url}/v1/refunds", data={"payment_intent": intent_id, "amount": "500"}, headers=auth
-    )
-    assert dashboard.status_code == 200, dashboard.text
-    dashboard_id = dashboard.json()["id"]
+    [dashboard] = dashboard_refunds(peer, intent_id, 500)
+    dashboard_id = dashboard["id"]
     charge_id = peer.wire.payment_intents[intent_id]["latest_charge"]
     refunds = {"object": "list", "data": [{"id": dashboard_id, "amount": 500}]}
     reported = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 500}
@@ -219,14 +225,7 @@ def test_each_of_two_dashboard_refunds_one_total_reports_is_reversed_by_its_own_
     charge_id = peer.wire.payment_intents[intent_id]["latest_charge"]
     route = f"transactions/{transaction['id']}"
 
-    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
-    made = []
-    for amount in (200, 300):
-        dashboard = httpx.post(
-            f"{peer.wire.base_url}/v1/refunds", data={"payment_intent": intent_id, "amount": str(amount)}, headers=auth
-        )
-        assert dashboard.status_code == 200, dashboard.text
-        made.append(dashboard.json())
+    made = dashboard_refunds(peer, intent_id, 200, 300)
     refunds = {"object": "list", "data": made[::-1], "has_more": False, "url": f"/v1/charges/{charge_id}/refunds"}
     reported = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 500}
     if listed:
@@ -269,14 +268,7 @@ def test_two_dashboard_refunds_reported_while_our_refund_is_open_are_each_record
     route = f"transactions/{transaction['id']}"
     charge_id = peer.wire.payment_intents[intent_id]["latest_charge"]
 
-    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
-    made = []
-    for amount in (200, 300):
-        dashboard = httpx.post(
-            f"{peer.wire.base_url}/v1/refunds", data={"payment_intent": intent_id, "amount": str(amount)}, headers=auth
-        )
-        assert dashboard.status_code == 200, dashboard.text
-        made.append(dashboard.json())
+    made = dashboard_refunds(peer, intent_id, 200, 300)
     reported = {"id": charge_id, "object": "charge", "payment_intent": intent_id, "amount_refunded": 500}
     assert client.deliver("charge.refunded", reported)["duplicate"] is False
     noted_reports(client, route, 1)

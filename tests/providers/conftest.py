@@ -1,4 +1,5 @@
-"""localstripe, started once per test session on a free port and flushed before each test that uses it."""
+"""localstripe, started once per test session on a free port and flushed before each test that uses it; the Stripe
+wire-format server, one per test that uses it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from payments_shared.providers.stripe import StripeProvider
 
 from tests.support.localstripe_server import flush, running_localstripe
+from tests.support.stripe_wire_server import WIRE_API_KEY, StripeWireServer
 
 # A dummy test-mode key: localstripe accepts any `sk_…`. Registered as a secret by the adapter like a real one.
 LOCALSTRIPE_KEY = "sk_test_localstripe0123456789"
@@ -31,3 +33,11 @@ async def stripe_provider(localstripe: str) -> AsyncIterator[StripeProvider]:
     provider = StripeProvider(LOCALSTRIPE_KEY, api_base=localstripe, timeout_s=10)
     yield provider
     await provider.close()
+
+
+@pytest.fixture
+async def wire() -> AsyncIterator[StripeWireServer]:
+    server = StripeWireServer(WIRE_API_KEY)
+    await server.start()
+    yield server
+    await server.stop()

@@ -31,8 +31,8 @@ from payments_transactions.domain.resolution import Choice, Resolution
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
 
-from tests.providers.test_stripe_redrive_owner import A_DAY_AND_MORE, API_KEY, TIMEOUT_S, charge, events_of, transaction
-from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
+from tests.support.stripe_redrive_worker import A_DAY_AND_MORE, TIMEOUT_S, charge, events_of, transaction
+from tests.support.stripe_wire_server import SERVER_ERROR, WIRE_API_KEY, StripeWireServer
 
 FILLER_EVENTS = 300  # a store with some history: its whole read takes longer than a Stripe attempt may
 SLOW_READ_PER_EVENT_S = 2 * TIMEOUT_S / FILLER_EVENTS
@@ -72,14 +72,6 @@ class WatchedStore(SqliteEventStore):
 
 
 @pytest.fixture
-async def wire() -> AsyncIterator[StripeWireServer]:
-    server = StripeWireServer(API_KEY)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def store(tmp_path: Path, wire: StripeWireServer) -> AsyncIterator[WatchedStore]:
     opened = WatchedStore(tmp_path / "events.db", wire)
     yield opened
@@ -88,7 +80,7 @@ async def store(tmp_path: Path, wire: StripeWireServer) -> AsyncIterator[Watched
 
 @pytest.fixture
 async def worker(wire: StripeWireServer, store: WatchedStore, tmp_path: Path) -> AsyncIterator[TransactionsWorker]:
-    adapter = StripeProvider(API_KEY, api_base=wire.base_url, timeout_s=TIMEOUT_S)
+    adapter = StripeProvider(WIRE_API_KEY, api_base=wire.base_url, timeout_s=TIMEOUT_S)
     settings = TransactionsSettings(
         data_dir=tmp_path,
         provider_timeout_s=TIMEOUT_S,
@@ -213,7 +205,7 @@ async def test_a_payment_and_a_redrive_within_the_key_retention_read_nothing_of_
 
 def resolving(wire: StripeWireServer) -> Callable[[str], StripeProvider]:
     """What `payments-ops resolve` reads the adopted intent with: its own adapter (it closes it when done)."""
-    return lambda provider: StripeProvider(API_KEY, api_base=wire.base_url, timeout_s=TIMEOUT_S)
+    return lambda provider: StripeProvider(WIRE_API_KEY, api_base=wire.base_url, timeout_s=TIMEOUT_S)
 
 
 async def two_unresolved_payments_and_b_resolved(

@@ -10,39 +10,25 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from payments_shared import ids
-from payments_shared.broker.port import Message
 from payments_shared.eventstore.port import EventStore
 from payments_shared.eventstore.sqlite import SqliteEventStore
-from payments_shared.messages import Command
 from payments_shared.providers import stripe as stripe_adapter
 from payments_shared.providers.stripe import StripeProvider
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
 
-from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
+from tests.support.stripe_redrive_worker import A_DAY_AND_MORE, TIMEOUT_S, charge, events_of, transaction
+from tests.support.stripe_wire_server import SERVER_ERROR, WIRE_API_KEY, StripeWireServer
 
-API_KEY = "sk_test_51RedriveOwner0123456789abcdef"
-TIMEOUT_S = 0.5
-A_DAY_AND_MORE = timedelta(hours=25)
+API_KEY = WIRE_API_KEY
 PAYMENTS_OPS = str(Path(sys.executable).parent / "payments-ops")
-FULL_METADATA = {f"field{number}": f"value{number}" for number in range(50)}  # no room for the tag
-ORDER = {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "metadata": FULL_METADATA}
-
-
-@pytest.fixture
-async def wire() -> AsyncIterator[StripeWireServer]:
-    server = StripeWireServer(API_KEY)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
@@ -71,37 +57,6 @@ def next_day(wire: StripeWireServer, monkeypatch: pytest.MonkeyPatch) -> Iterato
         monkeypatch.setattr(stripe_adapter, "_utc_now", lambda: datetime.now(UTC) + A_DAY_AND_MORE)
 
     yield move
-
-
-async def charge(worker: TransactionsWorker, key: str) -> dict[str, Any]:
-    command_id = ids.command_id("ws_a", key)
-    body = {**ORDER, "provider": "stripe"}
-    command = Command(
-        type="charge",
-        workspace="ws_a",
-        actor="user_1",
-        command_id=command_id,
-        payload={**body, "transaction_id": ids.derived_id("txn", command_id)},
-        idempotency_key=key,
-        fingerprint=ids.fingerprint("POST /api/v1/payments/charge", body),
-    )
-    message = Message(body=command.model_dump(), message_id=str(uuid.uuid4()), correlation_id="req-1")
-    reply: dict[str, Any] = dict(await worker.handle(message))
-    return reply
-
-
-async def transaction(worker: TransactionsWorker, transaction_id: str) -> dict[str, Any]:
-    command = Command(
-        type="get_transaction",
-        workspace="ws_a",
-        actor="user_1",
-        command_id=str(uuid.uuid4()),
-        payload={"transaction_id": transaction_id},
-    )
-    reply = await worker.handle(Message(body=command.model_dump(), message_id=str(uuid.uuid4())))
-    assert reply["status"] == 200, reply
-    body: dict[str, Any] = reply["body"]
-    return body
 
 
 async def test_a_redrive_whose_first_attempt_made_nothing_does_not_adopt_the_intent_another_transaction_recorded(
@@ -143,20 +98,6 @@ async def test_a_redrive_adopts_its_own_lost_intent_when_the_other_match_is_anot
     a = await transaction(worker, a_id)
     assert (a["status"], a["provider_reference"]) == ("captured", pi_a)  # not unresolved: pi_b is B's
     assert set(wire.payment_intents) == {pi_a, pi_b}  # nothing new
-
-
-async def events_of(worker: TransactionsWorker, transaction_id: str) -> list[dict[str, Any]]:
-    command = Command(
-        type="get_transaction_events",
-        workspace="ws_a",
-        actor="user_1",
-        command_id=str(uuid.uuid4()),
-        payload={"transaction_id": transaction_id},
-    )
-    reply = await worker.handle(Message(body=command.model_dump(), message_id=str(uuid.uuid4())))
-    assert reply["status"] == 200, reply
-    events: list[dict[str, Any]] = reply["body"]["data"]
-    return events
 
 
 async def test_two_open_payments_of_the_same_order_redriven_together_adopt_nothing_and_wait_for_an_operator(

@@ -21,19 +21,11 @@ from payments_shared.providers.stripe import StripeProvider
 from payments_transactions.domain import decisions
 
 from tests.support.localstripe_server import free_port
-from tests.support.stripe_wire_server import RATE_LIMITED, SERVER_ERROR, StripeWireServer
+from tests.support.stripe_wire_server import RATE_LIMITED, SERVER_ERROR, WIRE_API_KEY, StripeWireServer
 
-API_KEY = "sk_test_51WireKeyNeverLeaks0123456789abcdef"
+API_KEY = WIRE_API_KEY
 WRONG_KEY = "sk_test_51SomeoneElsesKey9876543210fedcba"
 TIMEOUT_S = 0.5
-
-
-@pytest.fixture
-async def wire() -> AsyncIterator[StripeWireServer]:
-    server = StripeWireServer(API_KEY)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

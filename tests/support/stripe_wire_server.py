@@ -34,6 +34,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+# The test-mode key the wire server expects in tests/providers (a dummy: never a real key).
+WIRE_API_KEY = "sk_test_51WireKeyNeverLeaks0123456789abcdef"
+
 DECLINES = {"pm_card_chargeDeclinedInsufficientFunds": ("insufficient_funds", "Your card has insufficient funds.")}
 THREE_D_SECURE = "pm_card_authenticationRequired"
 APPROVED = "pm_card_visa"
