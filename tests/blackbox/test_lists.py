@@ -434,6 +434,8 @@ def test_customers_by_email_and_deleted_ones_are_not_listed(billing_client: Bill
     assert page["url"] == f"{API}/customers"
     by_email = list_page(http, token, "customers", email="jenny@example.com").json()["data"]
     assert [c["id"] for c in by_email] == [jenny["id"]]
+    # Exact, case included, as Stripe's "case-sensitive filter on the customer's email field".
+    assert list_page(http, token, "customers", email="Jenny@example.com").json()["data"] == []
     assert list_page(http, token, "customers", limit=1).json()["has_more"] is True
 
 

@@ -284,7 +284,7 @@ def _filters(projection: str, query: ListQuery) -> tuple[list[str], list[Any]]:
             conditions.append(f"{column} = ?")
             values.append(value)
     if query.email is not None:
-        conditions.append("email = ? COLLATE NOCASE")
+        conditions.append("email = ?")  # exact, case included, as Stripe's filter
         values.append(query.email)
     if query.created_gte_us is not None:
         conditions.append("created_us >= ?")
