@@ -3,7 +3,8 @@ dashes. Used by the gateway's guard (refuse) and by the log formatter (mask).
 
 A run of digit groups is split at its separators; any consecutive groups holding 13–19 digits in all that
 pass the Luhn check count as a card number ("4242 4242 4242 4242 12/28" is caught, a bare 20-digit order
-number is not).
+number is not). Digits inside a UUID (8-4-4-4-12 hex digits, as clients put order ids in metadata) are not a card
+number: about 1 random UUID in 350 holds a Luhn-valid run of 13–19 digits, and no card is written that way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 
 _GROUPED_RUN = re.compile(r"(?<![\d])\d+(?:[ -]\d+)*(?![\d])")
 _GROUP = re.compile(r"\d+")
+_HEX = "[0-9A-Fa-f]"
+_UUID = re.compile(rf"(?<![0-9A-Za-z-]){_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![0-9A-Za-z-])")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -29,12 +32,17 @@ def luhn_valid(digits: str) -> bool:
 def card_spans(text: str) -> list[tuple[int, int]]:
     """Character spans (start, end) of the card numbers in `text`, in order, not overlapping."""
     spans: list[tuple[int, int]] = []
+    uuids = [match.span() for match in _UUID.finditer(text)] if "-" in text else []
     for run in _GROUPED_RUN.finditer(text):
-        if sum(c.isdigit() for c in run.group()) < 13:
+        if sum(c.isdigit() for c in run.group()) < 13 or _inside(run.span(), uuids):
             continue
         groups = [(m.start() + run.start(), m.end() + run.start()) for m in _GROUP.finditer(run.group())]
         spans.extend(_card_groups(text, groups))
     return spans
+
+
+def _inside(span: tuple[int, int], outer: list[tuple[int, int]]) -> bool:
+    return any(start <= span[0] and span[1] <= end for start, end in outer)
 
 
 def _card_groups(text: str, groups: list[tuple[int, int]]) -> list[tuple[int, int]]:

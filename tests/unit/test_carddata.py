@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 from payments_shared.carddata import contains_card_number, luhn_valid, mask_card_numbers
 
@@ -54,3 +56,25 @@ def test_our_ids_never_look_like_card_numbers() -> None:
     for number in range(2000):
         derived = ids.derived_id("txn", ids.command_id("ws", f"key-{number}"))
         assert not any(character.isdigit() for character in derived + ids.new_id("cus"))
+
+
+def test_uuids_clients_send_are_never_taken_for_card_numbers() -> None:
+    # About 1 random UUID in 350 holds a Luhn-valid run of 13-19 digits (these three do): clients put UUIDs in
+    # metadata and descriptions, and the guard refused them.
+    for text in ("ab43297d-7003-4703-9070-6ec5c492b911", "892c8b51-4f3b-46d6-9ba4-740213207134"):
+        assert not contains_card_number(text)
+        assert not contains_card_number(f"order {text.upper()}, shipped")
+    assert [str(u) for u in (uuid.uuid4() for _ in range(20_000)) if contains_card_number(str(u))] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order ab43297d-7003-4703-9070-6ec5c492b911 card 4242 4242 4242 4242",
+        "4242424242424242-7003-4703-9070-6ec5c492b911",  # not a UUID: its first group is 16 digits
+        "ab43297d-7003-4703-9070-6ec5c492b911-4242424242424242",  # a UUID does not end with a dash
+    ],
+)
+def test_a_card_number_beside_a_uuid_is_still_found(text: str) -> None:
+    assert contains_card_number(text)
+    assert "4242424242424242" not in mask_card_numbers(text).replace(" ", "").replace("-", "")
