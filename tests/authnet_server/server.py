@@ -7,6 +7,7 @@ wrong credentials E00007. Answers start with the UTF-8 BOM, as Authorize.net's d
 Control, as plain methods: `fail_next(mode)` with mode "timeout" (record the request, then stall without
 answering), "drop" (record it, then close the connection without a word), "500" (record it, answer HTTP 500) or
 "refuse500" (answer 500 without acting); `decline_next(reason)`; `settle()`; `lag_reports(times)`;
+`others_paid_since(count)` (other payments, newer than all so far: a page of the unsettled list fills up);
 `advance_clock(seconds)` (the server's clock moves on, e.g. past midnight UTC).
 """
 
@@ -85,6 +86,10 @@ class AuthnetTestServer:
         """The next `times` unsettled lists miss the last minute's transactions, as a lagging report would."""
         with self.state.lock:
             self.state.lagging_lists += times
+
+    def others_paid_since(self, count: int) -> None:
+        """`count` other payments made after every transaction so far (a busy merchant's): newer in the lists."""
+        self.state.add_other_payments(count)
 
     def advance_clock(self, seconds: float) -> None:
         with self.state.lock:

@@ -163,6 +163,19 @@ class AuthnetState:
                 if transaction.status != "authorizedPendingCapture":
                     transaction.batch_id = batch_id
 
+    def add_other_payments(self, count: int) -> None:
+        """`count` approved charges of other invoices, each submitted after every transaction so far."""
+        with self.lock:
+            latest = max((t.submitted for t in self.transactions.values()), default=self.now())
+            for index in range(count):
+                other = self._record(
+                    "authCaptureTransaction", "capturedPendingSettlement", 1, 1, Decimal("1.00"), None, "4242", "x"
+                )
+                other.invoice_number = f"other-{other.trans_id}"
+                other.payment_key = f"card:other-{other.trans_id}"
+                other.settle_amount = other.amount
+                other.submitted = latest + 1 + index / 1000
+
     def now(self) -> float:
         return time.time() + self.clock_offset_s
 

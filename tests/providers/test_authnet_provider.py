@@ -680,3 +680,18 @@ async def test_subscriptions_arb_cannot_take_are_invalid_params(authnet, authnet
     result = await authnet.create_subscription(request_)
     assert result.outcome is Outcome.PERMANENT and result.details["invalid_param"] == param
     assert authnet_server.state.requests == []
+
+
+async def test_a_payment_behind_a_full_page_of_newer_unsettled_ones_is_found_not_failed(authnet, authnet_server):
+    """getUnsettledTransactionList serves at most 1000 a page, the newest first: a busy merchant's later payments
+    push the earlier attempt's charge onto the second page. It is read there, never taken for a payment not made."""
+    charged = await authnet.pay(payment("cmd-paged", "tok-paged"))  # its answer is lost with the worker
+    authnet_server.others_paid_since(messages.LIST_PAGE)
+    second = fresh_adapter(authnet_server)
+    authnet_server.state.requests.clear()
+
+    again = await second.pay(dataclasses.replace(payment("cmd-paged", ""), earlier_attempt_at=minutes_ago(25)))
+
+    assert again.outcome is Outcome.APPROVED and again.reference == charged.reference and again.amount == 1099
+    assert "createTransactionRequest" not in authnet_server.state.requests
+    await second.close()

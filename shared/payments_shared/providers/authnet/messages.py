@@ -128,11 +128,11 @@ def refund_transaction(
     return _transaction(credentials, reference, transaction)
 
 
-def unsettled_transactions(credentials: Credentials) -> bytes:
-    """The newest unsettled transactions first, one full page."""
+def unsettled_transactions(credentials: Credentials, page: int = 1) -> bytes:
+    """One page (from 1) of the unsettled transactions, the newest first."""
     request = _envelope(anet.getUnsettledTransactionListRequest(), credentials, None)
     request.sorting = anet.TransactionListSorting(orderBy="submitTimeUTC", orderDescending=True)
-    request.paging = anet.Paging(limit=LIST_PAGE, offset=1)
+    request.paging = anet.Paging(limit=LIST_PAGE, offset=page)
     return serialise(request)
 
 

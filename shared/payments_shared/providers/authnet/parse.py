@@ -80,6 +80,7 @@ class TransactionSummary:
     invoice_number: str | None
     account_number: str | None
     settle_amount: Decimal | None
+    submitted: datetime | None = None  # submitTimeUTC
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ def transaction_list(response: ApiResponse) -> list[TransactionSummary]:
                 invoice_number=_text(node, "invoiceNumber"),
                 account_number=_text(node, "accountNumber"),
                 settle_amount=_decimal(_text(node, "settleAmount")),
+                submitted=_utc_timestamp(_text(node, "submitTimeUTC")),
             )
         )
     return summaries

@@ -53,6 +53,7 @@ from payments_shared.providers.authnet.parse import (
     SubscriptionSummary,
     TransactionDetails,
     TransactionResponse,
+    TransactionSummary,
     account_currencies,
     customer_profile,
     customer_profile_id,
@@ -88,7 +89,7 @@ _METHOD_FORMS = "Accept.js opaque data or a customer payment profile '<customerP
 # that Authorize.net does not list this long after it was first sent was never made, and can no longer be.
 NEVER_MADE_AFTER = timedelta(minutes=20)
 _SETTLED_LOOKBACK = timedelta(days=31)  # the widest range getSettledBatchList serves
-_SETTLEMENT_CLOCK_MARGIN = timedelta(hours=1)  # our clock against Authorize.net's
+_SETTLEMENT_CLOCK_MARGIN = timedelta(hours=1)  # our clock against Authorize.net's (submission and settlement times)
 _BATCH_PAGES = 50  # a batch's transactions are read at most this many pages (of 1000) deep
 
 PaymentSource = dict[str, tuple[str, str]]  # {"opaque": (descriptor, value)} or {"profile": (customer, payment)}
@@ -605,12 +606,20 @@ class AuthorizeNetProvider:
 
     async def _find_by_invoice(self, reference: str, currency: str, since: datetime) -> ProviderResult | None:
         """The transaction whose invoice number is `reference`, judged from its details; None if there is none.
-        It is looked for among the unsettled transactions, then in the batches settled since `since` (when the
-        first attempt may have been sent), the latest first."""
-        listing = await self._lookup_call(messages.unsettled_transactions(self._credentials))
-        found = await self._judge_listed(reference, currency, listing)
-        if found is not None:
-            return found
+        It is looked for among the unsettled transactions (page after page, the newest first, down to those
+        submitted before `since`, when the first attempt may have been sent), then in the batches settled since
+        `since`, the latest first."""
+        oldest = since - _SETTLEMENT_CLOCK_MARGIN
+        page = 1
+        while True:
+            listing = await self._lookup_call(messages.unsettled_transactions(self._credentials, page))
+            found = await self._judge_listed(reference, currency, listing)
+            if found is not None:
+                return found
+            listed = transaction_list(listing)
+            if len(listed) < messages.LIST_PAGE or any(_submitted_before(summary, oldest) for summary in listed):
+                break
+            page += 1
         for batch_id in await self._batches_settled_since(since):
             for page in range(1, _BATCH_PAGES + 1):
                 listing = await self._lookup_call(messages.batch_transactions(self._credentials, batch_id, page))
@@ -747,6 +756,10 @@ def _unsendable(source: PaymentSource) -> bool:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _submitted_before(summary: TransactionSummary, moment: datetime) -> bool:
+    return summary.submitted is not None and summary.submitted < moment
 
 
 def _unlisted(since: datetime, final: ProviderResult) -> ProviderResult:
