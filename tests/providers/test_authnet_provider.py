@@ -363,15 +363,19 @@ async def test_a_payment_redriven_without_its_token_is_looked_up_not_sent(authne
     await second.close()
 
 
-async def test_a_payment_without_its_token_never_made_fails_once_it_cannot_have_been(authnet, authnet_server):
-    """Not listed yet may be the reports' lag; not listed once the token has expired means never made."""
+async def test_a_payment_without_its_token_never_listed_is_left_to_an_operator(authnet, authnet_server):
+    """Not listed yet is the reports' usual lag: looked up again shortly. Not listed once the token has expired most
+    likely means never made, but Authorize.net bounds no lag: it is left unresolved (its invoice number the one
+    candidate an operator looks for), never failed by the adapter."""
     unsent = payment("cmd-never-sent", "")
 
     young = await authnet.pay(dataclasses.replace(unsent, earlier_attempt_at=minutes_ago(1)))
     expired = await authnet.pay(dataclasses.replace(unsent, earlier_attempt_at=datetime.now(UTC) - NEVER_MADE_AFTER))
 
-    assert young.outcome is Outcome.RETRYABLE
-    assert expired.outcome is Outcome.PERMANENT and "not charged" in (expired.message or "")
+    assert young.outcome is Outcome.RETRYABLE and not young.unresolved
+    assert expired.outcome is Outcome.RETRYABLE and expired.unresolved
+    assert expired.details["unresolved"] == [reference_for("cmd-never-sent")]
+    assert "operator" in (expired.message or "") and "20 minutes" in (expired.message or "")
     assert "createTransactionRequest" not in authnet_server.state.requests
 
 
@@ -694,4 +698,39 @@ async def test_a_payment_behind_a_full_page_of_newer_unsettled_ones_is_found_not
 
     assert again.outcome is Outcome.APPROVED and again.reference == charged.reference and again.amount == 1099
     assert "createTransactionRequest" not in authnet_server.state.requests
+    await second.close()
+
+
+async def test_a_charge_the_reports_show_only_after_the_bound_is_left_pending_never_failed(authnet, authnet_server):
+    """Authorize.net documents no bound on how late its reports list a transaction. A token-less re-drive past 20
+    minutes that does not find the charge yet leaves the payment pending (an operator checks, the look-up goes on),
+    never fails it as not made: when the reports catch up, the charge is found."""
+    charged = await authnet.pay(payment("cmd-late-report", "tok-late-report"))  # its answer is lost with the worker
+    second = fresh_adapter(authnet_server)
+    redrive = dataclasses.replace(payment("cmd-late-report", ""), earlier_attempt_at=minutes_ago(25))
+    authnet_server.lag_reports(1)
+
+    lagging = await second.pay(redrive)
+    caught_up = await second.pay(redrive)
+
+    assert lagging.unresolved, lagging  # not PERMANENT: the customer was charged
+    assert "operator" in (lagging.message or "")
+    assert caught_up.outcome is Outcome.APPROVED and caught_up.reference == charged.reference
+    await second.close()
+
+
+async def test_a_spent_token_unlisted_past_the_bound_is_left_pending_never_failed(authnet, authnet_server):
+    """The same with the token still in hand: the resend is E00114 (spent), the look-ups miss the charge."""
+    authnet_server.fail_next("drop")
+    authnet_server.lag_reports(3)
+    await authnet.pay(payment("cmd-spent-late", "tok-spent-late"))  # charged; the answer lost
+    second = fresh_adapter(authnet_server)
+    authnet_server.lag_reports(10)  # every look-up of the re-drive misses the charge
+
+    again = await second.pay(
+        dataclasses.replace(payment("cmd-spent-late", "tok-spent-late"), earlier_attempt_at=minutes_ago(25))
+    )
+
+    assert again.unresolved, again  # not PERMANENT (E00114 taken for a refusal): the customer was charged
+    assert len(authnet_server.state.payments_with_invoice(reference_for("cmd-spent-late"))) == 1
     await second.close()

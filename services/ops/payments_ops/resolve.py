@@ -1,6 +1,7 @@
 """`payments-ops resolve TRANSACTION_ID (--intent pi_… | --not-made) --operator NAME [--note TEXT]`: record an
 operator's decision on a payment whose Stripe re-drive was left unresolved (several PaymentIntents may be its
-earlier attempt's: `ProviderCallFailed` with `unresolved` in its events, the transaction `pending`).
+earlier attempt's: `ProviderCallFailed` with `unresolved` in its events, the transaction `pending`), or an
+Authorize.net payment its re-drive could not find (the candidate is its invoice number: `--not-made` only).
 
 `--intent` adopts one of those candidates: the PaymentIntent is read from Stripe (STRIPE_API_KEY, STRIPE_API_BASE
 as the workers have them) and its state is the payment's outcome. `--not-made` says none of them is this payment's:
@@ -84,7 +85,10 @@ async def resolve_from_settings(transaction_id: str, resolution: Resolution) -> 
 
 def _stripe(provider: str) -> MadePayments:
     if provider != "stripe":
-        raise DomainError(f"Only Stripe re-drives are left unresolved; this payment's provider is {provider}.")
+        raise DomainError(
+            f"Only a Stripe candidate can be adopted; this payment's provider is {provider} (--not-made, or let the "
+            "re-drive find it)."
+        )
     return StripeProvider.from_settings(load(ProviderSettings))
 
 

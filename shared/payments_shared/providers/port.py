@@ -9,7 +9,8 @@ parameter (e.g. an unknown `payment_method`): the client gets 400 `invalid_reque
 One whose `details` hold `{"conflict": "<code>"}` refuses it in the payment's present state (409 `conflict`).
 An APPROVED refund whose `details` hold `{"pending": True}` is accepted but not yet done (the provider tells later).
 A RETRYABLE result whose `details` hold `{"unresolved": [ids…]}` is no provider failure: the provider answered, but
-several of its objects may be an earlier attempt's, so nothing was created; the operation stays open for an
+several of its objects may be an earlier attempt's, so nothing was created (or, Authorize.net, an earlier attempt
+that may have been made is not listed long after: the ids are what to look for); the operation stays open for an
 operator, and trying again at once would answer the same (not retried, not counted by the circuit breaker).
 A payment re-drive that looks for what its earlier attempt made by what it sent asks `PaymentRequest.claims` what the
 caller's records say of the objects it found (`Claims`): one another payment recorded is never adopted, and none is

@@ -85,9 +85,12 @@ _DUPLICATE_RECORD_ID = re.compile(r"ID (\d+)")
 _CAPTURED_STATUSES = frozenset({"capturedPendingSettlement", "settledSuccessfully", "pendingFinalSettlement"})
 _REVIEW_STATUSES = frozenset({"FDSPendingReview", "FDSAuthorizedPendingReview", "underReview"})
 _METHOD_FORMS = "Accept.js opaque data or a customer payment profile '<customerProfileId>/<paymentProfileId>'"
-# An Accept.js token lives 15 minutes and the reports lag behind the transactions by about a minute: a payment
-# that Authorize.net does not list this long after it was first sent was never made, and can no longer be.
+# An Accept.js token lives 15 minutes and the reports usually lag behind the transactions by about a minute: a payment
+# that Authorize.net does not list this long after it was first sent was most likely never made. Authorize.net
+# documents no bound on its reports' lag, so it is never failed on that guess: it is left unresolved for an operator
+# (`payments-ops resolve --not-made`), and looked up again every `_UNLISTED_RETRY_S` until then.
 NEVER_MADE_AFTER = timedelta(minutes=20)
+_UNLISTED_RETRY_S = 300.0
 _SETTLED_LOOKBACK = timedelta(days=31)  # the widest range getSettledBatchList serves
 _SETTLEMENT_CLOCK_MARGIN = timedelta(hours=1)  # our clock against Authorize.net's (submission and settlement times)
 _BATCH_PAGES = 50  # a batch's transactions are read at most this many pages (of 1000) deep
@@ -500,7 +503,7 @@ class AuthorizeNetProvider:
             if found is not None:
                 return found
             if earlier is not None:  # the token may be spent by an earlier attempt the reports do not show yet
-                return _unlisted(earlier, self._refused(response))
+                return _unlisted(reference, earlier)
         if transaction is None:
             return self._refused(response)
         return transaction_outcome(response, transaction)
@@ -513,14 +516,7 @@ class AuthorizeNetProvider:
             return failure.result
         if found is not None:
             return found
-        never_made = ProviderResult(
-            Outcome.PERMANENT,
-            message=(
-                "Authorize.net has no record of this payment and its Accept.js token can no longer be sent: "
-                "the customer was not charged"
-            ),
-        )
-        return _unlisted(since, never_made)
+        return _unlisted(reference, since)
 
     async def _original_of_duplicate(
         self, reference: str, duplicate: TransactionResponse, currency: str
@@ -762,15 +758,30 @@ def _submitted_before(summary: TransactionSummary, moment: datetime) -> bool:
     return summary.submitted is not None and summary.submitted < moment
 
 
-def _unlisted(since: datetime, final: ProviderResult) -> ProviderResult:
-    """A payment that may have been made but is not listed: ask again later, until it cannot have been made."""
-    if _now() - since >= NEVER_MADE_AFTER:
-        return final
+def _unlisted(reference: str, since: datetime) -> ProviderResult:
+    """A payment that may have been made but is not listed (and cannot be sent again: its token is spent or was not
+    kept): looked up again shortly; past `NEVER_MADE_AFTER`, left unresolved for an operator, never failed."""
+    if _now() - since < NEVER_MADE_AFTER:
+        return ProviderResult(
+            Outcome.RETRYABLE,
+            message="Authorize.net does not list this payment yet; it is looked up again shortly",
+            retry_after=30.0,
+        )
     return ProviderResult(
         Outcome.RETRYABLE,
-        message="Authorize.net does not list this payment yet; it is looked up again shortly",
-        retry_after=30.0,
+        message=(
+            f"Authorize.net does not list this payment (invoice number {reference}) {_minutes(NEVER_MADE_AFTER)} "
+            "minutes after it was first sent, and its Accept.js token cannot be sent again: an operator checks the "
+            "Merchant Interface for the invoice number (payments-ops resolve --not-made if it is not there); it is "
+            "looked up again until then"
+        ),
+        retry_after=_UNLISTED_RETRY_S,
+        details={"unresolved": [reference]},
     )
+
+
+def _minutes(span: timedelta) -> int:
+    return int(span.total_seconds() // 60)
 
 
 def _invalid_method(message: str) -> ProviderResult:
