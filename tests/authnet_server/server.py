@@ -7,7 +7,8 @@ wrong credentials E00007. Answers start with the UTF-8 BOM, as Authorize.net's d
 Control, as plain methods: `fail_next(mode)` with mode "timeout" (record the request, then stall without
 answering), "drop" (record it, then close the connection without a word), "500" (record it, answer HTTP 500) or
 "refuse500" (answer 500 without acting); `decline_next(reason)`; `settle()`; `lag_reports(times)`;
-`others_paid_since(count)` (other payments, newer than all so far: a page of the unsettled list fills up);
+`review(trans_id, approve)` (the merchant's decision on a held transaction); `others_paid_since(count)` (other
+payments, newer than all so far: a page of the unsettled list fills up);
 `advance_clock(seconds)` (the server's clock moves on, e.g. past midnight UTC).
 """
 
@@ -86,6 +87,10 @@ class AuthnetTestServer:
         """The next `times` unsettled lists miss the last minute's transactions, as a lagging report would."""
         with self.state.lock:
             self.state.lagging_lists += times
+
+    def review(self, trans_id: str, approve: bool = True) -> None:
+        """The merchant approves (or declines) a transaction held for review."""
+        self.state.review(trans_id, approve)
 
     def others_paid_since(self, count: int) -> None:
         """`count` other payments made after every transaction so far (a busy merchant's): newer in the lists."""

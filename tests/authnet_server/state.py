@@ -176,6 +176,20 @@ class AuthnetState:
                 other.settle_amount = other.amount
                 other.submitted = latest + 1 + index / 1000
 
+    def review(self, trans_id: str, approve: bool) -> None:
+        """The merchant's decision on a held transaction (Merchant Interface, Suspicious Transactions): approved, it
+        goes on as authorized or captured; declined, it is voided. Its original responseCode (4) stays."""
+        with self.lock:
+            held = self.transactions[trans_id]
+            assert held.status in ("FDSPendingReview", "FDSAuthorizedPendingReview"), held.status
+            if not approve:
+                held.status = "voided"
+            elif held.kind == "authOnlyTransaction":
+                held.status = "authorizedPendingCapture"
+            else:
+                held.status = "capturedPendingSettlement"
+                held.settle_amount = held.amount
+
     def now(self) -> float:
         return time.time() + self.clock_offset_s
 

@@ -734,3 +734,22 @@ async def test_a_spent_token_unlisted_past_the_bound_is_left_pending_never_faile
     assert again.unresolved, again  # not PERMANENT (E00114 taken for a refusal): the customer was charged
     assert len(authnet_server.state.payments_with_invoice(reference_for("cmd-spent-late"))) == 1
     await second.close()
+
+
+@pytest.mark.parametrize(("approve", "expected"), [(True, Outcome.APPROVED), (False, Outcome.DECLINED)])
+async def test_a_held_payment_reviewed_before_its_redrive_is_found_as_reviewed(
+    authnet, authnet_server, approve, expected
+):
+    """A payment held for review (responseCode 4) whose answer was lost; the merchant decides before the re-drive
+    (the fraud.approved/declined webhook found no payment of ours then). The re-drive finds the transaction: its
+    status, not its original responseCode, tells what it is now."""
+    held = await authnet.pay(payment("cmd-reviewed", "test-review-reviewed"))
+    assert held.outcome is Outcome.PENDING_REVIEW and held.reference is not None
+    authnet_server.review(held.reference, approve=approve)
+    second = fresh_adapter(authnet_server)
+
+    again = await second.pay(dataclasses.replace(payment("cmd-reviewed", ""), earlier_attempt_at=minutes_ago(1)))
+
+    assert again.outcome is expected, again
+    assert again.reference == held.reference
+    await second.close()

@@ -84,6 +84,7 @@ _PAYMENT_PROFILE_ID = re.compile(r"^\d{1,20}$")
 _DUPLICATE_RECORD_ID = re.compile(r"ID (\d+)")
 _CAPTURED_STATUSES = frozenset({"capturedPendingSettlement", "settledSuccessfully", "pendingFinalSettlement"})
 _REVIEW_STATUSES = frozenset({"FDSPendingReview", "FDSAuthorizedPendingReview", "underReview"})
+_GONE_AHEAD_STATUSES = _CAPTURED_STATUSES | {"authorizedPendingCapture"}
 _METHOD_FORMS = "Accept.js opaque data or a customer payment profile '<customerProfileId>/<paymentProfileId>'"
 # An Accept.js token lives 15 minutes and the reports usually lag behind the transactions by about a minute: a payment
 # that Authorize.net does not list this long after it was first sent was most likely never made. Authorize.net
@@ -792,9 +793,12 @@ def _invalid_method(message: str) -> ProviderResult:
 def _from_details(details: TransactionDetails, currency: str, reference: str | None = None) -> ProviderResult:
     """A verdict rebuilt from getTransactionDetails, as if it were the transaction's own answer."""
     code = details.response_code or ("1" if details.status not in ("declined", "generalError") else "2")
+    reason = (Message(details.reason_code or code, details.reason_text or details.status),)
     if details.status in _REVIEW_STATUSES:
         code = "4"
-    reason = (Message(details.reason_code or code, details.reason_text or details.status),)
+    elif code == "4":  # held, and reviewed since: its responseCode stays 4, its status is the merchant's decision
+        code = "1" if details.status in _GONE_AHEAD_STATUSES else "2"
+        reason = (Message(code, f"Held for review, then {details.status}."),)
     approved_or_held = code in ("1", "4")
     transaction = TransactionResponse(
         response_code=code,
