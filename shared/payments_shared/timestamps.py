@@ -5,6 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+def as_utc(moment: datetime) -> datetime:
+    """`moment` with its offset; a naive one (a store's timestamp read back without it) is taken as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def api_timestamp(moment: datetime) -> str:
     """`2026-11-26T21:30:00.123456Z`. A moment whose offset moves it out of the calendar raises OverflowError."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

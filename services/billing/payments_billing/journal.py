@@ -24,6 +24,7 @@ from typing import Any, Final
 from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, WrongExpectedVersion
 from payments_shared.idempotency import IdempotencyGuard
 from payments_shared.messages import Command
+from payments_shared.timestamps import as_utc
 
 STREAM_PREFIX = "billing-command-"
 ACCEPTED = "BillingCommandAccepted"
@@ -108,7 +109,7 @@ class Journal:
                 del self._unanswered[command_id]
             elif state.released and state.release_reason == REFUSED_BEFORE_REQUESTED:
                 continue
-            elif (now - _aware(state.claimed_at)).total_seconds() >= min_age_s:
+            elif (now - as_utc(state.claimed_at)).total_seconds() >= min_age_s:
                 found.append(command)
         return found
 
@@ -118,9 +119,5 @@ class Journal:
             if event.type == ACCEPTED and event.stream.startswith(STREAM_PREFIX):
                 command_id = event.stream.removeprefix(STREAM_PREFIX)
                 data = event.data
-                opened = OpenCommand(dict(data["command"]), str(data["message_id"]), _aware(event.recorded_at))
+                opened = OpenCommand(dict(data["command"]), str(data["message_id"]), as_utc(event.recorded_at))
                 self._unanswered.setdefault(command_id, opened)  # this process's own copy is the whole command
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

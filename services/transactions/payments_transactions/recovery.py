@@ -18,6 +18,7 @@ from typing import Any, Final
 from payments_shared.eventstore.notes import EventNotes
 from payments_shared.eventstore.port import EventStore, RecordedEvent
 from payments_shared.messages import Command, event_metadata
+from payments_shared.timestamps import as_utc
 
 from payments_transactions.domain import events as ev
 from payments_transactions.domain.state import Operation, Transaction
@@ -56,10 +57,6 @@ def _request_event(recorded: list[RecordedEvent], operation: Operation) -> Recor
     return next(
         event for event in recorded if event.type in REQUEST_TYPES and event.data["command_id"] == operation.command_id
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _failures(recorded: list[RecordedEvent], operation: Operation) -> list[RecordedEvent]:
@@ -139,7 +136,7 @@ class Recovery:
                     continue
                 if self._driver.refuses(transaction):
                     continue  # its breaker is open: try when it half-opens
-                idle_s = (now - _aware(recorded[-1].recorded_at)).total_seconds()
+                idle_s = (now - as_utc(recorded[-1].recorded_at)).total_seconds()
                 for operation in transaction.open_operations():
                     if idle_s >= required_idle_for(min_age_s, _failures(recorded, operation)):
                         due.append((recorded, transaction, operation))

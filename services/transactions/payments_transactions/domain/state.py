@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
 from payments_shared.eventstore.port import RecordedEvent
+from payments_shared.timestamps import as_utc
 
 from payments_transactions.domain import events as ev
 
@@ -66,8 +67,7 @@ class Operation:
         started = self.redrive_started_at
         if self.finished or started is None:
             return False
-        started = started if started.tzinfo else started.replace(tzinfo=UTC)
-        return now - started < REDRIVE_LASTS_AT_MOST
+        return now - as_utc(started) < REDRIVE_LASTS_AT_MOST
 
     def unresolved_until(self) -> datetime | None:
         """Until when asking the provider again is useless: its last answer was unresolved (several of its objects
@@ -75,8 +75,7 @@ class Operation:
         failure = self.last_failure
         if self.finished or not failure or not failure.get("unresolved") or self.last_failure_at is None:
             return None
-        at = self.last_failure_at if self.last_failure_at.tzinfo else self.last_failure_at.replace(tzinfo=UTC)
-        return at + timedelta(seconds=float(failure.get("retry_after") or 0))
+        return as_utc(self.last_failure_at) + timedelta(seconds=float(failure.get("retry_after") or 0))
 
 
 @dataclass
