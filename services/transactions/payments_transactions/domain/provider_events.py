@@ -27,7 +27,7 @@ from payments_shared.timestamps import unix_seconds_iso
 from payments_transactions.domain import events as ev
 from payments_transactions.domain import refund_reports
 from payments_transactions.domain.events import DomainEvent
-from payments_transactions.domain.refund_reports import SETTLED, elsewhere_refund_id
+from payments_transactions.domain.refund_reports import SETTLED
 from payments_transactions.domain.state import REFUND_STATUS, OperationKind, Status, Transaction
 
 
@@ -211,33 +211,17 @@ def _refunded_in_total(
     made = refund_reports.made_elsewhere(
         refund_reports.known_references(transaction), extra, _listed_refunds(event.obj)
     )
-    if len(made) == 1:
-        return _refunded_elsewhere(transaction, event, extra, made[0][0])
-    if transaction.status not in SETTLED or extra > transaction.refundable:
-        return _too_much(transaction, event, f"a refund of {extra}", transaction.refundable)
-    return [
-        DomainEvent(
-            ev.PROVIDER_REFUNDED,
-            {
-                "refund_id": elsewhere_refund_id(event.provider, f"{event.event_id}:{reference}"),
-                "amount": amount,
-                "provider_reference": reference,
-            },
-        )
-        for reference, amount in made
-    ]
+    return _refunded_elsewhere(transaction, event, extra, made)
 
 
 def _refunded_elsewhere(
-    transaction: Transaction, event: ProviderEvent, amount: int, reference: str | None
-) -> DomainEvent | None:
-    """A refund of `amount` made at the provider, not through this system (a dashboard refund)."""
+    transaction: Transaction, event: ProviderEvent, amount: int, made: Sequence[tuple[str | None, int]]
+) -> list[DomainEvent]:
+    """`amount` refunded at the provider, not through this system (dashboard refunds: `made`, each's reference and
+    amount)."""
     if transaction.status not in SETTLED or amount > transaction.refundable:
-        return _too_much(transaction, event, f"a refund of {amount}", transaction.refundable)
-    refund_id = elsewhere_refund_id(event.provider, event.event_id)
-    return DomainEvent(
-        ev.PROVIDER_REFUNDED, {"refund_id": refund_id, "amount": amount, "provider_reference": reference}
-    )
+        return [_too_much(transaction, event, f"a refund of {amount}", transaction.refundable)]
+    return refund_reports.refunded_elsewhere(event.provider, event.event_id, made)
 
 
 def _listed_refunds(charge: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -331,20 +315,21 @@ def _authnet_amount(transaction: Transaction, event: ProviderEvent) -> int:
     return amount if amount > 0 else transaction.amount
 
 
-def _authnet_voided(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+def _authnet_voided(transaction: Transaction, event: ProviderEvent) -> DomainEvent | list[DomainEvent] | None:
     """Authorize.net voids a captured transaction until it settles: the customer is not charged, a refund of it all
     made there (the merchant's interface), as this system's own whole refunds before settlement are voids. While a
     refund of ours is under way the void may be ours: noted, for its outcome to settle."""
     if transaction.status is Status.CAPTURED and _open(transaction, OperationKind.REFUND):
         return refund_reports.noted(transaction, refund_reports.VOID, event.object_id, None)
     if transaction.status is Status.CAPTURED:
-        return _refunded_elsewhere(transaction, event, transaction.refundable, event.object_id)
+        whole = transaction.refundable
+        return _refunded_elsewhere(transaction, event, whole, [(event.object_id, whole)])
     if transaction.status is Status.REFUNDED:
         return None  # our own whole refund, carried out as this void: its outcome recorded it
     return _voided(transaction, event)
 
 
-def _authnet_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+def _authnet_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | list[DomainEvent] | None:
     """A refund's notification names only the refund's transId; its details (re-fetched: `refund`) name the
     original. One we made is recorded already (by its transId); while a refund of ours is under way it may be
     that one: noted, for its outcome to settle (domain.refund_reports); any other is a refund made outside this
@@ -359,7 +344,7 @@ def _authnet_refunded(transaction: Transaction, event: ProviderEvent) -> DomainE
         return discrepancy(transaction, event, "a refund without an amount")
     if _open(transaction, OperationKind.REFUND):
         return refund_reports.noted(transaction, refund_reports.REFUND, event.object_id, amount)
-    return _refunded_elsewhere(transaction, event, amount, event.object_id)
+    return _refunded_elsewhere(transaction, event, amount, [(event.object_id, amount)])
 
 
 def _authnet_approved(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:

@@ -76,6 +76,26 @@ def made_elsewhere(
     return [(str(latest) if latest else None, amount)]
 
 
+def refunded_elsewhere(
+    provider: str, webhook_event_id: str, made: Sequence[tuple[str | None, int]]
+) -> list[DomainEvent]:
+    """One `ProviderRefunded` per refund made at the provider (`made_elsewhere`: provider reference, amount), its id
+    derived from the webhook event that told it (and, when that event told several, from the refund's reference)."""
+    return [
+        DomainEvent(
+            ev.PROVIDER_REFUNDED,
+            {
+                "refund_id": elsewhere_refund_id(
+                    provider, webhook_event_id if len(made) == 1 else f"{webhook_event_id}:{reference}"
+                ),
+                "amount": amount,
+                "provider_reference": reference,
+            },
+        )
+        for reference, amount in made
+    ]
+
+
 def noted(
     transaction: Transaction,
     kind: str,
@@ -233,12 +253,5 @@ class _Elsewhere:
             return
         self._refundable -= amount
         made = made_elsewhere(self._known, amount, report.refunds) if report.refunds else [(report.reference, amount)]
-        for reference, each in made:
-            derived_from = f"{report.webhook_event_id}:{reference}" if len(made) > 1 else report.webhook_event_id
-            data: dict[str, Any] = {
-                "refund_id": elsewhere_refund_id(self._transaction.provider, derived_from),
-                "amount": each,
-                "provider_reference": reference,
-                "noted_report": report.webhook_event_id,
-            }
-            self.events.append(DomainEvent(ev.PROVIDER_REFUNDED, data))
+        for refunded in refunded_elsewhere(self._transaction.provider, report.webhook_event_id, made):
+            self.events.append(DomainEvent(refunded.type, {**refunded.data, "noted_report": report.webhook_event_id}))
