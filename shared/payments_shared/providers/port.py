@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 
 class Outcome(StrEnum):
@@ -48,6 +48,8 @@ class OpaqueData:
     data_value: str
 
 
+UNRESOLVED: Final = "unresolved"  # the `details` key of an unresolved answer's candidates
+
 PaymentMethod = str | OpaqueData  # a provider token (pm_…, a payment profile id) or opaque data
 
 
@@ -66,9 +68,20 @@ class ProviderResult:
     def succeeded(self) -> bool:
         return self.outcome is Outcome.APPROVED
 
+    @classmethod
+    def left_unresolved(cls, candidates: Sequence[str], message: str, retry_after: float) -> ProviderResult:
+        """The provider answered, but any of `candidates` (its ids) may be an earlier attempt's: an operator decides
+        (the module's docstring)."""
+        return cls(Outcome.RETRYABLE, message=message, retry_after=retry_after, details={UNRESOLVED: list(candidates)})
+
     @property
     def unresolved(self) -> bool:
-        return self.outcome is Outcome.RETRYABLE and bool(self.details.get("unresolved"))
+        return self.outcome is Outcome.RETRYABLE and bool(self.details.get(UNRESOLVED))
+
+    @property
+    def candidates(self) -> list[str]:
+        """The ids an unresolved answer leaves an operator to choose between (empty for any other answer)."""
+        return [str(candidate) for candidate in self.details.get(UNRESOLVED) or ()] if self.unresolved else []
 
 
 @dataclass(frozen=True)

@@ -625,7 +625,7 @@ def _unresolved(kind: str, candidates: list[Mapping[str, Any]], key: str) -> Pro
         "Stripe re-drive unresolved: several %ss may be the earlier attempt's; nothing created, the operation"
         " stays open until an operator decides",
         kind,
-        extra={"stripe_candidates": result.details["unresolved"], "command_id": key},
+        extra={"stripe_candidates": result.candidates, "command_id": key},
     )
     return result
 

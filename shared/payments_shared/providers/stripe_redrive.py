@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from payments_shared.providers.port import Outcome, ProviderResult
+from payments_shared.providers.port import ProviderResult
 from payments_shared.providers.stripe_results import object_id
 
 # Metadata key of the idempotency key that created the object. Never shown to clients: a transaction's metadata is
@@ -140,9 +140,5 @@ def unresolved(kind: str, candidates: Sequence[Mapping[str, Any]]) -> ProviderRe
     could record the wrong one. The operation stays open (not retried at once, not a provider failure); asking
     again is worth it only after an operator has acted at Stripe, hence the long `retry_after`."""
     ids = [candidate_id(candidate) for candidate in candidates]
-    return ProviderResult(
-        Outcome.RETRYABLE,
-        message=f"An earlier attempt may have created any of {len(ids)} Stripe {kind}s; an operator must decide.",
-        retry_after=UNRESOLVED_RETRY_AFTER_S,
-        details={"unresolved": ids},
-    )
+    message = f"An earlier attempt may have created any of {len(ids)} Stripe {kind}s; an operator must decide."
+    return ProviderResult.left_unresolved(ids, message, UNRESOLVED_RETRY_AFTER_S)

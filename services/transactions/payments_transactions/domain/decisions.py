@@ -215,7 +215,7 @@ def provider_call_failed(operation: Operation, result: ProviderResult) -> Domain
         "retry_after": result.retry_after,
     }
     if result.unresolved:  # the provider's objects an operator must choose between: in the audit trail
-        data["unresolved"] = list(result.details["unresolved"])
+        data["unresolved"] = result.candidates
     return DomainEvent(ev.PROVIDER_CALL_FAILED, data)
 
 

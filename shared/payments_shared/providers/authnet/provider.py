@@ -768,17 +768,13 @@ def _unlisted(reference: str, since: datetime) -> ProviderResult:
             message="Authorize.net does not list this payment yet; it is looked up again shortly",
             retry_after=30.0,
         )
-    return ProviderResult(
-        Outcome.RETRYABLE,
-        message=(
-            f"Authorize.net does not list this payment (invoice number {reference}) {_minutes(NEVER_MADE_AFTER)} "
-            "minutes after it was first sent, and its Accept.js token cannot be sent again: an operator checks the "
-            "Merchant Interface for the invoice number (payments-ops resolve --not-made if it is not there); it is "
-            "looked up again until then"
-        ),
-        retry_after=_UNLISTED_RETRY_S,
-        details={"unresolved": [reference]},
+    message = (
+        f"Authorize.net does not list this payment (invoice number {reference}) {_minutes(NEVER_MADE_AFTER)} "
+        "minutes after it was first sent, and its Accept.js token cannot be sent again: an operator checks the "
+        "Merchant Interface for the invoice number (payments-ops resolve --not-made if it is not there); it is "
+        "looked up again until then"
     )
+    return ProviderResult.left_unresolved([reference], message, _UNLISTED_RETRY_S)
 
 
 def _minutes(span: timedelta) -> int:
