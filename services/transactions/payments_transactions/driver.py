@@ -95,13 +95,14 @@ class OperationDriver:
 
         return claims
 
-    async def _prepare_claims(self, provider: PaymentProvider, operation: Operation, first_attempt: bool) -> bool:
-        """Catch the index up before a payment re-drive whose provider may ask `claims` (Stripe: its key may be
-        forgotten by the end of the call), outside the provider call: the first read of the whole store then never
-        runs inside the provider's per-attempt timeout, and a store that cannot be read fails here, as the store's
-        unavailability, before the provider is asked anything. A first attempt, or any other re-drive, reads
-        nothing. True when the re-drive may look up (and then adopt or create)."""
-        if first_attempt or operation.kind is not OperationKind.PAYMENT:
+    async def _prepare_claims(self, provider: PaymentProvider, operation: Operation) -> bool:
+        """Before a re-drive (never a first attempt: the caller asks only then): catch the index up when it is a
+        payment whose provider may ask `claims` (Stripe: its key may be forgotten by the end of the call), outside
+        the provider call. The first read of the whole store then never runs inside the provider's per-attempt
+        timeout, and a store that cannot be read fails here, as the store's unavailability, before the provider is
+        asked anything. Any other re-drive reads nothing. True when the re-drive may look up (and then adopt or
+        create)."""
+        if operation.kind is not OperationKind.PAYMENT:
             return False
         asks = getattr(provider, "asks_claims", None)
         if asks is None or not asks(operation.requested_at, self._timeout_s):
@@ -162,7 +163,7 @@ class OperationDriver:
         if operation.finished:
             return recorded
         provider = self.provider_for(transaction)
-        if not first_attempt and await self._prepare_claims(provider, operation, first_attempt):
+        if not first_attempt and await self._prepare_claims(provider, operation):
             recorded, transaction = await self._start_redrive(
                 transaction_id, command_id, recorded, transaction, metadata
             )
