@@ -11,6 +11,7 @@ from payments_shared import faults
 from payments_shared.errors import ApiError
 from payments_shared.eventstore.port import RecordedEvent, WrongExpectedVersion
 from payments_shared.providers.port import (
+    AsksClaims,
     Claims,
     ClaimsOn,
     Outcome,
@@ -104,8 +105,7 @@ class OperationDriver:
         create)."""
         if operation.kind is not OperationKind.PAYMENT:
             return False
-        asks = getattr(provider, "asks_claims", None)
-        if asks is None or not asks(operation.requested_at, self._timeout_s):
+        if not isinstance(provider, AsksClaims) or not provider.asks_claims(operation.requested_at, self._timeout_s):
             return False
         await self._index.catch_up()
         return True

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 
 class Outcome(StrEnum):
@@ -98,6 +98,7 @@ class Claims:
 ClaimsOn = Callable[[Sequence[str]], Awaitable[Claims]]  # the claims on these provider ids
 
 
+@runtime_checkable
 class AsksClaims(Protocol):
     """An adapter whose payment re-drives may ask `PaymentRequest.claims` (optional: others never ask it)."""
 
