@@ -8,7 +8,10 @@ guard over the event store, one stream per command, `idempotency-{command_id}`.
 - `record` stores the response (`IdempotentResponseRecorded`); every later `begin` replays it byte-identically.
 - `release` marks an attempt that ended without a response worth keeping (a 503), so a retry takes over at once.
 
-Nothing here knows about transactions.
+A charge or authorization claims its key differently: by creating its transaction's stream, named from the command
+id (`created_stream`), which is its existence check on the hot path. `begin` therefore also refuses (422) a key
+whose transaction exists, so a key is one operation's across every route, as Stripe's are. That stream's name is
+all this module knows of transactions.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Final
 
 from payments_shared.errors import ApiError, conflict
 from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, RecordedEvent, WrongExpectedVersion
+from payments_shared.ids import derived_id
 
 KEY_CLAIMED: Final = "IdempotencyKeyClaimed"
 RESPONSE_RECORDED: Final = "IdempotentResponseRecorded"
@@ -31,6 +35,11 @@ MAX_RACES: Final = 20
 
 def key_stream(command_id: str) -> str:
     return f"idempotency-{command_id}"
+
+
+def created_stream(command_id: str) -> str:
+    """The stream a charge or authorization with this command id creates (payments_transactions names it so)."""
+    return f"transaction-{derived_id('txn', command_id)}"
 
 
 def may_take_over(
@@ -161,6 +170,8 @@ class IdempotencyGuard:
         claim = {"fingerprint": fingerprint, "route": route, "target": target, "message_id": message_id}
         for _ in range(MAX_RACES):
             state = await self.state(command_id)
+            if state is None and await self._store.read(created_stream(command_id)):
+                raise idempotency_mismatch("This Idempotency-Key was already used for a charge or authorization.")
             if state is not None:
                 if state.fingerprint != fingerprint or state.route != route:
                     raise idempotency_mismatch()

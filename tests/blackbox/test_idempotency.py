@@ -6,8 +6,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from payments_shared import ids
 
 from tests.blackbox.server import API, Api, Server, new_key
+from tests.blackbox.test_customers import Billing, error_of
 
 
 def event_count(api: Api, transaction_id: str) -> int:
@@ -119,3 +121,26 @@ def test_bad_idempotency_keys_are_400(api: Api) -> None:
         response = api.post("charge", {"amount": 1, "currency": "usd", "payment_method": "pm_card_visa"}, key=key)
         assert response.status_code == 400
         assert response.json()["error"]["param"] == "Idempotency-Key"
+
+
+def test_a_charges_key_is_refused_on_every_other_route_and_makes_nothing_there(api: Api) -> None:
+    """A key is one operation's, whatever the route: a charge's key on a customer or subscription used to create one
+    (the sandbox then answered its provider call with the charge's recorded result)."""
+    billing = Billing(api.http, workspace=api.workspace)
+    customer_id = billing.customer()["id"]
+    key = new_key()
+    charged = api.charge(key=key, amount=1000)
+    assert charged.status_code == 201
+    refused = [
+        billing.create_customer(key),
+        billing.subscribe(key, customer_id=customer_id),
+        billing.call("PUT", f"customers/{customer_id}", {"name": "B"}, key),
+        api.post("refund", {"transaction_id": charged.json()["id"]}, key=key),
+    ]
+    for response in refused:
+        assert error_of(response, 422)["type"] == "idempotency_error"
+    command_id = ids.command_id(api.workspace, key)
+    assert billing.call("GET", f"customers/{ids.derived_id('cus', command_id)}").status_code == 404
+    assert billing.call("GET", f"subscriptions/{ids.derived_id('sub', command_id)}").status_code == 404
+    assert billing.call("GET", f"customers/{customer_id}").json()["name"] is None
+    assert api.get(charged.json()["id"]).json()["amount_refunded"] == 0

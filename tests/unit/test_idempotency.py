@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from payments_shared.errors import ApiError
 from payments_shared.eventstore.memory import InMemoryEventStore
+from payments_shared.eventstore.port import NO_STREAM, NewEvent
 from payments_shared.idempotency import (
     KEY_CLAIMED,
     KEY_RELEASED,
@@ -15,10 +16,14 @@ from payments_shared.idempotency import (
     Claimed,
     IdempotencyGuard,
     Replay,
+    created_stream,
     key_stream,
     may_take_over,
 )
+from payments_shared.ids import derived_id
+from payments_transactions.domain.events import stream_name
 
+COMMAND_ID = "0b8f7a52-5d4e-4f61-9a0e-3c2d1b0a9f8e"  # command ids are UUIDs (payments_shared.ids.command_id)
 RESPONSE = {"status": 200, "body": {"id": "x", "amount": 5, "nested": {"b": 2, "a": 1}}, "headers": {}}
 
 
@@ -29,7 +34,7 @@ def store() -> InMemoryEventStore:
 
 async def begin(guard: IdempotencyGuard, *, fingerprint="fp", route="refund", message_id="m1", redelivered=False):
     return await guard.begin(
-        "cmd-1",
+        COMMAND_ID,
         fingerprint=fingerprint,
         route=route,
         target="txn_1",
@@ -50,7 +55,7 @@ async def test_first_use_claims_then_the_response_is_replayed_byte_identically(s
         assert isinstance(replay, Replay)
         assert replay.response["body"] == RESPONSE["body"]
         assert replay.response["headers"] == {"Idempotent-Replayed": "true"}
-    assert [event.type for event in await store.read(key_stream("cmd-1"))] == [KEY_CLAIMED, RESPONSE_RECORDED]
+    assert [event.type for event in await store.read(key_stream(COMMAND_ID))] == [KEY_CLAIMED, RESPONSE_RECORDED]
 
 
 @pytest.mark.parametrize(("fingerprint", "route"), [("other", "refund"), ("fp", "capture")])
@@ -86,7 +91,7 @@ async def test_a_released_key_is_taken_over_by_the_next_request(store) -> None:
     await guard.release(claimed, "provider_unavailable", {})
     taken = await begin(guard, message_id="m2")
     assert isinstance(taken, Claimed)
-    types = [event.type for event in await store.read(key_stream("cmd-1"))]
+    types = [event.type for event in await store.read(key_stream(COMMAND_ID))]
     assert types == [KEY_CLAIMED, KEY_RELEASED, KEY_CLAIMED]
 
 
@@ -138,3 +143,16 @@ def test_take_over_rules() -> None:
     assert rule(fresh, message_id="m1")
     assert rule(fresh, redelivered=True)
     assert rule(fresh, idle=True)
+
+
+async def test_a_key_whose_charge_created_its_transaction_is_refused_on_every_other_route(store) -> None:
+    charge = NewEvent("TransactionRequested", {"amount": 100}, {})
+    await store.append(created_stream(COMMAND_ID), [charge], NO_STREAM)
+    with pytest.raises(ApiError) as refused:
+        await begin(IdempotencyGuard(store, in_flight_window_s=30))
+    assert (refused.value.status, refused.value.type) == (422, "idempotency_error")
+    assert await store.read(key_stream(COMMAND_ID)) == []  # nothing claimed under the charge's key
+
+
+def test_the_created_stream_is_the_transaction_a_charge_with_that_command_id_makes() -> None:
+    assert created_stream(COMMAND_ID) == stream_name(derived_id("txn", COMMAND_ID))

@@ -12,7 +12,7 @@ from typing import Any, Final
 from payments_shared import faults, ids
 from payments_shared.errors import ApiError, conflict, invalid, not_found
 from payments_shared.eventstore.port import WrongExpectedVersion
-from payments_shared.idempotency import Claimed, IdempotencyGuard, idempotency_mismatch, in_progress, may_take_over
+from payments_shared.idempotency import Claimed, IdempotencyGuard, in_progress, may_take_over
 from payments_shared.idempotency import Replay as KeyReplay
 from payments_shared.money import STRIPE_THREE_DECIMAL_STEP, provider_amount_refusal
 
@@ -87,8 +87,6 @@ class FollowUpHandler:
 
     async def _keyed(self, delivery: Delivery) -> dict[str, Any]:
         command = delivery.command
-        if await self._streams.exists(ids.derived_id("txn", command.command_id)):
-            raise idempotency_mismatch("This Idempotency-Key was already used for a charge or authorization.")
         begun = await self._guard.begin(
             command.command_id,
             fingerprint=command.fingerprint,

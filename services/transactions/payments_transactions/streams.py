@@ -20,9 +20,6 @@ class TransactionStreams:
         recorded = await self.store.read(stream_name(transaction_id))
         return recorded, Transaction.from_events(recorded)
 
-    async def exists(self, transaction_id: str) -> bool:
-        return bool(await self.store.read(stream_name(transaction_id)))
-
     async def append(
         self, transaction_id: str, events: Sequence[DomainEvent], expected_version: int, metadata: Mapping[str, Any]
     ) -> int:
