@@ -38,6 +38,9 @@ MIB = 1024 * 1024
         ("charge", {**VALID, "metadata": {"order": 1}}, "metadata.order"),
         ("charge", {**VALID, "metadata": {str(i): "v" for i in range(51)}}, "metadata"),
         ("charge", {**VALID, "metadata": "order=1"}, "metadata"),
+        # Stripe's metadata rule: "you can't use square brackets ([ and ]) in keys".
+        ("charge", {**VALID, "metadata": {"items[0]": "x"}}, "metadata.items[0]"),
+        ("authorize", {**VALID, "metadata": {"a]": "x"}}, "metadata.a]"),
         ("charge", {**VALID, "customer": "cus_1"}, "customer"),
         ("authorize", {**VALID, "amount": -1}, "amount"),
         ("capture", {"transaction_id": "txn_x", "amount": "5"}, "amount"),

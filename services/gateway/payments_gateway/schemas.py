@@ -15,6 +15,13 @@ MAX_DESCRIPTION_LENGTH = 1000
 MAX_ID_LENGTH = 255
 
 
+def _no_square_brackets(key: str) -> str:
+    """Stripe refuses metadata keys holding `[` or `]` (its form encoding nests on them)."""
+    if "[" in key or "]" in key:
+        raise ValueError("metadata keys cannot contain square brackets ([ and ])")
+    return key
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -22,7 +29,9 @@ class StrictModel(BaseModel):
 Amount = Annotated[int, Field(ge=MIN_AMOUNT, le=MAX_AMOUNT)]
 Currency = Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(normalise_currency)]
 ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_LENGTH)]
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_LENGTH), AfterValidator(_no_square_brackets)
+]
 MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_LENGTH)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)]
 Description = Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_LENGTH)]
