@@ -28,6 +28,9 @@ MIB = 1024 * 1024
         ("charge", {**VALID, "currency": "usdd"}, "currency"),
         ("charge", {**VALID, "currency": "ABC"}, "currency"),
         ("charge", {**VALID, "currency": None}, "currency"),
+        # Letters whose upper case is ASCII ("ſ" → "S", "ı" → "I"): not an ISO 4217 code in any case.
+        ("charge", {**VALID, "currency": "u\u017fd"}, "currency"),
+        ("authorize", {**VALID, "currency": "\u0131nr"}, "currency"),
         ("charge", {"amount": 5, "payment_method": "pm_card_visa"}, "currency"),
         ("charge", {**VALID, "payment_method": ["pm_card_visa"]}, "payment_method"),
         (

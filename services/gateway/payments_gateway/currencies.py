@@ -179,7 +179,8 @@ ISO_4217_CODES = frozenset(
 
 
 def normalise_currency(code: str) -> str:
-    """The lower-case code, or ValueError when `code` (any case) is not an ISO 4217 currency."""
-    if code.upper() not in ISO_4217_CODES:
+    """The lower-case code, or ValueError when `code` (any case) is not an ISO 4217 currency. ASCII only: some other
+    letters have an ASCII upper case ("u\u017fd".upper() == "USD") but stay themselves in lower case."""
+    if not code.isascii() or code.upper() not in ISO_4217_CODES:
         raise ValueError("must be a three-letter ISO 4217 currency code, e.g. usd")
     return code.lower()
