@@ -13,7 +13,16 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from payments_shared.providers.port import Claims, ClaimsOn, Outcome, PaymentRef, PaymentRequest
+from payments_shared.providers.port import (
+    Claims,
+    ClaimsOn,
+    CustomerRequest,
+    Outcome,
+    PaymentRef,
+    PaymentRequest,
+    SubscriptionChange,
+    SubscriptionRequest,
+)
 from payments_shared.providers.stripe import StripeProvider
 
 from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
@@ -381,3 +390,91 @@ async def test_a_tagged_intent_is_adopted_whatever_other_payments_are_open(
     redriven = await provider.pay(replace(request, claims=owned(contested=True)))
 
     assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, next(iter(wire.payment_intents)))
+
+
+# ---- Subscriptions: a second one would bill the customer twice every period ----------------------------------
+
+
+def subscription(
+    customer: str, accepted_at: datetime, metadata: Mapping[str, str] | None = None
+) -> SubscriptionRequest:
+    return SubscriptionRequest(
+        "cmd-sub", customer, 1500, "usd", "month", 1, 1, metadata=dict(metadata or {}), accepted_at=accepted_at
+    )
+
+
+async def stripe_customer(provider: StripeProvider) -> str:
+    created = await provider.create_customer(CustomerRequest("cmd-customer", email="subscriber@example.com"))
+    assert created.outcome is Outcome.APPROVED
+    return str(created.reference)
+
+
+async def test_a_subscription_redriven_a_day_later_returns_the_one_its_first_attempt_made(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    customer = await stripe_customer(provider)
+    accepted_yesterday = datetime.now(UTC) - A_DAY_AND_MORE
+    request = subscription(customer, accepted_yesterday, {"plan": "gold"})
+    first = await provider.create_subscription(request)  # made; its answer died with the process that asked
+    assert first.outcome is Outcome.APPROVED
+    next_day(wire)
+
+    redriven = await provider.create_subscription(request)
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first.reference)
+    assert list(wire.subscriptions) == [first.reference]  # one subscription: the customer is billed once a period
+    assert wire.subscriptions[str(first.reference)]["metadata"] == {"plan": "gold", TAG: "cmd-sub"}
+
+
+async def test_an_untagged_subscription_redriven_a_day_later_is_found_by_what_was_sent(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    customer = await stripe_customer(provider)
+    request = subscription(customer, datetime.now(UTC) - A_DAY_AND_MORE, FULL_METADATA)
+    first = await provider.create_subscription(request)
+    next_day(wire)
+
+    redriven = await provider.create_subscription(request)
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first.reference)
+    assert list(wire.subscriptions) == [first.reference]
+
+
+async def test_a_subscription_redriven_a_day_later_whose_first_attempt_made_none_creates_one(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    customer = await stripe_customer(provider)
+    next_day(wire)
+
+    created = await provider.create_subscription(subscription(customer, datetime.now(UTC) - A_DAY_AND_MORE))
+
+    assert created.outcome is Outcome.APPROVED
+    assert list(wire.subscriptions) == [created.reference]
+    assert calls(wire)[-3:] == ["GET /v1/subscriptions", "POST /v1/plans", "POST /v1/subscriptions"]
+
+
+async def test_a_subscription_accepted_within_23_hours_makes_no_lookup(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    customer = await stripe_customer(provider)
+    next_day(wire)
+
+    created = await provider.create_subscription(subscription(customer, datetime.now(UTC) - timedelta(hours=22)))
+
+    assert created.outcome is Outcome.APPROVED
+    assert "GET /v1/subscriptions" not in calls(wire)
+
+
+async def test_the_tag_leaves_the_client_all_50_metadata_keys_of_a_subscription(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    customer = await stripe_customer(provider)
+    almost_full = {f"field{number}": "value" for number in range(49)}
+    created = await provider.create_subscription(subscription(customer, datetime.now(UTC), almost_full))
+    assert wire.subscriptions[str(created.reference)]["metadata"] == {**almost_full, TAG: "cmd-sub"}
+
+    fiftieth = SubscriptionChange("cmd-update", metadata={"field49": "value"})
+    updated = await provider.update_subscription(str(created.reference), fiftieth)
+
+    assert updated.outcome is Outcome.APPROVED, updated.message
+    assert wire.subscriptions[str(created.reference)]["metadata"] == {**almost_full, "field49": "value"}

@@ -9,8 +9,9 @@ next request and then stall before answering (the ambiguous failure a client tim
 
 It knows PaymentIntents (create+confirm, capture, cancel, retrieve, list by `created` range and `customer`, Search
 with a `metadata['key']:'value'` query) and their latest Charge (retrieve), Refunds (create, list by
-`payment_intent`), Customers (create, update, delete) and PaymentMethod attach. Lists and search results page as
-Stripe's do (`limit`, `starting_after`, `page`).
+`payment_intent`), Customers (create, update, delete), PaymentMethod attach, Plans (create) and Subscriptions on
+one Plan (create, list by `customer`). Lists and search results page as Stripe's do (`limit`, `starting_after`,
+`page`).
 
 Its clock can be moved on (`advance`): objects carry `created` by it, and an idempotency key is forgotten
 `IDEMPOTENCY_KEY_KEPT_S` after its first use, as Stripe forgets them after 24 hours (a request with a forgotten key
@@ -41,6 +42,7 @@ DECLINES = {"pm_card_chargeDeclinedInsufficientFunds": ("insufficient_funds", "Y
 THREE_D_SECURE = "pm_card_authenticationRequired"
 APPROVED = "pm_card_visa"
 IDEMPOTENCY_KEY_KEPT_S = 24 * 3600
+MAX_METADATA_KEYS = 50  # Stripe refuses an object with more
 _METADATA_QUERY = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>(?:[^'\\]|\\.)*)'$")
 
 
@@ -87,6 +89,8 @@ class StripeWireServer:
         self.refunds: dict[str, dict[str, Any]] = {}
         self.refund_status = "succeeded"  # control: what a new refund is (Stripe answers some "pending")
         self.customers: dict[str, dict[str, Any]] = {}
+        self.plans: dict[str, dict[str, Any]] = {}
+        self.subscriptions: dict[str, dict[str, Any]] = {}
         self.search_refused = False  # control: Search is not offered to this account (as to merchants in India)
         self._faults: list[Fault] = []
         self._stalls: list[float] = []
@@ -208,6 +212,19 @@ class StripeWireServer:
                 return self._delete_customer(customer_id)
             case ("POST", ["v1", "payment_methods", method_id, "attach"]):
                 return self._attach(method_id, params)
+            case ("POST", ["v1", "plans"]):
+                return self._create_plan(params)
+            case ("POST", ["v1", "subscriptions"]):
+                return self._create_subscription(params)
+            case ("POST", ["v1", "subscriptions", subscription_id]):
+                return self._update_subscription(subscription_id, params)
+            case ("GET", ["v1", "subscriptions", subscription_id]):
+                found = self.subscriptions.get(subscription_id)
+                return web.json_response(found) if found else self._missing("subscription", subscription_id)
+            case ("GET", ["v1", "subscriptions"]):
+                customer = params.get("customer")
+                listed = [s for s in self.subscriptions.values() if customer is None or s["customer"] == customer]
+                return self._list(path, params, listed)
             case ("GET", ["v1", "payment_intents", intent_id]):
                 intent = self.payment_intents.get(intent_id)
                 return web.json_response(intent) if intent else self._missing("payment_intent", intent_id)
@@ -413,6 +430,69 @@ class StripeWireServer:
             return self._missing("customer", customer, "customer")
         attached = _new_id("pm") if method_id == APPROVED else method_id  # test tokens become new objects
         return web.json_response({"id": attached, "object": "payment_method", "customer": customer})
+
+    def _create_plan(self, params: dict[str, str]) -> web.Response:
+        plan: dict[str, Any] = {
+            "id": _new_id("plan"),
+            "object": "plan",
+            "amount": int(params["amount"]),
+            "currency": params["currency"],
+            "interval": params["interval"],
+            "interval_count": int(params.get("interval_count", 1)),
+        }
+        self.plans[plan["id"]] = plan
+        return web.json_response(plan)
+
+    def _create_subscription(self, params: dict[str, str]) -> web.Response:
+        """A subscription on one Plan, `active` (its first invoice paid) or `trialing`."""
+        customer = params.get("customer", "")
+        if customer not in self.customers:
+            return self._missing("customer", customer, "customer")
+        plan = self.plans.get(params.get("items[0][plan]", ""))
+        if plan is None:
+            return self._missing("plan", params.get("items[0][plan]", ""), "items[0][plan]")
+        now = int(self.now())
+        item = {
+            "id": _new_id("si"),
+            "object": "subscription_item",
+            "plan": plan,
+            "quantity": int(params.get("items[0][quantity]", 1)),
+            "current_period_start": now,
+            "current_period_end": now + 30 * 86400,
+        }
+        subscription: dict[str, Any] = {
+            "id": _new_id("sub"),
+            "object": "subscription",
+            "created": now,
+            "customer": customer,
+            "status": "trialing" if params.get("trial_period_days") else "active",
+            "cancel_at_period_end": False,
+            "canceled_at": None,
+            "default_payment_method": params.get("default_payment_method"),
+            "items": {"object": "list", "data": [item], "has_more": False},
+            "metadata": _metadata(params),
+        }
+        self.subscriptions[subscription["id"]] = subscription
+        return web.json_response(subscription)
+
+    def _update_subscription(self, subscription_id: str, params: dict[str, str]) -> web.Response:
+        """Metadata merged as Stripe merges it (a value of "" removes its key; at most 50 keys), the quantity."""
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            return self._missing("subscription", subscription_id)
+        metadata = dict(subscription["metadata"])
+        for key, value in _metadata(params).items():
+            if value:
+                metadata[key] = value
+            else:
+                metadata.pop(key, None)
+        if len(metadata) > MAX_METADATA_KEYS:
+            message = f"Metadata can have up to {MAX_METADATA_KEYS} keys."
+            return stripe_error(400, {"type": "invalid_request_error", "param": "metadata", "message": message})
+        subscription["metadata"] = metadata
+        if "items[0][quantity]" in params:
+            subscription["items"]["data"][0]["quantity"] = int(params["items[0][quantity]"])
+        return web.json_response(subscription)
 
 
 def _metadata(params: Mapping[str, str]) -> dict[str, str]:

@@ -8,8 +8,8 @@ the resilience layer does, with the same keys. Only `*_async` calls: nothing blo
 Stripe objects are turned into plain dicts at once and read by the pure mappers in `stripe_results`; Stripe's
 errors become results in `stripe_errors`. The adapter never raises for what Stripe answered.
 
-Stripe forgets an idempotency key after 24 hours: a payment or refund re-driven later first looks for what its
-earlier attempt made (`stripe_redrive`), so money still moves once.
+Stripe forgets an idempotency key after 24 hours: a payment, refund or subscription re-driven later first looks for
+what its earlier attempt made (`stripe_redrive`), so money still moves once.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from stripe.params import (
     RefundListParams,
     SubscriptionCreateParams,
     SubscriptionCreateParamsItem,
+    SubscriptionListParams,
     SubscriptionUpdateParams,
     SubscriptionUpdateParamsItem,
 )
@@ -381,6 +382,12 @@ class StripeProvider:
                         details={"invalid_param": "customer_id"},
                     )
                 )
+            if stripe_redrive.key_may_be_forgotten(request.accepted_at, _utc_now()):
+                earlier = await self._earlier_subscriptions(request, customer)
+                if len(earlier) > 1:
+                    return _unresolved("Subscription", earlier, request.idempotency_key)
+                if earlier:
+                    return stripe_results.subscription_result(earlier[0])
             item = await self._new_item(request, created)
             params: SubscriptionCreateParams = {"customer": customer, "items": [item]}
             if request.payment_method is not None:
@@ -391,12 +398,31 @@ class StripeProvider:
                 params["default_payment_method"] = default
             if request.trial_days:
                 params["trial_period_days"] = request.trial_days
-            if request.metadata:
-                params["metadata"] = dict(request.metadata)
-            subscription = await self._v1.subscriptions.create_async(params, _once(request.idempotency_key))
-            return stripe_results.subscription_result(subscription.to_dict())
+            params["metadata"] = stripe_redrive.tagged(request.metadata, request.idempotency_key)
+            create = self._v1.subscriptions.create_async
+            subscription = await _create_once(
+                lambda sent: create(cast("SubscriptionCreateParams", sent), _once(request.idempotency_key)),
+                dict(params),
+                request.accepted_at,
+            )
+            return stripe_results.subscription_result(subscription)
 
         return await self._guard(run)
+
+    async def _earlier_subscriptions(self, request: SubscriptionRequest, customer: str) -> list[Mapping[str, Any]]:
+        """The customer's subscriptions an earlier attempt of `request` may have made: the one tagged with its key,
+        else (no room for the tag) those created since it was accepted with the metadata it sent."""
+        assert request.accepted_at is not None  # key_may_be_forgotten said so
+        gte, lte = stripe_redrive.listing_window(request.accepted_at, _utc_now())
+        listing: SubscriptionListParams = {
+            "customer": customer, "status": "all", "created": {"gte": gte, "lte": lte}, "limit": _PAGE,
+        }  # fmt: skip
+        fetch = self._v1.subscriptions.list_async
+        listed = await _all_pages(lambda page: fetch(cast("SubscriptionListParams", page)), dict(listing))
+        metadata = stripe_redrive.tagged(request.metadata, request.idempotency_key)
+        if stripe_redrive.is_tagged(metadata, request.idempotency_key):
+            return stripe_redrive.tagged_objects(listed, request.idempotency_key)
+        return [sub for sub in listed if sub.get("metadata") == metadata]
 
     async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:
@@ -411,7 +437,7 @@ class StripeProvider:
             if change.cancel_at_period_end is not None:
                 params["cancel_at_period_end"] = change.cancel_at_period_end
             if change.metadata:
-                params["metadata"] = dict(change.metadata)
+                params["metadata"] = stripe_redrive.untagging(change.metadata)
             if not params:
                 subscription = await self._v1.subscriptions.retrieve_async(reference)
             else:

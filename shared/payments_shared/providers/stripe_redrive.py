@@ -1,7 +1,7 @@
 """Re-drives past Stripe's idempotency-key retention: how the adapter finds what an earlier attempt made.
 
 Stripe keeps an idempotency key for at least 24 hours, then forgets it: the same key then creates a second
-PaymentIntent or Refund. So every PaymentIntent and Refund we create carries `OPERATION_TAG` in its metadata (the
+PaymentIntent, Refund or Subscription. So every one we create carries `OPERATION_TAG` in its metadata (the
 idempotency key), and a re-drive whose first attempt is older than `KEY_TRUSTED_FOR` looks for the tagged object
 before creating one. A PaymentIntent whose client metadata leaves no room for the tag is looked for among the
 intents created since the first attempt, by what we sent; one that another payment of ours has recorded is that
@@ -65,6 +65,15 @@ def tagged(metadata: Mapping[str, str], key: str) -> dict[str, str]:
     if OPERATION_TAG in metadata or len(metadata) >= MAX_METADATA_KEYS:
         return dict(metadata)
     return {**metadata, OPERATION_TAG: key}
+
+
+def untagging(metadata: Mapping[str, str]) -> dict[str, str]:
+    """A metadata update of an object we tagged at its creation: it also removes the tag (the creation is over),
+    so the client's keys may number 50 (Stripe counts the tag too). The same for every attempt, as its key needs;
+    unless the client itself sets a key of that name."""
+    if OPERATION_TAG in metadata:
+        return dict(metadata)
+    return {**metadata, OPERATION_TAG: ""}
 
 
 def is_tagged(metadata: Mapping[str, str], key: str) -> bool:
