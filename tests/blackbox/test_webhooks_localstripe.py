@@ -256,3 +256,30 @@ def test_a_subscription_update_is_applied_as_stripe_has_it_now_not_as_its_payloa
     client.deliver("customer.subscription.updated", stale)
     after = client.eventually(f"subscriptions/{subscription['id']}", lambda s: s["cancel_at_period_end"])
     assert (after["status"], after["cancel_at_period_end"]) == ("active", True)
+
+
+def test_a_late_subscription_event_does_not_undo_our_own_newer_change(client: Client) -> None:
+    subscription = subscribed(client)
+    reference, path = subscription["provider_reference"], f"subscriptions/{subscription['id']}"
+    changed = client.call("PUT", path, {"quantity": 3})
+    assert changed.status_code == 200 and changed.json()["quantity"] == 3, changed.text
+    # Stripe's customer.subscription.created, delivered after that change (Stripe retries a failed delivery for
+    # days and sends events in no set order): its payload shows the subscription as it was made.
+    as_made = {
+        "id": reference,
+        "object": "subscription",
+        "status": "active",
+        "items": {"object": "list", "data": [{"id": "si_as_made", "object": "subscription_item", "quantity": 1}]},
+    }
+    client.deliver("customer.subscription.created", as_made, created=int(time.time()) - 60)
+    # Then a newer event that touches only the status: once it shows, the late one before it has been handled.
+    failed_invoice = {"id": f"in_{uuid.uuid4().hex[:24]}", "object": "invoice", "subscription": reference}
+    client.deliver("invoice.payment_failed", failed_invoice, created=int(time.time()) + 1)
+    after = client.eventually(path, lambda s: s["status"] == "past_due")
+    assert after["quantity"] == 3  # as Stripe holds it
+
+    # A later change of the amount alone keeps the quantity Stripe bills.
+    repriced = client.call("PUT", path, {"amount": 2000})
+    assert repriced.status_code == 200 and repriced.json()["quantity"] == 3, repriced.text
+    at_stripe = client.at_stripe.get(f"/v1/subscriptions/{reference}").json()
+    assert at_stripe["items"]["data"][0]["quantity"] == 3

@@ -1,9 +1,10 @@
 """Re-fetch the object a webhook is about from its provider before applying it: the payload may be stale, the
-provider's current answer is not (payments_shared.providers.refetch). A subscription is read through an update
-that changes nothing (the Stripe adapter retrieves the subscription then); an Authorize.net customer profile
-through `retrieve_customer` (Stripe's customer object; Authorize.net's profile: its webhook names only the
-profile id). When the provider cannot be asked, the
-payload's report stands; the provider's timestamp still orders what is applied."""
+provider's current answer is not (payments_shared.providers.refetch). A Stripe subscription is read through an
+update that changes nothing (the Stripe adapter retrieves the subscription then), whatever its event: a late
+`created` or `trial_will_end` would otherwise undo our own newer changes, which carry no provider timestamp. An
+Authorize.net customer profile is read through `retrieve_customer` (Stripe's customer object; Authorize.net's
+profile: its webhook names only the profile id). When the provider cannot be asked, the payload's report stands;
+the provider's timestamp still orders what is applied."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from payments_billing.context import BillingContext
 from payments_billing.provider_events import REPORTED_FIELDS, Report, stripe_customer_changes
 from payments_billing.times import reported_periods
 
-REFETCHED_EVENT_TYPES: Final = ("customer.subscription.updated",)
+REFETCHED_EVENT_PREFIX: Final = "customer.subscription."
+NOT_REFETCHED_EVENT_TYPES: Final = ("customer.subscription.deleted",)  # final: the payload's cancellation stands
 REFETCHED_CUSTOMER_EVENT_TYPES: Final = ("customer.updated", "net.authorize.customer.updated")
 
 
 async def refetched(context: BillingContext, report: Report, event_type: str, event_id: str) -> Report:
-    if event_type not in REFETCHED_EVENT_TYPES:
+    if not event_type.startswith(REFETCHED_EVENT_PREFIX) or event_type in NOT_REFETCHED_EVENT_TYPES:
         return report
     provider = context.providers.get(report.provider)
     result = await refetch(provider, "update_subscription", report.reference, SubscriptionChange(f"refetch-{event_id}"))
