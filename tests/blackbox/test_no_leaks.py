@@ -140,3 +140,31 @@ def test_no_card_number_token_or_secret_in_responses_logs_or_events(
     assert sources["server log"].strip()
     leaks = [f"{name} holds {secret[:6]}…" for name, text in sources.items() for secret in secrets if secret in text]
     assert leaks == []
+
+
+BILLING_PERMISSIONS = [
+    *(f"customer:{verb}" for verb in ("create", "read", "update", "delete")),
+    *(f"subscription:{verb}" for verb in ("create", "read", "update", "cancel")),
+]
+
+
+def test_a_card_number_in_a_billing_url_is_refused_and_never_recorded(server: Server, api: Api) -> None:
+    """A PUT, DELETE or cancel of an id that does not exist was recorded (its command and key claim) before its 404,
+    so a card number in the URL reached the event store."""
+    token = mint_token(api.workspace, BILLING_PERMISSIONS)
+    card = luhn_valid("4", 16)
+    routes = [
+        ("GET", f"customers/{card}", None),
+        ("PUT", f"customers/{card}", {"name": "x"}),
+        ("DELETE", f"customers/{card}", None),
+        ("GET", f"subscriptions/{card}", None),
+        ("PUT", f"subscriptions/{card}", {"quantity": 2}),
+        ("POST", f"subscriptions/{card}/cancel", {}),
+    ]
+    for method, route, body in routes:
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": new_key()}
+        response = api.http.request(method, f"{API}/{route}", json=body, headers=headers)
+        assert response.status_code == 400, (route, response.text)
+        assert response.json()["error"]["code"] == "raw_card_data"
+        assert card not in response.text
+    assert card not in store_rows(server.data_dir / "events.db", "SELECT stream, type, data, metadata FROM events")

@@ -2,8 +2,8 @@
 
 Routes get it, with the caller's principal, from their one dependency `Depends(Authorized(permission, bucket))`,
 which authenticates, checks the permission and spends one unit of the workspace's read or write budget — in
-that order, so an anonymous client cannot drain a workspace's budget — and then refuses a query string on every
-route but the lists.
+that order, so an anonymous client cannot drain a workspace's budget — and then refuses card data in the path, and
+a query string on every route but the lists.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from limits import RateLimitItem
 from payments_shared.broker.port import Broker
+from payments_shared.carddata import contains_card_number
 from payments_shared.ratelimit import RateLimiter, parse_limit
 
 from payments_gateway.auth import Principal, TokenVerifier, authorization_header, forbidden
+from payments_gateway.body import raw_card_data_error
 from payments_gateway.query_string import refuse_query_parameters
 from payments_gateway.rpc import WorkerClient
 from payments_gateway.settings import GatewaySettings
@@ -81,6 +83,14 @@ class Authorized(SecurityBase):
         if not principal.may(self._permission):
             raise forbidden(self._permission)
         await context.limiter.check(context.budgets[self._bucket], "workspace", principal.workspace, self._bucket.value)
+        refuse_card_data_in_path(request)
         if not self._takes_query:
             refuse_query_parameters(request)
         return Caller(context, principal)
+
+
+def refuse_card_data_in_path(request: Request) -> None:
+    """An id in the URL is never echoed, but a write records it (its command, its key's claim) before finding it
+    unknown: one holding a card number is refused as card data, as anywhere else in a request."""
+    if any(contains_card_number(str(value)) for value in request.path_params.values()):
+        raise raw_card_data_error()
