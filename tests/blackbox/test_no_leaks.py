@@ -168,3 +168,24 @@ def test_a_card_number_in_a_billing_url_is_refused_and_never_recorded(server: Se
         assert response.json()["error"]["code"] == "raw_card_data"
         assert card not in response.text
     assert card not in store_rows(server.data_dir / "events.db", "SELECT stream, type, data, metadata FROM events")
+
+
+def test_a_card_number_in_a_billing_idempotency_key_is_never_recorded(server: Server, api: Api) -> None:
+    token = mint_token(api.workspace, BILLING_PERMISSIONS)
+    card = luhn_valid("51", 16)
+
+    def send(method: str, route: str, body: dict[str, object]) -> dict[str, object]:
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"key-{method}-{route}-{card}"}
+        response = api.http.request(method, f"{API}/{route}", json=body, headers=headers)
+        assert response.status_code in (200, 201), response.text
+        answer: dict[str, object] = response.json()
+        return answer
+
+    customer = send("POST", "customers", {"email": "a@example.com", "payment_method": "pm_card_visa"})
+    send("PUT", f"customers/{customer['id']}", {"name": "Jenny"})
+    terms = {"customer_id": customer["id"], "amount": 1500, "currency": "usd", "interval": "month"}
+    subscription = send("POST", "subscriptions", terms)
+    send("PUT", f"subscriptions/{subscription['id']}", {"quantity": 2})
+    send("POST", f"subscriptions/{subscription['id']}/cancel", {})
+    send("DELETE", f"customers/{customer['id']}", {})
+    assert card not in store_rows(server.data_dir / "events.db", "SELECT stream, type, data, metadata FROM events")

@@ -36,8 +36,10 @@ def journal_stream(command_id: str) -> str:
 
 
 def storable(command: Command) -> dict[str, Any]:
-    """The command as kept: an opaque payment method keeps its descriptor only."""
+    """The command as kept: an opaque payment method keeps its descriptor only, and the client's Idempotency-Key
+    is left out (the command id is derived from it; the key is whatever the client sent, a card number too)."""
     body = command.model_dump()
+    body["idempotency_key"] = None
     method = body["payload"].get("payment_method")
     if isinstance(method, Mapping):
         body["payload"]["payment_method"] = {"data_descriptor": method.get("data_descriptor"), "data_value": ""}
