@@ -241,6 +241,14 @@ def test_each_route_needs_a_token(billing: Billing, method: str, route: str, bod
         ({"email": "a@example.com", "provider": "paypal"}, "provider"),
         ({"email": "a@example.com", "payment_method": 7}, "payment_method"),
         ({"email": "a@example.com", "payment_method": "pm_card_unknown"}, "payment_method"),
+        (
+            {"email": "a@example.com", "payment_method": {"data_descriptor": 1, "data_value": "v"}},
+            "payment_method.data_descriptor",
+        ),
+        (
+            {"email": "a@example.com", "payment_method": {"data_descriptor": "d", "data_value": 5}},
+            "payment_method.data_value",
+        ),
         ({"email": "a@example.com", "colour": "red"}, "colour"),
     ],
 )

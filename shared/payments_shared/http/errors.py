@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payments_shared.errors import ApiError, echoed, invalid
@@ -114,8 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def api_error_from_validation(error: ValidationError, data: Any) -> ApiError:
     """A pydantic error on a request body → 400 naming the field (never echoing the value)."""
     errors = error.errors(include_url=False, include_input=False)
-    # For a union, pydantic reports each member's failure: the one that is not a type mismatch says more.
-    first = next((e for e in errors if not e["type"].endswith("_type")), errors[0])
+    first = _most_telling(errors, data)
     param = param_from_loc(first["loc"], data, missing=first["type"] == "missing")
     if first["type"] == "extra_forbidden":
         return invalid(f"Received unknown parameter: {param}", param=param)
@@ -123,3 +123,14 @@ def api_error_from_validation(error: ValidationError, data: Any) -> ApiError:
         return invalid(f"Missing required param: {param}", param=param)
     reason = str(first["msg"]).removeprefix("Value error, ")
     return invalid(f"Invalid {param or 'request'}: {reason}", param=param)
+
+
+def _most_telling(errors: Sequence[ErrorDetails], data: Any) -> ErrorDetails:
+    """For a union, pydantic reports each member's failure: the one that is not a type mismatch says more; among
+    the first field's type mismatches, the one that follows the input deepest is the member of the input's own
+    shape (`{"data_descriptor": 1}` is an Accept.js object whose `data_descriptor` is wrong, not a wrong token)."""
+    telling = next((e for e in errors if not e["type"].endswith("_type")), None)
+    if telling is not None:
+        return telling
+    same_field = [e for e in errors if e["loc"][:1] == errors[0]["loc"][:1]]
+    return max(same_field, key=lambda e: len((param_from_loc(e["loc"], data) or "").split(".")))
