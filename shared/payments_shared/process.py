@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any, Final, TypeVar
 
 from fastapi import FastAPI
 from pydantic_settings import BaseSettings
@@ -30,13 +31,28 @@ S = TypeVar("S", bound=BaseSettings)
 logger = logging.getLogger(__name__)
 
 
-def settings_or_exit(cls: type[S]) -> S:
-    """The settings, or one line on stderr naming the wrong variable and exit status 2."""
+# What a process of services mode cannot go without. BROKER_URL's default, `memory://`, is a queue of the process's
+# own that no other process reads: a gateway would accept commands that no worker ever sees.
+SERVICES_REQUIRED: Final = {"BROKER_URL": "amqp://user:pass@host:5672/vhost"}
+
+
+def settings_or_exit(cls: type[S], *, services_mode: bool = False) -> S:
+    """The settings, or one line on stderr naming the wrong (or, in services mode, missing) variable and exit
+    status 2."""
     try:
+        if services_mode:
+            _require_set(SERVICES_REQUIRED)
         return load(cls)
     except ConfigError as error:
         print(error.line, file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _require_set(variables: Mapping[str, str]) -> None:
+    present = {name.upper() for name in os.environ}  # settings read names in any case
+    for name, example in variables.items():
+        if name not in present:
+            raise ConfigError(f"configuration error: {name} is required in services mode, e.g. {example}")
 
 
 def run_or_exit(main: Coroutine[Any, Any, None]) -> None:

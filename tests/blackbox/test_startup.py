@@ -57,3 +57,24 @@ def test_a_data_directory_that_cannot_be_made_is_one_line_and_status_1(module: s
     status, output = start(module, env)
     assert status == 1, output
     assert "Not a directory" in cannot_start_reason(output)
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS[1:])
+def test_a_service_without_broker_url_is_one_line_naming_it_and_status_2(module: str, tmp_path: Path) -> None:
+    """API.md: a missing required variable in services mode is a start-up error naming it. Without BROKER_URL a
+    service took `memory://`, a queue of its own that no other process reads: a gateway so started answered a
+    charge 202 `pending`, and the charge was never carried out."""
+    env = base_env(tmp_path, PORT=str(free_port()))  # base_env leaves BROKER_URL out
+    status, output = start(module, env)
+    assert status == 2, output
+    assert output.strip().splitlines() == [
+        "configuration error: BROKER_URL is required in services mode, e.g. amqp://user:pass@host:5672/vhost"
+    ]
+
+
+def test_embedded_mode_needs_no_broker_url(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    status, output = start("payments_embedded", base_env(a_file / "data", PORT=str(free_port())))
+    assert status == 1, output  # past the settings: stopped by its data directory
+    assert "Not a directory" in cannot_start_reason(output)

@@ -11,7 +11,7 @@ from payments_billing.settings import BillingSettings
 
 
 def main() -> None:
-    settings = settings_or_exit(BillingSettings)
+    settings = settings_or_exit(BillingSettings, services_mode=True)
     bootstrap("payments-billing", settings.log_level, (settings.stripe_api_key, settings.authnet_transaction_key))
 
     async def start(broker: Any, store: Any, providers: Any) -> Any:

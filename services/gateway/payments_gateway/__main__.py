@@ -29,7 +29,7 @@ async def run(settings: GatewaySettings) -> None:
 
 
 def main() -> None:
-    settings = settings_or_exit(GatewaySettings)
+    settings = settings_or_exit(GatewaySettings, services_mode=True)
     bootstrap("payments-gateway", settings.log_level, (settings.payments_jwt_secret,))
     run_or_exit(run(settings))
 

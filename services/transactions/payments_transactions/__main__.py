@@ -21,7 +21,7 @@ def _breakers_route(app: FastAPI, worker: Any) -> None:
 
 
 def main() -> None:
-    settings = settings_or_exit(TransactionsSettings)
+    settings = settings_or_exit(TransactionsSettings, services_mode=True)
     bootstrap("payments-transactions", settings.log_level, (settings.stripe_api_key, settings.authnet_transaction_key))
 
     async def start(broker: Any, store: Any, providers: Any) -> Any:

@@ -38,7 +38,7 @@ async def run(settings: WebhookSettings) -> None:
 
 
 def main() -> None:
-    settings = settings_or_exit(WebhookSettings)
+    settings = settings_or_exit(WebhookSettings, services_mode=True)
     bootstrap("payments-webhook-ingest", settings.log_level, (*settings.stripe_secrets, settings.authnet_signature_key))
     run_or_exit(run(settings))
 
