@@ -115,6 +115,14 @@ def test_minimal_customer_has_nulls_and_empty_metadata(billing: Billing) -> None
     assert body["metadata"] == {}
 
 
+def test_an_empty_metadata_value_on_create_sets_no_key(billing: Billing) -> None:
+    """As at Stripe, where "" unsets a key on create as on update: the customer holds no such key (a Stripe
+    customer would not, and its next `customer.updated` would drop it here)."""
+    created = billing.customer(metadata={"a": "", "b": "1"})
+    assert created["metadata"] == {"b": "1"}
+    assert billing.call("GET", f"customers/{created['id']}").json()["metadata"] == {"b": "1"}
+
+
 def test_put_merges(billing: Billing) -> None:
     created = billing.customer(name="Jenny", metadata={"a": "1", "b": "2"})
     response = billing.call(

@@ -121,6 +121,12 @@ def test_a_price_instead_of_an_amount(billing: Billing, customer: dict[str, Any]
     assert error_of(unknown, 400)["param"] == "price"
 
 
+def test_an_empty_metadata_value_on_create_sets_no_key(billing: Billing, customer: dict[str, Any]) -> None:
+    created = subscription(billing, customer["id"], metadata={"a": "", "b": "1"})
+    assert created["metadata"] == {"b": "1"}
+    assert billing.call("GET", f"subscriptions/{created['id']}").json()["metadata"] == {"b": "1"}
+
+
 def test_update_quantity_amount_metadata_and_price(billing: Billing, customer: dict[str, Any]) -> None:
     created = subscription(billing, customer["id"], metadata={"a": "1", "b": "2"})
     path = f"subscriptions/{created['id']}"

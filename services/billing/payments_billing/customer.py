@@ -155,7 +155,7 @@ def decide_create(existing: Customer | None, new: NewCustomer, now: str) -> Doma
         "name": new.name,
         "phone": new.phone,
         "description": new.description,
-        "metadata": dict(new.metadata),
+        "metadata": merged_metadata({}, new.metadata),  # "" sets no key, as at Stripe
         "provider": new.provider,
         "provider_reference": new.provider_reference,
         "default_payment_method": new.default_payment_method,

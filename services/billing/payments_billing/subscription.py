@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from payments_shared.errors import conflict, invalid, not_found
-from payments_shared.metadata import merged_metadata_within_limit
+from payments_shared.metadata import merged_metadata, merged_metadata_within_limit
 from payments_shared.money import MAX_AMOUNT, MAX_QUANTITY
 from payments_shared.timestamps import api_timestamp
 
@@ -238,7 +238,7 @@ def decide_create(existing: Subscription | None, new: NewSubscription, now: str)
     if new.status not in STATUSES or new.status == CANCELED_STATUS:
         raise invalid(f"A subscription cannot start as {new.status!r}.", param="status")
     data = {name: getattr(new, name) for name in NewSubscription.__dataclass_fields__}
-    data["metadata"] = dict(new.metadata)
+    data["metadata"] = merged_metadata({}, new.metadata)  # "" sets no key, as at Stripe
     data["created_at"] = now
     return DomainEvent(CREATED, data)
 
