@@ -67,6 +67,13 @@ def test_charge_with_each_approved_card(api: Api, method: str) -> None:
     assert api.get(body["id"]).json() == body
 
 
+def test_an_empty_metadata_value_on_a_charge_sets_no_key(api: Api) -> None:
+    """As at Stripe, where "" unsets a key, on create as on update."""
+    body = created(api.charge(metadata={"order": "7", "note": ""}), "captured")
+    assert body["metadata"] == {"order": "7"}
+    assert api.get(body["id"]).json()["metadata"] == {"order": "7"}
+
+
 @pytest.mark.parametrize(("method", "decline_code"), list(DECLINED.items()))
 def test_declines_are_402_card_error(api: Api, method: str, decline_code: str) -> None:
     response = api.charge(payment_method=method)

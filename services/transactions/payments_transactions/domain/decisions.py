@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
+from payments_shared.metadata import merged_metadata
 from payments_shared.providers.port import Outcome, ProviderResult
 
 from payments_transactions.domain import events as ev
@@ -86,7 +87,7 @@ def request_payment(
         "customer_id": customer_id,
         "customer_reference": customer_reference,
         "description": description,
-        "metadata": dict(metadata),
+        "metadata": merged_metadata({}, metadata),  # "" sets no key, as at Stripe
         "command_id": command_id,
         "message_id": message_id,
         "fingerprint": fingerprint,
