@@ -5,12 +5,14 @@ authorization voided at Authorize.net, a repeat changing nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -251,3 +253,32 @@ async def test_a_refund_made_at_authorize_net_while_ours_is_open_is_recorded_whe
     assert [(r["amount"], r["status"]) for r in after["refunds"]] == [(3000, "failed"), (2000, "succeeded")]
     trail = await asyncio.to_thread(eventual_event_types, http, workspace, paid["id"], "ProviderRefunded")
     assert trail[-2:] == ["RefundFailed", "ProviderRefunded"]
+
+
+def test_an_event_recorded_then_lost_to_a_crash_before_it_was_applied_is_applied_after_the_restart(
+    tmp_path: Path, authnet: AuthnetTestServer
+) -> None:
+    """Embedded mode's broker lives in memory: the process is SIGKILLed after the event was recorded and handed
+    to the worker, before the worker applied it. Authorize.net will not send it again (or, if the 200 never
+    reached it, its repeat is a recorded duplicate): only the restarted system can apply it."""
+    data_dir = tmp_path / "data"
+    crash = f"before_provider_event_applied:{tmp_path / 'crashed-once'}"
+    env = {
+        "AUTHNET_API_LOGIN_ID": LOGIN_ID,
+        "AUTHNET_TRANSACTION_KEY": TRANSACTION_KEY,
+        "AUTHNET_API_URL": authnet.url,
+        "AUTHNET_SIGNATURE_KEY": SIGNATURE_KEY,
+        "STRIPE_WEBHOOK_SECRET": "whsec_unused_here",
+        "PAYMENTS_FAULT_CRASH_ONCE": crash,
+    }
+    workspace = new_workspace()
+    with embedded_server(data_dir, **env) as first_run, httpx.Client(base_url=first_run.base_url, timeout=30) as http:
+        held = held_charge(http, workspace)
+        with contextlib.suppress(httpx.TransportError):  # the 200 may or may not go out before the crash
+            notify(http, "fraud.approved", held["provider_reference"])
+        first_run.processes[0].popen.wait(timeout=30)
+        assert first_run.processes[0].popen.returncode == -9
+
+    with embedded_server(data_dir, **env) as second_run, httpx.Client(base_url=second_run.base_url, timeout=30) as http:
+        after = eventually(http, workspace, held["id"], lambda t: t["status"] != "pending")
+        assert (after["status"], after["amount_captured"]) == ("captured", 4500)

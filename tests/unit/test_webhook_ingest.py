@@ -17,6 +17,7 @@ from payments_shared.broker.port import Broker, BrokerUnavailable, Message
 from payments_shared.eventstore.memory import InMemoryEventStore
 from payments_shared.eventstore.port import EventStoreUnavailable, NewEvent, RecordedEvent
 from payments_shared.messages import BILLING_QUEUE, TRANSACTIONS_QUEUE
+from payments_shared.webhook_applied import mark_applied
 from payments_webhook_ingest.app import create_app
 from payments_webhook_ingest.forwarding import WebhookForwarder
 from payments_webhook_ingest.settings import WebhookSettings
@@ -232,6 +233,33 @@ async def test_a_cancel_that_arrives_as_the_send_completes_is_not_lost(store: In
     with pytest.raises(asyncio.CancelledError):
         await forwarding
     await broker.close()
+
+
+async def test_a_sweep_before_an_in_memory_broker_sends_again_what_an_earlier_process_forwarded_but_never_applied(
+    store: InMemoryEventStore,
+) -> None:
+    """An in-memory broker's queues died with the process that forwarded into them: only `WebhookApplied` proves
+    an event recorded before this process started was handed over. One sent into this process's own queues is
+    not sent again."""
+    lost, applied = stripe_event(), stripe_event()
+    async with await client_for(store, InMemoryBroker()) as client:  # forwarded, then the process "died"
+        for body in (lost, applied):
+            await client.post("/api/v1/webhooks/stripe", content=body, headers=stripe_headers(body))
+    applied_stream = f"webhook-stripe-{json.loads(applied)['id']}"
+    await mark_applied(store, {"webhook_stream": applied_stream}, {"outcome": "PaymentCaptured"})
+
+    broker = InMemoryBroker()
+    transactions = Collector()
+    await broker.consume(TRANSACTIONS_QUEUE, transactions)
+    sweep = ForwardingSweep(store, WebhookForwarder(store, broker), grace_s=0, interval_s=1, forwarded_lasts=False)
+    assert await sweep.sweep_once() == 1
+    assert await sweep.sweep_once() == 0  # sent into this process's queues: not sent again
+    await settle(transactions, 1)
+    assert [m.body["payload"]["event_id"] for m in transactions.received] == [json.loads(lost)["id"]]
+    await broker.close()
+
+    durable = ForwardingSweep(store, WebhookForwarder(store, InMemoryBroker()), grace_s=0, interval_s=1)
+    assert await durable.sweep_once() == 0  # RabbitMQ keeps what was forwarded until the worker acks it
 
 
 async def test_the_sweep_waits_for_the_grace_period(store: InMemoryEventStore) -> None:

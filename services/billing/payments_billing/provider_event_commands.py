@@ -9,6 +9,7 @@ import logging
 from dataclasses import replace
 
 from payments_shared.messages import Reply
+from payments_shared.webhook_applied import mark_applied
 
 from payments_billing import customer as customers
 from payments_billing import subscription as subscriptions
@@ -28,6 +29,12 @@ def outcome(applied: bool, reason: str | None = None) -> Reply:
 
 
 async def apply_provider_event(context: BillingContext, call: Call) -> Reply:
+    reply = await _apply(context, call)
+    await mark_applied(context.streams.store, call.payload, reply.body)
+    return reply
+
+
+async def _apply(context: BillingContext, call: Call) -> Reply:
     report = interpret(call.payload)
     if report is None:
         return outcome(False, "not an event billing follows")

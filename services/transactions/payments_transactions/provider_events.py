@@ -13,9 +13,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
+from payments_shared import faults
 from payments_shared.errors import invalid
 from payments_shared.eventstore.port import WrongExpectedVersion
 from payments_shared.messages import Reply, event_metadata
+from payments_shared.webhook_applied import mark_applied
 
 from payments_transactions.context import Delivery
 from payments_transactions.domain.provider_events import (
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 APPLY_PROVIDER_EVENT: Final = "apply_provider_event"
 MAX_APPEND_RACES: Final = 20
+BEFORE_PROVIDER_EVENT_APPLIED: Final = "before_provider_event_applied"  # a fault-injection point (tests)
 
 
 def _ack(outcome: str, transaction_id: str | None = None) -> dict[str, Any]:
@@ -52,6 +55,11 @@ class ProviderEventHandler:
         self._index = index if index is not None else ProviderIndex(streams.store)
 
     async def handle(self, delivery: Delivery) -> dict[str, Any]:
+        reply = await self._apply(delivery)
+        await mark_applied(self._streams.store, delivery.payload, reply["body"])
+        return reply
+
+    async def _apply(self, delivery: Delivery) -> dict[str, Any]:
         try:
             event = ProviderEvent.from_payload(delivery.payload)
         except KeyError as missing:
@@ -76,6 +84,7 @@ class ProviderEventHandler:
                 return _ack("nothing_to_apply", transaction_id)
             command = delivery.command.model_copy(update={"workspace": transaction.workspace})
             metadata = event_metadata(command, delivery.correlation_id, delivery.message_id, delivery.traceparent)
+            faults.reached(BEFORE_PROVIDER_EVENT_APPLIED)
             try:
                 await self._streams.append(transaction_id, decided, transaction.version, metadata)
             except WrongExpectedVersion:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import Request
 from limits import RateLimitItem
+from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Broker
 from payments_shared.eventstore.port import EventStore
 from payments_shared.ratelimit import RateLimiter, parse_limit
@@ -63,7 +64,11 @@ class WebhookIngest:
             recorder=WebhookRecorder(store),
             forwarder=forwarder,
             sweep=ForwardingSweep(
-                store, forwarder, settings.webhook_forward_grace_s, settings.webhook_sweep_interval_s
+                store,
+                forwarder,
+                settings.webhook_forward_grace_s,
+                settings.webhook_sweep_interval_s,
+                forwarded_lasts=not isinstance(broker, InMemoryBroker),
             ),
         )
 
