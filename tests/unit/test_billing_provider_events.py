@@ -104,6 +104,46 @@ async def test_invoice_outcomes_move_the_subscription_once_and_in_order() -> Non
     assert history[1].metadata["workspace"] == "ws_a" and history[1].metadata["actor"] == "webhook:stripe"
 
 
+class TrialingStandIn(StripeStandIn):
+    async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
+        created = await super().create_subscription(request)
+        status = "trialing" if request.trial_days else "active"
+        return ProviderResult(Outcome.APPROVED, created.reference, details={**created.details, "status": status})
+
+
+async def test_the_free_invoice_that_opens_a_trial_leaves_the_subscription_trialing() -> None:
+    """Stripe opens a trial with an invoice of 0.00, paid at once (`invoice.paid`, `invoice.payment_succeeded`):
+    nothing was paid for, the subscription stays `trialing` until the trial ends."""
+    worker = build_worker(
+        InMemoryEventStore(),
+        {"stripe": TrialingStandIn()},
+        BillingSettings(payments_default_provider="stripe", stripe_api_key="sk_test_unit"),
+    )
+    customer = (await send(worker, "create_customer", {"email": "a@example.com", "provider": "stripe"}))["body"]
+    plan = {"customer_id": customer["id"], "amount": 100, "currency": "usd", "interval": "month", "trial_days": 14}
+    subscription = (await send(worker, "create_subscription", plan))["body"]
+    assert subscription["status"] == "trialing"
+    free = {
+        "id": "in_trial",
+        "subscription": "sub_S1",
+        "billing_reason": "subscription_create",
+        "status": "paid",
+        "total": 0,
+        "amount_due": 0,
+        "amount_paid": 0,
+    }
+    await webhook(worker, "evt_1", "invoice.payment_succeeded", free, "2027-01-15T00:00:01Z")
+    await webhook(worker, "evt_2", "invoice.paid", free, "2027-01-15T00:00:01Z")
+    got = await send(worker, "get_subscription", {"subscription_id": subscription["id"]})
+    assert got["body"]["status"] == "trialing"
+
+    # The trial ends: the first invoice that asks for money, paid, makes it active.
+    first = {**free, "id": "in_first", "billing_reason": "subscription_cycle", "total": 100, "amount_due": 100}
+    await webhook(worker, "evt_3", "invoice.paid", {**first, "amount_paid": 100}, "2027-01-29T00:00:00Z")
+    got = await send(worker, "get_subscription", {"subscription_id": subscription["id"]})
+    assert got["body"]["status"] == "active"
+
+
 async def test_a_deleted_subscription_is_canceled_then_ignored() -> None:
     worker, _, _, subscription = await setup()
     obj = {"id": "sub_S1", "status": "canceled", "items": {"data": []}}

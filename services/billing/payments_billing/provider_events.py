@@ -52,7 +52,7 @@ def _stripe(event_type: str, obj: Mapping[str, Any]) -> Report | None:
         if event_type == "customer.subscription.deleted":
             changes["status"] = "canceled"
         return Report(SUBSCRIPTION, "stripe", str(obj["id"]), changes)
-    if event_type in INVOICE_STATUS:
+    if event_type in INVOICE_STATUS and not _asked_nothing(obj):
         reference = _invoice_subscription(obj)
         return Report(SUBSCRIPTION, "stripe", reference, {"status": INVOICE_STATUS[event_type]}) if reference else None
     if event_type == "customer.deleted" and isinstance(obj.get("id"), str):
@@ -69,6 +69,13 @@ def stripe_customer_changes(customer: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(metadata, Mapping):
         changes["metadata"] = {str(key): str(value) for key, value in metadata.items()}
     return changes
+
+
+def _asked_nothing(invoice: Mapping[str, Any]) -> bool:
+    """An invoice of 0.00 (the one that opens a trial, paid at once): paying it settles nothing, and Stripe
+    leaves the subscription's status as it is (`trialing` until the trial ends)."""
+    due = invoice.get("amount_due")
+    return isinstance(due, int) and not isinstance(due, bool) and due == 0
 
 
 def _invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
