@@ -72,10 +72,16 @@ def notify(http: httpx.Client, event_type: str, trans_id: str) -> dict[str, Any]
     return deliver(http, f"net.authorize.payment.{event_type}", payload)
 
 
-def deliver(http: httpx.Client, event_type: str, payload: dict[str, Any], at: float | None = None) -> dict[str, Any]:
+def deliver(
+    http: httpx.Client,
+    event_type: str,
+    payload: dict[str, Any],
+    at: float | None = None,
+    notification_id: str | None = None,
+) -> dict[str, Any]:
     body = json.dumps(
         {
-            "notificationId": str(uuid.uuid4()),
+            "notificationId": notification_id or str(uuid.uuid4()),
             "eventType": event_type,
             "eventDate": time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime(at)),
             "webhookId": str(uuid.uuid4()),
@@ -170,6 +176,39 @@ async def test_a_refund_made_at_authorize_net_is_recorded_through_its_original(
     after = await asyncio.to_thread(eventually, http, workspace, paid["id"], lambda t: t["status"] != "captured")
     assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 1500)
     assert [entry["amount"] for entry in after["refunds"]] == [1500]
+
+
+def handled_eventually(server: Server, notification_id: str) -> bool:
+    """Whether the worker that owns the notification has handled it (its `WebhookApplied`), within the settle time."""
+    deadline = time.monotonic() + SETTLE_S
+    while "WebhookApplied" not in stream_event_types(server.data_dir, f"webhook-authnet-{notification_id}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_notification_of_a_transaction_authorize_net_did_not_approve_moves_no_money(
+    http: httpx.Client, server: Server
+) -> None:
+    """Authorize.net notifies a transaction whatever became of it: `responseCode` 1 approved, 2 declined, 3 error,
+    4 held for review. Only an approved one took money."""
+    workspace = new_workspace()
+    held = held_charge(http, workspace)
+    held_notice = str(uuid.uuid4())
+    payload = {"responseCode": 4, "authAmount": 45.00, "entityName": "transaction", "id": held["provider_reference"]}
+    deliver(http, "net.authorize.payment.authcapture.created", payload, notification_id=held_notice)
+    assert handled_eventually(server, held_notice)
+    assert eventually(http, workspace, held["id"], lambda t: True)["status"] == "pending"  # still under review
+
+    authorized = eventually(http, workspace, pay(http, workspace, "authorize", "test-ok")["id"], lambda t: True)
+    assert authorized["status"] == "authorized"
+    declined_notice = str(uuid.uuid4())
+    declined = {**payload, "responseCode": 2, "id": authorized["provider_reference"]}
+    deliver(http, "net.authorize.payment.priorAuthCapture.created", declined, notification_id=declined_notice)
+    assert handled_eventually(server, declined_notice)
+    after = eventually(http, workspace, authorized["id"], lambda t: True)
+    assert (after["status"], after["amount_captured"]) == ("authorized", 0)
 
 
 def eventual_event_types(

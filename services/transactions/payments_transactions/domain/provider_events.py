@@ -4,6 +4,7 @@ Rules, in order:
 - an event id already applied to the stream, or one older than the newest event already applied about the same
   provider object (provider timestamps), changes nothing: webhooks arrive late, twice and out of order;
 - while the payment call is still open, its own outcome will say what the provider did: nothing to add;
+- an Authorize.net notification of a transaction it did not approve (declined, error, held) moved no money;
 - a move API.md's status rules allow is appended as the ordinary event (`PaymentCaptured` after
   `requires_action`, `VoidSucceeded` for a cancel made at the provider, `ProviderRefunded` for a dashboard
   refund, one per refund a refunded total is made of…); one they forbid (a success after `failed`, a dispute on
@@ -347,6 +348,14 @@ def _authnet_refunded(transaction: Transaction, event: ProviderEvent) -> DomainE
     return _refunded_elsewhere(transaction, event, amount, [(event.object_id, amount)])
 
 
+def _authnet_captured(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    return _captured(transaction, event, _authnet_amount(transaction, event))
+
+
+def _authnet_authorized(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    return _authorized(transaction, event, _authnet_amount(transaction, event))
+
+
 def _authnet_approved(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
     """fraud.approved: the held payment goes ahead as the kind it was (charge → captured, authorize → authorized)."""
     amount = _authnet_amount(transaction, event)
@@ -362,6 +371,18 @@ def _authnet_declined(transaction: Transaction, event: ProviderEvent) -> DomainE
 
 Rule = Callable[[Transaction, ProviderEvent], DomainEvent | list[DomainEvent] | None]
 
+
+def _approved_only(rule: Rule) -> Rule:
+    """Authorize.net notifies a transaction whatever became of it (`responseCode` 2 declined, 3 error, 4 held for
+    review): only an approved one (1) moved money. A held one's fate comes with the review's fraud.* events."""
+
+    def applied(transaction: Transaction, event: ProviderEvent) -> DomainEvent | list[DomainEvent] | None:
+        code = event.obj.get("responseCode")
+        return None if code is not None and str(code) != "1" else rule(transaction, event)
+
+    return applied
+
+
 RULES: Mapping[tuple[str, str], Rule] = {
     ("stripe", "payment_intent.succeeded"): lambda t, e: _captured(t, e, _stripe_amount(t, e)),
     ("stripe", "payment_intent.payment_failed"): lambda t, e: _failed(t, e, _stripe_error(e)),
@@ -376,12 +397,12 @@ RULES: Mapping[tuple[str, str], Rule] = {
     ("stripe", "refund.failed"): _stripe_refund_updated,
     ("stripe", "charge.dispute.created"): lambda t, e: _dispute(t, e, closed=False),
     ("stripe", "charge.dispute.closed"): lambda t, e: _dispute(t, e, closed=True),
-    ("authnet", "net.authorize.payment.authcapture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
-    ("authnet", "net.authorize.payment.authorization.created"): lambda t, e: _authorized(t, e, _authnet_amount(t, e)),
-    ("authnet", "net.authorize.payment.capture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
-    ("authnet", "net.authorize.payment.priorAuthCapture.created"): lambda t, e: _captured(t, e, _authnet_amount(t, e)),
-    ("authnet", "net.authorize.payment.refund.created"): _authnet_refunded,
-    ("authnet", "net.authorize.payment.void.created"): _authnet_voided,
+    ("authnet", "net.authorize.payment.authcapture.created"): _approved_only(_authnet_captured),
+    ("authnet", "net.authorize.payment.authorization.created"): _approved_only(_authnet_authorized),
+    ("authnet", "net.authorize.payment.capture.created"): _approved_only(_authnet_captured),
+    ("authnet", "net.authorize.payment.priorAuthCapture.created"): _approved_only(_authnet_captured),
+    ("authnet", "net.authorize.payment.refund.created"): _approved_only(_authnet_refunded),
+    ("authnet", "net.authorize.payment.void.created"): _approved_only(_authnet_voided),
     ("authnet", "net.authorize.payment.fraud.held"): lambda t, e: None,  # our own outcome recorded the hold
     ("authnet", "net.authorize.payment.fraud.approved"): _authnet_approved,
     ("authnet", "net.authorize.payment.fraud.declined"): _authnet_declined,
