@@ -321,3 +321,28 @@ def test_an_event_recorded_then_lost_to_a_crash_before_it_was_applied_is_applied
     with embedded_server(data_dir, **env) as second_run, httpx.Client(base_url=second_run.base_url, timeout=30) as http:
         after = eventually(http, workspace, held["id"], lambda t: t["status"] != "pending")
         assert (after["status"], after["amount_captured"]) == ("captured", 4500)
+
+
+async def test_a_refund_voided_at_authorize_net_before_settlement_no_longer_counts(
+    http: httpx.Client, authnet: AuthnetTestServer
+) -> None:
+    """A refund is a transaction of its own, voidable until its batch settles: its void.created names the refund's
+    transId. The money stayed with the merchant: the refund fails and amount_refunded goes back, as a refund
+    Stripe fails does."""
+    workspace = new_workspace()
+    paid = pay(http, workspace, "charge", "test-ok")
+    charged = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
+    assert charged["status"] == "captured"
+    authnet.settle()
+    refund = await refund_in_merchant_interface(authnet.url, charged["provider_reference"], 4500, 1500)
+    notify(http, "refund.created", refund)
+    refunded = await asyncio.to_thread(eventually, http, workspace, paid["id"], lambda t: t["status"] != "captured")
+    assert (refunded["status"], refunded["amount_refunded"]) == ("partially_refunded", 1500)
+
+    notify(http, "void.created", refund)  # the merchant voids that refund before it settles
+
+    after = await asyncio.to_thread(eventually, http, workspace, paid["id"], lambda t: t["amount_refunded"] != 1500)
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 0)
+    assert [(entry["amount"], entry["status"]) for entry in after["refunds"]] == [(1500, "failed")]
+    trail = await asyncio.to_thread(eventual_event_types, http, workspace, paid["id"], "RefundReversed")
+    assert trail[-1] == "RefundReversed"

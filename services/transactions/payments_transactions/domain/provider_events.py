@@ -29,7 +29,7 @@ from payments_transactions.domain import events as ev
 from payments_transactions.domain import refund_reports
 from payments_transactions.domain.events import DomainEvent
 from payments_transactions.domain.refund_reports import SETTLED
-from payments_transactions.domain.state import REFUND_STATUS, OperationKind, Status, Transaction
+from payments_transactions.domain.state import REFUND_STATUS, OperationKind, Refund, Status, Transaction
 
 
 @dataclass(frozen=True)
@@ -319,7 +319,11 @@ def _authnet_amount(transaction: Transaction, event: ProviderEvent) -> int:
 def _authnet_voided(transaction: Transaction, event: ProviderEvent) -> DomainEvent | list[DomainEvent] | None:
     """Authorize.net voids a captured transaction until it settles: the customer is not charged, a refund of it all
     made there (the merchant's interface), as this system's own whole refunds before settlement are voids. While a
-    refund of ours is under way the void may be ours: noted, for its outcome to settle."""
+    refund of ours is under way the void may be ours: noted, for its outcome to settle. A refund is a transaction of
+    its own, voidable until it settles: a void that names a refund's transId reverses that refund."""
+    voided_refund = _refund_named(transaction, event.object_id)
+    if voided_refund is not None:
+        return refund_reports.status_change(voided_refund.id, voided_refund.status, "canceled", None)
     if transaction.status is Status.CAPTURED and _open(transaction, OperationKind.REFUND):
         return refund_reports.noted(transaction, refund_reports.VOID, event.object_id, None)
     if transaction.status is Status.CAPTURED:
@@ -328,6 +332,14 @@ def _authnet_voided(transaction: Transaction, event: ProviderEvent) -> DomainEve
     if transaction.status is Status.REFUNDED:
         return None  # our own whole refund, carried out as this void: its outcome recorded it
     return _voided(transaction, event)
+
+
+def _refund_named(transaction: Transaction, reference: str | None) -> Refund | None:
+    """The refund whose own provider id is `reference`; never one carried out as a void of the payment itself
+    (it holds the payment's transId)."""
+    if reference is None or reference == transaction.provider_reference:
+        return None
+    return next((refund for refund in transaction.refunds if refund.provider_reference == reference), None)
 
 
 def _authnet_refunded(transaction: Transaction, event: ProviderEvent) -> DomainEvent | list[DomainEvent] | None:
