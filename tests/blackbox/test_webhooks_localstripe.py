@@ -8,10 +8,12 @@ are built and signed by the test about objects localstripe really holds.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +23,8 @@ from tests.blackbox.server import Server, embedded_server, new_workspace
 from tests.blackbox.stripe_client import SETTLE_S
 from tests.blackbox.stripe_client import StripeClient as Client
 from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
+from tests.support.services import stream_event_types
+from tests.support.stripe_webhooks import signed_stripe_event
 
 STRIPE_KEY = "sk_test_webhooks_localstripe_0123456789"
 WEBHOOK_SECRET = "whsec_localstripe_webhooks_0123456789"
@@ -283,3 +287,30 @@ def test_a_late_subscription_event_does_not_undo_our_own_newer_change(client: Cl
     assert repriced.status_code == 200 and repriced.json()["quantity"] == 3, repriced.text
     at_stripe = client.at_stripe.get(f"/v1/subscriptions/{reference}").json()
     assert at_stripe["items"]["data"][0]["quantity"] == 3
+
+
+def test_a_cancellation_at_stripe_delivered_late_still_cancels_the_subscription(client: Client, peer: Peer) -> None:
+    subscription = subscribed(client)
+    reference = subscription["provider_reference"]
+    # Canceled at Stripe an hour ago; that delivery failed and Stripe retries it later (its retries span days).
+    # Meanwhile the customer paid an open invoice, told at once. A canceled subscription never comes back. (Both
+    # events signed by the test: localstripe would tell its own cancellation at once.)
+    canceled_at = int(time.time()) - 3600
+    paid = {"id": f"in_{uuid.uuid4().hex[:24]}", "object": "invoice", "subscription": reference, "amount_due": 1500}
+    body, headers = signed_stripe_event(WEBHOOK_SECRET, "invoice.paid", paid, int(time.time()))
+    assert client.http.post("/api/v1/webhooks/stripe", content=body, headers=headers).status_code == 200
+    assert handled_eventually(peer.server.data_dir, f"webhook-stripe-{json.loads(body)['id']}")
+    stripe_object = {"id": reference, "object": "subscription", "status": "canceled", "canceled_at": canceled_at}
+    client.deliver("customer.subscription.deleted", stripe_object, created=canceled_at)
+    after = client.eventually(f"subscriptions/{subscription['id']}", lambda s: s["status"] == "canceled")
+    assert after["status"] == "canceled"
+
+
+def handled_eventually(data_dir: Path, webhook_stream: str) -> bool:
+    """Whether the worker that owns the event has handled it (its `WebhookApplied`), within the settle time."""
+    deadline = time.monotonic() + SETTLE_S
+    while "WebhookApplied" not in stream_event_types(data_dir, webhook_stream):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True

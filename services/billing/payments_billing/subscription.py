@@ -310,11 +310,13 @@ def decide_reported(
     """What the provider reports later (a webhook: renewal, failed invoice, cancellation), as the event to record,
     or None when there is nothing to record: a report older than one already applied or noted (reports apply in
     the provider's own order), or a subscription already canceled. A newer report that changes nothing (no
-    change, or a move the status machine forbids) is noted, so that older ones are not applied over it."""
+    change, or a move the status machine forbids) is noted, so that older ones are not applied over it. A
+    cancellation applies however late it comes: nothing after it at the provider can have undone it."""
     current = visible(subscription, workspace)
     if current.status == CANCELED_STATUS:
         return None
-    if current.provider_event_at is not None and provider_created < current.provider_event_at:
+    older = current.provider_event_at is not None and provider_created < current.provider_event_at
+    if older and reported.get("status") != CANCELED_STATUS:
         return None
     noted = DomainEvent(REPORT_NOTED, {"provider_created": provider_created})
     status = reported.get("status", current.status)
