@@ -21,3 +21,13 @@ async def refund_in_merchant_interface(url: str, transaction_reference: str, cap
         await merchant.close()
     assert refund.outcome is Outcome.APPROVED and refund.reference is not None
     return refund.reference
+
+
+async def void_in_merchant_interface(url: str, trans_id: str, amount: int) -> None:
+    """Void the unsettled transaction `trans_id` (a refund, too: it is a transaction of its own)."""
+    merchant = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, url)
+    try:
+        voided = await merchant.void(PaymentRef(trans_id, amount, amount, "usd"), f"outside-{uuid.uuid4().hex}")
+    finally:
+        await merchant.close()
+    assert voided.outcome is Outcome.APPROVED, voided

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.authnet_server.merchant import refund_in_merchant_interface
+from tests.authnet_server.merchant import refund_in_merchant_interface, void_in_merchant_interface
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
 from tests.blackbox.server import API, Server, embedded_server, mint_token, new_workspace
 from tests.support.services import stream_event_types
@@ -346,3 +346,29 @@ async def test_a_refund_voided_at_authorize_net_before_settlement_no_longer_coun
     assert [(entry["amount"], entry["status"]) for entry in after["refunds"]] == [(1500, "failed")]
     trail = await asyncio.to_thread(eventual_event_types, http, workspace, paid["id"], "RefundReversed")
     assert trail[-1] == "RefundReversed"
+
+
+async def test_a_refund_told_after_its_void_does_not_count(
+    http: httpx.Client, server: Server, authnet: AuthnetTestServer
+) -> None:
+    """Refunded in the merchant interface, then that refund voided before it settled; the void's notification came
+    first (about a transId not known here yet: ignored), the refund's after it. Authorize.net holds the refund
+    voided: nothing was refunded."""
+    workspace = new_workspace()
+    paid = pay(http, workspace, "charge", "test-ok")
+    charged = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
+    assert charged["status"] == "captured"
+    authnet.settle()
+    refund = await refund_in_merchant_interface(authnet.url, charged["provider_reference"], 4500, 1500)
+    await void_in_merchant_interface(authnet.url, refund, 1500)
+
+    payload = {"responseCode": 1, "authAmount": 15.00, "entityName": "transaction", "id": refund}
+    void_told = str(uuid.uuid4())
+    deliver(http, "net.authorize.payment.void.created", payload, notification_id=void_told)
+    assert await asyncio.to_thread(handled_eventually, server, void_told)
+    told = str(uuid.uuid4())
+    deliver(http, "net.authorize.payment.refund.created", payload, time.time() - 5, notification_id=told)
+    assert await asyncio.to_thread(handled_eventually, server, told)
+
+    after = await asyncio.to_thread(eventually, http, workspace, paid["id"], lambda t: True)
+    assert (after["status"], after["amount_refunded"], after["refunds"]) == ("captured", 0, [])

@@ -350,6 +350,8 @@ def _authnet_refunded(transaction: Transaction, event: ProviderEvent) -> DomainE
     refund = event.obj.get("refund")
     if not isinstance(refund, Mapping) or refund.get("ref_trans_id") != transaction.provider_reference:
         return None  # not re-fetched, or not about this payment: recorded by webhook-ingest only
+    if refund.get("status") in AUTHNET_UNDONE:
+        return None  # voided before it settled (its void may have been told first), or never carried out
     if any(known.provider_reference == event.object_id for known in transaction.refunds):
         return None
     amount = refund.get("settle_amount") or refund.get("auth_amount")
@@ -431,6 +433,8 @@ STRIPE_REFETCHED = (
     "charge.refunded",
 )
 AUTHNET_REFUND_CREATED = "net.authorize.payment.refund.created"
+# Authorize.net's transactionStatus of a transaction that moved no money.
+AUTHNET_UNDONE = ("voided", "declined", "generalError", "communicationError", "failedReview", "settlementError")
 
 
 def refetch_reference(event: ProviderEvent) -> str | None:
