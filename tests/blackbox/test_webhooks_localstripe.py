@@ -314,3 +314,36 @@ def handled_eventually(data_dir: Path, webhook_stream: str) -> bool:
             return False
         time.sleep(0.2)
     return True
+
+
+def test_a_dispute_updated_at_stripe_shows_its_new_status_and_a_late_one_does_not_reopen_it(
+    client: Client, peer: Peer
+) -> None:
+    transaction = charge(client)
+    dispute = {
+        "id": f"dp_{uuid.uuid4().hex[:24]}",
+        "object": "dispute",
+        "payment_intent": transaction["provider_reference"],
+        "amount": 2000,
+        "reason": "fraudulent",
+        "created": 1_800_000_000,
+    }
+    now = int(time.time())
+    route = f"transactions/{transaction['id']}"
+    client.deliver("charge.dispute.created", {**dispute, "status": "needs_response"}, created=now - 30)
+    client.eventually(route, lambda t: t["dispute"] is not None)
+    # The merchant submitted evidence (the dashboard): Stripe tells charge.dispute.updated, now under review.
+    client.deliver("charge.dispute.updated", {**dispute, "status": "under_review"}, created=now - 20)
+    updated = client.eventually(route, lambda t: t["dispute"]["status"] != "needs_response")
+    assert updated["dispute"]["status"] == "under_review"
+
+    client.deliver("charge.dispute.closed", {**dispute, "status": "won"}, created=now)
+    closed = client.eventually(route, lambda t: t["dispute"]["status"] == "won")
+    assert (closed["status"], closed["dispute"]["amount"]) == ("captured", 2000)
+    # An update told at the same second as the closing, delivered after it: the dispute stays closed.
+    body, headers = signed_stripe_event(
+        WEBHOOK_SECRET, "charge.dispute.updated", {**dispute, "status": "under_review"}, now
+    )
+    assert client.http.post("/api/v1/webhooks/stripe", content=body, headers=headers).status_code == 200
+    assert handled_eventually(peer.server.data_dir, f"webhook-stripe-{json.loads(body)['id']}")
+    assert client.get(route)["dispute"]["status"] == "won"

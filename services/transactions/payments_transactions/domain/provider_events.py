@@ -243,7 +243,7 @@ def _dispute(transaction: Transaction, event: ProviderEvent, closed: bool) -> Do
         return discrepancy(transaction, event, f"a dispute on a payment that is {transaction.status.value}")
     dispute = transaction.dispute or {}
     status = event.obj.get("status")
-    if dispute.get("dispute_id") == event.object_id and (dispute.get("status") == status or not closed):
+    if dispute.get("dispute_id") == event.object_id and not _changes_dispute(event, dispute, closed):
         return None
     data = {
         "dispute_id": event.object_id,
@@ -255,7 +255,19 @@ def _dispute(transaction: Transaction, event: ProviderEvent, closed: bool) -> Do
     return DomainEvent(ev.PAYMENT_DISPUTE_CLOSED if closed else ev.PAYMENT_DISPUTED, data)
 
 
+def _changes_dispute(event: ProviderEvent, known: Mapping[str, Any], closed: bool) -> bool:
+    """Whether a report about the dispute recorded already changes it: its closing, or an update (evidence sent,
+    under review) of one still open. Its creation told again or late, or an update told after the closing,
+    changes nothing."""
+    if known.get("status") == event.obj.get("status"):
+        return False
+    return closed or (event.type == STRIPE_DISPUTE_UPDATED and known.get("status") not in CLOSED_DISPUTE)
+
+
 # ---- Stripe ---------------------------------------------------------------------------------------------------
+
+STRIPE_DISPUTE_UPDATED = "charge.dispute.updated"
+CLOSED_DISPUTE = ("won", "lost", "warning_closed")
 
 
 def _stripe_amount(
@@ -410,6 +422,7 @@ RULES: Mapping[tuple[str, str], Rule] = {
     ("stripe", "refund.updated"): _stripe_refund_updated,
     ("stripe", "refund.failed"): _stripe_refund_updated,
     ("stripe", "charge.dispute.created"): lambda t, e: _dispute(t, e, closed=False),
+    ("stripe", STRIPE_DISPUTE_UPDATED): lambda t, e: _dispute(t, e, closed=False),
     ("stripe", "charge.dispute.closed"): lambda t, e: _dispute(t, e, closed=True),
     ("authnet", "net.authorize.payment.authcapture.created"): _approved_only(_authnet_captured),
     ("authnet", "net.authorize.payment.authorization.created"): _approved_only(_authnet_authorized),
