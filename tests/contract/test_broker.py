@@ -130,6 +130,10 @@ class Recorder:
         return {"echo": dict(message.body)} if self.reply else None
 
 
+async def test_the_broker_says_whether_a_sent_message_outlives_this_process(env: BrokerEnv) -> None:
+    assert (await env.open()).outlives_process is (env.kind == "rabbitmq")
+
+
 async def test_sent_messages_are_consumed_in_order(env: BrokerEnv) -> None:
     broker = await env.open()
     for number in range(5):

@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import Request
 from limits import RateLimitItem
-from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Broker
 from payments_shared.eventstore.port import EventStore
 from payments_shared.ratelimit import RateLimiter, parse_limit
@@ -68,7 +67,7 @@ class WebhookIngest:
                 forwarder,
                 settings.webhook_forward_grace_s,
                 settings.webhook_sweep_interval_s,
-                forwarded_lasts=not isinstance(broker, InMemoryBroker),
+                forwarded_lasts=broker.outlives_process,
             ),
         )
 

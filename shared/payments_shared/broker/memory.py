@@ -156,6 +156,8 @@ class _Consumer:
 
 
 class InMemoryBroker:
+    outlives_process = False
+
     def __init__(self, *, delivery_limit: int = 5, _hub: _Hub | None = None) -> None:
         if delivery_limit < 1:
             raise ValueError("delivery_limit must be at least 1")

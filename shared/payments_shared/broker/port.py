@@ -48,6 +48,9 @@ class DeadLetter:
 
 
 class Broker(Protocol):
+    # Whether a message sent outlives this process (a server's durable queue); the in-memory broker's die with it.
+    outlives_process: bool
+
     async def send(self, queue: str, message: Message) -> None:
         """Returns once the broker holds the message durably (publisher confirm)."""
         ...

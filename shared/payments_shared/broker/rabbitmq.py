@@ -126,6 +126,8 @@ def _death_reason(incoming: AbstractIncomingMessage) -> str:
 class RabbitMQBroker:
     """Use `await RabbitMQBroker.connect(url)` (or `open_broker`)."""
 
+    outlives_process = True
+
     def __init__(
         self,
         connection: AbstractRobustConnection,
