@@ -161,14 +161,21 @@ def test_a_charge_voided_at_authorize_net_before_settlement_is_refunded(http: ht
     assert "ProviderRefunded" in eventual_event_types(http, workspace, captured["id"], "ProviderRefunded")
 
 
-async def test_a_refund_made_at_authorize_net_is_recorded_through_its_original(
-    http: httpx.Client, authnet: AuthnetTestServer
-) -> None:
+def settled_charge(http: httpx.Client, authnet: AuthnetTestServer) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A charge of 4500 through this system, captured and settled at Authorize.net (so refundable there): its
+    workspace, the charge as first answered, and as captured."""
     workspace = new_workspace()
     paid = pay(http, workspace, "charge", "test-ok")
     charged = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
     assert charged["status"] == "captured"
     authnet.settle()
+    return workspace, paid, charged
+
+
+async def test_a_refund_made_at_authorize_net_is_recorded_through_its_original(
+    http: httpx.Client, authnet: AuthnetTestServer
+) -> None:
+    workspace, paid, charged = settled_charge(http, authnet)
     # Refunded at Authorize.net, not through this system (the merchant's own client stands for its interface):
     # the notification names only the refund's transId; getTransactionDetails names the original.
     refund = await refund_in_merchant_interface(authnet.url, charged["provider_reference"], 4500, 1500)
@@ -265,11 +272,7 @@ async def test_a_refund_made_at_authorize_net_while_ours_is_open_is_recorded_whe
     """Our refund of 3000 of 4500 gets no answer (it stays open, to be driven again); 2000 are refunded in the
     merchant interface meanwhile and notified; our refund, driven again by the client's retry, is refused (reason 55:
     only 2500 are left). The 2000 must be recorded: they were lost when notified while ours was under way."""
-    workspace = new_workspace()
-    paid = pay(http, workspace, "charge", "test-ok")
-    charged = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
-    assert charged["status"] == "captured"
-    authnet.settle()
+    workspace, paid, charged = settled_charge(http, authnet)
     headers = {"Authorization": f"Bearer {mint_token(workspace)}", "Idempotency-Key": f"race-{uuid.uuid4().hex}"}
     body = {"transaction_id": paid["id"], "amount": 3000}
 
@@ -329,11 +332,7 @@ async def test_a_refund_voided_at_authorize_net_before_settlement_no_longer_coun
     """A refund is a transaction of its own, voidable until its batch settles: its void.created names the refund's
     transId. The money stayed with the merchant: the refund fails and amount_refunded goes back, as a refund
     Stripe fails does."""
-    workspace = new_workspace()
-    paid = pay(http, workspace, "charge", "test-ok")
-    charged = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
-    assert charged["status"] == "captured"
-    authnet.settle()
+    workspace, paid, charged = settled_charge(http, authnet)
     refund = await refund_in_merchant_interface(authnet.url, charged["provider_reference"], 4500, 1500)
     notify(http, "refund.created", refund)
     refunded = await asyncio.to_thread(eventually, http, workspace, paid["id"], lambda t: t["status"] != "captured")
@@ -354,11 +353,7 @@ async def test_a_refund_told_after_its_void_does_not_count(
     """Refunded in the merchant interface, then that refund voided before it settled; the void's notification came
     first (about a transId not known here yet: ignored), the refund's after it. Authorize.net holds the refund
     voided: nothing was refunded."""
-    workspace = new_workspace()
-    paid = pay(http, workspace, "charge", "test-ok")
-    charged = eventually(http, workspace, paid["id"], lambda t: t["status"] != "pending")
-    assert charged["status"] == "captured"
-    authnet.settle()
+    workspace, paid, charged = settled_charge(http, authnet)
     refund = await refund_in_merchant_interface(authnet.url, charged["provider_reference"], 4500, 1500)
     await void_in_merchant_interface(authnet.url, refund, 1500)
 
