@@ -145,17 +145,21 @@ def test_a_refund_made_in_the_dashboard_is_recorded_as_stripe_holds_it_not_as_a_
     assert [refund["amount"] for refund in after["refunds"]] == [700]
 
 
-def test_a_dispute_is_recorded_on_the_transaction(client: Client) -> None:
-    transaction = charge(client)
-    dispute = {
+def dispute_of(transaction: dict[str, Any]) -> dict[str, Any]:
+    """A Stripe dispute of 2000 on the transaction's PaymentIntent (without its status)."""
+    return {
         "id": f"dp_{uuid.uuid4().hex[:24]}",
         "object": "dispute",
         "payment_intent": transaction["provider_reference"],
         "amount": 2000,
         "reason": "fraudulent",
-        "status": "needs_response",
         "created": 1_800_000_000,
     }
+
+
+def test_a_dispute_is_recorded_on_the_transaction(client: Client) -> None:
+    transaction = charge(client)
+    dispute = {**dispute_of(transaction), "status": "needs_response"}
     client.deliver("charge.dispute.created", dispute)
     after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["dispute"] is not None)
     assert "PaymentDisputed" in client.event_types(transaction["id"])
@@ -320,14 +324,7 @@ def test_a_dispute_updated_at_stripe_shows_its_new_status_and_a_late_one_does_no
     client: Client, peer: Peer
 ) -> None:
     transaction = charge(client)
-    dispute = {
-        "id": f"dp_{uuid.uuid4().hex[:24]}",
-        "object": "dispute",
-        "payment_intent": transaction["provider_reference"],
-        "amount": 2000,
-        "reason": "fraudulent",
-        "created": 1_800_000_000,
-    }
+    dispute = dispute_of(transaction)
     now = int(time.time())
     route = f"transactions/{transaction['id']}"
     client.deliver("charge.dispute.created", {**dispute, "status": "needs_response"}, created=now - 30)
