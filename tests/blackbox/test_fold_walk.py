@@ -19,6 +19,7 @@ list routes served.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -54,9 +55,11 @@ from tests.blackbox.test_webhooks import (
     webhook_env,
 )
 from tests.ops.conftest import run_ops
+from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
+from tests.support.stripe_webhooks import signed_stripe_event, stripe_signature_headers
 
 SEED: Final = int(os.environ.get("FOLD_WALK_SEED", "20261127"))
-STEPS: Final = 300
+STEPS: Final = int(os.environ.get("FOLD_WALK_STEPS", "300"))
 WAIT_S: Final = 15.0
 
 APPROVED: Final = ("pm_card_visa", "pm_card_mastercard", "pm_card_amex")
@@ -543,6 +546,12 @@ def served_event(txn_id: str, event: dict[str, Any]) -> RecordedEvent:
     )
 
 
+def folded_status(txn_id: str, served: list[dict[str, Any]]) -> str:
+    folded = Transaction.from_events([served_event(txn_id, event) for event in served])
+    assert folded is not None
+    return folded.status.value
+
+
 def served_as_stored(stored: list[RecordedEvent]) -> list[dict[str, Any]]:
     return list(events_json(stored)["data"])
 
@@ -669,3 +678,290 @@ def test_every_object_is_the_fold_of_its_stream_and_the_trail_replays(
     with embedded_server(data_dir, **server_env()) as server:
         assert served_lists(server, walk.token) == lists
     shutil.rmtree(data_dir / "logs", ignore_errors=True)
+
+
+# ---- the same property with Stripe (localstripe) and the webhooks that move a payment -------------------------
+
+STRIPE_KEY: Final = "sk_test_fold_walk_localstripe_0123456789"
+STRIPE_WEBHOOK_SECRET: Final = "whsec_fold_walk_localstripe_0123456789"
+STRIPE_STEPS: Final = int(os.environ.get("FOLD_WALK_STRIPE_STEPS", "80"))
+QUIET_S: Final = 0.3  # a stream that did not grow for this long after a webhook: its effects have landed
+REFUND_COUNTED: Final = ("succeeded", "pending")  # a pending refund counts in amount_refunded, as at Stripe
+
+
+@dataclass
+class StripeWalk:
+    """Payments at localstripe, moved by our own calls and by what happens at Stripe: 3-D Secure completed, refunds
+    made in the dashboard, refunds failing after they were accepted, disputes opened and closed (the events
+    localstripe does not send are signed by the walk, about objects localstripe holds). Each step's effects are
+    waited for, then every payment it touched is checked as in the sandbox walk (the fold, amounts, moves)."""
+
+    http: httpx.Client
+    stripe: httpx.Client
+    rng: random.Random
+    workspace: str = field(default_factory=new_workspace)
+    txns: dict[str, str] = field(default_factory=dict)  # id → kind (charge | authorize)
+    delivered: list[bytes] = field(default_factory=list)
+    dispute_ids: dict[str, str] = field(default_factory=dict)
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        self.token = mint_token(self.workspace, ["payments:admin"], expires_in_s=3600)
+
+    def where(self) -> str:
+        return f"seed {SEED}, stripe step {self.step}"
+
+    def call(self, route: str, body: Any = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if body is None:
+            return self.http.get(f"{API}/{route}", headers=headers)
+        return self.http.post(f"{API}/{route}", json=body, headers=headers)
+
+    def state(self, txn_id: str) -> dict[str, Any]:
+        response = self.call(f"transactions/{txn_id}")
+        assert response.status_code == 200, f"{self.where()}: {response.text}"
+        return dict(response.json())
+
+    def served_events(self, txn_id: str) -> list[dict[str, Any]]:
+        response = self.call(f"transactions/{txn_id}/events")
+        assert response.status_code == 200, f"{self.where()}: {response.text}"
+        return list(response.json()["data"])
+
+    def pick(self, *statuses: str) -> tuple[str, dict[str, Any]] | None:
+        states = {txn_id: self.state(txn_id) for txn_id in self.txns}
+        fitting = [txn_id for txn_id, shown in states.items() if shown["status"] in statuses]
+        if not fitting:
+            return None
+        txn_id = self.rng.choice(fitting)
+        return txn_id, states[txn_id]
+
+    def deliver(self, event_type: str, obj: dict[str, Any]) -> None:
+        body, headers = signed_stripe_event(STRIPE_WEBHOOK_SECRET, event_type, obj)
+        response = self.http.post(STRIPE, content=body, headers=headers)
+        assert response.status_code == 200, f"{self.where()}: {response.text}"
+        self.delivered.append(body)
+
+    def settle(self, txn_id: str) -> None:
+        """Until the stream has not grown for QUIET_S (webhooks are applied after their 200)."""
+        deadline = time.monotonic() + WAIT_S
+        count, quiet_since = len(self.served_events(txn_id)), time.monotonic()
+        while time.monotonic() - quiet_since < QUIET_S and time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = len(self.served_events(txn_id))
+            if now != count:
+                count, quiet_since = now, time.monotonic()
+
+    # ---- our own calls --------------------------------------------------------------------------------------------
+
+    def pay(self) -> None:
+        kind = self.rng.choice(("charge", "authorize"))
+        method = "pm_card_visa" if self.rng.random() < 0.7 else three_d_secure_method(self.stripe)
+        amount = self.rng.randint(50, 20_000)
+        body = {"amount": amount, "currency": "usd", "payment_method": method, "provider": "stripe"}
+        response = self.call(kind, body)
+        assert response.status_code == 201, f"{self.where()}: {response.text}"
+        self.txns[response.json()["id"]] = kind
+        self.touch(response.json()["id"])
+
+    def capture(self) -> None:
+        picked = self.pick("authorized")
+        if picked is None:
+            return
+        txn_id, shown = picked
+        body: dict[str, Any] = {"transaction_id": txn_id}
+        if self.rng.random() < 0.5:
+            body["amount"] = self.rng.randint(50, shown["amount_authorized"])
+        response = self.call("capture", body)
+        assert response.status_code == 200, f"{self.where()}: {response.text}"
+        self.touch(txn_id)
+
+    def void(self) -> None:
+        picked = self.pick("authorized")
+        if picked is None:
+            return
+        response = self.call("void", {"transaction_id": picked[0]})
+        assert response.status_code == 200, f"{self.where()}: {response.text}"
+        self.touch(picked[0])
+
+    def refund(self) -> None:
+        picked = self.pick(*REFUNDABLE, "refunded")
+        if picked is None:
+            return
+        txn_id, shown = picked
+        reserved = sum(r["amount"] for r in shown["refunds"] if r["status"] in REFUND_COUNTED)
+        refundable = shown["amount_captured"] - reserved
+        body: dict[str, Any] = {"transaction_id": txn_id}
+        if refundable > 1 and self.rng.random() < 0.6:
+            body["amount"] = self.rng.randint(1, refundable // 2)
+        response = self.call("refund", body)
+        disputed = (shown["dispute"] or {}).get("status") in ("needs_response", "under_review", "lost")
+        expected = 409 if disputed or refundable <= 0 else 200
+        assert response.status_code == expected, f"{self.where()}: {shown} {body} {response.text}"
+        self.touch(txn_id)
+
+    # ---- what happens at Stripe ---------------------------------------------------------------------------------
+
+    def authenticate(self) -> None:
+        picked = self.pick("requires_action")
+        if picked is None:
+            return
+        txn_id, shown = picked
+        intent = authenticate(self.stripe, shown["provider_reference"])
+        if self.txns[txn_id] == "authorize":  # localstripe does not send it for a manual-capture intent
+            self.deliver("payment_intent.amount_capturable_updated", intent)
+        deadline = time.monotonic() + WAIT_S  # localstripe's own payment_intent.succeeded comes when it comes
+        while self.state(txn_id)["status"] == "requires_action" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.touch(txn_id)
+
+    def dashboard_refund(self) -> None:
+        picked = self.pick(*REFUNDABLE)
+        if picked is None:
+            return
+        txn_id, shown = picked
+        if shown["amount_captured"] < shown["amount"]:  # localstripe captures less by refunding the rest; Stripe not
+            return
+        intent_id = shown["provider_reference"]
+        left = shown["amount_captured"] - sum(r["amount"] for r in shown["refunds"] if r["status"] in REFUND_COUNTED)
+        if left < 1:
+            return
+        made = self.stripe.post("/v1/refunds", data={"payment_intent": intent_id, "amount": self.rng.randint(1, left)})
+        if made.status_code != 200:  # Stripe counts what a refund reversed here still holds: it may refuse
+            return
+        self.deliver("charge.refunded", self.charge_of(intent_id))
+        self.touch(txn_id)
+
+    def refund_fails(self) -> None:
+        picked = self.pick(*REFUNDABLE, "refunded")
+        if picked is None:
+            return
+        txn_id, shown = picked
+        listed = self.refunds_at_stripe(shown["provider_reference"])
+        if not listed:
+            return
+        failed = {**self.rng.choice(listed), "status": "failed", "failure_reason": "expired_or_canceled_card"}
+        self.deliver("refund.failed", failed)
+        self.touch(txn_id)
+
+    def dispute(self) -> None:
+        picked = self.pick(*REFUNDABLE, "refunded")
+        if picked is None:
+            return
+        txn_id, shown = picked
+        current = shown["dispute"]
+        if current is None or self.rng.random() < 0.3:
+            dispute_id = f"dp_{uuid.UUID(int=self.rng.getrandbits(128)).hex[:24]}"
+            event_type, status = "charge.dispute.created", self.rng.choice(("needs_response", "warning_needs_response"))
+        else:
+            dispute_id = str(self.dispute_ids.get(txn_id))
+            event_type, status = "charge.dispute.closed", self.rng.choice(("won", "lost"))
+        self.dispute_ids[txn_id] = dispute_id
+        dispute = {
+            "id": dispute_id,
+            "object": "dispute",
+            "payment_intent": shown["provider_reference"],
+            "amount": shown["amount_captured"],
+            "reason": "fraudulent",
+            "status": status,
+            "created": int(time.time()),
+        }
+        self.deliver(event_type, dispute)
+        self.touch(txn_id)
+
+    def redeliver(self) -> None:
+        if not self.delivered:
+            return
+        body = self.rng.choice(self.delivered)
+        headers = stripe_signature_headers(body, STRIPE_WEBHOOK_SECRET)
+        response = self.http.post(STRIPE, content=body, headers=headers)
+        assert (response.status_code, response.json()) == (200, {"received": True, "duplicate": True}), self.where()
+
+    def charge_of(self, intent_id: str) -> dict[str, Any]:
+        latest = self.stripe.get(f"/v1/payment_intents/{intent_id}").json()["latest_charge"]
+        charge_id = latest if isinstance(latest, str) else latest["id"]
+        charge = dict(self.stripe.get(f"/v1/charges/{charge_id}").json())
+        listed = self.refunds_at_stripe(intent_id)
+        return {**charge, "refunds": {"object": "list", "data": listed}}
+
+    def refunds_at_stripe(self, intent_id: str) -> list[dict[str, Any]]:
+        return list(self.stripe.get("/v1/refunds", params={"payment_intent": intent_id}).json()["data"])
+
+    # ---- checking -------------------------------------------------------------------------------------------------
+
+    def touch(self, txn_id: str) -> None:
+        self.settle(txn_id)
+        self.check(txn_id)
+
+    def check(self, txn_id: str) -> None:
+        for _ in range(20):  # a webhook may land between the two reads: read again until they agree
+            before = self.served_events(txn_id)
+            shown = self.state(txn_id)
+            if self.served_events(txn_id) == before:
+                break
+        folded = Transaction.from_events([served_event(txn_id, event) for event in before])
+        assert folded is not None and shown == transaction_json(folded), f"{self.where()}: {txn_id} is not its fold"
+        counted = sum(r["amount"] for r in shown["refunds"] if r["status"] in REFUND_COUNTED)
+        assert shown["amount_captured"] <= shown["amount_authorized"] <= shown["amount"], f"{self.where()}: {shown}"
+        assert shown["amount_refunded"] == counted <= shown["amount_captured"], f"{self.where()}: {shown}"
+        statuses = [folded_status(txn_id, before[: end + 1]) for end in range(len(before))]
+        for earlier, later in itertools.pairwise(statuses):  # every event's move, also those between two steps
+            assert later == earlier or later in MOVES[earlier], f"{self.where()}: {txn_id} {earlier} → {later}"
+
+    def run(self, steps: int) -> None:
+        moves: dict[Callable[[], None], int] = {
+            self.pay: 5,
+            self.capture: 3,
+            self.void: 1,
+            self.refund: 4,
+            self.authenticate: 2,
+            self.dashboard_refund: 2,
+            self.refund_fails: 2,
+            self.dispute: 1,
+            self.redeliver: 1,
+        }
+        for self.step in range(steps):
+            self.rng.choices(list(moves), weights=list(moves.values()))[0]()
+
+
+@pytest.fixture
+def stripe_walked(data_dir: Path) -> Iterator[StripeWalk]:
+    data_dir.mkdir()
+    with running_localstripe(data_dir / "localstripe.log") as stripe_url:
+        env = {
+            "STRIPE_API_KEY": STRIPE_KEY,
+            "STRIPE_API_BASE": stripe_url,
+            "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+            "RATE_LIMIT_READ": "100000/minute",
+            "RATE_LIMIT_WRITE": "100000/minute",
+        }
+        with (
+            embedded_server(data_dir, **env) as server,
+            httpx.Client(base_url=server.base_url, timeout=30) as http,
+            httpx.Client(base_url=stripe_url, headers={"Authorization": f"Bearer {STRIPE_KEY}"}, timeout=10) as stripe,
+        ):
+            hook = {"url": f"{server.base_url}{STRIPE}", "secret": STRIPE_WEBHOOK_SECRET}
+            httpx.post(f"{stripe_url}/_config/webhooks/payments", data=hook, timeout=10).raise_for_status()
+            walk = StripeWalk(http, stripe, random.Random(SEED))
+            walk.run(STRIPE_STEPS)
+            for txn_id in walk.txns:
+                walk.check(txn_id)
+        yield walk
+
+
+def test_stripe_payments_moved_by_webhooks_stay_the_fold_of_their_streams(
+    stripe_walked: StripeWalk,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert len(stripe_walked.txns) > 5, "the walk did too little"
+    verified = run_ops(data_dir, "verify")
+    assert verified.status == 0, verified.stdout + verified.stderr
+    monkeypatch.delenv("EVENTSTORE_URI", raising=False)
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    for txn_id in stripe_walked.txns:
+        trail = json.loads(audit(txn_id, capsys, "--json"))["events"]
+        stored = stream_events(data_dir, f"transaction-{txn_id}")
+        assert [(e["stream_version"], e["type"], e["data"]) for e in trail] == [
+            (e.version, e.type, dict(e.data)) for e in stored
+        ], txn_id
