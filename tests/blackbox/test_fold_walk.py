@@ -28,6 +28,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,6 +251,36 @@ class Walk:
         txn.refunds.append(amount)
         txn.status = "refunded" if txn.refunded == txn.captured else "partially_refunded"
 
+    def racing_refunds(self) -> None:
+        """Three refunds of half of what is refundable sent at once: at most two succeed, the rest are 409."""
+        txn = self.pick_txn(*REFUNDABLE)
+        if txn is None or txn.status not in REFUNDABLE or txn.refundable < 2:
+            return
+        half = txn.refundable // 2
+        body = {"transaction_id": txn.id, "amount": half}
+        keys = [self.maybe_key() for _ in range(3)]
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda key: self.call("POST", "refund", body, key), keys))
+        statuses = sorted(answer.status_code for answer in answers)
+        assert set(statuses) <= {200, 409} and 1 <= statuses.count(200) <= 2, f"{self.where()}: {statuses}"
+        txn.refunds.extend([half] * statuses.count(200))
+        txn.status = "refunded" if txn.refunded == txn.captured else "partially_refunded"
+        self.touched.add(txn.id)
+
+    def capture_racing_void(self) -> None:
+        """A capture and a void of one authorization sent at once: exactly one wins."""
+        txn = self.pick_txn("authorized")
+        if txn is None or txn.status != "authorized":
+            return
+        requests = [("capture", self.maybe_key()), ("void", self.maybe_key())]
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda r: self.call("POST", r[0], {"transaction_id": txn.id}, r[1]), requests))
+        captured, voided = (answer.status_code for answer in answers)
+        assert sorted((captured, voided)) == [200, 409], f"{self.where()}: capture {captured}, void {voided}"
+        txn.status = "captured" if captured == 200 else "voided"
+        txn.captured = txn.authorized if captured == 200 else 0
+        self.touched.add(txn.id)
+
     def void(self) -> None:
         txn = self.pick_txn("authorized")
         if txn is None:
@@ -354,12 +385,16 @@ class Walk:
             return
         body: dict[str, Any] = {}
         roll = self.rng.random()
-        if roll < 0.4:
+        if roll < 0.3:
             body["quantity"] = self.rng.randint(1, 5)
-        elif roll < 0.7:
+        elif roll < 0.55:
             body["metadata"] = {self.rng.choice(("plan", "seat")): self.rng.choice(("", "pro", "team"))}
-        else:
+        elif roll < 0.75:
             body["cancel_at_period_end"] = self.rng.random() < 0.5
+        elif roll < 0.9:
+            body["amount"] = self.rng.randint(100, 5000)
+        else:  # a price of its own interval: a new period may start
+            body["price"] = self.rng.choice(("price_sandbox_weekly", "price_sandbox_monthly", "price_sandbox_yearly"))
         response = self.call("PUT", f"subscriptions/{sub.id}", body, self.maybe_key())
         self.touched.add(sub.id)
         if sub.status == "canceled":
@@ -488,7 +523,9 @@ class Walk:
             self.pay: 8,
             self.capture: 4,
             self.refund: 6,
+            self.racing_refunds: 1,
             self.void: 2,
+            self.capture_racing_void: 1,
             self.replay: 3,
             self.create_customer: 2,
             self.update_customer: 2,
