@@ -669,6 +669,12 @@ def walked(data_dir: Path) -> Iterator[tuple[Walk, dict[str, list[dict[str, Any]
         walk = Walk(http, data_dir, random.Random(SEED))
         walk.run(STEPS)
         lists = served_lists(server, walk.token)
+        for listed in (obj for objects in lists.values() for obj in objects):  # a list shows each as its GET does
+            assert listed == walk.read(listed["id"]), listed["id"]
+        live_customers = {c.id for c in walk.customers.values() if not c.deleted}
+        assert {c["id"] for c in lists["customers"]} == live_customers
+        assert {t["id"] for t in lists["transactions"]} == set(walk.txns)
+        assert {s["id"] for s in lists["subscriptions"]} == set(walk.subscriptions)
     yield walk, lists
 
 
