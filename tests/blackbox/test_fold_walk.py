@@ -727,7 +727,7 @@ def test_every_object_is_the_fold_of_its_stream_and_the_trail_replays(
 
 STRIPE_KEY: Final = "sk_test_fold_walk_localstripe_0123456789"
 STRIPE_WEBHOOK_SECRET: Final = "whsec_fold_walk_localstripe_0123456789"
-STRIPE_STEPS: Final = int(os.environ.get("FOLD_WALK_STRIPE_STEPS", "80"))
+STRIPE_STEPS: Final = int(os.environ.get("FOLD_WALK_STRIPE_STEPS", "70"))
 QUIET_S: Final = 0.3  # a stream that did not grow for this long after a webhook: its effects have landed
 REFUND_COUNTED: Final = ("succeeded", "pending")  # a pending refund counts in amount_refunded, as at Stripe
 
@@ -742,14 +742,21 @@ class StripeWalk:
     http: httpx.Client
     stripe: httpx.Client
     rng: random.Random
+    data_dir: Path
     workspace: str = field(default_factory=new_workspace)
     txns: dict[str, str] = field(default_factory=dict)  # id → kind (charge | authorize)
     delivered: list[bytes] = field(default_factory=list)
     dispute_ids: dict[str, str] = field(default_factory=dict)
+    customers: dict[str, str] = field(default_factory=dict)  # id → Stripe's id
+    subscriptions: dict[str, str] = field(default_factory=dict)  # id → Stripe's id
     step: int = 0
 
     def __post_init__(self) -> None:
-        self.token = mint_token(self.workspace, ["payments:admin"], expires_in_s=3600)
+        self.token = mint_token(self.workspace, ["payments:admin", *BILLING_PERMISSIONS], expires_in_s=3600)
+
+    def send(self, method: str, route: str, body: Any = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
 
     def where(self) -> str:
         return f"seed {SEED}, stripe step {self.step}"
@@ -950,6 +957,107 @@ class StripeWalk:
         for earlier, later in itertools.pairwise(statuses):  # every event's move, also those between two steps
             assert later == earlier or later in MOVES[earlier], f"{self.where()}: {txn_id} {earlier} → {later}"
 
+    # ---- customers and subscriptions at Stripe ---------------------------------------------------------------------
+
+    def create_customer(self) -> None:
+        body = {"email": f"s{self.step}@example.com", "provider": "stripe", "payment_method": "pm_card_visa"}
+        response = self.send("POST", "customers", body)
+        assert response.status_code == 201, f"{self.where()}: {response.text}"
+        self.customers[response.json()["id"]] = response.json()["provider_reference"]
+        self.touch_billing(response.json()["id"])
+
+    def subscribe(self) -> None:
+        live = [cus_id for cus_id in self.customers if self.send("GET", f"customers/{cus_id}").status_code == 200]
+        if not live:
+            return
+        body = {"customer_id": self.rng.choice(live), "amount": self.rng.randint(100, 5000), "currency": "usd"}
+        body["interval"] = self.rng.choice(("month", "year"))
+        response = self.send("POST", "subscriptions", body)
+        assert response.status_code == 201, f"{self.where()}: {response.text}"
+        self.subscriptions[response.json()["id"]] = response.json()["provider_reference"]
+        self.touch_billing(response.json()["id"])
+
+    def change_subscription(self) -> None:
+        if not self.subscriptions:
+            return
+        sub_id = self.rng.choice(list(self.subscriptions))
+        roll = self.rng.random()
+        if roll < 0.3:
+            response = self.send("PUT", f"subscriptions/{sub_id}", {"quantity": self.rng.randint(1, 4)})
+        elif roll < 0.5:
+            response = self.send("PUT", f"subscriptions/{sub_id}", {"metadata": {"plan": self.rng.choice("ab")}})
+        elif roll < 0.7:
+            cancel_later = {"cancel_at_period_end": self.rng.random() < 0.5}
+            response = self.send("PUT", f"subscriptions/{sub_id}", cancel_later)
+        else:
+            at_period_end = {"at_period_end": self.rng.random() < 0.5}
+            response = self.send("POST", f"subscriptions/{sub_id}/cancel", at_period_end)
+        assert response.status_code in (200, 409), f"{self.where()}: {response.text}"
+        self.touch_billing(sub_id)
+
+    def subscription_at_stripe(self) -> None:
+        if not self.subscriptions:
+            return
+        sub_id = self.rng.choice(list(self.subscriptions))
+        reference = self.subscriptions[sub_id]
+        invoice = {"id": f"in_{uuid.UUID(int=self.rng.getrandbits(128)).hex[:24]}", "object": "invoice"}
+        roll = self.rng.random()
+        if roll < 0.3:
+            self.deliver("invoice.payment_failed", {**invoice, "subscription": reference})
+        elif roll < 0.6:
+            self.deliver("invoice.paid", {**invoice, "subscription": reference})
+        elif roll < 0.85:
+            flag = self.rng.choice(("true", "false"))
+            if self.stripe.post(f"/v1/subscriptions/{reference}", data={"cancel_at_period_end": flag}).is_success:
+                self.deliver("customer.subscription.updated", {"id": reference, "object": "subscription"})
+        else:
+            self.stripe.delete(f"/v1/subscriptions/{reference}")  # localstripe tells with its own webhook
+        self.touch_billing(sub_id)
+
+    def customer_at_stripe(self) -> None:
+        if not self.customers:
+            return
+        cus_id = self.rng.choice(list(self.customers))
+        change = {"email": f"changed{self.step}@example.com", "metadata[tier]": self.rng.choice(("gold", "silver"))}
+        self.stripe.post(f"/v1/customers/{self.customers[cus_id]}", data=change)  # localstripe tells
+        self.touch_billing(cus_id)
+
+    def touch_billing(self, object_id: str) -> None:
+        stream = ("customer-" if object_id.startswith("cus_") else "subscription-") + object_id
+        deadline = time.monotonic() + WAIT_S
+        count, quiet_since = len(stream_events(self.data_dir, stream)), time.monotonic()
+        while time.monotonic() - quiet_since < QUIET_S * 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = len(stream_events(self.data_dir, stream))
+            if now != count:
+                count, quiet_since = now, time.monotonic()
+        self.check_billing(object_id)
+
+    def check_billing(self, object_id: str) -> None:
+        is_customer = object_id.startswith("cus_")
+        stream = ("customer-" if is_customer else "subscription-") + object_id
+        route = ("customers/" if is_customer else "subscriptions/") + object_id
+        for _ in range(20):  # a webhook may land between the two reads: read again until they agree
+            stored = stream_events(self.data_dir, stream)
+            response = self.send("GET", route)
+            if len(stream_events(self.data_dir, stream)) == len(stored):
+                break
+        if is_customer:
+            folded_customer = customer_domain.fold(stored)
+            assert folded_customer is not None, self.where()
+            if folded_customer.deleted:
+                assert response.status_code == 404, f"{self.where()}: {object_id} {response.text}"
+            else:
+                assert response.json() == folded_customer.to_api(), f"{self.where()}: {object_id} is not its fold"
+            return
+        states = [subscription_domain.fold(stored[: end + 1]) for end in range(len(stored))]
+        folded = states[-1]
+        assert folded is not None and response.json() == folded.to_api(), f"{self.where()}: {object_id} not its fold"
+        statuses = [state.status for state in states if state is not None]
+        for earlier, later in itertools.pairwise(statuses):
+            allowed = subscription_domain.MOVES[earlier]
+            assert later == earlier or later in allowed, f"{self.where()}: {object_id} {earlier} → {later}"
+
     def run(self, steps: int) -> None:
         moves: dict[Callable[[], None], int] = {
             self.pay: 5,
@@ -961,6 +1069,11 @@ class StripeWalk:
             self.refund_fails: 2,
             self.dispute: 1,
             self.redeliver: 1,
+            self.create_customer: 1,
+            self.subscribe: 2,
+            self.change_subscription: 2,
+            self.subscription_at_stripe: 2,
+            self.customer_at_stripe: 1,
         }
         for self.step in range(steps):
             self.rng.choices(list(moves), weights=list(moves.values()))[0]()
@@ -984,10 +1097,12 @@ def stripe_walked(data_dir: Path) -> Iterator[StripeWalk]:
         ):
             hook = {"url": f"{server.base_url}{STRIPE}", "secret": STRIPE_WEBHOOK_SECRET}
             httpx.post(f"{stripe_url}/_config/webhooks/payments", data=hook, timeout=10).raise_for_status()
-            walk = StripeWalk(http, stripe, random.Random(SEED))
+            walk = StripeWalk(http, stripe, random.Random(SEED), data_dir)
             walk.run(STRIPE_STEPS)
             for txn_id in walk.txns:
                 walk.check(txn_id)
+            for object_id in [*walk.customers, *walk.subscriptions]:
+                walk.check_billing(object_id)
         yield walk
 
 
