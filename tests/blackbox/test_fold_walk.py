@@ -10,9 +10,9 @@ touched is read back and checked:
 - it equals what a small model of the walk expects (status, amounts, merged fields);
 - amounts are consistent (captured ≤ authorized, refunded = the succeeded refunds ≤ captured) and its status moved
   only along API.md's diagram (the subscription's along its own).
-At the end, with the server stopped, `payments-ops verify` reports nothing, `payments-ops audit` gives every
-object's timeline as the API served it, and `payments-ops replay` (into an empty read model) rebuilds the lists the
-list routes served.
+At the end, with the server stopped, `payments-ops verify` reports nothing, the workspace's `payments-ops export`
+folded stream by stream gives every object as the lists served it, `payments-ops audit` gives every object's
+timeline as stored, and `payments-ops replay` (into an empty read model) rebuilds the lists the list routes served.
 
 The second test walks the same way with Stripe (localstripe) as the provider, where webhooks move the objects too.
 `FOLD_WALK_SEED` picks another walk, `FOLD_WALK_STEPS` / `FOLD_WALK_STRIPE_STEPS` a longer one; a failure names its
@@ -679,6 +679,42 @@ def walked(data_dir: Path) -> Iterator[tuple[Walk, dict[str, list[dict[str, Any]
     yield walk, lists
 
 
+def exported_event(line: dict[str, Any]) -> RecordedEvent:
+    return RecordedEvent(
+        id=uuid.UUID(line["id"]),
+        stream=line["stream"],
+        type=line["type"],
+        data=line["data"],
+        metadata=line["metadata"],
+        version=line["stream_version"],
+        position=line["position"],
+        recorded_at=datetime.fromisoformat(line["recorded_at"]),
+    )
+
+
+def folded_export(lines: str) -> dict[str, dict[str, Any]]:
+    """`payments-ops export` replayed: each object stream of the export folded, as the lists show it."""
+    streams: dict[str, list[RecordedEvent]] = {}
+    for line in lines.splitlines():
+        event = exported_event(json.loads(line))
+        streams.setdefault(event.stream, []).append(event)
+    folded: dict[str, dict[str, Any]] = {kind: {} for kind in LISTS}
+    for stream, events in streams.items():
+        if stream.startswith("transaction-txn_"):
+            transaction = Transaction.from_events(events)
+            assert transaction is not None
+            folded["transactions"][transaction.id] = transaction_json(transaction)
+        elif stream.startswith("customer-cus_"):
+            customer = customer_domain.fold(events)
+            if customer is not None and not customer.deleted:
+                folded["customers"][customer.id] = customer.to_api()
+        elif stream.startswith("subscription-sub_"):
+            subscription = subscription_domain.fold(events)
+            assert subscription is not None
+            folded["subscriptions"][subscription.id] = subscription.to_api()
+    return folded
+
+
 def audit(object_id: str, capsys: pytest.CaptureFixture[str], *options: str) -> str:
     """`payments-ops audit` run in this process (a subprocess per object would take seconds each)."""
     with pytest.raises(SystemExit) as exited:
@@ -699,6 +735,11 @@ def test_every_object_is_the_fold_of_its_stream_and_the_trail_replays(
 
     verified = run_ops(data_dir, "verify")
     assert verified.status == 0, verified.stdout + verified.stderr
+
+    until = str(int(time.time()) + 3600)
+    exported = run_ops(data_dir, "export", "--since", "0", "--until", until, "--workspace", walk.workspace)
+    assert exported.status == 0, exported.stderr
+    assert folded_export(exported.stdout) == {kind: {o["id"]: o for o in objects} for kind, objects in lists.items()}
 
     monkeypatch.delenv("EVENTSTORE_URI", raising=False)
     monkeypatch.setenv("DATA_DIR", str(data_dir))
