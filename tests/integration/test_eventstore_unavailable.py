@@ -16,7 +16,7 @@ import pytest
 from payments_shared import ids
 
 from tests.blackbox.server import Api, new_key
-from tests.support.services import events_by_stream, ledger, stored_events, transactions_services
+from tests.support.services import events_by_stream, ledger, stored_events, transactions_services, wait_until
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -77,3 +77,26 @@ def test_a_locked_event_store_is_a_503_with_nothing_half_applied_and_work_resume
         assert httpx.get(f"{services.worker_url}/readyz", timeout=10).status_code == 200
         operations = sorted(row.operation for row in ledger(tmp_path))
         assert operations == ["pay", "pay", "refund"]  # one provider call per key
+
+
+def test_a_charge_answered_202_while_the_store_is_locked_is_carried_out_once_it_is_back(
+    tmp_path: Path, isolated_rabbitmq_url: str
+) -> None:
+    """The gateway's deadline passes before the worker gives up on the lock: the client has its 202 `pending`
+    (the command "is still carried out"), so the worker's 503 reaches no one and must not end the command."""
+    with transactions_services(tmp_path, isolated_rabbitmq_url, {"RPC_TIMEOUT_S": "2"}) as services:
+        api = Api(httpx.Client(base_url=services.base_url, timeout=30))
+        key = new_key()
+        transaction_id = ids.derived_id("txn", ids.command_id(api.workspace, key))
+        with write_locked(tmp_path / "events.db"):
+            accepted = api.charge(key=key, amount=2468)
+            assert (accepted.status_code, accepted.json()["status"]) == (202, "pending"), accepted.text
+            wait_until(
+                lambda: "event store unavailable" in services.worker.log_tail(), 15, "the worker to give up on the lock"
+            )
+
+        wait_until(lambda: api.get(transaction_id).status_code == 200, 30, "the accepted charge to be recorded")
+        wait_until(lambda: api.get(transaction_id).json()["status"] == "captured", 30, "the accepted charge")
+        assert [(row.operation, row.amount) for row in ledger(tmp_path)] == [("pay", 2468)]
+        replay = api.charge(key=key, amount=2468)
+        assert (replay.status_code, replay.json()["id"], replay.json()["status"]) == (201, transaction_id, "captured")

@@ -26,7 +26,9 @@ from tests.blackbox.server import (
     wait_ready,
 )
 from tests.blackbox.stripe_client import StripeClient as Client
+from tests.integration.test_eventstore_unavailable import write_locked
 from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
+from tests.support.services import wait_until
 from tests.support.stripe_webhooks import signed_stripe_event
 from tests.support.tcp_proxy import TcpProxy
 
@@ -110,6 +112,10 @@ def webhook_streams(data_dir: Path) -> dict[str, list[str]]:
     for stream, event_type in rows:
         streams.setdefault(str(stream), []).append(str(event_type))
     return streams
+
+
+def any_forwarded(data_dir: Path) -> bool:
+    return any("WebhookForwarded" in types for types in webhook_streams(data_dir).values())
 
 
 def test_a_3ds_payment_is_captured_through_stripes_own_webhook(client: Client, services: Services) -> None:
@@ -204,3 +210,38 @@ async def test_an_event_recorded_while_rabbitmq_is_unreachable_is_forwarded_once
         finally:
             await asyncio.to_thread(ingest.stop)
     assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 400)
+
+
+def test_an_event_forwarded_while_the_event_store_is_locked_is_applied_once_it_is_back(
+    tmp_path: Path, isolated_rabbitmq_url: str
+) -> None:
+    """Nobody waits for a forwarded event's answer, and webhook-ingest counts it handed over once sent: a worker
+    that cannot write the store must have it delivered again, not acknowledge it as answered 503."""
+    with (
+        running_services(tmp_path, isolated_rabbitmq_url) as services,
+        httpx.Client(base_url=services.gateway_url, timeout=30) as http,
+        httpx.Client(base_url=services.stripe_url, headers={"Authorization": f"Bearer {STRIPE_KEY}"}) as stripe,
+    ):
+        client = Client(http, new_workspace(), WEBHOOK_SECRET, stripe)
+        transaction = client.created(
+            "charge", {"amount": 1500, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
+        )
+        transactions = services.processes[0]
+        transactions.stop()
+        dispute = {"id": "dp_store_locked", "object": "dispute", "amount": 1500, "status": "needs_response"}
+        body, headers = signed(
+            "charge.dispute.created", {**dispute, "payment_intent": transaction["provider_reference"]}
+        )
+        answer = httpx.post(f"{services.ingest_url}/api/v1/webhooks/stripe", content=body, headers=headers, timeout=30)
+        assert answer.json() == {"received": True, "duplicate": False}
+        wait_until(lambda: any_forwarded(tmp_path), 10, "the forward")
+
+        with write_locked(tmp_path / "events.db"):
+            env = {**services.env, "PORT": str(free_port())}
+            restarted = start_process("transactions-again", ["-m", "payments_transactions"], env, tmp_path / "logs")
+            services.processes.append(restarted)
+            wait_until(lambda: "event store unavailable" in restarted.log_tail(), 30, "the worker to meet the lock")
+
+        after = client.eventually(f"transactions/{transaction['id']}", lambda t: t["dispute"] is not None)
+        assert after["dispute"] is not None, after
+        assert (after["dispute"]["status"], after["dispute"]["amount"]) == ("needs_response", 1500)

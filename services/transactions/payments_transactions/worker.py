@@ -1,17 +1,22 @@
 """The transactions worker: one handler for every message on TRANSACTIONS_QUEUE.
 
 Every ApiError becomes a reply (API.md's error shape); any other exception propagates so the broker redelivers
-the message (the steps make a redelivery safe) and, past its delivery limit, dead-letters it.
+the message (the steps make a redelivery safe) and, past its delivery limit, dead-letters it. An event store that
+cannot be used is a 503 while the client still waits for the answer; once it has stopped waiting (its 202
+`pending` says the command is still carried out) or when nobody ever waits (a provider event), the message is
+redelivered instead, since a 503 would reach no one and end the command undone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from payments_shared import logging as payments_logging
+from payments_shared.broker.expiry import CLOCK_SKEW_S
 from payments_shared.broker.port import Message
 from payments_shared.errors import ApiError, invalid
 from payments_shared.eventstore.port import EventStore, EventStoreUnavailable
@@ -112,7 +117,16 @@ class TransactionsWorker:
             return error_reply(error)
         except EventStoreUnavailable as error:
             logger.warning("event store unavailable", extra={"command": command.type, "reason": str(error)})
-            return error_reply(store_unavailable())
+            if self._client_waits(command):
+                return error_reply(store_unavailable())
+            await asyncio.sleep(STORE_RETRY_AFTER_S)  # redelivered at once otherwise: a short outage would use them all
+            raise
+
+    def _client_waits(self, command: Command) -> bool:
+        """Whether a client is still waiting for this command's reply (with a margin for the clocks' difference)."""
+        if command.type == APPLY_PROVIDER_EVENT:  # sent by webhook-ingest, never requested
+            return False
+        return seconds_left(command.issued_at, self.settings.rpc_timeout_s) > CLOCK_SKEW_S
 
     async def recover(self, min_age_s: float | None = None) -> int:
         """Drive every outcome-less operation idle for longer than `min_age_s` (default: the setting)."""
