@@ -5,7 +5,9 @@ which applies nothing twice."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from tests.blackbox.server import (
     wait_ready,
 )
 from tests.support.services import ledger_operations, stream_event_types
+from tests.support.stripe_wire_server import SERVER_ERROR, WIRE_API_KEY, StripeWireServer
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -227,3 +230,68 @@ def test_a_worker_killed_while_a_deletion_cancels_subscriptions_cancels_each_onc
         )
     assert ledger_operations(services.data_dir, "cancel_subscription") == 2
     assert ledger_operations(services.data_dir, "delete_customer") == 1
+
+
+@contextlib.contextmanager
+def stripe_wire() -> Iterator[StripeWireServer]:
+    """The Stripe wire-format server on an event loop of its own thread (the workers call it over HTTP)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="stripe-wire", daemon=True)
+    thread.start()
+    wire = StripeWireServer(WIRE_API_KEY)
+    asyncio.run_coroutine_threadsafe(wire.start(), loop).result(timeout=10)
+    try:
+        yield wire
+    finally:
+        asyncio.run_coroutine_threadsafe(wire.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def test_a_change_left_open_by_a_worker_that_stopped_is_finished_by_another_workers_sweep(
+    tmp_path: Path, isolated_rabbitmq_url: str
+) -> None:
+    """Two billing workers on one queue, as a scaled Deployment runs them. One answers a PUT 503 (Stripe failed:
+    the request stays open, its key released for the sweep) and is then stopped for good (a scale-down). The
+    other's sweep finishes the change, without a restart or a client retry."""
+    workspace = new_workspace()
+    with stripe_wire() as wire:
+        stripe = {
+            "PAYMENTS_DEFAULT_PROVIDER": "stripe",
+            "STRIPE_API_KEY": WIRE_API_KEY,
+            "STRIPE_API_BASE": wire.base_url,
+            "PROVIDER_RETRY_ATTEMPTS": "1",  # one failed call leaves the change open
+            "RECOVERY_MIN_AGE_S": "1",
+            "RECOVERY_INTERVAL_S": "0.5",
+        }
+        with (
+            running_services(tmp_path, isolated_rabbitmq_url, **stripe) as services,
+            httpx.Client(base_url=services.base_url, timeout=30) as client,
+        ):
+            second_port = free_port()
+            second = start_process(
+                "billing-2", ["-m", "payments_billing"], {**services.env, "PORT": str(second_port)}, tmp_path / "logs"
+            )
+            try:
+                wait_ready(f"http://127.0.0.1:{second_port}", [second])
+                customer = created(client, "customers", workspace, {"email": "open@example.com"})
+                logs_before = {worker.name: len(worker.log_tail(10_000)) for worker in (services.billing, second)}
+                wire.fail_next(500, SERVER_ERROR)
+                answer = request(client, "PUT", f"customers/{customer['id']}", workspace, {"name": "Grace"}, new_key())
+                assert answer.status_code == 503, answer.text
+                handler = next(
+                    worker
+                    for worker in (services.billing, second)
+                    if "Stripe call failed" in worker.log_tail(10_000)[logs_before[worker.name] :]
+                )
+                handler.stop()  # SIGTERM: it has nothing in flight, its delivery was answered and acked
+                reference = customer["provider_reference"]
+                deadline = time.monotonic() + 30
+                while wire.customers[reference].get("name") != "Grace" and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert wire.customers[reference].get("name") == "Grace", "the change never reached Stripe"
+                shown = request(client, "GET", f"customers/{customer['id']}", workspace).json()
+                assert shown["name"] == "Grace", shown
+            finally:
+                second.stop()

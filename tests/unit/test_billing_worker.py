@@ -580,6 +580,7 @@ async def test_the_sweep_reads_no_event_of_the_store_yet_finds_what_this_process
     settings = BillingSettings(data_dir=tmp_path, provider_retry_attempts=1, recovery_min_age_s=0)
     billing = Billing(build_worker(store, {"sandbox": provider}, settings), store, sandbox)
     assert await billing.worker.recover(0) == 0  # start-up: the store is read once
+    billing.worker.start_sweeping()  # then followed: what any worker journals is noted as it is appended
     scans_at_start = store.scans
     owner = await customer(billing)
     lost = await billing.send("create_subscription", plan(customer_id=owner["id"]), key="s-lost")
@@ -593,4 +594,5 @@ async def test_the_sweep_reads_no_event_of_the_store_yet_finds_what_this_process
         "get_subscription", {"subscription_id": ids.derived_id("sub", ids.command_id("ws_a", "s-lost"))}
     )
     assert found["status"] == 200
+    await billing.worker.stop()
     await sandbox.close()

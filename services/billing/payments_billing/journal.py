@@ -10,7 +10,9 @@ finishes what was dead-lettered or left behind.
 While the worker runs, a periodic sweep finds the same commands (idle since their key was last claimed, e.g. one
 answered 503 after its provider call timed out on every attempt, whose key was released) and runs them again as
 new deliveries: the idempotency guard lets it take over only a released key or one idle past the in-flight window,
-so a live attempt (the client's retry) keeps its key and the sweep gets 409."""
+so a live attempt (the client's retry) keeps its key and the sweep gets 409. The sweep finds those that other
+workers accepted too (they are noted as they are appended): a worker stopped for good, as a scale-down stops one,
+leaves its open commands to the others."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, WrongExpectedVersion
+from payments_shared.eventstore.notes import EventNotes
+from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, RecordedEvent, WrongExpectedVersion
 from payments_shared.idempotency import IdempotencyGuard
 from payments_shared.messages import Command
 from payments_shared.timestamps import as_utc
@@ -64,16 +67,33 @@ class OpenCommand:
 REFUSED_BEFORE_REQUESTED: Final = "operation_in_progress"
 
 
+def _accepted_note(event: RecordedEvent) -> tuple[str, OpenCommand] | None:
+    """(command id, command) of a journaled command."""
+    if event.type != ACCEPTED or not event.stream.startswith(STREAM_PREFIX):
+        return None
+    data = event.data
+    opened = OpenCommand(dict(data["command"]), str(data["message_id"]), as_utc(event.recorded_at))
+    return event.stream.removeprefix(STREAM_PREFIX), opened
+
+
 class Journal:
     """Besides journaling, it remembers in memory the accepted commands not yet seen answered: those this process
-    accepted, and at start-up those the store holds. A sweep every few seconds reads no event of the store (on a
-    busy system, reading every event appended since the last sweep cost the charges' latency)."""
+    accepted, those the store held at start-up, and, while it follows the store, those any worker journals since.
+    A sweep every few seconds reads no event of the store (on a busy system, reading every event appended since the
+    last sweep cost the charges' latency): they are noted as they are appended (`EventNotes`)."""
 
     def __init__(self, store: EventStore, guard: IdempotencyGuard) -> None:
         self._store = store
         self._guard = guard
-        self._next_position = 0  # events before it have been scanned
+        self._accepted = EventNotes(store, _accepted_note, "billing-journal-follower")
         self._unanswered: dict[str, OpenCommand] = {}  # command id → its accepted command
+
+    def start_following(self) -> None:
+        """Note the commands journaled from now on, by any worker (until `stop_following`)."""
+        self._accepted.start()
+
+    async def stop_following(self) -> None:
+        await self._accepted.stop()
 
     async def accept(self, command: Command, message_id: str, metadata: Mapping[str, Any], *, taking_over: bool) -> str:
         """Journal the command (once); returns when it was first accepted: its first attempt's `issued_at` (a
@@ -95,12 +115,12 @@ class Journal:
         issued_at = recorded[0].data["command"].get("issued_at") if recorded else None
         return str(issued_at) if issued_at else None
 
-    async def open_commands(self, min_age_s: float, *, from_store: bool = False) -> list[OpenCommand]:
+    async def open_commands(self, min_age_s: float) -> list[OpenCommand]:
         """Accepted commands whose key holds no response (none recorded; released after a 503 counts, after a
-        409 "in progress" does not), idle for longer than `min_age_s` since their key was last claimed.
-        `from_store`: also those the store holds that this process has not seen (at start-up)."""
-        if from_store:
-            await self._scan_new_events()
+        409 "in progress" does not), idle for longer than `min_age_s` since their key was last claimed: those this
+        process accepted and those journaled since the last call (the first time, the whole store)."""
+        for command_id, opened in await self._accepted.take():
+            self._unanswered.setdefault(command_id, opened)  # this process's own copy is the whole command
         now = datetime.now(UTC)
         found: list[OpenCommand] = []
         for command_id, command in list(self._unanswered.items()):
@@ -114,12 +134,3 @@ class Journal:
             elif (now - as_utc(state.claimed_at)).total_seconds() >= min_age_s:
                 found.append(command)
         return found
-
-    async def _scan_new_events(self) -> None:
-        async for event in self._store.read_all(self._next_position):
-            self._next_position = event.position + 1
-            if event.type == ACCEPTED and event.stream.startswith(STREAM_PREFIX):
-                command_id = event.stream.removeprefix(STREAM_PREFIX)
-                data = event.data
-                opened = OpenCommand(dict(data["command"]), str(data["message_id"]), as_utc(event.recorded_at))
-                self._unanswered.setdefault(command_id, opened)  # this process's own copy is the whole command

@@ -82,12 +82,13 @@ class BillingWorker:
         self._guard = guard
         self._journal = Journal(context.streams.store, guard)
         self._sweep_min_age_s = recovery_min_age_s
+        self._sweep_interval_s = recovery_interval_s
         self._sweeper = PeriodicSweep("billing-recovery-sweep", recovery_interval_s, self.sweep)
 
     async def recover(self, min_age_s: float) -> int:
         """At start-up: run again every accepted change left without a reply (see `journal`), as redeliveries of
         their first message (the run that took them died); returns how many."""
-        open_commands = await self._journal.open_commands(min_age_s, from_store=True)
+        open_commands = await self._journal.open_commands(min_age_s)
         for command in open_commands:
             await self.handle(Message(body=command.body, message_id=command.message_id, redelivered=True))
         if open_commands:
@@ -108,10 +109,13 @@ class BillingWorker:
 
     def start_sweeping(self) -> None:
         """Run `sweep()` every RECOVERY_INTERVAL_S in the background (until `stop`)."""
+        if self._sweep_interval_s > 0:
+            self._journal.start_following()
         self._sweeper.start()
 
     async def stop(self) -> None:
         await self._sweeper.stop()
+        await self._journal.stop_following()
 
     async def handle(self, message: Message) -> Mapping[str, Any]:
         try:
