@@ -386,3 +386,25 @@ def test_a_surrogate_pair_is_one_character_and_accepted(api: Api) -> None:
     response = post_raw(api, "charge", CHARGE_HEAD + b', "description": "\\ud83d\\ude00"}')
     assert response.status_code == 201, response.text
     assert response.json()["description"] == "\U0001f600"
+
+
+def test_a_request_the_http_parser_refuses_is_400_in_the_api_shape(server: Server, api: Api) -> None:
+    """A byte outside ASCII in the request target is not HTTP: the app never sees it, the answer is still API.md's."""
+    address = urlparse(server.base_url)
+    request = f"GET {API}/customers/w".encode() + "\U0004f183".encode() + b" HTTP/1.1\r\nHost: x\r\n"
+    request += f"Authorization: Bearer {api.token}\r\n\r\n".encode()
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(request)
+        reply = b""
+        while chunk := connection.recv(4096):  # the server closes the connection after its answer
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), head
+    assert b"content-type: application/json" in head.lower()
+    assert httpx.Response(400, content=body).json() == {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "invalid_http_request",
+            "message": "Invalid HTTP request received.",
+        }
+    }

@@ -3,6 +3,9 @@ process's JSON logging; returns when the server has shut down on SIGINT/SIGTERM,
 
 (uvicorn's own signal capture re-raises the signal once the server has stopped, which would kill the process
 before the caller closes its broker and store; `_Server` keeps the signal handled.)
+
+A request that is not HTTP the parser accepts (a byte outside ASCII in the target, say) never reaches the app;
+uvicorn answers it 400 in plain text, `_H11Protocol` in API.md's error shape.
 """
 
 from __future__ import annotations
@@ -14,8 +17,13 @@ import signal
 from collections.abc import Iterator
 from typing import Final
 
+import h11
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from payments_shared.errors import invalid
+from payments_shared.jsoncodec import dumps_bytes
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GC_THRESHOLDS: Final = (10_000, 50, 50)  # CPython's defaults: (700, 10, 10)
@@ -34,9 +42,19 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(stop_signal)
 
 
+class _H11Protocol(H11Protocol):
+    def send_400_response(self, msg: str) -> None:
+        body = dumps_bytes(invalid(msg, code="invalid_http_request").body())
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
+
+
 def server(app: ASGIApp, port: int, host: str = "0.0.0.0") -> uvicorn.Server:
     config = uvicorn.Config(
         app,
+        http=_H11Protocol,
         host=host,
         port=port,
         log_config=None,
