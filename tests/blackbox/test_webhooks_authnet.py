@@ -33,16 +33,20 @@ def authnet() -> Iterator[AuthnetTestServer]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, authnet: AuthnetTestServer) -> Iterator[Server]:
-    env = {
+def server_env(authnet: AuthnetTestServer) -> dict[str, str]:
+    """An embedded server's settings for Authorize.net at the test server, its webhooks verified."""
+    return {
         "AUTHNET_API_LOGIN_ID": LOGIN_ID,
         "AUTHNET_TRANSACTION_KEY": TRANSACTION_KEY,
         "AUTHNET_API_URL": authnet.url,
         "AUTHNET_SIGNATURE_KEY": SIGNATURE_KEY,
         "STRIPE_WEBHOOK_SECRET": "whsec_unused_here",
     }
-    with embedded_server(tmp_path_factory.mktemp("webhooks-authnet"), **env) as running:
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, authnet: AuthnetTestServer) -> Iterator[Server]:
+    with embedded_server(tmp_path_factory.mktemp("webhooks-authnet"), **server_env(authnet)) as running:
         yield running
 
 
@@ -305,14 +309,7 @@ def test_an_event_recorded_then_lost_to_a_crash_before_it_was_applied_is_applied
     reached it, its repeat is a recorded duplicate): only the restarted system can apply it."""
     data_dir = tmp_path / "data"
     crash = f"before_provider_event_applied:{tmp_path / 'crashed-once'}"
-    env = {
-        "AUTHNET_API_LOGIN_ID": LOGIN_ID,
-        "AUTHNET_TRANSACTION_KEY": TRANSACTION_KEY,
-        "AUTHNET_API_URL": authnet.url,
-        "AUTHNET_SIGNATURE_KEY": SIGNATURE_KEY,
-        "STRIPE_WEBHOOK_SECRET": "whsec_unused_here",
-        "PAYMENTS_FAULT_CRASH_ONCE": crash,
-    }
+    env = {**server_env(authnet), "PAYMENTS_FAULT_CRASH_ONCE": crash}
     workspace = new_workspace()
     with embedded_server(data_dir, **env) as first_run, httpx.Client(base_url=first_run.base_url, timeout=30) as http:
         held = held_charge(http, workspace)
