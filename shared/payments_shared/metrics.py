@@ -6,6 +6,8 @@ does only when a reader is configured):
   the gateway and webhook-ingest;
 - `payments.provider.duration` (seconds, by provider, operation and outcome): every provider call;
 - `payments.queue.redeliveries` (by queue): deliveries of a message that an earlier delivery did not finish;
+- `payments.recovery.failures` (by queue): commands a worker's recovery could not run again (an exception other
+  than an API error; its log line names the command), each tried again at the next sweep;
 - `payments.breaker.state` (0 closed, 1 half-open, 2 open, by provider): from `observe_breakers`.
 
 The reader comes only from `OTEL_METRICS_EXPORTER`: none by default; `otlp` (the default when
@@ -97,6 +99,10 @@ _redeliveries = _meter().create_counter(
     "payments.queue.redeliveries", unit="{delivery}", description="Deliveries of a message not finished before"
 )
 
+_recovery_failures = _meter().create_counter(
+    "payments.recovery.failures", unit="{command}", description="Commands recovery failed to run again"
+)
+
 
 def record_provider_call(provider: str, operation: str, outcome: str, seconds: float) -> None:
     attributes = {"payments.provider": provider, "payments.provider.operation": operation, "outcome": outcome}
@@ -105,6 +111,10 @@ def record_provider_call(provider: str, operation: str, outcome: str, seconds: f
 
 def record_redelivery(queue: str) -> None:
     _redeliveries.add(1, {"messaging.destination.name": queue})
+
+
+def record_recovery_failure(queue: str) -> None:
+    _recovery_failures.add(1, {"messaging.destination.name": queue})
 
 
 _breaker_sources: list[Callable[[], Mapping[str, str]]] = []

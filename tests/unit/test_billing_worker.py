@@ -596,3 +596,76 @@ async def test_the_sweep_reads_no_event_of_the_store_yet_finds_what_this_process
     assert found["status"] == 200
     await billing.worker.stop()
     await sandbox.close()
+
+
+def failing_first_time() -> Any:
+    """A fault hook that raises (as a bug in one command would) the first time it is reached, never again."""
+    reached: list[bool] = []
+
+    def fail() -> None:
+        if not reached:
+            reached.append(True)
+            raise RuntimeError("a bug met by one command")
+
+    return fail
+
+
+def failure_logged_for(caplog: pytest.LogCaptureFixture, key: str) -> bool:
+    return any(
+        getattr(record, "command_id", None) == ids.command_id("ws_a", key) and record.levelname == "ERROR"
+        for record in caplog.records
+    )
+
+
+async def test_a_command_that_raises_at_start_up_does_not_keep_the_next_from_being_recovered(
+    billing: Billing, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def crash() -> None:
+        raise RuntimeError("crash")
+
+    payload = {"email": "a@example.com", "payment_method": "pm_card_visa"}
+    for key in ("k-first", "k-second"):
+        with faults.hook(BEFORE_RECORD, crash), pytest.raises(RuntimeError):
+            await billing.send("create_customer", payload, key=key)
+    billing.worker = build_worker(billing.store, {"sandbox": billing.sandbox}, BillingSettings(data_dir=tmp_path))
+
+    with faults.hook(BEFORE_RECORD, failing_first_time()):
+        assert await billing.worker.recover(0) == 1
+
+    assert failure_logged_for(caplog, "k-first")
+    second = await billing.send("create_customer", payload, key="k-second")
+    assert second["status"] == 201 and second["headers"]["Idempotent-Replayed"] == "true"
+    assert await billing.worker.recover(0) == 1  # the first one, left open, runs again
+    first = await billing.send("create_customer", payload, key="k-first")
+    assert first["status"] == 201 and first["headers"]["Idempotent-Replayed"] == "true"
+    assert billing.sandbox.ledger.count() == 2
+
+
+async def test_a_command_that_raises_in_a_sweep_does_not_keep_the_next_from_being_swept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox = SandboxProvider(tmp_path / "sandbox.db")
+    provider = AnswersLost(SandboxBilling(sandbox.ledger), lost=2)
+    settings = BillingSettings(
+        data_dir=tmp_path, provider_retry_attempts=1, recovery_min_age_s=0, in_flight_window_s=0.05
+    )
+    store = InMemoryEventStore()
+    billing = Billing(build_worker(store, {"sandbox": provider}, settings), store, sandbox)
+    owner = await customer(billing)
+    subscribe = plan(customer_id=owner["id"])
+    for key in ("s-first", "s-second"):
+        assert (await billing.send("create_subscription", subscribe, key=key))["status"] == 503
+
+    with faults.hook(BEFORE_RECORD, failing_first_time()):
+        assert await billing.worker.sweep() == 1
+
+    assert failure_logged_for(caplog, "s-first")
+    second = await billing.send("create_subscription", subscribe, key="s-second")
+    assert second["status"] == 201 and second["headers"]["Idempotent-Replayed"] == "true"
+    await asyncio.sleep(0.1)  # the failed run's claim on the first key is past the in-flight window
+    assert await billing.worker.sweep() == 1
+    assert await billing.worker.sweep() == 0
+    first = await billing.send("create_subscription", subscribe, key="s-first")
+    assert first["status"] == 201 and first["headers"]["Idempotent-Replayed"] == "true"
+    assert sandbox.ledger.count() == 3  # the customer and one subscription per key
+    await sandbox.close()

@@ -20,7 +20,8 @@ from payments_shared.errors import ApiError, invalid
 from payments_shared.eventstore.port import WrongExpectedVersion
 from payments_shared.idempotency import Claimed, IdempotencyGuard, Replay
 from payments_shared.logging import correlation_id
-from payments_shared.messages import Command, Reply, event_metadata
+from payments_shared.messages import BILLING_QUEUE, Command, Reply, event_metadata
+from payments_shared.metrics import record_recovery_failure
 from payments_shared.tasks import PeriodicSweep
 from pydantic import ValidationError
 
@@ -87,25 +88,44 @@ class BillingWorker:
 
     async def recover(self, min_age_s: float) -> int:
         """At start-up: run again every accepted change left without a reply (see `journal`), as redeliveries of
-        their first message (the run that took them died); returns how many."""
+        their first message (the run that took them died); returns how many ran."""
         open_commands = await self._journal.open_commands(min_age_s)
+        recovered = 0
         for command in open_commands:
-            await self.handle(Message(body=command.body, message_id=command.message_id, redelivered=True))
+            recovered += await self._run_again(
+                Message(body=command.body, message_id=command.message_id, redelivered=True)
+            )
         if open_commands:
-            logger.info("billing commands recovered", extra={"recovered": len(open_commands)})
-        return len(open_commands)
+            logger.info("billing commands recovered", extra={"recovered": recovered, "open": len(open_commands)})
+        return recovered
 
     async def sweep(self) -> int:
         """While running: run again the changes left without a reply for RECOVERY_MIN_AGE_S (a 503 whose provider
         call may have succeeded releases its key), as new deliveries, so the idempotency guard takes over only a
         released key or one idle past the in-flight window, never one a live attempt holds. A command whose nonce
-        was not kept is left to its client. Returns how many were run again."""
+        was not kept is left to its client. Returns how many ran again."""
         due = [command for command in await self._journal.open_commands(self._sweep_min_age_s) if command.complete]
+        swept = 0
         for command in due:
-            await self.handle(Message(body=command.body))
+            swept += await self._run_again(Message(body=command.body))
         if due:
-            logger.info("billing commands swept", extra={"swept": len(due)})
-        return len(due)
+            logger.info("billing commands swept", extra={"swept": swept, "open": len(due)})
+        return swept
+
+    async def _run_again(self, message: Message) -> bool:
+        """Whether the open command in `message` ran; one that raises (a bug, a store failure) is logged and
+        counted, and left open for the next sweep: the commands after it still run."""
+        try:
+            await self.handle(message)
+        except Exception:
+            body = message.body
+            logger.exception(
+                "billing command could not be run again; left for the next sweep",
+                extra={"command_id": body.get("command_id"), "command": body.get("type")},
+            )
+            record_recovery_failure(BILLING_QUEUE)
+            return False
+        return True
 
     def start_sweeping(self) -> None:
         """Run `sweep()` every RECOVERY_INTERVAL_S in the background (until `stop`)."""
