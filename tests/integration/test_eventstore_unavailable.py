@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,13 +16,23 @@ import httpx
 import pytest
 from payments_shared import ids
 
-from tests.blackbox.server import Api, new_key
-from tests.support.services import events_by_stream, ledger, stored_events, transactions_services, wait_until
+from tests.blackbox.server import Api, new_key, new_workspace
+from tests.contract.eventstore_support import read_only
+from tests.integration.test_billing_services_mode import request, running_services
+from tests.support.services import (
+    events_by_stream,
+    ledger,
+    ledger_operations,
+    stored_events,
+    transactions_services,
+    wait_until,
+)
 
 pytestmark = pytest.mark.rabbitmq
 
 # The worker gives up on the lock after the store's busy timeout (5 s): the gateway must still be waiting.
 ENV = {"RPC_TIMEOUT_S": "12"}
+STORE_DOWN_S = 4.0  # under the delivery limit's pauses (4 x 2 s)
 
 
 @contextlib.contextmanager
@@ -100,3 +111,32 @@ def test_a_charge_answered_202_while_the_store_is_locked_is_carried_out_once_it_
         assert [(row.operation, row.amount) for row in ledger(tmp_path)] == [("pay", 2468)]
         replay = api.charge(key=key, amount=2468)
         assert (replay.status_code, replay.json()["id"], replay.json()["status"]) == (201, transaction_id, "captured")
+
+
+def test_a_billing_command_met_by_a_failing_store_is_carried_out_once_it_is_back(
+    tmp_path: Path, isolated_rabbitmq_url: str
+) -> None:
+    """The billing worker's store fails at once (a read-only file; a write lock would hold each delivery for the
+    busy timeout) while a customer is created: the message is redelivered after a pause each time, not at once, so
+    the store is back before the delivery limit is used up and the command is carried out, once, by a redelivery
+    (the client does not retry)."""
+    with running_services(tmp_path, isolated_rabbitmq_url) as services:
+        client = httpx.Client(base_url=services.base_url, timeout=30)
+
+        def created() -> bool:
+            return request(client, "GET", f"customers/{customer_id}", workspace).status_code == 200
+
+        workspace, key = new_workspace(), new_key()
+        customer_id = ids.derived_id("cus", ids.command_id(workspace, key))
+        body = {"email": "store-down@example.com", "payment_method": "pm_card_visa"}
+        with read_only(tmp_path / "events.db"):
+            back_at = time.monotonic() + STORE_DOWN_S
+            first = request(client, "POST", "customers", workspace, body, key)
+            assert first.status_code != 201, first.text
+            wait_until(lambda: "EventStoreUnavailable" in services.billing.log_tail(), 10, "the store to fail")
+            time.sleep(max(0.0, back_at - time.monotonic()))
+
+        wait_until(created, 30, "the customer to be created by a redelivery")
+        assert ledger_operations(tmp_path, "create_customer") == 1
+        replay = request(client, "POST", "customers", workspace, body, key)
+        assert (replay.status_code, replay.headers.get("Idempotent-Replayed")) == (201, "true"), replay.text

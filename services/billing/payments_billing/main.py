@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from payments_shared.broker.expiry import shedding_expired
 from payments_shared.broker.port import Broker
+from payments_shared.broker.store_failures import pausing_on_store_failure
 from payments_shared.eventstore.port import EventStore
 from payments_shared.idempotency import IdempotencyGuard
 from payments_shared.messages import BILLING_QUEUE
@@ -75,7 +76,8 @@ async def start_billing(
     lists = await host_lists(
         store, settings.data_dir, [projections.CUSTOMERS, projections.SUBSCRIPTIONS], projections.LISTS
     )
-    await broker.consume(BILLING_QUEUE, shedding_expired(lists.serving(worker.handle)))
+    # A store failure is redelivered after a pause (payments_shared.broker.store_failures), not at once.
+    await broker.consume(BILLING_QUEUE, shedding_expired(pausing_on_store_failure(lists.serving(worker.handle))))
     worker.start_sweeping()
     logger.info("billing worker consuming", extra={"queue": BILLING_QUEUE, "recovered": recovered})
     return worker

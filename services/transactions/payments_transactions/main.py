@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from payments_shared.broker.expiry import shedding_expired
 from payments_shared.broker.port import Broker
+from payments_shared.broker.store_failures import pausing_on_store_failure
 from payments_shared.eventstore.port import EventStore
 from payments_shared.messages import TRANSACTIONS_QUEUE
 from payments_shared.metrics import observe_breakers
@@ -37,8 +38,9 @@ async def start_transactions(
     recovered = await worker.recover(recover_min_age_s)
     # The transactions list: projected here, answered on this queue (payments_shared.projections.host).
     lists = await host_lists(store, settings.data_dir, [projection.TRANSACTIONS], projection.LISTS)
-    # Reads whose client has given up are answered unrun (payments_shared.broker.expiry).
-    handler = shedding_expired(lists.serving(worker.handle))
+    # Reads whose client has given up are answered unrun (payments_shared.broker.expiry); a store failure is
+    # redelivered after a pause (payments_shared.broker.store_failures).
+    handler = shedding_expired(pausing_on_store_failure(lists.serving(worker.handle)))
     await broker.consume(TRANSACTIONS_QUEUE, handler, prefetch=settings.transactions_prefetch)
     worker.start_sweeping()
     logger.info("transactions worker consuming", extra={"queue": TRANSACTIONS_QUEUE, "recovered": recovered})

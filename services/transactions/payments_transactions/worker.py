@@ -9,7 +9,6 @@ redelivered instead, since a 503 would reach no one and end the command undone.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any, Final
 from payments_shared import logging as payments_logging
 from payments_shared.broker.expiry import CLOCK_SKEW_S
 from payments_shared.broker.port import Message
+from payments_shared.broker.store_failures import STORE_RETRY_AFTER_S
 from payments_shared.errors import ApiError, invalid
 from payments_shared.eventstore.port import EventStore, EventStoreUnavailable
 from payments_shared.idempotency import IdempotencyGuard
@@ -46,7 +46,6 @@ CommandHandler = Callable[[Delivery], Awaitable[dict[str, Any]]]
 
 # Provider retries stop this long before the client's RPC deadline, so the reply can still reach it.
 DEADLINE_MARGIN_S: Final = 0.25
-STORE_RETRY_AFTER_S: Final = 2.0
 
 
 def store_unavailable() -> ApiError:
@@ -119,8 +118,7 @@ class TransactionsWorker:
             logger.warning("event store unavailable", extra={"command": command.type, "reason": str(error)})
             if self._client_waits(command):
                 return error_reply(store_unavailable())
-            await asyncio.sleep(STORE_RETRY_AFTER_S)  # redelivered at once otherwise: a short outage would use them all
-            raise
+            raise  # redelivered after a pause (`pausing_on_store_failure`, where it is consumed)
 
     def _client_waits(self, command: Command) -> bool:
         """Whether a client is still waiting for this command's reply (with a margin for the clocks' difference)."""
