@@ -28,6 +28,7 @@ from tests.blackbox.server import (
 from tests.blackbox.stripe_client import StripeClient as Client
 from tests.integration.test_eventstore_unavailable import write_locked
 from tests.support.localstripe_server import authenticate, running_localstripe, three_d_secure_method
+from tests.support.rabbitmq import fresh_vhost
 from tests.support.services import wait_until
 from tests.support.stripe_webhooks import signed_stripe_event
 from tests.support.tcp_proxy import TcpProxy
@@ -81,8 +82,8 @@ def running_services(data_dir: Path, rabbitmq_url: str) -> Iterator[Services]:
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory, rabbitmq_url: str) -> Iterator[Services]:
-    with running_services(tmp_path_factory.mktemp("webhooks-services"), rabbitmq_url) as running:
+def services(tmp_path_factory: pytest.TempPathFactory, isolated_rabbitmq_url: str) -> Iterator[Services]:
+    with running_services(tmp_path_factory.mktemp("webhooks-services"), isolated_rabbitmq_url) as running:
         yield running
 
 
@@ -178,7 +179,7 @@ def test_a_trailing_slash_is_404_at_every_process_never_a_redirect(services: Ser
 
 
 async def test_an_event_recorded_while_rabbitmq_is_unreachable_is_forwarded_once_it_is_back(
-    client: Client, services: Services, rabbitmq_url: str
+    client: Client, services: Services, isolated_rabbitmq_url: str
 ) -> None:
     transaction = client.created(
         "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
@@ -187,7 +188,7 @@ async def test_an_event_recorded_while_rabbitmq_is_unreachable_is_forwarded_once
         "/v1/refunds", data={"payment_intent": transaction["provider_reference"], "amount": "400"}
     )
     assert refund.status_code == 200, refund.text  # at Stripe directly: what the re-fetch will find
-    broker = httpx.URL(rabbitmq_url)
+    broker = httpx.URL(isolated_rabbitmq_url)
     async with TcpProxy(broker.host or "127.0.0.1", broker.port or 5672) as proxy:
         # A second webhook-ingest, reaching RabbitMQ only through the proxy.
         port = free_port()
@@ -213,12 +214,13 @@ async def test_an_event_recorded_while_rabbitmq_is_unreachable_is_forwarded_once
 
 
 def test_an_event_forwarded_while_the_event_store_is_locked_is_applied_once_it_is_back(
-    tmp_path: Path, isolated_rabbitmq_url: str
+    tmp_path: Path, rabbitmq_url: str
 ) -> None:
     """Nobody waits for a forwarded event's answer, and webhook-ingest counts it handed over once sent: a worker
     that cannot write the store must have it delivered again, not acknowledge it as answered 503."""
     with (
-        running_services(tmp_path, isolated_rabbitmq_url) as services,
+        fresh_vhost(rabbitmq_url) as own_vhost,  # not the module's: its services run beside these
+        running_services(tmp_path, own_vhost) as services,
         httpx.Client(base_url=services.gateway_url, timeout=30) as http,
         httpx.Client(base_url=services.stripe_url, headers={"Authorization": f"Bearer {STRIPE_KEY}"}) as stripe,
     ):
