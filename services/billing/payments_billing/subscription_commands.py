@@ -32,6 +32,7 @@ def price_details(details: Mapping[str, Any]) -> dict[str, Any]:
 
 
 AFTER_CANCEL_CALL = "after_subscription_cancel_call"
+AFTER_SUBSCRIPTION_CALL = "after_subscription_provider_call"  # the provider made it, nothing recorded yet
 AFTER_SUBSCRIPTION_RECORDED = "after_subscription_recorded"
 
 
@@ -149,6 +150,7 @@ async def _create(
     request = subscription_request(call, customer)
     provider = context.provider(customer.provider)
     result = await provider.create_subscription(request)
+    faults.reached(AFTER_SUBSCRIPTION_CALL)
     status = initial_status(result, request.trial_days, provider.name)
     event = domain.decide_create(loaded.state, new_subscription(call, customer, request, result, status), call.now)
     if result.reference:
