@@ -5,9 +5,7 @@ which applies nothing twice."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from tests.blackbox.server import (
     wait_ready,
 )
 from tests.support.services import ledger_operations, stream_event_types
-from tests.support.stripe_wire_server import SERVER_ERROR, WIRE_API_KEY, StripeWireServer
+from tests.support.stripe_wire_server import SERVER_ERROR, WIRE_API_KEY, running_wire_server
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -232,23 +230,6 @@ def test_a_worker_killed_while_a_deletion_cancels_subscriptions_cancels_each_onc
     assert ledger_operations(services.data_dir, "delete_customer") == 1
 
 
-@contextlib.contextmanager
-def stripe_wire() -> Iterator[StripeWireServer]:
-    """The Stripe wire-format server on an event loop of its own thread (the workers call it over HTTP)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="stripe-wire", daemon=True)
-    thread.start()
-    wire = StripeWireServer(WIRE_API_KEY)
-    asyncio.run_coroutine_threadsafe(wire.start(), loop).result(timeout=10)
-    try:
-        yield wire
-    finally:
-        asyncio.run_coroutine_threadsafe(wire.stop(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-
-
 def test_a_change_left_open_by_a_worker_that_stopped_is_finished_by_another_workers_sweep(
     tmp_path: Path, isolated_rabbitmq_url: str
 ) -> None:
@@ -256,7 +237,7 @@ def test_a_change_left_open_by_a_worker_that_stopped_is_finished_by_another_work
     the request stays open, its key released for the sweep) and is then stopped for good (a scale-down). The
     other's sweep finishes the change, without a restart or a client retry."""
     workspace = new_workspace()
-    with stripe_wire() as wire:
+    with running_wire_server() as wire:
         stripe = {
             "PAYMENTS_DEFAULT_PROVIDER": "stripe",
             "STRIPE_API_KEY": WIRE_API_KEY,

@@ -23,12 +23,14 @@ is a new request). `pm_card_visa` is approved, `pm_card_chargeDeclinedInsufficie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
 import secrets
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -507,3 +509,20 @@ def _counts(refund: Mapping[str, Any]) -> bool:
 def _listed_refund(refund: Mapping[str, Any], params: Mapping[str, str]) -> bool:
     wanted = params.get("payment_intent")
     return wanted is None or refund["payment_intent"] == wanted
+
+
+@contextlib.contextmanager
+def running_wire_server(api_key: str = WIRE_API_KEY) -> Iterator[StripeWireServer]:
+    """The server on an event loop of its own thread, for callers outside it (a worker process calls it over HTTP)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="stripe-wire", daemon=True)
+    thread.start()
+    wire = StripeWireServer(api_key)
+    asyncio.run_coroutine_threadsafe(wire.start(), loop).result(timeout=10)
+    try:
+        yield wire
+    finally:
+        asyncio.run_coroutine_threadsafe(wire.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
