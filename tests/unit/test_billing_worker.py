@@ -20,7 +20,7 @@ from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.memory import InMemoryEventStore
 from payments_shared.messages import Command
-from payments_shared.providers.port import Outcome, ProviderResult, SubscriptionRequest
+from payments_shared.providers.port import Outcome, PaymentMethod, ProviderResult, SubscriptionRequest
 from payments_shared.providers.sandbox import SandboxProvider
 from payments_shared.providers.sandbox_billing import SandboxBilling
 
@@ -362,6 +362,7 @@ class AnswersLost:
     def __init__(self, inner: SandboxBilling, lost: int) -> None:
         self._inner, self._lost = inner, lost
         self.accepted: list[datetime | None] = []
+        self.payment_methods: list[PaymentMethod | None] = []
         self.held: asyncio.Event | None = None  # when set, a call waits for it (a slow provider)
         self.called = asyncio.Event()
 
@@ -370,6 +371,7 @@ class AnswersLost:
 
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
         self.accepted.append(request.accepted_at)
+        self.payment_methods.append(request.payment_method)
         self.called.set()
         if self.held is not None:
             await self.held.wait()
@@ -399,6 +401,32 @@ async def test_every_attempt_of_a_subscription_tells_the_provider_when_it_was_fi
     await sandbox.close()
 
     assert provider.accepted == [datetime(2030, 1, 1, 23, 59, 59, tzinfo=UTC)] * 3
+
+
+async def test_a_creation_redelivered_after_the_customers_default_changed_asks_the_provider_the_same(
+    tmp_path: Path,
+) -> None:
+    """The worker dies after the provider made the subscription; the customer's default payment method changes; the
+    broker redelivers the creation's own message: the provider is asked for the same subscription under the same key
+    (another payment method is a second ARB subscription, or Stripe's idempotency error); a new creation gets the
+    new default."""
+    sandbox = SandboxProvider(tmp_path / "sandbox.db")
+    provider = AnswersLost(SandboxBilling(sandbox.ledger), lost=0)
+    store = InMemoryEventStore()
+    billing = Billing(build_worker(store, {"sandbox": provider}, BillingSettings(data_dir=tmp_path)), store, sandbox)
+    owner = await customer(billing)
+    subscribe = plan(customer_id=owner["id"])
+    with faults.hook(subscription_commands.AFTER_SUBSCRIPTION_CALL, crash), pytest.raises(RuntimeError):
+        await billing.send("create_subscription", subscribe, key="s-moved")
+    moved = {"customer_id": owner["id"], "payment_method": "pm_card_mastercard"}
+    assert (await billing.send("update_customer", moved))["body"]["default_payment_method"] == "pm_card_mastercard"
+
+    again = await billing.send("create_subscription", subscribe, key="s-moved", redelivered=True)
+    later = await billing.send("create_subscription", subscribe, key="s-later")
+    await sandbox.close()
+
+    assert again["status"] == 201 and later["status"] == 201
+    assert provider.payment_methods == ["pm_card_visa", "pm_card_visa", "pm_card_mastercard"]
 
 
 async def eventually_found(billing: Billing, subscription_id: str, within_s: float = 5.0) -> dict[str, Any]:

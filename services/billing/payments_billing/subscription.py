@@ -5,12 +5,17 @@ Stream `subscription-{id}`: `SubscriptionCreated` (the whole subscription), `Sub
 with their new values), `SubscriptionCancelScheduled` (cancel at period end), `SubscriptionCanceled`
 (immediately), `SubscriptionStatusChanged` (what the provider reports later through webhooks: renewals, failed
 invoices). Nothing changes a canceled subscription: every change is a 409, every later report is ignored.
+
+Stream `subscription-creation-{id}`: one `SubscriptionCreationRequested`, appended before the provider is first
+asked to make the subscription: what the customer's state decided of its parameters (its provider reference, its
+default payment method), so that every re-drive sends the provider the same ones under the same key. A lookup, not
+the object: the subscription exists once `SubscriptionCreated` is recorded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 
 from payments_shared.errors import conflict, invalid, not_found
@@ -33,6 +38,7 @@ STATUS_CHANGED = "SubscriptionStatusChanged"
 REPORT_NOTED = "SubscriptionProviderReportNoted"
 UPDATE_REQUESTED = "SubscriptionUpdateRequested"
 UPDATE_FAILED = "SubscriptionUpdateFailed"
+CREATION_REQUESTED = "SubscriptionCreationRequested"
 
 INCOMPLETE: Final = "incomplete"
 TRIALING: Final = "trialing"
@@ -74,6 +80,10 @@ REPORTED = ("status", "current_period_start", "current_period_end", "cancel_at_p
 
 def stream_name(subscription_id: str) -> str:
     return f"subscription-{subscription_id}"
+
+
+def creation_stream(subscription_id: str) -> str:
+    return f"subscription-creation-{subscription_id}"
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,26 @@ class NewSubscription:
     trial_end: str | None = None
     provider_reference: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CreationParameters:
+    """What the customer's state decided of a creation's provider parameters when it was first attempted."""
+
+    customer_reference: str | None
+    default_payment_method: str | None  # None when the command gave its own payment method
+
+
+def creation_parameters(events: Iterable[StoredEvent]) -> CreationParameters | None:
+    """The parameters recorded by the first attempt (its stream's one event), or None before any attempt."""
+    for event in events:
+        if event.type == CREATION_REQUESTED:
+            return CreationParameters(event.data["customer_reference"], event.data["default_payment_method"])
+    return None
+
+
+def decide_request_creation(parameters: CreationParameters) -> DomainEvent:
+    return DomainEvent(CREATION_REQUESTED, asdict(parameters))
 
 
 @dataclass(frozen=True)

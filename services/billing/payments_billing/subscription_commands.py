@@ -73,9 +73,9 @@ def check_interval(payload: Mapping[str, Any]) -> None:
         )
 
 
-def subscription_request(call: Call, customer: customers.Customer) -> SubscriptionRequest:
+def subscription_request(call: Call, fixed: domain.CreationParameters) -> SubscriptionRequest:
     payload = call.payload
-    method = payment_method(payload.get("payment_method")) or customer.default_payment_method
+    method = payment_method(payload.get("payment_method")) or fixed.default_payment_method
     trial_days = payload.get("trial_days")
     if method is None and not trial_days:
         raise invalid("The customer has no default payment method: give payment_method.", param="payment_method")
@@ -84,7 +84,7 @@ def subscription_request(call: Call, customer: customers.Customer) -> Subscripti
         domain.check_period_amount(int(payload.get("amount") or 0), int(payload.get("quantity") or 1), "quantity")
     return SubscriptionRequest(
         idempotency_key=call.command_id,
-        customer_reference=customer.provider_reference,
+        customer_reference=fixed.customer_reference,
         amount=int(payload.get("amount") or 0),
         currency=str(payload.get("currency") or ""),
         interval=str(payload.get("interval") or ""),
@@ -96,6 +96,26 @@ def subscription_request(call: Call, customer: customers.Customer) -> Subscripti
         metadata=string_map(payload.get("metadata")),
         accepted_at=call.accepted,
     )
+
+
+async def fixed_request(context: BillingContext, call: Call, customer: customers.Customer) -> SubscriptionRequest:
+    """The request as its first attempt made it: what the customer's state decided of it is recorded before the
+    provider is first asked, and read back by every re-drive (a crash's, a 503's), so the provider gets the same
+    parameters under the same key even when the customer's default payment method changed meanwhile. 4xx before
+    anything is recorded."""
+    stream = domain.creation_stream(str(call.payload["subscription_id"]))
+    recorded = await context.streams.load(stream, domain.creation_parameters)
+    if recorded.state is None:
+        own_method = call.payload.get("payment_method") is not None
+        fixed = domain.CreationParameters(
+            customer.provider_reference, None if own_method else customer.default_payment_method
+        )
+        subscription_request(call, fixed)  # refused (4xx) before anything is recorded
+        await context.streams.append(stream, domain.decide_request_creation(fixed), recorded.version, call.origin)
+        # Read back: an attempt that raced this one may have recorded its own first (the same event id).
+        recorded = await context.streams.load(stream, domain.creation_parameters)
+    assert recorded.state is not None
+    return subscription_request(call, recorded.state)
 
 
 def new_subscription(
@@ -147,7 +167,7 @@ async def _create(
     context: BillingContext, call: Call, subscription_id: str, loaded: Loaded[domain.Subscription]
 ) -> domain.Subscription:
     customer = await customer_of(context, call)
-    request = subscription_request(call, customer)
+    request = await fixed_request(context, call, customer)
     provider = context.provider(customer.provider)
     result = await provider.create_subscription(request)
     faults.reached(AFTER_SUBSCRIPTION_CALL)

@@ -1,0 +1,165 @@
+"""A subscription's creation killed after its provider made the subscription, before anything of it was recorded
+here, and re-driven after the customer's default payment method changed: the re-drive must ask the provider for the
+same subscription under the same key (the payment method of the first attempt), or Authorize.net makes a second ARB
+subscription (its duplicate check compares the payment profile) and Stripe refuses the key with other parameters.
+
+The embedded server is SIGKILLed at `after_subscription_provider_call`; its restart's recovery finds the provider
+unavailable (503: the command stays open), the customer's default changes, and the running sweep re-drives it (as
+RabbitMQ's redelivery of the same message body does in services mode)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from payments_shared import ids
+
+from tests.authnet_server.server import AuthnetTestServer, running_server
+from tests.blackbox.server import API, embedded_server, mint_token, new_key, new_workspace
+from tests.blackbox.test_customers import BILLING_PERMISSIONS
+from tests.blackbox.test_webhooks_authnet import nonce, server_env
+from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer, running_wire_server
+
+CRASH_POINT = "after_subscription_provider_call"
+WAIT_S = 30.0
+PLAN = {"amount": 1500, "currency": "usd", "interval": "month"}
+# One provider failure answers the restart's recovery 503 (the creation stays open); the sweep re-drives it once
+# idle this long, after the test changed the customer.
+REDRIVE_LATER = {"PROVIDER_RETRY_ATTEMPTS": "1", "RECOVERY_MIN_AGE_S": "5", "RECOVERY_INTERVAL_S": "0.2"}
+
+
+class Client:
+    def __init__(self, http: httpx.Client, workspace: str) -> None:
+        self.http, self.workspace = http, workspace
+
+    def send(self, method: str, route: str, body: Any = None, key: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {mint_token(self.workspace, BILLING_PERMISSIONS)}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return self.http.request(method, f"{API}/{route}", json=body, headers=headers)
+
+    def made(self, method: str, route: str, body: Any, key: str | None = None) -> dict[str, Any]:
+        response = self.send(method, route, body, key)
+        assert response.status_code in (200, 201), response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def eventually_active(self, subscription_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            response = self.send("GET", f"subscriptions/{subscription_id}")
+            if response.status_code == 200 and response.json()["status"] == "active":
+                found: dict[str, Any] = response.json()
+                return found
+            if time.monotonic() > deadline:
+                pytest.fail(f"{subscription_id} never became active: {response.status_code} {response.text}")
+            time.sleep(0.2)
+
+
+def crashed_creation(
+    data_dir: Path, env: dict[str, str], workspace: str, customer_body: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """(the customer, the creation's key) once the first run died right after its provider made the subscription."""
+    crash = {"PAYMENTS_FAULT_CRASH_ONCE": f"{CRASH_POINT}:{data_dir.parent / 'crashed-once'}"}
+    with embedded_server(data_dir, **env, **crash) as first_run, httpx.Client(base_url=first_run.base_url) as http:
+        client = Client(http, workspace)
+        customer = client.made("POST", "customers", customer_body)
+        key = new_key()
+        with pytest.raises(httpx.TransportError):
+            client.send("POST", "subscriptions", {**PLAN, "customer_id": customer["id"]}, key)
+        first_run.processes[0].popen.wait(timeout=30)
+        assert first_run.processes[0].popen.returncode == -9
+    return customer, key
+
+
+@contextlib.contextmanager
+def restarted(data_dir: Path, env: dict[str, str], workspace: str) -> Iterator[Client]:
+    with embedded_server(data_dir, **env) as second_run, httpx.Client(base_url=second_run.base_url) as http:
+        yield Client(http, workspace)
+
+
+def redriven(client: Client, customer: dict[str, Any], key: str) -> dict[str, Any]:
+    """The subscription the sweep's re-drive records; the client's retry with the key gets it replayed."""
+    subscription = client.eventually_active(ids.derived_id("sub", ids.command_id(client.workspace, key)))
+    replay = client.send("POST", "subscriptions", {**PLAN, "customer_id": customer["id"]}, key)
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true", replay.text
+    assert replay.json()["id"] == subscription["id"]
+    return subscription
+
+
+def test_authnet_a_redriven_creation_makes_one_arb_subscription_on_the_first_payment_profile(tmp_path: Path) -> None:
+    workspace = new_workspace()
+    with running_server() as authnet:
+        env = {**server_env(authnet), **REDRIVE_LATER}
+        first = {"email": "arb@example.com", "provider": "authnet", "payment_method": accept_js()}
+        customer, key = crashed_creation(tmp_path / "data", env, workspace, first)
+        assert len(authnet.state.subscriptions) == 1  # ARB made it; nothing of it is recorded here
+        authnet.fail_next("refuse500", only="ARBCreateSubscriptionRequest")  # the restart's recovery: 503
+        with restarted(tmp_path / "data", env, workspace) as client:
+            changed = client.made("PUT", f"customers/{customer['id']}", {"payment_method": accept_js()})
+            assert changed["default_payment_method"] != customer["default_payment_method"]
+
+            subscription = redriven(client, customer, key)
+            assert arb_profiles(authnet) == {subscription["provider_reference"]: payment_profile(customer)}
+
+            later = client.made("POST", "subscriptions", {**PLAN, "customer_id": customer["id"]}, new_key())
+            assert arb_profiles(authnet)[later["provider_reference"]] == payment_profile(changed)
+
+
+def accept_js() -> dict[str, str]:
+    return {"data_descriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "data_value": f"arb-{nonce()}"}
+
+
+def payment_profile(customer: dict[str, Any]) -> str:
+    """The customer's default payment profile id (its default_payment_method is `{profile}/{payment profile}`)."""
+    return str(customer["default_payment_method"]).rpartition("/")[2]
+
+
+def arb_profiles(authnet: AuthnetTestServer) -> dict[str, str]:
+    """ARB subscription id → the payment profile it bills."""
+    return {sub.subscription_id: sub.payment_profile_id for sub in authnet.state.subscriptions.values()}
+
+
+STRIPE_KEY = "sk_test_subscription_redrive_0123456789"
+
+
+@pytest.fixture
+def wire() -> Iterator[StripeWireServer]:
+    with running_wire_server(STRIPE_KEY) as server:
+        yield server
+
+
+def test_stripe_a_redriven_creation_sends_the_first_parameters_under_its_key(
+    tmp_path: Path, wire: StripeWireServer
+) -> None:
+    workspace = new_workspace()
+    env = {
+        "STRIPE_API_KEY": STRIPE_KEY,
+        "STRIPE_API_BASE": wire.base_url,
+        "STRIPE_WEBHOOK_SECRET": "whsec_unused_here",
+        "AUTHNET_SIGNATURE_KEY": "unused-here",
+        "PAYMENTS_DEFAULT_PROVIDER": "stripe",
+        **REDRIVE_LATER,
+    }
+    first = {"email": "sub@example.com", "payment_method": "pm_card_visa"}
+    customer, key = crashed_creation(tmp_path / "data", env, workspace, first)
+    assert len(wire.subscriptions) == 1  # Stripe made it; nothing of it is recorded here
+    wire.fail_next(503, SERVER_ERROR)  # the restart's recovery: 503
+    with restarted(tmp_path / "data", env, workspace) as client:
+        changed = client.made("PUT", f"customers/{customer['id']}", {"payment_method": "pm_card_visa"})
+        assert changed["default_payment_method"] != customer["default_payment_method"]
+
+        subscription = redriven(client, customer, key)
+        billed = {sub["id"]: sub["default_payment_method"] for sub in wire.subscriptions.values()}
+        assert billed == {subscription["provider_reference"]: customer["default_payment_method"]}
+
+        later = client.made("POST", "subscriptions", {**PLAN, "customer_id": customer["id"]}, new_key())
+        assert (
+            wire.subscriptions[later["provider_reference"]]["default_payment_method"]
+            == changed["default_payment_method"]
+        )
