@@ -3,15 +3,20 @@ server): the API of one workspace, asynchronous effects waited for, and Stripe's
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.blackbox.server import API, EVERY_PERMISSION, mint_token
+from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token
+from tests.support.services import stream_event_types
 from tests.support.stripe_webhooks import signed_stripe_event
+from tests.support.stripe_wire_server import StripeWireServer, running_stripe_wire
 
 SETTLE_S = 30.0  # how long an asynchronous effect may take to show (webhook delivery, then the worker)
 
@@ -60,8 +65,48 @@ class StripeClient:
 
     def deliver(self, event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
         """A Stripe event about `obj`, signed as Stripe signs, posted to webhook-ingest."""
+        return self._post_event(event_type, obj, created)[1]
+
+    def deliver_handled(self, data_dir: Path, event_type: str, obj: dict[str, Any], created: int | None = None) -> None:
+        """`deliver`, then wait until the worker that owns the event has handled it: for an event that may rightly
+        change nothing, so that there is no effect to wait for."""
+        event_id, _ = self._post_event(event_type, obj, created)
+        assert handled_eventually(data_dir, f"webhook-stripe-{event_id}"), f"{event_type} {event_id} not handled"
+
+    def _post_event(self, event_type: str, obj: dict[str, Any], created: int | None) -> tuple[str, dict[str, Any]]:
         body, headers = signed_stripe_event(self.webhook_secret, event_type, obj, created)
         response = self.http.post("/api/v1/webhooks/stripe", content=body, headers=headers)
         assert response.status_code == 200, response.text
         answer: dict[str, Any] = response.json()
-        return answer
+        return str(json.loads(body)["id"]), answer
+
+
+@dataclass(frozen=True)
+class WirePeer:
+    server: Server
+    wire: StripeWireServer
+
+
+@contextlib.contextmanager
+def served_on_stripe_wire(data_dir: Path, api_key: str, webhook_secret: str, **env: str) -> Iterator[WirePeer]:
+    """The embedded server whose Stripe is the Stripe wire-format server (on a thread of its own)."""
+    with running_stripe_wire(api_key) as wire:
+        stripe = {
+            "STRIPE_API_KEY": api_key,
+            "STRIPE_API_BASE": wire.base_url,
+            "STRIPE_WEBHOOK_SECRET": webhook_secret,
+            "AUTHNET_SIGNATURE_KEY": "unused-here",
+            "PAYMENTS_DEFAULT_PROVIDER": "stripe",
+        }
+        with embedded_server(data_dir, **{**stripe, **env}) as server:
+            yield WirePeer(server, wire)
+
+
+def handled_eventually(data_dir: Path, webhook_stream: str) -> bool:
+    """Whether the worker that owns the event has handled it (its `WebhookApplied`), within the settle time."""
+    deadline = time.monotonic() + SETTLE_S
+    while "WebhookApplied" not in stream_event_types(data_dir, webhook_stream):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True

@@ -9,52 +9,28 @@ recorded: they were lost when the report came while ours was under way.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.blackbox.server import Server, embedded_server, new_key, new_workspace
+from tests.blackbox.server import new_key, new_workspace
 from tests.blackbox.stripe_client import StripeClient as Client
-from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
+from tests.blackbox.stripe_client import WirePeer as Peer
+from tests.blackbox.stripe_client import served_on_stripe_wire
+from tests.support.stripe_wire_server import SERVER_ERROR
 
 STRIPE_KEY = "sk_test_refund_race_0123456789"
 WEBHOOK_SECRET = "whsec_refund_race_0123456789"
 
 
-@dataclass
-class Peer:
-    server: Server
-    wire: StripeWireServer
-
-
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="stripe-wire", daemon=True)
-    thread.start()
-    wire = StripeWireServer(STRIPE_KEY)
-    base_url = asyncio.run_coroutine_threadsafe(wire.start(), loop).result(timeout=10)
-    env = {
-        "STRIPE_API_KEY": STRIPE_KEY,
-        "STRIPE_API_BASE": base_url,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "AUTHNET_SIGNATURE_KEY": "unused-here",
-        "PAYMENTS_DEFAULT_PROVIDER": "stripe",
-        "PROVIDER_RETRY_ATTEMPTS": "1",  # one 503 leaves the refund open
-    }
-    try:
-        with embedded_server(tmp_path_factory.mktemp("refund-race-stripe"), **env) as server:
-            yield Peer(server, wire)
-    finally:
-        asyncio.run_coroutine_threadsafe(wire.stop(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
+    data_dir = tmp_path_factory.mktemp("refund-race-stripe")
+    # One 503 leaves the refund open.
+    with served_on_stripe_wire(data_dir, STRIPE_KEY, WEBHOOK_SECRET, PROVIDER_RETRY_ATTEMPTS="1") as peer:
+        yield peer
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from tests.authnet_server.server import AuthnetTestServer, running_server
 from tests.blackbox.server import API, embedded_server, mint_token, new_key, new_workspace
 from tests.blackbox.test_customers import BILLING_PERMISSIONS
 from tests.blackbox.test_webhooks_authnet import nonce, server_env
-from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer, running_wire_server
+from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer, running_stripe_wire
 
 CRASH_POINT = "after_subscription_provider_call"
 WAIT_S = 30.0
@@ -130,7 +130,7 @@ STRIPE_KEY = "sk_test_subscription_redrive_0123456789"
 
 @pytest.fixture
 def wire() -> Iterator[StripeWireServer]:
-    with running_wire_server(STRIPE_KEY) as server:
+    with running_stripe_wire(STRIPE_KEY) as server:
         yield server
 
 

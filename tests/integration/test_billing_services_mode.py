@@ -27,7 +27,7 @@ from tests.blackbox.server import (
     wait_ready,
 )
 from tests.support.services import ledger_operations, stream_event_types
-from tests.support.stripe_wire_server import SERVER_ERROR, WIRE_API_KEY, running_wire_server
+from tests.support.stripe_wire_server import SERVER_ERROR, WIRE_API_KEY, running_stripe_wire
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -87,16 +87,16 @@ def running_services(data_dir: Path, rabbitmq_url: str, **extra_env: str) -> Ite
 
 
 @pytest.fixture
-def services(tmp_path: Path, isolated_rabbitmq_url: str) -> Iterator[Services]:
-    with running_services(tmp_path, isolated_rabbitmq_url) as running:
+def services(tmp_path: Path, rabbitmq_url: str) -> Iterator[Services]:
+    with running_services(tmp_path, rabbitmq_url) as running:
         yield running
 
 
 @pytest.fixture
-def crashing_services(tmp_path: Path, isolated_rabbitmq_url: str) -> Iterator[Services]:
+def crashing_services(tmp_path: Path, rabbitmq_url: str) -> Iterator[Services]:
     """The billing worker kills itself (SIGKILL) the first time it reaches CRASH_POINT."""
     crash = f"{CRASH_POINT}:{tmp_path / 'crashed-once'}"
-    with running_services(tmp_path, isolated_rabbitmq_url, PAYMENTS_FAULT_CRASH_ONCE=crash) as running:
+    with running_services(tmp_path, rabbitmq_url, PAYMENTS_FAULT_CRASH_ONCE=crash) as running:
         yield running
 
 
@@ -195,13 +195,13 @@ def test_a_worker_killed_before_its_reply_is_kept_applies_the_command_once(crash
 
 
 def test_a_worker_killed_while_a_deletion_cancels_subscriptions_cancels_each_once(
-    tmp_path: Path, isolated_rabbitmq_url: str
+    tmp_path: Path, rabbitmq_url: str
 ) -> None:
     # SIGKILL right after the provider canceled the first subscription, before that is recorded.
     crash = f"after_subscription_cancel_call:{tmp_path / 'crashed-once'}"
     workspace, key = new_workspace(), new_key()
     with (
-        running_services(tmp_path, isolated_rabbitmq_url, PAYMENTS_FAULT_CRASH_ONCE=crash) as services,
+        running_services(tmp_path, rabbitmq_url, PAYMENTS_FAULT_CRASH_ONCE=crash) as services,
         httpx.Client(base_url=services.base_url, timeout=30) as client,
     ):
         body = {"email": "gone@example.com", "payment_method": "pm_card_visa"}
@@ -237,7 +237,7 @@ def test_a_change_left_open_by_a_worker_that_stopped_is_finished_by_another_work
     the request stays open, its key released for the sweep) and is then stopped for good (a scale-down). The
     other's sweep finishes the change, without a restart or a client retry."""
     workspace = new_workspace()
-    with running_wire_server() as wire:
+    with running_stripe_wire(WIRE_API_KEY) as wire:
         stripe = {
             "PAYMENTS_DEFAULT_PROVIDER": "stripe",
             "STRIPE_API_KEY": WIRE_API_KEY,

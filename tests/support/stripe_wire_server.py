@@ -497,23 +497,9 @@ class StripeWireServer:
         return web.json_response(subscription)
 
 
-def _metadata(params: Mapping[str, str]) -> dict[str, str]:
-    return {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")}
-
-
-def _counts(refund: Mapping[str, Any]) -> bool:
-    """A failed or canceled refund gives the money back: the charge no longer counts it."""
-    return refund["status"] not in ("failed", "canceled")
-
-
-def _listed_refund(refund: Mapping[str, Any], params: Mapping[str, str]) -> bool:
-    wanted = params.get("payment_intent")
-    return wanted is None or refund["payment_intent"] == wanted
-
-
 @contextlib.contextmanager
-def running_wire_server(api_key: str = WIRE_API_KEY) -> Iterator[StripeWireServer]:
-    """The server on an event loop of its own thread, for callers outside it (a worker process calls it over HTTP)."""
+def running_stripe_wire(api_key: str) -> Iterator[StripeWireServer]:
+    """The server on an event loop of its own thread, for synchronous tests (the workers call it over HTTP)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="stripe-wire", daemon=True)
     thread.start()
@@ -526,3 +512,17 @@ def running_wire_server(api_key: str = WIRE_API_KEY) -> Iterator[StripeWireServe
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+def _metadata(params: Mapping[str, str]) -> dict[str, str]:
+    return {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")}
+
+
+def _counts(refund: Mapping[str, Any]) -> bool:
+    """A failed or canceled refund gives the money back: the charge no longer counts it."""
+    return refund["status"] not in ("failed", "canceled")
+
+
+def _listed_refund(refund: Mapping[str, Any], params: Mapping[str, str]) -> bool:
+    wanted = params.get("payment_intent")
+    return wanted is None or refund["payment_intent"] == wanted
