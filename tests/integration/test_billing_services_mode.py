@@ -87,16 +87,16 @@ def running_services(data_dir: Path, rabbitmq_url: str, **extra_env: str) -> Ite
 
 
 @pytest.fixture
-def services(tmp_path: Path, rabbitmq_url: str) -> Iterator[Services]:
-    with running_services(tmp_path, rabbitmq_url) as running:
+def services(tmp_path: Path, isolated_rabbitmq_url: str) -> Iterator[Services]:
+    with running_services(tmp_path, isolated_rabbitmq_url) as running:
         yield running
 
 
 @pytest.fixture
-def crashing_services(tmp_path: Path, rabbitmq_url: str) -> Iterator[Services]:
+def crashing_services(tmp_path: Path, isolated_rabbitmq_url: str) -> Iterator[Services]:
     """The billing worker kills itself (SIGKILL) the first time it reaches CRASH_POINT."""
     crash = f"{CRASH_POINT}:{tmp_path / 'crashed-once'}"
-    with running_services(tmp_path, rabbitmq_url, PAYMENTS_FAULT_CRASH_ONCE=crash) as running:
+    with running_services(tmp_path, isolated_rabbitmq_url, PAYMENTS_FAULT_CRASH_ONCE=crash) as running:
         yield running
 
 
@@ -195,13 +195,13 @@ def test_a_worker_killed_before_its_reply_is_kept_applies_the_command_once(crash
 
 
 def test_a_worker_killed_while_a_deletion_cancels_subscriptions_cancels_each_once(
-    tmp_path: Path, rabbitmq_url: str
+    tmp_path: Path, isolated_rabbitmq_url: str
 ) -> None:
     # SIGKILL right after the provider canceled the first subscription, before that is recorded.
     crash = f"after_subscription_cancel_call:{tmp_path / 'crashed-once'}"
     workspace, key = new_workspace(), new_key()
     with (
-        running_services(tmp_path, rabbitmq_url, PAYMENTS_FAULT_CRASH_ONCE=crash) as services,
+        running_services(tmp_path, isolated_rabbitmq_url, PAYMENTS_FAULT_CRASH_ONCE=crash) as services,
         httpx.Client(base_url=services.base_url, timeout=30) as client,
     ):
         body = {"email": "gone@example.com", "payment_method": "pm_card_visa"}
