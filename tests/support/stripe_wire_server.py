@@ -11,7 +11,8 @@ It knows PaymentIntents (create+confirm, capture, cancel, retrieve, list by `cre
 with a `metadata['key']:'value'` query) and their latest Charge (retrieve), Refunds (create, list by
 `payment_intent`), Customers (create, update, delete), PaymentMethod attach, Plans (create) and Subscriptions on
 one Plan (create, list by `customer`). Lists and search results page as Stripe's do (`limit`, `starting_after`,
-`page`).
+`page`). Its invoices are made by the test (`bill`, `pay`), as Stripe's renewals are: a subscription's status
+follows its latest invoice, `past_due` while that one is unpaid.
 
 Its clock can be moved on (`advance`): objects carry `created` by it, and an idempotency key is forgotten
 `IDEMPOTENCY_KEY_KEPT_S` after its first use, as Stripe forgets them after 24 hours (a request with a forgotten key
@@ -93,6 +94,7 @@ class StripeWireServer:
         self.customers: dict[str, dict[str, Any]] = {}
         self.plans: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
         self.search_refused = False  # control: Search is not offered to this account (as to merchants in India)
         self._faults: list[Fault] = []
         self._stalls: list[float] = []
@@ -116,6 +118,40 @@ class StripeWireServer:
         """Stripe fails a refund it accepted (a closed card account): the money stays with the merchant, and the
         charge no longer counts it as refunded."""
         self.refunds[refund_id].update(status="failed", failure_reason=reason)
+
+    def bill(self, subscription_id: str, paid: bool) -> dict[str, Any]:
+        """Stripe bills the subscription's next period: a new invoice, now its latest, charged at once (paid, or
+        left open when the charge failed)."""
+        subscription = self.subscriptions[subscription_id]
+        item = subscription["items"]["data"][0]
+        billed = len([i for i in self.invoices.values() if i["subscription"] == subscription_id])
+        period_start = item["current_period_start"] + billed * 30 * 86400
+        invoice: dict[str, Any] = {
+            "id": _new_id("in"),
+            "object": "invoice",
+            "subscription": subscription_id,
+            "amount_due": item["plan"]["amount"] * item["quantity"],
+            "status": "open",
+            "created": int(self.now()),
+            "period_start": period_start,
+            "period_end": period_start + 30 * 86400,
+        }
+        self.invoices[invoice["id"]] = invoice
+        subscription["latest_invoice"] = invoice["id"]
+        return self.pay(invoice["id"]) if paid else self._follow_latest_invoice(invoice)
+
+    def pay(self, invoice_id: str) -> dict[str, Any]:
+        """The invoice is paid (a retried charge, or the customer paid it late)."""
+        invoice = self.invoices[invoice_id]
+        invoice.update(status="paid", amount_paid=invoice["amount_due"])
+        return self._follow_latest_invoice(invoice)
+
+    def _follow_latest_invoice(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        """Stripe's subscription status follows its latest invoice only: paying an older one changes nothing."""
+        subscription = self.subscriptions[invoice["subscription"]]
+        if subscription["latest_invoice"] == invoice["id"] and subscription["status"] in ("active", "past_due"):
+            subscription["status"] = "active" if invoice["status"] == "paid" else "past_due"
+        return dict(invoice)
 
     def now(self) -> float:
         """The server's clock (unix seconds)."""
@@ -473,6 +509,7 @@ class StripeWireServer:
             "default_payment_method": params.get("default_payment_method"),
             "items": {"object": "list", "data": [item], "has_more": False},
             "metadata": _metadata(params),
+            "latest_invoice": None,
         }
         self.subscriptions[subscription["id"]] = subscription
         return web.json_response(subscription)

@@ -15,7 +15,8 @@ SUBSCRIPTION = "subscription"
 CUSTOMER = "customer"
 REPORTED_FIELDS = ("status", "cancel_at_period_end", "quantity")
 CUSTOMER_FIELDS = ("email", "name", "phone", "description")
-# Invoice outcomes → the subscription's status (Stripe: an unpaid renewal makes it past_due until paid).
+# Invoice outcomes → the subscription's status (Stripe: an unpaid renewal makes it past_due until paid). The
+# payload's view: the status Stripe holds is re-read before it is applied (provider_refetch).
 INVOICE_STATUS = {
     "invoice.paid": "active",
     "invoice.payment_succeeded": "active",

@@ -1,7 +1,9 @@
 """Re-fetch the object a webhook is about from its provider before applying it: the payload may be stale, the
 provider's current answer is not (payments_shared.providers.refetch). A Stripe subscription is read through an
 update that changes nothing (the Stripe adapter retrieves the subscription then), whatever its event: a late
-`created` or `trial_will_end` would otherwise undo our own newer changes, which carry no provider timestamp. An
+`created` or `trial_will_end` would otherwise undo our own newer changes, which carry no provider timestamp. So is
+it for an invoice's outcome: Stripe's status follows the subscription's latest invoice, and a late or redelivered
+event about an older one (last month's paid late) would otherwise show `active` while the latest is unpaid. An
 Authorize.net customer profile is read through `retrieve_customer` (Stripe's customer object; Authorize.net's
 profile: its webhook names only the profile id). When the provider cannot be asked, the payload's report stands;
 the provider's timestamp still orders what is applied."""
@@ -17,7 +19,7 @@ from payments_shared.providers.refetch import refetch
 
 from payments_billing import customer as customers
 from payments_billing.context import BillingContext
-from payments_billing.provider_events import REPORTED_FIELDS, Report, stripe_customer_changes
+from payments_billing.provider_events import INVOICE_STATUS, REPORTED_FIELDS, Report, stripe_customer_changes
 from payments_billing.times import reported_periods
 
 REFETCHED_EVENT_PREFIX: Final = "customer.subscription."
@@ -26,7 +28,7 @@ REFETCHED_CUSTOMER_EVENT_TYPES: Final = ("customer.updated", "net.authorize.cust
 
 
 async def refetched(context: BillingContext, report: Report, event_type: str, event_id: str) -> Report:
-    if not event_type.startswith(REFETCHED_EVENT_PREFIX) or event_type in NOT_REFETCHED_EVENT_TYPES:
+    if not _refetched_event(event_type):
         return report
     provider = context.providers.get(report.provider)
     result = await refetch(provider, "update_subscription", report.reference, SubscriptionChange(f"refetch-{event_id}"))
@@ -35,6 +37,12 @@ async def refetched(context: BillingContext, report: Report, event_type: str, ev
     changes = {name: result.details[name] for name in REPORTED_FIELDS if name in result.details}
     changes.update(reported_periods(result.details))
     return replace(report, changes=changes)
+
+
+def _refetched_event(event_type: str) -> bool:
+    if event_type in INVOICE_STATUS:
+        return True
+    return event_type.startswith(REFETCHED_EVENT_PREFIX) and event_type not in NOT_REFETCHED_EVENT_TYPES
 
 
 async def refetched_customer(

@@ -1,0 +1,81 @@
+"""Stripe's invoice events about an older invoice, over real HTTP: the embedded server's Stripe is the Stripe
+wire-format server, which bills a subscription's periods as Stripe does (its status follows its latest invoice,
+`past_due` while that one is unpaid), and the invoice events are signed by the test and posted to webhook-ingest.
+
+Stripe retries a charge and a delivery for days and sends events in no set order, so an event about last month's
+invoice may come while this month's tells another story: the subscription must show the status Stripe holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.blackbox.server import new_workspace
+from tests.blackbox.stripe_client import StripeClient as Client
+from tests.blackbox.stripe_client import WirePeer as Peer
+from tests.blackbox.stripe_client import served_on_stripe_wire
+
+STRIPE_KEY = "sk_test_invoice_events_0123456789"
+WEBHOOK_SECRET = "whsec_invoice_events_0123456789"
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    data_dir = tmp_path_factory.mktemp("invoice-events-stripe")
+    with served_on_stripe_wire(data_dir, STRIPE_KEY, WEBHOOK_SECRET) as peer:
+        yield peer
+
+
+@pytest.fixture
+def client(peer: Peer) -> Iterator[Client]:
+    with httpx.Client(base_url=peer.server.base_url, timeout=30) as http:
+        yield Client(http, new_workspace(), WEBHOOK_SECRET)
+
+
+def subscribed(client: Client) -> tuple[str, str]:
+    """A new subscription's Stripe id and route."""
+    customer = client.created(
+        "customers", {"email": "invoices@example.com", "provider": "stripe", "payment_method": "pm_card_visa"}
+    )
+    subscription = client.created(
+        "subscriptions", {"customer_id": customer["id"], "amount": 1500, "currency": "usd", "interval": "month"}
+    )
+    return subscription["provider_reference"], f"subscriptions/{subscription['id']}"
+
+
+def test_last_months_invoice_paid_late_leaves_the_subscription_past_due_while_this_months_is_unpaid(
+    client: Client, peer: Peer
+) -> None:
+    reference, path = subscribed(client)
+    last_month = peer.wire.bill(reference, paid=False)
+    client.deliver("invoice.payment_failed", last_month, created=int(time.time()) - 2)
+    assert client.eventually(path, lambda s: s["status"] == "past_due")["status"] == "past_due"
+    this_month = peer.wire.bill(reference, paid=False)
+    client.deliver_handled(peer.server.data_dir, "invoice.payment_failed", this_month, created=int(time.time()) - 1)
+
+    # The customer pays last month's invoice; this month's is still unpaid, so Stripe keeps the subscription
+    # past_due.
+    paid_late = peer.wire.pay(last_month["id"])
+    assert peer.wire.subscriptions[reference]["status"] == "past_due"
+    client.deliver_handled(peer.server.data_dir, "invoice.paid", paid_late)
+    assert client.get(path)["status"] == "past_due"
+
+
+def test_a_late_failure_of_last_months_invoice_leaves_the_subscription_active_once_this_months_is_paid(
+    client: Client, peer: Peer
+) -> None:
+    reference, path = subscribed(client)
+    last_month = peer.wire.bill(reference, paid=False)
+    this_month = peer.wire.bill(reference, paid=True)
+    client.deliver_handled(peer.server.data_dir, "invoice.paid", this_month, created=int(time.time()) - 1)
+    assert client.get(path)["status"] == "active"
+
+    # Stripe retries last month's charge, which fails again: this month's invoice is paid, so Stripe keeps the
+    # subscription active.
+    assert peer.wire.subscriptions[reference]["status"] == "active"
+    client.deliver_handled(peer.server.data_dir, "invoice.payment_failed", last_month)
+    assert client.get(path)["status"] == "active"
