@@ -7,6 +7,8 @@ Run as a script (`python tests/support/localstripe_server.py --port N`) it is lo
   SDK pins) gives to what localstripe still calls `payment_method_types`.
 - a subscription takes its own `default_payment_method`, and its invoices are paid with it before the
   customer's `invoice_settings.default_payment_method`, as Stripe documents for that parameter.
+- an update's metadata key sent as "" is removed, as Stripe documents (https://docs.stripe.com/api/metadata);
+  localstripe kept it with the value "".
 Nothing else is taught to it.
 """
 
@@ -112,6 +114,18 @@ def _adjust_localstripe() -> None:
 
     resources.PaymentIntent._api_create = classmethod(create_with_allowed_types)
     _teach_subscription_default_payment_method(resources)
+    _teach_metadata_unset(resources)
+
+
+def _teach_metadata_unset(resources: Any) -> None:
+    update = resources.StripeObject._update
+
+    def update_unsetting_emptied_keys(self: Any, **data: Any) -> None:
+        update(self, **data)
+        if getattr(self, "metadata", None):
+            self.metadata = {key: value for key, value in self.metadata.items() if value != ""}
+
+    resources.StripeObject._update = update_unsetting_emptied_keys
 
 
 def _teach_subscription_default_payment_method(resources: Any) -> None:
