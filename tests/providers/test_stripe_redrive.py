@@ -478,3 +478,119 @@ async def test_the_tag_leaves_the_client_all_50_metadata_keys_of_a_subscription(
 
     assert updated.outcome is Outcome.APPROVED, updated.message
     assert wire.subscriptions[str(created.reference)]["metadata"] == {**almost_full, "field49": "value"}
+
+
+# ---- Customers: a second one would split the customer's payment methods and subscriptions -----------------------
+
+
+def customer(
+    accepted_at: datetime, metadata: Mapping[str, str] | None = None, key: str = "cmd-customer"
+) -> CustomerRequest:
+    return CustomerRequest(
+        key, email="ada@example.com", name="Ada", metadata=dict(metadata or {}), payment_method="pm_card_visa",
+        accepted_at=accepted_at,
+    )  # fmt: skip
+
+
+async def lost_answer_customer(wire: StripeWireServer, provider: StripeProvider, request: CustomerRequest) -> None:
+    """The first attempt: Stripe creates the customer, its answer never reaches us (the worker died)."""
+    wire.stall_next(0)  # the look-up (the command was accepted a day ago)
+    wire.stall_next(TIMEOUT_S * 4)  # the creation
+    assert (await provider.create_customer(request)).outcome is Outcome.RETRYABLE
+    assert len(wire.customers) == 1
+
+
+async def test_a_customer_redriven_a_day_later_adopts_the_one_its_first_attempt_made_and_finishes_it(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    request = customer(datetime.now(UTC) - A_DAY_AND_MORE, {"tier": "gold"})
+    await lost_answer_customer(wire, provider, request)
+    made = next(iter(wire.customers))
+    next_day(wire)
+
+    redriven = await provider.create_customer(request)
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, made)
+    assert list(wire.customers) == [made]  # one Stripe customer
+    assert wire.customers[made]["metadata"] == {"tier": "gold", TAG: "cmd-customer"}
+    default = wire.customers[made]["invoice_settings"]["default_payment_method"]
+    assert default is not None and redriven.details["default_payment_method"] == default
+    assert "GET /v1/customers/search" in calls(wire)
+
+
+async def test_a_finished_customer_redriven_a_day_later_is_returned_as_it_is(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    request = customer(datetime.now(UTC) - A_DAY_AND_MORE)
+    first = await provider.create_customer(request)  # made; its answer died with the worker that asked
+    assert first.outcome is Outcome.APPROVED
+    next_day(wire)
+
+    redriven = await provider.create_customer(request)
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first.reference)
+    assert redriven.details["default_payment_method"] == first.details["default_payment_method"]
+    assert list(wire.customers) == [first.reference]
+    assert calls(wire)[-1] == "GET /v1/customers/search"  # no second PaymentMethod attached
+
+
+@pytest.mark.parametrize("search_refused", [False, True])
+async def test_a_customer_without_room_for_the_tag_or_search_is_found_by_its_email_and_what_was_sent(
+    wire: StripeWireServer, provider: StripeProvider, search_refused: bool
+) -> None:
+    request = customer(datetime.now(UTC) - A_DAY_AND_MORE, {} if search_refused else FULL_METADATA)
+    wire.search_refused = search_refused  # Stripe offers no Search to merchants in India
+    other = replace(customer(datetime.now(UTC), key="cmd-someone-else"), email="other@example.com")
+    someone_else = await provider.create_customer(other)
+    first = await provider.create_customer(request)
+    assert first.outcome is Outcome.APPROVED, first
+    next_day(wire)
+
+    redriven = await provider.create_customer(request)
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first.reference)
+    assert set(wire.customers) == {someone_else.reference, first.reference}
+    assert "GET /v1/customers" in calls(wire)
+
+
+async def test_two_customers_a_redrive_may_have_made_leave_it_unresolved_and_create_none(
+    wire: StripeWireServer, provider: StripeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = customer(datetime.now(UTC) - A_DAY_AND_MORE, FULL_METADATA)
+    await provider.create_customer(request)
+    # Another command, within the day, for a customer with the same email, name and metadata.
+    await provider.create_customer(customer(datetime.now(UTC), FULL_METADATA, key="cmd-the-same-again"))
+    next_day(wire)
+    caplog.set_level(logging.ERROR)
+
+    redriven = await provider.create_customer(request)
+
+    assert redriven.unresolved
+    assert sorted(redriven.details["unresolved"]) == sorted(wire.customers)
+    assert len(wire.customers) == 2
+    assert any("re-drive unresolved" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_customer_accepted_within_23_hours_makes_no_lookup(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    next_day(wire)
+
+    created = await provider.create_customer(customer(datetime.now(UTC) - timedelta(hours=22)))
+
+    assert created.outcome is Outcome.APPROVED
+    assert not [call for call in calls(wire) if call.startswith("GET /v1/customers")]
+
+
+async def test_the_tag_leaves_the_client_all_50_metadata_keys_of_a_customer(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    almost_full = {f"field{number}": "value" for number in range(49)}
+    created = await provider.create_customer(customer(datetime.now(UTC), almost_full))
+    assert wire.customers[str(created.reference)]["metadata"] == {**almost_full, TAG: "cmd-customer"}
+
+    fiftieth = CustomerRequest("cmd-update", metadata={"field49": "value"})
+    updated = await provider.update_customer(str(created.reference), fiftieth)
+
+    assert updated.outcome is Outcome.APPROVED, updated.message
+    assert wire.customers[str(created.reference)]["metadata"] == {**almost_full, "field49": "value"}

@@ -9,7 +9,8 @@ next request and then stall before answering (the ambiguous failure a client tim
 
 It knows PaymentIntents (create+confirm, capture, cancel, retrieve, list by `created` range and `customer`, Search
 with a `metadata['key']:'value'` query) and their latest Charge (retrieve), Refunds (create, list by
-`payment_intent`), Customers (create, update, delete), PaymentMethod attach, Plans (create) and Subscriptions on
+`payment_intent`), Customers (create, update, delete, list by `email` and `created`, Search as for
+PaymentIntents), PaymentMethod attach, Plans (create) and Subscriptions on
 one Plan (create, list by `customer`). Lists and search results page as Stripe's do (`limit`, `starting_after`,
 `page`). Its invoices are made by the test (`bill`, `pay`), as Stripe's renewals are: a subscription's status
 follows its latest invoice, `past_due` while that one is unpaid.
@@ -31,7 +32,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -237,7 +238,11 @@ class StripeWireServer:
             case ("POST", ["v1", "refunds"]):
                 return self._refund(params)
             case ("GET", ["v1", "payment_intents", "search"]):
-                return self._search_intents(path, params)
+                return self._search(path, params, self.payment_intents.values())
+            case ("GET", ["v1", "customers", "search"]):
+                return self._search(path, params, self.customers.values())
+            case ("GET", ["v1", "customers"]):
+                return self._list(path, params, [c for c in self.customers.values() if _listed_customer(c, params)])
             case ("GET", ["v1", "payment_intents"]):
                 return self._list_intents(path, params)
             case ("GET", ["v1", "refunds"]):
@@ -411,7 +416,7 @@ class StripeWireServer:
         ]
         return self._list(path, params, listed)
 
-    def _search_intents(self, path: str, params: dict[str, str]) -> web.Response:
+    def _search(self, path: str, params: dict[str, str], objects: Iterable[dict[str, Any]]) -> web.Response:
         """Search (https://docs.stripe.com/api/payment_intents/search): only the `metadata['k']:'v'` clause."""
         if self.search_refused:
             message = "Search is not supported on api.stripe.com in India."
@@ -421,8 +426,8 @@ class StripeWireServer:
             message = f"Unsupported query for this test server: {params.get('query')!r}"
             return stripe_error(400, {"type": "invalid_request_error", "param": "query", "message": message})
         value = re.sub(r"\\(.)", r"\1", clause["value"])
-        found = [i for i in self.payment_intents.values() if i["metadata"].get(clause["key"]) == value]
-        found.sort(key=lambda intent: intent["created"], reverse=True)
+        found = [item for item in objects if item["metadata"].get(clause["key"]) == value]
+        found.sort(key=lambda item: item["created"], reverse=True)
         start = int(params.get("page") or 0)
         limit = int(params.get("limit", 10))
         more = len(found) > start + limit
@@ -439,9 +444,13 @@ class StripeWireServer:
         customer: dict[str, Any] = {
             "id": _new_id("cus"),
             "object": "customer",
+            "created": int(self.now()),
             "email": params.get("email"),
             "name": params.get("name"),
+            "phone": params.get("phone"),
+            "description": params.get("description"),
             "invoice_settings": {"default_payment_method": None},
+            "metadata": {key: value for key, value in _metadata(params).items() if value},
         }
         self.customers[customer["id"]] = customer
         return web.json_response(customer)
@@ -450,6 +459,9 @@ class StripeWireServer:
         customer = self.customers.get(customer_id)
         if customer is None:
             return self._missing("customer", customer_id)
+        refused = _merge_metadata(customer, params)
+        if refused is not None:
+            return refused
         for key, value in params.items():
             if key == "invoice_settings[default_payment_method]":
                 customer["invoice_settings"] = {"default_payment_method": value}
@@ -515,20 +527,13 @@ class StripeWireServer:
         return web.json_response(subscription)
 
     def _update_subscription(self, subscription_id: str, params: dict[str, str]) -> web.Response:
-        """Metadata merged as Stripe merges it (a value of "" removes its key; at most 50 keys), the quantity."""
+        """Metadata merged as Stripe merges it, the quantity."""
         subscription = self.subscriptions.get(subscription_id)
         if subscription is None:
             return self._missing("subscription", subscription_id)
-        metadata = dict(subscription["metadata"])
-        for key, value in _metadata(params).items():
-            if value:
-                metadata[key] = value
-            else:
-                metadata.pop(key, None)
-        if len(metadata) > MAX_METADATA_KEYS:
-            message = f"Metadata can have up to {MAX_METADATA_KEYS} keys."
-            return stripe_error(400, {"type": "invalid_request_error", "param": "metadata", "message": message})
-        subscription["metadata"] = metadata
+        refused = _merge_metadata(subscription, params)
+        if refused is not None:
+            return refused
         if "items[0][quantity]" in params:
             subscription["items"]["data"][0]["quantity"] = int(params["items[0][quantity]"])
         return web.json_response(subscription)
@@ -553,6 +558,29 @@ def running_stripe_wire(api_key: str) -> Iterator[StripeWireServer]:
 
 def _metadata(params: Mapping[str, str]) -> dict[str, str]:
     return {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")}
+
+
+def _merge_metadata(stripe_object: dict[str, Any], params: Mapping[str, str]) -> web.Response | None:
+    """The update's metadata merged as Stripe merges it (a value of "" removes its key; at most 50 keys), or
+    Stripe's refusal."""
+    metadata = dict(stripe_object["metadata"])
+    for key, value in _metadata(params).items():
+        if value:
+            metadata[key] = value
+        else:
+            metadata.pop(key, None)
+    if len(metadata) > MAX_METADATA_KEYS:
+        message = f"Metadata can have up to {MAX_METADATA_KEYS} keys."
+        return stripe_error(400, {"type": "invalid_request_error", "param": "metadata", "message": message})
+    stripe_object["metadata"] = metadata
+    return None
+
+
+def _listed_customer(customer: Mapping[str, Any], params: Mapping[str, str]) -> bool:
+    email = params.get("email")
+    created_from, created_to = int(params.get("created[gte]", 0)), int(params.get("created[lte]", 2**62))
+    created = int(customer["created"])
+    return (email is None or customer["email"] == email) and created_from <= created <= created_to
 
 
 def _counts(refund: Mapping[str, Any]) -> bool:

@@ -223,3 +223,11 @@ def test_interpret() -> None:
     )
     assert interpret({"provider": "other", "event_type": "x", "object": {}}) is None
     assert interpret({"provider": "stripe", "event_type": "invoice.paid", "object": {"id": "in_1"}}) is None
+
+
+def test_a_stripe_customers_re_drive_tag_is_not_reported_as_the_clients_metadata() -> None:
+    """Our customers carry `payments_operation` at Stripe (the key that created them, so that a re-drive past 24 h
+    finds them): Stripe's copy, not the client's metadata."""
+    tagged = {"id": "cus_S1", "object": "customer", "metadata": {"tier": "gold", "payments_operation": "cmd-1"}}
+    report = interpret({"provider": "stripe", "event_type": "customer.updated", "object": tagged})
+    assert report is not None and report.changes["metadata"] == {"tier": "gold"}

@@ -4,9 +4,10 @@ the real sandbox ledger and the shared idempotency guard."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.memory import InMemoryEventStore
 from payments_shared.messages import Command
-from payments_shared.providers.port import Outcome, PaymentMethod, ProviderResult, SubscriptionRequest
+from payments_shared.providers.port import CustomerRequest, Outcome, PaymentMethod, ProviderResult, SubscriptionRequest
 from payments_shared.providers.sandbox import SandboxProvider
 from payments_shared.providers.sandbox_billing import SandboxBilling
 
@@ -370,12 +371,17 @@ class AnswersLost:
         return getattr(self._inner, name)
 
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
-        self.accepted.append(request.accepted_at)
         self.payment_methods.append(request.payment_method)
+        return await self._attempt(request.accepted_at, partial(self._inner.create_subscription, request))
+
+    async def _attempt(
+        self, accepted_at: datetime | None, create: Callable[[], Awaitable[ProviderResult]]
+    ) -> ProviderResult:
+        self.accepted.append(accepted_at)
         self.called.set()
         if self.held is not None:
             await self.held.wait()
-        result = await self._inner.create_subscription(request)
+        result = await create()
         if self._lost > 0:
             self._lost -= 1
             return ProviderResult(Outcome.RETRYABLE, message="read timeout", retry_after=0.01)
@@ -427,6 +433,37 @@ async def test_a_creation_redelivered_after_the_customers_default_changed_asks_t
 
     assert again["status"] == 201 and later["status"] == 201
     assert provider.payment_methods == ["pm_card_visa", "pm_card_visa", "pm_card_mastercard"]
+
+
+class CustomerAnswersLost(AnswersLost):
+    """The same for customer creations (subscriptions pass through)."""
+
+    async def create_customer(self, request: CustomerRequest) -> ProviderResult:
+        return await self._attempt(request.accepted_at, partial(self._inner.create_customer, request))
+
+    async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
+        result: ProviderResult = await self._inner.create_subscription(request)
+        return result
+
+
+async def test_every_attempt_of_a_customer_tells_the_provider_when_it_was_first_accepted(tmp_path: Path) -> None:
+    """Stripe forgets an idempotency key after 24 hours: its adapter looks for the customer an earlier attempt
+    made once the command was accepted that long ago, which every attempt must tell alike."""
+    sandbox = SandboxProvider(tmp_path / "sandbox.db")
+    provider = CustomerAnswersLost(SandboxBilling(sandbox.ledger), lost=2)
+    settings = BillingSettings(data_dir=tmp_path, provider_retry_attempts=1)
+    billing = Billing(
+        build_worker(InMemoryEventStore(), {"sandbox": provider}, settings), InMemoryEventStore(), sandbox
+    )
+    first_day, next_day = "2030-01-01T23:59:59.000000Z", "2030-01-02T00:00:05.000000Z"
+    create = {"email": "late@example.com"}
+
+    assert (await billing.send("create_customer", create, key="c-late", issued_at=first_day))["status"] == 503
+    assert (await billing.send("create_customer", create, key="c-late", issued_at=next_day))["status"] == 503
+    assert await billing.worker.recover(0) == 1
+    await sandbox.close()
+
+    assert provider.accepted == [datetime(2030, 1, 1, 23, 59, 59, tzinfo=UTC)] * 3
 
 
 async def eventually_found(billing: Billing, subscription_id: str, within_s: float = 5.0) -> dict[str, Any]:

@@ -6,6 +6,7 @@ profile that an active subscription bills)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from payments_shared import faults
@@ -41,7 +42,7 @@ def default_method(result: ProviderResult, requested: Any) -> str | None:
 
 
 def customer_request(call: Call) -> CustomerRequest:
-    return request_of(call.command_id, call.payload)
+    return replace(request_of(call.command_id, call.payload), accepted_at=call.accepted)
 
 
 CLEARABLE = ("name", "phone", "description")  # the customer fields a PUT may set to null

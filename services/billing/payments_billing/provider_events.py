@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from payments_shared.providers.stripe_redrive import OPERATION_TAG
 from payments_shared.providers.stripe_results import object_id, subscription_result
 
 from payments_billing.times import reported_periods
@@ -64,11 +65,12 @@ def _stripe(event_type: str, obj: Mapping[str, Any]) -> Report | None:
 
 
 def stripe_customer_changes(customer: Mapping[str, Any]) -> dict[str, Any]:
-    """The customer's fields as the event's object holds them (the whole object, not only what changed)."""
+    """The customer's fields as the event's object holds them (the whole object, not only what changed). Not our
+    re-drive tag: Stripe's copy, not the client's metadata."""
     changes: dict[str, Any] = {name: customer[name] for name in CUSTOMER_FIELDS if name in customer}
     metadata = customer.get("metadata")
     if isinstance(metadata, Mapping):
-        changes["metadata"] = {str(key): str(value) for key, value in metadata.items()}
+        changes["metadata"] = {str(key): str(value) for key, value in metadata.items() if key != OPERATION_TAG}
     return changes
 
 

@@ -166,6 +166,7 @@ class CustomerRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     payment_method: PaymentMethod | None = None
     cleared: frozenset[str] = frozenset()  # on an update: the fields sent as null, to be emptied at the provider
+    accepted_at: datetime | None = None  # on a creation: when its command was accepted (SubscriptionRequest's)
 
 
 @dataclass(frozen=True)

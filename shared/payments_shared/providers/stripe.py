@@ -8,8 +8,8 @@ the resilience layer does, with the same keys. Only `*_async` calls: nothing blo
 Stripe objects are turned into plain dicts at once and read by the pure mappers in `stripe_results`; Stripe's
 errors become results in `stripe_errors`. The adapter never raises for what Stripe answered.
 
-Stripe forgets an idempotency key after 24 hours: a payment, refund or subscription re-driven later first looks for
-what its earlier attempt made (`stripe_redrive`), so money still moves once.
+Stripe forgets an idempotency key after 24 hours: a payment, refund, customer or subscription re-driven later first
+looks for what its earlier attempt made (`stripe_redrive`), so money still moves once.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import Any, Final, cast
 import stripe
 from stripe.params import (
     CustomerCreateParams,
+    CustomerListParams,
+    CustomerSearchParams,
     CustomerUpdateParams,
     PaymentIntentCreateParams,
     PaymentIntentListParams,
@@ -281,13 +283,8 @@ class StripeProvider:
         search: PaymentIntentSearchParams = {
             "query": stripe_redrive.search_query(key), "limit": _PAGE, "expand": _EXPAND_LISTED_METHOD,
         }  # fmt: skip
-        found: list[dict[str, Any]] = []
-        while True:
-            page = await self._v1.payment_intents.search_async(search)
-            found.extend(intent.to_dict() for intent in page.data)
-            if not page.has_more or not page.next_page:
-                return found
-            search["page"] = page.next_page
+        fetch = self._v1.payment_intents.search_async
+        return await _all_results(lambda page: fetch(cast("PaymentIntentSearchParams", page)), dict(search))
 
     async def _listed_intents(self, earlier_attempt_at: datetime, customer: str | None) -> list[dict[str, Any]]:
         gte, lte = stripe_redrive.listing_window(earlier_attempt_at, _utc_now())
@@ -309,25 +306,66 @@ class StripeProvider:
 
     async def create_customer(self, request: CustomerRequest) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:
-            fields = cast("CustomerCreateParams", _customer_fields(request))
-            customer = await self._v1.customers.create_async(fields, _once(request.idempotency_key))
-            created["customer"] = customer.id
-            default = None
-            if request.payment_method is not None:
-                default = await self._attach(customer.id, request.payment_method, request.idempotency_key)
-                created["default_payment_method"] = default
-                customer = await self._v1.customers.update_async(
-                    customer.id,
-                    {"invoice_settings": {"default_payment_method": default}},
-                    _once(f"{request.idempotency_key}:default"),
-                )
-            return stripe_results.customer_result(customer.to_dict(), default)
+            fields = _customer_fields(request)
+            fields["metadata"] = stripe_redrive.tagged(request.metadata, request.idempotency_key)
+            earlier = await self._earlier_customers(request, fields)
+            if len(earlier) > 1:
+                return _unresolved("Customer", earlier, request.idempotency_key)
+            customer = dict(earlier[0]) if earlier else await self._new_customer(request, fields)
+            created["customer"] = customer["id"]
+            made = stripe_results.customer_result(customer)
+            if request.payment_method is None or made.details["default_payment_method"]:
+                return made  # an adopted customer with its default set: its first attempt did the rest
+            default = await self._attach(customer["id"], request.payment_method, request.idempotency_key)
+            created["default_payment_method"] = default
+            updated = await self._v1.customers.update_async(
+                customer["id"],
+                {"invoice_settings": {"default_payment_method": default}},
+                _once(f"{request.idempotency_key}:default"),
+            )
+            return stripe_results.customer_result(updated.to_dict(), default)
 
         return await self._guard(run)
+
+    async def _new_customer(self, request: CustomerRequest, fields: dict[str, Any]) -> dict[str, Any]:
+        create = self._v1.customers.create_async
+        return await _create_once(
+            lambda sent: create(cast("CustomerCreateParams", sent), _once(request.idempotency_key)),
+            fields,
+            request.accepted_at,
+        )
+
+    async def _earlier_customers(self, request: CustomerRequest, sent: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """The customers an earlier attempt of `request` may have made, once Stripe may have forgotten its key: the
+        one tagged with it (Search), else (no room for the tag, or Search refused) those created since the command
+        was accepted that show all it sent (listed by its email, when it sent one)."""
+        if not stripe_redrive.key_may_be_forgotten(request.accepted_at, _utc_now()):
+            return []
+        assert request.accepted_at is not None  # key_may_be_forgotten said so
+        key = request.idempotency_key
+        if stripe_redrive.is_tagged(sent["metadata"], key):
+            try:
+                return stripe_redrive.tagged_objects(await self._searched_customers(key), key)
+            except stripe.InvalidRequestError as error:  # Search is not offered everywhere (not in India)
+                _log_failure(error)
+        gte, lte = stripe_redrive.listing_window(request.accepted_at, _utc_now())
+        listing: CustomerListParams = {"created": {"gte": gte, "lte": lte}, "limit": _PAGE}
+        if request.email:
+            listing["email"] = request.email
+        fetch = self._v1.customers.list_async
+        listed = await _all_pages(lambda page: fetch(cast("CustomerListParams", page)), dict(listing))
+        return [customer for customer in listed if all(customer.get(name) == sent[name] for name in sent)]
+
+    async def _searched_customers(self, key: str) -> list[dict[str, Any]]:
+        search: CustomerSearchParams = {"query": stripe_redrive.search_query(key), "limit": _PAGE}
+        fetch = self._v1.customers.search_async
+        return await _all_results(lambda page: fetch(cast("CustomerSearchParams", page)), dict(search))
 
     async def update_customer(self, reference: str, request: CustomerRequest) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:
             fields = cast("CustomerUpdateParams", _customer_fields(request))
+            if "metadata" in fields:
+                fields["metadata"] = stripe_redrive.untagging(request.metadata)
             default = None
             if request.payment_method is not None:
                 default = await self._attach(reference, request.payment_method, request.idempotency_key)
@@ -625,6 +663,19 @@ async def _all_pages(fetch: Callable[[dict[str, Any]], Awaitable[Any]], params: 
         if not page.has_more or not objects:
             return listed
         params = {**params, "starting_after": objects[-1]["id"]}
+
+
+async def _all_results(
+    fetch: Callable[[dict[str, Any]], Awaitable[Any]], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every object a Stripe search finds, page after page."""
+    found: list[dict[str, Any]] = []
+    while True:
+        page = await fetch(params)
+        found.extend(item.to_dict() for item in page.data)
+        if not page.has_more or not page.next_page:
+            return found
+        params = {**params, "page": page.next_page}
 
 
 async def _unclaimed(

@@ -1,7 +1,7 @@
 """Re-drives past Stripe's idempotency-key retention: how the adapter finds what an earlier attempt made.
 
 Stripe keeps an idempotency key for at least 24 hours, then forgets it: the same key then creates a second
-PaymentIntent, Refund or Subscription. So every one we create carries `OPERATION_TAG` in its metadata (the
+PaymentIntent, Refund, Customer or Subscription. So every one we create carries `OPERATION_TAG` in its metadata (the
 idempotency key), and a re-drive whose first attempt is older than `KEY_TRUSTED_FOR` looks for the tagged object
 before creating one. A PaymentIntent whose client metadata leaves no room for the tag is looked for among the
 intents created since the first attempt, by what we sent; one that another payment of ours has recorded is that
