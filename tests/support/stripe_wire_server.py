@@ -10,10 +10,10 @@ next request and then stall before answering (the ambiguous failure a client tim
 It knows PaymentIntents (create+confirm, capture, cancel, retrieve, list by `created` range and `customer`, Search
 with a `metadata['key']:'value'` query) and their latest Charge (retrieve), Refunds (create, list by
 `payment_intent`), Customers (create, update, delete, list by `email` and `created`, Search as for
-PaymentIntents), PaymentMethod attach, Plans (create) and Subscriptions on
-one Plan (create, list by `customer`). Lists and search results page as Stripe's do (`limit`, `starting_after`,
-`page`). Its invoices are made by the test (`bill`, `pay`), as Stripe's renewals are: a subscription's status
-follows its latest invoice, `past_due` while that one is unpaid.
+PaymentIntents), PaymentMethod attach, Plans (create) and Subscriptions on one Plan (create, update, cancel, list
+by `customer`). Lists and search results page as Stripe's do (`limit`, `starting_after`, `page`). Its invoices are
+made by the test (`bill`, `pay`), as Stripe's renewals are: a subscription's status follows its latest invoice,
+`past_due` while that one is unpaid.
 
 Its clock can be moved on (`advance`): objects carry `created` by it, and an idempotency key is forgotten
 `IDEMPOTENCY_KEY_KEPT_S` after its first use, as Stripe forgets them after 24 hours (a request with a forgotten key
@@ -261,6 +261,8 @@ class StripeWireServer:
                 return self._create_subscription(params)
             case ("POST", ["v1", "subscriptions", subscription_id]):
                 return self._update_subscription(subscription_id, params)
+            case ("DELETE", ["v1", "subscriptions", subscription_id]):
+                return self._cancel_subscription(subscription_id)
             case ("GET", ["v1", "subscriptions", subscription_id]):
                 found = self.subscriptions.get(subscription_id)
                 return web.json_response(found) if found else self._missing("subscription", subscription_id)
@@ -527,7 +529,8 @@ class StripeWireServer:
         return web.json_response(subscription)
 
     def _update_subscription(self, subscription_id: str, params: dict[str, str]) -> web.Response:
-        """Metadata merged as Stripe merges it, the quantity."""
+        """Metadata merged as Stripe merges it (a value of "" removes its key; at most 50 keys), the quantity,
+        `cancel_at_period_end`."""
         subscription = self.subscriptions.get(subscription_id)
         if subscription is None:
             return self._missing("subscription", subscription_id)
@@ -536,6 +539,19 @@ class StripeWireServer:
             return refused
         if "items[0][quantity]" in params:
             subscription["items"]["data"][0]["quantity"] = int(params["items[0][quantity]"])
+        if "cancel_at_period_end" in params:
+            subscription["cancel_at_period_end"] = params["cancel_at_period_end"] == "true"
+        return web.json_response(subscription)
+
+    def _cancel_subscription(self, subscription_id: str) -> web.Response:
+        """Canceled now; canceling it again is refused, as Stripe refuses it."""
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            return self._missing("subscription", subscription_id)
+        if subscription["status"] == "canceled":
+            message = f"This subscription is already canceled: {subscription_id}"
+            return stripe_error(400, {"type": "invalid_request_error", "message": message})
+        subscription.update(status="canceled", canceled_at=int(self.now()), cancel_at_period_end=False)
         return web.json_response(subscription)
 
 
