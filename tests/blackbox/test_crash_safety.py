@@ -1,7 +1,8 @@
 """Crash safety in embedded mode: the process is SIGKILLed right after `…Requested` is appended and before the
 provider is called; a restart on the same DATA_DIR completes the transaction once (one sandbox ledger entry),
-and the client's retry with the same Idempotency-Key gets it. Also: past RPC_TIMEOUT_S a charge answers 202
-`pending` and is still carried out."""
+and the client's retry with the same Idempotency-Key gets it. Likewise a subscription cancel killed after the
+provider canceled and before its outcome is recorded. Also: past RPC_TIMEOUT_S a charge answers 202 `pending` and
+is still carried out."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from payments_shared import ids
 
 from tests.blackbox.server import API, Api, embedded_server, new_key, new_workspace
-from tests.support.services import ledger
+from tests.blackbox.test_customers import Billing
+from tests.support.services import ledger, ledger_operations, stream_event_types, wait_until
 
 WAIT_S = 30.0
 
@@ -65,6 +67,43 @@ def test_killed_after_requested_then_restarted_completes_once(tmp_path: Path) ->
         assert retry.json()["status"] == "captured"
         assert retry.headers["Idempotent-Replayed"] == "true"
     assert ledger_rows(data_dir) == [(command_id, "pay")]
+
+
+def test_a_cancel_killed_after_the_providers_cancel_is_finished_once_by_the_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    crash = f"after_subscription_cancel_call:{tmp_path / 'crashed-once'}"
+    key = new_key()
+
+    with contextlib.ExitStack() as stack, embedded_server(data_dir, PAYMENTS_FAULT_CRASH_ONCE=crash) as first_run:
+        billing = Billing(stack.enter_context(httpx.Client(base_url=first_run.base_url, timeout=30)))
+        owner = billing.customer(payment_method="pm_card_visa")
+        subscribed = billing.subscribe(customer_id=owner["id"])
+        assert subscribed.status_code == 201, subscribed.text
+        subscription_id = subscribed.json()["id"]
+        with pytest.raises(httpx.TransportError):
+            billing.call("POST", f"subscriptions/{subscription_id}/cancel", {}, key)  # the process dies
+        assert first_run.processes[0].popen.wait(timeout=30) == -9
+    stream = f"subscription-{subscription_id}"
+    # The provider canceled; the cancel was recorded as requested before that, so it is visibly open.
+    assert ledger_operations(data_dir, "cancel_subscription") == 1
+    assert stream_event_types(data_dir, stream) == ["SubscriptionCreated", "SubscriptionCancelRequested"]
+
+    with contextlib.ExitStack() as stack, embedded_server(data_dir) as second_run:
+        billing.http = stack.enter_context(httpx.Client(base_url=second_run.base_url, timeout=30))
+        wait_until(
+            lambda: billing.call("GET", f"subscriptions/{subscription_id}").json()["status"] == "canceled",
+            WAIT_S,
+            "the restart's recovery to finish the cancel",
+        )
+        retried = billing.call("POST", f"subscriptions/{subscription_id}/cancel", {}, key)
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["status"] == "canceled"
+    assert stream_event_types(data_dir, stream) == [
+        "SubscriptionCreated",
+        "SubscriptionCancelRequested",
+        "SubscriptionCanceled",
+    ]
+    assert ledger_operations(data_dir, "cancel_subscription") == 1
 
 
 def test_slow_worker_gives_202_pending_and_the_charge_completes(tmp_path: Path) -> None:

@@ -173,11 +173,13 @@ def test_cancel_at_period_end_then_immediately_then_409(
     assert billing.call("GET", path).json()["status"] == "canceled"
     assert stream_event_types(server.data_dir, f"subscription-{created['id']}") == [
         "SubscriptionCreated",
+        "SubscriptionCancelRequested",
         "SubscriptionCancelScheduled",
         "SubscriptionUpdateRequested",
         "SubscriptionUpdated",
         "SubscriptionUpdateRequested",
         "SubscriptionUpdated",
+        "SubscriptionCancelRequested",
         "SubscriptionCanceled",
     ]
 

@@ -117,7 +117,7 @@ def test_verify_finds_corrupted_streams(api: Api, server: Server, tmp_path: Path
     assert any("CaptureSucceeded: moves from voided to captured" in line for line in after_void), violations
     revived = [line for line in violations if subscription["id"] in line]
     assert revived == [
-        f"subscription-{subscription['id']} v2 SubscriptionStatusChanged: "
+        f"subscription-{subscription['id']} v3 SubscriptionStatusChanged: "
         "moves from canceled to active, outside the state diagram"
     ]
     after_delete = [line for line in violations if deleted["id"] in line]
@@ -161,8 +161,8 @@ async def _corrupt_billing(path: Path, workspace: str, subscription_id: str, cus
     try:
         revived = {"changes": {"status": "active"}, "updated_at": at, "provider_created": at}
         await store.append(
-            f"subscription-{subscription_id}", [NewEvent("SubscriptionStatusChanged", revived, metadata)], 1
-        )
+            f"subscription-{subscription_id}", [NewEvent("SubscriptionStatusChanged", revived, metadata)], 2
+        )  # after SubscriptionCreated, SubscriptionCancelRequested, SubscriptionCanceled
         changed = {"changes": {"name": "Ghost"}, "updated_at": at}
         await store.append(f"customer-{customer_id}", [NewEvent("CustomerUpdated", changed, metadata)], 1)
     finally:

@@ -38,10 +38,17 @@ def history(status: str = domain.ACTIVE) -> list[DomainEvent]:
     return [domain.decide_create(None, new(status), T0)]
 
 
+def with_cancel(events: list[DomainEvent], at_period_end: bool, command_id: str = "cmd_cancel") -> list[DomainEvent]:
+    """`events` and a cancel: requested, then its outcome once the provider carried it out."""
+    requested = domain.decide_request_cancel(domain.fold(events), "ws_a", at_period_end, T1, command_id)
+    with_request = [*events, requested]
+    pending = domain.fold(with_request)
+    assert pending is not None and pending.pending_update is not None
+    return [*with_request, domain.decide_cancel(pending, "ws_a", pending.pending_update, T1)]
+
+
 def canceled_history() -> list[DomainEvent]:
-    events = history()
-    events.append(domain.decide_cancel(domain.fold(events), "ws_a", False, T1))
-    return events
+    return with_cancel(history(), at_period_end=False)
 
 
 def test_create_folds_into_the_subscription_as_the_api_shows_it() -> None:
@@ -137,20 +144,41 @@ def test_update_ignores_fields_that_cannot_change() -> None:
 
 
 def test_cancel_at_period_end_keeps_it_active_then_cancel_now_ends_it() -> None:
-    events = history()
-    events.append(domain.decide_cancel(domain.fold(events), "ws_a", True, T1))
+    events = with_cancel(history(), at_period_end=True, command_id="cmd_later")
     scheduled = domain.fold(events)
-    assert scheduled is not None
+    assert scheduled is not None and scheduled.pending_update is None
     assert (scheduled.status, scheduled.cancel_at_period_end, scheduled.canceled_at) == ("active", True, None)
-    events.append(domain.decide_cancel(scheduled, "ws_a", False, T1))
-    canceled = domain.fold(events)
-    assert canceled is not None
-    assert (canceled.status, canceled.canceled_at, canceled.cancel_at_period_end) == ("canceled", T1, False)
+    ended = domain.fold(with_cancel(events, at_period_end=False, command_id="cmd_now"))
+    assert ended is not None and ended.pending_update is None
+    assert (ended.status, ended.canceled_at, ended.cancel_at_period_end) == ("canceled", T1, False)
+
+
+def test_a_cancel_requested_while_another_change_is_open_is_refused_until_it_finishes() -> None:
+    events = [*history(), domain.decide_request_cancel(domain.fold(history()), "ws_a", False, T1, "cmd_first")]
+    with pytest.raises(ApiError) as raised:
+        domain.decide_request_cancel(domain.fold(events), "ws_a", True, T1, "cmd_second")
+    assert (raised.value.status, raised.value.code) == (409, "operation_in_progress")
+
+
+def test_a_cancel_whose_cancellation_the_provider_reported_first_finishes_as_it_was_reported() -> None:
+    """The provider's webhook about this very cancel is applied between its call and its outcome: the outcome
+    succeeds, keeping the reported cancellation's time."""
+    requested = [*history(), domain.decide_request_cancel(domain.fold(history()), "ws_a", False, T0, "cmd_cancel")]
+    reported = domain.decide_reported(domain.fold(requested), "ws_a", {"status": "canceled"}, T0, T0)
+    assert reported is not None
+    before_outcome = domain.fold([*requested, reported])
+    assert before_outcome is not None and before_outcome.pending_update is not None
+
+    outcome = domain.decide_cancel(before_outcome, "ws_a", before_outcome.pending_update, T1)
+
+    finished = domain.fold([*requested, reported, outcome])
+    assert outcome.data["command_id"] == "cmd_cancel"
+    assert finished is not None and finished.pending_update is None
+    assert (finished.status, finished.canceled_at) == ("canceled", T0)
 
 
 def test_cancel_at_period_end_can_be_undone_by_an_update() -> None:
-    events = history()
-    events.append(domain.decide_cancel(domain.fold(events), "ws_a", True, T1))
+    events = with_cancel(history(), at_period_end=True)
     events.append(
         domain.decide_update(
             domain.fold(events), "ws_a", domain.SubscriptionChanges({"cancel_at_period_end": False}), T1
@@ -164,8 +192,8 @@ def test_nothing_changes_a_canceled_subscription() -> None:
     canceled = domain.fold(canceled_history())
     refused = [
         lambda: domain.decide_update(canceled, "ws_a", domain.SubscriptionChanges({"quantity": 2}), T1),
-        lambda: domain.decide_cancel(canceled, "ws_a", False, T1),
-        lambda: domain.decide_cancel(canceled, "ws_a", True, T1),
+        lambda: domain.decide_request_cancel(canceled, "ws_a", False, T1, "cmd_again"),
+        lambda: domain.decide_request_cancel(canceled, "ws_a", True, T1, "cmd_again"),
     ]
     for decide in refused:
         with pytest.raises(ApiError) as raised:
@@ -180,8 +208,8 @@ def test_another_workspace_or_an_unknown_id_is_not_found() -> None:
     refused = [
         lambda: domain.visible(subscription, "ws_b"),
         lambda: domain.decide_update(subscription, "ws_b", domain.SubscriptionChanges({"quantity": 2}), T1),
-        lambda: domain.decide_cancel(subscription, "ws_b", False, T1),
-        lambda: domain.decide_cancel(None, "ws_a", False, T1),
+        lambda: domain.decide_request_cancel(subscription, "ws_b", False, T1, "cmd_cancel"),
+        lambda: domain.decide_request_cancel(None, "ws_a", False, T1, "cmd_cancel"),
     ]
     for decide in refused:
         with pytest.raises(ApiError) as raised:

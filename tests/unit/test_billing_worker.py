@@ -26,42 +26,47 @@ from payments_shared.providers.sandbox import SandboxProvider
 from payments_shared.providers.sandbox_billing import SandboxBilling
 
 
+async def handled(
+    worker: BillingWorker,
+    command_type: str,
+    payload: dict[str, Any],
+    *,
+    workspace: str = "ws_a",
+    key: str | None = None,
+    redelivered: bool = False,
+    message_id: str | None = None,
+    issued_at: str | None = None,
+) -> dict[str, Any]:
+    """The worker's reply to the command, delivered as the broker delivers it (a creation's id derived from it)."""
+    command_id = ids.command_id(workspace, key)
+    if command_type == "create_customer":
+        payload = {"customer_id": ids.derived_id("cus", command_id), **payload}
+    if command_type == "create_subscription":
+        payload = {"subscription_id": ids.derived_id("sub", command_id), **payload}
+    command = Command(
+        type=command_type,
+        workspace=workspace,
+        actor="user_1",
+        command_id=command_id,
+        idempotency_key=key,
+        fingerprint=ids.fingerprint(command_type, payload),
+        payload=payload,
+        **({"issued_at": issued_at} if issued_at else {}),
+    )
+    message = Message(body=command.model_dump(), redelivered=redelivered)
+    if message_id:
+        message = Message(body=command.model_dump(), message_id=message_id, redelivered=redelivered)
+    return dict(await worker.handle(message))
+
+
 @dataclass
 class Billing:
     worker: BillingWorker
     store: InMemoryEventStore
     sandbox: SandboxProvider
 
-    async def send(
-        self,
-        command_type: str,
-        payload: dict[str, Any],
-        *,
-        workspace: str = "ws_a",
-        key: str | None = None,
-        redelivered: bool = False,
-        message_id: str | None = None,
-        issued_at: str | None = None,
-    ) -> dict[str, Any]:
-        command_id = ids.command_id(workspace, key)
-        if command_type == "create_customer":
-            payload = {"customer_id": ids.derived_id("cus", command_id), **payload}
-        if command_type == "create_subscription":
-            payload = {"subscription_id": ids.derived_id("sub", command_id), **payload}
-        command = Command(
-            type=command_type,
-            workspace=workspace,
-            actor="user_1",
-            command_id=command_id,
-            idempotency_key=key,
-            fingerprint=ids.fingerprint(command_type, payload),
-            payload=payload,
-            **({"issued_at": issued_at} if issued_at else {}),
-        )
-        message = Message(body=command.model_dump(), redelivered=redelivered)
-        if message_id:
-            message = Message(body=command.model_dump(), message_id=message_id, redelivered=redelivered)
-        return dict(await self.worker.handle(message))
+    async def send(self, command_type: str, payload: dict[str, Any], **options: Any) -> dict[str, Any]:
+        return await handled(self.worker, command_type, payload, **options)
 
 
 @pytest.fixture
@@ -337,7 +342,11 @@ async def test_a_creation_that_finds_its_customer_deleted_undoes_the_subscriptio
 
     assert again["status"] == 404 and again["body"]["error"]["param"] == "customer_id"
     subscription_id = ids.derived_id("sub", ids.command_id("ws_a", "k-sub"))
-    assert await subscription_events(billing, subscription_id) == ["SubscriptionCreated", "SubscriptionCanceled"]
+    assert await subscription_events(billing, subscription_id) == [
+        "SubscriptionCreated",
+        "SubscriptionCancelRequested",
+        "SubscriptionCanceled",
+    ]
     assert billing.sandbox.ledger.count() == calls_before + 1  # the cancel
     assert (await billing.send("create_subscription", payload, key="k-sub"))["status"] == 404  # replayed
 
@@ -733,4 +742,31 @@ async def test_a_command_that_raises_in_a_sweep_does_not_keep_the_next_from_bein
     first = await billing.send("create_subscription", subscribe, key="s-first")
     assert first["status"] == 201 and first["headers"]["Idempotent-Replayed"] == "true"
     assert sandbox.ledger.count() == 3  # the customer and one subscription per key
+    await sandbox.close()
+
+
+async def test_deleting_a_customer_finishes_an_update_left_open_by_a_crash_before_canceling(tmp_path: Path) -> None:
+    """The deletion's cancel is serialised with the subscription's changes: the update a crash left open is carried
+    out first (under its own key, once), then the cancel; none is left open on the canceled subscription."""
+    store, sandbox = InMemoryEventStore(), SandboxProvider(tmp_path / "sandbox.db")
+    worker = build_worker(store, {"sandbox": sandbox}, BillingSettings(data_dir=tmp_path, in_flight_window_s=0.05))
+    billing = Billing(worker, store, sandbox)
+    owner = await customer(billing)
+    subscription = await subscription_of(billing, owner["id"])
+    await _crashed_update(billing, subscription["id"], "k-five")
+    await asyncio.sleep(0.1)  # older than the in-flight window: left by the crash
+
+    deleted = await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del")
+
+    assert deleted["status"] == 200, deleted
+    assert await subscription_events(billing, subscription["id"]) == [
+        "SubscriptionCreated",
+        "SubscriptionUpdateRequested",
+        "SubscriptionUpdated",
+        "SubscriptionCancelRequested",
+        "SubscriptionCanceled",
+    ]
+    got = await billing.send("get_subscription", {"subscription_id": subscription["id"]})
+    assert (got["body"]["status"], got["body"]["quantity"]) == ("canceled", 5)
+    assert billing.sandbox.ledger.count(ids.command_id("ws_a", "k-five")) == 1
     await sandbox.close()

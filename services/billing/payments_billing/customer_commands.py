@@ -141,7 +141,9 @@ async def delete_customer(context: BillingContext, call: Call) -> Reply:
     if loaded.applied(call.command_id):
         return Reply(status=200, body=domain.deleted_reply(customer_id))
     current = domain.visible(loaded.state, call.workspace)
-    await subscription_commands.cancel_all_of_customer(context, call, current)
+    failed = await subscription_commands.cancel_all_of_customer(context, call, current)
+    if failed is not None:
+        return failed
     faults.reached(AFTER_SUBSCRIPTIONS_CANCELED)
     if current.provider_reference:
         provider = context.provider(current.provider)

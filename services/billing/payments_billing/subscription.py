@@ -4,7 +4,10 @@ provider's answers are inputs).
 Stream `subscription-{id}`: `SubscriptionCreated` (the whole subscription), `SubscriptionUpdated` (changed fields
 with their new values), `SubscriptionCancelScheduled` (cancel at period end), `SubscriptionCanceled`
 (immediately), `SubscriptionStatusChanged` (what the provider reports later through webhooks: renewals, failed
-invoices). Nothing changes a canceled subscription: every change is a 409, every later report is ignored.
+invoices). An update or cancel is recorded as requested (`SubscriptionUpdateRequested`,
+`SubscriptionCancelRequested`) before its provider is asked, and finished by its outcome (one of the above with
+its `command_id`, or `SubscriptionUpdateFailed`). Nothing changes a canceled subscription: every change is a 409,
+every later report is ignored.
 
 Stream `subscription-creation-{id}`: one `SubscriptionCreationRequested`, appended before the provider is first
 asked to make the subscription: what the customer's state decided of its parameters (its provider reference, its
@@ -37,7 +40,8 @@ STATUS_CHANGED = "SubscriptionStatusChanged"
 # not applied over it (reports apply in the provider's own order).
 REPORT_NOTED = "SubscriptionProviderReportNoted"
 UPDATE_REQUESTED = "SubscriptionUpdateRequested"
-UPDATE_FAILED = "SubscriptionUpdateFailed"
+UPDATE_FAILED = "SubscriptionUpdateFailed"  # an update's or a cancel's failed outcome
+CANCEL_REQUESTED = "SubscriptionCancelRequested"
 CREATION_REQUESTED = "SubscriptionCreationRequested"
 
 INCOMPLETE: Final = "incomplete"
@@ -76,6 +80,8 @@ CHANGEABLE = (
 
 # What a provider's report may change.
 REPORTED = ("status", "current_period_start", "current_period_end", "cancel_at_period_end", "quantity")
+
+CANCEL_PARAMETER: Final = "at_period_end"  # a cancel request's one parameter (an update's are other names)
 
 
 def stream_name(subscription_id: str) -> str:
@@ -200,7 +206,7 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
         return Subscription(**fields, created_at=data["created_at"], updated_at=data["created_at"])
     if subscription is None:
         return None
-    if event.type == UPDATE_REQUESTED:
+    if event.type in (UPDATE_REQUESTED, CANCEL_REQUESTED):
         return replace(subscription, pending_update=PendingChange.of(data))
     if event.type == UPDATED:
         updated = replace(
@@ -217,9 +223,10 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
     if event.type == REPORT_NOTED:
         return replace(subscription, provider_event_at=data["provider_created"])
     if event.type == CANCEL_SCHEDULED:
-        return replace(subscription, cancel_at_period_end=True, updated_at=data["updated_at"])
+        scheduled = replace(subscription, cancel_at_period_end=True, updated_at=data["updated_at"])
+        return without_finished(scheduled, data)
     if event.type == CANCELED:
-        return replace(
+        canceled = replace(
             subscription,
             status=CANCELED_STATUS,
             canceled_at=data["canceled_at"],
@@ -227,6 +234,7 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
             updated_at=data["canceled_at"],
             provider_event_at=data.get("provider_created", subscription.provider_event_at),
         )
+        return without_finished(canceled, data)
     return subscription
 
 
@@ -275,10 +283,29 @@ def decide_create(existing: Subscription | None, new: NewSubscription, now: str)
 
 def decide_request_update(subscription: Subscription | None, workspace: str, pending: PendingChange) -> DomainEvent:
     """Record an update as requested before its provider is asked: one at a time (409 while another is open)."""
+    return _requested(UPDATE_REQUESTED, subscription, workspace, pending)
+
+
+def decide_request_cancel(
+    subscription: Subscription | None, workspace: str, at_period_end: bool, now: str, command_id: str
+) -> DomainEvent:
+    """Record a cancel as requested before its provider is asked, one change at a time like updates."""
+    pending = PendingChange(command_id, now, {CANCEL_PARAMETER: at_period_end}, {})
+    return _requested(CANCEL_REQUESTED, subscription, workspace, pending)
+
+
+def _requested(
+    event_type: str, subscription: Subscription | None, workspace: str, pending: PendingChange
+) -> DomainEvent:
     current = changeable(subscription, workspace)
     if current.pending_update is not None:
-        raise conflict("Another update of this subscription is in progress; retry.", code="operation_in_progress")
-    return DomainEvent(UPDATE_REQUESTED, pending.to_data())
+        raise conflict("Another change of this subscription is in progress; retry.", code="operation_in_progress")
+    return DomainEvent(event_type, pending.to_data())
+
+
+def is_cancel(pending: PendingChange) -> bool:
+    """Whether the open request is a cancel (its only parameter, `at_period_end`), not an update."""
+    return CANCEL_PARAMETER in pending.parameters
 
 
 def decide_update(
@@ -318,11 +345,17 @@ def _new_cycle(current: Subscription, values: Mapping[str, Any], now: str) -> di
     return {"current_period_start": api_timestamp(period.start), "current_period_end": api_timestamp(period.end)}
 
 
-def decide_cancel(subscription: Subscription | None, workspace: str, at_period_end: bool, now: str) -> DomainEvent:
-    changeable(subscription, workspace)
-    if at_period_end:
-        return DomainEvent(CANCEL_SCHEDULED, {"cancel_at_period_end": True, "updated_at": now})
-    return DomainEvent(CANCELED, {"canceled_at": now})
+def decide_cancel(subscription: Subscription | None, workspace: str, pending: PendingChange, now: str) -> DomainEvent:
+    """The outcome of the cancel `pending`, which the provider carried out. A subscription canceled meanwhile (the
+    provider's report of this very cancellation applied first) stays as that report left it: the cancel is
+    finished with it, and succeeded."""
+    current = visible(subscription, workspace)
+    finished = {"command_id": pending.command_id}
+    if current.status == CANCELED_STATUS:
+        return DomainEvent(CANCELED, {"canceled_at": current.canceled_at or now, **finished})
+    if pending.parameters[CANCEL_PARAMETER]:
+        return DomainEvent(CANCEL_SCHEDULED, {"cancel_at_period_end": True, "updated_at": now, **finished})
+    return DomainEvent(CANCELED, {"canceled_at": now, **finished})
 
 
 def _reportable(name: str, value: Any) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from payments_shared import faults
@@ -17,7 +18,7 @@ from payments_billing import customer_subscriptions, periods, serialized
 from payments_billing import subscription as domain
 from payments_billing.context import BillingContext, Call, payment_method, string_map
 from payments_billing.events import DomainEvent
-from payments_billing.outcomes import provider_error, require_success, starts_incomplete
+from payments_billing.outcomes import provider_error, starts_incomplete
 from payments_billing.pending import PendingChange
 from payments_billing.references import Linked, link
 from payments_billing.serialized import ChangeKind, UpdatedObject
@@ -158,7 +159,9 @@ async def create_subscription(context: BillingContext, call: Call) -> Reply:
     if not await customer_subscriptions.add(
         context.streams, created.customer_id, call.workspace, subscription_id, call.origin
     ):
-        await _undo_creation(context, call, subscription_id)
+        failed = await _undo_creation(context, call, subscription_id)
+        if failed is not None:
+            return failed
         raise not_found("customer", param="customer_id")
     return Reply(status=201, body=created.to_api())
 
@@ -183,10 +186,10 @@ async def _create(
     return created
 
 
-async def _undo_creation(context: BillingContext, call: Call, subscription_id: str) -> None:
+async def _undo_creation(context: BillingContext, call: Call, subscription_id: str) -> Reply | None:
     """The customer was deleted while the provider made this subscription: cancel it there and record that (the
     history stays); the creation answers the customer's 404."""
-    await _cancel_if_live(context, call, subscription_id, f"{call.command_id}:undo", step="undo")
+    return await _cancel_if_live(context, call, subscription_id, f"{call.command_id}:undo")
 
 
 async def get_subscription(context: BillingContext, call: Call) -> Reply:
@@ -245,68 +248,81 @@ def requested_update(state: domain.Subscription | None, call: Call) -> DomainEve
     return domain.decide_request_update(state, call.workspace, pending)
 
 
-def _updates(context: BillingContext, subscription_id: str) -> ChangeKind[domain.Subscription]:
+def requested_cancel(state: domain.Subscription | None, call: Call) -> DomainEvent:
+    """The cancel recorded as requested (`at_period_end` as API.md has it: false unless given)."""
+    at_period_end = bool(call.payload.get("at_period_end", False))
+    return domain.decide_request_cancel(state, call.workspace, at_period_end, call.now, call.command_id)
+
+
+def _changes(
+    context: BillingContext, subscription_id: str, request: Callable[[domain.Subscription | None, Call], DomainEvent]
+) -> ChangeKind[domain.Subscription]:
+    """The subscription's serialised changes, `request` recording this command's: whichever change is open (an
+    update or a cancel, this command's or one a crash left) is driven as what it is."""
+
     async def call_provider(state: domain.Subscription, pending: PendingChange, call: Call) -> ProviderResult:
+        provider = context.provider(state.provider)
+        if domain.is_cancel(pending):
+            at_period_end = bool(pending.parameters[domain.CANCEL_PARAMETER])
+            result = await provider.cancel_subscription(
+                state.provider_reference or "", at_period_end, pending.command_id
+            )
+            faults.reached(AFTER_CANCEL_CALL)
+            return result
         change = SubscriptionChange(idempotency_key=pending.command_id, **pending.parameters)
-        return await context.provider(state.provider).update_subscription(state.provider_reference or "", change)
+        return await provider.update_subscription(state.provider_reference or "", change)
 
     def succeeded(
         state: domain.Subscription, pending: PendingChange, result: ProviderResult, call: Call
     ) -> DomainEvent:
+        if domain.is_cancel(pending):
+            return domain.decide_cancel(state, state.workspace, pending, call.now)
         changes = domain.SubscriptionChanges({**pending.requested, **reported_changes(result)})
         return domain.decide_update(state, state.workspace, changes, call.now, pending.command_id)
 
     subscription = UpdatedObject(
         domain.stream_name(subscription_id), domain.fold, domain.visible, domain.UPDATED, domain.UPDATE_FAILED
     )
-    return serialized.updates(subscription, requested_update, call_provider, succeeded)
+    kind = serialized.updates(subscription, request, call_provider, succeeded)
+    return replace(kind, outcome_types=kind.outcome_types | {domain.CANCELED, domain.CANCEL_SCHEDULED})
 
 
 async def update_subscription(context: BillingContext, call: Call) -> Reply:
-    """Serialised with every other update of the subscription (see `serialized`)."""
-    return await serialized.change(context, call, _updates(context, str(call.payload["subscription_id"])))
+    """Serialised with every other update and cancel of the subscription (see `serialized`)."""
+    return await serialized.change(
+        context, call, _changes(context, str(call.payload["subscription_id"]), requested_update)
+    )
 
 
 async def cancel_subscription(context: BillingContext, call: Call) -> Reply:
-    loaded = await load(context, str(call.payload["subscription_id"]))
-    if loaded.applied(call.command_id):
-        return Reply(status=200, body=domain.visible(loaded.state, call.workspace).to_api())
-    at_period_end = bool(call.payload.get("at_period_end", False))
-    canceled = await _cancel_loaded(context, call, loaded, at_period_end, call.command_id)
-    return Reply(status=200, body=canceled.to_api())
+    """Serialised like an update: a cancel racing an update reaches the provider and the stream in one order, and
+    a provider's report of the cancellation applied before its outcome leaves it a success."""
+    return await serialized.change(
+        context, call, _changes(context, str(call.payload["subscription_id"]), requested_cancel)
+    )
 
 
-async def _cancel_loaded(
-    context: BillingContext,
-    call: Call,
-    loaded: Loaded[domain.Subscription],
-    at_period_end: bool,
-    idempotency_key: str,
-    step: str = "",
-) -> domain.Subscription:
-    current = domain.changeable(loaded.state, call.workspace)
-    provider = context.provider(current.provider)
-    result = await provider.cancel_subscription(current.provider_reference or "", at_period_end, idempotency_key)
-    require_success(provider.name, result)
-    faults.reached(AFTER_CANCEL_CALL)
-    event = domain.decide_cancel(loaded.state, call.workspace, at_period_end, call.now)
-    await context.streams.append(domain.stream_name(current.id), event, loaded.version, call.origin, step)
-    canceled = domain.evolve(current, event)
-    assert canceled is not None
-    return canceled
-
-
-async def cancel_all_of_customer(context: BillingContext, call: Call, customer: customers.Customer) -> None:
+async def cancel_all_of_customer(context: BillingContext, call: Call, customer: customers.Customer) -> Reply | None:
     """Before a customer is deleted: each of its subscriptions not canceled yet is canceled now, each with its own
-    idempotency key derived from the deleting command."""
+    idempotency key derived from the deleting command. The first cancel that failed gives the reply."""
     for subscription_id in customer.subscription_ids:
-        await _cancel_if_live(context, call, subscription_id, f"{call.command_id}:cancel:{subscription_id}")
+        failed = await _cancel_if_live(context, call, subscription_id, f"{call.command_id}:cancel:{subscription_id}")
+        if failed is not None:
+            return failed
+    return None
 
 
-async def _cancel_if_live(
-    context: BillingContext, call: Call, subscription_id: str, idempotency_key: str, step: str = ""
-) -> None:
-    """Cancel now unless it is canceled already (also by this command, before a crash and redelivery)."""
+async def _cancel_if_live(context: BillingContext, call: Call, subscription_id: str, key: str) -> Reply | None:
+    """Cancel now, as command `key` of its own, unless it is canceled already (and not by `key`'s open request: a
+    crash left it, its redelivery finishes it). Its reply when it failed."""
     loaded = await load(context, subscription_id)
-    if loaded.state is not None and loaded.state.status != domain.CANCELED_STATUS:
-        await _cancel_loaded(context, call, loaded, False, idempotency_key, step)
+    state = loaded.state
+    open_here = state is not None and state.pending_update is not None and state.pending_update.command_id == key
+    if state is None or (state.status == domain.CANCELED_STATUS and not open_here):
+        return None
+    command = call.origin.command.model_copy(
+        update={"command_id": key, "payload": {"subscription_id": subscription_id}}
+    )
+    cancel = Call(replace(call.origin, command=command), call.now, call.accepted_at)
+    reply = await serialized.change(context, cancel, _changes(context, subscription_id, requested_cancel))
+    return None if reply.status == 200 else reply

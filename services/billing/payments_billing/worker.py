@@ -4,8 +4,8 @@ Every change (create/update/delete/cancel) goes through the shared idempotency g
 a repeat gets the recorded reply byte for byte, a different body under the same key 422, one still running 409.
 A reply of 503 is not kept (the key is released so a retry runs again), nor a 409 of a command that lost a race
 to a concurrent change. A version conflict on the object's stream (a concurrent change) reloads and decides again;
-updates are serialised before their provider call (`serialized`). An unexpected exception propagates, so the broker
-redelivers the message.
+updates and cancels are serialised before their provider call (`serialized`). An unexpected exception propagates,
+so the broker redelivers the message.
 """
 
 from __future__ import annotations
