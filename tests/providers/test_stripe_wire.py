@@ -25,7 +25,7 @@ from tests.support.stripe_wire_server import RATE_LIMITED, SERVER_ERROR, WIRE_AP
 
 API_KEY = WIRE_API_KEY
 WRONG_KEY = "sk_test_51SomeoneElsesKey9876543210fedcba"
-TIMEOUT_S = 0.5
+TIMEOUT_S = 2.0  # a loaded machine answers a normal request in well under this; a stalled one never does
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ async def test_every_post_carries_the_command_id_as_idempotency_key(
 async def test_retried_charge_after_a_timeout_creates_one_payment_intent(
     wire: StripeWireServer, provider: StripeProvider
 ) -> None:
-    wire.stall_next(TIMEOUT_S * 4)  # Stripe creates the PaymentIntent, its answer never reaches us
+    wire.stall_next(TIMEOUT_S * 2)  # Stripe creates the PaymentIntent, its answer never reaches us
 
     first = await provider.pay(charge("cmd-retried"))
     retried = await provider.pay(charge("cmd-retried"))
@@ -244,7 +244,7 @@ async def test_retried_refund_refunds_once(wire: StripeWireServer, provider: Str
     charged = await provider.pay(charge("cmd-charge"))
     assert charged.reference is not None
     payment = PaymentRef(charged.reference, 1000, 1000, "usd")
-    wire.stall_next(TIMEOUT_S * 4)
+    wire.stall_next(TIMEOUT_S * 2)
 
     first = await provider.refund(payment, 300, "cmd-refund", None)
     retried = await provider.refund(payment, 300, "cmd-refund", None)
@@ -305,7 +305,7 @@ async def test_the_api_key_never_appears_in_logs_results_or_messages(
         # A hostile answer that echoes the key in full: still scrubbed.
         wire.fail_next(400, {"type": "invalid_request_error", "param": "amount", "message": f"Bad key {API_KEY}"})
         results.append(await adapter.pay(charge("cmd-echo")))
-        wire.stall_next(TIMEOUT_S * 4)
+        wire.stall_next(TIMEOUT_S * 2)
         results.append(await adapter.pay(charge("cmd-timeout")))
         results.append(await wrong.pay(charge("cmd-wrong-key")))
     finally:
