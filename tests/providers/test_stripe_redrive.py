@@ -29,7 +29,7 @@ from tests.support.stripe_wire_server import SERVER_ERROR, StripeWireServer
 
 API_KEY = "sk_test_51RedriveKey0123456789abcdef"
 TAG = "payments_operation"  # the metadata key our PaymentIntents and Refunds carry (README: Stripe re-drives)
-TIMEOUT_S = 0.5
+TIMEOUT_S = 1.0  # a loaded machine answers a normal request in well under this; a stalled one never does
 A_DAY_AND_MORE = timedelta(hours=25)
 FULL_METADATA = {f"field{number}": f"value{number}" for number in range(50)}  # no room for the tag
 
@@ -75,7 +75,7 @@ def calls(wire: StripeWireServer) -> list[str]:
 
 async def lost_answer_payment(wire: StripeWireServer, provider: StripeProvider, request: PaymentRequest) -> None:
     """The first attempt: Stripe creates the PaymentIntent, its answer never reaches us."""
-    wire.stall_next(TIMEOUT_S * 4)
+    wire.stall_next(TIMEOUT_S * 2)
     assert (await provider.pay(request)).outcome is Outcome.RETRYABLE
     assert len(wire.payment_intents) == 1
 
@@ -116,7 +116,7 @@ async def test_a_declined_payment_redriven_a_day_later_is_the_same_decline_not_a
     wire: StripeWireServer, provider: StripeProvider
 ) -> None:
     declined = PaymentRequest("cmd-declined", 1000, "usd", "pm_card_chargeDeclinedInsufficientFunds", capture=True)
-    wire.stall_next(TIMEOUT_S * 4)
+    wire.stall_next(TIMEOUT_S * 2)
     assert (await provider.pay(declined)).outcome is Outcome.RETRYABLE
     earlier = next_day(wire)
 
@@ -143,7 +143,7 @@ async def test_where_search_is_refused_the_intent_is_found_by_listing(
 async def test_a_first_attempt_and_a_redrive_within_23_hours_make_no_lookup(
     wire: StripeWireServer, provider: StripeProvider
 ) -> None:
-    wire.stall_next(TIMEOUT_S * 4)
+    wire.stall_next(TIMEOUT_S * 2)
     assert (await provider.pay(payment())).outcome is Outcome.RETRYABLE
     wire.advance(timedelta(hours=22).total_seconds())
 
@@ -163,7 +163,7 @@ async def test_an_untagged_payment_redriven_a_day_later_adopts_the_one_listed_in
 ) -> None:
     await provider.pay(payment("cmd-other-amount", amount=999, metadata=FULL_METADATA))
     await provider.pay(payment("cmd-other-metadata", metadata={**FULL_METADATA, "field0": "other"}))
-    wire.stall_next(TIMEOUT_S * 4)
+    wire.stall_next(TIMEOUT_S * 2)
     assert (await provider.pay(payment(metadata=FULL_METADATA))).outcome is Outcome.RETRYABLE
     ours = list(wire.payment_intents)[-1]
     earlier = next_day(wire)
@@ -196,7 +196,7 @@ async def test_an_untagged_payment_with_several_matching_intents_creates_nothing
 ) -> None:
     # Another operation with the same amount, card and metadata (a client that charged the same order twice).
     await provider.pay(payment("cmd-twin", metadata=FULL_METADATA))
-    wire.stall_next(TIMEOUT_S * 4)
+    wire.stall_next(TIMEOUT_S * 2)
     assert (await provider.pay(payment(metadata=FULL_METADATA))).outcome is Outcome.RETRYABLE
     earlier = next_day(wire)
     caplog.set_level(logging.ERROR)
@@ -218,7 +218,7 @@ async def test_a_refund_redriven_a_day_later_returns_the_refund_its_first_attemp
     charged = await provider.pay(payment("cmd-charge"))
     paid = PaymentRef(str(charged.reference), 1000, 1000, "usd")
     await provider.refund(paid, 100, "cmd-other-refund", None)
-    wire.stall_next(TIMEOUT_S * 4)
+    wire.stall_next(TIMEOUT_S * 2)
     assert (await provider.refund(paid, 300, "cmd-refund", None)).outcome is Outcome.RETRYABLE
     first_refund = list(wire.refunds)[-1]
     earlier = next_day(wire)
@@ -256,7 +256,7 @@ async def test_a_redrive_of_an_untagged_first_attempt_within_a_day_gets_its_answ
 
     with monkeypatch.context() as older_version:
         older_version.setattr(redrive, "tagged", lambda metadata, key: dict(metadata))
-        wire.stall_next(TIMEOUT_S * 4)
+        wire.stall_next(TIMEOUT_S * 2)
         assert (await provider.pay(payment(metadata={"order": "7"}))).outcome is Outcome.RETRYABLE
     first_intent = next(iter(wire.payment_intents))
     wire.advance(3600)
@@ -277,7 +277,7 @@ async def test_a_capture_redriven_a_day_later_that_its_first_attempt_made_is_the
 ) -> None:
     authorized = await provider.pay(PaymentRequest("cmd-auth", 1000, "usd", "pm_card_visa", capture=False))
     paid = PaymentRef(str(authorized.reference), 1000, 0, "usd")
-    wire.stall_next(TIMEOUT_S * 4)  # Stripe captures, its answer never reaches us
+    wire.stall_next(TIMEOUT_S * 2)  # Stripe captures, its answer never reaches us
     assert (await provider.capture(paid, 600, "cmd-capture")).outcome is Outcome.RETRYABLE
     next_day(wire)  # the key is forgotten: Stripe now refuses the capture of a succeeded intent
 
@@ -305,7 +305,7 @@ async def test_a_void_redriven_a_day_later_that_its_first_attempt_made_is_the_vo
 ) -> None:
     authorized = await provider.pay(PaymentRequest("cmd-auth", 1000, "usd", "pm_card_visa", capture=False))
     paid = PaymentRef(str(authorized.reference), 1000, 0, "usd")
-    wire.stall_next(TIMEOUT_S * 4)  # Stripe cancels the intent, its answer never reaches us
+    wire.stall_next(TIMEOUT_S * 2)  # Stripe cancels the intent, its answer never reaches us
     assert (await provider.void(paid, "cmd-void")).outcome is Outcome.RETRYABLE
     next_day(wire)  # the key is forgotten: Stripe now refuses to cancel a canceled intent
 
@@ -350,7 +350,7 @@ async def test_the_candidates_an_operator_chooses_between_leave_out_those_anothe
 ) -> None:
     other = await provider.pay(payment("cmd-same-order", metadata=FULL_METADATA))
     await provider.pay(payment("cmd-twin", metadata=FULL_METADATA))  # unrecorded: it may be ours
-    wire.stall_next(TIMEOUT_S * 4)
+    wire.stall_next(TIMEOUT_S * 2)
     assert (await provider.pay(payment(metadata=FULL_METADATA))).outcome is Outcome.RETRYABLE
     earlier = next_day(wire)
 
@@ -495,7 +495,7 @@ def customer(
 async def lost_answer_customer(wire: StripeWireServer, provider: StripeProvider, request: CustomerRequest) -> None:
     """The first attempt: Stripe creates the customer, its answer never reaches us (the worker died)."""
     wire.stall_next(0)  # the look-up (the command was accepted a day ago)
-    wire.stall_next(TIMEOUT_S * 4)  # the creation
+    wire.stall_next(TIMEOUT_S * 2)  # the creation
     assert (await provider.create_customer(request)).outcome is Outcome.RETRYABLE
     assert len(wire.customers) == 1
 
