@@ -9,11 +9,11 @@ next request and then stall before answering (the ambiguous failure a client tim
 
 It knows PaymentIntents (create+confirm, capture, cancel, retrieve, list by `created` range and `customer`, Search
 with a `metadata['key']:'value'` query) and their latest Charge (retrieve), Refunds (create, list by
-`payment_intent`), Customers (create, update, delete, list by `email` and `created`, Search as for
-PaymentIntents), PaymentMethod attach, Plans (create) and Subscriptions on one Plan (create, update, cancel, list
-by `customer`). Lists and search results page as Stripe's do (`limit`, `starting_after`, `page`). Its invoices are
-made by the test (`bill`, `pay`), as Stripe's renewals are: a subscription's status follows its latest invoice,
-`past_due` while that one is unpaid.
+`payment_intent`), Customers (create, update, delete, which cancels their subscriptions as Stripe's does, list by
+`email` and `created`, Search as for PaymentIntents), PaymentMethod attach, Plans (create) and Subscriptions on one
+Plan (create, update, cancel, list by `customer`). Lists and search results page as Stripe's do (`limit`,
+`starting_after`, `page`). Its invoices are made by the test (`bill`, `pay`), as Stripe's renewals are: a
+subscription's status follows its latest invoice, `past_due` while that one is unpaid.
 
 Its clock can be moved on (`advance`): objects carry `created` by it, and an idempotency key is forgotten
 `IDEMPOTENCY_KEY_KEPT_S` after its first use, as Stripe forgets them after 24 hours (a request with a forgotten key
@@ -472,8 +472,12 @@ class StripeWireServer:
         return web.json_response(customer)
 
     def _delete_customer(self, customer_id: str) -> web.Response:
+        """Deleted, and its subscriptions canceled now, as Stripe cancels a deleted customer's."""
         if self.customers.pop(customer_id, None) is None:
             return self._missing("customer", customer_id)
+        for subscription in self.subscriptions.values():
+            if subscription["customer"] == customer_id and subscription["status"] != "canceled":
+                subscription.update(status="canceled", canceled_at=int(self.now()), cancel_at_period_end=False)
         return web.json_response({"id": customer_id, "object": "customer", "deleted": True})
 
     def _attach(self, method_id: str, params: dict[str, str]) -> web.Response:
