@@ -327,13 +327,17 @@ def crash() -> None:
     raise RuntimeError("crash")
 
 
-async def test_a_creation_that_finds_its_customer_deleted_undoes_the_subscription(billing: Billing) -> None:
-    # The creation dies after recording the subscription, before listing it on the customer; the customer is
-    # deleted meanwhile (its deletion cannot see the subscription); the redelivered creation finds the customer
-    # gone, cancels the subscription at the provider and answers the customer's 404.
+@pytest.mark.parametrize(
+    "point", [subscription_commands.AFTER_SUBSCRIPTION_CALL, subscription_commands.AFTER_SUBSCRIPTION_RECORDED]
+)
+async def test_a_creation_that_finds_its_customer_deleted_undoes_the_subscription(billing: Billing, point: str) -> None:
+    # The creation dies after the provider made the subscription (before or after recording it), before listing it
+    # on the customer; the customer is deleted meanwhile (its deletion cannot see the subscription); the
+    # redelivered creation finds the customer gone, records what the provider made (its replay under the same key),
+    # cancels it at the provider and answers the customer's 404.
     created = await customer(billing)
     payload = {"customer_id": created["id"], "amount": 500, "currency": "usd", "interval": "month"}
-    with faults.hook(subscription_commands.AFTER_SUBSCRIPTION_RECORDED, crash), pytest.raises(RuntimeError):
+    with faults.hook(point, crash), pytest.raises(RuntimeError):
         await billing.send("create_subscription", payload, key="k-sub")
     assert (await billing.send("delete_customer", {"customer_id": created["id"]}))["status"] == 200
     calls_before = billing.sandbox.ledger.count()
@@ -347,7 +351,9 @@ async def test_a_creation_that_finds_its_customer_deleted_undoes_the_subscriptio
         "SubscriptionCancelRequested",
         "SubscriptionCanceled",
     ]
-    assert billing.sandbox.ledger.count() == calls_before + 1  # the cancel
+    assert billing.sandbox.ledger.count() == calls_before + 1  # the cancel (the creation's replay is no new call)
+    made = (await billing.send("get_subscription", {"subscription_id": subscription_id}))["body"]
+    assert made["status"] == "canceled" and billing.sandbox.ledger.subscription_canceled(made["provider_reference"])
     assert (await billing.send("create_subscription", payload, key="k-sub"))["status"] == 404  # replayed
 
 

@@ -41,14 +41,22 @@ async def load(context: BillingContext, subscription_id: str) -> Loaded[domain.S
     return await context.streams.load(domain.stream_name(subscription_id), domain.fold)
 
 
-async def customer_of(context: BillingContext, call: Call) -> customers.Customer:
+async def customer_of(context: BillingContext, call: Call, deleted_too: bool = False) -> customers.Customer:
+    """The subscription's customer; with `deleted_too`, one of the workspace deleted since is returned as well."""
     customer_id = str(call.payload["customer_id"])
     loaded = await context.streams.load(customers.stream_name(customer_id), customers.fold)
+    state = loaded.state
+    if deleted_too and state is not None and state.deleted and state.workspace == call.workspace:
+        return state
     try:
-        return customers.visible(loaded.state, call.workspace)
+        return customers.visible(state, call.workspace)
     except ApiError as error:
         error.param = "customer_id"
         raise
+
+
+def customer_gone() -> ApiError:
+    return not_found("customer", param="customer_id")
 
 
 def initial_status(result: ProviderResult, trial_days: int | None, provider: str) -> str:
@@ -60,6 +68,13 @@ def initial_status(result: ProviderResult, trial_days: int | None, provider: str
     if isinstance(reported, str):
         return reported
     return domain.TRIALING if trial_days else domain.ACTIVE
+
+
+def may_have_made(result: ProviderResult) -> bool:
+    """The provider made the subscription, or may have (its answer unknown: the command stays open, asked again)."""
+    if result.outcome in (Outcome.RETRYABLE, Outcome.UNAVAILABLE):
+        return True
+    return result.reference is not None and (result.outcome is Outcome.APPROVED or starts_incomplete(result))
 
 
 def check_interval(payload: Mapping[str, Any]) -> None:
@@ -99,22 +114,27 @@ def subscription_request(call: Call, fixed: domain.CreationParameters) -> Subscr
     )
 
 
+async def requested_creation(context: BillingContext, subscription_id: str) -> Loaded[domain.CreationParameters]:
+    return await context.streams.load(domain.creation_stream(subscription_id), domain.creation_parameters)
+
+
 async def fixed_request(context: BillingContext, call: Call, customer: customers.Customer) -> SubscriptionRequest:
     """The request as its first attempt made it: what the customer's state decided of it is recorded before the
     provider is first asked, and read back by every re-drive (a crash's, a 503's), so the provider gets the same
     parameters under the same key even when the customer's default payment method changed meanwhile. 4xx before
     anything is recorded."""
-    stream = domain.creation_stream(str(call.payload["subscription_id"]))
-    recorded = await context.streams.load(stream, domain.creation_parameters)
+    subscription_id = str(call.payload["subscription_id"])
+    recorded = await requested_creation(context, subscription_id)
     if recorded.state is None:
         own_method = call.payload.get("payment_method") is not None
         fixed = domain.CreationParameters(
             customer.provider_reference, None if own_method else customer.default_payment_method
         )
         subscription_request(call, fixed)  # refused (4xx) before anything is recorded
-        await context.streams.append(stream, domain.decide_request_creation(fixed), recorded.version, call.origin)
+        event = domain.decide_request_creation(fixed)
+        await context.streams.append(domain.creation_stream(subscription_id), event, recorded.version, call.origin)
         # Read back: an attempt that raced this one may have recorded its own first (the same event id).
-        recorded = await context.streams.load(stream, domain.creation_parameters)
+        recorded = await requested_creation(context, subscription_id)
     assert recorded.state is not None
     return subscription_request(call, recorded.state)
 
@@ -162,18 +182,23 @@ async def create_subscription(context: BillingContext, call: Call) -> Reply:
         failed = await _undo_creation(context, call, subscription_id)
         if failed is not None:
             return failed
-        raise not_found("customer", param="customer_id")
+        raise customer_gone()
     return Reply(status=201, body=created.to_api())
 
 
 async def _create(
     context: BillingContext, call: Call, subscription_id: str, loaded: Loaded[domain.Subscription]
 ) -> domain.Subscription:
-    customer = await customer_of(context, call)
+    # Once the request is recorded the provider may have made the subscription, whatever happened to the customer
+    # since: only the provider can say (asked again under the same key), and what it made is recorded, then undone.
+    requested = (await requested_creation(context, subscription_id)).state is not None
+    customer = await customer_of(context, call, deleted_too=requested)
     request = await fixed_request(context, call, customer)
     provider = context.provider(customer.provider)
     result = await provider.create_subscription(request)
     faults.reached(AFTER_SUBSCRIPTION_CALL)
+    if customer.deleted and not may_have_made(result):
+        raise customer_gone()
     status = initial_status(result, request.trial_days, provider.name)
     event = domain.decide_create(loaded.state, new_subscription(call, customer, request, result, status), call.now)
     if result.reference:
