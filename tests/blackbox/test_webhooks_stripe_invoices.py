@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,9 +19,11 @@ from tests.blackbox.server import new_workspace
 from tests.blackbox.stripe_client import StripeClient as Client
 from tests.blackbox.stripe_client import WirePeer as Peer
 from tests.blackbox.stripe_client import served_on_stripe_wire
+from tests.support.stripe_wire_server import SERVER_ERROR
 
 STRIPE_KEY = "sk_test_invoice_events_0123456789"
 WEBHOOK_SECRET = "whsec_invoice_events_0123456789"
+RETRIES_AND_MORE = 5  # more than the provider retries of one re-read (PROVIDER_RETRY_ATTEMPTS, 3)
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +82,26 @@ def test_a_late_failure_of_last_months_invoice_leaves_the_subscription_active_on
     assert peer.wire.subscriptions[reference]["status"] == "active"
     client.deliver_handled(peer.server.data_dir, "invoice.payment_failed", last_month)
     assert client.get(path)["status"] == "active"
+
+
+def test_a_late_invoice_event_whose_subscription_stripe_cannot_give_back_moves_nothing(tmp_path: Path) -> None:
+    """Stripe is down while last month's invoice.paid comes late: the status it holds cannot be read, and the
+    event's own view (paid, so active) is about an older invoice; the subscription stays as Stripe last told us
+    (its customer.subscription.updated carries any real move, a snapshot, when Stripe is back)."""
+    with (
+        served_on_stripe_wire(tmp_path, STRIPE_KEY, WEBHOOK_SECRET) as peer,
+        httpx.Client(base_url=peer.server.base_url, timeout=30) as http,
+    ):
+        client = Client(http, new_workspace(), WEBHOOK_SECRET)
+        reference, path = subscribed(client)
+        last_month = peer.wire.bill(reference, paid=False)
+        this_month = peer.wire.bill(reference, paid=False)
+        client.deliver("invoice.payment_failed", this_month, created=int(time.time()) - 1)
+        assert client.eventually(path, lambda s: s["status"] == "past_due")["status"] == "past_due"
+
+        paid_late = peer.wire.pay(last_month["id"])
+        assert peer.wire.subscriptions[reference]["status"] == "past_due"
+        for _ in range(RETRIES_AND_MORE):
+            peer.wire.fail_next(500, SERVER_ERROR)  # Stripe is down: every re-read fails
+        client.deliver_handled(peer.server.data_dir, "invoice.paid", paid_late)
+        assert client.get(path)["status"] == "past_due"

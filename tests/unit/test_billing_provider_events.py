@@ -67,11 +67,24 @@ async def webhook(worker: BillingWorker, event_id: str, event_type: str, obj: di
     return await worker.handle(Message(body=command.model_dump()))
 
 
-async def setup() -> tuple[BillingWorker, InMemoryEventStore, dict[str, Any], dict[str, Any]]:
+class BillingStandIn(StripeStandIn):
+    """Stripe as it bills: the subscription's status it holds (which follows the latest invoice) is what a
+    re-read of the subscription gives, as an invoice event's is re-read before it is applied."""
+
+    def __init__(self, status: str = "active") -> None:
+        self.status = status
+
+    async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
+        return ProviderResult(Outcome.APPROVED, reference, details={"status": self.status})
+
+
+async def setup(
+    stripe: StripeStandIn | None = None,
+) -> tuple[BillingWorker, InMemoryEventStore, dict[str, Any], dict[str, Any]]:
     store = InMemoryEventStore()
     worker = build_worker(
         store,
-        {"stripe": StripeStandIn()},
+        {"stripe": stripe or StripeStandIn()},
         BillingSettings(payments_default_provider="stripe", stripe_api_key="sk_test_unit"),
     )
     customer = (await send(worker, "create_customer", {"email": "a@example.com", "provider": "stripe"}))["body"]
@@ -81,9 +94,11 @@ async def setup() -> tuple[BillingWorker, InMemoryEventStore, dict[str, Any], di
 
 
 async def test_invoice_outcomes_move_the_subscription_once_and_in_order() -> None:
-    worker, store, _, subscription = await setup()
+    stripe = BillingStandIn()
+    worker, store, _, subscription = await setup(stripe)
     assert subscription["current_period_start"].startswith("2027-01-15")
     failed = {"id": "in_1", "subscription": "sub_S1"}
+    stripe.status = "past_due"
     assert (await webhook(worker, "evt_1", "invoice.payment_failed", failed, "2027-02-15T00:00:00Z"))["body"]["applied"]
     again = await webhook(worker, "evt_1", "invoice.payment_failed", failed, "2027-02-15T00:00:00Z")
     assert again["body"]["applied"]
@@ -92,6 +107,7 @@ async def test_invoice_outcomes_move_the_subscription_once_and_in_order() -> Non
     got = await send(worker, "get_subscription", {"subscription_id": subscription["id"]})
     assert got["body"]["status"] == "past_due"
     paid = {"id": "in_2", "parent": {"subscription_details": {"subscription": "sub_S1"}}}
+    stripe.status = "active"
     await webhook(worker, "evt_2", "invoice.paid", paid, "2027-02-16T00:00:00Z")
     got = await send(worker, "get_subscription", {"subscription_id": subscription["id"]})
     assert got["body"]["status"] == "active"
@@ -104,7 +120,7 @@ async def test_invoice_outcomes_move_the_subscription_once_and_in_order() -> Non
     assert history[1].metadata["workspace"] == "ws_a" and history[1].metadata["actor"] == "webhook:stripe"
 
 
-class TrialingStandIn(StripeStandIn):
+class TrialingStandIn(BillingStandIn):
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
         created = await super().create_subscription(request)
         status = "trialing" if request.trial_days else "active"
@@ -116,7 +132,7 @@ async def test_the_free_invoice_that_opens_a_trial_leaves_the_subscription_trial
     nothing was paid for, the subscription stays `trialing` until the trial ends."""
     worker = build_worker(
         InMemoryEventStore(),
-        {"stripe": TrialingStandIn()},
+        {"stripe": (stripe := TrialingStandIn("trialing"))},
         BillingSettings(payments_default_provider="stripe", stripe_api_key="sk_test_unit"),
     )
     customer = (await send(worker, "create_customer", {"email": "a@example.com", "provider": "stripe"}))["body"]
@@ -139,6 +155,7 @@ async def test_the_free_invoice_that_opens_a_trial_leaves_the_subscription_trial
 
     # The trial ends: the first invoice that asks for money, paid, makes it active.
     first = {**free, "id": "in_first", "billing_reason": "subscription_cycle", "total": 100, "amount_due": 100}
+    stripe.status = "active"
     await webhook(worker, "evt_3", "invoice.paid", {**first, "amount_paid": 100}, "2027-01-29T00:00:00Z")
     got = await send(worker, "get_subscription", {"subscription_id": subscription["id"]})
     assert got["body"]["status"] == "active"

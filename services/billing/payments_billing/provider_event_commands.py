@@ -75,7 +75,10 @@ async def _apply_to_subscription(context: BillingContext, call: Call, linked: Li
     loaded = await context.streams.load(stream, subscriptions.fold)
     if loaded.applied(call.command_id):
         return outcome(True)
-    report = await refetched(context, report, str(call.payload.get("event_type")), str(call.payload.get("event_id")))
+    current = await refetched(context, report, str(call.payload.get("event_type")), str(call.payload.get("event_id")))
+    if current is None:
+        return outcome(False, "the subscription could not be read from its provider")
+    report = current
     provider_created = str(call.payload.get("provider_created") or call.now)
     event = subscriptions.decide_reported(loaded.state, call.workspace, report.changes, provider_created, call.now)
     if event is None:

@@ -6,7 +6,7 @@ it for an invoice's outcome: Stripe's status follows the subscription's latest i
 event about an older one (last month's paid late) would otherwise show `active` while the latest is unpaid. An
 Authorize.net customer profile is read through `retrieve_customer` (Stripe's customer object; Authorize.net's
 profile: its webhook names only the profile id). When the provider cannot be asked, the payload's report stands;
-the provider's timestamp still orders what is applied."""
+the provider's timestamp still orders what is applied. Not an invoice's: it is no view of the subscription at all."""
 
 from __future__ import annotations
 
@@ -27,13 +27,16 @@ NOT_REFETCHED_EVENT_TYPES: Final = ("customer.subscription.deleted",)  # final: 
 REFETCHED_CUSTOMER_EVENT_TYPES: Final = ("customer.updated", "net.authorize.customer.updated")
 
 
-async def refetched(context: BillingContext, report: Report, event_type: str, event_id: str) -> Report:
+async def refetched(context: BillingContext, report: Report, event_type: str, event_id: str) -> Report | None:
+    """The report with the subscription as its provider holds it now; None for an invoice event when the provider
+    cannot say: its payload is no view of the subscription (its status guessed from an invoice that may be an
+    older one), and the subscription's own events carry any move it made."""
     if not _refetched_event(event_type):
         return report
     provider = context.providers.get(report.provider)
     result = await refetch(provider, "update_subscription", report.reference, SubscriptionChange(f"refetch-{event_id}"))
     if result is None or "status" not in result.details:
-        return report  # no snapshot of the subscription in the answer
+        return None if event_type in INVOICE_STATUS else report  # no snapshot of the subscription in the answer
     changes = {name: result.details[name] for name in REPORTED_FIELDS if name in result.details}
     changes.update(reported_periods(result.details))
     return replace(report, changes=changes)
