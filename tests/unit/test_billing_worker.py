@@ -16,6 +16,7 @@ from payments_billing import customer_commands, serialized, subscription_command
 from payments_billing.main import build_worker, start_billing
 from payments_billing.settings import BillingSettings
 from payments_billing.worker import BEFORE_RECORD, BillingWorker
+from payments_ops.checks import check_customer
 from payments_shared import faults, ids
 from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Message
@@ -776,3 +777,28 @@ async def test_deleting_a_customer_finishes_an_update_left_open_by_a_crash_befor
     assert (got["body"]["status"], got["body"]["quantity"]) == ("canceled", 5)
     assert billing.sandbox.ledger.count(ids.command_id("ws_a", "k-five")) == 1
     await sandbox.close()
+
+
+async def test_a_customer_update_open_when_the_customer_is_deleted_records_nothing_after_the_deletion(
+    billing: Billing,
+) -> None:
+    """A PUT of the customer in flight (here left open by a crash after its provider call) when a DELETE of it is
+    carried out: its outcome is not recorded on the deleted customer's stream (`payments-ops verify` finds an
+    event after a deletion a broken history), and its redelivery answers what a PUT of a deleted customer gets."""
+    owner = await customer(billing)
+
+    def crash() -> None:
+        raise RuntimeError("crash between the provider call and the outcome")
+
+    renamed = {"customer_id": owner["id"], "name": "Renamed"}
+    with faults.hook(serialized.AFTER_CHANGE_CALL, crash), pytest.raises(RuntimeError):
+        await billing.send("update_customer", renamed, key="k-rename")
+    deleted = await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del")
+    assert deleted["status"] == 200, deleted
+
+    redriven = await billing.send("update_customer", renamed, key="k-rename", redelivered=True)
+
+    assert redriven["status"] == 404, redriven
+    history = await billing.store.read(f"customer-{owner['id']}")
+    assert history[-1].type == "CustomerDeleted"
+    assert check_customer(history) == []

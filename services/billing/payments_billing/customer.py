@@ -2,7 +2,8 @@
 inputs).
 
 Stream `customer-{id}`: `CustomerCreated` (the whole customer), `CustomerUpdated` (the changed fields with their
-new values; `metadata` already merged), `CustomerDeleted`. A deleted customer, or one of another workspace, is
+new values; `metadata` already merged), `CustomerDeleted` (the last: an update still open then ends with it, its
+outcome unrecorded; its redelivery answers 404). A deleted customer, or one of another workspace, is
 "not found" for every command, while its events stay in the store.
 """
 
@@ -132,7 +133,7 @@ def evolve(customer: Customer | None, event: StoredEvent) -> Customer | None:
     if event.type == UPDATE_FAILED:
         return without_finished(customer, data)
     if event.type == DELETED:
-        return replace(customer, deleted=True, updated_at=data["deleted_at"])
+        return replace(customer, deleted=True, updated_at=data["deleted_at"], pending_update=None)
     if event.type == SUBSCRIPTION_ADDED:
         return replace(customer, subscription_ids=(*customer.subscription_ids, str(data["subscription_id"])))
     return customer  # an event type this version does not know changes nothing
