@@ -167,3 +167,25 @@ async def _corrupt_billing(path: Path, workspace: str, subscription_id: str, cus
         await store.append(f"customer-{customer_id}", [NewEvent("CustomerUpdated", changed, metadata)], 1)
     finally:
         await store.close()
+
+
+def test_audit_shows_what_a_subscription_change_asked_and_why_it_failed(api: Api, server: Server) -> None:
+    """A change is recorded as requested, then its outcome: the timeline says what was asked (a cancel at the
+    period end or now) and why one failed (the error it answered), as it does for a transaction's."""
+    billing = Billing(api.http, api.workspace)
+    customer = billing.customer(payment_method="pm_card_visa")
+    subscribed = billing.subscribe(customer_id=customer["id"])
+    assert subscribed.status_code == 201, subscribed.text
+    subscription_id = subscribed.json()["id"]
+    refused = billing.call("PUT", f"subscriptions/{subscription_id}", {"price": "price_sandbox_unknown"})
+    assert refused.status_code == 400, refused.text
+    later = billing.call("POST", f"subscriptions/{subscription_id}/cancel", {"at_period_end": True})
+    assert later.status_code == 200, later.text
+
+    ran = run_ops(server.data_dir, "audit", subscription_id)
+
+    assert ran.status == 0, ran.stderr
+    lines = {line.split()[2]: line for line in ran.stdout.splitlines()[1:]}
+    error = refused.json()["error"]
+    assert f"error={error.get('code') or error['type']}" in lines["SubscriptionUpdateFailed"]
+    assert "at_period_end=True" in lines["SubscriptionCancelRequested"]

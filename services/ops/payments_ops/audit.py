@@ -33,6 +33,7 @@ KEY_FIELDS: Final = (
     "customer_id",
     "subscription_id",
     "quantity",
+    "at_period_end",
     "outcome",
     "message",
 )
@@ -85,8 +86,10 @@ def timeline_line(event: RecordedEvent) -> str:
 
 def key_fields(data: Mapping[str, Any]) -> str:
     shown = []
+    asked = data.get("parameters")  # a customer's or subscription's change recorded as requested
+    fields = {**asked, **data} if isinstance(asked, Mapping) else data
     for name in KEY_FIELDS:
-        value = data.get(name)
+        value = fields.get(name)
         if value is not None and not isinstance(value, dict | list):
             shown.append(f"{name}={value}")
     changes = data.get("changes")
@@ -95,4 +98,13 @@ def key_fields(data: Mapping[str, Any]) -> str:
     error = data.get("error")
     if isinstance(error, Mapping):
         shown.append(f"error={error.get('code')}")
+    elif isinstance(failed := _failed_reply_error(data), Mapping):
+        shown.append(f"error={failed.get('code') or failed.get('type')}")
     return " ".join(shown)
+
+
+def _failed_reply_error(data: Mapping[str, Any]) -> Any:
+    """The error a billing change's failed outcome answered (its `reply` as recorded)."""
+    reply = data.get("reply")
+    body = reply.get("body") if isinstance(reply, Mapping) else None
+    return body.get("error") if isinstance(body, Mapping) else None
