@@ -78,3 +78,11 @@ def test_a_broker_url_that_does_not_parse_is_one_line_without_the_url(tmp_path: 
     lines = ran.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("configuration error: BROKER_URL is not a valid amqp:// URL")
     assert "s3cret" not in ran.stderr
+
+
+@pytest.mark.parametrize("command", [["dlq", "list"], ["dlq", "requeue", "m1"]])
+def test_an_unreachable_broker_is_one_line_and_status_1(tmp_path: Path, command: list[str]) -> None:
+    ran = run_ops(tmp_path, *command, BROKER_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    assert ran.status == 1, ran.stderr
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("payments-ops dlq: cannot connect to RabbitMQ: "), ran.stderr

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from payments_shared.broker.factory import open_broker
-from payments_shared.broker.port import Broker, BrokerError, DeadLetter
+from payments_shared.broker.port import Broker, DeadLetter
 from payments_shared.messages import BILLING_QUEUE, TRANSACTIONS_QUEUE
 from payments_shared.settings import CommonSettings, ConfigError, load
 
@@ -74,6 +75,8 @@ async def _connect() -> Broker:
             "configuration error: BROKER_URL must be amqp://… (dead letters live in RabbitMQ; "
             "an embedded process keeps none once it stops)"
         )
+    # aiormq logs a failed connection at ERROR itself: the BrokerError that follows is the one line said.
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
     try:
         return await open_broker(settings.broker_url)
     except ValueError as error:  # a URL that does not parse; the message holds no part of it (no password)
@@ -109,7 +112,7 @@ def _queues(arguments: argparse.Namespace) -> list[str]:
 def list_dead_letters(arguments: argparse.Namespace) -> int:
     try:
         found = asyncio.run(_list(_queues(arguments)))
-    except (ConfigError, BrokerError) as error:
+    except ConfigError as error:  # a broker out of reach (BrokerError) is the CLI's one line, status 1
         print(str(error), file=sys.stderr)
         return 2
     if arguments.json:
@@ -124,7 +127,7 @@ def list_dead_letters(arguments: argparse.Namespace) -> int:
 def requeue_dead_letter(arguments: argparse.Namespace) -> int:
     try:
         queue = asyncio.run(_requeue(_queues(arguments), arguments.message_id))
-    except (ConfigError, BrokerError) as error:
+    except ConfigError as error:
         print(str(error), file=sys.stderr)
         return 2
     if queue is None:
