@@ -127,3 +127,23 @@ def test_export_refuses_a_bad_time(small_store: Path) -> None:
     ran = run_ops(small_store, "export", "--since", "yesterday")
     assert ran.status == 2
     assert "ISO 8601" in ran.stderr
+
+
+def test_export_into_a_reader_that_stops_early_ends_quietly(small_store: Path) -> None:
+    """`payments-ops export | head`: the reader closing the pipe ends the export, with no error line."""
+    export = subprocess.Popen(
+        [PAYMENTS_OPS, "export"],
+        env=ops_env(small_store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert export.stdout is not None and export.stderr is not None
+    first_line = export.stdout.readline()
+    export.stdout.close()  # what `head -1` does once it has its line
+    status = export.wait(timeout=60)
+    stderr = export.stderr.read()
+
+    assert json.loads(first_line)["position"] >= 0
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr, stderr
+    assert status == 141  # as a shell command whose reader went away

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -10,6 +11,8 @@ from payments_shared.broker.port import BrokerError
 from payments_shared.eventstore.port import EventStoreError
 
 from payments_ops import audit, dlq, export, replay, resolve, tokens, verify
+
+STOPPED_READING_STATUS = 141  # a shell's status for a command whose reader went away (128 + SIGPIPE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +33,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = parser.parse_args(argv)
     try:
         status: int = arguments.run(arguments)
+    except BrokenPipeError:  # `payments-ops export | head`: the reader has what it wanted
+        status = _stop_writing()
     except (EventStoreError, BrokerError, OSError) as error:  # what it reads is out of reach: one line, status 1
         print(f"payments-ops {arguments.command}: {error}", file=sys.stderr)
         status = 1
     sys.exit(status)
+
+
+def _stop_writing() -> int:
+    """Quietly, as a shell command ends when its reader goes away: what is still buffered for stdout goes nowhere
+    (flushed at exit, it would raise again)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return STOPPED_READING_STATUS
