@@ -47,9 +47,9 @@ def test_an_unreadable_dead_letter_is_listed_and_not_requeued(tmp_path: Path, is
     letters = {letter["message_id"]: letter for letter in json.loads(listed.stdout)}
     assert set(letters) == {"poison-1", "poison-2"}
     assert all("not a command" in str(letter["reason"]) for letter in letters.values())
-    assert requeued.returncode == 2  # as every error dlq reports
+    assert requeued.returncode == 1  # refused, as a dead letter that is not there is
     assert requeued.stderr.strip().splitlines() == [
-        "dead letter poison-2 is not a command (its body is not a JSON object)"
+        "payments-ops dlq: dead letter poison-2 is not a command (its body is not a JSON object)"
     ], requeued.stderr
     again = payments_ops(isolated_rabbitmq_url, tmp_path, "dlq", "list", "--json")
     assert {letter["message_id"] for letter in json.loads(again.stdout)} == {"poison-1", "poison-2"}  # kept
