@@ -18,6 +18,7 @@ import httpx
 import pytest
 from payments_shared.eventstore.port import NO_STREAM, NewEvent
 from payments_shared.eventstore.sqlite import SqliteEventStore
+from payments_shared.ids import new_id
 
 from tests.blackbox.server import API, Api, Server, mint_token, new_key, new_workspace, services
 from tests.blackbox.test_customers import Billing
@@ -168,7 +169,7 @@ def seed_transactions(server: Server, workspace: str, created_at: str, count: in
     """`count` captured transactions all created at `created_at`, to the microsecond, appended straight to the
     server's event store (which it follows, as it follows any writer's): no request can make such ties, since
     every request's transaction is created at its own clock reading."""
-    ids = [f"txn_{uuid.uuid4().hex[:24]}" for _ in range(count)]
+    ids = [new_id("txn") for _ in range(count)]  # the product's ids: hex ids hold Luhn-valid digit runs
 
     async def append() -> None:
         store = SqliteEventStore(server.data_dir / "events.db")
