@@ -4,7 +4,10 @@ dashes. Used by the gateway's guard (refuse) and by the log formatter (mask).
 A run of digit groups is split at its separators; any consecutive groups holding 13–19 digits in all that
 pass the Luhn check count as a card number ("4242 4242 4242 4242 12/28" is caught, a bare 20-digit order
 number is not). Digits inside a UUID (8-4-4-4-12 hex digits, as clients put order ids in metadata) are not a card
-number: about 1 random UUID in 350 holds a Luhn-valid run of 13–19 digits, and no card is written that way.
+number: about 1 random UUID in 350 holds a Luhn-valid run of 13–19 digits, and no card is written that way. Nor
+are digits inside a hex token of 16 or more characters with a letter in it (a MongoDB ObjectId, a SHA digest, a
+UUID written without dashes): 1 random ObjectId in 900 holds such a run, 1 SHA-256 digest in 200, and refusing a
+client's order id as card data once in a few hundred requests is a fault a client cannot work around.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ _GROUPED_RUN = re.compile(r"(?<![\d])\d+(?:[ -]\d+)*(?![\d])")
 _GROUP = re.compile(r"\d+")
 _HEX = "[0-9A-Fa-f]"
 _UUID = re.compile(rf"(?<![0-9A-Za-z-]){_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![0-9A-Za-z-])")
+_HEX_TOKEN = re.compile(rf"(?<![0-9A-Za-z]){_HEX}{{16,}}(?![0-9A-Za-z])")
+_HEX_LETTER = re.compile("[A-Fa-f]")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -32,13 +37,23 @@ def luhn_valid(digits: str) -> bool:
 def card_spans(text: str) -> list[tuple[int, int]]:
     """Character spans (start, end) of the card numbers in `text`, in order, not overlapping."""
     spans: list[tuple[int, int]] = []
-    uuids = [match.span() for match in _UUID.finditer(text)] if "-" in text else []
+    identifiers: list[tuple[int, int]] | None = None  # found only once a run is long enough to matter
     for run in _GROUPED_RUN.finditer(text):
-        if sum(c.isdigit() for c in run.group()) < 13 or _inside(run.span(), uuids):
+        if sum(c.isdigit() for c in run.group()) < 13:
+            continue
+        if identifiers is None:
+            identifiers = _identifier_spans(text)
+        if _inside(run.span(), identifiers):
             continue
         groups = [(m.start() + run.start(), m.end() + run.start()) for m in _GROUP.finditer(run.group())]
         spans.extend(_card_groups(text, groups))
     return spans
+
+
+def _identifier_spans(text: str) -> list[tuple[int, int]]:
+    uuids = [match.span() for match in _UUID.finditer(text)] if "-" in text else []
+    hex_tokens = [match.span() for match in _HEX_TOKEN.finditer(text) if _HEX_LETTER.search(match.group())]
+    return uuids + hex_tokens
 
 
 def _inside(span: tuple[int, int], outer: list[tuple[int, int]]) -> bool:

@@ -142,6 +142,18 @@ def test_uuids_in_a_charge_are_not_taken_for_card_numbers(api: Api) -> None:
     assert response.json()["metadata"] == order
 
 
+def test_hex_ids_in_a_charge_are_not_taken_for_card_numbers(api: Api) -> None:
+    # An ObjectId and a SHA-1 hex digest, each holding a Luhn-valid 13-digit run: refused as raw_card_data before.
+    order = {"order": "d1799221541341b18d6373bb", "commit": "6a1799221541341b18d6373b00f1c2aa59e34b7d"}
+    response = api.post("charge", {**VALID, "metadata": order, "description": f"order {order['order']}"})
+    assert response.status_code == 201, response.text
+    assert response.json()["metadata"] == order
+    listed = api.http.get(
+        f"{API}/transactions", params={"ending_before": "txn_d1799221541341b18d6373bb"}, headers=api.headers()
+    )
+    assert (listed.status_code, listed.json()["error"]["param"]) == (400, "ending_before")  # unknown, not card data
+
+
 def test_card_number_in_a_refund_is_refused(api: Api) -> None:
     response = api.post("refund", {"transaction_id": "4242-4242-4242-4242"})
     assert response.status_code == 400

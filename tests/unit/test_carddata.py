@@ -1,3 +1,5 @@
+import hashlib
+import secrets
 import uuid
 
 import pytest
@@ -78,3 +80,29 @@ def test_uuids_clients_send_are_never_taken_for_card_numbers() -> None:
 def test_a_card_number_beside_a_uuid_is_still_found(text: str) -> None:
     assert contains_card_number(text)
     assert "4242424242424242" not in mask_card_numbers(text).replace(" ", "").replace("-", "")
+
+
+def test_hex_ids_clients_send_are_never_taken_for_card_numbers() -> None:
+    # An ObjectId and a SHA-256 digest that hold a Luhn-valid 13-digit run (1 random ObjectId in 900, 1 digest in
+    # 200): clients put such ids in metadata and send ours back, and the guard refused them.
+    for text in ("d1799221541341b18d6373bb", "6a1799221541341b18d6373b00f1c2aa59e34b7d", "3f" + "1799221541341" + "e0"):
+        assert not contains_card_number(text)
+        assert not contains_card_number(f"order {text.upper()}, shipped")
+    samples = [secrets.token_hex(12) for _ in range(10_000)]
+    samples += [hashlib.sha256(secrets.token_bytes(8)).hexdigest() for _ in range(10_000)]
+    assert [text for text in samples if contains_card_number(text)] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order d1799221541341b18d6373bb card 4242424242424242",
+        "4242424242424242",  # sixteen hex digits, but no letter: a card
+        "4242424242424242-d18d6373bb",  # a dash ends the token
+        "ref:4242424242424242 abcdef",
+        "x4242424242424242y",  # letters that are not hex digits
+    ],
+)
+def test_a_card_number_beside_a_hex_id_is_still_found(text: str) -> None:
+    assert contains_card_number(text)
+    assert "4242424242424242" not in mask_card_numbers(text)
