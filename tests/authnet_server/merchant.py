@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from payments_shared.providers.authnet.provider import AuthorizeNetProvider
-from payments_shared.providers.port import Outcome, PaymentRef
+from payments_shared.providers.port import Outcome, PaymentRef, SubscriptionRequest
 
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY
 
@@ -31,3 +31,25 @@ async def void_in_merchant_interface(url: str, trans_id: str, amount: int) -> No
     finally:
         await merchant.close()
     assert voided.outcome is Outcome.APPROVED, voided
+
+
+async def subscribe_in_merchant_interface(url: str, customer_profile_id: str, payment_profile: str) -> str:
+    """An ARB subscription of $9.00 a month on the customer payment profile ('<customerProfileId>/<paymentProfileId>'),
+    made outside this system; its id."""
+    merchant = AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, url)
+    try:
+        request = SubscriptionRequest(
+            idempotency_key=f"outside-{uuid.uuid4().hex}",
+            customer_reference=customer_profile_id,
+            amount=900,
+            currency="usd",
+            interval="month",
+            interval_count=1,
+            quantity=1,
+            payment_method=payment_profile,
+        )
+        subscribed = await merchant.create_subscription(request)
+    finally:
+        await merchant.close()
+    assert subscribed.outcome is Outcome.APPROVED and subscribed.reference is not None, subscribed
+    return subscribed.reference

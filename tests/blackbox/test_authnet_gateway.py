@@ -10,12 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from payments_shared.idempotency import RESPONSE_RECORDED, key_stream
 from payments_shared.ids import command_id
 from payments_shared.providers.authnet.messages import reference_for
 
-from tests.authnet_server.merchant import refund_in_merchant_interface
+from tests.authnet_server.merchant import refund_in_merchant_interface, subscribe_in_merchant_interface
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
 from tests.blackbox.server import API, EVERY_PERMISSION, Server, embedded_server, mint_token, new_key, new_workspace
+from tests.support.services import stored_events
 
 DESCRIPTOR = "COMMON.ACCEPT.INAPP.PAYMENT"
 
@@ -277,3 +279,28 @@ def test_deleting_a_customer_cancels_its_arb_subscription_before_the_profile(
     assert stored.status == "canceled"
     assert customer["provider_reference"] not in anet.state.profiles
     assert ok(client.http.get(f"/subscriptions/{subscription['id']}"))["status"] == "canceled"
+
+
+async def test_deleting_a_customer_an_arb_subscription_made_outside_still_bills_is_409_and_the_customer_stays(
+    client: Client, anet: AuthnetTestServer, authnet_gateway: Server
+) -> None:
+    # Authorize.net refuses the profile's deletion (E00106); the subscription is not this system's to cancel.
+    customer = ok(client.post("customers", {"email": "kept@example.com", "payment_method": opaque("gw-kept")}), 201)
+    profile_id = customer["provider_reference"]
+    await subscribe_in_merchant_interface(anet.url, profile_id, customer["default_payment_method"])
+    key = new_key()
+
+    refused = client.http.delete(f"/customers/{customer['id']}", headers={"Idempotency-Key": key})
+
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("conflict", "provider_subscription_active")
+    assert error["message"] == (
+        "An Authorize.net subscription still bills this customer's payment profile: cancel it at Authorize.net first."
+    )
+    assert ok(client.http.get(f"/customers/{customer['id']}"))["id"] == customer["id"]
+    assert profile_id in anet.state.profiles
+    events = stored_events(authnet_gateway.data_dir)
+    recorded = [e for e in events if e.stream == key_stream(command_id(client.workspace, key))][-1]
+    assert (recorded.type, recorded.data["status"]) == (RESPONSE_RECORDED, 409)  # the key's answer, as any refusal
+    assert "CustomerDeleted" not in [e.type for e in events if e.stream == f"customer-{customer['id']}"]

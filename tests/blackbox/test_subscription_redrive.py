@@ -206,8 +206,8 @@ def test_stripe_a_creation_redriven_after_its_customer_was_deleted_records_and_c
 def test_authnet_refuses_to_delete_a_customer_an_unrecorded_arb_subscription_bills_until_the_redrive_records_it(
     tmp_path: Path,
 ) -> None:
-    """Authorize.net refuses (E00106) to delete a profile an active ARB subscription bills: the customer stays, the
-    re-drive records the subscription on it, and the next deletion cancels it first."""
+    """Authorize.net refuses (E00106) to delete a profile an active ARB subscription bills: the deletion is a 409 and
+    the customer stays, the re-drive records the subscription on it, and the next deletion cancels it first."""
     workspace = new_workspace()
     with running_server() as authnet:
         env = {**server_env(authnet), **REDRIVE_LATER}
@@ -216,7 +216,7 @@ def test_authnet_refuses_to_delete_a_customer_an_unrecorded_arb_subscription_bil
         authnet.fail_next("refuse500", only="ARBCreateSubscriptionRequest")  # the restart's recovery: 503
         with restarted(tmp_path / "data", env, workspace) as client:
             refused = client.send("DELETE", f"customers/{customer['id']}")
-            assert refused.status_code == 502, refused.text
+            assert (refused.status_code, refused.json()["error"]["type"]) == (409, "conflict"), refused.text
             assert client.send("GET", f"customers/{customer['id']}").status_code == 200
 
             subscription = redriven(client, customer, key)

@@ -1,7 +1,8 @@
 """The customer commands: create, get, update (merge), delete. Each loads the stream, asks the domain, calls the
 customer's provider with the command id as idempotency key, appends what was decided and replies. A delete first
 cancels the customer's subscriptions that are not canceled yet, as Stripe does (Authorize.net refuses to delete a
-profile that an active subscription bills)."""
+profile that an active subscription bills; one that this system does not know still billing it makes the deletion a
+409 and the customer stays)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from payments_billing import serialized, subscription_commands
 from payments_billing.context import BillingContext, Call, payment_method, string_map
 from payments_billing.events import DomainEvent
 from payments_billing.journal import storable
-from payments_billing.outcomes import require_success
+from payments_billing.outcomes import require_deleted, require_success
 from payments_billing.pending import PendingChange
 from payments_billing.references import Linked, link
 from payments_billing.serialized import ChangeKind, UpdatedObject
@@ -147,7 +148,7 @@ async def delete_customer(context: BillingContext, call: Call) -> Reply:
     faults.reached(AFTER_SUBSCRIPTIONS_CANCELED)
     if current.provider_reference:
         provider = context.provider(current.provider)
-        require_success(provider.name, await provider.delete_customer(current.provider_reference, call.command_id))
+        require_deleted(provider.name, await provider.delete_customer(current.provider_reference, call.command_id))
     event = domain.decide_delete(loaded.state, call.workspace, call.now)
     await context.streams.append(domain.stream_name(customer_id), event, loaded.version, call.origin)
     return Reply(status=200, body=domain.deleted_reply(customer_id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payments_shared.errors import ApiError, invalid
+from payments_shared.errors import ApiError, conflict, invalid
 from payments_shared.providers.port import Outcome, ProviderResult
 
 RETRY_AFTER_S = 2.0
@@ -42,6 +42,16 @@ def require_success(provider: str, result: ProviderResult) -> ProviderResult:
     if result.outcome is Outcome.APPROVED and not result.details.get("unsupported"):
         return result
     raise provider_error(provider, result)
+
+
+def require_deleted(provider: str, result: ProviderResult) -> ProviderResult:
+    """A deletion the provider refuses in the object's present state (`details["conflict"]`: a customer profile an
+    Authorize.net subscription unknown here still bills) is the client's 409; any other failure as in
+    `require_success`. Only deletions read `conflict` here: elsewhere in billing it stays a 502."""
+    code = result.details.get("conflict")
+    if result.outcome is Outcome.PERMANENT and isinstance(code, str):
+        raise conflict(result.message or f"The {provider} provider refuses this deletion in its present state.", code)
+    return require_success(provider, result)
 
 
 def starts_incomplete(result: ProviderResult) -> bool:

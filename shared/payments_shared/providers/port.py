@@ -6,7 +6,8 @@ the provider and trying again with the same idempotency key is safe"; `PERMANENT
 help" (a 502 to the client); `UNAVAILABLE` is set by the resilience layer when a breaker is open (a 503).
 A `PERMANENT` result whose `details` hold `{"invalid_param": "<field>"}` means the provider refused that request
 parameter (e.g. an unknown `payment_method`): the client gets 400 `invalid_request_error` with that `param`.
-One whose `details` hold `{"conflict": "<code>"}` refuses it in the payment's present state (409 `conflict`).
+One whose `details` hold `{"conflict": "<code>"}` refuses it in the payment's present state (409 `conflict`); billing
+reads it on a customer's deletion only (Authorize.net's profile still billed by a subscription unknown here).
 An APPROVED refund whose `details` hold `{"pending": True}` is accepted but not yet done (the provider tells later).
 A RETRYABLE result whose `details` hold `{"unresolved": [ids…]}` is no provider failure: the provider answered, but
 several of its objects may be an earlier attempt's, so nothing was created (or, Authorize.net, an earlier attempt

@@ -15,6 +15,10 @@ RETRYABLE_CODES = frozenset({"E00001", "E00053", "E00104"})  # unexpected error,
 NOT_FOUND_CODES = frozenset({"E00040", "E00051"})  # record not found, original subscription not found
 DUPLICATE_RECORD = "E00039"  # "A duplicate record with ID 123 already exists."
 INVALID_ONE_TIME_TOKEN = "E00114"  # Accept.js opaque data used twice or expired
+PROFILE_BILLED_BY_SUBSCRIPTION = "E00106"  # a customer profile an active or suspended ARB subscription bills
+SUBSCRIPTION_BILLS_PROFILE = (
+    "An Authorize.net subscription still bills this customer's payment profile: cancel it at Authorize.net first."
+)
 
 # Transaction reason codes that the adapter handles itself.
 DUPLICATE_TRANSACTION = "11"
@@ -97,6 +101,18 @@ def request_outcome(response: ApiResponse) -> ProviderResult:
     if code in AUTHENTICATION_CODES:
         return ProviderResult(Outcome.PERMANENT, message="Authorize.net rejected the API credentials", details=details)
     return ProviderResult(Outcome.PERMANENT, message=text, details=details)
+
+
+def profile_billed_by_subscription(response: ApiResponse) -> ProviderResult:
+    """E00106 on a profile's deletion: an ARB subscription still bills it, one this system does not know (made
+    outside it; those it knows are canceled first). Only the merchant can end it: the profile's present state
+    refuses the deletion (API.md's 409), Authorize.net did not fail."""
+    details = {"result_code": response.result_code, "error_code": PROFILE_BILLED_BY_SUBSCRIPTION}
+    return ProviderResult(
+        Outcome.PERMANENT,
+        message=SUBSCRIPTION_BILLS_PROFILE,
+        details={**details, "conflict": "provider_subscription_active"},
+    )
 
 
 def is_authentication_failure(response: ApiResponse) -> bool:

@@ -41,8 +41,10 @@ from payments_shared.providers.authnet.outcomes import (
     INVALID_ONE_TIME_TOKEN,
     NOT_FOUND_CODES,
     NOT_SETTLED_FOR_CREDIT,
+    PROFILE_BILLED_BY_SUBSCRIPTION,
     is_authentication_failure,
     judge_transaction,
+    profile_billed_by_subscription,
     request_outcome,
     transaction_outcome,
 )
@@ -285,6 +287,8 @@ class AuthorizeNetProvider:
             return response
         if not response.ok and response.first_code in NOT_FOUND_CODES:
             return ProviderResult(Outcome.APPROVED, reference=reference, details={"already_deleted": True})
+        if not response.ok and response.first_code == PROFILE_BILLED_BY_SUBSCRIPTION:
+            return profile_billed_by_subscription(response)
         if not response.ok:
             return self._refused(response)
         return ProviderResult(Outcome.APPROVED, reference=reference, details={"deleted": True})
