@@ -214,6 +214,30 @@ def test_a_customer_changed_at_stripe_is_shown_through_its_webhook(client: Clien
     assert after["metadata"] == {"tier": "platinum"}
 
 
+def test_a_metadata_key_deleted_at_stripe_is_deleted_here_and_our_tag_stays_hidden(client: Client) -> None:
+    body = {"email": "keys@example.com", "provider": "stripe", "metadata": {"tier": "gold", "keep": "yes"}}
+    customer = client.created("customers", body)
+    reference = customer["provider_reference"]
+    assert "payments_operation" in client.at_stripe.get(f"/v1/customers/{reference}").json()["metadata"]
+    # Deleted at Stripe directly (with the email, whose change the test waits for): localstripe's customer.updated.
+    change = {"email": "k2@example.com", "metadata[keep]": ""}
+    changed = client.at_stripe.post(f"/v1/customers/{reference}", data=change)
+    assert changed.status_code == 200, changed.text
+    after = client.eventually(f"customers/{customer['id']}", lambda c: c["email"] == "k2@example.com")
+    assert after["metadata"] == {"tier": "gold"}
+
+
+def test_a_late_customer_updated_does_not_undo_our_own_newer_metadata_change(client: Client, peer: Peer) -> None:
+    customer = client.created("customers", {"email": "late@example.com", "provider": "stripe"})
+    reference, path = customer["provider_reference"], f"customers/{customer['id']}"
+    changed = client.call("PUT", path, {"metadata": {"added": "by-put"}})
+    assert changed.status_code == 200, changed.text
+    # A customer.updated from before that PUT, delivered after it: its payload lacks the key; Stripe holds it.
+    as_before = {"id": reference, "object": "customer", "email": "late@example.com", "metadata": {}}
+    client.deliver_handled(peer.server.data_dir, "customer.updated", as_before, created=int(time.time()) - 60)
+    assert client.get(path)["metadata"] == {"added": "by-put"}
+
+
 def subscribed(client: Client) -> dict[str, Any]:
     customer = client.created(
         "customers", {"email": "hook@example.com", "provider": "stripe", "payment_method": "pm_card_visa"}

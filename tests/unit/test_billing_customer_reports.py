@@ -25,6 +25,7 @@ from payments_shared.providers.port import (
     SubscriptionChange,
     SubscriptionRequest,
 )
+from payments_shared.providers.stripe_redrive import OPERATION_TAG
 
 CUSTOMER = Customer(
     id="cus_ours",
@@ -38,12 +39,24 @@ CUSTOMER = Customer(
 )
 
 
-def test_a_report_changes_what_differs_and_merges_metadata() -> None:
+def test_an_event_payload_changes_what_differs_and_merges_metadata() -> None:
+    """A payload alone (the provider not re-read) may predate a PUT of ours: merged, it removes no key the PUT set."""
     reported = {"email": "b@example.com", "name": "Ada", "phone": None, "metadata": {"tier": "silver", "keep": ""}}
     event = decide_reported_update(CUSTOMER, "ws_a", reported, "2027-02-01T00:00:00.000000Z", "now")
     assert event is not None and event.type == customers.UPDATED
     assert event.data["changes"] == {"email": "b@example.com", "metadata": {"tier": "silver"}}
     assert event.data["provider_created"] == "2027-02-01T00:00:00.000000Z"
+
+
+def test_a_customer_re_read_from_the_provider_takes_its_metadata_as_it_is() -> None:
+    """A key deleted at Stripe is deleted here; a client's own key named as our re-drive tag (which the report
+    leaves out: Stripe's copy of it may be the tag) keeps its value."""
+    ours = Customer(**{**CUSTOMER.__dict__, "metadata": {"tier": "gold", "keep": "yes", OPERATION_TAG: "client's"}})
+    reported = {"metadata": {"tier": "silver"}}
+    event = decide_reported_update(ours, "ws_a", reported, "2027-02-01T00:00:00.000000Z", "now", held_now=True)
+    assert event is not None and event.data["changes"] == {"metadata": {"tier": "silver", OPERATION_TAG: "client's"}}
+    emptied = decide_reported_update(CUSTOMER, "ws_a", {"metadata": {}}, "2027-02-01T00:00:00Z", "now", held_now=True)
+    assert emptied is not None and emptied.data["changes"] == {"metadata": {}}
 
 
 def test_nothing_is_recorded_for_no_change_another_workspace_or_a_deleted_customer() -> None:
@@ -180,6 +193,28 @@ async def test_stripe_customer_updated_applies_the_customer_as_stripe_holds_it_n
     await webhook(worker, "stripe", "customer.updated", stale, "2027-02-02T00:00:00.000000Z")
     shown = (await send(worker, "get_customer", {"customer_id": customer_id}))["body"]
     assert shown["email"] == "now@example.com"
+
+
+async def test_stripe_customer_updated_takes_the_metadata_stripe_holds_now_without_our_tag() -> None:
+    held = {"id": "1001", "email": "a@example.com", "name": "Ada", "metadata": {"tier": "gold", OPERATION_TAG: "k"}}
+    worker, customer_id = await customer_with(ProfileStandIn("stripe", {"object": held}))
+    added = await send(worker, "update_customer", {"customer_id": customer_id, "metadata": {"tier": "gold", "x": "1"}})
+    assert added["body"]["metadata"] == {"tier": "gold", "x": "1"}
+    # "x" deleted at Stripe since; the event's payload is stale, the customer is re-read.
+    stale = {**held, "metadata": {"tier": "gold", "x": "1"}}
+    reply = await webhook(worker, "stripe", "customer.updated", stale, "2027-02-02T00:00:00.000000Z")
+    assert reply["body"] == {"applied": True}
+    shown = (await send(worker, "get_customer", {"customer_id": customer_id}))["body"]
+    assert shown["metadata"] == {"tier": "gold"}
+
+
+async def test_a_late_stripe_payload_that_cannot_be_re_read_removes_no_key_our_newer_put_added() -> None:
+    worker, customer_id = await customer_with(ProviderStandIn("stripe"))
+    await send(worker, "update_customer", {"customer_id": customer_id, "metadata": {"added": "by-put"}})
+    before_the_put = {"id": "1001", "email": "a@example.com", "metadata": {}}
+    await webhook(worker, "stripe", "customer.updated", before_the_put, "2027-02-01T00:00:00.000000Z")
+    shown = (await send(worker, "get_customer", {"customer_id": customer_id}))["body"]
+    assert shown["metadata"] == {"added": "by-put"}
 
 
 def test_a_change_naming_a_field_of_a_newer_version_is_folded_without_it() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from payments_shared.errors import conflict, invalid, not_found
 from payments_shared.metadata import merged_metadata, merged_metadata_within_limit
+from payments_shared.providers.stripe_redrive import OPERATION_TAG
 
 from payments_billing.events import DomainEvent, StoredEvent, known_changes
 from payments_billing.pending import PendingChange, without_finished
@@ -29,6 +30,9 @@ UPDATE_FAILED = "CustomerUpdateFailed"
 
 # Fields a PUT may change (besides `metadata`, merged, and `payment_method`, which sets the default).
 PLAIN_FIELDS = ("email", "name", "phone", "description")
+# Metadata keys this system writes on the provider's copy of a customer (Stripe: the re-drive tag), never the
+# client's: a provider's report leaves them out, and a client's own key of that name keeps its value here.
+PROVIDER_ONLY_KEYS = frozenset({OPERATION_TAG})
 
 
 def stream_name(customer_id: str) -> str:
@@ -225,11 +229,28 @@ def _text_or_none(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
+def reported_metadata(current: Mapping[str, str], reported: Mapping[str, str], held_now: bool) -> dict[str, str]:
+    """The metadata after a provider's report of the customer's whole metadata. Re-read from the provider
+    (`held_now`), it is the metadata: a key deleted there is deleted here. An event's payload alone may predate a
+    PUT of ours (no provider timestamp orders the two), so it is merged as a PUT is: it cannot remove a key the PUT
+    added."""
+    if not held_now:
+        return merged_metadata(current, reported)
+    kept = {key: value for key, value in current.items() if key in PROVIDER_ONLY_KEYS}
+    return {**merged_metadata({}, reported), **kept}
+
+
 def decide_reported_update(
-    customer: Customer | None, workspace: str, reported: Mapping[str, Any], provider_created: str, now: str
+    customer: Customer | None,
+    workspace: str,
+    reported: Mapping[str, Any],
+    provider_created: str,
+    now: str,
+    *,
+    held_now: bool = False,
 ) -> DomainEvent | None:
     """The provider reports the customer changed (a webhook, or its re-fetched profile): its email, name, phone,
-    description and metadata, merged as a PUT is. None when there is nothing to record: an unknown or deleted
+    description and metadata (see `reported_metadata`). None when there is nothing to record: an unknown or deleted
     customer, a report older than one already applied (reports apply in the provider's order), no change."""
     if customer is None or customer.workspace != workspace or customer.deleted:
         return None
@@ -242,9 +263,9 @@ def decide_reported_update(
     }
     metadata = reported.get("metadata")
     if isinstance(metadata, Mapping):
-        merged = merged_metadata(customer.metadata, metadata)
-        if merged != dict(customer.metadata):
-            new_values["metadata"] = merged
+        after = reported_metadata(customer.metadata, metadata, held_now)
+        if after != dict(customer.metadata):
+            new_values["metadata"] = after
     if not new_values:
         return None
     return DomainEvent(UPDATED, {"changes": new_values, "updated_at": now, "provider_created": provider_created})

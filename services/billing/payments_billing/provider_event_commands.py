@@ -62,7 +62,7 @@ async def _apply_to_customer(context: BillingContext, call: Call, linked: Linked
         report = await refetched_customer(context, report, event_type, loaded.state)
         provider_created = str(call.payload.get("provider_created") or call.now)
         event = customers.decide_reported_update(
-            loaded.state, call.workspace, report.changes, provider_created, call.now
+            loaded.state, call.workspace, report.changes, provider_created, call.now, held_now=report.held_now
         )
     if event is None:
         return outcome(False, "nothing to change")

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from payments_shared.providers.stripe_redrive import OPERATION_TAG
 from payments_shared.providers.stripe_results import object_id, subscription_result
 
+from payments_billing import customer as customers
 from payments_billing.times import reported_periods
 
 SUBSCRIPTION = "subscription"
@@ -32,6 +32,9 @@ class Report:
     reference: str
     changes: Mapping[str, Any] = field(default_factory=dict)
     deleted: bool = False
+    # The changes are the object as its provider holds it now (re-read), not an event's payload, which may predate
+    # a change of ours that no provider timestamp orders it against.
+    held_now: bool = False
 
 
 def interpret(payload: Mapping[str, Any]) -> Report | None:
@@ -65,12 +68,14 @@ def _stripe(event_type: str, obj: Mapping[str, Any]) -> Report | None:
 
 
 def stripe_customer_changes(customer: Mapping[str, Any]) -> dict[str, Any]:
-    """The customer's fields as the event's object holds them (the whole object, not only what changed). Not our
-    re-drive tag: Stripe's copy, not the client's metadata."""
+    """The customer's fields as the event's object holds them (the whole object, not only what changed): its whole
+    metadata but the keys this system writes at Stripe (`PROVIDER_ONLY_KEYS`: Stripe's copy, not the client's)."""
     changes: dict[str, Any] = {name: customer[name] for name in CUSTOMER_FIELDS if name in customer}
     metadata = customer.get("metadata")
     if isinstance(metadata, Mapping):
-        changes["metadata"] = {str(key): str(value) for key, value in metadata.items() if key != OPERATION_TAG}
+        changes["metadata"] = {
+            str(key): str(value) for key, value in metadata.items() if key not in customers.PROVIDER_ONLY_KEYS
+        }
     return changes
 
 

@@ -57,8 +57,8 @@ async def refetched_customer(
     if result is None:
         return report  # Stripe: the payload stands; Authorize.net: recorded by webhook-ingest, nothing to apply
     if report.provider == "authnet":
-        return replace(report, changes=customers.authnet_profile_changes(result.details, customer))
+        return replace(report, changes=customers.authnet_profile_changes(result.details, customer), held_now=True)
     current = result.details.get("object")
     if not isinstance(current, Mapping) or current.get("deleted"):
         return replace(report, changes={})  # gone at Stripe: its customer.deleted says so
-    return replace(report, changes=stripe_customer_changes(current))
+    return replace(report, changes=stripe_customer_changes(current), held_now=True)
