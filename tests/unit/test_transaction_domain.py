@@ -223,6 +223,49 @@ def test_a_permanent_provider_error_is_a_502() -> None:
     assert history.state.status is S.FAILED
 
 
+def test_a_payment_no_provider_here_serves_is_recorded_failed_and_answers_400_on_provider() -> None:
+    requested = History("charge").events[0]
+    events = decisions.refuse_payment(requested, decisions.provider_not_configured("authnet"))
+    assert [event.type for event in events] == [ev.TRANSACTION_REQUESTED, ev.PAYMENT_FAILED]
+    assert events[0] == requested
+    state = Transaction.from_events(to_recorded(events))
+    assert state is not None
+    assert can_move(S.PENDING, state.status)
+    assert state.status is S.FAILED and state.payment.finished and not state.open_operations()
+    assert (state.failure_code, state.failure_message) == (
+        "invalid_provider",
+        "The provider 'authnet' is unknown or not configured.",
+    )
+    assert (state.amount_authorized, state.amount_captured, state.provider_reference) == (0, 0, None)
+    reply = outcome_reply(to_recorded(events), state.payment)
+    assert reply["status"] == 400
+    assert reply["body"]["error"] == {
+        "type": "invalid_request_error",
+        "code": "provider_not_configured",
+        "message": "The provider 'authnet' is unknown or not configured.",
+        "param": "provider",
+        "transaction_id": "txn_1",
+    }
+
+
+def test_a_refused_payment_keeps_the_refusals_own_code_as_its_failure_code() -> None:
+    requested = History("authorize").events[0]
+    error = {"type": "idempotency_error", "code": "idempotency_key_reused", "message": "Used for a capture."}
+    state = Transaction.from_events(to_recorded(decisions.refuse_payment(requested, error)))
+    assert state is not None
+    assert (state.status, state.failure_code, state.failure_message) == (
+        S.FAILED,
+        "idempotency_key_reused",
+        "Used for a capture.",
+    )
+
+
+def test_only_a_payments_request_can_be_refused() -> None:
+    history = History().approve()
+    with pytest.raises(ValueError, match="TransactionRequested"):
+        decisions.refuse_payment(history.events[1], decisions.provider_not_configured("stripe"))
+
+
 def test_a_refusal_in_the_payments_present_state_is_a_409_and_the_authorization_stays() -> None:
     history = History().approve()
     command_id = history.capture(finish=False)

@@ -267,10 +267,29 @@ async def test_accept_js_data_value_is_never_stored(client: Client, store: Event
     assert "SECRET-NONCE-VALUE" not in repr([(event.data, event.metadata) for event in stored])
 
 
-async def test_an_unknown_provider_is_400_on_provider_and_records_nothing(client: Client, store: EventStore) -> None:
-    reply = await client.send("charge", {**VISA, "provider": "stripe"})
-    assert (reply["status"], error_of(reply)["param"]) == (400, "provider")
-    assert await count_events(store) == 0
+async def test_a_provider_not_configured_here_is_400_on_provider_and_a_failed_transaction(
+    client: Client, store: EventStore
+) -> None:
+    """The gateway may have answered 202 `pending` with this id already (its providers may differ): GET finds the
+    transaction failed, and why; a repeat with the key replays the refusal."""
+    reply = await client.send("charge", {**VISA, "provider": "stripe"}, key="order-stripe")
+    transaction_id = ids.derived_id("txn", ids.command_id(client.workspace, "order-stripe"))
+    assert reply["status"] == 400
+    assert error_of(reply) == {
+        "type": "invalid_request_error",
+        "code": "provider_not_configured",
+        "message": "The provider 'stripe' is unknown or not configured.",
+        "param": "provider",
+        "transaction_id": transaction_id,
+    }
+    shown = (await client.get(transaction_id))["body"]
+    assert (shown["status"], shown["provider"], shown["amount_captured"]) == ("failed", "stripe", 0)
+    assert (shown["failure_code"], shown["failure_message"]) == ("invalid_provider", error_of(reply)["message"])
+    assert [event["type"] for event in await client.events(transaction_id)] == ["TransactionRequested", "PaymentFailed"]
+    events = await count_events(store)
+    again = await client.send("charge", {**VISA, "provider": "stripe"}, key="order-stripe")
+    assert (again["status"], again["body"], again["headers"]["Idempotent-Replayed"]) == (400, reply["body"], "true")
+    assert await count_events(store) == events
 
 
 # ---- idempotency ---------------------------------------------------------------------------------------------
@@ -364,7 +383,12 @@ async def test_a_key_is_for_one_kind_of_request(client: Client) -> None:
     transaction_id = await client.approved("charge")
     assert (await client.send("refund", {"transaction_id": transaction_id}, key="refund-first"))["status"] == 200
     charge = await client.send("charge", VISA, key="refund-first")
-    assert charge["status"] == 422
+    assert (charge["status"], error_of(charge)["code"]) == (422, "idempotency_key_reused")
+    refused = (await client.get(error_of(charge)["transaction_id"]))["body"]  # a 202 may have promised it
+    assert (refused["status"], refused["failure_code"]) == ("failed", "idempotency_key_reused")
+    again = await client.send("charge", VISA, key="refund-first")
+    assert (again["status"], again["body"]) == (422, charge["body"])
+    assert (await client.send("refund", {"transaction_id": transaction_id}, key="refund-first"))["status"] == 200
 
 
 # ---- concurrency ---------------------------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """Charge and authorize: the creating commands. The transaction id is derived from the command id, so a retried
-request lands on the same stream, whose first event (appended expecting no stream) decides who does the work."""
+request lands on the same stream, whose first event (appended expecting no stream) decides who does the work.
+
+Once the gateway accepted a create (it may have answered 202 `pending` with the transaction's id), a refusal here
+is recorded on that stream as a failed transaction (`decisions.refuse_payment`), never only answered. The one
+refusal that creates nothing is a `customer_id` the gateway found gone: only an earlier request with the same key can
+answer it (else 404), and the gateway does not answer it 202."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from payments_shared import faults
-from payments_shared.errors import invalid, not_found
+from payments_shared.errors import not_found
 from payments_shared.eventstore.port import NO_STREAM, RecordedEvent, WrongExpectedVersion
 from payments_shared.idempotency import IdempotencyGuard, idempotency_mismatch, in_progress, may_take_over, replayed
 from payments_shared.messages import CUSTOMER_MISSING
@@ -17,6 +22,7 @@ from payments_shared.providers.port import PaymentProvider
 
 from payments_transactions.context import Delivery
 from payments_transactions.domain import decisions
+from payments_transactions.domain.events import DomainEvent
 from payments_transactions.domain.state import Transaction
 from payments_transactions.driver import OperationDriver
 from payments_transactions.provider_calls import describe_payment_method, parse_payment_method
@@ -27,6 +33,7 @@ from payments_transactions.views import awaiting_decision, operation_reply, outc
 logger = logging.getLogger(__name__)
 
 MAX_RACES: Final = 20
+KEY_USED_ELSEWHERE: Final = "This Idempotency-Key was already used for a different kind of request."
 
 
 class PaymentHandler:
@@ -48,13 +55,12 @@ class PaymentHandler:
         command = delivery.command
         payload = delivery.payload
         transaction_id = str(payload["transaction_id"])
-        if await self._guard.state(command.command_id) is not None:
-            raise idempotency_mismatch("This Idempotency-Key was already used for a different kind of request.")
+        key_used_elsewhere = await self._guard.state(command.command_id) is not None
         if payload.get(CUSTOMER_MISSING):
+            if key_used_elsewhere:
+                raise idempotency_mismatch(KEY_USED_ELSEWHERE)
             return await self._answer_existing(delivery, transaction_id)
         provider = payload.get("provider") or self._settings.payments_default_provider
-        if provider not in self._providers:
-            raise invalid(f"The provider {provider!r} is unknown or not configured.", param="provider")
         method = parse_payment_method(payload["payment_method"])
         requested = decisions.request_payment(
             transaction_id=transaction_id,
@@ -71,13 +77,17 @@ class PaymentHandler:
             message_id=delivery.message_id,
             fingerprint=command.fingerprint,
         )
+        first = self._first_events(requested, provider, key_used_elsewhere)
+        refused = len(first) > 1
         known: list[RecordedEvent] | None = None  # the stream as this delivery created it (no read needed)
         for _ in range(MAX_RACES):
             try:  # appending expecting no stream is the existence check: a first delivery reads nothing
-                known = [await self._streams.append_one(transaction_id, requested, NO_STREAM, delivery.metadata())]
+                known = await self._streams.append_all(transaction_id, first, NO_STREAM, delivery.metadata())
             except WrongExpectedVersion:
                 pass  # it exists (an earlier or concurrent delivery): look at it
             else:
+                if refused:
+                    return operation_reply(known, command.command_id)
                 faults.reached("after_transaction_requested")
                 break
             recorded, transaction = await self._streams.load(transaction_id)
@@ -94,6 +104,16 @@ class PaymentHandler:
             transaction_id, command.command_id, delivery.metadata, method, known, first_attempt=first_attempt
         )
         return operation_reply(recorded, command.command_id)
+
+    def _first_events(self, requested: DomainEvent, provider: str, key_used_elsewhere: bool) -> list[DomainEvent]:
+        """The request, or the request and its refusal when it cannot be carried out: its key already made another
+        kind of request (a capture, a customer…), or no provider here serves it (this worker's providers may differ
+        from what the gateway accepted). A client told `pending` then finds it `failed`, and why."""
+        if key_used_elsewhere:
+            return decisions.refuse_payment(requested, idempotency_mismatch(KEY_USED_ELSEWHERE).body()["error"])
+        if provider not in self._providers:
+            return decisions.refuse_payment(requested, decisions.provider_not_configured(provider))
+        return [requested]
 
     async def _answer_existing(self, delivery: Delivery, transaction_id: str) -> dict[str, Any]:
         """The transaction this key made, carried on or replayed; 404 on customer_id when it made none."""

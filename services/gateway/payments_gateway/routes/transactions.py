@@ -2,8 +2,11 @@
 
 Each POST: authorise (permission, write budget) → Idempotency-Key → body (size limit, JSON, card-data guard,
 strict validation) → command to the transactions worker → its reply unchanged. A charge or authorize whose
-worker has not answered within RPC_TIMEOUT_S answers 202 with the transaction in `pending`; any other command
-then answers 503 (it still completes: the same Idempotency-Key later gets its result).
+worker has not answered within RPC_TIMEOUT_S answers 202 with the transaction in `pending` (the worker then records
+it, carried out or failed); any other command then answers 503 (it still completes: the same Idempotency-Key later
+gets its result). A charge/authorize naming a customer found gone answers 409 `conflict` there instead (retry with
+the same key): only an earlier request with its Idempotency-Key can have made its transaction (the worker looks for
+it, else 404), so no 202 promises one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from payments_shared import ids
 from payments_shared.errors import ApiError, invalid
+from payments_shared.idempotency import in_progress
 from payments_shared.messages import CUSTOMER_MISSING, TRANSACTIONS_QUEUE, utc_now_iso
 from payments_shared.money import provider_amount_refusal
 from pydantic import BaseModel
@@ -76,6 +80,8 @@ async def _create_payment(request: Request, caller: Caller, command_type: str) -
     try:
         return await send(caller.context, request, TRANSACTIONS_QUEUE, command)
     except WorkerTimeout:
+        if payload.get(CUSTOMER_MISSING):  # only an earlier request of the key may have made it: promise nothing
+            raise in_progress() from None
         return JSONResponse(_pending_transaction(transaction_id, principal, body, provider), status_code=202)
 
 

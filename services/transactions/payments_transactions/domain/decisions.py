@@ -95,6 +95,33 @@ def request_payment(
     return DomainEvent(ev.TRANSACTION_REQUESTED, data)
 
 
+def provider_not_configured(provider: str) -> dict[str, Any]:
+    """API.md's error fields for a payment naming a provider this worker has no adapter (or no credentials) for."""
+    return {
+        "type": "invalid_request_error",
+        "code": "provider_not_configured",
+        "message": f"The provider {provider!r} is unknown or not configured.",
+        "param": "provider",
+    }
+
+
+def refuse_payment(requested: DomainEvent, error: Mapping[str, Any]) -> list[DomainEvent]:
+    """A payment the worker cannot carry out (nothing is sent to any provider): its request and its failure, the
+    transaction's first events, appended together. A client answered 202 `pending` so finds it `failed` and why;
+    a repeat with the same Idempotency-Key replays the refusal. `error`: API.md's error fields, a 4xx naming the
+    field, never a secret or card data."""
+    if requested.type != ev.TRANSACTION_REQUESTED:
+        raise ValueError(f"a refused payment starts with {ev.TRANSACTION_REQUESTED}, not {requested.type}")
+    data = {
+        "command_id": requested.data["command_id"],
+        "provider_reference": None,
+        "details": {},
+        "failure_code": failure_code(error),
+        "error": dict(error),
+    }
+    return [requested, DomainEvent(ev.PAYMENT_FAILED, data)]
+
+
 def request_capture(
     transaction: Transaction, command_id: str, amount: int | None, message_id: str, fingerprint: str | None
 ) -> DomainEvent:
