@@ -4,6 +4,7 @@ RPC_TIMEOUT_S passes for certain and the command waits in the queue for the rest
 
 - A provider the worker has no credentials for (its configuration differs from what the gateway accepted): the
   client told `pending` finds the transaction `failed`, with why, in GET, the audit trail and the list.
+- An Idempotency-Key that already made another kind of request (a refund): likewise `failed`, with its reason.
 - A `customer_id` the gateway found gone: only an earlier request with the same Idempotency-Key can have made its
   transaction, so the gateway promises none (409 `conflict`, not 202) and a retry learns the 404.
 """
@@ -82,6 +83,30 @@ def test_a_pending_charge_the_worker_cannot_carry_out_is_visibly_failed(
         assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (400, "true"), again.text
         error = again.json()["error"]
         assert (error["param"], error["transaction_id"]) == ("provider", transaction_id)
+
+
+def test_a_pending_charge_whose_key_made_another_request_is_visibly_failed(
+    stopped_worker: TransactionsServices,
+) -> None:
+    services = stopped_worker
+    services.start_worker()
+    with httpx.Client(base_url=services.base_url, timeout=30) as http:
+        api = Api(http)
+        key = new_key()
+        charged = api.charge()
+        assert charged.status_code == 201, charged.text
+        assert api.post("refund", {"transaction_id": charged.json()["id"]}, key=key).status_code == 200
+        services.kill_worker()
+
+        pending = api.charge(key=key)
+        assert pending.status_code == 202, pending.text
+        transaction_id = pending.json()["id"]
+        services.start_worker()
+        wait_until(lambda: shown(api, transaction_id) is not None, WAIT_S, f"GET {transaction_id} to answer")
+        failed = shown(api, transaction_id)
+        assert failed is not None
+        assert (failed["status"], failed["failure_code"]) == ("failed", "idempotency_key_reused")
+        assert api.get(charged.json()["id"]).json()["status"] == "refunded"  # the key's own request untouched
 
 
 def test_a_charge_for_a_customer_found_gone_is_not_promised_as_pending(stopped_worker: TransactionsServices) -> None:
