@@ -87,6 +87,20 @@ def test_verify_passes_on_history_written_by_the_services(api: Api, server: Serv
     assert "0 violation(s)" in ran.stderr
 
 
+def test_audit_shows_why_a_payment_the_worker_refused_failed_and_verify_passes(api: Api, server: Server) -> None:
+    refused = api.charge(key=new_key(), provider="authnet")  # the embedded server has no Authorize.net credentials
+    assert refused.status_code == 400, refused.text
+    transaction_id = refused.json()["error"]["transaction_id"]
+    ran = run_ops(server.data_dir, "audit", transaction_id)
+    assert ran.status == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert [line.split()[2] for line in lines[1:]] == ["TransactionRequested", "PaymentFailed"]
+    assert "provider=authnet" in lines[1]
+    assert "failure_code=invalid_provider" in lines[2] and "error=provider_not_configured" in lines[2]
+    verified = run_ops(server.data_dir, "verify")
+    assert verified.status == 0 and "0 violation(s)" in verified.stderr, verified.stdout + verified.stderr
+
+
 def test_verify_finds_corrupted_streams(api: Api, server: Server, tmp_path: Path) -> None:
     transaction_id = _refunded_charge(api)
     billing = Billing(api.http, workspace=api.workspace)
