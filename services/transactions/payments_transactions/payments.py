@@ -78,7 +78,7 @@ class PaymentHandler:
             fingerprint=command.fingerprint,
         )
         first = self._first_events(requested, provider, key_used_elsewhere)
-        refused = len(first) > 1
+        refused = len(first) > 1  # the request and its failure, appended together
         known: list[RecordedEvent] | None = None  # the stream as this delivery created it (no read needed)
         for _ in range(MAX_RACES):
             try:  # appending expecting no stream is the existence check: a first delivery reads nothing

@@ -108,8 +108,8 @@ def provider_not_configured(provider: str) -> dict[str, Any]:
 def refuse_payment(requested: DomainEvent, error: Mapping[str, Any]) -> list[DomainEvent]:
     """A payment the worker cannot carry out (nothing is sent to any provider): its request and its failure, the
     transaction's first events, appended together. A client answered 202 `pending` so finds it `failed` and why;
-    a repeat with the same Idempotency-Key replays the refusal. `error`: API.md's error fields, a 4xx naming the
-    field, never a secret or card data."""
+    a repeat with the same Idempotency-Key replays the refusal. `error`: API.md's error fields of a 4xx (naming
+    the field when one is at fault), never a secret or card data."""
     if requested.type != ev.TRANSACTION_REQUESTED:
         raise ValueError(f"a refused payment starts with {ev.TRANSACTION_REQUESTED}, not {requested.type}")
     data = {
