@@ -364,3 +364,25 @@ async def test_a_refund_told_after_its_void_does_not_count(
 
     after = await asyncio.to_thread(eventually, http, workspace, paid["id"], lambda t: True)
     assert (after["status"], after["amount_refunded"], after["refunds"]) == ("captured", 0, [])
+
+
+def test_a_profile_changed_at_authorize_net_keeps_the_customers_metadata(
+    http: httpx.Client, server: Server, authnet: AuthnetTestServer
+) -> None:
+    """A customer profile holds no metadata: its re-read (which replaces a Stripe customer's metadata) brings the
+    email changed in the merchant interface and leaves the client's metadata, which lives only here, as it was."""
+    workspace = new_workspace()
+    headers = {"Authorization": f"Bearer {mint_token(workspace, ['customer:create', 'customer:read'])}"}
+    body = {"email": "before@example.com", "provider": "authnet", "metadata": {"tier": "gold", "crm": "c-7"}}
+    created = http.post(f"{API}/customers", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    customer = created.json()
+    authnet.state.profiles[customer["provider_reference"]].email = "after@example.com"  # the merchant's edit
+
+    told = str(uuid.uuid4())
+    payload = {"entityName": "customerProfile", "id": customer["provider_reference"]}
+    deliver(http, "net.authorize.customer.updated", payload, notification_id=told)
+    assert handled_eventually(server, told)
+
+    shown = http.get(f"{API}/customers/{customer['id']}", headers=headers).json()
+    assert (shown["email"], shown["metadata"]) == ("after@example.com", {"tier": "gold", "crm": "c-7"})
