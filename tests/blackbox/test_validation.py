@@ -110,7 +110,8 @@ CARD_BODIES = {
     "payment_method": ({**VALID, "payment_method": "4000056655665556"}, "payment_method"),
     "nested unknown field": ({**VALID, "extra": {"deep": ["378282246310005"]}}, "extra.deep.0"),
     "unknown top-level key": ({**VALID, "6011111111111117": "x"}, None),
-    # A percent-encoded separator before the number: no hex id (62ab5b2 let it in).
+    # Hex letters glued to the number, or a percent-encoded separator before it: no hex id (62ab5b2 let both in).
+    "metadata value with letters glued": ({**VALID, "metadata": {"note": "cc4111111111111111"}}, "metadata.note"),
     "percent-encoded URL": (
         {**VALID, "metadata": {"back": "https%3A%2F%2Fshop%2Fpay%3Fpan%3D4242424242424242"}},
         "metadata.back",

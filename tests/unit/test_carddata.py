@@ -101,6 +101,10 @@ def test_hex_ids_clients_send_are_never_taken_for_card_numbers() -> None:
         "4242424242424242-d18d6373bb",  # a dash ends the token
         "ref:4242424242424242 abcdef",
         "x4242424242424242y",  # letters that are not hex digits
+        "cc4242424242424242",  # hex letters glued to a card number: no other digit, no id
+        "CC4242424242424242",
+        "4242424242424242abc",
+        "dec378282246310005ab",
         "pan%3D4242424242424242",  # percent-encoded "=": the hex digits "3D" start no token
         "https%3A%2F%2Fshop%2Fpay%3Fpan%3D4242424242424242",
         "card%3A4242424242424242",
