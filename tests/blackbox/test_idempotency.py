@@ -144,3 +144,19 @@ def test_a_charges_key_is_refused_on_every_other_route_and_makes_nothing_there(a
     assert billing.call("GET", f"subscriptions/{ids.derived_id('sub', command_id)}").status_code == 404
     assert billing.call("GET", f"customers/{customer_id}").json()["name"] is None
     assert api.get(charged.json()["id"]).json()["amount_refunded"] == 0
+
+
+def test_a_charge_with_a_customers_key_is_recorded_failed_and_the_customer_still_replays(api: Api) -> None:
+    """The other way round: a charge reusing a key that made a customer is refused (422) and recorded failed (a 202
+    may have promised its transaction); the key's customer is replayed as first answered, the charge's refusal too."""
+    billing = Billing(api.http, workspace=api.workspace)
+    key = new_key()
+    created = billing.create_customer(key)
+    assert created.status_code == 201, created.text
+    refused = api.charge(key=key)
+    assert error_of(refused, 422)["code"] == "idempotency_key_reused"
+    assert api.get(error_of(refused, 422)["transaction_id"]).json()["status"] == "failed"
+    again = billing.create_customer(key)
+    assert (again.status_code, again.content, again.headers["Idempotent-Replayed"]) == (201, created.content, "true")
+    charged_again = api.charge(key=key)
+    assert (charged_again.content, charged_again.headers["Idempotent-Replayed"]) == (refused.content, "true")

@@ -381,14 +381,17 @@ async def test_a_key_is_for_one_kind_of_request(client: Client) -> None:
     refund = await client.send("refund", {"transaction_id": charged["body"]["id"]}, key="multi")
     assert (refund["status"], error_of(refund)["type"]) == (422, "idempotency_error")
     transaction_id = await client.approved("charge")
-    assert (await client.send("refund", {"transaction_id": transaction_id}, key="refund-first"))["status"] == 200
+    refunded = await client.send("refund", {"transaction_id": transaction_id}, key="refund-first")
+    assert refunded["status"] == 200
     charge = await client.send("charge", VISA, key="refund-first")
     assert (charge["status"], error_of(charge)["code"]) == (422, "idempotency_key_reused")
     refused = (await client.get(error_of(charge)["transaction_id"]))["body"]  # a 202 may have promised it
     assert (refused["status"], refused["failure_code"]) == ("failed", "idempotency_key_reused")
     again = await client.send("charge", VISA, key="refund-first")
     assert (again["status"], again["body"]) == (422, charge["body"])
-    assert (await client.send("refund", {"transaction_id": transaction_id}, key="refund-first"))["status"] == 200
+    refund_again = await client.send("refund", {"transaction_id": transaction_id}, key="refund-first")
+    assert (refund_again["status"], refund_again["body"]) == (200, refunded["body"])  # the key's refund, replayed
+    assert refund_again["headers"]["Idempotent-Replayed"] == "true"
 
 
 # ---- concurrency ---------------------------------------------------------------------------------------------
