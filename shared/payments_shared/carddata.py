@@ -9,9 +9,9 @@ are digits inside a hex token of 16 or more characters with a letter in it (a Mo
 UUID written without dashes): 1 random ObjectId in 900 holds such a run, 1 SHA-256 digest in 200, and refusing a
 client's order id as card data once in a few hundred requests is a fault a client cannot work around. A card
 number with a few hex letters glued to it ("cc4242424242424242", "4242424242424242abc") is no such id: besides the
-digit run, an id holds a digit or many characters (so refused still: no ObjectId in 400,000 random ones, 1 random
-16-character hex id in 7,000). A `%` starts no token: "pan%3D4242424242424242" is a card number after a percent-encoded
-separator.
+digit run, an id holds a digit or 5 characters or more, so a token of 24 or more (an ObjectId, a digest) is never
+refused, a card number having at most 19 digits; 1 random 16-character hex id in 7,000 is. A `%` starts no token:
+"pan%3D4242424242424242" is a card number after a percent-encoded separator.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ _HEX = "[0-9A-Fa-f]"
 _UUID = re.compile(rf"(?<![0-9A-Za-z-]){_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![0-9A-Za-z-])")
 _HEX_TOKEN = re.compile(rf"(?<![0-9A-Za-z%]){_HEX}{{16,}}(?![0-9A-Za-z])")
 _HEX_LETTER = re.compile("[A-Fa-f]")
-_ID_REST = 8  # characters besides the digit run from which a hex token is an id whatever they are
+_ID_REST = 5  # characters besides the digit run from which a hex token is an id whatever they are
 
 
 def luhn_valid(digits: str) -> bool:
