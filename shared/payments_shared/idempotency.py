@@ -6,7 +6,8 @@ guard over the event store, one stream per command, `idempotency-{command_id}`.
   response yet → this delivery takes over only when the earlier attempt is known to be dead or idle (see
   `may_take_over`), by appending a new claim at the version it read, so one taker wins; otherwise 409.
 - `record` stores the response (`IdempotentResponseRecorded`); every later `begin` replays it byte-identically.
-- `release` marks an attempt that ended without a response worth keeping (a 503), so a retry takes over at once.
+- `release` marks an attempt that ended without a response worth keeping (a 503), so a retry takes over at once;
+  it keeps the answer's Retry-After, so a recovery sweep can wait as long as the client was told to.
 
 A charge or authorization claims its key differently: by creating its transaction's stream, named from the command
 id (`created_stream`), which is its existence check on the hot path. `begin` therefore also refuses (422) a key
@@ -19,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from payments_shared.errors import ApiError, conflict
 from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, RecordedEvent, WrongExpectedVersion
 from payments_shared.ids import derived_id
+from payments_shared.timestamps import as_utc
 
 KEY_CLAIMED: Final = "IdempotencyKeyClaimed"
 RESPONSE_RECORDED: Final = "IdempotentResponseRecorded"
@@ -95,6 +97,14 @@ class KeyState:
     released: bool
     version: int
     release_reason: str | None = None  # why the key was last released (while `released`)
+    released_at: datetime | None = None  # when (while `released`)
+    retry_after_s: float | None = None  # the released attempt's answer's Retry-After (while `released`)
+
+    def retry_due_at(self) -> datetime | None:
+        """When the released attempt's answer said to ask again (None: not released, or no Retry-After)."""
+        if not self.released or self.released_at is None or self.retry_after_s is None:
+            return None
+        return as_utc(self.released_at) + timedelta(seconds=self.retry_after_s)
 
     @classmethod
     def from_events(cls, recorded: Sequence[RecordedEvent]) -> KeyState | None:
@@ -117,8 +127,16 @@ class KeyState:
                 response = {key: event.data[key] for key in ("status", "body", "headers")}
                 state = _replace(state, response=response, version=event.version)
             elif state is not None and event.type == KEY_RELEASED:
-                reason = event.data.get("reason")
-                state = _replace(state, released=True, release_reason=reason, version=event.version)
+                data = event.data
+                retry_after = data.get("retry_after")
+                state = _replace(
+                    state,
+                    released=True,
+                    release_reason=data.get("reason"),
+                    released_at=event.recorded_at,
+                    retry_after_s=float(retry_after) if retry_after is not None else None,
+                    version=event.version,
+                )
             elif state is not None:
                 state = _replace(state, version=event.version)
         return state
@@ -210,8 +228,14 @@ class IdempotencyGuard:
             raise
         return data
 
-    async def release(self, claimed: Claimed, reason: str, metadata: Mapping[str, Any]) -> None:
-        """The attempt ended without a response to keep: a retry may take over immediately."""
-        event = NewEvent(KEY_RELEASED, {"reason": reason}, metadata)
+    async def release(
+        self, claimed: Claimed, reason: str, metadata: Mapping[str, Any], retry_after_s: float | None = None
+    ) -> None:
+        """The attempt ended without a response to keep: a retry may take over immediately. `retry_after_s`: the
+        Retry-After its answer gave (kept for the recovery sweep; a client's retry is not held to it)."""
+        data: dict[str, Any] = {"reason": reason}
+        if retry_after_s is not None:
+            data["retry_after"] = retry_after_s
+        event = NewEvent(KEY_RELEASED, data, metadata)
         with suppress(WrongExpectedVersion):  # someone else took over meanwhile: they own the key now
             await self._store.append(key_stream(claimed.command_id), [event], claimed.version)

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from payments_shared.eventstore.notes import EventNotes
 from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, RecordedEvent, WrongExpectedVersion
-from payments_shared.idempotency import IdempotencyGuard
+from payments_shared.idempotency import IdempotencyGuard, KeyState
 from payments_shared.messages import Command
 from payments_shared.timestamps import as_utc
 
@@ -65,6 +65,21 @@ class OpenCommand:
 # A key released for this was refused before anything of its command was requested (its client got 409): only the
 # client's own retry may still carry it out, never recovery.
 REFUSED_BEFORE_REQUESTED: Final = "operation_in_progress"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _due(state: KeyState, now: datetime, min_age_s: float) -> bool:
+    """Whether an unanswered command may run again: its key idle for `min_age_s`, and its last answer (a 503 that
+    released the key) not telling to ask later than `now` (an unresolved Stripe re-drive says in an hour, when an
+    operator may have acted). Start-up recovery in embedded mode (`min_age_s` 0: no other worker can be running)
+    runs every open command at once."""
+    if (now - as_utc(state.claimed_at)).total_seconds() < min_age_s:
+        return False
+    due_at = state.retry_due_at()
+    return min_age_s == 0 or due_at is None or now >= due_at
 
 
 def _accepted_note(event: RecordedEvent) -> tuple[str, OpenCommand] | None:
@@ -118,10 +133,11 @@ class Journal:
     async def open_commands(self, min_age_s: float) -> list[OpenCommand]:
         """Accepted commands whose key holds no response (none recorded; released after a 503 counts, after a
         409 "in progress" does not), idle for longer than `min_age_s` since their key was last claimed: those this
-        process accepted and those journaled since the last call (the first time, the whole store)."""
+        process accepted and those journaled since the last call (the first time, the whole store). One whose last
+        503 gave a Retry-After not yet past is left for a later call (`_due`)."""
         for command_id, opened in await self._accepted.take():
             self._unanswered.setdefault(command_id, opened)  # this process's own copy is the whole command
-        now = datetime.now(UTC)
+        now = _utc_now()
         found: list[OpenCommand] = []
         for command_id, command in list(self._unanswered.items()):
             state = await self._guard.state(command_id)
@@ -131,6 +147,6 @@ class Journal:
                 del self._unanswered[command_id]
             elif state.released and state.release_reason == REFUSED_BEFORE_REQUESTED:
                 continue
-            elif (now - as_utc(state.claimed_at)).total_seconds() >= min_age_s:
+            elif _due(state, now, min_age_s):
                 found.append(command)
         return found

@@ -69,6 +69,15 @@ async def run(handler: Handler, context: BillingContext, origin: Origin, accepte
     return error_reply(ApiError("conflict", "The object is changing too fast; retry.", code="concurrent_change"))
 
 
+def _retry_after_s(reply: Reply) -> float | None:
+    """The reply's Retry-After in seconds (our replies give it as a number), None when it has none."""
+    value = reply.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _transient_conflict(reply: Reply) -> bool:
     """A 409 of a command that lost a race (nothing of it recorded, or its outcome not yet): not the key's answer,
     so a retry with the key runs it again."""
@@ -101,9 +110,10 @@ class BillingWorker:
 
     async def sweep(self) -> int:
         """While running: run again the changes left without a reply for RECOVERY_MIN_AGE_S (a 503 whose provider
-        call may have succeeded releases its key), as new deliveries, so the idempotency guard takes over only a
-        released key or one idle past the in-flight window, never one a live attempt holds. A command whose nonce
-        was not kept is left to its client. Returns how many ran again."""
+        call may have succeeded releases its key), and past the Retry-After of their last 503 (an unresolved Stripe
+        re-drive's hour: asking sooner only repeats its look-ups), as new deliveries, so the idempotency guard takes
+        over only a released key or one idle past the in-flight window, never one a live attempt holds. A command
+        whose nonce was not kept is left to its client. Returns how many ran again."""
         due = [command for command in await self._journal.open_commands(self._sweep_min_age_s) if command.complete]
         swept = 0
         for command in due:
@@ -182,6 +192,7 @@ class BillingWorker:
     async def _finish(self, claim: Claimed, reply: Reply, metadata: Mapping[str, Any]) -> Reply:
         faults.reached(BEFORE_RECORD)
         if reply.status == 503 or _transient_conflict(reply):
-            await self._guard.release(claim, str(reply.body.get("error", {}).get("code")), metadata)
+            reason = str(reply.body.get("error", {}).get("code"))
+            await self._guard.release(claim, reason, metadata, _retry_after_s(reply))
             return reply
         return Reply.model_validate(await self._guard.record(claim, reply.to_body(), metadata))
