@@ -140,6 +140,23 @@ async def test_where_search_is_refused_the_intent_is_found_by_listing(
     assert list(wire.payment_intents) == [first_intent]
 
 
+async def test_a_listed_intent_is_matched_on_the_metadata_stripe_stored_not_the_empty_values_sent(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    """On create, Stripe sets no key for an empty value: the intent shows the metadata without it."""
+    sent = {"order": "7", "gift_note": ""}
+    await lost_answer_payment(wire, provider, payment(metadata=sent))
+    first_intent = next(iter(wire.payment_intents))
+    assert wire.payment_intents[first_intent]["metadata"] == {"order": "7", TAG: "cmd-pay"}
+    earlier = next_day(wire)
+    wire.search_refused = True
+
+    redriven = await provider.pay(payment(metadata=sent, earlier_attempt_at=earlier))
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first_intent)
+    assert list(wire.payment_intents) == [first_intent]  # no second PaymentIntent
+
+
 async def test_a_first_attempt_and_a_redrive_within_23_hours_make_no_lookup(
     wire: StripeWireServer, provider: StripeProvider
 ) -> None:
@@ -440,6 +457,21 @@ async def test_an_untagged_subscription_redriven_a_day_later_is_found_by_what_wa
     assert list(wire.subscriptions) == [first.reference]
 
 
+async def test_an_untagged_subscription_sent_an_empty_metadata_value_is_found_by_what_stripe_stored(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    customer = await stripe_customer(provider)
+    request = subscription(customer, datetime.now(UTC) - A_DAY_AND_MORE, {**FULL_METADATA, "field0": ""})
+    first = await provider.create_subscription(request)
+    assert len(wire.subscriptions[str(first.reference)]["metadata"]) == 49  # no key for the empty value
+    next_day(wire)
+
+    redriven = await provider.create_subscription(request)
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first.reference)
+    assert list(wire.subscriptions) == [first.reference]
+
+
 async def test_a_subscription_redriven_a_day_later_whose_first_attempt_made_none_creates_one(
     wire: StripeWireServer, provider: StripeProvider
 ) -> None:
@@ -551,6 +583,21 @@ async def test_a_customer_without_room_for_the_tag_or_search_is_found_by_its_ema
     assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first.reference)
     assert set(wire.customers) == {someone_else.reference, first.reference}
     assert "GET /v1/customers" in calls(wire)
+
+
+async def test_a_customer_listed_where_search_is_refused_is_matched_on_the_metadata_stripe_stored(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    request = customer(datetime.now(UTC) - A_DAY_AND_MORE, {"tier": "gold", "referrer": ""})
+    wire.search_refused = True
+    first = await provider.create_customer(request)
+    assert wire.customers[str(first.reference)]["metadata"] == {"tier": "gold", TAG: "cmd-customer"}
+    next_day(wire)
+
+    redriven = await provider.create_customer(request)
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first.reference)
+    assert list(wire.customers) == [first.reference]
 
 
 async def test_two_customers_a_redrive_may_have_made_leave_it_unresolved_and_create_none(

@@ -304,7 +304,7 @@ class StripeWireServer:
             "customer": params.get("customer"),
             "latest_charge": None,
             "last_payment_error": None,
-            "metadata": _metadata(params),
+            "metadata": _created_metadata(params),
             "next_action": None,
             "payment_method": method,
             "status": "requires_confirmation",
@@ -390,7 +390,7 @@ class StripeWireServer:
             "object": "refund",
             "created": int(self.now()),
             "amount": amount,
-            "metadata": _metadata(params),
+            "metadata": _created_metadata(params),
             "charge": intent["latest_charge"],
             "payment_intent": intent["id"],
             "status": self.refund_status,
@@ -455,7 +455,7 @@ class StripeWireServer:
             "phone": params.get("phone"),
             "description": params.get("description"),
             "invoice_settings": {"default_payment_method": None},
-            "metadata": {key: value for key, value in _metadata(params).items() if value},
+            "metadata": _created_metadata(params),
         }
         self.customers[customer["id"]] = customer
         return web.json_response(customer)
@@ -529,7 +529,7 @@ class StripeWireServer:
             "canceled_at": None,
             "default_payment_method": params.get("default_payment_method"),
             "items": {"object": "list", "data": [item], "has_more": False},
-            "metadata": _metadata(params),
+            "metadata": _created_metadata(params),
             "latest_invoice": None,
         }
         self.subscriptions[subscription["id"]] = subscription
@@ -581,6 +581,11 @@ def running_stripe_wire(api_key: str) -> Iterator[StripeWireServer]:
 
 def _metadata(params: Mapping[str, str]) -> dict[str, str]:
     return {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")}
+
+
+def _created_metadata(params: Mapping[str, str]) -> dict[str, str]:
+    """A new object's metadata as Stripe stores it: a key sent with an empty value is not set."""
+    return {key: value for key, value in _metadata(params).items() if value}
 
 
 def _merge_metadata(stripe_object: dict[str, Any], params: Mapping[str, str]) -> web.Response | None:

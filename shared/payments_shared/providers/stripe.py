@@ -354,7 +354,8 @@ class StripeProvider:
             listing["email"] = request.email
         fetch = self._v1.customers.list_async
         listed = await _all_pages(lambda page: fetch(cast("CustomerListParams", page)), dict(listing))
-        return [customer for customer in listed if all(customer.get(name) == sent[name] for name in sent)]
+        shown = {**sent, "metadata": stripe_redrive.as_stored(sent["metadata"])}
+        return [customer for customer in listed if all(customer.get(name) == shown[name] for name in shown)]
 
     async def _searched_customers(self, key: str) -> list[dict[str, Any]]:
         search: CustomerSearchParams = {"query": stripe_redrive.search_query(key), "limit": _PAGE}
@@ -449,7 +450,8 @@ class StripeProvider:
 
     async def _earlier_subscriptions(self, request: SubscriptionRequest, customer: str) -> list[Mapping[str, Any]]:
         """The customer's subscriptions an earlier attempt of `request` may have made: the one tagged with its key,
-        else (no room for the tag) those created since it was accepted with the metadata it sent."""
+        else (no room for the tag) those created since it was accepted with the metadata it sent (as Stripe stores
+        it: no key for an empty value)."""
         assert request.accepted_at is not None  # key_may_be_forgotten said so
         gte, lte = stripe_redrive.listing_window(request.accepted_at, _utc_now())
         listing: SubscriptionListParams = {
@@ -460,7 +462,8 @@ class StripeProvider:
         metadata = stripe_redrive.tagged(request.metadata, request.idempotency_key)
         if stripe_redrive.is_tagged(metadata, request.idempotency_key):
             return stripe_redrive.tagged_objects(listed, request.idempotency_key)
-        return [sub for sub in listed if sub.get("metadata") == metadata]
+        stored = stripe_redrive.as_stored(metadata)
+        return [sub for sub in listed if sub.get("metadata") == stored]
 
     async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:

@@ -76,6 +76,11 @@ def untagging(metadata: Mapping[str, str]) -> dict[str, str]:
     return {**metadata, OPERATION_TAG: ""}
 
 
+def as_stored(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The metadata a creation sent as the new object shows it: Stripe sets no key for an empty value."""
+    return {name: value for name, value in metadata.items() if value != ""}
+
+
 def is_tagged(metadata: Mapping[str, str], key: str) -> bool:
     return metadata.get(OPERATION_TAG) == key
 
@@ -116,7 +121,7 @@ def _matches(intent: Mapping[str, Any], sent: SentIntent) -> bool:
         and (intent.get("capture_method") == "manual") == (not sent.capture)
         and object_id(intent.get("customer")) == sent.customer
         and _same_method(sent.payment_method, intent.get("payment_method"))
-        and dict(metadata if isinstance(metadata, Mapping) else {}) == dict(sent.metadata)
+        and dict(metadata if isinstance(metadata, Mapping) else {}) == as_stored(sent.metadata)
     )
 
 
