@@ -11,9 +11,10 @@ It knows PaymentIntents (create+confirm, capture, cancel, retrieve, list by `cre
 with a `metadata['key']:'value'` query) and their latest Charge (retrieve), Refunds (create, list by
 `payment_intent`), Customers (create, update, delete, which cancels their subscriptions as Stripe's does, list by
 `email` and `created`, Search as for PaymentIntents), PaymentMethod attach, Plans (create) and Subscriptions on one
-Plan (create, update, cancel, list by `customer`). Lists and search results page as Stripe's do (`limit`,
-`starting_after`, `page`). Its invoices are made by the test (`bill`, `pay`), as Stripe's renewals are: a
-subscription's status follows its latest invoice, `past_due` while that one is unpaid.
+Plan (create, update, cancel, list by `customer` and `created`; a deleted customer's list refused on request). Lists
+and search results page as Stripe's do (`limit`, `starting_after`, `page`). Its invoices are made by the test
+(`bill`, `pay`), as Stripe's renewals are: a subscription's status follows its latest invoice, `past_due` while that
+one is unpaid.
 
 Its clock can be moved on (`advance`): objects carry `created` by it, and an idempotency key is forgotten
 `IDEMPOTENCY_KEY_KEPT_S` after its first use, as Stripe forgets them after 24 hours (a request with a forgotten key
@@ -100,6 +101,9 @@ class StripeWireServer:
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.search_refused = False  # control: Search is not offered to this account (as to merchants in India)
+        # control: a subscription list filtered by a deleted customer is refused ("No such customer"), as Stripe
+        # refuses a list filtered by an object it no longer has
+        self.deleted_customer_lists_refused = False
         self._faults: list[Fault] = []
         self._stalls: list[float] = []
         # key → (endpoint, fingerprint, answer, when first used)
@@ -271,7 +275,9 @@ class StripeWireServer:
                 return web.json_response(found) if found else self._missing("subscription", subscription_id)
             case ("GET", ["v1", "subscriptions"]):
                 customer = params.get("customer")
-                listed = [s for s in self.subscriptions.values() if customer is None or s["customer"] == customer]
+                if customer is not None and customer not in self.customers and self.deleted_customer_lists_refused:
+                    return self._missing("customer", customer, "customer")
+                listed = [s for s in self.subscriptions.values() if _listed_subscription(s, params)]
                 return self._list(path, params, listed)
             case ("GET", ["v1", "payment_intents", intent_id]):
                 intent = self.payment_intents.get(intent_id)
@@ -609,6 +615,13 @@ def _listed_customer(customer: Mapping[str, Any], params: Mapping[str, str]) -> 
     created_from, created_to = int(params.get("created[gte]", 0)), int(params.get("created[lte]", 2**62))
     created = int(customer["created"])
     return (email is None or customer["email"] == email) and created_from <= created <= created_to
+
+
+def _listed_subscription(subscription: Mapping[str, Any], params: Mapping[str, str]) -> bool:
+    customer = params.get("customer")
+    created_from, created_to = int(params.get("created[gte]", 0)), int(params.get("created[lte]", 2**62))
+    created = int(subscription["created"])
+    return (customer is None or subscription["customer"] == customer) and created_from <= created <= created_to
 
 
 def _counts(refund: Mapping[str, Any]) -> bool:

@@ -200,6 +200,10 @@ async def _create(
     if customer.deleted and not may_have_made(result):
         raise customer_gone()
     status = initial_status(result, request.trial_days, provider.name)
+    if customer.deleted and status == domain.CANCELED_STATUS:
+        # Found a day later (Stripe forgot the key): Stripe canceled it with its customer. Recorded as it was made,
+        # then canceled here by the undo, as a re-drive within the day records Stripe's replayed answer.
+        status = domain.TRIALING if request.trial_days else domain.ACTIVE
     event = domain.decide_create(loaded.state, new_subscription(call, customer, request, result, status), call.now)
     if result.reference:
         linked = Linked(subscription_id, call.workspace)

@@ -453,17 +453,29 @@ class StripeProvider:
         else (no room for the tag) those created since it was accepted with the metadata it sent (as Stripe stores
         it: no key for an empty value)."""
         assert request.accepted_at is not None  # key_may_be_forgotten said so
-        gte, lte = stripe_redrive.listing_window(request.accepted_at, _utc_now())
-        listing: SubscriptionListParams = {
-            "customer": customer, "status": "all", "created": {"gte": gte, "lte": lte}, "limit": _PAGE,
-        }  # fmt: skip
-        fetch = self._v1.subscriptions.list_async
-        listed = await _all_pages(lambda page: fetch(cast("SubscriptionListParams", page)), dict(listing))
+        try:
+            listed = await self._listed_subscriptions(request.accepted_at, customer)
+        except stripe.InvalidRequestError as error:
+            if not stripe_errors.is_missing_object(error):
+                raise
+            # A customer deleted since (its subscriptions canceled with it): its list is refused, theirs stay listed.
+            _log_failure(error)
+            every = await self._listed_subscriptions(request.accepted_at, None)
+            listed = [sub for sub in every if stripe_results.object_id(sub.get("customer")) == customer]
         metadata = stripe_redrive.tagged(request.metadata, request.idempotency_key)
         if stripe_redrive.is_tagged(metadata, request.idempotency_key):
             return stripe_redrive.tagged_objects(listed, request.idempotency_key)
         stored = stripe_redrive.as_stored(metadata)
         return [sub for sub in listed if sub.get("metadata") == stored]
+
+    async def _listed_subscriptions(self, accepted_at: datetime, customer: str | None) -> list[dict[str, Any]]:
+        """Every subscription (of `customer`, when given) created from shortly before `accepted_at` until now."""
+        gte, lte = stripe_redrive.listing_window(accepted_at, _utc_now())
+        listing: SubscriptionListParams = {"status": "all", "created": {"gte": gte, "lte": lte}, "limit": _PAGE}
+        if customer:
+            listing["customer"] = customer
+        fetch = self._v1.subscriptions.list_async
+        return await _all_pages(lambda page: fetch(cast("SubscriptionListParams", page)), dict(listing))
 
     async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:

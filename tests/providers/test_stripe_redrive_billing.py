@@ -1,0 +1,150 @@
+"""Billing commands re-driven after Stripe may have forgotten their key (accepted 23 h ago or more), against the
+wire-format server, which records every request.
+
+A command whose re-drive was left unresolved (several objects may be its first attempt's: an operator decides at
+Stripe) is not asked again by every recovery sweep: its 503 said Retry-After 3600, and the sweep waits that long
+(read from the key's release, a fold of its stream) before it looks at Stripe again. The sweep's clock is moved past
+the hour (`journal._utc_now`, as the re-drive tests move the adapter's), not slept.
+
+A subscription's creation re-driven a day later for a customer deleted since (Stripe canceled the subscription the
+first attempt made with it) records what Stripe made, even where Stripe refuses the deleted customer's list."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from payments_billing import journal, subscription_commands
+from payments_billing.main import build_worker
+from payments_billing.settings import BillingSettings
+from payments_billing.worker import BillingWorker
+from payments_shared import faults, ids
+from payments_shared.eventstore.port import EventStore
+from payments_shared.eventstore.sqlite import SqliteEventStore
+from payments_shared.providers.port import CustomerRequest
+from payments_shared.providers.stripe import StripeProvider
+from payments_shared.providers.stripe_redrive import UNRESOLVED_RETRY_AFTER_S
+
+from tests.support.stripe_wire_server import WIRE_API_KEY, StripeWireServer
+from tests.unit.test_billing_worker import handled
+
+A_DAY_AND_MORE = timedelta(hours=25)
+FULL_METADATA = {f"field{number}": f"value{number}" for number in range(50)}  # no room for the tag: listed
+CUSTOMER = {"email": "ada@example.com", "metadata": FULL_METADATA}
+MIN_AGE_S = 0.001  # the sweep's own minimum idle time: any command released a moment ago is otherwise due
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
+    opened = SqliteEventStore(tmp_path / "events.db")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def worker(tmp_path: Path, wire: StripeWireServer, store: SqliteEventStore) -> AsyncIterator[BillingWorker]:
+    provider = StripeProvider(WIRE_API_KEY, api_base=wire.base_url, timeout_s=10)
+    settings = BillingSettings(
+        data_dir=tmp_path,
+        payments_default_provider="stripe",
+        stripe_api_key=WIRE_API_KEY,
+        provider_retry_attempts=1,
+        recovery_min_age_s=MIN_AGE_S,
+    )
+    yield build_worker(store, {"stripe": provider}, settings)
+    await provider.close()
+
+
+async def two_candidates_made_yesterday(wire: StripeWireServer) -> datetime:
+    """Two Stripe customers, created yesterday by other commands, that show all the re-driven one sends."""
+    accepted_at = datetime.now(UTC) - A_DAY_AND_MORE
+    wire.advance(-A_DAY_AND_MORE.total_seconds())
+    adapter = StripeProvider(WIRE_API_KEY, api_base=wire.base_url, timeout_s=10)
+    for key in ("cmd-the-same", "cmd-the-same-again"):
+        await adapter.create_customer(CustomerRequest(key, email=CUSTOMER["email"], metadata=FULL_METADATA))
+    await adapter.close()
+    wire.advance(A_DAY_AND_MORE.total_seconds())
+    return accepted_at
+
+
+async def redriven(worker: BillingWorker, accepted_at: datetime) -> dict[str, Any]:
+    issued_at = accepted_at.isoformat().replace("+00:00", "Z")
+    return await handled(worker, "create_customer", CUSTOMER, key="k-unresolved", issued_at=issued_at)
+
+
+async def test_an_unresolved_redrive_is_swept_again_only_once_its_retry_after_has_passed(
+    wire: StripeWireServer, worker: BillingWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reply = await redriven(worker, await two_candidates_made_yesterday(wire))
+    assert reply["status"] == 503, reply
+    assert reply["headers"]["Retry-After"] == str(round(UNRESOLVED_RETRY_AFTER_S))
+    asked = len(wire.requests)
+
+    assert [await worker.sweep() for _ in range(3)] == [0, 0, 0]
+    assert len(wire.requests) == asked  # Stripe not asked again: only an operator can settle it
+
+    later = datetime.now(UTC) + timedelta(seconds=UNRESOLVED_RETRY_AFTER_S + 1)
+    monkeypatch.setattr(journal, "_utc_now", lambda: later)
+    assert await worker.sweep() == 1
+    assert len(wire.requests) > asked  # looked up again, still unresolved
+    assert len(wire.customers) == 2  # nothing created
+
+
+async def test_start_up_recovery_in_embedded_mode_still_asks_an_unresolved_redrive_at_once(
+    wire: StripeWireServer, worker: BillingWorker
+) -> None:
+    assert (await redriven(worker, await two_candidates_made_yesterday(wire)))["status"] == 503
+    asked = len(wire.requests)
+
+    assert await worker.recover(0) == 1  # embedded mode's start-up: no other worker can be running
+    assert len(wire.requests) > asked
+
+
+# ---- a creation re-driven a day later for a customer deleted since ----------------------------------------------
+
+PLAN = {"amount": 1500, "currency": "usd", "interval": "month"}
+WORKSPACE = "ws_a"
+CREATED_AND_CANCELED = ["SubscriptionCreated", "SubscriptionCancelRequested", "SubscriptionCanceled"]
+
+
+def crash() -> None:
+    raise RuntimeError("the worker died right after Stripe made the subscription")
+
+
+async def history(store: EventStore, subscription_id: str) -> list[str]:
+    return [event.type for event in await store.read(f"subscription-{subscription_id}")]
+
+
+@pytest.mark.parametrize("list_refused", [False, True])
+async def test_a_creation_redriven_a_day_later_for_a_deleted_customer_records_what_stripe_made_and_canceled(
+    wire: StripeWireServer, worker: BillingWorker, store: SqliteEventStore, list_refused: bool
+) -> None:
+    accepted_at = datetime.now(UTC) - A_DAY_AND_MORE
+    wire.advance(-A_DAY_AND_MORE.total_seconds())  # yesterday
+    owner = await handled(worker, "create_customer", {"email": "gone@example.com", "payment_method": "pm_card_visa"})
+    assert owner["status"] == 201, owner
+    subscribe = {**PLAN, "customer_id": owner["body"]["id"]}
+    issued_at = accepted_at.isoformat().replace("+00:00", "Z")
+    with faults.hook(subscription_commands.AFTER_SUBSCRIPTION_CALL, crash), pytest.raises(RuntimeError):
+        await handled(worker, "create_subscription", subscribe, key="k-gone", issued_at=issued_at)
+    [made] = wire.subscriptions.values()  # nothing of it recorded here
+    deleted = await handled(worker, "delete_customer", {"customer_id": owner["body"]["id"]}, key="k-delete")
+    assert deleted["status"] == 200, deleted
+    assert made["status"] == "canceled"  # Stripe cancels a deleted customer's subscriptions
+    wire.advance(A_DAY_AND_MORE.total_seconds())  # Stripe has forgotten the creation's key
+    wire.deleted_customer_lists_refused = list_refused
+
+    redriven = await handled(
+        worker, "create_subscription", subscribe, key="k-gone", issued_at=issued_at, redelivered=True
+    )
+
+    assert redriven["status"] == 404 and redriven["body"]["error"]["param"] == "customer_id", redriven
+    subscription_id = ids.derived_id("sub", ids.command_id(WORKSPACE, "k-gone"))
+    # What Stripe made is on record, and its cancellation, as a re-drive within the day records them.
+    assert await history(store, subscription_id) == CREATED_AND_CANCELED
+    got = await handled(worker, "get_subscription", {"subscription_id": subscription_id})
+    assert (got["body"]["provider_reference"], got["body"]["status"]) == (made["id"], "canceled"), got
+    assert list(wire.subscriptions) == [made["id"]]  # nothing made twice
