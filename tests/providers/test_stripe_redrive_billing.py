@@ -33,7 +33,8 @@ from tests.unit.test_billing_worker import handled
 
 A_DAY_AND_MORE = timedelta(hours=25)
 FULL_METADATA = {f"field{number}": f"value{number}" for number in range(50)}  # no room for the tag: listed
-CUSTOMER = {"email": "ada@example.com", "metadata": FULL_METADATA}
+EMAIL = "ada@example.com"
+CUSTOMER = {"email": EMAIL, "metadata": FULL_METADATA}
 MIN_AGE_S = 0.001  # the sweep's own minimum idle time: any command released a moment ago is otherwise due
 
 
@@ -64,7 +65,7 @@ async def two_candidates_made_yesterday(wire: StripeWireServer) -> datetime:
     wire.advance(-A_DAY_AND_MORE.total_seconds())
     adapter = StripeProvider(WIRE_API_KEY, api_base=wire.base_url, timeout_s=10)
     for key in ("cmd-the-same", "cmd-the-same-again"):
-        await adapter.create_customer(CustomerRequest(key, email=CUSTOMER["email"], metadata=FULL_METADATA))
+        await adapter.create_customer(CustomerRequest(key, email=EMAIL, metadata=FULL_METADATA))
     await adapter.close()
     wire.advance(A_DAY_AND_MORE.total_seconds())
     return accepted_at

@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from payments_shared.eventstore.port import EventStore
 from payments_shared.eventstore.sqlite import SqliteEventStore
 from payments_shared.providers import stripe as stripe_adapter
 from payments_shared.providers.stripe import StripeProvider
+from payments_transactions import recovery
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
 
@@ -118,6 +119,27 @@ async def test_two_open_payments_of_the_same_order_redriven_together_adopt_nothi
         failed = [e for e in await events_of(worker, transaction_id) if e["type"] == "ProviderCallFailed"]
         assert failed[-1]["data"]["unresolved"] == [pi_b]
     assert list(wire.payment_intents) == [pi_b]  # nothing moved twice
+
+
+async def test_the_sweep_leaves_an_unresolved_payment_alone_until_its_retry_after_has_passed(
+    wire: StripeWireServer, worker: TransactionsWorker, next_day: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wire.fail_next(500, SERVER_ERROR)
+    await charge(worker, "order-10-first")
+    wire.stall_next(TIMEOUT_S * 4)
+    await charge(worker, "order-10-again")
+    next_day()
+    assert await worker.recover(min_age_s=0) == 2  # unresolved: Retry-After 3600
+    asked = len(wire.requests)
+    sweep_age_s = 0.001  # the sweep's own minimum idle time: due at once but for the Retry-After
+
+    assert [await worker.recover(min_age_s=sweep_age_s) for _ in range(3)] == [0, 0, 0]
+    assert len(wire.requests) == asked  # Stripe is not asked again: only an operator can settle it
+
+    an_hour_on = datetime.now(UTC) + timedelta(hours=1, seconds=1)
+    monkeypatch.setattr(recovery, "_utc_now", lambda: an_hour_on)
+    assert await worker.recover(min_age_s=sweep_age_s) == 2
+    assert len(wire.requests) > asked  # looked up again
 
 
 # ---- the operator's decision: payments-ops resolve ----------------------------------------------------------------

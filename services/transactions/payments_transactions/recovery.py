@@ -84,6 +84,10 @@ def required_idle_s(min_age_s: float, failures: int) -> float:
     return float(min(MAX_BACKOFF_S, min_age_s * 2 ** min(failures, MAX_BACKOFF_DOUBLINGS)))
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _operation_note(event: RecordedEvent) -> tuple[str, str, str] | None:
     """(transaction id, event type, command id) of an operation's request or outcome."""
     if not event.stream.startswith(STREAM_PREFIX) or event.type not in OPERATION_TYPES:
@@ -127,7 +131,7 @@ class Recovery:
         """Drive every open operation idle for longer than `min_age_s`; returns how many were driven."""
         async with self._lock:  # the start-up run and the periodic one never overlap
             await self._take_new_events()
-            now = datetime.now(UTC)
+            now = _utc_now()
             due: list[tuple[list[RecordedEvent], Transaction, Operation]] = []
             for transaction_id in sorted(self._candidates):
                 recorded, transaction = await self._streams.load(transaction_id)
