@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 import pytest
@@ -488,6 +488,11 @@ async def test_update_of_unknown_customer_is_permanent(authnet):
     assert result.details["error_code"] == "E00040"
 
 
+def utc_today() -> str:
+    """The day ARB's start dates are checked against: UTC's, whatever the machine's time zone."""
+    return datetime.now(UTC).date().isoformat()
+
+
 async def subscribed_customer(authnet: AuthorizeNetProvider, key: str) -> str:
     customer = await authnet.create_customer(CustomerRequest(key, email=f"{key}@x.io", payment_method=opaque(key)))
     return str(customer.details["default_payment_method"])
@@ -585,7 +590,7 @@ async def test_a_subscription_never_made_on_its_day_is_made_from_today_then_foun
     again = await fresh_adapter(authnet_server).create_subscription(request)
 
     assert made.outcome is Outcome.APPROVED and made.details["status"] == "active"
-    assert authnet_server.state.subscriptions[made.reference or ""].start_date == date.today().isoformat()
+    assert authnet_server.state.subscriptions[made.reference or ""].start_date == utc_today()
     assert again.reference == made.reference and len(active(authnet_server)) == 4
     # two pages of the active, one of the inactive; the day after, the first page of the active finds it
     assert authnet_server.state.requests.count("ARBGetSubscriptionListRequest") == 4
@@ -620,7 +625,7 @@ async def test_subscription_trial_starts_later(authnet, authnet_server):
     method = await subscribed_customer(authnet, "cus-trial")
     created = await authnet.create_subscription(monthly("cmd-trial", method, trial_days=14))
     assert created.details["status"] == "trialing"
-    assert authnet_server.state.subscriptions[created.reference or ""].start_date > date.today().isoformat()
+    assert authnet_server.state.subscriptions[created.reference or ""].start_date > utc_today()
 
 
 async def test_subscription_update_amount_and_quantity(authnet, authnet_server):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -224,11 +224,12 @@ def test_arb_refuses_a_start_before_its_day_and_lists_by_search_type(authnet_ser
         )
         return parse_response(post(authnet_server, document).content)
 
-    assert subscribe("late", date.today() - timedelta(days=1)).first_code == "E00017"
-    first, second = subscribe("one", date.today()), subscribe("two", date.today())
+    today = datetime.now(UTC).date()  # the server's day is UTC's, whatever the machine's time zone
+    assert subscribe("late", today - timedelta(days=1)).first_code == "E00017"
+    first, second = subscribe("one", today), subscribe("two", today)
     post(authnet_server, messages.cancel_subscription(CREDENTIALS, "c", second.child_text("subscriptionId") or ""))
     authnet_server.advance_clock(24 * 3600)
-    assert subscribe("one", date.today()).first_code == "E00017"  # a day later, today is in the past
+    assert subscribe("one", today).first_code == "E00017"  # a day later, today is in the past
 
     def listed(search_type: str) -> ApiResponse:
         return parse_response(post(authnet_server, messages.subscription_list(CREDENTIALS, search_type, 1)).content)
