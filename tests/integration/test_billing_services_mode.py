@@ -20,6 +20,7 @@ from tests.blackbox.server import (
     Process,
     base_env,
     free_port,
+    free_ports,
     mint_token,
     new_key,
     new_workspace,
@@ -65,7 +66,7 @@ class Services:
 
 @contextlib.contextmanager
 def running_services(data_dir: Path, rabbitmq_url: str, **extra_env: str) -> Iterator[Services]:
-    gateway_port, billing_port = free_port(), free_port()
+    gateway_port, billing_port = free_ports(2)
     env = base_env(
         data_dir,
         BROKER_URL=rabbitmq_url,

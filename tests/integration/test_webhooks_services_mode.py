@@ -21,6 +21,7 @@ from tests.blackbox.server import (
     Process,
     base_env,
     free_port,
+    free_ports,
     new_workspace,
     start_process,
     wait_ready,
@@ -64,7 +65,8 @@ def running_services(data_dir: Path, rabbitmq_url: str) -> Iterator[Services]:
             WEBHOOK_FORWARD_GRACE_S="0",
             WEBHOOK_SWEEP_INTERVAL_S="0.5",
         )
-        ports = {name: free_port() for name in ("transactions", "billing", "webhook_ingest", "gateway")}
+        names = ("transactions", "billing", "webhook_ingest", "gateway")
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
         processes: list[Process] = []
         try:
             for name, port in ports.items():

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tests.blackbox.server import Process, base_env, free_port, start_process, wait_ready
+from tests.blackbox.server import Process, base_env, free_port, free_ports, start_process, wait_ready
 
 # Generous budgets: these tests send far more than a client normally would.
 UNLIMITED = {"RATE_LIMIT_READ": "1000000/minute", "RATE_LIMIT_WRITE": "1000000/minute"}
@@ -107,7 +107,7 @@ def transactions_services(
 ) -> Iterator[TransactionsServices]:
     """The gateway and one transactions worker, both ready. `gateway_broker_url` lets the gateway reach RabbitMQ
     another way than the worker (e.g. through a TCP proxy); `worker_env` applies to every worker started."""
-    gateway_port, worker_port = free_port(), free_port()
+    gateway_port, worker_port = free_ports(2)
     common = base_env(
         data_dir,
         BROKER_URL=broker_url,
