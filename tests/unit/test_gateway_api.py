@@ -309,9 +309,8 @@ async def test_timeout_gives_pending_charge_and_503_otherwise() -> None:
         assert read.status_code == 503 and "Retry-After" in read.headers
         assert read.json()["error"]["message"] == "The service did not answer in time; retry the read."  # no key
         release.set()
-        for _ in range(100):
-            if len(handled) == 3:
-                break
+        deadline = time.monotonic() + 10  # a bound for a loaded machine, never a measurement
+        while len(handled) < 3 and time.monotonic() < deadline:  # noqa: ASYNC110 - the released worker appends
             await asyncio.sleep(0.02)
     assert handled == ["charge", "refund", "get_transaction"]  # both commands were still carried out
     await broker.close()
