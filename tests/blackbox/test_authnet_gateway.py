@@ -35,7 +35,7 @@ def authnet_gateway(tmp_path_factory: pytest.TempPathFactory, anet: AuthnetTestS
         "AUTHNET_API_LOGIN_ID": LOGIN_ID,
         "AUTHNET_TRANSACTION_KEY": TRANSACTION_KEY,
         "AUTHNET_API_URL": anet.url,
-        "PROVIDER_TIMEOUT_S": "1.5",
+        "PROVIDER_TIMEOUT_S": "3",  # 1 s an HTTP call: a loaded machine answers a plain one within 0.2 s; stalls 3 s
     }
     data_dir = tmp_path_factory.mktemp("embedded-authnet")
     with embedded_server(data_dir, RATE_LIMIT_WRITE="600/minute", **env) as running:
