@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blackbox.server import base_env, free_port
+from tests.blackbox.server import base_env, free_port, free_ports
 
 ENTRY_POINTS = [
     "payments_embedded",
@@ -41,8 +41,9 @@ def cannot_start_reason(output: str) -> str:
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
 def test_an_unreachable_rabbitmq_is_one_line_and_status_1(module: str, tmp_path: Path) -> None:
-    closed = f"amqp://guest:{PASSWORD}@127.0.0.1:{free_port()}/"
-    status, output = start(module, base_env(tmp_path, BROKER_URL=closed, PORT=str(free_port())))
+    broker_port, port = free_ports(2)  # two different ports: the service must not find its broker on its own port
+    closed = f"amqp://guest:{PASSWORD}@127.0.0.1:{broker_port}/"
+    status, output = start(module, base_env(tmp_path, BROKER_URL=closed, PORT=str(port)))
     assert status == 1, output
     assert "RabbitMQ" in cannot_start_reason(output)
     assert PASSWORD not in output

@@ -90,8 +90,8 @@ async def test_reads_queued_past_their_deadline_are_shed_and_a_queued_charge_is_
         await system.start_workers()
         transaction = await _settled(system.client, charge.json()["id"])
     assert transaction["status"] == "captured"
-    shed = sorted(str(getattr(record, "command", "")) for record in caplog.records if "shed" in record.getMessage())
-    assert shed == ["get_customer", "get_transaction"]
+    shed = {str(getattr(record, "command", "")) for record in caplog.records if "shed" in record.getMessage()}
+    assert shed == {"get_customer", "get_transaction"}  # a set: a polling GET of _settled may be shed as well
 
 
 async def _settled(client: httpx.AsyncClient, transaction_id: str) -> dict[str, object]:
