@@ -8,6 +8,9 @@ from typing import Any, Final
 from payments_shared.unicode_text import encodable
 
 MAX_ECHOED_NAME: Final = 100
+# The longest Retry-After an answer of ours passes on or a recovery sweep waits out: an unresolved Stripe re-drive's
+# hour. A provider's larger one (or a key released with one) would leave a command unswept for years.
+LONGEST_RETRY_AFTER_S: Final = 3600.0
 
 STATUS_BY_TYPE = {
     "invalid_request_error": 400,

@@ -4,7 +4,8 @@ wire-format server, which records every request.
 A command whose re-drive was left unresolved (several objects may be its first attempt's: an operator decides at
 Stripe) is not asked again by every recovery sweep: its 503 said Retry-After 3600, and the sweep waits that long
 (read from the key's release, a fold of its stream) before it looks at Stripe again. The sweep's clock is moved past
-the hour (`journal._utc_now`, as the re-drive tests move the adapter's), not slept.
+the hour (`journal._utc_now`, as the re-drive tests move the adapter's), not slept. No Retry-After, however large or
+malformed Stripe's, makes it wait longer than that hour.
 
 A subscription's creation re-driven a day later for a customer deleted since (Stripe canceled the subscription the
 first attempt made with it) records what Stripe made, even where Stripe refuses the deleted customer's list."""
@@ -28,7 +29,7 @@ from payments_shared.providers.port import CustomerRequest
 from payments_shared.providers.stripe import StripeProvider
 from payments_shared.providers.stripe_redrive import UNRESOLVED_RETRY_AFTER_S
 
-from tests.support.stripe_wire_server import WIRE_API_KEY, StripeWireServer
+from tests.support.stripe_wire_server import RATE_LIMITED, WIRE_API_KEY, StripeWireServer
 from tests.unit.test_billing_worker import handled
 
 A_DAY_AND_MORE = timedelta(hours=25)
@@ -102,6 +103,21 @@ async def test_start_up_recovery_in_embedded_mode_still_asks_an_unresolved_redri
 
     assert await worker.recover(0) == 1  # embedded mode's start-up: no other worker can be running
     assert len(wire.requests) > asked
+
+
+# Stripe's Retry-After past the longest (an unresolved re-drive's hour) is cut to it; one not a number is not taken.
+@pytest.mark.parametrize(("retry_after", "told"), [("1e30", "3600"), ("inf", "2"), ("nan", "2")])
+async def test_a_huge_or_garbage_retry_after_from_stripe_leaves_no_command_open_for_ever(
+    wire: StripeWireServer, worker: BillingWorker, monkeypatch: pytest.MonkeyPatch, retry_after: str, told: str
+) -> None:
+    wire.fail_next(429, RATE_LIMITED, {"Retry-After": retry_after})
+    refused = await handled(worker, "create_customer", CUSTOMER, key="k-retry-after")
+    assert (refused["status"], refused["headers"]["Retry-After"]) == (503, told), refused
+
+    later = datetime.now(UTC) + timedelta(seconds=UNRESOLVED_RETRY_AFTER_S + 1)
+    monkeypatch.setattr(journal, "_utc_now", lambda: later)
+    assert await worker.sweep() == 1  # run again within the hour, not centuries later (nor a failed sweep)
+    assert len(wire.customers) == 1
 
 
 # ---- a creation re-driven a day later for a customer deleted since ----------------------------------------------

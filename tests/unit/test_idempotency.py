@@ -15,15 +15,19 @@ from payments_shared.idempotency import (
     RESPONSE_RECORDED,
     Claimed,
     IdempotencyGuard,
+    KeyState,
     Replay,
     created_stream,
     key_stream,
     may_take_over,
 )
 from payments_shared.ids import derived_id
+from payments_shared.timestamps import as_utc
 from payments_transactions.domain.events import stream_name
 
 COMMAND_ID = "0b8f7a52-5d4e-4f61-9a0e-3c2d1b0a9f8e"  # command ids are UUIDs (payments_shared.ids.command_id)
+CLAIM = {"fingerprint": "fp", "route": "refund", "target": "txn_1", "message_id": "m1"}
+THE_LONGEST_WAIT = timedelta(hours=1)  # payments_shared.errors.LONGEST_RETRY_AFTER_S: an unresolved re-drive's hour
 RESPONSE = {"status": 200, "body": {"id": "x", "amount": 5, "nested": {"b": 2, "a": 1}}, "headers": {}}
 
 
@@ -156,3 +160,43 @@ async def test_a_key_whose_charge_created_its_transaction_is_refused_on_every_ot
 
 def test_the_created_stream_is_the_transaction_a_charge_with_that_command_id_makes() -> None:
     assert created_stream(COMMAND_ID) == stream_name(derived_id("txn", COMMAND_ID))
+
+
+# ---- a release's Retry-After (the billing recovery sweep waits it out: KeyState.retry_due_at) -------------------
+
+
+async def released_once(store, retry_after_s: float | None) -> KeyState:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    claimed = await begin(guard)
+    assert isinstance(claimed, Claimed)
+    await guard.release(claimed, "provider_unavailable", {}, retry_after_s)
+    state = await guard.state(COMMAND_ID)
+    assert state is not None and state.released
+    return state
+
+
+async def test_a_release_keeps_its_retry_after_and_one_recorded_without_it_sets_no_wait(store) -> None:
+    waiting = await released_once(store, 3600)
+    assert waiting.released_at is not None
+    assert waiting.retry_due_at() == as_utc(waiting.released_at) + timedelta(hours=1)
+
+    older = InMemoryEventStore()  # a key released before releases kept a Retry-After
+    await older.append(key_stream(COMMAND_ID), [NewEvent(KEY_CLAIMED, CLAIM, {})], NO_STREAM)
+    await older.append(key_stream(COMMAND_ID), [NewEvent(KEY_RELEASED, {"reason": "provider_unavailable"}, {})], 0)
+    state = await IdempotencyGuard(older, in_flight_window_s=30).state(COMMAND_ID)
+    assert state is not None and state.released and state.retry_due_at() is None
+
+
+async def test_a_later_claim_of_the_key_clears_the_wait(store) -> None:
+    await released_once(store, 3600)
+    taker = await begin(IdempotencyGuard(store, in_flight_window_s=30), message_id="m-client-retry")
+    assert isinstance(taker, Claimed) and taker.took_over
+    state = await IdempotencyGuard(store, in_flight_window_s=30).state(COMMAND_ID)
+    assert state is not None and not state.released and state.retry_due_at() is None
+
+
+async def test_a_huge_retry_after_is_waited_out_for_at_most_the_longest_retry_after(store) -> None:
+    state = await released_once(store, 1e30)  # centuries, or past the last date datetime holds
+    due_at = state.retry_due_at()
+    assert state.released_at is not None and due_at is not None
+    assert due_at - as_utc(state.released_at) == THE_LONGEST_WAIT

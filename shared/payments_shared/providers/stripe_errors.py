@@ -8,6 +8,7 @@ key) is replaced by ours.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -15,6 +16,7 @@ from typing import Any
 
 import stripe
 
+from payments_shared.errors import LONGEST_RETRY_AFTER_S
 from payments_shared.logging import scrub
 from payments_shared.providers.port import Outcome, ProviderResult
 
@@ -74,7 +76,8 @@ def our_field(stripe_param: str | None) -> str | None:
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Retry-After in seconds when Stripe sent it as a number (the only form it uses)."""
+    """Retry-After in seconds when Stripe sent it as a finite number (the only form it uses), at most
+    `LONGEST_RETRY_AFTER_S`."""
     if not headers:
         return None
     for name, value in headers.items():
@@ -83,7 +86,7 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
                 seconds = float(value)
             except ValueError:
                 return None
-            return max(seconds, 0.0)
+            return min(max(seconds, 0.0), LONGEST_RETRY_AFTER_S) if math.isfinite(seconds) else None
     return None
 
 
