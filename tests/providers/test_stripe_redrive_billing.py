@@ -8,7 +8,8 @@ the hour (`journal._utc_now`, as the re-drive tests move the adapter's), not sle
 malformed Stripe's, makes it wait longer than that hour.
 
 A subscription's creation re-driven a day later for a customer deleted since (Stripe canceled the subscription the
-first attempt made with it) records what Stripe made, even where Stripe refuses the deleted customer's list."""
+first attempt made with it) records what Stripe made, even where Stripe refuses the deleted customer's list: as
+made (active, or incomplete when its first invoice was never paid), then canceled."""
 
 from __future__ import annotations
 
@@ -135,28 +136,56 @@ async def history(store: EventStore, subscription_id: str) -> list[str]:
     return [event.type for event in await store.read(f"subscription-{subscription_id}")]
 
 
+async def made_yesterday_for_a_customer_deleted_since(
+    wire: StripeWireServer, worker: BillingWorker, accepted_at: datetime, first_invoice_paid: bool = True
+) -> tuple[dict[str, Any], str]:
+    """The creation's first attempt made the subscription at Stripe yesterday and died before recording it; its
+    customer was deleted since; Stripe has forgotten the creation's key. Stripe's subscription, our customer id."""
+    wire.advance(-A_DAY_AND_MORE.total_seconds())  # yesterday
+    owner = await handled(worker, "create_customer", {"email": "gone@example.com", "payment_method": "pm_card_visa"})
+    assert owner["status"] == 201, owner
+    with faults.hook(subscription_commands.AFTER_SUBSCRIPTION_CALL, crash), pytest.raises(RuntimeError):
+        await handled(
+            worker, "create_subscription", subscribing(owner["body"]["id"]), key="k-gone", issued_at=iso(accepted_at)
+        )
+    [made] = wire.subscriptions.values()  # nothing of it recorded here
+    if not first_invoice_paid:
+        made["status"] = "incomplete_expired"  # its first invoice declined, unpaid for 23 hours: it never billed
+    deleted = await handled(worker, "delete_customer", {"customer_id": owner["body"]["id"]}, key="k-delete")
+    assert deleted["status"] == 200, deleted
+    wire.advance(A_DAY_AND_MORE.total_seconds())  # Stripe has forgotten the creation's key
+    return made, owner["body"]["id"]
+
+
+def subscribing(customer_id: str) -> dict[str, Any]:
+    return {**PLAN, "customer_id": customer_id}
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+async def redriven_creation(worker: BillingWorker, customer_id: str, accepted_at: datetime) -> dict[str, Any]:
+    return await handled(
+        worker,
+        "create_subscription",
+        subscribing(customer_id),
+        key="k-gone",
+        issued_at=iso(accepted_at),
+        redelivered=True,
+    )
+
+
 @pytest.mark.parametrize("list_refused", [False, True])
 async def test_a_creation_redriven_a_day_later_for_a_deleted_customer_records_what_stripe_made_and_canceled(
     wire: StripeWireServer, worker: BillingWorker, store: SqliteEventStore, list_refused: bool
 ) -> None:
     accepted_at = datetime.now(UTC) - A_DAY_AND_MORE
-    wire.advance(-A_DAY_AND_MORE.total_seconds())  # yesterday
-    owner = await handled(worker, "create_customer", {"email": "gone@example.com", "payment_method": "pm_card_visa"})
-    assert owner["status"] == 201, owner
-    subscribe = {**PLAN, "customer_id": owner["body"]["id"]}
-    issued_at = accepted_at.isoformat().replace("+00:00", "Z")
-    with faults.hook(subscription_commands.AFTER_SUBSCRIPTION_CALL, crash), pytest.raises(RuntimeError):
-        await handled(worker, "create_subscription", subscribe, key="k-gone", issued_at=issued_at)
-    [made] = wire.subscriptions.values()  # nothing of it recorded here
-    deleted = await handled(worker, "delete_customer", {"customer_id": owner["body"]["id"]}, key="k-delete")
-    assert deleted["status"] == 200, deleted
+    made, customer_id = await made_yesterday_for_a_customer_deleted_since(wire, worker, accepted_at)
     assert made["status"] == "canceled"  # Stripe cancels a deleted customer's subscriptions
-    wire.advance(A_DAY_AND_MORE.total_seconds())  # Stripe has forgotten the creation's key
     wire.deleted_customer_lists_refused = list_refused
 
-    redriven = await handled(
-        worker, "create_subscription", subscribe, key="k-gone", issued_at=issued_at, redelivered=True
-    )
+    redriven = await redriven_creation(worker, customer_id, accepted_at)
 
     assert redriven["status"] == 404 and redriven["body"]["error"]["param"] == "customer_id", redriven
     subscription_id = ids.derived_id("sub", ids.command_id(WORKSPACE, "k-gone"))
@@ -165,3 +194,22 @@ async def test_a_creation_redriven_a_day_later_for_a_deleted_customer_records_wh
     got = await handled(worker, "get_subscription", {"subscription_id": subscription_id})
     assert (got["body"]["provider_reference"], got["body"]["status"]) == (made["id"], "canceled"), got
     assert list(wire.subscriptions) == [made["id"]]  # nothing made twice
+
+
+async def test_one_whose_first_invoice_was_never_paid_is_recorded_as_it_started_incomplete_not_as_billed(
+    wire: StripeWireServer, worker: BillingWorker, store: SqliteEventStore
+) -> None:
+    accepted_at = datetime.now(UTC) - A_DAY_AND_MORE
+    made, customer_id = await made_yesterday_for_a_customer_deleted_since(
+        wire, worker, accepted_at, first_invoice_paid=False
+    )
+    assert made["status"] == "incomplete_expired"  # ended: the customer's deletion leaves it so
+
+    redriven = await redriven_creation(worker, customer_id, accepted_at)
+
+    assert redriven["status"] == 404 and redriven["body"]["error"]["param"] == "customer_id", redriven
+    subscription_id = ids.derived_id("sub", ids.command_id(WORKSPACE, "k-gone"))
+    events = await store.read(f"subscription-{subscription_id}")
+    assert [event.type for event in events] == CREATED_AND_CANCELED
+    assert events[0].data["status"] == "incomplete"  # not "active": the subscription never billed anyone
+    assert list(wire.subscriptions) == [made["id"]]

@@ -49,6 +49,7 @@ THREE_D_SECURE = "pm_card_authenticationRequired"
 APPROVED = "pm_card_visa"
 IDEMPOTENCY_KEY_KEPT_S = 24 * 3600
 MAX_METADATA_KEYS = 50  # Stripe refuses an object with more
+ENDED = ("canceled", "incomplete_expired")  # a subscription's terminal statuses: not canceled again
 _METADATA_QUERY = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>(?:[^'\\]|\\.)*)'$")
 
 
@@ -485,7 +486,7 @@ class StripeWireServer:
         if self.customers.pop(customer_id, None) is None:
             return self._missing("customer", customer_id)
         for subscription in self.subscriptions.values():
-            if subscription["customer"] == customer_id and subscription["status"] != "canceled":
+            if subscription["customer"] == customer_id and subscription["status"] not in ENDED:
                 subscription.update(status="canceled", canceled_at=int(self.now()), cancel_at_period_end=False)
         return web.json_response({"id": customer_id, "object": "customer", "deleted": True})
 
@@ -561,7 +562,7 @@ class StripeWireServer:
         subscription = self.subscriptions.get(subscription_id)
         if subscription is None:
             return self._missing("subscription", subscription_id)
-        if subscription["status"] == "canceled":
+        if subscription["status"] in ENDED:
             message = f"This subscription is already canceled: {subscription_id}"
             return stripe_error(400, {"type": "invalid_request_error", "message": message})
         subscription.update(status="canceled", canceled_at=int(self.now()), cancel_at_period_end=False)

@@ -70,6 +70,14 @@ def initial_status(result: ProviderResult, trial_days: int | None, provider: str
     return domain.TRIALING if trial_days else domain.ACTIVE
 
 
+def status_as_made(result: ProviderResult, trial_days: int | None) -> str:
+    """The status a subscription the provider has ended since was made with: one that expired with its first
+    invoice unpaid (Stripe's `incomplete_expired`) started incomplete and never billed; any other started as asked."""
+    if result.details.get("stripe_status") == "incomplete_expired":
+        return domain.INCOMPLETE
+    return domain.TRIALING if trial_days else domain.ACTIVE
+
+
 def may_have_made(result: ProviderResult) -> bool:
     """The provider made the subscription, or may have (its answer unknown: the command stays open, asked again)."""
     if result.outcome in (Outcome.RETRYABLE, Outcome.UNAVAILABLE):
@@ -203,7 +211,7 @@ async def _create(
     if customer.deleted and status == domain.CANCELED_STATUS:
         # Found a day later (Stripe forgot the key): Stripe canceled it with its customer. Recorded as it was made,
         # then canceled here by the undo, as a re-drive within the day records Stripe's replayed answer.
-        status = domain.TRIALING if request.trial_days else domain.ACTIVE
+        status = status_as_made(result, request.trial_days)
     event = domain.decide_create(loaded.state, new_subscription(call, customer, request, result, status), call.now)
     if result.reference:
         linked = Linked(subscription_id, call.workspace)
