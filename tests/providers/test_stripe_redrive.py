@@ -31,6 +31,7 @@ API_KEY = "sk_test_51RedriveKey0123456789abcdef"
 TAG = "payments_operation"  # the metadata key our PaymentIntents and Refunds carry (README: Stripe re-drives)
 TIMEOUT_S = 1.0  # a loaded machine answers a normal request in well under this; a stalled one never does
 A_DAY_AND_MORE = timedelta(hours=25)
+PAGE = 100  # Stripe's largest list page, which the adapter asks for
 FULL_METADATA = {f"field{number}": f"value{number}" for number in range(50)}  # no room for the tag
 
 
@@ -510,6 +511,50 @@ async def test_the_tag_leaves_the_client_all_50_metadata_keys_of_a_subscription(
 
     assert updated.outcome is Outcome.APPROVED, updated.message
     assert wire.subscriptions[str(created.reference)]["metadata"] == {**almost_full, "field49": "value"}
+
+
+async def deleted_customer_and_another(provider: StripeProvider) -> tuple[str, str]:
+    gone = await stripe_customer(provider)
+    other = await provider.create_customer(CustomerRequest("cmd-other", email="other@example.com"))
+    return gone, str(other.reference)
+
+
+async def test_a_deleted_customers_subscription_listed_by_date_is_found_past_a_page_of_another_customers(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    gone, other = await deleted_customer_and_another(provider)
+    request = subscription(gone, datetime.now(UTC) - A_DAY_AND_MORE, FULL_METADATA)  # no tag: found by metadata
+    first = await provider.create_subscription(request)
+    wire.advance(60)
+    for number in range(PAGE + 1):  # newer, the same metadata: a page and more listed before it
+        theirs = replace(request, idempotency_key=f"cmd-o{number}", customer_reference=other, accepted_at=None)
+        await provider.create_subscription(theirs)
+    assert (await provider.delete_customer(gone, "cmd-delete")).outcome is Outcome.APPROVED
+    wire.deleted_customer_lists_refused = True
+    next_day(wire)
+
+    redriven = await provider.create_subscription(request)
+
+    assert (redriven.outcome, redriven.reference) == (Outcome.APPROVED, first.reference)
+    pages = [dict(r.params) for r in wire.requests if r.path == "/v1/subscriptions" and r.method == "GET"]
+    assert "customer" not in pages[-1] and "starting_after" in pages[-1]  # listed by date, page after page
+    assert len(wire.subscriptions) == PAGE + 2
+
+
+async def test_a_deleted_customers_redrive_never_adopts_another_customers_subscription_listed_by_date(
+    wire: StripeWireServer, provider: StripeProvider
+) -> None:
+    gone, other = await deleted_customer_and_another(provider)
+    request = subscription(gone, datetime.now(UTC) - A_DAY_AND_MORE, FULL_METADATA)
+    others = await provider.create_subscription(replace(request, idempotency_key="cmd-o", customer_reference=other))
+    assert (await provider.delete_customer(gone, "cmd-delete")).outcome is Outcome.APPROVED
+    wire.deleted_customer_lists_refused = True
+    next_day(wire)
+
+    redriven = await provider.create_subscription(request)  # its first attempt made none
+
+    assert redriven.reference != others.reference and redriven.outcome is not Outcome.APPROVED
+    assert list(wire.subscriptions) == [others.reference]
 
 
 # ---- Customers: a second one would split the customer's payment methods and subscriptions -----------------------
