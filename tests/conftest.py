@@ -1,14 +1,16 @@
 """Fixtures every suite shares: where RabbitMQ and Redis are, and the rule that CI fails rather than skips without
-them."""
+them; a real SQLite event store in the test's own directory."""
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from payments_shared.eventstore.sqlite import SqliteEventStore
 
 from tests.support.rabbitmq import fresh_vhost
 
@@ -58,3 +60,10 @@ def isolated_rabbitmq_url(rabbitmq_url: str) -> Iterator[str]:
         pytest.fail("rabbitmqctl is needed to create an isolated virtual host")
     with fresh_vhost(rabbitmq_url) as url:
         yield url
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
+    opened = SqliteEventStore(tmp_path / "events.db")
+    yield opened
+    await opened.close()

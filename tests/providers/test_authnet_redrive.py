@@ -5,7 +5,6 @@ worker while Authorize.net's reports lag. The customer was charged once; the tra
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from payments_ops.resolve import resolve
 from payments_shared import faults, ids
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.port import EventStore
-from payments_shared.eventstore.sqlite import SqliteEventStore
 from payments_shared.messages import Command
 from payments_shared.providers.authnet import provider as authnet_provider
 from payments_shared.providers.authnet.messages import reference_for
@@ -34,13 +32,6 @@ WORKSPACE = "ws_an"
 
 class SimulatedCrash(Exception):
     pass
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EventStore]:
-    opened = SqliteEventStore(tmp_path / "events.db")
-    yield opened
-    await opened.close()
 
 
 def worker_process(store: EventStore, server: AuthnetTestServer, data_dir: Path) -> TransactionsWorker:

@@ -41,13 +41,6 @@ MIN_AGE_S = 0.001  # the sweep's own minimum idle time: any command released a m
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
-    opened = SqliteEventStore(tmp_path / "events.db")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def worker(tmp_path: Path, wire: StripeWireServer, store: SqliteEventStore) -> AsyncIterator[BillingWorker]:
     provider = StripeProvider(WIRE_API_KEY, api_base=wire.base_url, timeout_s=10)
     settings = BillingSettings(

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from payments_shared import ids
 from payments_shared.eventstore.port import EventStore
-from payments_shared.eventstore.sqlite import SqliteEventStore
 from payments_shared.providers import stripe as stripe_adapter
 from payments_shared.providers.stripe import StripeProvider
 from payments_transactions import recovery
@@ -30,13 +29,6 @@ from tests.support.stripe_wire_server import SERVER_ERROR, WIRE_API_KEY, StripeW
 
 API_KEY = WIRE_API_KEY
 PAYMENTS_OPS = str(Path(sys.executable).parent / "payments-ops")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EventStore]:
-    opened = SqliteEventStore(tmp_path / "events.db")
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

@@ -11,15 +11,7 @@ from pathlib import Path
 import pytest
 from payments_shared.eventstore.factory import open_event_store
 from payments_shared.eventstore.port import EventStore
-from payments_shared.eventstore.sqlite import SqliteEventStore
 from payments_shared.projections.readmodel import ReadModel
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
-    opened = SqliteEventStore(tmp_path / "events.db")
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
