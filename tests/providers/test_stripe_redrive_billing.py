@@ -9,7 +9,9 @@ malformed Stripe's, makes it wait longer than that hour.
 
 A subscription's creation re-driven a day later for a customer deleted since (Stripe canceled the subscription the
 first attempt made with it) records what Stripe made, even where Stripe refuses the deleted customer's list: as
-made (active, or incomplete when its first invoice was never paid), then canceled."""
+made (active, or incomplete when its first invoice was never paid), then canceled. One Stripe ended since for a
+customer still here (expired unpaid, or canceled in the dashboard) is recorded as made, then canceled as Stripe's report
+of it would be (no cancel sent), and is the client's answer: 201, `canceled`."""
 
 from __future__ import annotations
 
@@ -205,4 +207,55 @@ async def test_one_whose_first_invoice_was_never_paid_is_recorded_as_it_started_
     events = await store.read(f"subscription-{subscription_id}")
     assert [event.type for event in events] == CREATED_AND_CANCELED
     assert events[0].data["status"] == "incomplete"  # not "active": the subscription never billed anyone
+    assert list(wire.subscriptions) == [made["id"]]
+
+
+# ---- a creation re-driven a day later, its subscription ended at Stripe since, its customer still here ----------
+
+CREATED_THEN_ENDED = ["SubscriptionCreated", "SubscriptionCanceled"]  # as Stripe's report of the end is recorded
+
+
+async def made_yesterday_and_ended_since(
+    wire: StripeWireServer, worker: BillingWorker, accepted_at: datetime, stripe_status: str
+) -> tuple[dict[str, Any], str]:
+    """The creation's first attempt made the subscription at Stripe yesterday and died before recording it; Stripe
+    has ended it since (`stripe_status`) and forgotten the creation's key; its customer is still here."""
+    wire.advance(-A_DAY_AND_MORE.total_seconds())
+    owner = await handled(worker, "create_customer", {"email": "kept@example.com", "payment_method": "pm_card_visa"})
+    assert owner["status"] == 201, owner
+    with faults.hook(subscription_commands.AFTER_SUBSCRIPTION_CALL, crash), pytest.raises(RuntimeError):
+        await handled(
+            worker, "create_subscription", subscribing(owner["body"]["id"]), key="k-gone", issued_at=iso(accepted_at)
+        )
+    [made] = wire.subscriptions.values()
+    made.update(status=stripe_status, canceled_at=int(wire.now()))
+    wire.advance(A_DAY_AND_MORE.total_seconds())
+    return made, owner["body"]["id"]
+
+
+# incomplete_expired: its first invoice was never paid, Stripe expired it after 23 h; canceled: in the dashboard.
+@pytest.mark.parametrize(("stripe_status", "as_made"), [("incomplete_expired", "incomplete"), ("canceled", "active")])
+async def test_one_stripe_ended_since_for_a_customer_still_here_is_recorded_as_made_then_canceled_and_answered(
+    wire: StripeWireServer, worker: BillingWorker, store: SqliteEventStore, stripe_status: str, as_made: str
+) -> None:
+    accepted_at = datetime.now(UTC) - A_DAY_AND_MORE
+    made, customer_id = await made_yesterday_and_ended_since(wire, worker, accepted_at, stripe_status)
+    asked = len(wire.requests)
+
+    redriven = await redriven_creation(worker, customer_id, accepted_at)
+
+    assert redriven["status"] == 201, redriven  # it exists at Stripe: the client gets it, as Stripe shows it
+    assert (redriven["body"]["provider_reference"], redriven["body"]["status"]) == (made["id"], "canceled")
+    subscription_id = ids.derived_id("sub", ids.command_id(WORKSPACE, "k-gone"))
+    events = await store.read(f"subscription-{subscription_id}")
+    assert [event.type for event in events] == CREATED_THEN_ENDED
+    assert events[0].data["status"] == as_made
+    assert not [call for call in wire.requests[asked:] if call.method == "DELETE"]  # already ended: not canceled
+    assert list(wire.subscriptions) == [made["id"]]  # nothing made twice
+    got = await handled(worker, "get_subscription", {"subscription_id": subscription_id})
+    assert got["body"] == redriven["body"], got
+
+    again = await handled(worker, "create_subscription", subscribing(customer_id), key="k-gone")
+    assert (again["status"], again["body"]) == (201, redriven["body"])
+    assert again["headers"].get("Idempotent-Replayed") == "true"
     assert list(wire.subscriptions) == [made["id"]]

@@ -70,8 +70,22 @@ class Streams:
     ) -> None:
         """`on_behalf_of`: the command the event belongs to when another one records it (finishing a change a
         crashed delivery left open): its id and `command_id` are that command's, so both record the same event."""
+        await self.append_all(stream, [(event, step)], expected_version, origin, on_behalf_of)
+
+    async def append_all(
+        self,
+        stream: str,
+        steps: Sequence[tuple[DomainEvent, str]],
+        expected_version: int,
+        origin: Origin,
+        on_behalf_of: str | None = None,
+    ) -> None:
+        """Several events of one command at once (each with its `step`, as in `append`): all recorded or none."""
         metadata = event_metadata(origin.command, origin.correlation_id, origin.causation_id, origin.traceparent)
         command_id = on_behalf_of or origin.command.command_id
         metadata["command_id"] = command_id
-        new_event = NewEvent(event.type, dict(event.data), metadata, event_id(command_id, stream, step))
-        await self.store.append(stream, [new_event], expected_version)
+        new_events = [
+            NewEvent(event.type, dict(event.data), dict(metadata), event_id(command_id, stream, step))
+            for event, step in steps
+        ]
+        await self.store.append(stream, new_events, expected_version)

@@ -11,7 +11,7 @@ from payments_shared.errors import ApiError, invalid, not_found
 from payments_shared.messages import Reply
 from payments_shared.metadata import merged_metadata_within_limit
 from payments_shared.providers.port import Outcome, ProviderResult, SubscriptionChange, SubscriptionRequest
-from payments_shared.timestamps import api_timestamp
+from payments_shared.timestamps import api_timestamp, unix_seconds_iso
 
 from payments_billing import customer as customers
 from payments_billing import customer_subscriptions, periods, serialized
@@ -35,6 +35,7 @@ def price_details(details: Mapping[str, Any]) -> dict[str, Any]:
 AFTER_CANCEL_CALL = "after_subscription_cancel_call"
 AFTER_SUBSCRIPTION_CALL = "after_subscription_provider_call"  # the provider made it, nothing recorded yet
 AFTER_SUBSCRIPTION_RECORDED = "after_subscription_recorded"
+ENDED_STEP = "ended_at_provider"  # the second event of a creation that adopted a subscription ended since
 
 
 async def load(context: BillingContext, subscription_id: str) -> Loaded[domain.Subscription]:
@@ -208,19 +209,35 @@ async def _create(
     if customer.deleted and not may_have_made(result):
         raise customer_gone()
     status = initial_status(result, request.trial_days, provider.name)
-    if customer.deleted and status == domain.CANCELED_STATUS:
-        # Found a day later (Stripe forgot the key): Stripe canceled it with its customer. Recorded as it was made,
-        # then canceled here by the undo, as a re-drive within the day records Stripe's replayed answer.
+    # Found a day later (Stripe forgot the key) and ended at Stripe since: it is recorded as it was made. A deleted
+    # customer's is then canceled here by the undo, as a re-drive within the day records Stripe's replayed answer;
+    # any other is recorded canceled as Stripe reports it (nothing left to cancel there).
+    ended = status == domain.CANCELED_STATUS
+    if ended:
         status = status_as_made(result, request.trial_days)
     event = domain.decide_create(loaded.state, new_subscription(call, customer, request, result, status), call.now)
+    events = [(event, "")]
+    if ended and not customer.deleted:
+        events.append((ended_at_provider(domain.evolve(None, event), result, call), ENDED_STEP))
     if result.reference:
         linked = Linked(subscription_id, call.workspace)
         await link(context.streams, "subscription", provider.name, result.reference, linked, call.origin)
-    await context.streams.append(domain.stream_name(subscription_id), event, loaded.version, call.origin)
+    await context.streams.append_all(domain.stream_name(subscription_id), events, loaded.version, call.origin)
     faults.reached(AFTER_SUBSCRIPTION_RECORDED)
-    created = domain.evolve(None, event)
+    created: domain.Subscription | None = None
+    for recorded, _ in events:
+        created = domain.evolve(created, recorded)
     assert created is not None
     return created
+
+
+def ended_at_provider(made: domain.Subscription | None, result: ProviderResult, call: Call) -> DomainEvent:
+    """The cancellation of an adopted subscription the provider shows ended, as its webhook would report it."""
+    provider_created = unix_seconds_iso(result.details.get("canceled_at")) or call.now
+    reported = {"status": domain.CANCELED_STATUS}
+    ended = domain.decide_reported(made, call.workspace, reported, provider_created, call.now)
+    assert ended is not None  # a subscription just made is not canceled yet
+    return ended
 
 
 async def _undo_creation(context: BillingContext, call: Call, subscription_id: str) -> Reply | None:
