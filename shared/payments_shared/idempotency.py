@@ -7,7 +7,8 @@ guard over the event store, one stream per command, `idempotency-{command_id}`.
   `may_take_over`), by appending a new claim at the version it read, so one taker wins; otherwise 409.
 - `record` stores the response (`IdempotentResponseRecorded`); every later `begin` replays it byte-identically.
 - `release` marks an attempt that ended without a response worth keeping (a 503), so a retry takes over at once;
-  it keeps the answer's Retry-After, so a recovery sweep can wait as long as the client was told to.
+  it keeps the answer's Retry-After, so a recovery sweep can wait as long as the client was told to, and its
+  message; `begin` told to `Hold` a release's reason answers a retry that 503 again until its Retry-After passed.
 
 A charge or authorization claims its key differently: by creating its transaction's stream, named from the command
 id (`created_stream`), which is its existence check on the hot path. `begin` therefore also refuses (422) a key
@@ -82,6 +83,30 @@ def in_progress() -> ApiError:
     )
 
 
+@dataclass(frozen=True)
+class Hold:
+    """`begin` holds a retry to the Retry-After of a release for one of `reasons` (the released answer's error code)
+    until it has passed at `now`."""
+
+    now: datetime
+    reasons: frozenset[str]
+
+
+def retry_later(state: KeyState, hold: Hold) -> ApiError | None:
+    """The answer to a retry while the released attempt's Retry-After lasts, for a release `hold` names: its 503
+    again, with what is left of it (asking the provider sooner would answer the same). None otherwise."""
+    due_at = state.retry_due_at()
+    if due_at is None or state.release_reason not in hold.reasons or hold.now >= due_at:
+        return None
+    message = state.release_message or "The provider is unavailable."
+    return ApiError(
+        "provider_unavailable",
+        f"{message} Retry with the same Idempotency-Key after Retry-After.",
+        code=state.release_reason,
+        retry_after=(due_at - hold.now).total_seconds(),
+    )
+
+
 def replayed(response: Mapping[str, Any]) -> dict[str, Any]:
     headers = {**response.get("headers", {}), REPLAYED_HEADER: "true"}
     return {"status": response["status"], "body": response["body"], "headers": headers}
@@ -100,6 +125,7 @@ class KeyState:
     release_reason: str | None = None  # why the key was last released (while `released`)
     released_at: datetime | None = None  # when (while `released`)
     retry_after_s: float | None = None  # the released attempt's answer's Retry-After (while `released`)
+    release_message: str | None = None  # the released attempt's answer's message (while `released`)
 
     def retry_due_at(self) -> datetime | None:
         """When the released attempt's answer said to ask again (None: not released, or no Retry-After)."""
@@ -135,6 +161,7 @@ class KeyState:
                     release_reason=data.get("reason"),
                     released_at=event.recorded_at,
                     retry_after_s=_waited_out(data.get("retry_after")),
+                    release_message=data.get("message"),
                     version=event.version,
                 )
             elif state is not None:
@@ -192,8 +219,11 @@ class IdempotencyGuard:
         message_id: str,
         redelivered: bool,
         metadata: Mapping[str, Any],
+        hold: Hold | None = None,
     ) -> Claimed | Replay:
-        """Claim the key, replay its response, or raise ApiError (422 different request, 409 in progress)."""
+        """Claim the key, replay its response, or raise ApiError (422 different request, 409 in progress). With
+        `hold`, a key it names released with a Retry-After not yet passed is not taken over: 503 with what is left
+        of it (`retry_later`), nothing appended."""
         claim = {"fingerprint": fingerprint, "route": route, "target": target, "message_id": message_id}
         for _ in range(MAX_RACES):
             state = await self.state(command_id)
@@ -204,6 +234,9 @@ class IdempotencyGuard:
                     raise idempotency_mismatch()
                 if state.response is not None:
                     return Replay(replayed(state.response))
+                held = retry_later(state, hold) if hold is not None else None
+                if held is not None:
+                    raise held
                 if not may_take_over(
                     claimed_at=state.claimed_at,
                     claim_message_id=state.message_id,
@@ -238,13 +271,21 @@ class IdempotencyGuard:
         return data
 
     async def release(
-        self, claimed: Claimed, reason: str, metadata: Mapping[str, Any], retry_after_s: float | None = None
+        self,
+        claimed: Claimed,
+        reason: str,
+        metadata: Mapping[str, Any],
+        retry_after_s: float | None = None,
+        message: str | None = None,
     ) -> None:
-        """The attempt ended without a response to keep: a retry may take over immediately. `retry_after_s`: the
-        Retry-After its answer gave (kept for the recovery sweep; a client's retry is not held to it)."""
+        """The attempt ended without a response to keep: a retry may take over immediately, unless `begin` is told
+        to hold it. `retry_after_s` and `message`: its answer's Retry-After and message (kept for the recovery
+        sweep's wait, and for `retry_later`)."""
         data: dict[str, Any] = {"reason": reason}
         if retry_after_s is not None:
             data["retry_after"] = retry_after_s
+        if message is not None:
+            data["message"] = message
         event = NewEvent(KEY_RELEASED, data, metadata)
         with suppress(WrongExpectedVersion):  # someone else took over meanwhile: they own the key now
             await self._store.append(key_stream(claimed.command_id), [event], claimed.version)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from payments_billing import journal, subscription_commands
+from payments_billing import worker as worker_module
 from payments_billing.main import build_worker
 from payments_billing.settings import BillingSettings
 from payments_billing.worker import BillingWorker
@@ -99,6 +100,45 @@ async def test_start_up_recovery_in_embedded_mode_still_asks_an_unresolved_redri
 
     assert await worker.recover(0) == 1  # embedded mode's start-up: no other worker can be running
     assert len(wire.requests) > asked
+
+
+async def test_a_clients_retry_within_the_hour_of_an_unresolved_redrive_gets_its_503_without_asking_stripe(
+    wire: StripeWireServer, worker: BillingWorker, store: SqliteEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accepted_at = await two_candidates_made_yesterday(wire)
+    first = await redriven(worker, accepted_at)
+    assert (first["status"], first["body"]["error"]["code"]) == (503, "redrive_unresolved"), first
+    key_stream = f"idempotency-{ids.command_id(WORKSPACE, 'k-unresolved')}"
+    recorded, asked = len(await store.read(key_stream)), len(wire.requests)
+
+    half_an_hour_later = datetime.now(UTC) + timedelta(minutes=30)
+    monkeypatch.setattr(worker_module, "_utc_now", lambda: half_an_hour_later)
+    retried = await redriven(worker, accepted_at)  # the client's retry: a new delivery with the same key
+
+    assert retried["status"] == 503 and retried["body"]["error"]["type"] == "provider_unavailable", retried
+    assert retried["body"]["error"]["code"] == "redrive_unresolved"
+    assert 1700 <= int(retried["headers"]["Retry-After"]) <= 1800  # what is left of the hour
+    assert len(wire.requests) == asked  # Stripe not asked: only an operator can settle it
+    assert len(await store.read(key_stream)) == recorded  # nothing appended: the key not taken over
+
+    past_the_hour = datetime.now(UTC) + timedelta(seconds=UNRESOLVED_RETRY_AFTER_S + 1)
+    monkeypatch.setattr(worker_module, "_utc_now", lambda: past_the_hour)
+    assert (await redriven(worker, accepted_at))["status"] == 503  # looked up again, still unresolved
+    assert len(wire.requests) > asked
+    assert len(wire.customers) == 2  # nothing created
+
+
+async def test_a_clients_retry_after_an_ordinary_503_asks_stripe_at_once(
+    wire: StripeWireServer, worker: BillingWorker
+) -> None:
+    wire.fail_next(429, RATE_LIMITED, {"Retry-After": "2"})
+    refused = await handled(worker, "create_customer", CUSTOMER, key="k-busy")
+    assert (refused["status"], refused["headers"]["Retry-After"]) == (503, "2"), refused
+
+    retried = await handled(worker, "create_customer", CUSTOMER, key="k-busy")  # within its 2 s
+
+    assert retried["status"] == 201, retried
+    assert len(wire.customers) == 1
 
 
 # Stripe's Retry-After past the longest (an unresolved re-drive's hour) is cut to it; one not a number is not taken.

@@ -14,6 +14,7 @@ from payments_shared.idempotency import (
     KEY_RELEASED,
     RESPONSE_RECORDED,
     Claimed,
+    Hold,
     IdempotencyGuard,
     KeyState,
     Replay,
@@ -200,3 +201,41 @@ async def test_a_huge_retry_after_is_waited_out_for_at_most_the_longest_retry_af
     due_at = state.retry_due_at()
     assert state.released_at is not None and due_at is not None
     assert due_at - as_utc(state.released_at) == THE_LONGEST_WAIT
+
+
+# ---- a retry held to the Retry-After of a release `begin` is told to hold (billing's unresolved re-drive) ---------
+
+
+async def test_a_held_release_answers_its_503_with_what_is_left_and_appends_nothing_until_it_has_passed(store) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    claimed = await begin(guard)
+    assert isinstance(claimed, Claimed)
+    await guard.release(claimed, "redrive_unresolved", {}, 3600, "An operator must decide.")
+    state = await guard.state(COMMAND_ID)
+    assert state is not None and state.released_at is not None
+    held_for = frozenset({"redrive_unresolved"})
+    recorded = len(await store.read(key_stream(COMMAND_ID)))
+
+    within = Hold(as_utc(state.released_at) + timedelta(minutes=45), held_for)
+    with pytest.raises(ApiError) as refused:
+        await guard.begin(COMMAND_ID, **{**CLAIM, "message_id": "m-retry"}, redelivered=False, metadata={}, hold=within)
+    error = refused.value
+    assert (error.status, error.code, error.headers()) == (503, "redrive_unresolved", {"Retry-After": "900"})
+    assert "An operator must decide." in error.message
+    assert len(await store.read(key_stream(COMMAND_ID))) == recorded
+
+    other_reason = Hold(within.now, frozenset({"something_else"}))
+    taker = await guard.begin(
+        COMMAND_ID, **{**CLAIM, "message_id": "m-retry"}, redelivered=False, metadata={}, hold=other_reason
+    )
+    assert isinstance(taker, Claimed) and taker.took_over
+
+
+async def test_a_held_release_is_taken_over_once_its_retry_after_has_passed(store) -> None:
+    state = await released_once(store, 3600)
+    assert state.released_at is not None
+    past = Hold(as_utc(state.released_at) + timedelta(hours=1, seconds=1), frozenset({"provider_unavailable"}))
+    taker = await IdempotencyGuard(store, in_flight_window_s=30).begin(
+        COMMAND_ID, **{**CLAIM, "message_id": "m-retry"}, redelivered=False, metadata={}, hold=past
+    )
+    assert isinstance(taker, Claimed) and taker.took_over

@@ -6,6 +6,8 @@ from payments_shared.errors import ApiError, conflict, invalid
 from payments_shared.providers.port import Outcome, ProviderResult
 
 RETRY_AFTER_S = 2.0
+# The 503 code of a re-drive left unresolved (several provider objects may be its first attempt's: an operator decides).
+REDRIVE_UNRESOLVED = "redrive_unresolved"
 
 
 def unsupported(provider: str, result: ProviderResult) -> ApiError:
@@ -24,6 +26,7 @@ def provider_error(provider: str, result: ProviderResult) -> ApiError:
         return ApiError(
             "provider_unavailable",
             result.message or f"The {provider} provider is unavailable; retry later.",
+            code=REDRIVE_UNRESOLVED if result.unresolved else None,
             retry_after=result.retry_after or RETRY_AFTER_S,
         )
     if result.outcome is Outcome.DECLINED:

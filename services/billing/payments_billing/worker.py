@@ -3,22 +3,24 @@
 Every change (create/update/delete/cancel) goes through the shared idempotency guard on `idempotency-{command_id}`:
 a repeat gets the recorded reply byte for byte, a different body under the same key 422, one still running 409.
 A reply of 503 is not kept (the key is released so a retry runs again), nor a 409 of a command that lost a race
-to a concurrent change. A version conflict on the object's stream (a concurrent change) reloads and decides again;
-updates and cancels are serialised before their provider call (`serialized`). An unexpected exception propagates,
-so the broker redelivers the message.
+to a concurrent change; but a retry within the hour of an unresolved re-drive's 503 gets it again, Stripe not
+asked. A version conflict on the object's stream (a concurrent change) reloads and decides again; updates and
+cancels are serialised before their provider call (`serialized`). An unexpected exception propagates, so the broker
+redelivers the message.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from payments_shared import faults
 from payments_shared.broker.port import Message
 from payments_shared.errors import ApiError, invalid
 from payments_shared.eventstore.port import WrongExpectedVersion
-from payments_shared.idempotency import Claimed, IdempotencyGuard, Replay
+from payments_shared.idempotency import Claimed, Hold, IdempotencyGuard, Replay
 from payments_shared.logging import correlation_id
 from payments_shared.messages import BILLING_QUEUE, Command, Reply, event_metadata
 from payments_shared.metrics import record_recovery_failure
@@ -28,6 +30,7 @@ from pydantic import ValidationError
 from payments_billing import customer_commands, provider_event_commands, subscription_commands
 from payments_billing.context import BillingContext, Call
 from payments_billing.journal import Journal
+from payments_billing.outcomes import REDRIVE_UNRESOLVED
 from payments_billing.streams import Origin
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,9 @@ Handler = Callable[[BillingContext, Call], Awaitable[Reply]]
 MAX_CONFLICT_RETRIES = 10
 TRANSIENT_CONFLICTS = frozenset({"concurrent_change", "operation_in_progress"})
 BEFORE_RECORD = "billing.before_record"  # fault point: the command's events are appended, its reply not kept
+# A retry within the Retry-After of these 503s is answered from the key (an unresolved re-drive: an operator decides,
+# Stripe answers the same until then); after any other 503 (a short outage) a retry asks the provider at once.
+HELD_REASONS = frozenset({REDRIVE_UNRESOLVED})
 
 CHANGES: Mapping[str, tuple[Handler, str]] = {
     "create_customer": (customer_commands.create_customer, "customer_id"),
@@ -76,6 +82,10 @@ def _retry_after_s(reply: Reply) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _transient_conflict(reply: Reply) -> bool:
@@ -124,9 +134,10 @@ class BillingWorker:
 
     async def _run_again(self, message: Message) -> bool:
         """Whether the open command in `message` ran; one that raises (a bug, a store failure) is logged and
-        counted, and left open for the next sweep: the commands after it still run."""
+        counted, and left open for the next sweep: the commands after it still run. Not held to its last 503's
+        Retry-After: the sweep ran it because that has passed, start-up recovery runs every open command."""
         try:
-            await self.handle(message)
+            await self.handle(message, recovering=True)
         except Exception:
             body = message.body
             logger.exception(
@@ -147,7 +158,9 @@ class BillingWorker:
         await self._sweeper.stop()
         await self._journal.stop_following()
 
-    async def handle(self, message: Message) -> Mapping[str, Any]:
+    async def handle(self, message: Message, recovering: bool = False) -> Mapping[str, Any]:
+        """The reply to a delivered command. A retry of a change whose last attempt was left unresolved gets that 503
+        again, with what is left of its Retry-After, until it has passed; unless `recovering` (see `_run_again`)."""
         try:
             command = Command.model_validate(message.body)
         except ValidationError:
@@ -155,11 +168,11 @@ class BillingWorker:
             return error_reply(invalid("Malformed command.")).to_body()
         token = correlation_id.set(message.correlation_id or command.command_id)
         try:
-            return (await self._dispatch(command, message)).to_body()
+            return (await self._dispatch(command, message, recovering)).to_body()
         finally:
             correlation_id.reset(token)
 
-    async def _dispatch(self, command: Command, message: Message) -> Reply:
+    async def _dispatch(self, command: Command, message: Message, recovering: bool) -> Reply:
         origin = Origin(
             command,
             correlation_id=message.correlation_id or command.command_id,
@@ -181,6 +194,7 @@ class BillingWorker:
                 message_id=message.message_id,
                 redelivered=message.redelivered,
                 metadata=metadata,
+                hold=None if recovering else Hold(_utc_now(), HELD_REASONS),
             )
         except ApiError as error:
             return error_reply(error)
@@ -193,6 +207,7 @@ class BillingWorker:
         faults.reached(BEFORE_RECORD)
         if reply.status == 503 or _transient_conflict(reply):
             reason = str(reply.body.get("error", {}).get("code"))
-            await self._guard.release(claim, reason, metadata, _retry_after_s(reply))
+            message = reply.body.get("error", {}).get("message")
+            await self._guard.release(claim, reason, metadata, _retry_after_s(reply), message)
             return reply
         return Reply.model_validate(await self._guard.record(claim, reply.to_body(), metadata))
