@@ -11,6 +11,9 @@ MAX_ECHOED_NAME: Final = 100
 # The longest Retry-After an answer of ours passes on or a recovery sweep waits out: an unresolved Stripe re-drive's
 # hour. A provider's larger one (or a key released with one) would leave a command unswept for years.
 LONGEST_RETRY_AFTER_S: Final = 3600.0
+# The code of a 503 whose re-drive was left unresolved (several provider objects may be its first attempt's): an
+# operator decides; a retry before its Retry-After gets the same answer without the provider being asked.
+REDRIVE_UNRESOLVED: Final = "redrive_unresolved"
 
 STATUS_BY_TYPE = {
     "invalid_request_error": 400,

@@ -222,6 +222,7 @@ async def test_a_client_retry_of_an_unresolved_payment_within_its_retry_after_an
     retried = await charge(worker, "order-12-first")  # the client retries with its key
 
     assert retried["status"] == 503
+    assert retried["body"]["error"]["code"] == "redrive_unresolved"  # as billing's: an operator decides
     assert 3500 <= int(retried["headers"]["Retry-After"]) <= 3600
     assert len(wire.requests) == asked  # Stripe is not asked again: it would answer the same
     assert len(await events_of(worker, a_id)) == events  # and no ProviderCallFailed more in the stream

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from payments_shared.errors import ApiError, conflict, invalid
+from payments_shared.errors import REDRIVE_UNRESOLVED, ApiError, conflict, invalid
 from payments_shared.providers.port import Outcome, ProviderResult
 
 RETRY_AFTER_S = 2.0
-# The 503 code of a re-drive left unresolved (several provider objects may be its first attempt's: an operator decides).
-REDRIVE_UNRESOLVED = "redrive_unresolved"
 
 
 def unsupported(provider: str, result: ProviderResult) -> ApiError:

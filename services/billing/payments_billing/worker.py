@@ -18,7 +18,7 @@ from typing import Any
 
 from payments_shared import faults
 from payments_shared.broker.port import Message
-from payments_shared.errors import ApiError, invalid
+from payments_shared.errors import REDRIVE_UNRESOLVED, ApiError, invalid
 from payments_shared.eventstore.port import WrongExpectedVersion
 from payments_shared.idempotency import Claimed, Hold, IdempotencyGuard, Replay
 from payments_shared.logging import correlation_id
@@ -30,7 +30,6 @@ from pydantic import ValidationError
 from payments_billing import customer_commands, provider_event_commands, subscription_commands
 from payments_billing.context import BillingContext, Call
 from payments_billing.journal import Journal
-from payments_billing.outcomes import REDRIVE_UNRESOLVED
 from payments_billing.streams import Origin
 
 logger = logging.getLogger(__name__)

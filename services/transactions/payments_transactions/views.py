@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from payments_shared.errors import ApiError
+from payments_shared.errors import REDRIVE_UNRESOLVED, ApiError
 from payments_shared.eventstore.port import RecordedEvent
 from payments_shared.messages import Reply, public_metadata
 
@@ -116,6 +116,7 @@ def unavailable_error(transaction: Transaction, operation: Operation, retry_afte
     return ApiError(
         "provider_unavailable",
         f"{message} Retry with the same Idempotency-Key.",
+        code=REDRIVE_UNRESOLVED if failure.get("unresolved") else None,
         transaction_id=transaction.id,
         retry_after=float(retry_after) if retry_after else 1.0,
     )
