@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -14,6 +15,15 @@ LONGEST_RETRY_AFTER_S: Final = 3600.0
 # The code of a 503 whose re-drive was left unresolved (several provider objects may be its first attempt's): an
 # operator decides; a retry before its Retry-After gets the same answer without the provider being asked.
 REDRIVE_UNRESOLVED: Final = "redrive_unresolved"
+
+
+def bounded_retry_after(seconds: Any) -> float | None:
+    """A Retry-After as we pass it on or wait it out: between 0 and `LONGEST_RETRY_AFTER_S`; None when it is not a
+    finite number (absent, a date, `inf`, `nan`)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        return None
+    return min(max(float(seconds), 0.0), LONGEST_RETRY_AFTER_S)
+
 
 STATUS_BY_TYPE = {
     "invalid_request_error": 400,

@@ -18,14 +18,13 @@ all this module knows of transactions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from payments_shared.errors import LONGEST_RETRY_AFTER_S, ApiError, conflict
+from payments_shared.errors import ApiError, bounded_retry_after, conflict
 from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, RecordedEvent, WrongExpectedVersion
 from payments_shared.ids import derived_id
 from payments_shared.timestamps import as_utc
@@ -160,22 +159,13 @@ class KeyState:
                     released=True,
                     release_reason=data.get("reason"),
                     released_at=event.recorded_at,
-                    retry_after_s=_waited_out(data.get("retry_after")),
+                    retry_after_s=bounded_retry_after(data.get("retry_after")),  # None: released before it was kept
                     release_message=data.get("message"),
                     version=event.version,
                 )
             elif state is not None:
                 state = _replace(state, version=event.version)
         return state
-
-
-def _waited_out(retry_after: Any) -> float | None:
-    """A release's Retry-After as a sweep waits it out: at most `LONGEST_RETRY_AFTER_S` (a larger one would leave
-    the command unswept for years, or past the last date); None when absent (released before it was kept) or not a
-    finite number."""
-    if not isinstance(retry_after, int | float) or not math.isfinite(retry_after):
-        return None
-    return min(max(float(retry_after), 0.0), LONGEST_RETRY_AFTER_S)
 
 
 def _replace(state: KeyState, **changes: Any) -> KeyState:

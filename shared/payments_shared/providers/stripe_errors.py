@@ -8,7 +8,6 @@ key) is replaced by ours.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -16,7 +15,7 @@ from typing import Any
 
 import stripe
 
-from payments_shared.errors import LONGEST_RETRY_AFTER_S
+from payments_shared.errors import bounded_retry_after
 from payments_shared.logging import scrub
 from payments_shared.providers.port import Outcome, ProviderResult
 
@@ -86,7 +85,7 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
                 seconds = float(value)
             except ValueError:
                 return None
-            return min(max(seconds, 0.0), LONGEST_RETRY_AFTER_S) if math.isfinite(seconds) else None
+            return bounded_retry_after(seconds)
     return None
 
 
