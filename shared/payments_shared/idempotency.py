@@ -13,7 +13,9 @@ guard over the event store, one stream per command, `idempotency-{command_id}`.
 A charge or authorization claims its key differently: by creating its transaction's stream, named from the command
 id (`created_stream`), which is its existence check on the hot path. `begin` therefore also refuses (422) a key
 whose transaction exists, so a key is one operation's across every route, as Stripe's are. That stream's name is
-all this module knows of transactions.
+all this module knows of transactions. Both sides write their claim first and look for the other's after it (a
+charge: `claimed_elsewhere` once its stream is created), so of two requests racing with one key at most one goes
+ahead; `begin` records its refusal as the key's response, which tells the charge that this claim gave way.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ RESPONSE_RECORDED: Final = "IdempotentResponseRecorded"
 KEY_RELEASED: Final = "IdempotencyKeyReleased"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 MAX_RACES: Final = 20
+KEY_REUSED: Final = "idempotency_key_reused"  # the error code of a key used for another request
+KEY_MADE_A_TRANSACTION: Final = "This Idempotency-Key was already used for a charge or authorization."
 
 
 def key_stream(command_id: str) -> str:
@@ -72,7 +76,7 @@ def idempotency_mismatch(message: str = "") -> ApiError:
     return ApiError(
         "idempotency_error",
         message or "This Idempotency-Key was already used with a different request.",
-        code="idempotency_key_reused",
+        code=KEY_REUSED,
     )
 
 
@@ -104,6 +108,18 @@ def retry_later(state: KeyState, hold: Hold) -> ApiError | None:
         code=state.release_reason,
         retry_after=(due_at - hold.now).total_seconds(),
     )
+
+
+def claimed_elsewhere(state: KeyState | None) -> bool:
+    """Whether a claim other than one that gave way to the key's transaction holds the key (`begin` recorded
+    that refusal as its response): a charge that sees one after creating its transaction must not go ahead."""
+    if state is None:
+        return False
+    response = state.response
+    if response is None or response["status"] != 422:
+        return True
+    error = response["body"].get("error", {})
+    return not (error.get("code") == KEY_REUSED and error.get("message") == KEY_MADE_A_TRANSACTION)
 
 
 def replayed(response: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,8 +233,6 @@ class IdempotencyGuard:
         claim = {"fingerprint": fingerprint, "route": route, "target": target, "message_id": message_id}
         for _ in range(MAX_RACES):
             state = await self.state(command_id)
-            if state is None and await self._store.read(created_stream(command_id)):
-                raise idempotency_mismatch("This Idempotency-Key was already used for a charge or authorization.")
             if state is not None:
                 if state.fingerprint != fingerprint or state.route != route:
                     raise idempotency_mismatch()
@@ -241,8 +255,19 @@ class IdempotencyGuard:
                 await self._store.append(key_stream(command_id), [NewEvent(KEY_CLAIMED, claim, metadata)], expected)
             except WrongExpectedVersion:
                 continue  # another delivery moved first: look again
-            return Claimed(command_id, expected + 1, target)
+            claimed = Claimed(command_id, expected + 1, target)
+            if state is None and await self._store.read(created_stream(command_id)):
+                await self._give_way(claimed, metadata)
+            return claimed
         raise in_progress()
+
+    async def _give_way(self, claimed: Claimed, metadata: Mapping[str, Any]) -> None:
+        """The key's charge or authorization created its transaction: refuse, and record the refusal as this
+        claim's response (a retry replays it; the charge, seeing it, knows this claim went no further)."""
+        refusal = idempotency_mismatch(KEY_MADE_A_TRANSACTION)
+        response = {"status": refusal.status, "body": refusal.body(), "headers": refusal.headers()}
+        await self.record(claimed, response, metadata)
+        raise refusal
 
     async def record(
         self, claimed: Claimed, response: Mapping[str, Any], metadata: Mapping[str, Any]

@@ -139,6 +139,8 @@ def test_a_charges_key_is_refused_on_every_other_route_and_makes_nothing_there(a
     ]
     for response in refused:
         assert error_of(response, 422)["type"] == "idempotency_error"
+    again = billing.create_customer(key)  # a refused request's retry replays its refusal
+    assert (again.status_code, again.content, again.headers["Idempotent-Replayed"]) == (422, refused[0].content, "true")
     command_id = ids.command_id(api.workspace, key)
     assert billing.call("GET", f"customers/{ids.derived_id('cus', command_id)}").status_code == 404
     assert billing.call("GET", f"subscriptions/{ids.derived_id('sub', command_id)}").status_code == 404

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from payments_shared.errors import ApiError
@@ -12,12 +14,14 @@ from payments_shared.eventstore.port import NO_STREAM, NewEvent
 from payments_shared.idempotency import (
     KEY_CLAIMED,
     KEY_RELEASED,
+    KEY_REUSED,
     RESPONSE_RECORDED,
     Claimed,
     Hold,
     IdempotencyGuard,
     KeyState,
     Replay,
+    claimed_elsewhere,
     created_stream,
     key_stream,
     may_take_over,
@@ -153,10 +157,59 @@ def test_take_over_rules() -> None:
 async def test_a_key_whose_charge_created_its_transaction_is_refused_on_every_other_route(store) -> None:
     charge = NewEvent("TransactionRequested", {"amount": 100}, {})
     await store.append(created_stream(COMMAND_ID), [charge], NO_STREAM)
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
     with pytest.raises(ApiError) as refused:
-        await begin(IdempotencyGuard(store, in_flight_window_s=30))
-    assert (refused.value.status, refused.value.type) == (422, "idempotency_error")
-    assert await store.read(key_stream(COMMAND_ID)) == []  # nothing claimed under the charge's key
+        await begin(guard)
+    assert (refused.value.status, refused.value.type, refused.value.code) == (422, "idempotency_error", KEY_REUSED)
+    # The claim gave way: its refusal is its response, replayed to a retry, and tells the charge it went no further.
+    state = await guard.state(COMMAND_ID)
+    assert state is not None and state.response == {"status": 422, "body": refused.value.body(), "headers": {}}
+    assert not claimed_elsewhere(state)
+    again = await begin(guard, message_id="m2")
+    assert isinstance(again, Replay) and again.response["body"] == refused.value.body()
+    with pytest.raises(ApiError) as other_route:
+        await begin(guard, route="capture")
+    assert other_route.value.status == 422
+
+
+class ChargeLandingOnTheClaim:
+    """The real store, where the key's charge creates its transaction just before a claim of the key is written,
+    after the claiming request looked for it: the race a check made before claiming cannot see."""
+
+    def __init__(self, store: InMemoryEventStore) -> None:
+        self._store = store
+
+    async def append(self, stream: str, events: Any, expected_version: int) -> int:
+        if stream == key_stream(COMMAND_ID) and not await self._store.read(created_stream(COMMAND_ID)):
+            charge = NewEvent("TransactionRequested", {"amount": 100}, {})
+            await self._store.append(created_stream(COMMAND_ID), [charge], NO_STREAM)
+        return await self._store.append(stream, events, expected_version)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_a_charge_created_while_the_key_is_claimed_is_seen_by_the_claim(store) -> None:
+    guard = IdempotencyGuard(ChargeLandingOnTheClaim(store), in_flight_window_s=30)
+    with pytest.raises(ApiError) as refused:
+        await begin(guard)
+    assert (refused.value.status, refused.value.code) == (422, KEY_REUSED)
+    assert not claimed_elsewhere(await guard.state(COMMAND_ID))  # so that charge goes ahead
+
+
+async def test_which_claims_stop_a_charge_that_created_its_transaction(store) -> None:
+    guard = IdempotencyGuard(store, in_flight_window_s=30)
+    assert not claimed_elsewhere(await guard.state(COMMAND_ID))  # no claim
+    claimed = await begin(guard)
+    assert isinstance(claimed, Claimed)
+    assert claimed_elsewhere(await guard.state(COMMAND_ID))  # in flight: it may go ahead
+    await guard.record(claimed, RESPONSE, {})
+    assert claimed_elsewhere(await guard.state(COMMAND_ID))  # it went ahead
+    went_ahead = await guard.state(COMMAND_ID)
+    assert went_ahead is not None
+    other_refusal = ApiError("idempotency_error", "Another reason.", code=KEY_REUSED)  # not the one that gave way
+    response = {"status": 422, "body": other_refusal.body(), "headers": {}}
+    assert claimed_elsewhere(replace(went_ahead, response=response))
 
 
 def test_the_created_stream_is_the_transaction_a_charge_with_that_command_id_makes() -> None:

@@ -14,7 +14,8 @@ import pytest
 from payments_shared import faults, ids
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.factory import open_event_store
-from payments_shared.eventstore.port import EventStore, RecordedEvent, WrongExpectedVersion
+from payments_shared.eventstore.port import NO_STREAM, EventStore, NewEvent, RecordedEvent, WrongExpectedVersion
+from payments_shared.idempotency import KEY_CLAIMED, created_stream, key_stream
 from payments_shared.messages import Command
 from payments_shared.providers.sandbox import SandboxProvider, SandboxSettings
 from payments_transactions.settings import TransactionsSettings
@@ -392,6 +393,67 @@ async def test_a_key_is_for_one_kind_of_request(client: Client) -> None:
     refund_again = await client.send("refund", {"transaction_id": transaction_id}, key="refund-first")
     assert (refund_again["status"], refund_again["body"]) == (200, refunded["body"])  # the key's refund, replayed
     assert refund_again["headers"]["Idempotent-Replayed"] == "true"
+
+
+class ClaimedMeanwhile:
+    """The real store, where another request claims the key (and is still running) right after a charge created its
+    transaction: the claim lands before the charge looks for one."""
+
+    def __init__(self, store: EventStore, command_id: str) -> None:
+        self._store = store
+        self._command_id = command_id
+
+    async def read(self, stream: str, from_version: int = 0) -> Any:
+        if stream == key_stream(self._command_id) and await self._unclaimed_with_its_transaction(stream):
+            claim = {"fingerprint": "fp", "route": "refund", "target": None, "message_id": "m"}
+            await self._store.append(stream, [NewEvent(KEY_CLAIMED, claim, {})], NO_STREAM)
+        return await self._store.read(stream, from_version)
+
+    async def _unclaimed_with_its_transaction(self, stream: str) -> bool:
+        return not await self._store.read(stream) and bool(await self._store.read(created_stream(self._command_id)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_a_charge_finding_its_key_claimed_once_its_transaction_exists_is_refused_and_sends_nothing(
+    store: EventStore, sandbox: SandboxProvider, settings: TransactionsSettings
+) -> None:
+    """A charge looks for another request's claim of its key once its transaction is created (both sides claim
+    first, then look), so a claim that landed meanwhile stops it: recorded failed, never sent to the provider."""
+    claimed_meanwhile = ClaimedMeanwhile(store, ids.command_id("ws_a", "claimed-meanwhile"))
+    client = Client(TransactionsWorker(claimed_meanwhile, {"sandbox": sandbox}, settings))
+    charge = await client.send("charge", VISA, key="claimed-meanwhile")
+    assert (charge["status"], error_of(charge)["code"]) == (422, "idempotency_key_reused")
+    refused = (await client.get(error_of(charge)["transaction_id"]))["body"]
+    assert (refused["status"], refused["failure_code"]) == ("failed", "idempotency_key_reused")
+    assert sandbox.ledger.count() == 0
+
+
+async def test_a_charge_racing_another_request_with_its_key_never_both_go_ahead(racing, sandbox) -> None:
+    """Both sides claim before they look for the other's claim, so interleaved at every read, at most one of a charge
+    and a refund sent at once with one key goes ahead; a refused charge is recorded failed, never sent."""
+    client, _ = racing
+    to_refund = await client.approved("charge", amount=5000)
+    keys = [f"both-{index}" for index in range(8)]
+    pairs = await asyncio.gather(
+        *(
+            asyncio.gather(
+                client.send("charge", VISA, key=key),
+                client.send("refund", {"transaction_id": to_refund, "amount": 10}, key=key),
+            )
+            for key in keys
+        )
+    )
+    for charge, refund in pairs:
+        assert not (charge["status"] in (200, 201) and refund["status"] == 200), (charge, refund)
+        if charge["status"] == 422:
+            refused = (await client.get(error_of(charge)["transaction_id"]))["body"]
+            assert refused["status"] == "failed"
+    charged = sum(charge["status"] == 201 for charge, _ in pairs)
+    refunded = sum(refund["status"] == 200 for _, refund in pairs)
+    operations = [entry.operation for entry in sandbox.ledger.entries()]
+    assert (operations.count("pay"), operations.count("refund")) == (1 + charged, refunded)
 
 
 # ---- concurrency ---------------------------------------------------------------------------------------------

@@ -16,7 +16,14 @@ from typing import Any, Final
 from payments_shared import faults
 from payments_shared.errors import not_found
 from payments_shared.eventstore.port import NO_STREAM, RecordedEvent, WrongExpectedVersion
-from payments_shared.idempotency import IdempotencyGuard, idempotency_mismatch, in_progress, may_take_over, replayed
+from payments_shared.idempotency import (
+    IdempotencyGuard,
+    claimed_elsewhere,
+    idempotency_mismatch,
+    in_progress,
+    may_take_over,
+    replayed,
+)
 from payments_shared.messages import CUSTOMER_MISSING
 from payments_shared.providers.port import PaymentProvider
 
@@ -55,10 +62,7 @@ class PaymentHandler:
         command = delivery.command
         payload = delivery.payload
         transaction_id = str(payload["transaction_id"])
-        key_used_elsewhere = await self._guard.state(command.command_id) is not None
         if payload.get(CUSTOMER_MISSING):
-            if key_used_elsewhere:
-                raise idempotency_mismatch(KEY_USED_ELSEWHERE)
             return await self._answer_existing(delivery, transaction_id)
         provider = payload.get("provider") or self._settings.payments_default_provider
         method = parse_payment_method(payload["payment_method"])
@@ -77,7 +81,7 @@ class PaymentHandler:
             message_id=delivery.message_id,
             fingerprint=command.fingerprint,
         )
-        first = self._first_events(requested, provider, key_used_elsewhere)
+        first = self._first_events(requested, provider)
         refused = len(first) > 1  # the request and its failure, appended together
         known: list[RecordedEvent] | None = None  # the stream as this delivery created it (no read needed)
         for _ in range(MAX_RACES):
@@ -89,6 +93,8 @@ class PaymentHandler:
                 if refused:
                     return operation_reply(known, command.command_id)
                 faults.reached("after_transaction_requested")
+                if claimed_elsewhere(await self._guard.state(command.command_id)):
+                    return await self._refuse_reused_key(transaction_id, known, delivery)
                 break
             recorded, transaction = await self._streams.load(transaction_id)
             if transaction is None:
@@ -105,20 +111,34 @@ class PaymentHandler:
         )
         return operation_reply(recorded, command.command_id)
 
-    def _first_events(self, requested: DomainEvent, provider: str, key_used_elsewhere: bool) -> list[DomainEvent]:
-        """The request, or the request and its refusal when it cannot be carried out: its key already made another
-        kind of request (a capture, a customer…), or no provider here serves it (this worker's providers may differ
-        from what the gateway accepted). A client told `pending` then finds it `failed`, and why."""
-        if key_used_elsewhere:
-            return decisions.refuse_payment(requested, idempotency_mismatch(KEY_USED_ELSEWHERE).body()["error"])
+    def _first_events(self, requested: DomainEvent, provider: str) -> list[DomainEvent]:
+        """The request, or the request and its refusal when no provider here serves it (this worker's providers may
+        differ from what the gateway accepted). A client told `pending` then finds it `failed`, and why."""
         if provider not in self._providers:
             return decisions.refuse_payment(requested, decisions.provider_not_configured(provider))
         return [requested]
 
+    async def _refuse_reused_key(
+        self, transaction_id: str, known: list[RecordedEvent], delivery: Delivery
+    ) -> dict[str, Any]:
+        """The key already made another kind of request (a capture, a customer…), found once this transaction was
+        created (both sides claim first, then look: of two racing, at most one goes ahead). Nothing was sent to a
+        provider; the transaction is recorded failed, so a client told `pending` finds it, and why."""
+        command_id = delivery.command.command_id
+        refusal = decisions.refusal(command_id, idempotency_mismatch(KEY_USED_ELSEWHERE).body()["error"])
+        try:
+            added = await self._streams.append_all(transaction_id, [refusal], known[-1].version, delivery.metadata())
+        except WrongExpectedVersion:  # a take-over after the in-flight window moved first: it answers
+            raise in_progress() from None
+        return operation_reply([*known, *added], command_id)
+
     async def _answer_existing(self, delivery: Delivery, transaction_id: str) -> dict[str, Any]:
-        """The transaction this key made, carried on or replayed; 404 on customer_id when it made none."""
+        """The transaction this key made, carried on or replayed; 422 when the key made another kind of request;
+        404 on customer_id when it made nothing."""
         recorded, transaction = await self._streams.load(transaction_id)
         if transaction is None:
+            if await self._guard.state(delivery.command.command_id) is not None:
+                raise idempotency_mismatch(KEY_USED_ELSEWHERE)
             raise not_found("customer", param="customer_id")
         finished = self._finished_or_taken_over(recorded, transaction, delivery)
         if finished is not None:

@@ -112,14 +112,20 @@ def refuse_payment(requested: DomainEvent, error: Mapping[str, Any]) -> list[Dom
     the field when one is at fault), never a secret or card data."""
     if requested.type != ev.TRANSACTION_REQUESTED:
         raise ValueError(f"a refused payment starts with {ev.TRANSACTION_REQUESTED}, not {requested.type}")
+    return [requested, refusal(requested.data["command_id"], error)]
+
+
+def refusal(command_id: str, error: Mapping[str, Any]) -> DomainEvent:
+    """The failure of a payment the worker refuses without asking a provider (`refuse_payment`; or found only once
+    its request was recorded). `error`: API.md's error fields of the 4xx it is answered."""
     data = {
-        "command_id": requested.data["command_id"],
+        "command_id": command_id,
         "provider_reference": None,
         "details": {},
         "failure_code": failure_code(error),
         "error": dict(error),
     }
-    return [requested, DomainEvent(ev.PAYMENT_FAILED, data)]
+    return DomainEvent(ev.PAYMENT_FAILED, data)
 
 
 def request_capture(
