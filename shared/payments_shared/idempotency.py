@@ -13,9 +13,9 @@ guard over the event store, one stream per command, `idempotency-{command_id}`.
 A charge or authorization claims its key differently: by creating its transaction's stream, named from the command
 id (`created_stream`), which is its existence check on the hot path. `begin` therefore also refuses (422) a key
 whose transaction exists, so a key is one operation's across every route, as Stripe's are. That stream's name is
-all this module knows of transactions. Both sides write their claim first and look for the other's after it (a
-charge: `claimed_elsewhere` once its stream is created), so of two requests racing with one key at most one goes
-ahead; `begin` records its refusal as the key's response, which tells the charge that this claim gave way.
+all this module knows of transactions. Of a claim and a transaction racing for one key, the one committed first
+wins it (global positions are commit order): each side writes its own first and then looks at the other's, so
+exactly one goes ahead (`begin` gives way to an earlier transaction; a charge, `claimed_before` it, is refused).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ REPLAYED_HEADER: Final = "Idempotent-Replayed"
 MAX_RACES: Final = 20
 KEY_REUSED: Final = "idempotency_key_reused"  # the error code of a key used for another request
 KEY_MADE_A_TRANSACTION: Final = "This Idempotency-Key was already used for a charge or authorization."
+KEY_MADE_ANOTHER_REQUEST: Final = "This Idempotency-Key was already used for a different kind of request."
 
 
 def key_stream(command_id: str) -> str:
@@ -108,18 +109,6 @@ def retry_later(state: KeyState, hold: Hold) -> ApiError | None:
         code=state.release_reason,
         retry_after=(due_at - hold.now).total_seconds(),
     )
-
-
-def claimed_elsewhere(state: KeyState | None) -> bool:
-    """Whether a claim other than one that gave way to the key's transaction holds the key (`begin` recorded
-    that refusal as its response): a charge that sees one after creating its transaction must not go ahead."""
-    if state is None:
-        return False
-    response = state.response
-    if response is None or response["status"] != 422:
-        return True
-    error = response["body"].get("error", {})
-    return not (error.get("code") == KEY_REUSED and error.get("message") == KEY_MADE_A_TRANSACTION)
 
 
 def replayed(response: Mapping[str, Any]) -> dict[str, Any]:
@@ -252,18 +241,30 @@ class IdempotencyGuard:
                     raise in_progress()
             expected = NO_STREAM if state is None else state.version
             try:
-                await self._store.append(key_stream(command_id), [NewEvent(KEY_CLAIMED, claim, metadata)], expected)
+                position = await self._store.append(
+                    key_stream(command_id), [NewEvent(KEY_CLAIMED, claim, metadata)], expected
+                )
             except WrongExpectedVersion:
                 continue  # another delivery moved first: look again
             claimed = Claimed(command_id, expected + 1, target)
-            if state is None and await self._store.read(created_stream(command_id)):
+            if state is None and await self._created_before(command_id, position):
                 await self._give_way(claimed, metadata)
             return claimed
         raise in_progress()
 
+    async def claimed_before(self, command_id: str, position: int) -> bool:
+        """Whether the key was first claimed (by a request other than a charge) before `position`: the charge or
+        authorization whose transaction was created there lost the key to it."""
+        claims = await self._store.read(key_stream(command_id))
+        return bool(claims) and claims[0].position < position
+
+    async def _created_before(self, command_id: str, position: int) -> bool:
+        created = await self._store.read(created_stream(command_id))
+        return bool(created) and created[0].position < position
+
     async def _give_way(self, claimed: Claimed, metadata: Mapping[str, Any]) -> None:
-        """The key's charge or authorization created its transaction: refuse, and record the refusal as this
-        claim's response (a retry replays it; the charge, seeing it, knows this claim went no further)."""
+        """The key's charge or authorization created its transaction before this claim: refuse, and record the
+        refusal as this claim's response (a retry replays it)."""
         refusal = idempotency_mismatch(KEY_MADE_A_TRANSACTION)
         response = {"status": refusal.status, "body": refusal.body(), "headers": refusal.headers()}
         await self.record(claimed, response, metadata)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,6 @@ from payments_shared.idempotency import (
     IdempotencyGuard,
     KeyState,
     Replay,
-    claimed_elsewhere,
     created_stream,
     key_stream,
     may_take_over,
@@ -164,7 +162,6 @@ async def test_a_key_whose_charge_created_its_transaction_is_refused_on_every_ot
     # The claim gave way: its refusal is its response, replayed to a retry, and tells the charge it went no further.
     state = await guard.state(COMMAND_ID)
     assert state is not None and state.response == {"status": 422, "body": refused.value.body(), "headers": {}}
-    assert not claimed_elsewhere(state)
     again = await begin(guard, message_id="m2")
     assert isinstance(again, Replay) and again.response["body"] == refused.value.body()
     with pytest.raises(ApiError) as other_route:
@@ -173,43 +170,57 @@ async def test_a_key_whose_charge_created_its_transaction_is_refused_on_every_ot
 
 
 class ChargeLandingOnTheClaim:
-    """The real store, where the key's charge creates its transaction just before a claim of the key is written,
-    after the claiming request looked for it: the race a check made before claiming cannot see."""
+    """The real store, where the key's charge creates its transaction just before (`before_claim`) or just after a
+    claim of the key is written, in both cases after the claiming request first looked for it."""
 
-    def __init__(self, store: InMemoryEventStore) -> None:
+    def __init__(self, store: InMemoryEventStore, before_claim: bool) -> None:
         self._store = store
+        self._before_claim = before_claim
 
     async def append(self, stream: str, events: Any, expected_version: int) -> int:
-        if stream == key_stream(COMMAND_ID) and not await self._store.read(created_stream(COMMAND_ID)):
+        if stream == key_stream(COMMAND_ID) and self._before_claim:
+            await self._create_the_transaction()
+        return await self._store.append(stream, events, expected_version)
+
+    async def read(self, stream: str, from_version: int = 0) -> Any:
+        if stream == created_stream(COMMAND_ID) and not self._before_claim:
+            await self._create_the_transaction()
+        return await self._store.read(stream, from_version)
+
+    async def _create_the_transaction(self) -> None:
+        if not await self._store.read(created_stream(COMMAND_ID)):
             charge = NewEvent("TransactionRequested", {"amount": 100}, {})
             await self._store.append(created_stream(COMMAND_ID), [charge], NO_STREAM)
-        return await self._store.append(stream, events, expected_version)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
 
-async def test_a_charge_created_while_the_key_is_claimed_is_seen_by_the_claim(store) -> None:
-    guard = IdempotencyGuard(ChargeLandingOnTheClaim(store), in_flight_window_s=30)
+async def test_a_claim_gives_way_to_a_charge_created_just_before_it(store) -> None:
+    guard = IdempotencyGuard(ChargeLandingOnTheClaim(store, before_claim=True), in_flight_window_s=30)
     with pytest.raises(ApiError) as refused:
         await begin(guard)
     assert (refused.value.status, refused.value.code) == (422, KEY_REUSED)
-    assert not claimed_elsewhere(await guard.state(COMMAND_ID))  # so that charge goes ahead
+    created_at = (await store.read(created_stream(COMMAND_ID)))[0].position
+    assert not await guard.claimed_before(COMMAND_ID, created_at)  # so that charge goes ahead
 
 
-async def test_which_claims_stop_a_charge_that_created_its_transaction(store) -> None:
+async def test_a_claim_goes_ahead_of_a_charge_created_just_after_it(store) -> None:
+    guard = IdempotencyGuard(ChargeLandingOnTheClaim(store, before_claim=False), in_flight_window_s=30)
+    assert isinstance(await begin(guard), Claimed)
+    created_at = (await store.read(created_stream(COMMAND_ID)))[0].position
+    assert await guard.claimed_before(COMMAND_ID, created_at)  # so that charge is refused
+
+
+async def test_claimed_before_compares_the_first_claims_position(store) -> None:
     guard = IdempotencyGuard(store, in_flight_window_s=30)
-    assert not claimed_elsewhere(await guard.state(COMMAND_ID))  # no claim
+    assert not await guard.claimed_before(COMMAND_ID, 10**9)  # no claim
     claimed = await begin(guard)
     assert isinstance(claimed, Claimed)
-    assert claimed_elsewhere(await guard.state(COMMAND_ID))  # in flight: it may go ahead
     await guard.record(claimed, RESPONSE, {})
-    assert claimed_elsewhere(await guard.state(COMMAND_ID))  # it went ahead
-    went_ahead = await guard.state(COMMAND_ID)
-    assert went_ahead is not None
-    other_refusal = ApiError("idempotency_error", "Another reason.", code=KEY_REUSED)  # not the one that gave way
-    response = {"status": 422, "body": other_refusal.body(), "headers": {}}
-    assert claimed_elsewhere(replace(went_ahead, response=response))
+    first = (await store.read(key_stream(COMMAND_ID)))[0].position
+    assert await guard.claimed_before(COMMAND_ID, first + 1)
+    assert not await guard.claimed_before(COMMAND_ID, first)
 
 
 def test_the_created_stream_is_the_transaction_a_charge_with_that_command_id_makes() -> None:

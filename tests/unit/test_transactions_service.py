@@ -5,6 +5,7 @@ broker would deliver them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -395,44 +396,85 @@ async def test_a_key_is_for_one_kind_of_request(client: Client) -> None:
     assert refund_again["headers"]["Idempotent-Replayed"] == "true"
 
 
-class ClaimedMeanwhile:
-    """The real store, where another request claims the key (and is still running) right after a charge created its
-    transaction: the claim lands before the charge looks for one."""
+class ClaimedAround:
+    """The real store, where another request claims a charge's key (and is still running) just before the charge
+    creates its transaction (`before`), after the charge could have looked for a claim; or just after."""
 
-    def __init__(self, store: EventStore, command_id: str) -> None:
+    def __init__(self, store: EventStore, key: str, *, before: bool) -> None:
         self._store = store
-        self._command_id = command_id
+        self._command_id = ids.command_id("ws_a", key)
+        self._before = before
 
-    async def read(self, stream: str, from_version: int = 0) -> Any:
-        if stream == key_stream(self._command_id) and await self._unclaimed_with_its_transaction(stream):
-            claim = {"fingerprint": "fp", "route": "refund", "target": None, "message_id": "m"}
-            await self._store.append(stream, [NewEvent(KEY_CLAIMED, claim, {})], NO_STREAM)
-        return await self._store.read(stream, from_version)
+    async def append(self, stream: str, events: Any, expected_version: int) -> int:
+        creating = stream == created_stream(self._command_id) and expected_version == NO_STREAM
+        if creating and self._before:
+            await self._claim()
+        position = await self._store.append(stream, events, expected_version)
+        if creating and not self._before:
+            await self._claim()
+        return position
 
-    async def _unclaimed_with_its_transaction(self, stream: str) -> bool:
-        return not await self._store.read(stream) and bool(await self._store.read(created_stream(self._command_id)))
+    async def _claim(self) -> None:
+        claim = {"fingerprint": "fp", "route": "refund", "target": None, "message_id": "m"}
+        with contextlib.suppress(WrongExpectedVersion):
+            await self._store.append(key_stream(self._command_id), [NewEvent(KEY_CLAIMED, claim, {})], NO_STREAM)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
 
-async def test_a_charge_finding_its_key_claimed_once_its_transaction_exists_is_refused_and_sends_nothing(
+def claimed_around(store: EventStore, sandbox: SandboxProvider, settings: TransactionsSettings, **kw: Any) -> Client:
+    around = ClaimedAround(store, "claimed", **kw)
+    return Client(TransactionsWorker(around, {"sandbox": sandbox}, settings))
+
+
+async def test_a_charge_whose_key_was_claimed_just_before_its_transaction_is_refused_and_sends_nothing(
     store: EventStore, sandbox: SandboxProvider, settings: TransactionsSettings
 ) -> None:
-    """A charge looks for another request's claim of its key once its transaction is created (both sides claim
-    first, then look), so a claim that landed meanwhile stops it: recorded failed, never sent to the provider."""
-    claimed_meanwhile = ClaimedMeanwhile(store, ids.command_id("ws_a", "claimed-meanwhile"))
-    client = Client(TransactionsWorker(claimed_meanwhile, {"sandbox": sandbox}, settings))
-    charge = await client.send("charge", VISA, key="claimed-meanwhile")
+    """The claim was committed first, so it won the key (its request found no transaction and went ahead): the
+    charge, looking once it has created its transaction, is recorded failed and never reaches the provider."""
+    client = claimed_around(store, sandbox, settings, before=True)
+    charge = await client.send("charge", VISA, key="claimed")
     assert (charge["status"], error_of(charge)["code"]) == (422, "idempotency_key_reused")
     refused = (await client.get(error_of(charge)["transaction_id"]))["body"]
     assert (refused["status"], refused["failure_code"]) == ("failed", "idempotency_key_reused")
     assert sandbox.ledger.count() == 0
 
 
+async def test_a_charge_whose_key_is_claimed_just_after_its_transaction_goes_ahead(
+    store: EventStore, sandbox: SandboxProvider, settings: TransactionsSettings
+) -> None:
+    """The transaction was committed first: the claiming request, looking after its claim, gives way."""
+    client = claimed_around(store, sandbox, settings, before=False)
+    charge = await client.send("charge", VISA, key="claimed")
+    assert (charge["status"], charge["body"]["status"]) == (201, "captured")
+    assert sandbox.ledger.count() == 1
+
+
+@pytest.mark.parametrize("carried_on_by", ["redelivery", "recovery"])
+async def test_a_charge_that_died_before_looking_at_its_key_is_refused_by_whoever_carries_it_on(
+    store: EventStore, sandbox: SandboxProvider, settings: TransactionsSettings, carried_on_by: str
+) -> None:
+    """Killed between creating its transaction and looking for a claim: the next attempt looks first too, and
+    refuses it (nothing of it can have reached the provider, so refusing is safe)."""
+    client = claimed_around(store, sandbox, settings, before=True)
+    command = client.command("charge", VISA, key="claimed")
+    with faults.hook("after_transaction_requested", crash_once()), pytest.raises(SimulatedCrash):
+        await client.deliver(command, message_id="msg-1")
+    if carried_on_by == "redelivery":
+        carried_on = await client.deliver(command, message_id="msg-1", redelivered=True)
+        assert (carried_on["status"], error_of(carried_on)["code"]) == (422, "idempotency_key_reused")
+    else:
+        assert await client.worker.recover(min_age_s=0) == 1
+    refused = (await client.get(command.payload["transaction_id"]))["body"]
+    assert (refused["status"], refused["failure_code"]) == ("failed", "idempotency_key_reused")
+    assert sandbox.ledger.count() == 0
+
+
 async def test_a_charge_racing_another_request_with_its_key_never_both_go_ahead(racing, sandbox) -> None:
-    """Both sides claim before they look for the other's claim, so interleaved at every read, at most one of a charge
-    and a refund sent at once with one key goes ahead; a refused charge is recorded failed, never sent."""
+    """Both sides claim before they look for the other's claim, and the first committed keeps the key: interleaved at
+    every read, exactly one of a charge and a refund sent at once with one key is refused for it (422); a refused
+    charge is recorded failed, never sent."""
     client, _ = racing
     to_refund = await client.approved("charge", amount=5000)
     keys = [f"both-{index}" for index in range(8)]
@@ -447,6 +489,7 @@ async def test_a_charge_racing_another_request_with_its_key_never_both_go_ahead(
     )
     for charge, refund in pairs:
         assert not (charge["status"] in (200, 201) and refund["status"] == 200), (charge, refund)
+        assert (charge["status"] == 422) != (refund["status"] == 422), (charge, refund)
         if charge["status"] == 422:
             refused = (await client.get(error_of(charge)["transaction_id"]))["body"]
             assert refused["status"] == "failed"

@@ -10,6 +10,7 @@ from typing import Any, Final
 from payments_shared import faults
 from payments_shared.errors import ApiError
 from payments_shared.eventstore.port import RecordedEvent, WrongExpectedVersion
+from payments_shared.idempotency import KEY_MADE_ANOTHER_REQUEST, IdempotencyGuard, idempotency_mismatch, in_progress
 from payments_shared.providers.port import (
     AsksClaims,
     Claims,
@@ -60,11 +61,13 @@ class OperationDriver:
     def __init__(
         self,
         streams: TransactionStreams,
+        guard: IdempotencyGuard,
         providers: Mapping[str, PaymentProvider],
         provider_timeout_s: float,
         index: ProviderIndex | None = None,
     ) -> None:
         self._streams = streams
+        self._guard = guard
         self._providers = providers
         self._timeout_s = provider_timeout_s
         self._index = index if index is not None else ProviderIndex(streams.store)
@@ -95,6 +98,24 @@ class OperationDriver:
             return await index.claims(provider, transaction_id, references)
 
         return claims
+
+    async def _refuse_reused_key(
+        self,
+        transaction_id: str,
+        command_id: str,
+        recorded: list[RecordedEvent],
+        metadata: Callable[[], Mapping[str, Any]],
+    ) -> list[RecordedEvent]:
+        """Another kind of request claimed the key before this payment's transaction was created (it looked before
+        that, found none and went ahead): the payment is recorded failed, never sent. Checked before every attempt,
+        so a payment whose first attempt died before checking is refused by its next, which is still safe: its
+        check comes before any provider call, so nothing of it reached the provider."""
+        refusal = decisions.refusal(command_id, idempotency_mismatch(KEY_MADE_ANOTHER_REQUEST).body()["error"])
+        try:
+            added = await self._streams.append_all(transaction_id, [refusal], recorded[-1].version, metadata())
+        except WrongExpectedVersion:  # another delivery took it over meanwhile: it answers
+            raise in_progress() from None
+        return [*recorded, *added]
 
     async def _prepare_claims(self, provider: PaymentProvider, operation: Operation) -> bool:
         """Before a re-drive (never a first attempt: the caller asks only then): catch the index up when it is a
@@ -162,6 +183,10 @@ class OperationDriver:
         operation = transaction.operations[command_id]
         if operation.finished:
             return recorded
+        if operation.kind is OperationKind.PAYMENT and await self._guard.claimed_before(
+            command_id, recorded[0].position
+        ):
+            return await self._refuse_reused_key(transaction_id, command_id, recorded, metadata)
         provider = self.provider_for(transaction)
         if not first_attempt and await self._prepare_claims(provider, operation):
             recorded, transaction = await self._start_redrive(

@@ -17,8 +17,8 @@ from payments_shared import faults
 from payments_shared.errors import not_found
 from payments_shared.eventstore.port import NO_STREAM, RecordedEvent, WrongExpectedVersion
 from payments_shared.idempotency import (
+    KEY_MADE_ANOTHER_REQUEST,
     IdempotencyGuard,
-    claimed_elsewhere,
     idempotency_mismatch,
     in_progress,
     may_take_over,
@@ -40,7 +40,6 @@ from payments_transactions.views import awaiting_decision, operation_reply, outc
 logger = logging.getLogger(__name__)
 
 MAX_RACES: Final = 20
-KEY_USED_ELSEWHERE: Final = "This Idempotency-Key was already used for a different kind of request."
 
 
 class PaymentHandler:
@@ -93,8 +92,6 @@ class PaymentHandler:
                 if refused:
                     return operation_reply(known, command.command_id)
                 faults.reached("after_transaction_requested")
-                if claimed_elsewhere(await self._guard.state(command.command_id)):
-                    return await self._refuse_reused_key(transaction_id, known, delivery)
                 break
             recorded, transaction = await self._streams.load(transaction_id)
             if transaction is None:
@@ -118,27 +115,13 @@ class PaymentHandler:
             return decisions.refuse_payment(requested, decisions.provider_not_configured(provider))
         return [requested]
 
-    async def _refuse_reused_key(
-        self, transaction_id: str, known: list[RecordedEvent], delivery: Delivery
-    ) -> dict[str, Any]:
-        """The key already made another kind of request (a capture, a customer…), found once this transaction was
-        created (both sides claim first, then look: of two racing, at most one goes ahead). Nothing was sent to a
-        provider; the transaction is recorded failed, so a client told `pending` finds it, and why."""
-        command_id = delivery.command.command_id
-        refusal = decisions.refusal(command_id, idempotency_mismatch(KEY_USED_ELSEWHERE).body()["error"])
-        try:
-            added = await self._streams.append_all(transaction_id, [refusal], known[-1].version, delivery.metadata())
-        except WrongExpectedVersion:  # a take-over after the in-flight window moved first: it answers
-            raise in_progress() from None
-        return operation_reply([*known, *added], command_id)
-
     async def _answer_existing(self, delivery: Delivery, transaction_id: str) -> dict[str, Any]:
         """The transaction this key made, carried on or replayed; 422 when the key made another kind of request;
         404 on customer_id when it made nothing."""
         recorded, transaction = await self._streams.load(transaction_id)
         if transaction is None:
             if await self._guard.state(delivery.command.command_id) is not None:
-                raise idempotency_mismatch(KEY_USED_ELSEWHERE)
+                raise idempotency_mismatch(KEY_MADE_ANOTHER_REQUEST)
             raise not_found("customer", param="customer_id")
         finished = self._finished_or_taken_over(recorded, transaction, delivery)
         if finished is not None:

@@ -81,7 +81,7 @@ class TransactionsWorker:
         streams = TransactionStreams(store)
         guard = IdempotencyGuard(store, settings.in_flight_window_s)
         index = ProviderIndex(store)  # one read model of the store: webhooks and re-drives share it
-        driver = OperationDriver(streams, providers, _backstop_timeout_s(settings), index)
+        driver = OperationDriver(streams, guard, providers, _backstop_timeout_s(settings), index)
         payments = PaymentHandler(streams, guard, driver, providers, settings)
         follow_ups = FollowUpHandler(streams, guard, driver, settings)
         queries = QueryHandler(streams)
