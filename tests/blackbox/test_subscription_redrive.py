@@ -207,7 +207,7 @@ def test_stripe_a_creation_redriven_after_its_customer_was_deleted_records_and_c
         assert made["status"] == "canceled"  # Stripe cancels a deleted customer's subscriptions
 
         subscription = client.eventually(subscription_of(client, key), "canceled")
-        assert_customer_gone(client.send("POST", "subscriptions", {**PLAN, "customer_id": customer["id"]}, key))
+        assert_customer_gone(client.replayed("POST", "subscriptions", {**PLAN, "customer_id": customer["id"]}, key))
 
     assert subscription["provider_reference"] == made["id"]
     assert history(tmp_path / "data", subscription["id"]) == CREATED_AND_CANCELED
