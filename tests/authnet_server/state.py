@@ -464,7 +464,14 @@ class AuthnetState:
             ("customerProfileId", profile.profile_id),
             *payment_profiles,
         ]
-        return document(kind, "Ok", "I00001", "Successful.", ref_id, [("profile", body)])
+        # As Authorize.net's reference shows it: the profile's ARB subscriptions (any status) beside the profile.
+        billing = [
+            sub.subscription_id for sub in self.subscriptions.values() if sub.customer_profile_id == profile.profile_id
+        ]
+        subscriptions: list[Child] = [("subscriptionIds", [("subscriptionId", found) for found in billing])]
+        return document(
+            kind, "Ok", "I00001", "Successful.", ref_id, [("profile", body), *(subscriptions if billing else [])]
+        )
 
     def _updateCustomerProfileRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
         profile = self.profiles.get(_text(root, "profile/a:customerProfileId") or "")

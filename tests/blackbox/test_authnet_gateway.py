@@ -281,12 +281,28 @@ def test_deleting_a_customer_cancels_its_arb_subscription_before_the_profile(
     assert ok(client.http.get(f"/subscriptions/{subscription['id']}"))["status"] == "canceled"
 
 
+async def test_an_arb_subscription_made_outside_and_ended_does_not_stop_a_customers_deletion(
+    client: Client, anet: AuthnetTestServer, authnet_gateway: Server
+) -> None:
+    customer = ok(client.post("customers", {"email": "ended@example.com", "payment_method": opaque("gw-ended")}), 201)
+    outside = await subscribe_in_merchant_interface(
+        anet.url, customer["provider_reference"], customer["default_payment_method"]
+    )
+    anet.state.subscriptions[outside].status = "canceled"  # ended at Authorize.net; the profile still lists it
+
+    assert ok(client.http.delete(f"/customers/{customer['id']}"))["deleted"] is True
+    assert customer["provider_reference"] not in anet.state.profiles
+
+
 async def test_deleting_a_customer_an_arb_subscription_made_outside_still_bills_is_409_and_the_customer_stays(
     client: Client, anet: AuthnetTestServer, authnet_gateway: Server
 ) -> None:
-    # Authorize.net refuses the profile's deletion (E00106); the subscription is not this system's to cancel.
+    # Authorize.net would refuse the profile's deletion (E00106); the subscription is not this system's to cancel, and
+    # the customer's own subscription is not canceled either: the deletion is refused before anything is done.
     customer = ok(client.post("customers", {"email": "kept@example.com", "payment_method": opaque("gw-kept")}), 201)
     profile_id = customer["provider_reference"]
+    body = {"customer_id": customer["id"], "amount": 900, "currency": "usd", "interval": "month"}
+    own = ok(client.post("subscriptions", body), 201)
     await subscribe_in_merchant_interface(anet.url, profile_id, customer["default_payment_method"])
     key = new_key()
 
@@ -300,6 +316,8 @@ async def test_deleting_a_customer_an_arb_subscription_made_outside_still_bills_
     )
     assert ok(client.http.get(f"/customers/{customer['id']}"))["id"] == customer["id"]
     assert profile_id in anet.state.profiles
+    assert ok(client.http.get(f"/subscriptions/{own['id']}"))["status"] == "active"
+    assert anet.state.subscriptions[own["provider_reference"]].status == "active"
     events = stored_events(authnet_gateway.data_dir)
     recorded = [e for e in events if e.stream == key_stream(command_id(client.workspace, key))][-1]
     assert (recorded.type, recorded.data["status"]) == (RESPONSE_RECORDED, 409)  # the key's answer, as any refusal

@@ -123,6 +123,7 @@ def test_customer_profile_details():
         "customer-profile-email@here.com",
         ("35936989", "35945000"),
     )
+    assert profile.subscription_ids == ("3078153",)  # listed beside the profile, as in Authorize.net's reference
 
 
 def test_the_bindings_cannot_read_a_profile_with_a_merchant_customer_id_which_lxml_can():

@@ -5,6 +5,7 @@ The providers here are stand-ins that answer creations and reads (the component 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from payments_billing import customer as customers
@@ -103,6 +104,9 @@ class ProviderStandIn:
         return ProviderResult(Outcome.APPROVED, reference)
 
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
+        return ProviderResult(Outcome.APPROVED, reference)
+
+    async def check_customer_deletable(self, reference: str, ours: Sequence[str]) -> ProviderResult:
         return ProviderResult(Outcome.APPROVED, reference)
 
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:

@@ -5,6 +5,7 @@ stand-in for Stripe that answers creations (the component under test is the work
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from payments_billing.main import build_worker
@@ -34,6 +35,9 @@ class StripeStandIn:
         return ProviderResult(Outcome.APPROVED, reference)
 
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
+        return ProviderResult(Outcome.APPROVED, reference)
+
+    async def check_customer_deletable(self, reference: str, ours: Sequence[str]) -> ProviderResult:
         return ProviderResult(Outcome.APPROVED, reference)
 
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from payments_billing.main import build_worker
@@ -38,6 +39,9 @@ class Stripeish:
         return ProviderResult(Outcome.APPROVED, reference)
 
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
+        return ProviderResult(Outcome.APPROVED, reference)
+
+    async def check_customer_deletable(self, reference: str, ours: Sequence[str]) -> ProviderResult:
         return ProviderResult(Outcome.APPROVED, reference)
 
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:

@@ -142,6 +142,7 @@ async def delete_customer(context: BillingContext, call: Call) -> Reply:
     if loaded.applied(call.command_id):
         return Reply(status=200, body=domain.deleted_reply(customer_id))
     current = domain.visible(loaded.state, call.workspace)
+    await _refuse_if_billed_from_elsewhere(context, current)
     failed = await subscription_commands.cancel_all_of_customer(context, call, current)
     if failed is not None:
         return failed
@@ -152,3 +153,13 @@ async def delete_customer(context: BillingContext, call: Call) -> Reply:
     event = domain.decide_delete(loaded.state, call.workspace, call.now)
     await context.streams.append(domain.stream_name(customer_id), event, loaded.version, call.origin)
     return Reply(status=200, body=domain.deleted_reply(customer_id))
+
+
+async def _refuse_if_billed_from_elsewhere(context: BillingContext, customer: domain.Customer) -> None:
+    """A deletion the provider would refuse for a subscription made outside this system (Authorize.net's E00106)
+    is refused (409) before any of the customer's own subscriptions is canceled."""
+    if not customer.provider_reference:
+        return
+    ours = await subscription_commands.provider_references(context, customer)
+    provider = context.provider(customer.provider)
+    require_deleted(provider.name, await provider.check_customer_deletable(customer.provider_reference, ours))

@@ -356,6 +356,16 @@ async def cancel_subscription(context: BillingContext, call: Call) -> Reply:
     )
 
 
+async def provider_references(context: BillingContext, customer: customers.Customer) -> list[str]:
+    """The provider's references of the customer's subscriptions made here (any status)."""
+    references: list[str] = []
+    for subscription_id in customer.subscription_ids:
+        state = (await load(context, subscription_id)).state
+        if state is not None and state.provider_reference:
+            references.append(state.provider_reference)
+    return references
+
+
 async def cancel_all_of_customer(context: BillingContext, call: Call, customer: customers.Customer) -> Reply | None:
     """Before a customer is deleted: each of its subscriptions not canceled yet is canceled now, each with its own
     idempotency key derived from the deleting command. The first cancel that failed gives the reply."""

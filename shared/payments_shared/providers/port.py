@@ -218,6 +218,13 @@ class BillingProvider(Protocol):
 
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult: ...
 
+    async def check_customer_deletable(self, reference: str, ours: Sequence[str]) -> ProviderResult:
+        """Before anything of a customer's deletion is done: APPROVED unless the provider would refuse it for a
+        subscription other than `ours` (the references of this system's subscriptions of it, which the deletion
+        cancels first), then what `delete_customer` would answer (PERMANENT, `details["conflict"]`). Asks the
+        provider only where such a refusal exists (Authorize.net; Stripe's deletion ends every subscription)."""
+        ...
+
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult: ...
 
     async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult: ...

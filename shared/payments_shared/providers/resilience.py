@@ -259,6 +259,11 @@ class ResilientProvider:
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
         return await self._run("delete_customer", lambda: self.wrapped.delete_customer(reference, idempotency_key))
 
+    async def check_customer_deletable(self, reference: str, ours: Sequence[str]) -> ProviderResult:
+        return await self._run(
+            "check_customer_deletable", lambda: self.wrapped.check_customer_deletable(reference, ours)
+        )
+
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
         return await self._run("create_subscription", lambda: self.wrapped.create_subscription(request))
 

@@ -10,7 +10,7 @@ Periods are left to the caller (the billing domain computes them from the interv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -163,6 +163,9 @@ class SandboxBilling:
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
         result = ProviderResult(Outcome.APPROVED, reference, details={"deleted": True})
         return await self._once(idempotency_key, "delete_customer", None, reference, 0, lambda: result)
+
+    async def check_customer_deletable(self, reference: str, ours: Sequence[str]) -> ProviderResult:
+        return ProviderResult(Outcome.APPROVED, reference)  # the sandbox's deletion ends every subscription
 
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
         reference = reference_for("sub_sbx", request.idempotency_key)

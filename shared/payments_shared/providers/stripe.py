@@ -15,7 +15,7 @@ looks for what its earlier attempt made (`stripe_redrive`), so money still moves
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
@@ -388,6 +388,9 @@ class StripeProvider:
             return ProviderResult(Outcome.APPROVED, reference, details={"object": customer})
 
         return await self._guard(run)
+
+    async def check_customer_deletable(self, reference: str, ours: Sequence[str]) -> ProviderResult:
+        return ProviderResult(Outcome.APPROVED, reference)  # Stripe's deletion cancels every subscription itself
 
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
         async def run(created: Created) -> ProviderResult:

@@ -89,6 +89,12 @@ def duplicate_of(response: ApiResponse) -> str | None:
     return found.group(1) if found else None
 
 
+def bills_its_profile(response: ApiResponse) -> bool:
+    """Whether the subscription of an ARBGetSubscriptionResponse still bills its profile (active or suspended:
+    the statuses that make Authorize.net refuse the profile's deletion, E00106)."""
+    return response.child_text("subscription/a:status") in ("active", "suspended")
+
+
 def current_pricing(response: ApiResponse) -> tuple[Decimal, int] | None:
     """(amount per occurrence, quantity) from an ARBGetSubscriptionResponse."""
     amount = response.child_text("subscription/a:amount")

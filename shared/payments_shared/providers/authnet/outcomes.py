@@ -6,6 +6,9 @@ response reason code list; decline codes use Stripe's names so a client can act 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from payments_shared.providers.authnet.parse import ApiResponse, TransactionResponse
 from payments_shared.providers.port import Outcome, ProviderResult
 
@@ -13,6 +16,7 @@ from payments_shared.providers.port import Outcome, ProviderResult
 AUTHENTICATION_CODES = frozenset({"E00005", "E00006", "E00007", "E00008", "E00059"})
 RETRYABLE_CODES = frozenset({"E00001", "E00053", "E00104"})  # unexpected error, server too busy, maintenance
 NOT_FOUND_CODES = frozenset({"E00040", "E00051"})  # record not found, original subscription not found
+SUBSCRIPTION_NOT_FOUND = "E00035"  # ARBGetSubscription of an id Authorize.net does not hold
 DUPLICATE_RECORD = "E00039"  # "A duplicate record with ID 123 already exists."
 INVALID_ONE_TIME_TOKEN = "E00114"  # Accept.js opaque data used twice or expired
 PROFILE_BILLED_BY_SUBSCRIPTION = "E00106"  # a customer profile an active or suspended ARB subscription bills
@@ -107,7 +111,13 @@ def profile_billed_by_subscription(response: ApiResponse) -> ProviderResult:
     """E00106 on a profile's deletion: an ARB subscription still bills it, one this system does not know (made
     outside it; those it knows are canceled first). Only the merchant can end it: the profile's present state
     refuses the deletion (API.md's 409), Authorize.net did not fail."""
-    details = {"result_code": response.result_code, "error_code": PROFILE_BILLED_BY_SUBSCRIPTION}
+    return subscriptions_bill_profile(
+        {"result_code": response.result_code, "error_code": PROFILE_BILLED_BY_SUBSCRIPTION}
+    )
+
+
+def subscriptions_bill_profile(details: Mapping[str, Any]) -> ProviderResult:
+    """A profile's deletion refused (or, checked before, that would be) for ARB subscriptions still billing it."""
     return ProviderResult(
         Outcome.PERMANENT,
         message=SUBSCRIPTION_BILLS_PROFILE,

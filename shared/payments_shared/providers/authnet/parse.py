@@ -205,6 +205,7 @@ class CustomerProfile:
     email: str | None
     description: str | None
     payment_profile_ids: tuple[str, ...]
+    subscription_ids: tuple[str, ...] = ()  # the ARB subscriptions Authorize.net lists on the profile, any status
 
 
 def customer_profile(response: ApiResponse) -> CustomerProfile | None:
@@ -213,11 +214,13 @@ def customer_profile(response: ApiResponse) -> CustomerProfile | None:
     if node is None:
         return None
     ids = (_text(item, "customerPaymentProfileId") for item in node.iterfind("a:paymentProfiles", _NS))
+    subscriptions = (item.text for item in response.root.iterfind("a:subscriptionIds/a:subscriptionId", _NS))
     return CustomerProfile(
         merchant_customer_id=_text(node, "merchantCustomerId"),
         email=_text(node, "email"),
         description=_text(node, "description"),
         payment_profile_ids=tuple(value for value in ids if value),
+        subscription_ids=tuple(value.strip() for value in subscriptions if value and value.strip()),
     )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -42,10 +42,12 @@ from payments_shared.providers.authnet.outcomes import (
     NOT_FOUND_CODES,
     NOT_SETTLED_FOR_CREDIT,
     PROFILE_BILLED_BY_SUBSCRIPTION,
+    SUBSCRIPTION_NOT_FOUND,
     is_authentication_failure,
     judge_transaction,
     profile_billed_by_subscription,
     request_outcome,
+    subscriptions_bill_profile,
     transaction_outcome,
 )
 from payments_shared.providers.authnet.parse import (
@@ -292,6 +294,27 @@ class AuthorizeNetProvider:
         if not response.ok:
             return self._refused(response)
         return ProviderResult(Outcome.APPROVED, reference=reference, details={"deleted": True})
+
+    async def check_customer_deletable(self, reference: str, ours: Sequence[str]) -> ProviderResult:
+        """The profile's subscriptions (getCustomerProfile's `subscriptionIds`) other than `ours`, each read
+        (ARBGetSubscription): one still billing the profile would make Authorize.net refuse the deletion (E00106)
+        after this system had canceled its own; it is refused now, before anything is done."""
+        profile = await self._profile(reference)
+        if isinstance(profile, ProviderResult):
+            gone = profile.details.get("error_code") in NOT_FOUND_CODES
+            return ProviderResult(Outcome.APPROVED, reference) if gone else profile  # gone: nothing refuses it
+        billing: list[str] = []
+        for subscription_id in (found for found in profile.subscription_ids if found not in ours):
+            current = await self._send_repeatable(messages.get_subscription(self._credentials, subscription_id))
+            if isinstance(current, ProviderResult):
+                return current
+            if not current.ok and current.first_code not in (SUBSCRIPTION_NOT_FOUND, *NOT_FOUND_CODES):
+                return self._refused(current)
+            if current.ok and arb.bills_its_profile(current):
+                billing.append(subscription_id)
+        if billing:
+            return subscriptions_bill_profile({"subscriptions": billing})
+        return ProviderResult(Outcome.APPROVED, reference)
 
     async def create_subscription(self, request: SubscriptionRequest) -> ProviderResult:
         """ARBCreateSubscriptionRequest on a customer payment profile, starting the day the command was accepted.
