@@ -416,6 +416,10 @@ class SandboxProvider:
         """Replay a recorded key, else act once; with the configured faults around it."""
         faults = self._faults()
         await _inject_delay(faults)
+        if self._never_failing():
+            # The ledger's insert-or-keep answers a replay with the key's recorded result, in the committer's
+            # transaction: no read on the loop first.
+            return await self.ledger.record(*decide())
         recorded = self.ledger.lookup(idempotency_key)
         if recorded is not None:
             return recorded
@@ -424,6 +428,10 @@ class SandboxProvider:
             return _injected_failure()
         result = await self.ledger.record(*decide())
         return _injected_failure() if failing else result
+
+    def _never_failing(self) -> bool:
+        """No failure can be injected in this process (none configured, no faults file to configure one later)."""
+        return self.settings.faults_file is None and not self.settings.failure_rate
 
     def _faults(self) -> SandboxSettings:
         """The configured faults, overridden by SANDBOX_FAULTS_FILE while that file exists and parses."""
