@@ -105,8 +105,8 @@ async def test_concurrent_calls_are_group_committed_one_entry_per_key(sandbox: S
 
 
 async def test_a_ledger_lock_held_elsewhere_waits_off_the_loop_then_records(sandbox: SandboxProvider) -> None:
-    """Records never wait for the write lock on the loop: while another process (the other worker of the
-    DATA_DIR) holds it, they wait on the committer thread and the loop keeps running."""
+    """Records commit on the loop's thread but never wait there: while another process (the other worker of the
+    DATA_DIR) holds the ledger's write lock, they wait on a thread and the loop keeps running."""
     locker = sqlite3.connect(sandbox.ledger.path, isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")
@@ -136,7 +136,7 @@ async def test_the_ledger_is_checkpointed_off_the_loop(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
         with sqlite3.connect(path) as db:
             assert db.execute("SELECT count(*) FROM ledger").fetchone() == (50,)
-        assert provider.ledger._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (BACKSTOP_PAGES,)
+        assert provider.ledger._loop_db.execute("PRAGMA wal_autocheckpoint").fetchone() == (BACKSTOP_PAGES,)
     finally:
         await provider.close()
 

@@ -15,10 +15,8 @@ import random
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -160,12 +158,11 @@ class SandboxLedger:
     """The sandbox's own record of every call, one row per idempotency key (first write wins).
 
     Writes are group-committed: the `record` calls of one turn of the event loop are committed in one
-    transaction, handed at the end of the turn to the ledger's committer thread (one hand-off per turn, not per
-    call), and each call returns only once its row is committed. That thread commits the batches one after
-    another, in the order they were handed over; SQLite runs with the GIL released, so the loop serves other
-    requests meanwhile. When another process holds the write lock (the ledger file is shared by the workers of
-    one DATA_DIR), the committer waits for it, never the loop. Reads use their own connection and never wait for a
-    commit. The WAL is copied into the file by a checkpointer thread (payments_shared.sqlite_checkpoints).
+    transaction at the end of the turn, on the loop's thread, so each call returns only once its row is committed
+    without a thread hand-off per call. When another process holds the write lock (the ledger file is shared by
+    the workers of one DATA_DIR), the batch waits for it on a thread instead of on the loop. Reads use their own
+    connection and never wait for a commit. The WAL is copied into the file by a checkpointer thread
+    (payments_shared.sqlite_checkpoints), never by a commit on the loop.
 
     synchronous=NORMAL (WAL), one fsync fewer per charge: a committed row survives the process being killed,
     which the crash tests and "one ledger row per key" rely on, but a power cut may forget the last rows. The
@@ -174,10 +171,11 @@ class SandboxLedger:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = _connect(path, timeout_s=30)  # used by the committer thread only, once set up
+        self._lock = threading.Lock()  # the waiting write connection: held by the thread committing a batch
+        self._db = _connect(path, timeout_s=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="sandbox-committer")
+        self._loop_db = _connect(path, timeout_s=0)  # never waits: a held lock sends the batch to `_db`
         self._checkpointer = Checkpointer(path, busy_timeout_ms=30_000)  # not the loop's commits (see the module)
         self._turns: TurnBatches[_QueuedRecord] = TurnBatches(self._commit_turn)
         self._read_lock = threading.Lock()
@@ -225,20 +223,28 @@ class SandboxLedger:
 
     def _commit_turn(self, loop: asyncio.AbstractEventLoop, batch: list[_QueuedRecord]) -> None:
         try:
-            committed = loop.run_in_executor(self._committer, _commit, self._db, batch)
-        except RuntimeError as error:  # the ledger is closed
+            stored = _commit(self._loop_db, batch)
+        except sqlite3.OperationalError:  # the write lock is held elsewhere: wait for it off the loop
+            loop.create_task(self._commit_waiting(batch))
+            return
+        except Exception as error:
             _settle(batch, error=error)
             return
-        committed.add_done_callback(partial(self._committed, batch))
+        self._checkpointer.wanted.set()
+        _settle(batch, stored=stored)
 
-    def _committed(self, batch: list[_QueuedRecord], done: asyncio.Future[list[str]]) -> None:
-        """Runs on the loop once the batch's transaction ended: each caller gets the result its key holds."""
-        error = RuntimeError("sandbox ledger: commit cancelled") if done.cancelled() else done.exception()
-        if error is not None:
-            _settle(batch, error=error if isinstance(error, Exception) else RuntimeError(repr(error)))
+    async def _commit_waiting(self, batch: list[_QueuedRecord]) -> None:
+        def commit() -> list[str]:
+            with self._lock:
+                return _commit(self._db, batch)
+
+        try:
+            stored = await asyncio.to_thread(commit)
+        except Exception as error:
+            _settle(batch, error=error)
             return
         self._checkpointer.wanted.set()
-        _settle(batch, stored=done.result())
+        _settle(batch, stored=stored)
 
     def entries(self) -> list[LedgerEntry]:
         with self._read_lock:
@@ -259,8 +265,9 @@ class SandboxLedger:
         self._checkpointer.stop()
         with self._read_lock:
             self._reader.close()
-        self._committer.shutdown(wait=True)  # the batches handed over are committed first
-        self._db.close()
+        with self._lock:
+            self._db.close()
+        self._loop_db.close()
 
 
 def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
