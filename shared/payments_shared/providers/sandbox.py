@@ -424,8 +424,8 @@ class SandboxProvider:
         faults = self._faults()
         await _inject_delay(faults)
         if self._never_failing():
-            # The ledger's insert-or-keep answers a replay with the key's recorded result, in the committer's
-            # transaction: no read on the loop first.
+            # The ledger's insert-or-keep answers a replay with the key's recorded result, in the turn's group
+            # commit: no read first.
             return await self.ledger.record(*decide())
         recorded = self.ledger.lookup(idempotency_key)
         if recorded is not None:
