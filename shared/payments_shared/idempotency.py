@@ -255,12 +255,15 @@ class IdempotencyGuard:
     async def claimed_before(self, command_id: str, position: int) -> bool:
         """Whether the key was first claimed (by a request other than a charge) before `position`: the charge or
         authorization whose transaction was created there lost the key to it."""
-        claims = await self._store.read(key_stream(command_id))
-        return bool(claims) and claims[0].position < position
+        return await self._begun_before(key_stream(command_id), position)
 
     async def _created_before(self, command_id: str, position: int) -> bool:
-        created = await self._store.read(created_stream(command_id))
-        return bool(created) and created[0].position < position
+        return await self._begun_before(created_stream(command_id), position)
+
+    async def _begun_before(self, stream: str, position: int) -> bool:
+        """Whether `stream`'s first event was committed before global `position` (positions are commit order)."""
+        recorded = await self._store.read(stream)
+        return bool(recorded) and recorded[0].position < position
 
     async def _give_way(self, claimed: Claimed, metadata: Mapping[str, Any]) -> None:
         """The key's charge or authorization created its transaction before this claim: refuse, and record the
