@@ -81,7 +81,7 @@ def from_kurrent(event: KurrentRecordedEvent) -> RecordedEvent:
         data=json.loads(event.data) if event.data else {},
         metadata=json.loads(event.metadata) if event.metadata else {},
         version=event.stream_position,
-        position=event.commit_position or 0,
+        position=event.commit_position,  # kurrentdbclient reads one for every event (it asserts so)
         recorded_at=event.recorded_at or datetime.now(UTC),
     )
 
@@ -157,7 +157,7 @@ class KurrentEventStore:
             raise translate(error) from error
         try:
             async for recorded in subscription:
-                if not is_system(recorded) and (recorded.commit_position or 0) >= from_position:
+                if not is_system(recorded) and recorded.commit_position >= from_position:
                     yield from_kurrent(recorded)
         except KurrentDBClientError as error:
             raise translate(error) from error
@@ -202,7 +202,7 @@ class KurrentEventStore:
         try:
             async for recorded in response:
                 cursor.last = recorded.commit_position
-                if not is_system(recorded) and (recorded.commit_position or 0) >= from_position:
+                if not is_system(recorded) and recorded.commit_position >= from_position:
                     yield from_kurrent(recorded)
         finally:
             with contextlib.suppress(Exception):  # best-effort cleanup; the channel may already be closed
