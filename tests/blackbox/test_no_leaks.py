@@ -189,3 +189,21 @@ def test_a_card_number_in_a_billing_idempotency_key_is_never_recorded(server: Se
     send("POST", f"subscriptions/{subscription['id']}/cancel", {})
     send("DELETE", f"customers/{customer['id']}", {})
     assert card not in store_rows(server.data_dir / "events.db", "SELECT stream, type, data, metadata FROM events")
+
+
+@pytest.mark.parametrize("separator", ["", "-"])
+def test_a_card_number_as_the_request_id_is_neither_echoed_nor_recorded(
+    server: Server, api: Api, separator: str
+) -> None:
+    """X-Request-Id matched the sane-id pattern ([A-Za-z0-9._:-]{1,128}) when it was a card number: it came back in
+    the response header and was recorded as every event's correlation_id. It is replaced by a new id, as any
+    X-Request-Id that is not sane."""
+    card = grouped(luhn_valid("4", 16), separator)
+    body = {"amount": 500, "currency": "usd", "payment_method": "pm_card_visa"}
+    response = api.http.post(f"{API}/charge", json=body, headers={**api.headers(), "X-Request-Id": card})
+    assert response.status_code == 201, response.text
+    assert response.headers["x-request-id"] not in forms_of(card)
+    events = api.events(response.json()["id"]).json()["data"]
+    assert {event["metadata"]["correlation_id"] for event in events} == {response.headers["x-request-id"]}
+    stored = store_rows(server.data_dir / "events.db", "SELECT stream, type, data, metadata FROM events")
+    assert not any(form in stored for form in forms_of(card))

@@ -1,5 +1,6 @@
 """Give every request a correlation id (the client's `X-Request-Id` when it is sane, else a new one), set it in
-`payments_shared.logging.correlation_id` for everything logged while handling the request, and echo it back."""
+`payments_shared.logging.correlation_id` for everything logged while handling the request, and echo it back.
+A card number is no sane id: it would be echoed and recorded in every event's metadata."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payments_shared.carddata import contains_card_number
 from payments_shared.ids import random_uuid_str
 from payments_shared.logging import correlation_id
 
@@ -19,7 +21,7 @@ def _incoming_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == _HEADER:
             text = value.decode("latin-1")
-            return text if _SANE_ID.match(text) else None
+            return text if _SANE_ID.match(text) and not contains_card_number(text) else None
     return None
 
 
