@@ -53,6 +53,8 @@ def bad_tokens(workspace: str) -> dict[str, str | None]:
         "exp a numeric string": jwt.encode({**claims, "exp": str(now + 600)}, JWT_SECRET, algorithm="HS256"),
         "nbf a boolean": mint_token(workspace, nbf=True),
         "iat a numeric string": mint_token(workspace, iat=str(now)),
+        # An integer no float holds: the verified token's expiry was kept as float(exp), a 500.
+        "exp past any float": mint_token(workspace, exp=10**309),
         # Lone surrogates: text that UTF-8 (the event store, the read models) cannot carry.
         "workspace not unicode": mint_token(f"{workspace}\udc00"),
         "sub not unicode": mint_token(workspace, sub="caf\udce9"),

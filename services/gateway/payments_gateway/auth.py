@@ -9,6 +9,7 @@ token without the route's permission is 403 `permission_error`.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -90,11 +91,16 @@ class TokenVerifier:
 
 
 def _check_numeric_dates(claims: dict[str, Any]) -> None:
-    """PyJWT takes any value int() accepts (`"exp": "1795778135"`, `true`); a NumericDate is a JSON number."""
+    """PyJWT takes any value int() accepts (`"exp": "1795778135"`, `true`); a NumericDate is a JSON number, and one
+    a float holds (the expiry is kept as one)."""
     for name in NUMERIC_DATES:
-        value = claims.get(name)
-        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise unauthenticated(f"The token's {name} claim must be a number.")
+        if abs(value) > sys.float_info.max:
+            raise unauthenticated(f"The token's {name} claim is out of range.")
 
 
 def authorization_header(headers: Headers) -> str | None:
