@@ -28,6 +28,8 @@ _ID_REST = 5  # characters besides the digit run from which a hex token is an id
 
 
 def luhn_valid(digits: str) -> bool:
+    if not digits.isascii():  # other scripts' decimal digits (Arabic-Indic, fullwidth…), which `\d` matches
+        digits = "".join(str(int(char)) for char in digits)
     total = 0
     for index, char in enumerate(reversed(digits)):
         value = ord(char) - 48

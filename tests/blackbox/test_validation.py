@@ -140,6 +140,24 @@ def test_card_numbers_are_refused_naming_the_field_and_never_echoed(api: Api, wh
         assert number not in digits_only
 
 
+def in_digits_of(number: str, zero: str) -> str:
+    """`number` written with another script's decimal digits, `zero` being that script's 0."""
+    return "".join(chr(ord(zero) + int(digit)) for digit in number)
+
+
+# Arabic-Indic, Devanagari, fullwidth: Unicode decimal digits. The Luhn check read each as ord(c) - 48, so whether
+# such a card number was found was chance (these three all got through).
+@pytest.mark.parametrize("zero", ["\u0660", "\u0966", "\uff10"])
+def test_a_card_number_in_other_decimal_digits_is_card_data(api: Api, zero: str) -> None:
+    card = in_digits_of("5555555555554444", zero)
+    response = api.post("charge", {**VALID, "description": f"card {card}"})
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("raw_card_data", "description")
+    assert card not in response.text
+    not_a_card = in_digits_of("5555555555554445", zero)  # fails the Luhn check
+    assert api.post("charge", {**VALID, "description": not_a_card}).status_code == 201
+
+
 def test_uuids_in_a_charge_are_not_taken_for_card_numbers(api: Api) -> None:
     # Each holds a Luhn-valid run of 16 digits (about 1 random UUID in 350 does): refused as raw_card_data before.
     order = {"order": "ab43297d-7003-4703-9070-6ec5c492b911", "cart": "892C8B51-4F3B-46D6-9BA4-740213207134"}
