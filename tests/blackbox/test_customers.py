@@ -3,6 +3,7 @@ delete (then 404 everywhere, history kept), validation, permissions, other works
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,34 @@ def test_delete_then_404_on_every_route_with_history_kept(billing: Billing, serv
     error = error_of(billing.subscribe(customer_id=customer_id, payment_method="pm_card_visa"), 404)
     assert error["param"] == "customer_id"
     assert stream_event_types(server.data_dir, f"customer-{customer_id}") == ["CustomerCreated", "CustomerDeleted"]
+
+
+async def _cancel_and_delete(base_url: str, token: str, subscription_id: str, customer_id: str) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=f"{base_url}{API}", headers={"Authorization": f"Bearer {token}"}) as http:
+        cancel = http.post(f"/subscriptions/{subscription_id}/cancel", json={})
+        return list(await asyncio.gather(cancel, http.delete(f"/customers/{customer_id}")))
+
+
+def test_a_delete_racing_a_cancel_of_its_subscription_still_deletes(billing: Billing, server: Server) -> None:
+    """The delete found the subscription live, the cancel sent beside it canceled it first, and the delete's own
+    cancel of it was then refused: 409 subscription_canceled, the customer not deleted. Canceled is all the delete
+    needs of it."""
+    for _ in range(5):
+        customer = billing.customer(payment_method="pm_card_visa")
+        subscribed = billing.subscribe(customer_id=customer["id"])
+        assert subscribed.status_code == 201, subscribed.text
+        subscription_id = subscribed.json()["id"]
+        canceled, deleted = asyncio.run(
+            _cancel_and_delete(server.base_url, billing.token(), subscription_id, customer["id"])
+        )
+        assert (deleted.status_code, deleted.json()) == (
+            200,
+            {"id": customer["id"], "object": "customer", "deleted": True},
+        )
+        if canceled.status_code != 200:  # the delete canceled it first
+            assert error_of(canceled, 409)["code"] == "subscription_canceled"
+        assert billing.call("GET", f"customers/{customer['id']}").status_code == 404
+        assert billing.call("GET", f"subscriptions/{subscription_id}").json()["status"] == "canceled"
 
 
 @pytest.mark.parametrize(("method", "suffix"), [("GET", "/cus_doesnotexist"), ("PUT", "/cus_doesnotexist")])

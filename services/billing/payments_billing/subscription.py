@@ -50,6 +50,7 @@ ACTIVE: Final = "active"
 PAST_DUE: Final = "past_due"
 UNPAID: Final = "unpaid"
 CANCELED_STATUS: Final = "canceled"
+CANCELED_CODE: Final = "subscription_canceled"  # the 409 of a change to a canceled subscription
 STATUSES = (INCOMPLETE, TRIALING, ACTIVE, PAST_DUE, UNPAID, CANCELED_STATUS)
 
 # The only moves between statuses (a status "moving" to itself is no move at all).
@@ -259,7 +260,7 @@ def changeable(subscription: Subscription | None, workspace: str) -> Subscriptio
     current = visible(subscription, workspace)
     if current.status == CANCELED_STATUS:
         message = f"Subscription {current.id} is canceled: it cannot change any more."
-        raise conflict(message, code="subscription_canceled")
+        raise conflict(message, code=CANCELED_CODE)
     return current
 
 

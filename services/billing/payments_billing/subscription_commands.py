@@ -388,5 +388,10 @@ async def _cancel_if_live(context: BillingContext, call: Call, subscription_id: 
         update={"command_id": key, "payload": {"subscription_id": subscription_id}}
     )
     cancel = Call(replace(call.origin, command=command), call.now, call.accepted_at)
-    reply = await serialized.change(context, cancel, _changes(context, subscription_id, requested_cancel))
+    try:
+        reply = await serialized.change(context, cancel, _changes(context, subscription_id, requested_cancel))
+    except ApiError as error:
+        if error.code == domain.CANCELED_CODE:  # another request (a cancel sent beside) canceled it since the read
+            return None
+        raise
     return None if reply.status == 200 else reply
