@@ -124,6 +124,34 @@ def test_slow_worker_gives_202_pending_and_the_charge_completes(tmp_path: Path) 
         assert done["amount_captured"] == 321
 
 
+def test_a_slow_refund_without_a_key_is_not_invited_to_be_sent_again(tmp_path: Path) -> None:
+    # Past RPC_TIMEOUT_S a refund answers 503 `processing` and still completes. With a key, a retry gets its result;
+    # without one, a retry is a second refund: that answer must say so, and carry no Retry-After.
+    with (
+        contextlib.ExitStack() as stack,
+        embedded_server(tmp_path / "data", RPC_TIMEOUT_S="0.3", SANDBOX_LATENCY_MS="1500") as server,
+    ):
+        api = Api(stack.enter_context(httpx.Client(base_url=server.base_url, timeout=30)))
+        charged = api.charge(key=new_key(), amount=1000)
+        assert charged.status_code == 202, charged.text
+        transaction_id = charged.json()["id"]
+        wait_for_status(api, transaction_id, "captured")
+
+        keyless = api.post("refund", {"transaction_id": transaction_id, "amount": 100})
+        keyed = api.post("refund", {"transaction_id": transaction_id, "amount": 200}, key=new_key())
+        for answer in (keyless, keyed):
+            assert (answer.status_code, answer.json()["error"]["code"]) == (503, "processing"), answer.text
+        assert "Retry-After" not in keyless.headers
+        assert "no Idempotency-Key" in keyless.json()["error"]["message"]
+        assert "retry with the same Idempotency-Key" in keyed.json()["error"]["message"]
+        assert keyed.headers["Retry-After"] == "2"
+        assert wait_for_status(api, transaction_id, "partially_refunded")["amount_refunded"] in (100, 200, 300)
+        deadline = time.monotonic() + WAIT_S
+        while api.get(transaction_id).json()["amount_refunded"] != 300:  # both complete, each once
+            assert time.monotonic() < deadline, api.get(transaction_id).text
+            time.sleep(0.1)
+
+
 def test_rate_limits_are_per_workspace_and_per_bucket(tmp_path: Path) -> None:
     with (
         contextlib.ExitStack() as stack,

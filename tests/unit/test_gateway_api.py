@@ -300,7 +300,10 @@ async def test_timeout_gives_pending_charge_and_503_otherwise() -> None:
         assert body["status"] == "pending"
         assert (body["amount"], body["currency"], body["amount_captured"]) == (1099, "usd", 0)
         assert body["metadata"] == {"a": "b"}
-        refund = await http.post("/api/v1/payments/refund", json={"transaction_id": body["id"]}, headers=auth())
+        refund_body = {"transaction_id": body["id"]}
+        refund = await http.post(
+            "/api/v1/payments/refund", json=refund_body, headers={**auth(), "Idempotency-Key": "r"}
+        )
         assert refund.status_code == 503
         assert refund.json()["error"]["type"] == "provider_unavailable"
         assert "Idempotency-Key" in refund.json()["error"]["message"]  # the command goes on: retry with its key

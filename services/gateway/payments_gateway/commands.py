@@ -71,4 +71,4 @@ async def send_or_processing(context: GatewayContext, request: Request, queue: s
     except WorkerTimeout:
         if is_read(command):
             raise unavailable("The service did not answer in time; retry the read.") from None
-        raise still_processing() from None
+        raise still_processing(command.idempotency_key is not None) from None

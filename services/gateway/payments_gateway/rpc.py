@@ -35,13 +35,17 @@ def unavailable(message: str) -> ApiError:
     return ApiError("provider_unavailable", message, code="service_unavailable", retry_after=RETRY_AFTER_S)
 
 
-def still_processing() -> ApiError:
-    return ApiError(
-        "provider_unavailable",
-        "The request is still being processed; retry with the same Idempotency-Key to get its result.",
-        code="processing",
-        retry_after=RETRY_AFTER_S,
+def still_processing(keyed: bool) -> ApiError:
+    """The command is queued and will complete. Without an Idempotency-Key a retry is a new request (a second
+    refund, say): that client is told to look before sending it again, and gets no Retry-After inviting one."""
+    if keyed:
+        message = "The request is still being processed; retry with the same Idempotency-Key to get its result."
+        return ApiError("provider_unavailable", message, code="processing", retry_after=RETRY_AFTER_S)
+    message = (
+        "The request is still being processed and will complete. It had no Idempotency-Key, so sending it again "
+        "makes a new request: read the object it changes before you do."
     )
+    return ApiError("provider_unavailable", message, code="processing")
 
 
 def valid_traceparent(value: str | None) -> str | None:
