@@ -20,9 +20,9 @@ MAX_NAME_LENGTH = 256
 MAX_PHONE_LENGTH = 20
 MAX_PRICE_ID_LENGTH = 255
 MAX_TRIAL_DAYS = 730  # Stripe's limit
-# One dot-separated domain of at least two labels, a local part without spaces or a second @.
+# One dot-separated domain of at least two labels, a local part without spaces, control characters or a second @.
 _EMAIL = re.compile(
-    r"^[^@\s]{1,64}@(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
 
 
