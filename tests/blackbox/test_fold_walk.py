@@ -616,6 +616,7 @@ def last_position(data_dir: Path) -> int:
 
 
 LISTS: Final = ("transactions", "customers", "subscriptions")
+EVERY_STATUS: Final = {"subscriptions": {"status": "all"}}  # as Stripe's, that list leaves canceled ones out
 
 
 def whole_list(http: httpx.Client, token: str, kind: str, caught_up_to: int) -> list[dict[str, Any]]:
@@ -624,7 +625,7 @@ def whole_list(http: httpx.Client, token: str, kind: str, caught_up_to: int) -> 
     headers = {"Authorization": f"Bearer {token}"}
     while True:
         objects: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"limit": 100}
+        params: dict[str, Any] = {"limit": 100, **EVERY_STATUS.get(kind, {})}
         positions = []
         while True:
             page = http.get(f"{API}/{kind}", params=params, headers=headers)

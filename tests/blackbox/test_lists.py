@@ -462,10 +462,16 @@ def test_subscriptions_by_customer_and_status(billing_client: Billing) -> None:
         lambda: list_page(http, token, "subscriptions", status="canceled"),
         lambda page: [s["id"] for s in page["data"]] == [subscriptions[0]["id"]],
     )
-    assert listed() == [s["id"] for s in reversed(subscriptions)]
-    assert listed(customer_id=first["id"]) == [subscriptions[1]["id"], subscriptions[0]["id"]]
-    assert listed(status="canceled") == [subscriptions[0]["id"]]
+    newest_first = [s["id"] for s in reversed(subscriptions)]
+    # As Stripe's list: canceled subscriptions only when `status` asks for them (`canceled`, `ended`, `all`).
+    assert listed() == newest_first[:2]
+    assert listed(status="all") == newest_first
+    assert listed(status="ended") == listed(status="canceled") == [subscriptions[0]["id"]]
+    assert listed(customer_id=first["id"]) == [subscriptions[1]["id"]]
+    assert listed(customer_id=first["id"], status="all") == [subscriptions[1]["id"], subscriptions[0]["id"]]
     assert listed(customer_id=second["id"], status="canceled") == []
+    refused = list_page(http, token, "subscriptions", status="expired")
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "status"), refused.text
 
 
 @pytest.fixture

@@ -87,12 +87,12 @@ async def test_ending_before_keeps_the_filters(model: ReadModel) -> None:
     statuses = ["open", "closed", "open", "open", "closed", "open"]
     entries = [entry(f"n{n}", 1 + n // 2, status=status) for n, status in enumerate(statuses)]
     assert await model.commit("notes", entries, 0, 1)
-    page = await model.page("notes", ListQuery(workspace="ws_a", status="open", ending_before="n0", limit=2))
+    page = await model.page("notes", ListQuery(workspace="ws_a", statuses=("open",), ending_before="n0", limit=2))
     assert ([note["id"] for note in page.data], page.has_more) == (["n3", "n2"], True)
-    newer = await model.page("notes", ListQuery(workspace="ws_a", status="open", ending_before="n3", limit=2))
+    newer = await model.page("notes", ListQuery(workspace="ws_a", statuses=("open",), ending_before="n3", limit=2))
     assert ([note["id"] for note in newer.data], newer.has_more) == (["n5"], False)
     # a cursor the filter leaves out still marks its place in the list
-    around = await model.page("notes", ListQuery(workspace="ws_a", status="open", ending_before="n4"))
+    around = await model.page("notes", ListQuery(workspace="ws_a", statuses=("open",), ending_before="n4"))
     assert [note["id"] for note in around.data] == ["n5"]
 
 

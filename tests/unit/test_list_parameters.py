@@ -90,3 +90,21 @@ def test_created_is_a_filter_only_where_the_list_takes_it(name: str) -> None:
     without = ListSpec("plain", "/plain", filters=("status",), statuses=("open",))
     assert refused_param({name: str(N)}, without) == name
     parse_query(SPEC, "ws_a", {name: str(N)})
+
+
+def test_status_is_one_status_a_group_of_them_or_without_it_the_list_s_default() -> None:
+    spec = ListSpec(
+        "subs",
+        "/subs",
+        filters=("status",),
+        statuses=("active", "canceled"),
+        status_groups={"ended": ("canceled",), "all": None},
+        unfiltered=("active",),
+    )
+    assert parse_query(spec, "ws_a", {}).statuses == ("active",)
+    assert parse_query(spec, "ws_a", {"status": "canceled"}).statuses == ("canceled",)
+    assert parse_query(spec, "ws_a", {"status": "ended"}).statuses == ("canceled",)
+    assert parse_query(spec, "ws_a", {"status": "all"}).statuses is None
+    assert refused_param({"status": "ALL"}, spec) == "status"
+    assert parse_query(SPEC, "ws_a", {}).statuses is None  # a list without a default shows every status
+    assert refused_param({"status": "all"}) == "status"  # and takes no group it does not name

@@ -50,5 +50,9 @@ LISTS: Final = {
         url="/api/v1/payments/subscriptions",
         filters=("customer_id", "status", "created"),
         statuses=subscription.STATUSES,
+        # As Stripe's: canceled ones only when asked for; `ended` (Stripe's canceled and incomplete_expired: an
+        # incomplete subscription that expires is canceled here) and `all` too.
+        status_groups={"ended": (subscription.CANCELED_STATUS,), "all": None},
+        unfiltered=tuple(status for status in subscription.STATUSES if status != subscription.CANCELED_STATUS),
     ),
 }

@@ -7,7 +7,7 @@ untouched (`payload["params"]`), so the rules for the parameters live here, once
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from payments_shared.errors import ApiError, echoed, invalid
@@ -28,12 +28,16 @@ EntryLookup = Callable[[str, str], Awaitable[ListEntry | None]]
 
 @dataclass(frozen=True)
 class ListSpec:
-    """One list route: its read model, its URL, and which filters it takes (statuses: the accepted values)."""
+    """One list route: its read model, its URL, and which filters it takes. `status` takes one of `statuses`, or
+    a name of `status_groups` (several statuses; None for every one); without it the list shows `unfiltered`
+    (None: every status). Stripe's subscription list, say, leaves canceled ones out unless `status` asks."""
 
     projection: str
     url: str
     filters: Sequence[str]  # of "status", "customer_id", "email", "created"
     statuses: Sequence[str] = ()
+    status_groups: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
+    unfiltered: tuple[str, ...] | None = None
 
 
 def parse_query(spec: ListSpec, workspace: str, params: Mapping[str, str]) -> ListQuery:
@@ -45,21 +49,29 @@ def parse_query(spec: ListSpec, workspace: str, params: Mapping[str, str]) -> Li
             raise invalid(f"Unknown parameter {echoed(name)!r}.", param=echoed(name))
     if all(name in params for name in CURSORS):
         raise invalid("Received both starting_after and ending_before: pass only one.", param="ending_before")
-    status = params.get("status")
-    if status is not None and status not in spec.statuses:
-        raise invalid(f"status must be one of {', '.join(spec.statuses)}.", param="status")
     created = created_range(params)
     return ListQuery(
         workspace=workspace,
         limit=_limit(params.get("limit")),
         starting_after=_non_empty(params, "starting_after"),
         ending_before=_non_empty(params, "ending_before"),
-        status=status,
+        statuses=_statuses(spec, params.get("status")),
         customer_id=_non_empty(params, "customer_id"),
         email=_non_empty(params, "email"),
         created_gte_us=created.gte_us,
         created_lt_us=created.lt_us,
     )
+
+
+def _statuses(spec: ListSpec, raw: str | None) -> tuple[str, ...] | None:
+    """The statuses the list shows (None: every one)."""
+    if raw is None:
+        return spec.unfiltered
+    if raw in spec.statuses:
+        return (raw,)
+    if raw in spec.status_groups:
+        return spec.status_groups[raw]
+    raise invalid(f"status must be one of {', '.join([*spec.statuses, *spec.status_groups])}.", param="status")
 
 
 def _limit(raw: str | None) -> int:

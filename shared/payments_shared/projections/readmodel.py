@@ -83,7 +83,7 @@ class ListQuery:
     limit: int = 10
     starting_after: str | None = None
     ending_before: str | None = None
-    status: str | None = None
+    statuses: tuple[str, ...] | None = None  # None: any status
     customer_id: str | None = None
     email: str | None = None
     created_gte_us: int | None = None
@@ -279,10 +279,12 @@ def page_window(rows: Sequence[T], limit: int, backwards: bool) -> tuple[list[T]
 def _filters(projection: str, query: ListQuery) -> tuple[list[str], list[Any]]:
     conditions = ["projection = ?", "workspace = ?", "listed = 1"]
     values: list[Any] = [projection, query.workspace]
-    for column, value in (("status", query.status), ("customer_id", query.customer_id)):
-        if value is not None:
-            conditions.append(f"{column} = ?")
-            values.append(value)
+    if query.statuses is not None:
+        conditions.append(f"status IN ({', '.join('?' * len(query.statuses))})")
+        values.extend(query.statuses)
+    if query.customer_id is not None:
+        conditions.append("customer_id = ?")
+        values.append(query.customer_id)
     if query.email is not None:
         conditions.append("email = ?")  # exact, case included, as Stripe's filter
         values.append(query.email)

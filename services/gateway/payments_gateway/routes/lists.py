@@ -103,7 +103,9 @@ async def list_customers(
     "/subscriptions",
     openapi_extra=_documented(
         _parameter("customer_id", "Only this customer's subscriptions."),
-        _parameter("status", "Only subscriptions in this status."),
+        _parameter(
+            "status", "Only subscriptions in this status, or `ended` (canceled) or `all`; without it, all but canceled."
+        ),
         *CREATED,
     ),
 )
