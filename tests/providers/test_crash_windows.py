@@ -1,0 +1,393 @@
+"""Charges, authorizations, captures, refunds and voids cut short at each of their crash windows, on each provider,
+then carried on by whoever finds them: the redelivery of the same message to a restarted worker, or the restarted
+worker's recovery sweep.
+
+The windows: after the `…Requested` is appended and before the provider is called; after the provider answered and
+before its outcome is appended; after the outcome is appended and before the reply is kept under the
+Idempotency-Key (a charge's reply is its transaction's stream) and the message acknowledged; for a capture, refund or
+void, after the reply is kept and before the acknowledgement.
+The crash is an exception raised at the production code's fault point (`faults.hook`): nothing after it runs, the
+message is not acknowledged. The restarted worker is a new composition on the same SQLite event store, with adapters
+that know nothing of the first attempt, as a new process's would.
+
+Each provider is its test peer over real HTTP where it has one: the sandbox's ledger (SQLite), the Stripe wire-format
+server (idempotency keys as Stripe keeps them), the Authorize.net test server (no idempotency key: transactions as
+Authorize.net records them). Each test checks the peer's own records (the operation made exactly once), the
+transaction (as the provider has it, one outcome in its audit trail) and the client's retry with its key (the same
+answer, replayed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+from payments_shared import faults, ids
+from payments_shared.broker.port import Message
+from payments_shared.eventstore.port import EventStore
+from payments_shared.messages import Command
+from payments_shared.providers.authnet.messages import reference_for
+from payments_shared.providers.authnet.provider import AuthorizeNetProvider
+from payments_shared.providers.port import PaymentProvider
+from payments_shared.providers.registry import close_providers, with_resilience
+from payments_shared.providers.sandbox import SandboxProvider
+from payments_shared.providers.stripe import StripeProvider
+from payments_shared.providers.stripe_redrive import OPERATION_TAG
+from payments_transactions.settings import TransactionsSettings
+from payments_transactions.worker import TransactionsWorker
+
+from tests.authnet_server import fixture
+from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
+from tests.support.stripe_wire_server import WIRE_API_KEY, StripeWireServer, running_stripe_wire
+
+WORKSPACE: Final = "ws_crash"
+ROUTES: Final = {kind: f"POST /api/v1/payments/{kind}" for kind in ("charge", "authorize", "capture", "refund", "void")}
+AMOUNT: Final = 1000
+PART: Final = 400  # a capture or refund of part of the payment: a second one would still be allowed, and show
+OUTCOME_EVENT: Final = {"capture": "CaptureSucceeded", "refund": "RefundSucceeded", "void": "VoidSucceeded"}
+REQUEST_EVENT: Final = {"capture": "CaptureRequested", "refund": "RefundRequested", "void": "VoidRequested"}
+IN_FLIGHT_WINDOW_S: Final = 0.2
+FINAL_STATUS: Final = {"capture": "captured", "refund": "partially_refunded", "void": "voided"}
+
+# (fault point, window): the first reached before the provider call, the second after it, the last two after the
+# outcome was recorded (before the reply is kept; before the message is acknowledged).
+WINDOWS: Final = [
+    pytest.param("after_{kind}_requested", id="a-requested"),
+    pytest.param("after_provider_call", id="b-provider-answered"),
+    pytest.param("after_outcome_recorded", id="c-outcome-recorded"),
+    pytest.param("after_response_recorded", id="c-reply-kept"),
+]
+
+
+class SimulatedCrash(BaseException):
+    """Raised at a fault point: a BaseException, so that no `except Exception` on the way out can act on it."""
+
+
+def crash() -> None:
+    raise SimulatedCrash
+
+
+# ---- the providers' test peers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Peer:
+    """One provider: how a worker process reaches it, and what it holds of a payment's operations."""
+
+    name: str
+    adapter: Callable[[], PaymentProvider]  # a new adapter, as a new process builds it
+    payment_method: Callable[[], Any]
+    made: Callable[[str, dict[str, Any]], int]  # how many times the provider made (kind) on this transaction
+    # The payments the provider holds (each test has a peer of its own), and how many of them carry this command id.
+    charged: Callable[[str], tuple[int, int]]
+    settle: Callable[[], None] = lambda: None  # what makes a charge refundable (Authorize.net: the nightly batch)
+    credentials: dict[str, str] = field(default_factory=dict)  # the worker's settings for this provider
+    authnet: AuthnetTestServer | None = None
+    opened: list[PaymentProvider] = field(default_factory=list)
+
+    def providers(self) -> dict[str, PaymentProvider]:
+        adapter = self.adapter()
+        self.opened.append(adapter)
+        return {self.name: adapter}
+
+
+def sandbox_peer(data_dir: Path) -> Peer:
+    ledger_path = data_dir / "sandbox.db"
+
+    def made(kind: str, transaction: dict[str, Any]) -> int:
+        reader = SandboxProvider(ledger_path)
+        try:
+            entries = reader.ledger.entries()
+        finally:
+            reader.ledger.close()
+        return sum(
+            entry.operation == kind and entry.payment_reference == transaction["provider_reference"]
+            for entry in entries
+        )
+
+    def charged(command_id: str) -> tuple[int, int]:
+        reader = SandboxProvider(ledger_path)
+        try:
+            payments = [entry for entry in reader.ledger.entries() if entry.operation == "pay"]
+        finally:
+            reader.ledger.close()
+        return len(payments), sum(entry.idempotency_key == command_id for entry in payments)
+
+    return Peer("sandbox", lambda: SandboxProvider(ledger_path), lambda: "pm_card_visa", made, charged)
+
+
+def stripe_peer(wire: StripeWireServer) -> Peer:
+    """Stripe executes a request once per idempotency key (a repeat replays its first answer): the operations it
+    made are its Refunds, and the distinct keys its captures and cancels were executed under."""
+
+    def made(kind: str, transaction: dict[str, Any]) -> int:
+        intent = transaction["provider_reference"]
+        if kind == "refund":
+            return sum(refund["payment_intent"] == intent for refund in wire.refunds.values())
+        path = f"/v1/payment_intents/{intent}/{'capture' if kind == 'capture' else 'cancel'}"
+        keys = {r.headers.get("Idempotency-Key") for r in wire.requests if r.method == "POST" and r.path == path}
+        return len(keys)
+
+    def adapter() -> PaymentProvider:
+        return StripeProvider(WIRE_API_KEY, api_base=wire.base_url, timeout_s=fixture.CLIENT_TIMEOUT_S)
+
+    def charged(command_id: str) -> tuple[int, int]:
+        intents = wire.payment_intents.values()
+        return len(intents), sum(intent["metadata"].get(OPERATION_TAG) == command_id for intent in intents)
+
+    credentials = {"stripe_api_key": WIRE_API_KEY}
+    return Peer("stripe", adapter, lambda: "pm_card_visa", made, charged, credentials=credentials)
+
+
+PAYMENT_KINDS: Final = ("authCaptureTransaction", "authOnlyTransaction")
+
+
+def authnet_peer(server: AuthnetTestServer) -> Peer:
+    """Authorize.net has no idempotency key: a refund is a new transaction each time it is made; a capture or void
+    changes the original (a second one is answered "already captured/voided")."""
+
+    def made(kind: str, transaction: dict[str, Any]) -> int:
+        original = server.state.transactions[transaction["provider_reference"]]
+        if kind == "refund":
+            refunds = server.state.transactions.values()
+            return sum(t.kind == "refundTransaction" and t.ref_trans_id == original.trans_id for t in refunds)
+        if kind == "capture":
+            return int(original.status in ("capturedPendingSettlement", "settledSuccessfully"))
+        return int(original.status == "voided")
+
+    def adapter() -> PaymentProvider:
+        return AuthorizeNetProvider(LOGIN_ID, TRANSACTION_KEY, server.url, timeout_s=fixture.CLIENT_TIMEOUT_S)
+
+    def opaque_token() -> dict[str, str]:
+        return {"data_descriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "data_value": f"tok-{uuid.uuid4().hex[:12]}"}
+
+    def charged(command_id: str) -> tuple[int, int]:
+        payments = [t for t in server.state.transactions.values() if t.kind in PAYMENT_KINDS]
+        return len(payments), sum(t.invoice_number == reference_for(command_id) for t in payments)
+
+    credentials = {"authnet_api_login_id": LOGIN_ID, "authnet_transaction_key": TRANSACTION_KEY}
+    return Peer("authnet", adapter, opaque_token, made, charged, server.state.settle, credentials, server)
+
+
+@pytest.fixture(params=["sandbox", "stripe", "authnet"])
+async def peer(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Peer]:
+    with contextlib.ExitStack() as running:
+        if request.param == "sandbox":
+            chosen = sandbox_peer(tmp_path)
+        elif request.param == "stripe":
+            chosen = stripe_peer(running.enter_context(running_stripe_wire(WIRE_API_KEY)))
+        else:
+            chosen = authnet_peer(running.enter_context(running_server(stall_s=fixture.CLIENT_TIMEOUT_S * 4)))
+        yield chosen
+        for adapter in chosen.opened:
+            await close_providers({chosen.name: adapter})
+
+
+# ---- a worker process and its client ---------------------------------------------------------------------------
+
+
+def worker_process(store: EventStore, peer: Peer, data_dir: Path) -> TransactionsWorker:
+    """One process's composition, as `payments_transactions.main` builds it: its providers behind the resilience
+    wrapper, with a short in-flight window (a client's retry takes over what the dead process left once it passed)."""
+    settings = TransactionsSettings.model_validate(
+        {
+            "data_dir": data_dir,
+            "payments_default_provider": peer.name,
+            "in_flight_window_s": IN_FLIGHT_WINDOW_S,
+            "provider_timeout_s": fixture.CLIENT_TIMEOUT_S,
+            **peer.credentials,
+        }
+    )
+    return TransactionsWorker(store, with_resilience(peer.providers(), settings), settings)
+
+
+def command(kind: str, body: dict[str, Any], key: str) -> Command:
+    command_id = ids.command_id(WORKSPACE, key)
+    payload = dict(body)
+    if kind in ("charge", "authorize"):
+        payload["transaction_id"] = ids.derived_id("txn", command_id)
+    return Command(
+        type=kind,
+        workspace=WORKSPACE,
+        actor="user_1",
+        command_id=command_id,
+        payload=payload,
+        idempotency_key=key,
+        fingerprint=ids.fingerprint(ROUTES[kind], body),
+    )
+
+
+def delivery(sent: Command, message_id: str, redelivered: bool = False) -> Message:
+    return Message(
+        body=sent.model_dump(),
+        message_id=message_id,
+        correlation_id=f"req-{uuid.uuid4().hex[:8]}",
+        redelivered=redelivered,
+        delivery_count=2 if redelivered else 1,
+    )
+
+
+async def read(worker: TransactionsWorker, query: str, transaction_id: str) -> Any:
+    asked = Command(
+        type=query,
+        workspace=WORKSPACE,
+        actor="user_1",
+        command_id=str(uuid.uuid4()),
+        payload={"transaction_id": transaction_id},
+    )
+    reply = await worker.handle(Message(body=asked.model_dump(), message_id=str(uuid.uuid4())))
+    assert reply["status"] == 200, reply
+    return reply["body"]
+
+
+async def event_types(worker: TransactionsWorker, transaction_id: str) -> list[str]:
+    return [event["type"] for event in (await read(worker, "get_transaction_events", transaction_id))["data"]]
+
+
+async def paid(worker: TransactionsWorker, peer: Peer, kind: str) -> dict[str, Any]:
+    """The payment the follow-up acts on: authorized for a capture or void, charged (and settled) for a refund."""
+    body = {"amount": AMOUNT, "currency": "usd", "payment_method": peer.payment_method(), "provider": peer.name}
+    route = "charge" if kind == "refund" else "authorize"
+    reply = await worker.handle(delivery(command(route, body, f"pay-{uuid.uuid4().hex}"), str(uuid.uuid4())))
+    assert reply["status"] == 201, reply
+    assert reply["body"]["status"] == ("captured" if kind == "refund" else "authorized"), reply
+    peer.settle()
+    transaction: dict[str, Any] = reply["body"]
+    return transaction
+
+
+def follow_up(kind: str, transaction_id: str) -> Command:
+    body: dict[str, Any] = {"transaction_id": transaction_id}
+    if kind in ("capture", "refund"):
+        body["amount"] = PART
+    return command(kind, body, f"{kind}-{uuid.uuid4().hex}")
+
+
+def assert_final(kind: str, transaction: dict[str, Any]) -> None:
+    assert transaction["status"] == FINAL_STATUS[kind], transaction
+    if kind == "capture":
+        assert transaction["amount_captured"] == PART
+    if kind == "refund":
+        assert transaction["amount_refunded"] == PART
+        assert [(r["amount"], r["status"]) for r in transaction["refunds"]] == [(PART, "succeeded")]
+
+
+def assert_at_the_provider(peer: Peer, kind: str, transaction: dict[str, Any]) -> None:
+    assert peer.made(kind, transaction) == 1
+    if peer.authnet is not None and kind == "capture":
+        original = peer.authnet.state.transactions[transaction["provider_reference"]]
+        assert original.settle_amount == Decimal(PART) / 100
+
+
+# ---- the tests -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["capture", "refund", "void"])
+@pytest.mark.parametrize("point", WINDOWS)
+@pytest.mark.parametrize("carried_on_by", ["redelivery", "recovery"])
+async def test_a_follow_up_cut_short_in_any_window_is_made_once_and_recorded_as_made(
+    store: EventStore,
+    peer: Peer,
+    tmp_path: Path,
+    kind: str,
+    point: str,
+    carried_on_by: str,
+) -> None:
+    first = worker_process(store, peer, tmp_path)
+    payment = await paid(first, peer, kind)
+    transaction_id = payment["id"]
+    sent = follow_up(kind, transaction_id)
+
+    with faults.hook(point.format(kind=kind), crash), pytest.raises(SimulatedCrash):
+        await first.handle(delivery(sent, "msg-1"))
+    recorded = await event_types(first, transaction_id)
+    assert REQUEST_EVENT[kind] in recorded
+    provider_called = point != "after_{kind}_requested"
+    assert peer.made(kind, payment) == int(provider_called)
+    assert (OUTCOME_EVENT[kind] in recorded) == (point in ("after_outcome_recorded", "after_response_recorded"))
+
+    restarted = worker_process(store, peer, tmp_path)
+    outcome_recorded = OUTCOME_EVENT[kind] in recorded
+    if carried_on_by == "redelivery":
+        carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
+        assert carried_on["status"] == 200, carried_on
+        assert_final(kind, carried_on["body"])
+    else:  # the message died with its process (embedded mode's in-memory queue): only what is open is swept
+        assert await restarted.recover(min_age_s=0) == (0 if outcome_recorded else 1)
+
+    transaction = await read(restarted, "get_transaction", transaction_id)
+    assert_final(kind, transaction)
+    assert_at_the_provider(peer, kind, transaction)
+    assert (await event_types(restarted, transaction_id)).count(OUTCOME_EVENT[kind]) == 1
+    assert "ProviderCallFailed" not in await event_types(restarted, transaction_id)
+
+    await asyncio.sleep(IN_FLIGHT_WINDOW_S * 1.5)  # the dead attempt's claim of the key is past the window
+    retried = await restarted.handle(delivery(sent, "msg-2"))  # the client's retry with its key
+    assert retried["status"] == 200, retried
+    assert retried["body"] == transaction
+    again = await restarted.handle(delivery(sent, "msg-3"))
+    assert again["body"] == retried["body"]
+    assert again["headers"].get("Idempotent-Replayed") == "true"
+    assert_at_the_provider(peer, kind, transaction)
+
+
+CHARGE_WINDOWS: Final = [
+    pytest.param("after_transaction_requested", id="a-requested"),
+    pytest.param("after_provider_call", id="b-provider-answered"),
+    pytest.param("after_outcome_recorded", id="c-outcome-recorded"),
+]
+PAYMENT_OUTCOME: Final = {"charge": "PaymentCaptured", "authorize": "PaymentAuthorized"}
+PAYMENT_STATUS: Final = {"charge": "captured", "authorize": "authorized"}
+
+
+@pytest.mark.parametrize("kind", ["charge", "authorize"])
+@pytest.mark.parametrize("point", CHARGE_WINDOWS)
+@pytest.mark.parametrize("carried_on_by", ["redelivery", "recovery"])
+async def test_a_payment_cut_short_in_any_window_is_made_once_and_recorded_as_made(
+    store: EventStore, peer: Peer, tmp_path: Path, kind: str, point: str, carried_on_by: str
+) -> None:
+    body = {"amount": AMOUNT, "currency": "usd", "payment_method": peer.payment_method(), "provider": peer.name}
+    sent = command(kind, body, f"{kind}-{uuid.uuid4().hex}")
+    transaction_id = sent.payload["transaction_id"]
+    first = worker_process(store, peer, tmp_path)
+
+    with faults.hook(point, crash), pytest.raises(SimulatedCrash):
+        await first.handle(delivery(sent, "msg-1"))
+    made = int(point != "after_transaction_requested")
+    assert peer.charged(sent.command_id) == (made, made)
+    outcome_recorded = PAYMENT_OUTCOME[kind] in await event_types(first, transaction_id)
+    assert outcome_recorded == (point == "after_outcome_recorded")
+
+    restarted = worker_process(store, peer, tmp_path)
+    if carried_on_by == "redelivery":
+        carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
+        assert (carried_on["status"], carried_on["body"]["status"]) == (201, PAYMENT_STATUS[kind]), carried_on
+    else:  # the message died with its process: only what is open is swept
+        assert await restarted.recover(min_age_s=0) == (0 if outcome_recorded else 1)
+    unsendable = peer.name == "authnet" and carried_on_by == "recovery" and point == "after_transaction_requested"
+    transaction = await read(restarted, "get_transaction", transaction_id)
+    if unsendable:
+        # The Accept.js token is never stored: recovery can only look the payment up, finds none yet, and leaves
+        # it pending (looked up again shortly). The client's retry, which carries the token, makes it.
+        assert transaction["status"] == "pending"
+        assert peer.charged(sent.command_id) == (0, 0)
+    else:
+        assert transaction["status"] == PAYMENT_STATUS[kind], transaction
+        assert peer.charged(sent.command_id) == (1, 1)
+        assert "ProviderCallFailed" not in await event_types(restarted, transaction_id)
+
+    await asyncio.sleep(IN_FLIGHT_WINDOW_S * 1.5)  # the dead attempt is past the window: a client's retry takes over
+    retried = await restarted.handle(delivery(sent, "msg-2"))  # the client's retry with its key
+    assert (retried["status"], retried["body"]["status"]) == (201, PAYMENT_STATUS[kind]), retried
+    again = await restarted.handle(delivery(sent, "msg-3"))
+    assert (again["body"], again["headers"].get("Idempotent-Replayed")) == (retried["body"], "true")
+    assert peer.charged(sent.command_id) == (1, 1)
+    assert (await event_types(restarted, transaction_id)).count(PAYMENT_OUTCOME[kind]) == 1
+    amount_field = "amount_captured" if kind == "charge" else "amount_authorized"
+    assert retried["body"][amount_field] == AMOUNT
