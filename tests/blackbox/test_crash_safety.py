@@ -1,22 +1,30 @@
 """Crash safety in embedded mode: the process is SIGKILLed right after `…Requested` is appended and before the
 provider is called; a restart on the same DATA_DIR completes the transaction once (one sandbox ledger entry),
 and the client's retry with the same Idempotency-Key gets it. Likewise a subscription cancel killed after the
-provider canceled and before its outcome is recorded. Also: past RPC_TIMEOUT_S a charge answers 202 `pending` and
+provider canceled and before its outcome is recorded, and a capture, refund or void on Stripe or Authorize.net
+killed after the provider answered. Also: past RPC_TIMEOUT_S a charge answers 202 `pending` and
 is still carried out."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from payments_shared import ids
 
+from tests.authnet_server.server import running_server
 from tests.blackbox.server import API, Api, embedded_server, new_key, new_workspace
 from tests.blackbox.test_customers import Billing
+from tests.blackbox.test_webhooks_authnet import nonce
+from tests.blackbox.test_webhooks_authnet import server_env as authnet_server_env
+from tests.providers.test_crash_windows import Peer, authnet_peer, stripe_peer
 from tests.support.services import ledger, ledger_operations, stream_event_types, wait_until
+from tests.support.stripe_wire_server import WIRE_API_KEY, running_stripe_wire
 
 WAIT_S = 30.0
 
@@ -167,3 +175,100 @@ def test_rate_limits_are_per_workspace_and_per_bucket(tmp_path: Path) -> None:
         reads = [api.http.get(f"{API}/transactions/txn_x", headers=api.headers()).status_code for _ in range(5)]
         assert reads == [404, 404, 404, 404, 429]
         assert Api(http).charge().status_code == 201  # another workspace has its own budget
+
+
+# ---- a capture, refund or void SIGKILLed after its provider answered, on Stripe and Authorize.net ---------------
+
+FOLLOW_UP_STATUS = {"capture": "captured", "refund": "partially_refunded", "void": "voided"}
+FOLLOW_UP_OUTCOME = {"capture": "CaptureSucceeded", "refund": "RefundSucceeded", "void": "VoidSucceeded"}
+PAID = 1000
+PART = 400  # of a capture or refund: a second one would still be allowed by the provider, and show
+
+
+@contextlib.contextmanager
+def provider_peer(provider: str) -> Iterator[tuple[Peer, dict[str, str]]]:
+    """The provider's test peer (the Stripe wire-format server, the Authorize.net test server) and the embedded
+    server's settings for it."""
+    if provider == "stripe":
+        with running_stripe_wire(WIRE_API_KEY) as wire:
+            yield (
+                stripe_peer(wire),
+                {
+                    "PAYMENTS_DEFAULT_PROVIDER": "stripe",
+                    "STRIPE_API_KEY": WIRE_API_KEY,
+                    "STRIPE_API_BASE": wire.base_url,
+                    "STRIPE_WEBHOOK_SECRET": "whsec_unused_here",
+                    "AUTHNET_SIGNATURE_KEY": "unused-here",
+                },
+            )
+        return
+    with running_server(stall_s=12.0) as authnet:
+        yield authnet_peer(authnet), {**authnet_server_env(authnet), "PAYMENTS_DEFAULT_PROVIDER": "authnet"}
+
+
+def payment_method(provider: str) -> Any:
+    if provider == "stripe":
+        return "pm_card_visa"
+    return {"data_descriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "data_value": f"tok-{nonce()}"}
+
+
+@pytest.mark.parametrize("kind", ["capture", "refund", "void"])
+@pytest.mark.parametrize("provider", ["stripe", "authnet"])
+def test_a_follow_up_killed_after_its_provider_answered_is_recorded_once_by_the_restart(
+    tmp_path: Path, provider: str, kind: str
+) -> None:
+    """SIGKILL between the provider's answer and its outcome's append (`after_provider_call`); the restart's recovery
+    asks the provider again under the same key (Stripe replays; Authorize.net's refund is looked up by its invoice
+    number, a second capture or void is answered as already done), records the outcome once, and the client's retry
+    with its key gets it. The provider's own records hold the operation once."""
+    data_dir = tmp_path / "data"
+    workspace, key = new_workspace(), new_key()
+    env = {"IN_FLIGHT_WINDOW_S": "1", "PROVIDER_TIMEOUT_S": "3"}
+    body: dict[str, Any] = {}
+    with provider_peer(provider) as (peer, provider_env):
+        with contextlib.ExitStack() as stack, embedded_server(data_dir, **provider_env, **env) as setup:
+            api = Api(stack.enter_context(httpx.Client(base_url=setup.base_url, timeout=30)), workspace)
+            route = "charge" if kind == "refund" else "authorize"
+            paid = api.post(route, {"amount": PAID, "currency": "usd", "payment_method": payment_method(provider)})
+            assert paid.status_code == 201, paid.text
+            payment = paid.json()
+        peer.settle()  # Authorize.net refunds only a settled charge
+        body = {"transaction_id": payment["id"], **({"amount": PART} if kind != "void" else {})}
+
+        crash = f"after_provider_call:{tmp_path / 'crashed-once'}"
+        with (
+            contextlib.ExitStack() as stack,
+            embedded_server(data_dir, **provider_env, **env, PAYMENTS_FAULT_CRASH_ONCE=crash) as crashing,
+        ):
+            api = Api(stack.enter_context(httpx.Client(base_url=crashing.base_url, timeout=30)), workspace)
+            with pytest.raises(httpx.TransportError):
+                api.post(kind, body, key=key)  # the process dies with the provider's answer
+            assert crashing.processes[0].popen.wait(timeout=30) == -9
+        assert peer.made(kind, payment) == 1
+        transaction_stream = f"transaction-{payment['id']}"
+        assert FOLLOW_UP_OUTCOME[kind] not in stream_event_types(data_dir, transaction_stream)
+
+        with contextlib.ExitStack() as stack, embedded_server(data_dir, **provider_env, **env) as restarted:
+            api = Api(stack.enter_context(httpx.Client(base_url=restarted.base_url, timeout=30)), workspace)
+            recovered = wait_for_status(api, payment["id"], FOLLOW_UP_STATUS[kind])
+            retried = retried_until_answered(api, kind, body, key)
+            assert retried.status_code == 200, retried.text
+            assert retried.json() == recovered
+        assert peer.made(kind, payment) == 1
+    types = stream_event_types(data_dir, transaction_stream)
+    assert types.count(FOLLOW_UP_OUTCOME[kind]) == 1
+    assert "ProviderCallFailed" not in types
+    if kind == "capture":
+        assert recovered["amount_captured"] == PART
+    if kind == "refund":
+        assert recovered["amount_refunded"] == PART
+
+
+def retried_until_answered(api: Api, route: str, body: dict[str, Any], key: str) -> httpx.Response:
+    """The client's retry with its key: 409 while the dead attempt's claim of the key is in its in-flight window."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        response = api.post(route, body, key=key)
+        if response.status_code != 409 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
