@@ -28,6 +28,8 @@ from payments_billing.streams import Loaded
 CUSTOMER_FIELDS = ("email", "name", "phone", "description")
 
 AFTER_SUBSCRIPTIONS_CANCELED = "after_customer_subscriptions_canceled"
+AFTER_CUSTOMER_CALL = "after_customer_provider_call"  # fault point: the provider made the customer, nothing recorded
+AFTER_DELETE_CALL = "after_customer_delete_call"  # fault point: the provider deleted the customer, nothing recorded
 
 
 async def load(context: BillingContext, customer_id: str) -> Loaded[domain.Customer]:
@@ -68,7 +70,9 @@ async def create_customer(context: BillingContext, call: Call) -> Reply:
     if loaded.applied(call.command_id) and loaded.state is not None:
         return Reply(status=201, body=loaded.state.to_api())
     provider = context.provider(call.payload.get("provider"))
-    result = require_success(provider.name, await provider.create_customer(customer_request(call)))
+    made = await provider.create_customer(customer_request(call))
+    faults.reached(AFTER_CUSTOMER_CALL)
+    result = require_success(provider.name, made)
     new = domain.NewCustomer(
         id=customer_id,
         workspace=call.workspace,
@@ -149,7 +153,9 @@ async def delete_customer(context: BillingContext, call: Call) -> Reply:
     faults.reached(AFTER_SUBSCRIPTIONS_CANCELED)
     if current.provider_reference:
         provider = context.provider(current.provider)
-        require_deleted(provider.name, await provider.delete_customer(current.provider_reference, call.command_id))
+        deleted = await provider.delete_customer(current.provider_reference, call.command_id)
+        faults.reached(AFTER_DELETE_CALL)
+        require_deleted(provider.name, deleted)
     event = domain.decide_delete(loaded.state, call.workspace, call.now)
     await context.streams.append(domain.stream_name(customer_id), event, loaded.version, call.origin)
     return Reply(status=200, body=domain.deleted_reply(customer_id))

@@ -36,6 +36,7 @@ S = TypeVar("S")
 WAIT_S: Final = 5.0  # a contender's wait for the open request (well within the gateway's reply timeout)
 POLL_S: Final = 0.02
 MAX_APPEND_RACES: Final = 50
+AFTER_CHANGE_REQUESTED: Final = "after_change_requested"  # fault point: the request is appended, no provider call
 AFTER_CHANGE_CALL: Final = "after_change_provider_call"  # fault point: the provider answered, no outcome yet
 REQUESTED_STEP: Final = "requested"
 OUTCOME_STEP: Final = "outcome"
@@ -154,6 +155,7 @@ async def change(context: BillingContext, call: Call, kind: ChangeKind[S]) -> Re
             await context.streams.append(kind.stream, event, loaded.version, call.origin, REQUESTED_STEP)
         except WrongExpectedVersion:
             continue  # another change got in first: look again
+        faults.reached(AFTER_CHANGE_REQUESTED)
 
 
 async def drive(

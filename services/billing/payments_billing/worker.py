@@ -38,6 +38,7 @@ Handler = Callable[[BillingContext, Call], Awaitable[Reply]]
 MAX_CONFLICT_RETRIES = 10
 TRANSIENT_CONFLICTS = frozenset({"concurrent_change", "operation_in_progress"})
 BEFORE_RECORD = "billing.before_record"  # fault point: the command's events are appended, its reply not kept
+AFTER_ACCEPTED = "billing.after_accepted"  # fault point: the command is journaled, nothing of it done yet
 # A retry within the Retry-After of these 503s is answered from the key (an unresolved re-drive: an operator decides,
 # Stripe answers the same until then); after any other 503 (a short outage) a retry asks the provider at once.
 HELD_REASONS = frozenset({REDRIVE_UNRESOLVED})
@@ -200,6 +201,7 @@ class BillingWorker:
         if isinstance(claim, Replay):
             return Reply.model_validate(claim.response)
         accepted_at = await self._journal.accept(command, message.message_id, metadata, taking_over=claim.took_over)
+        faults.reached(AFTER_ACCEPTED)
         return await self._finish(claim, await run(handler, self._context, origin, accepted_at), metadata)
 
     async def _finish(self, claim: Claimed, reply: Reply, metadata: Mapping[str, Any]) -> Reply:
