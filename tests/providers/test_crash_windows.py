@@ -23,6 +23,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +33,7 @@ from payments_shared import faults, ids
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.port import EventStore
 from payments_shared.messages import Command
+from payments_shared.providers import stripe as stripe_adapter
 from payments_shared.providers.authnet.messages import reference_for
 from payments_shared.providers.authnet.provider import AuthorizeNetProvider
 from payments_shared.providers.port import PaymentProvider
@@ -44,6 +46,7 @@ from payments_transactions.worker import TransactionsWorker
 
 from tests.authnet_server import fixture
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
+from tests.support.stripe_redrive_worker import A_DAY_AND_MORE
 from tests.support.stripe_wire_server import WIRE_API_KEY, StripeWireServer, running_stripe_wire
 
 WORKSPACE: Final = "ws_crash"
@@ -391,3 +394,101 @@ async def test_a_payment_cut_short_in_any_window_is_made_once_and_recorded_as_ma
     assert (await event_types(restarted, transaction_id)).count(PAYMENT_OUTCOME[kind]) == 1
     amount_field = "amount_captured" if kind == "charge" else "amount_authorized"
     assert retried["body"][amount_field] == AMOUNT
+
+
+@pytest.mark.parametrize("kind", ["charge", "authorize", "capture", "refund", "void"])
+@pytest.mark.parametrize("carried_on_by", ["redelivery", "recovery"])
+async def test_on_stripe_an_operation_cut_short_after_its_answer_and_carried_on_a_day_later_is_made_once(
+    store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, carried_on_by: str
+) -> None:
+    """Killed between Stripe's answer and its outcome's append, carried on after Stripe has forgotten the key
+    (24 hours: a dead letter requeued the next day, a system down for a day): the re-drive finds what the first
+    attempt made (by its tag, or the PaymentIntent's state) instead of making it again."""
+    with running_stripe_wire(WIRE_API_KEY) as wire:
+        peer = stripe_peer(wire)
+        try:
+            first = worker_process(store, peer, tmp_path)
+            if kind in ("charge", "authorize"):
+                body = {"amount": AMOUNT, "currency": "usd", "payment_method": "pm_card_visa", "provider": "stripe"}
+                sent = command(kind, body, f"{kind}-{uuid.uuid4().hex}")
+                transaction_id = str(sent.payload["transaction_id"])
+            else:
+                payment = await paid(first, peer, kind)
+                transaction_id = payment["id"]
+                sent = follow_up(kind, transaction_id)
+            with faults.hook("after_provider_call", crash), pytest.raises(SimulatedCrash):
+                await first.handle(delivery(sent, "msg-1"))
+
+            wire.advance(A_DAY_AND_MORE.total_seconds())  # Stripe forgets the key
+            monkeypatch.setattr(stripe_adapter, "_utc_now", lambda: datetime.now(UTC) + A_DAY_AND_MORE)
+            restarted = worker_process(store, peer, tmp_path)
+            if carried_on_by == "redelivery":
+                carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
+                assert carried_on["status"] in (200, 201), carried_on
+            else:
+                assert await restarted.recover(min_age_s=0) == 1
+            transaction = await read(restarted, "get_transaction", transaction_id)
+            types = await event_types(restarted, transaction_id)
+            asked = {f"{r.method} {r.path}" for r in wire.requests}
+            intent = wire.payment_intents[transaction["provider_reference"]]
+        finally:
+            for adapter in peer.opened:
+                await close_providers({peer.name: adapter})
+    if kind in ("charge", "authorize"):
+        assert transaction["status"] == PAYMENT_STATUS[kind], transaction
+        assert peer.charged(sent.command_id) == (1, 1)
+        assert types.count(PAYMENT_OUTCOME[kind]) == 1
+    else:
+        assert_final(kind, transaction)
+        assert peer.charged(payment["id"]) == (1, 0)  # the payment's own intent, and no other
+        assert types.count(OUTCOME_EVENT[kind]) == 1
+    if kind in ("charge", "authorize"):
+        assert "GET /v1/payment_intents/search" in asked  # the forgotten key's look-up ran
+    if kind == "refund":
+        assert peer.made(kind, transaction) == 1
+        assert "GET /v1/refunds" in asked
+    if kind == "capture":
+        assert (intent["status"], intent["amount_received"]) == ("succeeded", PART)
+    if kind == "void":
+        assert intent["status"] == "canceled"
+    assert "ProviderCallFailed" not in types
+
+
+@pytest.mark.parametrize("carried_on_by", ["redelivery", "recovery"])
+async def test_on_authnet_a_whole_refund_made_by_a_void_cut_short_after_the_void_is_recorded_once(
+    store: EventStore, tmp_path: Path, carried_on_by: str
+) -> None:
+    """Authorize.net refunds only settled charges: the whole amount of an unsettled one is refunded by voiding it.
+    Killed after the void and before the refund's outcome is appended, the re-drive finds no refund transaction
+    (there is none), is refused the refund again, voids again (answered "already voided") and records the refund."""
+    with running_server(stall_s=fixture.CLIENT_TIMEOUT_S * 4) as server:
+        peer = authnet_peer(server)
+        try:
+            first = worker_process(store, peer, tmp_path)
+            body = {"amount": AMOUNT, "currency": "usd", "payment_method": peer.payment_method(), "provider": "authnet"}
+            charged = await first.handle(delivery(command("charge", body, f"charge-{uuid.uuid4().hex}"), "msg-0"))
+            assert charged["status"] == 201, charged
+            transaction_id = charged["body"]["id"]
+            sent = command("refund", {"transaction_id": transaction_id}, f"refund-{uuid.uuid4().hex}")
+            with faults.hook("after_provider_call", crash), pytest.raises(SimulatedCrash):
+                await first.handle(delivery(sent, "msg-1"))
+            original = server.state.transactions[charged["body"]["provider_reference"]]
+            assert original.status == "voided"
+
+            restarted = worker_process(store, peer, tmp_path)
+            if carried_on_by == "redelivery":
+                carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
+                assert carried_on["status"] == 200, carried_on
+            else:
+                assert await restarted.recover(min_age_s=0) == 1
+            transaction = await read(restarted, "get_transaction", transaction_id)
+            types = await event_types(restarted, transaction_id)
+            refund_transactions = [t for t in server.state.transactions.values() if t.kind == "refundTransaction"]
+        finally:
+            for adapter in peer.opened:
+                await close_providers({peer.name: adapter})
+    assert (transaction["status"], transaction["amount_refunded"]) == ("refunded", AMOUNT), transaction
+    assert types.count("RefundSucceeded") == 1
+    assert "ProviderCallFailed" not in types
+    assert refund_transactions == []
+    assert original.status == "voided"
