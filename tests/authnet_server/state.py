@@ -230,6 +230,10 @@ class AuthnetState:
             and _text(root, "merchantAuthentication/a:transactionKey") == self.transaction_key
         )
 
+    def _not_a_token(self, token: str) -> bool:
+        """An Accept.js token Authorize.net refuses (E00114): spent already, or empty (no nonce was sent)."""
+        return not token or token in self.used_tokens
+
     # -- createTransactionRequest ------------------------------------------------------------------------
 
     def _createTransactionRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
@@ -427,7 +431,7 @@ class AuthnetState:
             _text(node, "dataValue") or ""
             for node in root.iterfind("a:profile/a:paymentProfiles/a:payment/a:opaqueData", _NS)
         ]
-        if any(token in self.used_tokens for token in tokens):
+        if any(self._not_a_token(token) for token in tokens):
             return document(kind, "Error", "E00114", "Invalid OTS Token.", ref_id)
         profile = CustomerProfile(str(next(self._ids)), merchant_id, email, description)
         for token in tokens:
@@ -488,7 +492,7 @@ class AuthnetState:
         if profile is None:
             return document(kind, "Error", "E00040", "The record cannot be found.", ref_id)
         token = _text(root, "paymentProfile/a:payment/a:opaqueData/a:dataValue") or ""
-        if token in self.used_tokens:
+        if self._not_a_token(token):
             return document(kind, "Error", "E00114", "Invalid OTS Token.", ref_id)
         self.used_tokens.add(token)
         payment_profile_id = str(next(self._ids))

@@ -328,7 +328,9 @@ async def test_a_billing_change_cut_short_in_any_window_is_made_once_and_recorde
     if carried_on_by == "redelivery":
         carried_on = dict(await restarted.handle(delivery(setup.sent, "msg-1", redelivered=True)))
     else:  # the message died with its process: the journal's recovery runs it again
-        assert await restarted.recover(min_age_s=0) == 1
+        recovered = await restarted.recover(min_age_s=0)
+        if not isinstance(setup.sent.payload.get("payment_method"), dict):  # an Accept.js nonce is never journaled:
+            assert recovered == 1  # such a command is its client's to send again
         await asyncio.sleep(IN_FLIGHT_WINDOW_S * 1.5)  # the dead attempt's claim of the key is past the window
         carried_on = dict(await restarted.handle(delivery(setup.sent, "msg-2")))  # the client's retry with its key
     assert carried_on["status"] in (200, 201), carried_on

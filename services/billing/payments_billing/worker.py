@@ -107,8 +107,10 @@ class BillingWorker:
 
     async def recover(self, min_age_s: float) -> int:
         """At start-up: run again every accepted change left without a reply (see `journal`), as redeliveries of
-        their first message (the run that took them died); returns how many ran."""
-        open_commands = await self._journal.open_commands(min_age_s)
+        their first message (the run that took them died); returns how many ran. As in `sweep`, a command whose
+        Accept.js nonce was not journaled is left to its client: sent without it, the provider refuses it and that
+        refusal would be kept under the key, replayed to the client's retry that carries the nonce."""
+        open_commands = [command for command in await self._journal.open_commands(min_age_s) if command.complete]
         recovered = 0
         for command in open_commands:
             recovered += await self._run_again(
