@@ -1,8 +1,8 @@
 """Crash safety in embedded mode: the process is SIGKILLed right after `…Requested` is appended and before the
 provider is called; a restart on the same DATA_DIR completes the transaction once (one sandbox ledger entry),
 and the client's retry with the same Idempotency-Key gets it. Likewise a subscription cancel killed after the
-provider canceled and before its outcome is recorded, and a capture, refund or void on Stripe or Authorize.net
-killed after the provider answered. Also: past RPC_TIMEOUT_S a charge answers 202 `pending` and
+provider canceled and before its outcome is recorded, and a charge, authorization, capture, refund or void on Stripe
+or Authorize.net killed after the provider answered. Also: past RPC_TIMEOUT_S a charge answers 202 `pending` and
 is still carried out."""
 
 from __future__ import annotations
@@ -272,3 +272,44 @@ def retried_until_answered(api: Api, route: str, body: dict[str, Any], key: str)
         if response.status_code != 409 or time.monotonic() > deadline:
             return response
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("route", ["charge", "authorize"])
+@pytest.mark.parametrize("provider", ["stripe", "authnet"])
+def test_a_payment_killed_after_its_provider_answered_is_recorded_once_by_the_restart(
+    tmp_path: Path, provider: str, route: str
+) -> None:
+    """SIGKILL between the provider's answer and the payment's outcome (`after_provider_call`); the restart's recovery
+    asks again under the same key (Stripe replays; Authorize.net's payment, whose Accept.js token is never stored, is
+    found by its invoice number), records it once, and the client's retry with its key gets it."""
+    data_dir = tmp_path / "data"
+    workspace, key = new_workspace(), new_key()
+    command_id = ids.command_id(workspace, key)
+    transaction_id = ids.derived_id("txn", command_id)
+    body = {"amount": PAID, "currency": "usd", "payment_method": payment_method(provider)}
+    env = {"IN_FLIGHT_WINDOW_S": "1", "PROVIDER_TIMEOUT_S": "3"}
+    wanted = "captured" if route == "charge" else "authorized"
+    with provider_peer(provider) as (peer, provider_env):
+        crash = f"after_provider_call:{tmp_path / 'crashed-once'}"
+        with (
+            contextlib.ExitStack() as stack,
+            embedded_server(data_dir, **provider_env, **env, PAYMENTS_FAULT_CRASH_ONCE=crash) as crashing,
+        ):
+            api = Api(stack.enter_context(httpx.Client(base_url=crashing.base_url, timeout=30)), workspace)
+            with pytest.raises(httpx.TransportError):
+                api.post(route, body, key=key)  # the process dies with the provider's answer
+            assert crashing.processes[0].popen.wait(timeout=30) == -9
+        assert peer.charged(command_id) == (1, 1)
+        stream = f"transaction-{transaction_id}"
+        assert stream_event_types(data_dir, stream) == ["TransactionRequested"]
+
+        with contextlib.ExitStack() as stack, embedded_server(data_dir, **provider_env, **env) as restarted:
+            api = Api(stack.enter_context(httpx.Client(base_url=restarted.base_url, timeout=30)), workspace)
+            recovered = wait_for_status(api, transaction_id, wanted)
+            retried = retried_until_answered(api, route, body, key)
+            assert (retried.status_code, retried.headers.get("Idempotent-Replayed")) == (201, "true"), retried.text
+            assert retried.json() == recovered
+        assert peer.charged(command_id) == (1, 1)
+    types = stream_event_types(data_dir, stream)
+    assert types.count("PaymentCaptured" if route == "charge" else "PaymentAuthorized") == 1
+    assert "ProviderCallFailed" not in types
