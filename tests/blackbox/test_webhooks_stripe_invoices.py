@@ -8,6 +8,7 @@ invoice may come while this month's tells another story: the subscription must s
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.blackbox.server import new_workspace
+from tests.blackbox.server import embedded_server, new_workspace
 from tests.blackbox.stripe_client import StripeClient as Client
 from tests.blackbox.stripe_client import WirePeer as Peer
 from tests.blackbox.stripe_client import served_on_stripe_wire
-from tests.support.stripe_wire_server import SERVER_ERROR
+from tests.support.services import stream_event_types
+from tests.support.stripe_wire_server import SERVER_ERROR, running_stripe_wire
 
 STRIPE_KEY = "sk_test_invoice_events_0123456789"
 WEBHOOK_SECRET = "whsec_invoice_events_0123456789"
@@ -105,3 +107,35 @@ def test_a_late_invoice_event_whose_subscription_stripe_cannot_give_back_moves_n
             peer.wire.fail_next(500, SERVER_ERROR)  # Stripe is down: every re-read fails
         client.deliver_handled(peer.server.data_dir, "invoice.paid", paid_late)
         assert client.get(path)["status"] == "past_due"
+
+
+def test_a_subscription_event_recorded_then_lost_to_a_crash_before_it_was_applied_is_applied_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    """Embedded mode's broker lives in memory: the process is SIGKILLed after webhook-ingest recorded Stripe's
+    event and handed it to the billing worker, before the worker applied it. Stripe will not send it again once it
+    got its 200 (and a repeat is a recorded duplicate): only the restarted system can apply it."""
+    data_dir = tmp_path / "data"
+    crash = {"PAYMENTS_FAULT_CRASH_ONCE": f"before_billing_provider_event_applied:{tmp_path / 'crashed-once'}"}
+    with running_stripe_wire(STRIPE_KEY) as wire:
+        env = {
+            "STRIPE_API_KEY": STRIPE_KEY,
+            "STRIPE_API_BASE": wire.base_url,
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AUTHNET_SIGNATURE_KEY": "unused-here",
+            "PAYMENTS_DEFAULT_PROVIDER": "stripe",
+        }
+        workspace = new_workspace()
+        with embedded_server(data_dir, **env, **crash) as first_run, httpx.Client(base_url=first_run.base_url) as http:
+            client = Client(http, workspace, WEBHOOK_SECRET)
+            reference, path = subscribed(client)
+            last_month = wire.bill(reference, paid=False)  # its charge failed: Stripe has it past_due
+            with contextlib.suppress(httpx.TransportError, AssertionError):  # the 200 may or may not go out first
+                client.deliver("invoice.payment_failed", last_month)
+            assert first_run.processes[0].popen.wait(timeout=30) == -9
+        assert wire.subscriptions[reference]["status"] == "past_due"
+        assert stream_event_types(data_dir, "subscription-" + path.rpartition("/")[2]) == ["SubscriptionCreated"]
+
+        with embedded_server(data_dir, **env, **crash) as restarted, httpx.Client(base_url=restarted.base_url) as http:
+            client = Client(http, workspace, WEBHOOK_SECRET)
+            assert client.eventually(path, lambda s: s["status"] == "past_due")["status"] == "past_due"

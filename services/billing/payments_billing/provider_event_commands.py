@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from payments_shared import faults
 from payments_shared.messages import Reply
 from payments_shared.webhook_applied import mark_applied
 
@@ -20,6 +21,9 @@ from payments_billing.references import Linked, resolve
 
 logger = logging.getLogger(__name__)
 
+# Fault point: the event is recorded by webhook-ingest and handed to this worker, nothing of it applied yet.
+BEFORE_PROVIDER_EVENT_APPLIED = "before_billing_provider_event_applied"
+
 
 def outcome(applied: bool, reason: str | None = None) -> Reply:
     body: dict[str, object] = {"applied": applied}
@@ -29,6 +33,7 @@ def outcome(applied: bool, reason: str | None = None) -> Reply:
 
 
 async def apply_provider_event(context: BillingContext, call: Call) -> Reply:
+    faults.reached(BEFORE_PROVIDER_EVENT_APPLIED)
     reply = await _apply(context, call)
     await mark_applied(context.streams.store, call.payload, reply.body)
     return reply
