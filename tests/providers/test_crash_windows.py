@@ -43,6 +43,7 @@ from payments_shared.providers.stripe import StripeProvider
 from payments_shared.providers.stripe_redrive import OPERATION_TAG
 from payments_transactions.settings import TransactionsSettings
 from payments_transactions.worker import TransactionsWorker
+from payments_webhook_ingest.forwarding import apply_command
 
 from tests.authnet_server import fixture
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
@@ -492,3 +493,122 @@ async def test_on_authnet_a_whole_refund_made_by_a_void_cut_short_after_the_void
     assert "ProviderCallFailed" not in types
     assert refund_transactions == []
     assert original.status == "voided"
+
+
+def stripe_event(event_type: str, stripe_object: dict[str, Any]) -> Message:
+    """A verified Stripe event as webhook-ingest hands it to the transactions worker."""
+    event_id = f"evt_{uuid.uuid4().hex[:16]}"
+    payload: dict[str, Any] = {
+        "provider": "stripe",
+        "event_id": event_id,
+        "event_type": event_type,
+        "object_id": stripe_object["id"],
+        "object_type": stripe_object["object"],
+        "provider_created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "webhook_stream": f"webhook-stripe-{event_id}",
+        "object": stripe_object,
+    }
+    command = Command(
+        type="apply_provider_event", workspace="", actor="webhook:stripe", command_id=str(uuid.uuid4()), payload=payload
+    )
+    return Message(body=command.model_dump(), message_id=str(uuid.uuid4()))
+
+
+@pytest.mark.parametrize("carried_on_by", ["redelivery", "recovery"])
+async def test_on_stripe_a_refund_cut_short_after_its_answer_and_reported_by_its_webhook_first_counts_once(
+    store: EventStore, tmp_path: Path, carried_on_by: str
+) -> None:
+    """Our refund killed after Stripe made it and before its outcome was appended; Stripe's `charge.refunded` for
+    it arrives before the refund is carried on. The report names a refund not known here while ours is under way:
+    noted, then decided by our refund's outcome, which turns out to be that refund. Counted once, not twice."""
+    with running_stripe_wire(WIRE_API_KEY) as wire:
+        peer = stripe_peer(wire)
+        try:
+            first = worker_process(store, peer, tmp_path)
+            payment = await paid(first, peer, "refund")
+            sent = follow_up("refund", payment["id"])
+            with faults.hook("after_provider_call", crash), pytest.raises(SimulatedCrash):
+                await first.handle(delivery(sent, "msg-1"))
+            [refund] = wire.refunds.values()
+            intent = wire.payment_intents[payment["provider_reference"]]
+            charge = {
+                "id": intent["latest_charge"],
+                "object": "charge",
+                "payment_intent": intent["id"],
+                "amount": AMOUNT,
+                "amount_refunded": PART,
+                "refunds": {"object": "list", "data": [refund], "has_more": False},
+            }
+            restarted = worker_process(store, peer, tmp_path)
+            reported = await restarted.handle(stripe_event("charge.refunded", charge))
+            assert reported["status"] == 200, reported
+
+            if carried_on_by == "redelivery":
+                carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
+                assert carried_on["status"] == 200, carried_on
+            else:
+                assert await restarted.recover(min_age_s=0) == 1
+            transaction = await read(restarted, "get_transaction", payment["id"])
+            types = await event_types(restarted, payment["id"])
+        finally:
+            for adapter in peer.opened:
+                await close_providers({peer.name: adapter})
+    assert (transaction["status"], transaction["amount_refunded"]) == ("partially_refunded", PART), transaction
+    assert [(r["amount"], r["status"]) for r in transaction["refunds"]] == [(PART, "succeeded")]
+    assert types.count("RefundSucceeded") == 1
+    assert "ProviderRefundReportNoted" in types  # the report came while ours was under way
+    assert "ProviderRefunded" not in types
+    assert len(wire.refunds) == 1
+
+
+def authnet_notification(event_type: str, trans_id: str, amount: int) -> Message:
+    """A verified Authorize.net notification as webhook-ingest hands it to the transactions worker."""
+    event_id = str(uuid.uuid4())
+    payload = {"responseCode": 1, "authAmount": amount / 100, "entityName": "transaction", "id": trans_id}
+    received = {
+        "provider": "authnet",
+        "event_id": event_id,
+        "event_type": f"net.authorize.payment.{event_type}",
+        "object_id": trans_id,
+        "object_type": "transaction",
+        "provider_created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "payload": {"notificationId": event_id, "eventType": f"net.authorize.payment.{event_type}", "payload": payload},
+    }
+    return Message(body=apply_command(received).model_dump(), message_id=str(uuid.uuid4()))
+
+
+@pytest.mark.parametrize("carried_on_by", ["redelivery", "recovery"])
+async def test_on_authnet_a_refund_cut_short_after_its_answer_and_notified_first_counts_once(
+    store: EventStore, tmp_path: Path, carried_on_by: str
+) -> None:
+    """As on Stripe: our refund killed after Authorize.net made it, its `refund.created` notification applied before
+    the refund is carried on. It names our refund's transId: it does not count a second time."""
+    with running_server(stall_s=fixture.CLIENT_TIMEOUT_S * 4) as server:
+        peer = authnet_peer(server)
+        try:
+            first = worker_process(store, peer, tmp_path)
+            payment = await paid(first, peer, "refund")
+            sent = follow_up("refund", payment["id"])
+            with faults.hook("after_provider_call", crash), pytest.raises(SimulatedCrash):
+                await first.handle(delivery(sent, "msg-1"))
+            [refund] = [t for t in server.state.transactions.values() if t.kind == "refundTransaction"]
+            restarted = worker_process(store, peer, tmp_path)
+            notified = await restarted.handle(authnet_notification("refund.created", refund.trans_id, PART))
+            assert notified["status"] == 200, notified
+
+            if carried_on_by == "redelivery":
+                carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
+                assert carried_on["status"] == 200, carried_on
+            else:
+                assert await restarted.recover(min_age_s=0) == 1
+            transaction = await read(restarted, "get_transaction", payment["id"])
+            types = await event_types(restarted, payment["id"])
+        finally:
+            for adapter in peer.opened:
+                await close_providers({peer.name: adapter})
+    assert (transaction["status"], transaction["amount_refunded"]) == ("partially_refunded", PART), transaction
+    assert [(r["amount"], r["status"]) for r in transaction["refunds"]] == [(PART, "succeeded")]
+    assert types.count("RefundSucceeded") == 1
+    assert "ProviderRefundReportNoted" in types  # the notification came while ours was under way
+    assert "ProviderRefunded" not in types
+    assert peer.made("refund", transaction) == 1
