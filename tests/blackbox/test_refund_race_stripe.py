@@ -9,17 +9,20 @@ recorded: they were lost when the report came while ours was under way.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.blackbox.server import new_key, new_workspace
+from tests.blackbox.server import embedded_server, new_key, new_workspace
 from tests.blackbox.stripe_client import StripeClient as Client
 from tests.blackbox.stripe_client import WirePeer as Peer
 from tests.blackbox.stripe_client import served_on_stripe_wire
-from tests.support.stripe_wire_server import SERVER_ERROR
+from tests.support.services import stream_event_types
+from tests.support.stripe_wire_server import SERVER_ERROR, running_stripe_wire
 
 STRIPE_KEY = "sk_test_refund_race_0123456789"
 WEBHOOK_SECRET = "whsec_refund_race_0123456789"
@@ -275,3 +278,53 @@ def test_two_dashboard_refunds_reported_while_our_refund_is_open_are_each_record
     assert rest.status_code == 200, rest.text
     assert (rest.json()["status"], rest.json()["amount_refunded"]) == ("refunded", 1000)
     assert rest.json()["refunds"][-1]["amount"] == 700
+
+
+def test_a_dashboard_refund_reported_then_lost_to_a_crash_before_it_was_applied_is_recorded_once_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    """Embedded mode's broker lives in memory: the process is SIGKILLed after webhook-ingest recorded Stripe's
+    charge.refunded (a refund made in the dashboard) and handed it to the transactions worker, before the worker
+    applied it (`before_provider_event_applied`). Stripe will not send it again once it got its 200: the restarted
+    system applies it, re-reading the charge from Stripe, once."""
+    data_dir = tmp_path / "data"
+    crash = {"PAYMENTS_FAULT_CRASH_ONCE": f"before_provider_event_applied:{tmp_path / 'crashed-once'}"}
+    with running_stripe_wire(STRIPE_KEY) as wire:
+        env = {
+            "STRIPE_API_KEY": STRIPE_KEY,
+            "STRIPE_API_BASE": wire.base_url,
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AUTHNET_SIGNATURE_KEY": "unused-here",
+            "PAYMENTS_DEFAULT_PROVIDER": "stripe",
+        }
+        workspace = new_workspace()
+        with embedded_server(data_dir, **env, **crash) as first_run, httpx.Client(base_url=first_run.base_url) as http:
+            client = Client(http, workspace, WEBHOOK_SECRET)
+            charged = client.call(
+                "POST", "charge", {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa"}
+            )
+            assert charged.status_code == 201, charged.text
+            transaction = charged.json()
+            peer = Peer(first_run, wire)
+            [dashboard] = dashboard_refunds(peer, transaction["provider_reference"], 300)
+            charge_id = wire.payment_intents[transaction["provider_reference"]]["latest_charge"]
+            reported = {
+                "id": charge_id,
+                "object": "charge",
+                "payment_intent": transaction["provider_reference"],
+                "amount_refunded": 300,
+                "refunds": {"object": "list", "data": [dashboard]},
+            }
+            with contextlib.suppress(httpx.TransportError, AssertionError):  # the 200 may or may not go out first
+                client.deliver("charge.refunded", reported)
+            assert first_run.processes[0].popen.wait(timeout=30) == -9
+        stream = f"transaction-{transaction['id']}"
+        assert "ProviderRefunded" not in stream_event_types(data_dir, stream)
+
+        with embedded_server(data_dir, **env) as restarted, httpx.Client(base_url=restarted.base_url) as http:
+            client = Client(http, workspace, WEBHOOK_SECRET)
+            route = f"transactions/{transaction['id']}"
+            after = client.eventually(route, lambda t: t["amount_refunded"] == 300)
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 300), after
+    assert [(r["amount"], r["status"]) for r in after["refunds"]] == [(300, "succeeded")]
+    assert stream_event_types(data_dir, stream).count("ProviderRefunded") == 1
