@@ -323,6 +323,38 @@ def test_an_event_recorded_then_lost_to_a_crash_before_it_was_applied_is_applied
         assert (after["status"], after["amount_captured"]) == ("captured", 4500)
 
 
+def test_a_subscription_event_lost_to_a_crash_before_billing_applied_it_is_applied_after_the_restart(
+    tmp_path: Path, authnet: AuthnetTestServer
+) -> None:
+    """The billing side of the test above: an ARB suspension recorded by webhook-ingest and handed to the billing
+    worker, the process SIGKILLed before the worker applied it; the restarted system applies it."""
+    data_dir = tmp_path / "data"
+    crash = f"before_billing_provider_event_applied:{tmp_path / 'crashed-once'}"
+    env = {**server_env(authnet), "PAYMENTS_FAULT_CRASH_ONCE": crash}
+    workspace = new_workspace()
+    token = mint_token(workspace, ["customer:create", "subscription:create"])
+    with embedded_server(data_dir, **env) as first_run, httpx.Client(base_url=first_run.base_url, timeout=30) as http:
+        method = {"data_descriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "data_value": f"arb-{nonce()}"}
+        body = {"email": "arb@example.com", "payment_method": method, "provider": "authnet"}
+        customer = http.post(f"{API}/customers", json=body, headers={"Authorization": f"Bearer {token}"}).json()
+        plan = {"customer_id": customer["id"], "amount": 1200, "currency": "usd", "interval": "month"}
+        subscription = http.post(f"{API}/subscriptions", json=plan, headers={"Authorization": f"Bearer {token}"})
+        assert subscription.status_code == 201, subscription.text
+        made = subscription.json()
+        arb = {"name": "plan", "amount": 12.00, "entityName": "subscription", "id": made["provider_reference"]}
+        with contextlib.suppress(httpx.TransportError, AssertionError):  # the 200 may or may not go out first
+            deliver(http, "net.authorize.customer.subscription.suspended", {**arb, "status": "suspended"})
+        assert first_run.processes[0].popen.wait(timeout=30) == -9
+    assert stream_event_types(data_dir, f"subscription-{made['id']}") == ["SubscriptionCreated"]
+
+    with embedded_server(data_dir, **env) as second_run, httpx.Client(base_url=second_run.base_url, timeout=30) as http:
+        assert subscription_status_eventually(http, workspace, made["id"], "past_due") == "past_due"
+    assert stream_event_types(data_dir, f"subscription-{made['id']}") == [
+        "SubscriptionCreated",
+        "SubscriptionStatusChanged",
+    ]
+
+
 async def test_a_refund_voided_at_authorize_net_before_settlement_no_longer_counts(
     http: httpx.Client, authnet: AuthnetTestServer
 ) -> None:
