@@ -87,18 +87,23 @@ class WirePeer:
     wire: StripeWireServer
 
 
+def stripe_wire_env(api_key: str, wire: StripeWireServer, webhook_secret: str) -> dict[str, str]:
+    """An embedded server's settings for Stripe at the wire-format server, the default provider."""
+    return {
+        "STRIPE_API_KEY": api_key,
+        "STRIPE_API_BASE": wire.base_url,
+        "STRIPE_WEBHOOK_SECRET": webhook_secret,
+        "AUTHNET_SIGNATURE_KEY": "unused-here",
+        "PAYMENTS_DEFAULT_PROVIDER": "stripe",
+    }
+
+
 @contextlib.contextmanager
 def served_on_stripe_wire(data_dir: Path, api_key: str, webhook_secret: str, **env: str) -> Iterator[WirePeer]:
     """The embedded server whose Stripe is the Stripe wire-format server (on a thread of its own)."""
     with running_stripe_wire(api_key) as wire:
-        stripe = {
-            "STRIPE_API_KEY": api_key,
-            "STRIPE_API_BASE": wire.base_url,
-            "STRIPE_WEBHOOK_SECRET": webhook_secret,
-            "AUTHNET_SIGNATURE_KEY": "unused-here",
-            "PAYMENTS_DEFAULT_PROVIDER": "stripe",
-        }
-        with embedded_server(data_dir, **{**stripe, **env}) as server:
+        settings = {**stripe_wire_env(api_key, wire, webhook_secret), **env}
+        with embedded_server(data_dir, **settings) as server:
             yield WirePeer(server, wire)
 
 

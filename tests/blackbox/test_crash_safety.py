@@ -235,15 +235,7 @@ def test_a_follow_up_killed_after_its_provider_answered_is_recorded_once_by_the_
         peer.settle()  # Authorize.net refunds only a settled charge
         body = {"transaction_id": payment["id"], **({"amount": PART} if kind != "void" else {})}
 
-        crash = f"after_provider_call:{tmp_path / 'crashed-once'}"
-        with (
-            contextlib.ExitStack() as stack,
-            embedded_server(data_dir, **provider_env, **env, PAYMENTS_FAULT_CRASH_ONCE=crash) as crashing,
-        ):
-            api = Api(stack.enter_context(httpx.Client(base_url=crashing.base_url, timeout=30)), workspace)
-            with pytest.raises(httpx.TransportError):
-                api.post(kind, body, key=key)  # the process dies with the provider's answer
-            assert crashing.processes[0].popen.wait(timeout=30) == -9
+        killed_after_the_provider_answered(tmp_path, {**provider_env, **env}, workspace, kind, body, key)
         assert peer.made(kind, payment) == 1
         transaction_stream = f"transaction-{payment['id']}"
         assert FOLLOW_UP_OUTCOME[kind] not in stream_event_types(data_dir, transaction_stream)
@@ -262,6 +254,22 @@ def test_a_follow_up_killed_after_its_provider_answered_is_recorded_once_by_the_
         assert recovered["amount_captured"] == PART
     if kind == "refund":
         assert recovered["amount_refunded"] == PART
+
+
+def killed_after_the_provider_answered(
+    tmp_path: Path, env: dict[str, str], workspace: str, route: str, body: dict[str, Any], key: str
+) -> None:
+    """The request sent to the embedded server on `tmp_path / "data"`, which SIGKILLs itself once the provider
+    has answered (`after_provider_call`), before the outcome is recorded."""
+    crash = f"after_provider_call:{tmp_path / 'crashed-once'}"
+    with (
+        contextlib.ExitStack() as stack,
+        embedded_server(tmp_path / "data", **env, PAYMENTS_FAULT_CRASH_ONCE=crash) as crashing,
+    ):
+        api = Api(stack.enter_context(httpx.Client(base_url=crashing.base_url, timeout=30)), workspace)
+        with pytest.raises(httpx.TransportError):
+            api.post(route, body, key=key)  # the process dies with the provider's answer
+        assert crashing.processes[0].popen.wait(timeout=30) == -9
 
 
 def retried_until_answered(api: Api, route: str, body: dict[str, Any], key: str) -> httpx.Response:
@@ -290,15 +298,7 @@ def test_a_payment_killed_after_its_provider_answered_is_recorded_once_by_the_re
     env = {"IN_FLIGHT_WINDOW_S": "1", "PROVIDER_TIMEOUT_S": "3"}
     wanted = "captured" if route == "charge" else "authorized"
     with provider_peer(provider) as (peer, provider_env):
-        crash = f"after_provider_call:{tmp_path / 'crashed-once'}"
-        with (
-            contextlib.ExitStack() as stack,
-            embedded_server(data_dir, **provider_env, **env, PAYMENTS_FAULT_CRASH_ONCE=crash) as crashing,
-        ):
-            api = Api(stack.enter_context(httpx.Client(base_url=crashing.base_url, timeout=30)), workspace)
-            with pytest.raises(httpx.TransportError):
-                api.post(route, body, key=key)  # the process dies with the provider's answer
-            assert crashing.processes[0].popen.wait(timeout=30) == -9
+        killed_after_the_provider_answered(tmp_path, {**provider_env, **env}, workspace, route, body, key)
         assert peer.charged(command_id) == (1, 1)
         stream = f"transaction-{transaction_id}"
         assert stream_event_types(data_dir, stream) == ["TransactionRequested"]

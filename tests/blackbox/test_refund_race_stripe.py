@@ -20,7 +20,7 @@ import pytest
 from tests.blackbox.server import embedded_server, new_key, new_workspace
 from tests.blackbox.stripe_client import StripeClient as Client
 from tests.blackbox.stripe_client import WirePeer as Peer
-from tests.blackbox.stripe_client import served_on_stripe_wire
+from tests.blackbox.stripe_client import served_on_stripe_wire, stripe_wire_env
 from tests.support.services import stream_event_types
 from tests.support.stripe_wire_server import SERVER_ERROR, running_stripe_wire
 
@@ -290,13 +290,7 @@ def test_a_dashboard_refund_reported_then_lost_to_a_crash_before_it_was_applied_
     data_dir = tmp_path / "data"
     crash = {"PAYMENTS_FAULT_CRASH_ONCE": f"before_provider_event_applied:{tmp_path / 'crashed-once'}"}
     with running_stripe_wire(STRIPE_KEY) as wire:
-        env = {
-            "STRIPE_API_KEY": STRIPE_KEY,
-            "STRIPE_API_BASE": wire.base_url,
-            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "AUTHNET_SIGNATURE_KEY": "unused-here",
-            "PAYMENTS_DEFAULT_PROVIDER": "stripe",
-        }
+        env = stripe_wire_env(STRIPE_KEY, wire, WEBHOOK_SECRET)
         workspace = new_workspace()
         with embedded_server(data_dir, **env, **crash) as first_run, httpx.Client(base_url=first_run.base_url) as http:
             client = Client(http, workspace, WEBHOOK_SECRET)
