@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -237,6 +237,17 @@ def delivery(sent: Command, message_id: str, redelivered: bool = False) -> Messa
     )
 
 
+async def carried_on(
+    restarted: TransactionsWorker, sent: Command, by: str, still_open: bool = True
+) -> Mapping[str, Any] | None:
+    """The dead attempt carried on: by its message's redelivery (its reply), or by the recovery sweep, which finds it
+    among the open operations unless its outcome was recorded (embedded mode's in-memory queue lost the message)."""
+    if by == "redelivery":
+        return await restarted.handle(delivery(sent, "msg-1", redelivered=True))
+    assert await restarted.recover(min_age_s=0) == int(still_open)
+    return None
+
+
 async def read(worker: TransactionsWorker, query: str, transaction_id: str) -> Any:
     asked = Command(
         type=query,
@@ -318,12 +329,10 @@ async def test_a_follow_up_cut_short_in_any_window_is_made_once_and_recorded_as_
 
     restarted = worker_process(store, peer, tmp_path)
     outcome_recorded = OUTCOME_EVENT[kind] in recorded
-    if carried_on_by == "redelivery":
-        carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
-        assert carried_on["status"] == 200, carried_on
-        assert_final(kind, carried_on["body"])
-    else:  # the message died with its process (embedded mode's in-memory queue): only what is open is swept
-        assert await restarted.recover(min_age_s=0) == (0 if outcome_recorded else 1)
+    reply = await carried_on(restarted, sent, carried_on_by, still_open=not outcome_recorded)
+    if reply is not None:
+        assert reply["status"] == 200, reply
+        assert_final(kind, reply["body"])
 
     transaction = await read(restarted, "get_transaction", transaction_id)
     assert_final(kind, transaction)
@@ -369,11 +378,9 @@ async def test_a_payment_cut_short_in_any_window_is_made_once_and_recorded_as_ma
     assert outcome_recorded == (point == "after_outcome_recorded")
 
     restarted = worker_process(store, peer, tmp_path)
-    if carried_on_by == "redelivery":
-        carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
-        assert (carried_on["status"], carried_on["body"]["status"]) == (201, PAYMENT_STATUS[kind]), carried_on
-    else:  # the message died with its process: only what is open is swept
-        assert await restarted.recover(min_age_s=0) == (0 if outcome_recorded else 1)
+    reply = await carried_on(restarted, sent, carried_on_by, still_open=not outcome_recorded)
+    if reply is not None:
+        assert (reply["status"], reply["body"]["status"]) == (201, PAYMENT_STATUS[kind]), reply
     unsendable = peer.name == "authnet" and carried_on_by == "recovery" and point == "after_transaction_requested"
     transaction = await read(restarted, "get_transaction", transaction_id)
     if unsendable:
@@ -423,11 +430,8 @@ async def test_on_stripe_an_operation_cut_short_after_its_answer_and_carried_on_
             wire.advance(A_DAY_AND_MORE.total_seconds())  # Stripe forgets the key
             monkeypatch.setattr(stripe_adapter, "_utc_now", lambda: datetime.now(UTC) + A_DAY_AND_MORE)
             restarted = worker_process(store, peer, tmp_path)
-            if carried_on_by == "redelivery":
-                carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
-                assert carried_on["status"] in (200, 201), carried_on
-            else:
-                assert await restarted.recover(min_age_s=0) == 1
+            reply = await carried_on(restarted, sent, carried_on_by)
+            assert reply is None or reply["status"] in (200, 201), reply
             transaction = await read(restarted, "get_transaction", transaction_id)
             types = await event_types(restarted, transaction_id)
             asked = {f"{r.method} {r.path}" for r in wire.requests}
@@ -477,11 +481,8 @@ async def test_on_authnet_a_whole_refund_made_by_a_void_cut_short_after_the_void
             assert original.status == "voided"
 
             restarted = worker_process(store, peer, tmp_path)
-            if carried_on_by == "redelivery":
-                carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
-                assert carried_on["status"] == 200, carried_on
-            else:
-                assert await restarted.recover(min_age_s=0) == 1
+            reply = await carried_on(restarted, sent, carried_on_by)
+            assert reply is None or reply["status"] == 200, reply
             transaction = await read(restarted, "get_transaction", transaction_id)
             types = await event_types(restarted, transaction_id)
             refund_transactions = [t for t in server.state.transactions.values() if t.kind == "refundTransaction"]
@@ -543,11 +544,8 @@ async def test_on_stripe_a_refund_cut_short_after_its_answer_and_reported_by_its
             reported = await restarted.handle(stripe_event("charge.refunded", charge))
             assert reported["status"] == 200, reported
 
-            if carried_on_by == "redelivery":
-                carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
-                assert carried_on["status"] == 200, carried_on
-            else:
-                assert await restarted.recover(min_age_s=0) == 1
+            reply = await carried_on(restarted, sent, carried_on_by)
+            assert reply is None or reply["status"] == 200, reply
             transaction = await read(restarted, "get_transaction", payment["id"])
             types = await event_types(restarted, payment["id"])
         finally:
@@ -601,11 +599,8 @@ async def test_on_authnet_a_refund_cut_short_after_its_answer_and_notified_first
             notified = await restarted.handle(authnet_notification("refund.created", refund.trans_id, PART))
             assert notified["status"] == 200, notified
 
-            if carried_on_by == "redelivery":
-                carried_on = await restarted.handle(delivery(sent, "msg-1", redelivered=True))
-                assert carried_on["status"] == 200, carried_on
-            else:
-                assert await restarted.recover(min_age_s=0) == 1
+            reply = await carried_on(restarted, sent, carried_on_by)
+            assert reply is None or reply["status"] == 200, reply
             transaction = await read(restarted, "get_transaction", payment["id"])
             types = await event_types(restarted, payment["id"])
         finally:
