@@ -112,6 +112,18 @@ def test_a_processing_error_is_502(billing: Billing, customer: dict[str, Any]) -
     assert error_of(response, 502)["type"] == "provider_error"
 
 
+def test_an_interval_of_up_to_three_years_is_stripes_limit(billing: Billing, customer: dict[str, Any]) -> None:
+    triennial = billing.subscribe(customer_id=customer["id"], interval="month", interval_count=36)
+    assert triennial.status_code == 201, triennial.text
+    body = triennial.json()
+    start, end = (datetime.fromisoformat(body[name]) for name in ("current_period_start", "current_period_end"))
+    assert (end.year - start.year, end.month, end.day) == (3, start.month, start.day)
+    assert (
+        error_of(billing.subscribe(customer_id=customer["id"], interval="day", interval_count=1096), 400)["param"]
+        == "interval_count"
+    )
+
+
 def test_a_price_instead_of_an_amount(billing: Billing, customer: dict[str, Any]) -> None:
     response = billing.call("POST", "subscriptions", {"customer_id": customer["id"], "price": "price_sandbox_yearly"})
     assert response.status_code == 201, response.text
@@ -270,9 +282,9 @@ def test_each_route_needs_a_token(billing: Billing, method: str, route: str, per
         ({"amount": None}, "amount"),
         ({"interval": "fortnight"}, "interval"),
         ({"interval_count": 0}, "interval_count"),
-        ({"interval": "month", "interval_count": 13}, "interval_count"),
-        ({"interval": "week", "interval_count": 53}, "interval_count"),
-        ({"interval": "year", "interval_count": 2}, "interval_count"),
+        ({"interval": "month", "interval_count": 37}, "interval_count"),  # Stripe's limit: three years
+        ({"interval": "week", "interval_count": 157}, "interval_count"),
+        ({"interval": "year", "interval_count": 4}, "interval_count"),
         ({"quantity": 0}, "quantity"),
         ({"quantity": "2"}, "quantity"),
         ({"amount": 99_999_999, "quantity": 2}, "quantity"),  # a period's charge above API.md's largest amount

@@ -681,6 +681,8 @@ async def test_subscription_cancel_now_and_again(authnet, authnet_server):
     ("request_", "param"),
     [
         (SubscriptionRequest("s1", "1", 500, "usd", "day", 3, 1, payment_method="1/2"), "interval_count"),
+        (SubscriptionRequest("s4", "1", 500, "usd", "month", 13, 1, payment_method="1/2"), "interval_count"),
+        (SubscriptionRequest("s5", "1", 500, "usd", "year", 2, 1, payment_method="1/2"), "interval_count"),
         (SubscriptionRequest("s2", "1", 500, "usd", "month", 1, 1, payment_method=opaque("x")), "payment_method"),
         (SubscriptionRequest("s3", "1", 500, "usd", "month", 1, 1, price="price_123"), "price"),
     ],

@@ -50,17 +50,17 @@ def test_unknown_interval_is_refused() -> None:
 @pytest.mark.parametrize(
     ("interval", "count", "valid"),
     [
-        ("day", 365, True),
-        ("day", 366, False),
-        ("week", 52, True),
-        ("week", 53, False),
-        ("month", 12, True),
-        ("month", 13, False),
-        ("year", 1, True),
-        ("year", 2, False),
+        ("day", 1095, True),
+        ("day", 1096, False),
+        ("week", 156, True),
+        ("week", 157, False),
+        ("month", 36, True),
+        ("month", 37, False),
+        ("year", 3, True),
+        ("year", 4, False),
         ("month", 0, False),
         ("hour", 1, False),
     ],
 )
-def test_interval_count_at_most_one_year(interval: str, count: int, valid: bool) -> None:
+def test_interval_count_at_most_three_years(interval: str, count: int, valid: bool) -> None:
     assert periods.valid_interval_count(interval, count) is valid

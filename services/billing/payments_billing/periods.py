@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import Final
 
 INTERVALS: Final = ("day", "week", "month", "year")
-# Stripe's limit: a billing interval of at most one year.
-MAX_INTERVAL_COUNT: Final = {"day": 365, "week": 52, "month": 12, "year": 1}
+# Stripe's limit: a billing interval of at most three years (a provider with a shorter one refuses the rest itself:
+# Authorize.net's ARB schedules at most 365 days or 12 months).
+MAX_INTERVAL_COUNT: Final = {"day": 1095, "week": 156, "month": 36, "year": 3}
 
 
 def add_months(moment: datetime, months: int) -> datetime:

@@ -87,14 +87,14 @@ def may_have_made(result: ProviderResult) -> bool:
 
 
 def check_interval(payload: Mapping[str, Any]) -> None:
-    """Stripe's limit: a billing interval of at most one year (a price brings its own interval)."""
+    """Stripe's limit: a billing interval of at most three years (a price brings its own interval)."""
     if payload.get("price") is not None:
         return
     interval, count = str(payload.get("interval")), int(payload.get("interval_count") or 1)
     if not periods.valid_interval_count(interval, count):
         limit = periods.MAX_INTERVAL_COUNT.get(interval)
         raise invalid(
-            f"interval_count must be between 1 and {limit} for {interval}: at most one year.", "interval_count"
+            f"interval_count must be between 1 and {limit} for {interval}: at most three years.", "interval_count"
         )
 
 
