@@ -47,7 +47,7 @@ from payments_webhook_ingest.forwarding import apply_command
 
 from tests.authnet_server import fixture
 from tests.authnet_server.server import LOGIN_ID, TRANSACTION_KEY, AuthnetTestServer, running_server
-from tests.support.stripe_redrive_worker import A_DAY_AND_MORE
+from tests.support.stripe_redrive_worker import A_DAY_AND_MORE, read
 from tests.support.stripe_wire_server import WIRE_API_KEY, StripeWireServer, running_stripe_wire
 
 WORKSPACE: Final = "ws_crash"
@@ -248,21 +248,10 @@ async def carried_on(
     return None
 
 
-async def read(worker: TransactionsWorker, query: str, transaction_id: str) -> Any:
-    asked = Command(
-        type=query,
-        workspace=WORKSPACE,
-        actor="user_1",
-        command_id=str(uuid.uuid4()),
-        payload={"transaction_id": transaction_id},
-    )
-    reply = await worker.handle(Message(body=asked.model_dump(), message_id=str(uuid.uuid4())))
-    assert reply["status"] == 200, reply
-    return reply["body"]
-
-
 async def event_types(worker: TransactionsWorker, transaction_id: str) -> list[str]:
-    return [event["type"] for event in (await read(worker, "get_transaction_events", transaction_id))["data"]]
+    return [
+        event["type"] for event in (await read(worker, "get_transaction_events", transaction_id, WORKSPACE))["data"]
+    ]
 
 
 async def paid(worker: TransactionsWorker, peer: Peer, kind: str) -> dict[str, Any]:
@@ -334,7 +323,7 @@ async def test_a_follow_up_cut_short_in_any_window_is_made_once_and_recorded_as_
         assert reply["status"] == 200, reply
         assert_final(kind, reply["body"])
 
-    transaction = await read(restarted, "get_transaction", transaction_id)
+    transaction = await read(restarted, "get_transaction", transaction_id, WORKSPACE)
     assert_final(kind, transaction)
     assert_at_the_provider(peer, kind, transaction)
     assert (await event_types(restarted, transaction_id)).count(OUTCOME_EVENT[kind]) == 1
@@ -382,7 +371,7 @@ async def test_a_payment_cut_short_in_any_window_is_made_once_and_recorded_as_ma
     if reply is not None:
         assert (reply["status"], reply["body"]["status"]) == (201, PAYMENT_STATUS[kind]), reply
     unsendable = peer.name == "authnet" and carried_on_by == "recovery" and point == "after_transaction_requested"
-    transaction = await read(restarted, "get_transaction", transaction_id)
+    transaction = await read(restarted, "get_transaction", transaction_id, WORKSPACE)
     if unsendable:
         # The Accept.js token is never stored: recovery can only look the payment up, finds none yet, and leaves
         # it pending (looked up again shortly). The client's retry, which carries the token, makes it.
@@ -432,7 +421,7 @@ async def test_on_stripe_an_operation_cut_short_after_its_answer_and_carried_on_
             restarted = worker_process(store, peer, tmp_path)
             reply = await carried_on(restarted, sent, carried_on_by)
             assert reply is None or reply["status"] in (200, 201), reply
-            transaction = await read(restarted, "get_transaction", transaction_id)
+            transaction = await read(restarted, "get_transaction", transaction_id, WORKSPACE)
             types = await event_types(restarted, transaction_id)
             asked = {f"{r.method} {r.path}" for r in wire.requests}
             intent = wire.payment_intents[transaction["provider_reference"]]
@@ -483,7 +472,7 @@ async def test_on_authnet_a_whole_refund_made_by_a_void_cut_short_after_the_void
             restarted = worker_process(store, peer, tmp_path)
             reply = await carried_on(restarted, sent, carried_on_by)
             assert reply is None or reply["status"] == 200, reply
-            transaction = await read(restarted, "get_transaction", transaction_id)
+            transaction = await read(restarted, "get_transaction", transaction_id, WORKSPACE)
             types = await event_types(restarted, transaction_id)
             refund_transactions = [t for t in server.state.transactions.values() if t.kind == "refundTransaction"]
         finally:
@@ -546,7 +535,7 @@ async def test_on_stripe_a_refund_cut_short_after_its_answer_and_reported_by_its
 
             reply = await carried_on(restarted, sent, carried_on_by)
             assert reply is None or reply["status"] == 200, reply
-            transaction = await read(restarted, "get_transaction", payment["id"])
+            transaction = await read(restarted, "get_transaction", payment["id"], WORKSPACE)
             types = await event_types(restarted, payment["id"])
         finally:
             for adapter in peer.opened:
@@ -601,7 +590,7 @@ async def test_on_authnet_a_refund_cut_short_after_its_answer_and_notified_first
 
             reply = await carried_on(restarted, sent, carried_on_by)
             assert reply is None or reply["status"] == 200, reply
-            transaction = await read(restarted, "get_transaction", payment["id"])
+            transaction = await read(restarted, "get_transaction", payment["id"], WORKSPACE)
             types = await event_types(restarted, payment["id"])
         finally:
             for adapter in peer.opened:

@@ -38,19 +38,22 @@ async def charge(worker: TransactionsWorker, key: str) -> dict[str, Any]:
 
 
 async def transaction(worker: TransactionsWorker, transaction_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = await _read(worker, "get_transaction", transaction_id)
+    body: dict[str, Any] = await read(worker, "get_transaction", transaction_id)
     return body
 
 
 async def events_of(worker: TransactionsWorker, transaction_id: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = (await _read(worker, "get_transaction_events", transaction_id))["data"]
+    events: list[dict[str, Any]] = (await read(worker, "get_transaction_events", transaction_id))["data"]
     return events
 
 
-async def _read(worker: TransactionsWorker, query: str, transaction_id: str) -> dict[str, Any]:
+async def read(
+    worker: TransactionsWorker, query: str, transaction_id: str, workspace: str = WORKSPACE
+) -> dict[str, Any]:
+    """A transaction query (`get_transaction`, `get_transaction_events`) answered 200: its body."""
     command = Command(
         type=query,
-        workspace=WORKSPACE,
+        workspace=workspace,
         actor="user_1",
         command_id=str(uuid.uuid4()),
         payload={"transaction_id": transaction_id},
