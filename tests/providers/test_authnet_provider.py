@@ -482,6 +482,50 @@ async def test_customer_profile_create_charge_update_delete(authnet, authnet_ser
     assert authnet_server.state.profiles == {}
 
 
+async def customer_with_a_spent_update(authnet: AuthorizeNetProvider) -> tuple[str, str, CustomerRequest]:
+    """A customer made with one payment profile, and an update whose Accept.js nonce added a second one (its answer
+    lost, say): the same update sent again is refused E00114 by Authorize.net. Returns (profile id, the payment
+    method recorded at creation, that update)."""
+    created = await authnet.create_customer(CustomerRequest("cmd-spent", email="ada@x.io", payment_method=opaque("t1")))
+    update = CustomerRequest("cmd-spent-upd", email="ada@x.io", payment_method=opaque("tok-spent"))
+    assert (await authnet.update_customer(created.reference or "", update)).outcome is Outcome.APPROVED
+    return created.reference or "", str(created.details["default_payment_method"]), update
+
+
+async def test_a_redriven_update_whose_nonce_its_earlier_attempt_spent_adopts_the_payment_profile_it_added(
+    authnet, authnet_server
+):
+    reference, recorded, update = await customer_with_a_spent_update(authnet)
+    payment_profiles = authnet_server.state.profiles[reference].payment_profiles
+    added = max(payment_profiles, key=int)
+
+    redriven = dataclasses.replace(update, recorded_payment_methods=frozenset({recorded}))
+    result = await authnet.update_customer(reference, redriven)
+
+    assert result.outcome is Outcome.APPROVED, result
+    assert result.details["default_payment_method"] == f"{reference}/{added}"
+    assert len(payment_profiles) == 2  # nothing added again
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        pytest.param(None, id="a first attempt: the nonce was spent elsewhere"),
+        pytest.param(frozenset(), id="two payment profiles not recorded: which is the attempt's cannot be told"),
+    ],
+)
+async def test_a_spent_nonce_stays_refused_unless_one_payment_profile_is_not_recorded(
+    authnet, authnet_server, recorded
+):
+    reference, _, update = await customer_with_a_spent_update(authnet)
+
+    result = await authnet.update_customer(reference, dataclasses.replace(update, recorded_payment_methods=recorded))
+
+    assert result.outcome is Outcome.PERMANENT
+    assert result.details["error_code"] == "E00114"
+    assert len(authnet_server.state.profiles[reference].payment_profiles) == 2
+
+
 async def test_update_of_unknown_customer_is_permanent(authnet):
     result = await authnet.update_customer("999", CustomerRequest("cmd-upd-unknown", email="x@y.io"))
     assert result.outcome is Outcome.PERMANENT

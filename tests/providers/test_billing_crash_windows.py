@@ -32,6 +32,7 @@ from payments_shared.broker.port import Message
 from payments_shared.eventstore.port import EventStore
 from payments_shared.messages import Command
 from payments_shared.providers.authnet.provider import AuthorizeNetProvider
+from payments_shared.providers.port import CustomerRequest, OpaqueData, Outcome
 from payments_shared.providers.registry import close_providers
 from payments_shared.providers.sandbox import SandboxProvider
 from payments_shared.providers.stripe import StripeProvider
@@ -355,42 +356,72 @@ async def test_a_billing_change_cut_short_in_any_window_is_made_once_and_recorde
     assert replayed["headers"].get("Idempotent-Replayed") == "true"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, not fixed: the re-drive sends the spent Accept.js token again (E00114) and records the update "
-    "failed, though Authorize.net added the payment profile; which profile the first attempt made cannot be told",
-)
+@contextlib.asynccontextmanager
+async def on_authnet() -> AsyncIterator[tuple[AuthnetTestServer, Peer]]:
+    with running_server(stall_s=fixture.CLIENT_TIMEOUT_S * 4) as server:
+        peer = authnet_peer(server)
+        try:
+            yield server, peer
+        finally:
+            for adapter in peer.opened:
+                await close_providers({peer.name: adapter})
+
+
 @pytest.mark.parametrize("carried_on_by", ["redelivery", "client_retry"])
 async def test_on_authnet_a_new_payment_method_added_before_a_crash_is_recorded_by_the_redrive(
     store: EventStore, tmp_path: Path, carried_on_by: str
 ) -> None:
     """A customer update with a new Accept.js payment method, cut short after Authorize.net added the payment profile
     (createCustomerPaymentProfile) and before the outcome was appended, carried on by the redelivery of its message
-    or by the client's retry (both carry the nonce). The update happened at Authorize.net: it must be recorded so,
-    with that payment profile as the default, not as failed."""
-    with running_server(stall_s=fixture.CLIENT_TIMEOUT_S * 4) as server:
-        peer = authnet_peer(server)
-        try:
-            first = worker_process(store, peer, tmp_path)
-            customer = await done(
-                first, "create_customer", {"email": "ada@example.com", "payment_method": peer.payment_method()}
-            )
-            sent = command("update_customer", {"customer_id": customer["id"], "payment_method": peer.payment_method()})
-            with faults.hook(serialized.AFTER_CHANGE_CALL, crash), pytest.raises(SimulatedCrash):
-                await first.handle(delivery(sent, "msg-1"))
-            payment_profiles = server.state.profiles[customer["provider_reference"]].payment_profiles
-            assert len(payment_profiles) == 2  # the first attempt added the new one
+    or by the client's retry (both carry the nonce, which the first attempt spent: E00114). The update happened at
+    Authorize.net: it is recorded so, with that payment profile as the default, not as failed."""
+    async with on_authnet() as (server, peer):
+        first = worker_process(store, peer, tmp_path)
+        customer = await done(
+            first, "create_customer", {"email": "ada@example.com", "payment_method": peer.payment_method()}
+        )
+        sent = command("update_customer", {"customer_id": customer["id"], "payment_method": peer.payment_method()})
+        with faults.hook(serialized.AFTER_CHANGE_CALL, crash), pytest.raises(SimulatedCrash):
+            await first.handle(delivery(sent, "msg-1"))
+        payment_profiles = server.state.profiles[customer["provider_reference"]].payment_profiles
+        assert len(payment_profiles) == 2  # the first attempt added the new one
 
-            restarted = worker_process(store, peer, tmp_path)
-            if carried_on_by == "redelivery":
-                carried_on = dict(await restarted.handle(delivery(sent, "msg-1", redelivered=True)))
-            else:
-                await asyncio.sleep(IN_FLIGHT_WINDOW_S * 1.5)
-                carried_on = dict(await restarted.handle(delivery(sent, "msg-2")))
-        finally:
-            for adapter in peer.opened:
-                await close_providers({peer.name: adapter})
+        restarted = worker_process(store, peer, tmp_path)
+        if carried_on_by == "redelivery":
+            carried_on = dict(await restarted.handle(delivery(sent, "msg-1", redelivered=True)))
+        else:
+            await asyncio.sleep(IN_FLIGHT_WINDOW_S * 1.5)
+            carried_on = dict(await restarted.handle(delivery(sent, "msg-2")))
     assert carried_on["status"] == 200, carried_on
     newest = max(payment_profiles, key=int)
     assert carried_on["body"]["default_payment_method"] == f"{customer['provider_reference']}/{newest}"
     assert len(payment_profiles) == 2
+    assert (await stream_types(store, f"customer-{customer['id']}")).count("CustomerUpdated") == 1
+
+
+async def test_on_authnet_a_first_update_with_a_spent_nonce_takes_no_payment_profile_made_elsewhere_for_its_own(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """E00114 on an update's first attempt: nothing of the update reached Authorize.net before, so the one payment
+    profile the customer's profile holds beyond those recorded here (added outside this system, with that very
+    nonce) is not its own. The update is recorded failed and the default payment method stays."""
+    async with on_authnet() as (server, peer):
+        worker = worker_process(store, peer, tmp_path)
+        customer = await done(
+            worker, "create_customer", {"email": "ada@example.com", "payment_method": peer.payment_method()}
+        )
+        nonce = peer.payment_method()
+        elsewhere = peer.providers()[peer.name]
+        made_elsewhere = await elsewhere.update_customer(
+            customer["provider_reference"],
+            CustomerRequest("made-elsewhere", payment_method=OpaqueData(nonce["data_descriptor"], nonce["data_value"])),
+        )
+        assert made_elsewhere.outcome is Outcome.APPROVED
+
+        sent = command("update_customer", {"customer_id": customer["id"], "payment_method": nonce})
+        refused = dict(await worker.handle(delivery(sent)))
+        shown = await done(worker, "get_customer", {"customer_id": customer["id"]})
+    assert refused["status"] >= 400 and "Invalid OTS Token" in refused["body"]["error"]["message"], refused
+    assert shown["default_payment_method"] == customer["default_payment_method"]
+    assert len(server.state.profiles[customer["provider_reference"]].payment_profiles) == 2
+    assert (await stream_types(store, f"customer-{customer['id']}"))[-1] == "CustomerUpdateFailed"

@@ -71,6 +71,20 @@ def test_update_merges_fields_and_metadata() -> None:
     assert customer.updated_at == T1 and customer.created_at == T0
 
 
+def test_every_default_payment_method_recorded_is_remembered() -> None:
+    """What an update's re-drive tells the provider this system recorded (the ones it made, never shown)."""
+    events = [domain.decide_create(None, new(default_payment_method=None), T0)]
+    assert domain.fold(events).payment_methods == frozenset()  # type: ignore[union-attr]
+    for method in ("prof/1", "prof/2"):
+        changes = domain.CustomerChanges(default_payment_method=method)
+        events.append(domain.decide_update(domain.fold(events), "ws_a", changes, T1))
+    events.append(domain.decide_update(domain.fold(events), "ws_a", domain.CustomerChanges({"name": "Ada L."}), T1))
+    customer = domain.fold(events)
+    assert customer is not None
+    assert customer.payment_methods == {"prof/1", "prof/2"} and customer.default_payment_method == "prof/2"
+    assert "payment_methods" not in customer.to_api()
+
+
 def test_update_may_clear_an_optional_field() -> None:
     events = created()
     events.append(domain.decide_update(domain.fold(events), "ws_a", domain.CustomerChanges({"name": None}), T1))

@@ -35,6 +35,10 @@ PLAIN_FIELDS = ("email", "name", "phone", "description")
 PROVIDER_ONLY_KEYS = frozenset({OPERATION_TAG})
 
 
+def _with_method(methods: frozenset[str], method: Any) -> frozenset[str]:
+    return methods | {method} if isinstance(method, str) else methods
+
+
 def stream_name(customer_id: str) -> str:
     return f"customer-{customer_id}"
 
@@ -57,6 +61,7 @@ class Customer:
     provider_event_at: str | None = None  # the provider's time of the latest report applied (not shown)
     subscription_ids: tuple[str, ...] = ()  # not shown
     pending_update: PendingChange | None = None  # an update requested, its outcome not recorded yet (not shown)
+    payment_methods: frozenset[str] = frozenset()  # every default payment method the stream recorded (not shown)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -124,6 +129,7 @@ def evolve(customer: Customer | None, event: StoredEvent) -> Customer | None:
             default_payment_method=data.get("default_payment_method"),
             created_at=data["created_at"],
             updated_at=data["created_at"],
+            payment_methods=_with_method(frozenset(), data.get("default_payment_method")),
         )
     if customer is None:
         return None
@@ -131,7 +137,8 @@ def evolve(customer: Customer | None, event: StoredEvent) -> Customer | None:
         changes = known_changes(customer, data.get("changes"))
         reported_at = data.get("provider_created", customer.provider_event_at)
         updated = replace(customer, **changes, updated_at=data["updated_at"], provider_event_at=reported_at)
-        return without_finished(updated, data)
+        methods = _with_method(customer.payment_methods, changes.get("default_payment_method"))
+        return without_finished(replace(updated, payment_methods=methods), data)
     if event.type == UPDATE_REQUESTED:
         return replace(customer, pending_update=PendingChange.of(data))
     if event.type == UPDATE_FAILED:

@@ -118,9 +118,13 @@ def requested_update(state: domain.Customer | None, call: Call) -> DomainEvent:
 
 
 def _updates(context: BillingContext, customer_id: str) -> ChangeKind[domain.Customer]:
-    async def call_provider(state: domain.Customer, pending: PendingChange, call: Call) -> ProviderResult:
+    async def call_provider(
+        state: domain.Customer, pending: PendingChange, call: Call, first_attempt: bool
+    ) -> ProviderResult:
         payload = call.payload if pending.command_id == call.command_id else pending.parameters
         request = request_of(pending.command_id, payload)
+        if not first_attempt:  # an earlier attempt may have added the payment method it carries
+            request = replace(request, recorded_payment_methods=state.payment_methods)
         return await context.provider(state.provider).update_customer(state.provider_reference or "", request)
 
     def succeeded(state: domain.Customer, pending: PendingChange, result: ProviderResult, call: Call) -> DomainEvent:

@@ -65,7 +65,9 @@ class ChangeKind(Generic[S]):
     # The `…Requested` event for this call, or ApiError when it may not happen (checked before any provider call).
     request: Callable[[S | None, Call], DomainEvent]
     provider: Callable[[S | None], str]  # the object's provider's name
-    call_provider: Callable[[S | None, PendingChange, Call], Awaitable[ProviderResult]]
+    # Asks the provider for the open request; the flag is true when this call recorded it (nothing of it can have
+    # reached the provider before), false on a re-drive.
+    call_provider: Callable[[S | None, PendingChange, Call, bool], Awaitable[ProviderResult]]
     # The outcome event: the change decided with the provider's answer (ApiError → the failure is recorded).
     succeeded: Callable[[S | None, PendingChange, ProviderResult, Call], DomainEvent]
     failed_type: str
@@ -102,14 +104,14 @@ class UpdatedObject(Generic[U]):
 def updates(
     updated: UpdatedObject[U],
     request: Callable[[U | None, Call], DomainEvent],
-    call_provider: Callable[[U, PendingChange, Call], Awaitable[ProviderResult]],
+    call_provider: Callable[[U, PendingChange, Call, bool], Awaitable[ProviderResult]],
     succeeded: Callable[[U, PendingChange, ProviderResult, Call], DomainEvent],
 ) -> ChangeKind[U]:
     """The ChangeKind of an object's updates (PUT): the object must exist for its provider to be called."""
 
-    async def call_existing(state: U | None, pending: PendingChange, call: Call) -> ProviderResult:
+    async def call_existing(state: U | None, pending: PendingChange, call: Call, first_attempt: bool) -> ProviderResult:
         assert state is not None  # a request was recorded on it
-        return await call_provider(state, pending, call)
+        return await call_provider(state, pending, call, first_attempt)
 
     def succeeded_on_existing(
         state: U | None, pending: PendingChange, result: ProviderResult, call: Call
@@ -133,11 +135,12 @@ def updates(
 
 async def change(context: BillingContext, call: Call, kind: ChangeKind[S]) -> Reply:
     deadline = time.monotonic() + WAIT_S
+    requested_here = False
     while True:
         loaded = await context.streams.load(kind.stream, kind.fold)
         pending = kind.pending(loaded.state)
         if pending is not None and pending.command_id == call.command_id:
-            await drive(context, call, kind, loaded, pending)
+            await drive(context, call, kind, loaded, pending, first_attempt=requested_here)
             return await _outcome_reply(context, call, kind)
         if loaded.applied(call.command_id):  # finished before: a redelivery
             return await _outcome_reply(context, call, kind)
@@ -155,15 +158,21 @@ async def change(context: BillingContext, call: Call, kind: ChangeKind[S]) -> Re
             await context.streams.append(kind.stream, event, loaded.version, call.origin, REQUESTED_STEP)
         except WrongExpectedVersion:
             continue  # another change got in first: look again
+        requested_here = True
         faults.reached(AFTER_CHANGE_REQUESTED)
 
 
 async def drive(
-    context: BillingContext, call: Call, kind: ChangeKind[S], loaded: Loaded[S], pending: PendingChange
+    context: BillingContext,
+    call: Call,
+    kind: ChangeKind[S],
+    loaded: Loaded[S],
+    pending: PendingChange,
+    first_attempt: bool = False,
 ) -> None:
     """Call the provider for the open request and append its outcome. 503 (the request stays open) when the
-    provider is unavailable."""
-    result = await kind.call_provider(loaded.state, pending, call)
+    provider is unavailable. `first_attempt`: this call recorded the request."""
+    result = await kind.call_provider(loaded.state, pending, call, first_attempt)
     if result.outcome in (Outcome.RETRYABLE, Outcome.UNAVAILABLE):
         raise provider_error(kind.provider(loaded.state), result)
     faults.reached(AFTER_CHANGE_CALL)

@@ -314,7 +314,9 @@ def _changes(
     """The subscription's serialised changes, `request` recording this command's: whichever change is open (an
     update or a cancel, this command's or one a crash left) is driven as what it is."""
 
-    async def call_provider(state: domain.Subscription, pending: PendingChange, call: Call) -> ProviderResult:
+    async def call_provider(
+        state: domain.Subscription, pending: PendingChange, call: Call, _first_attempt: bool
+    ) -> ProviderResult:
         provider = context.provider(state.provider)
         if domain.is_cancel(pending):
             at_period_end = bool(pending.parameters[domain.CANCEL_PARAMETER])

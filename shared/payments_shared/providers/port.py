@@ -168,6 +168,10 @@ class CustomerRequest:
     payment_method: PaymentMethod | None = None
     cleared: frozenset[str] = frozenset()  # on an update: the fields sent as null, to be emptied at the provider
     accepted_at: datetime | None = None  # on a creation: when its command was accepted (SubscriptionRequest's)
+    # On an update's re-drive (an earlier attempt may have reached the provider): every payment method this system
+    # recorded for the customer, so a provider that cannot tell which payment method that attempt added (an
+    # Accept.js nonce is spent by its first use) can find the one it holds beyond them. None on a first attempt.
+    recorded_payment_methods: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,10 @@ class AuthorizeNetProvider:
             return self._refused(response)
         if opaque is None:
             return ProviderResult(Outcome.APPROVED, reference=reference, details={"customer_profile_id": reference})
-        return await self._add_payment_profile(reference, ref_id, opaque)
+        added = await self._add_payment_profile(reference, ref_id, opaque)
+        if added.details.get("error_code") == INVALID_ONE_TIME_TOKEN and request.recorded_payment_methods is not None:
+            return _added_by_earlier_attempt(reference, current, request.recorded_payment_methods) or added
+        return added
 
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
         document = messages.delete_customer_profile(
@@ -748,6 +751,20 @@ class AuthorizeNetProvider:
 
 
 # -- pure helpers -----------------------------------------------------------------------------------------
+
+
+def _added_by_earlier_attempt(
+    reference: str, profile: CustomerProfile, recorded: frozenset[str]
+) -> ProviderResult | None:
+    """A re-drive's nonce was spent (E00114), most likely by its earlier attempt, whose answer was lost: the one
+    payment profile the profile (read before this attempt sent anything) holds beyond those this system recorded
+    is the one it added. None when there is not exactly one: the refusal stands."""
+    unrecorded = [made for made in profile.payment_profile_ids if f"{reference}/{made}" not in recorded]
+    if len(unrecorded) != 1:
+        return None
+    details = _customer_details(reference, unrecorded)
+    details["existing"] = True
+    return ProviderResult(Outcome.APPROVED, reference=reference, details=details)
 
 
 def _payment_source(method: PaymentMethod, customer_reference: str | None) -> PaymentSource | ProviderResult:
