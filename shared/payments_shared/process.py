@@ -18,6 +18,7 @@ from payments_shared.broker.factory import open_broker
 from payments_shared.broker.port import Broker, BrokerError
 from payments_shared.eventstore.factory import open_event_store
 from payments_shared.eventstore.port import EventStore, EventStoreError
+from payments_shared.http.head import HeadAsGet
 from payments_shared.http.health import health_router
 from payments_shared.http.serve import serve
 from payments_shared.logging import configure, register_secret
@@ -94,6 +95,7 @@ async def run_worker(
         worker = await start(broker, store, providers)
         app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
         app.include_router(health_router({"broker": broker.ping, "eventstore": store.ping}))
+        app.add_middleware(HeadAsGet)
         if extend_app is not None:
             extend_app(app, worker)
         logger.info("worker started", extra={"worker": name, "port": settings.port})

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.blackbox.server import API, EVERY_PERMISSION, Api, Server, mint_token
+from tests.blackbox.server import API, EVERY_PERMISSION, Api, Server, mint_token, new_key
 
 VALID = {"amount": 1099, "currency": "usd", "payment_method": "pm_card_visa"}
 MIB = 1024 * 1024
@@ -245,6 +245,22 @@ def test_unknown_route_and_wrong_method_use_the_error_shape(api: Api) -> None:
     wrong = api.http.delete(f"{API}/charge", headers=api.headers())
     assert wrong.status_code == 405
     assert set(wrong.json()["error"]) >= {"type", "code", "message"}
+
+
+def test_head_is_answered_wherever_get_is_with_the_same_headers_and_no_body(api: Api) -> None:
+    """RFC 9110 asks every general-purpose server for HEAD: a load balancer checking `HEAD /healthz` must not see
+    405. The request is authenticated and routed as its GET; a route without GET still refuses it."""
+    charged = api.charge(key=new_key()).json()
+    path = f"{API}/transactions/{charged['id']}"
+    got = api.http.get(path, headers=api.headers())
+    head = api.http.head(path, headers=api.headers())
+    assert (head.status_code, head.content) == (200, b"")
+    for name in ("content-type", "content-length"):
+        assert head.headers[name] == got.headers[name]
+    assert (api.http.head("/healthz").status_code, api.http.head("/readyz").status_code) == (200, 200)
+    unauthenticated = api.http.head(path)
+    assert (unauthenticated.status_code, unauthenticated.content) == (401, b"")
+    assert api.http.head(f"{API}/charge", headers=api.headers()).status_code == 405
 
 
 @pytest.mark.parametrize(

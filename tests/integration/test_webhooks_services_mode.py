@@ -48,6 +48,7 @@ class Services:
     data_dir: Path
     processes: list[Process]
     env: dict[str, str]
+    urls: dict[str, str]  # every process's, by name
 
 
 @contextlib.contextmanager
@@ -77,7 +78,8 @@ def running_services(data_dir: Path, rabbitmq_url: str) -> Iterator[Services]:
             ingest_url = f"http://127.0.0.1:{ports['webhook_ingest']}"
             hook = {"url": f"{ingest_url}/api/v1/webhooks/stripe", "secret": WEBHOOK_SECRET}
             httpx.post(f"{stripe_url}/_config/webhooks/services", data=hook, timeout=10).raise_for_status()
-            yield Services(f"http://127.0.0.1:{ports['gateway']}", ingest_url, stripe_url, data_dir, processes, env)
+            urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+            yield Services(urls["gateway"], ingest_url, stripe_url, data_dir, processes, env, urls)
         finally:
             for process in reversed(processes):
                 process.stop()
@@ -178,6 +180,14 @@ def test_a_trailing_slash_is_404_at_every_process_never_a_redirect(services: Ser
         answer = httpx.post(f"{base_url}{path}", content=b"{}", timeout=10)
         assert answer.status_code == 404, (path, answer.headers)
         assert "location" not in answer.headers
+
+
+def test_every_process_answers_head_on_its_health_routes(services: Services) -> None:
+    """A load balancer or probe checking with HEAD sees what GET would answer, without the body."""
+    for name, base_url in services.urls.items():
+        for path in ("/healthz", "/readyz"):
+            answer = httpx.head(f"{base_url}{path}", timeout=10)
+            assert (answer.status_code, answer.content) == (200, b""), (name, path)
 
 
 async def test_an_event_recorded_while_rabbitmq_is_unreachable_is_forwarded_once_it_is_back(

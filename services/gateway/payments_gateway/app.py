@@ -14,6 +14,7 @@ from payments_shared.broker.port import Broker
 from payments_shared.http.body_limit import BodySizeLimit
 from payments_shared.http.correlation import CorrelationIdMiddleware
 from payments_shared.http.errors import install_error_handlers
+from payments_shared.http.head import HeadAsGet
 from payments_shared.http.health import ReadinessCheck, health_router
 from payments_shared.http.server_span import ServerSpanContext
 from payments_shared.tracing import fastapi_telemetry
@@ -63,7 +64,9 @@ def create_app(settings: GatewaySettings, broker: Broker, readiness_checks: Mapp
         customers.router,
         subscriptions.router,
     )
-    # Added last = outermost: every request gets its trace context, a correlation id, then its body is size-limited.
+    # Added last = outermost: every request gets its trace context, a correlation id, then its body is size-limited;
+    # innermost, a HEAD is routed as a GET.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(CorrelationIdMiddleware)
     app.add_middleware(ServerSpanContext)

@@ -12,6 +12,7 @@ from payments_shared.eventstore.port import EventStore
 from payments_shared.http.body_limit import BodySizeLimit
 from payments_shared.http.correlation import CorrelationIdMiddleware
 from payments_shared.http.errors import install_error_handlers
+from payments_shared.http.head import HeadAsGet
 from payments_shared.http.health import ReadinessCheck, health_router
 from payments_shared.http.server_span import ServerSpanContext
 from payments_shared.settings import load
@@ -63,7 +64,9 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health_router(readiness_checks))
     _install(app, ingest)
-    # Added last = outermost: every request gets its trace context, a correlation id, then its body is size-limited.
+    # Added last = outermost: every request gets its trace context, a correlation id, then its body is size-limited;
+    # innermost, a HEAD is routed as a GET.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(CorrelationIdMiddleware)
     app.add_middleware(ServerSpanContext)
