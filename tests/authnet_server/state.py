@@ -136,6 +136,9 @@ class AuthnetState:
         self.profiles: dict[str, CustomerProfile] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.used_tokens: set[str] = set()
+        # control: refuse a spent Accept.js token (E00114) before finding a duplicate profile (E00039). Which of the
+        # two Authorize.net checks first is not published: the adapter must hold in either order.
+        self.tokens_checked_first = False
         self.requests: list[str] = []  # root element names, in arrival order
         self.forced_reasons: list[int] = []  # control: answer the next payments with these reason codes
         self.lagging_lists = 0  # control: this many unsettled lists still miss the newest transactions
@@ -418,6 +421,13 @@ class AuthnetState:
         description = _text(root, "profile/a:description")
         if not (merchant_id or email or description):
             return document(kind, "Error", "E00041", "One or more fields in the profile must contain a value.", ref_id)
+        tokens = [
+            _text(node, "dataValue") or ""
+            for node in root.iterfind("a:profile/a:paymentProfiles/a:payment/a:opaqueData", _NS)
+        ]
+        spent = any(self._not_a_token(token) for token in tokens)
+        if spent and self.tokens_checked_first:
+            return document(kind, "Error", "E00114", "Invalid OTS Token.", ref_id)
         for existing in self.profiles.values():
             if (existing.merchant_customer_id, existing.email, existing.description) == (
                 merchant_id,
@@ -427,11 +437,7 @@ class AuthnetState:
                 return document(
                     kind, "Error", "E00039", f"A duplicate record with ID {existing.profile_id} already exists.", ref_id
                 )
-        tokens = [
-            _text(node, "dataValue") or ""
-            for node in root.iterfind("a:profile/a:paymentProfiles/a:payment/a:opaqueData", _NS)
-        ]
-        if any(self._not_a_token(token) for token in tokens):
+        if spent:
             return document(kind, "Error", "E00114", "Invalid OTS Token.", ref_id)
         profile = CustomerProfile(str(next(self._ids)), merchant_id, email, description)
         for token in tokens:
@@ -447,7 +453,11 @@ class AuthnetState:
         return document(kind, "Ok", "I00001", "Successful.", ref_id, body)
 
     def _getCustomerProfileRequest(self, root: etree._Element, kind: str, ref_id: str | None) -> bytes:
-        profile = self.profiles.get(_text(root, "customerProfileId") or "")
+        profile_id, merchant_id = _text(root, "customerProfileId"), _text(root, "merchantCustomerId")
+        if profile_id or not merchant_id:
+            profile = self.profiles.get(profile_id or "")
+        else:  # the schema takes a merchantCustomerId in place of the profile id
+            profile = next((p for p in self.profiles.values() if p.merchant_customer_id == merchant_id), None)
         if profile is None:
             return document(kind, "Error", "E00040", "The record cannot be found.", ref_id)
         payment_profiles: list[Child] = [

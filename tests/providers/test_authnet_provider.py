@@ -482,6 +482,35 @@ async def test_customer_profile_create_charge_update_delete(authnet, authnet_ser
     assert authnet_server.state.profiles == {}
 
 
+@pytest.mark.parametrize("tokens_checked_first", [False, True], ids=["duplicate found first", "token refused first"])
+async def test_a_customer_created_again_with_its_spent_nonce_is_the_profile_it_made(
+    authnet, authnet_server, tokens_checked_first
+):
+    """An attempt whose answer was lost, sent again: Authorize.net finds the duplicate (E00039) or refuses the spent
+    nonce first (E00114; which it checks first is not published). Either way the profile made is the answer."""
+    authnet_server.state.tokens_checked_first = tokens_checked_first
+    request = CustomerRequest("cmd-twice", email="ada@x.io", payment_method=opaque("tok-twice"))
+    created = await authnet.create_customer(request)
+
+    again = await authnet.create_customer(request)
+
+    assert again.outcome is Outcome.APPROVED and again.reference == created.reference
+    assert again.details["default_payment_method"] == created.details["default_payment_method"]
+    assert len(authnet_server.state.profiles) == 1
+
+
+async def test_a_customer_created_with_a_nonce_spent_by_another_stays_refused(authnet, authnet_server):
+    authnet_server.state.tokens_checked_first = True
+    await authnet.create_customer(CustomerRequest("cmd-one", email="a@x.io", payment_method=opaque("tok-shared")))
+
+    other = await authnet.create_customer(
+        CustomerRequest("cmd-other", email="b@x.io", payment_method=opaque("tok-shared"))
+    )
+
+    assert other.outcome is Outcome.PERMANENT and other.details["error_code"] == "E00114"
+    assert len(authnet_server.state.profiles) == 1
+
+
 async def customer_with_a_spent_update(authnet: AuthorizeNetProvider) -> tuple[str, str, CustomerRequest]:
     """A customer made with one payment profile, and an update whose Accept.js nonce added a second one (its answer
     lost, say): the same update sent again is refused E00114 by Authorize.net. Returns (profile id, the payment

@@ -189,7 +189,9 @@ def authnet_peer(server: AuthnetTestServer) -> Peer:
     return Peer("authnet", adapter, opaque_token, customers, subscriptions, credentials=credentials)
 
 
-@pytest.fixture(params=["sandbox", "stripe", "authnet"])
+# authnet-tokens-first: Authorize.net refusing a spent Accept.js token before it finds the duplicate profile (which of
+# the two it checks first is not published).
+@pytest.fixture(params=["sandbox", "stripe", "authnet", "authnet-tokens-first"])
 async def peer(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Peer]:
     with contextlib.ExitStack() as running:
         if request.param == "sandbox":
@@ -197,7 +199,9 @@ async def peer(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         elif request.param == "stripe":
             chosen = stripe_peer(running.enter_context(running_stripe_wire(WIRE_API_KEY)))
         else:
-            chosen = authnet_peer(running.enter_context(running_server(stall_s=fixture.CLIENT_TIMEOUT_S * 4)))
+            server = running.enter_context(running_server(stall_s=fixture.CLIENT_TIMEOUT_S * 4))
+            server.state.tokens_checked_first = request.param == "authnet-tokens-first"
+            chosen = authnet_peer(server)
         yield chosen
         for adapter in chosen.opened:
             await close_providers({chosen.name: adapter})

@@ -224,6 +224,13 @@ def get_customer_profile(credentials: Credentials, customer_profile_id: str) -> 
     return serialise(request)
 
 
+def find_customer_profile(credentials: Credentials, merchant_customer_id: str) -> bytes:
+    """getCustomerProfileRequest by merchantCustomerId (the schema takes it in place of customerProfileId)."""
+    request = _envelope(anet.getCustomerProfileRequest(), credentials, None)
+    request.merchantCustomerId = merchant_customer_id
+    return serialise(request)
+
+
 def delete_customer_profile(credentials: Credentials, reference: str, customer_profile_id: str) -> bytes:
     request = _envelope(anet.deleteCustomerProfileRequest(), credentials, reference)
     request.customerProfileId = customer_profile_id

@@ -206,6 +206,7 @@ class CustomerProfile:
     description: str | None
     payment_profile_ids: tuple[str, ...]
     subscription_ids: tuple[str, ...] = ()  # the ARB subscriptions Authorize.net lists on the profile, any status
+    profile_id: str | None = None  # customerProfileId
 
 
 def customer_profile(response: ApiResponse) -> CustomerProfile | None:
@@ -221,6 +222,7 @@ def customer_profile(response: ApiResponse) -> CustomerProfile | None:
         description=_text(node, "description"),
         payment_profile_ids=tuple(value for value in ids if value),
         subscription_ids=tuple(value.strip() for value in subscriptions if value and value.strip()),
+        profile_id=_text(node, "customerProfileId"),
     )
 
 

@@ -247,6 +247,8 @@ class AuthorizeNetProvider:
             return response
         if not response.ok and response.first_code == DUPLICATE_RECORD:
             return await self._existing_customer(response)
+        if not response.ok and response.first_code == INVALID_ONE_TIME_TOKEN:
+            return await self._made_by_earlier_attempt(reference) or self._refused(response)
         if not response.ok:
             return self._refused(response)
         profile_id = customer_profile_id(response)
@@ -708,6 +710,24 @@ class AuthorizeNetProvider:
         details = _customer_details(profile_id, payment_profiles)
         details["existing"] = True
         return ProviderResult(Outcome.APPROVED, reference=profile_id, details=details)
+
+    async def _made_by_earlier_attempt(self, merchant_customer_id: str) -> ProviderResult | None:
+        """The profile an earlier attempt of this command created, its answer lost, when the nonce it spent is refused
+        (E00114) before the duplicate is found: the merchantCustomerId is derived from the command's key, so a
+        profile that holds it is this command's. None when there is none; a retryable result when that cannot be told
+        now (the command stays open)."""
+        found = await self._send_repeatable(messages.find_customer_profile(self._credentials, merchant_customer_id))
+        if isinstance(found, ProviderResult):
+            return found
+        if not found.ok:
+            refused = self._refused(found)
+            return refused if refused.outcome is Outcome.RETRYABLE else None
+        profile = customer_profile(found)
+        if profile is None or not profile.profile_id or profile.merchant_customer_id != merchant_customer_id:
+            return None
+        details = _customer_details(profile.profile_id, list(profile.payment_profile_ids))
+        details["existing"] = True
+        return ProviderResult(Outcome.APPROVED, reference=profile.profile_id, details=details)
 
     async def _profile(self, profile_id: str) -> CustomerProfile | ProviderResult:
         response = await self._send_repeatable(messages.get_customer_profile(self._credentials, profile_id))
