@@ -429,3 +429,43 @@ async def test_on_authnet_a_first_update_with_a_spent_nonce_takes_no_payment_pro
     assert shown["default_payment_method"] == customer["default_payment_method"]
     assert len(server.state.profiles[customer["provider_reference"]].payment_profiles) == 2
     assert (await stream_types(store, f"customer-{customer['id']}"))[-1] == "CustomerUpdateFailed"
+
+
+@pytest.mark.parametrize(
+    ("point", "added_before"),
+    [(serialized.AFTER_CHANGE_CALL, True), (serialized.AFTER_CHANGE_REQUESTED, False)],
+    ids=["the dead attempt added the payment profile", "the dead attempt sent nothing"],
+)
+async def test_on_authnet_a_stale_update_carried_on_by_another_command_never_sends_an_empty_nonce(
+    store: EventStore, tmp_path: Path, point: str, added_before: bool
+) -> None:
+    """An update with an Accept.js nonce left open by a crash, carried on by the next update of the customer: that
+    command does not have the nonce (never stored), so it sends none. The payment profile the dead attempt added is
+    recorded as the default; when it added none, the stale update is recorded failed (400 naming payment_method).
+    Either way the next update is then made."""
+    async with on_authnet() as (server, peer):
+        first = worker_process(store, peer, tmp_path)
+        customer = await done(
+            first, "create_customer", {"email": "ada@example.com", "payment_method": peer.payment_method()}
+        )
+        stale = command("update_customer", {"customer_id": customer["id"], "payment_method": peer.payment_method()})
+        with faults.hook(point, crash), pytest.raises(SimulatedCrash):
+            await first.handle(delivery(stale, "msg-1"))
+
+        restarted = worker_process(store, peer, tmp_path)
+        await asyncio.sleep(IN_FLIGHT_WINDOW_S * 1.5)
+        changed = await done(restarted, "update_customer", {"customer_id": customer["id"], "email": NEW_EMAIL})
+        await asyncio.sleep(IN_FLIGHT_WINDOW_S * 1.5)
+        stale_reply = dict(await restarted.handle(delivery(stale, "msg-2")))
+        payment_profiles = server.state.profiles[customer["provider_reference"]].payment_profiles
+        sent = server.state.requests.count("createCustomerPaymentProfileRequest")
+    assert changed["email"] == NEW_EMAIL
+    assert sent == (1 if added_before else 0)  # the dead attempt's, never an empty one
+    assert len(payment_profiles) == (2 if added_before else 1)
+    if added_before:
+        newest = max(payment_profiles, key=int)
+        assert changed["default_payment_method"] == f"{customer['provider_reference']}/{newest}"
+        assert stale_reply["status"] == 200, stale_reply
+    else:
+        assert changed["default_payment_method"] == customer["default_payment_method"]
+        assert stale_reply["status"] == 400 and stale_reply["body"]["error"]["param"] == "payment_method"

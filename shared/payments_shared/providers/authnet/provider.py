@@ -280,9 +280,13 @@ class AuthorizeNetProvider:
             return self._refused(response)
         if opaque is None:
             return ProviderResult(Outcome.APPROVED, reference=reference, details={"customer_profile_id": reference})
+        recorded = request.recorded_payment_methods
+        if not opaque[1]:  # the nonce is never stored: one that this attempt lacks was sent by an earlier one, if any
+            earlier = _added_by_earlier_attempt(reference, current, recorded) if recorded is not None else None
+            return earlier or _nonce_not_kept()
         added = await self._add_payment_profile(reference, ref_id, opaque)
-        if added.details.get("error_code") == INVALID_ONE_TIME_TOKEN and request.recorded_payment_methods is not None:
-            return _added_by_earlier_attempt(reference, current, request.recorded_payment_methods) or added
+        if added.details.get("error_code") == INVALID_ONE_TIME_TOKEN and recorded is not None:
+            return _added_by_earlier_attempt(reference, current, recorded) or added
         return added
 
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
@@ -785,6 +789,15 @@ def _added_by_earlier_attempt(
     details = _customer_details(reference, unrecorded)
     details["existing"] = True
     return ProviderResult(Outcome.APPROVED, reference=reference, details=details)
+
+
+def _nonce_not_kept() -> ProviderResult:
+    """An update carried on without its Accept.js nonce (never stored) that had added nothing: it cannot be sent."""
+    return ProviderResult(
+        Outcome.PERMANENT,
+        message="The Accept.js payment method of this update is not kept here: send a new one with a new key.",
+        details={"invalid_param": "payment_method"},
+    )
 
 
 def _payment_source(method: PaymentMethod, customer_reference: str | None) -> PaymentSource | ProviderResult:
