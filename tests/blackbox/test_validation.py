@@ -80,6 +80,20 @@ def test_malformed_json_is_400(api: Api, raw: bytes) -> None:
 CHARGE_TAIL = b', "amount": 1099, "currency": "usd", "payment_method": "pm_card_visa"}'
 
 
+def test_a_form_encoded_body_is_told_to_be_json_and_json_labelled_as_a_form_is_read(api: Api) -> None:
+    """Stripe's API takes form encoding; this one takes JSON, and says so. `curl -d '{…}'` labels JSON as a form:
+    it is read as the JSON it is."""
+    form = {**api.headers(), "Content-Type": "application/x-www-form-urlencoded"}
+    refused = api.http.post(
+        f"{API}/charge", content=b"amount=1099&currency=usd&payment_method=pm_card_visa", headers=form
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_json"
+    assert "Content-Type: application/json" in refused.json()["error"]["message"]
+    labelled_as_a_form = api.http.post(f"{API}/charge", content=b"{" + CHARGE_TAIL[2:], headers=form)
+    assert labelled_as_a_form.status_code == 201, labelled_as_a_form.text
+
+
 @pytest.mark.parametrize("depth", [2_000, 100_000])
 def test_json_nested_too_deeply_is_400_and_the_server_goes_on(api: Api, depth: int) -> None:
     raw = b'{"metadata": ' + b'{"a": ' * depth + b"1" + b"}" * depth + CHARGE_TAIL

@@ -87,10 +87,26 @@ def find_card_number(value: Any) -> tuple[str, ...] | None:
     return path[:-1] if in_key else path
 
 
+# Stripe's API takes form-encoded bodies: a client used to it is told what this one takes instead.
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+FORM_BODY_MESSAGE = "The request body must be a JSON object (Content-Type: application/json), not form-encoded."
+
+
+def _looks_like_a_form(request: Request, raw: bytes) -> bool:
+    labelled = request.headers.get("content-type", "").lower().startswith(_FORM_TYPES)
+    return labelled and not raw.lstrip().startswith(b"{")
+
+
 async def read_json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object, refused (413/400/400 raw_card_data/400 on text that is not Unicode) before it is
-    used for anything."""
-    data = parse_json_object(await request.body())
+    used for anything. The body is read as JSON whatever its Content-Type (`curl -d` labels JSON as a form)."""
+    raw = await request.body()
+    try:
+        data = parse_json_object(raw)
+    except ApiError:
+        if _looks_like_a_form(request, raw):
+            raise invalid(FORM_BODY_MESSAGE, code="invalid_json") from None
+        raise
     found_at = find_card_number(data)
     if found_at is not None:
         raise raw_card_data_error(".".join(found_at) or None)
