@@ -2,8 +2,8 @@
 # `make services`: each service as its own process, wired by BROKER_URL and EVENTSTORE_URI.
 #   gateway         HTTP API on $GATEWAY_PORT (8000)
 #   webhook-ingest  provider webhooks on $WEBHOOK_INGEST_PORT (8001)
-#   transactions    worker; /healthz and /readyz on $TRANSACTIONS_HEALTH_PORT (8010)
-#   billing         worker; /healthz and /readyz on $BILLING_HEALTH_PORT (8011)
+#   transactions    worker; /healthz, /readyz and /breakers on $TRANSACTIONS_HEALTH_PORT (8010)
+#   billing         worker; /healthz, /readyz and /breakers on $BILLING_HEALTH_PORT (8011)
 # Ctrl-C / TERM stops every child; if one child dies, the others are stopped too.
 set -euo pipefail
 cd "$(dirname "$0")/.."

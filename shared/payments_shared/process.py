@@ -75,17 +75,24 @@ def bootstrap(service: str, log_level: str, secrets: Iterable[str | None]) -> No
 
 
 StartWorker = Callable[[Broker, EventStore, dict[str, PaymentProvider]], Awaitable[Any]]
-ExtendApp = Callable[[FastAPI, Any], None]
+
+
+def _breakers_route(app: FastAPI, worker: Any) -> None:
+    @app.get("/breakers")
+    async def breakers() -> dict[str, dict[str, object]]:
+        """Each provider's circuit breaker in this worker (state, failures, seconds to half-open)."""
+        states: dict[str, dict[str, object]] = worker.breakers()
+        return states
 
 
 async def run_worker(
     name: str,
     settings: Any,
     start: StartWorker,
-    extend_app: ExtendApp | None = None,
 ) -> None:
-    """Open the store, providers and broker, start the worker, serve /healthz and /readyz on $PORT until
-    SIGTERM/SIGINT, then stop the worker (`stop()`, when it has one) and close everything."""
+    """Open the store, providers and broker, start the worker, serve /healthz and /readyz (and /breakers, when the
+    worker has circuit breakers) on $PORT until SIGTERM/SIGINT, then stop the worker (`stop()`, when it has one)
+    and close everything."""
     sandbox = settings_or_exit(SandboxSettings)
     store = open_event_store(settings.eventstore_uri)
     providers = build_providers(settings, settings.data_dir, sandbox)
@@ -95,9 +102,9 @@ async def run_worker(
         worker = await start(broker, store, providers)
         app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
         app.include_router(health_router({"broker": broker.ping, "eventstore": store.ping}))
+        if hasattr(worker, "breakers"):
+            _breakers_route(app, worker)
         app.add_middleware(HeadAsGet)
-        if extend_app is not None:
-            extend_app(app, worker)
         logger.info("worker started", extra={"worker": name, "port": settings.port})
         await serve(app, settings.port)
     finally:

@@ -177,6 +177,14 @@ def test_customer_and_subscription_flows(services: Services) -> None:
         assert request(client, "GET", f"customers/{customer['id']}", workspace).status_code == 404
 
 
+def test_the_billing_worker_shows_its_circuit_breakers_on_its_health_port(services: Services) -> None:
+    """As the transactions worker does: each provider's breaker in this process, with the same fields."""
+    shown = httpx.get(f"http://127.0.0.1:{services.billing_port}/breakers", timeout=10)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["sandbox"]["state"] == "closed"
+    assert set(shown.json()["sandbox"]) == {"state", "fail_counter", "fail_max", "seconds_to_half_open"}
+
+
 def test_a_worker_killed_before_its_reply_is_kept_applies_the_command_once(crashing_services: Services) -> None:
     services = crashing_services
     workspace, key = new_workspace(), new_key()

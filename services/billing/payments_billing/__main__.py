@@ -1,4 +1,5 @@
-"""`python -m payments_billing`: the billing worker in services mode, with only /healthz and /readyz on $PORT."""
+"""`python -m payments_billing`: the billing worker in services mode, with only /healthz, /readyz and /breakers on
+$PORT."""
 
 from __future__ import annotations
 

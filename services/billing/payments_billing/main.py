@@ -14,6 +14,7 @@ from payments_shared.broker.store_failures import pausing_on_store_failure
 from payments_shared.eventstore.port import EventStore
 from payments_shared.idempotency import IdempotencyGuard
 from payments_shared.messages import BILLING_QUEUE
+from payments_shared.metrics import observe_breakers
 from payments_shared.projections.host import host_lists
 from payments_shared.providers.registry import with_resilience
 from payments_shared.settings import ProviderSettings
@@ -70,6 +71,7 @@ async def start_billing(
     sweep). Embedded mode passes `recover_min_age_s=0` (no other worker can be running); services mode keeps the
     in-flight window, leaving younger ones to their worker."""
     worker = build_worker(store, providers, settings)
+    observe_breakers("billing", lambda: {name: str(state["state"]) for name, state in worker.breakers().items()})
     min_age_s = settings.in_flight_window_s if recover_min_age_s is None else recover_min_age_s
     recovered = await worker.recover(min_age_s)
     # The customers and subscriptions lists: projected here, answered on this queue.

@@ -24,6 +24,7 @@ from payments_shared.idempotency import Claimed, Hold, IdempotencyGuard, Replay
 from payments_shared.logging import correlation_id
 from payments_shared.messages import BILLING_QUEUE, Command, Reply, event_metadata
 from payments_shared.metrics import record_recovery_failure
+from payments_shared.providers.registry import breaker_states
 from payments_shared.tasks import PeriodicSweep
 from pydantic import ValidationError
 
@@ -104,6 +105,10 @@ class BillingWorker:
         self._sweep_min_age_s = recovery_min_age_s
         self._sweep_interval_s = recovery_interval_s
         self._sweeper = PeriodicSweep("billing-recovery-sweep", recovery_interval_s, self.sweep)
+
+    def breakers(self) -> dict[str, dict[str, Any]]:
+        """Each provider's circuit breaker in this worker: state, failures counted, seconds until it half-opens."""
+        return breaker_states(self._context.providers)
 
     async def recover(self, min_age_s: float) -> int:
         """At start-up: run again every accepted change left without a reply (see `journal`), as redeliveries of

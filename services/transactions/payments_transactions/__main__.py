@@ -5,19 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
 from payments_shared.process import bootstrap, run_or_exit, run_worker, settings_or_exit
 
 from payments_transactions.main import start_transactions
 from payments_transactions.settings import TransactionsSettings
-
-
-def _breakers_route(app: FastAPI, worker: Any) -> None:
-    @app.get("/breakers")
-    async def breakers() -> dict[str, dict[str, object]]:
-        """Each provider's circuit breaker in this worker (state, failures, seconds to half-open)."""
-        states: dict[str, dict[str, object]] = worker.breakers()
-        return states
 
 
 def main() -> None:
@@ -27,7 +18,7 @@ def main() -> None:
     async def start(broker: Any, store: Any, providers: Any) -> Any:
         return await start_transactions(broker, store, providers, settings)
 
-    run_or_exit(run_worker("payments-transactions", settings, start, _breakers_route))
+    run_or_exit(run_worker("payments-transactions", settings, start))
 
 
 if __name__ == "__main__":
