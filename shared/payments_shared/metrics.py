@@ -117,22 +117,25 @@ def record_recovery_failure(queue: str) -> None:
     _recovery_failures.add(1, {"messaging.destination.name": queue})
 
 
-_breaker_sources: list[tuple[str, Callable[[], Mapping[str, str]]]] = []
+Breakers = Callable[[], Mapping[str, Mapping[str, Any]]]  # a worker's `breakers()`: {provider: {"state": …, …}}
+_breaker_sources: list[tuple[str, Breakers]] = []
 
 
-def observe_breakers(worker: str, states: Callable[[], Mapping[str, str]]) -> None:
-    """Report each provider's breaker state in `worker` (`states()` → {provider: "closed" | "half-open" | "open"});
-    every worker in the process adds its own source to the one gauge (each keeps its own breakers)."""
+def observe_breakers(worker: str, breakers: Breakers) -> None:
+    """Report the state of each provider's breaker in `worker` ("closed" | "half-open" | "open"); every worker in the
+    process adds its own source to the one gauge (each keeps its own breakers)."""
     if not _breaker_sources:
         _meter().create_observable_gauge(
             "payments.breaker.state", callbacks=[_observe_breakers], description="0 closed, 1 half-open, 2 open"
         )
-    _breaker_sources.append((worker, states))
+    _breaker_sources.append((worker, breakers))
 
 
 def _observe_breakers(_: CallbackOptions) -> Iterable[Observation]:
     return [
-        Observation(BREAKER_STATES.get(state, -1), {"payments.provider": provider, "payments.worker": worker})
-        for worker, source in _breaker_sources
-        for provider, state in source().items()
+        Observation(
+            BREAKER_STATES.get(str(breaker["state"]), -1), {"payments.provider": provider, "payments.worker": worker}
+        )
+        for worker, breakers in _breaker_sources
+        for provider, breaker in breakers().items()
     ]

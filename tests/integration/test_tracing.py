@@ -269,7 +269,7 @@ async def main():
         traceparent = tracing.current_traceparent()
         await tracing.traced_provider_call("sandbox", "pay", call)
     tracing.record_redelivery("payments.transactions")
-    metrics.observe_breakers("transactions", lambda: {"sandbox": "open"})
+    metrics.observe_breakers("transactions", lambda: {"sandbox": {"state": "open"}})
     data = reader.get_metrics_data()
     names = sorted(
         metric.name

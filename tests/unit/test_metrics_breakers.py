@@ -18,8 +18,8 @@ def no_other_sources() -> Iterator[None]:
 
 
 def test_each_workers_breakers_are_observed_apart(no_other_sources: None) -> None:
-    metrics.observe_breakers("transactions", lambda: {"stripe": "open"})
-    metrics.observe_breakers("billing", lambda: {"stripe": "closed"})
+    metrics.observe_breakers("transactions", lambda: {"stripe": {"state": "open", "fail_counter": 5}})
+    metrics.observe_breakers("billing", lambda: {"stripe": {"state": "closed", "fail_counter": 0}})
 
     observed = {
         (point.attributes["payments.worker"], point.attributes["payments.provider"]): point.value

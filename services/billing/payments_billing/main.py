@@ -71,7 +71,7 @@ async def start_billing(
     sweep). Embedded mode passes `recover_min_age_s=0` (no other worker can be running); services mode keeps the
     in-flight window, leaving younger ones to their worker."""
     worker = build_worker(store, providers, settings)
-    observe_breakers("billing", lambda: {name: str(state["state"]) for name, state in worker.breakers().items()})
+    observe_breakers("billing", worker.breakers)
     min_age_s = settings.in_flight_window_s if recover_min_age_s is None else recover_min_age_s
     recovered = await worker.recover(min_age_s)
     # The customers and subscriptions lists: projected here, answered on this queue.

@@ -34,7 +34,7 @@ async def start_transactions(
     with `worker.stop()`). Embedded mode passes `recover_min_age_s=0` (no other worker can be running); services
     mode keeps the setting's age."""
     worker = TransactionsWorker(store, providers, settings)
-    observe_breakers("transactions", lambda: {name: str(state["state"]) for name, state in worker.breakers().items()})
+    observe_breakers("transactions", worker.breakers)
     recovered = await worker.recover(recover_min_age_s)
     # The transactions list: projected here, answered on this queue (payments_shared.projections.host).
     lists = await host_lists(store, settings.data_dir, [projection.TRANSACTIONS], projection.LISTS)
