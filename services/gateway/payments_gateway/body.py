@@ -89,7 +89,7 @@ def find_card_number(value: Any) -> tuple[str, ...] | None:
 
 # Stripe's API takes form-encoded bodies: a client used to it is told what this one takes instead.
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-FORM_BODY_MESSAGE = "The request body must be a JSON object (Content-Type: application/json), not form-encoded."
+_FORM_BODY_MESSAGE = "The request body must be a JSON object (Content-Type: application/json), not form-encoded."
 
 
 def _looks_like_a_form(request: Request, raw: bytes) -> bool:
@@ -105,7 +105,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         data = parse_json_object(raw)
     except ApiError:
         if _looks_like_a_form(request, raw):
-            raise invalid(FORM_BODY_MESSAGE, code="invalid_json") from None
+            raise invalid(_FORM_BODY_MESSAGE, code="invalid_json") from None
         raise
     found_at = find_card_number(data)
     if found_at is not None:

@@ -248,7 +248,7 @@ class AuthorizeNetProvider:
         if not response.ok and response.first_code == DUPLICATE_RECORD:
             return await self._existing_customer(response)
         if not response.ok and response.first_code == INVALID_ONE_TIME_TOKEN:
-            return await self._made_by_earlier_attempt(reference) or self._refused(response)
+            return await self._created_by_earlier_attempt(reference) or self._refused(response)
         if not response.ok:
             return self._refused(response)
         profile_id = customer_profile_id(response)
@@ -715,7 +715,7 @@ class AuthorizeNetProvider:
         details["existing"] = True
         return ProviderResult(Outcome.APPROVED, reference=profile_id, details=details)
 
-    async def _made_by_earlier_attempt(self, merchant_customer_id: str) -> ProviderResult | None:
+    async def _created_by_earlier_attempt(self, merchant_customer_id: str) -> ProviderResult | None:
         """The profile an earlier attempt of this command created, its answer lost, when the nonce it spent is refused
         (E00114) before the duplicate is found: the merchantCustomerId is derived from the command's key, so a
         profile that holds it is this command's. None when there is none; a retryable result when that cannot be told
