@@ -711,9 +711,7 @@ class AuthorizeNetProvider:
         profile_id = match.group(1)
         profile = await self._profile(profile_id)
         payment_profiles = [] if isinstance(profile, ProviderResult) else list(profile.payment_profile_ids)
-        details = _customer_details(profile_id, payment_profiles)
-        details["existing"] = True
-        return ProviderResult(Outcome.APPROVED, reference=profile_id, details=details)
+        return _made_earlier(profile_id, payment_profiles)
 
     async def _created_by_earlier_attempt(self, merchant_customer_id: str) -> ProviderResult | None:
         """The profile an earlier attempt of this command created, its answer lost, when the nonce it spent is refused
@@ -729,9 +727,7 @@ class AuthorizeNetProvider:
         profile = customer_profile(found)
         if profile is None or not profile.profile_id or profile.merchant_customer_id != merchant_customer_id:
             return None
-        details = _customer_details(profile.profile_id, list(profile.payment_profile_ids))
-        details["existing"] = True
-        return ProviderResult(Outcome.APPROVED, reference=profile.profile_id, details=details)
+        return _made_earlier(profile.profile_id, list(profile.payment_profile_ids))
 
     async def _profile(self, profile_id: str) -> CustomerProfile | ProviderResult:
         response = await self._send_repeatable(messages.get_customer_profile(self._credentials, profile_id))
@@ -784,11 +780,14 @@ def _added_by_earlier_attempt(
     payment profile the profile (read before this attempt sent anything) holds beyond those this system recorded
     is the one it added. None when there is not exactly one: the refusal stands."""
     unrecorded = [made for made in profile.payment_profile_ids if f"{reference}/{made}" not in recorded]
-    if len(unrecorded) != 1:
-        return None
-    details = _customer_details(reference, unrecorded)
+    return _made_earlier(reference, unrecorded) if len(unrecorded) == 1 else None
+
+
+def _made_earlier(profile_id: str, payment_profiles: list[str]) -> ProviderResult:
+    """A customer profile (with its payment profiles) that an earlier attempt of the command made."""
+    details = _customer_details(profile_id, payment_profiles)
     details["existing"] = True
-    return ProviderResult(Outcome.APPROVED, reference=reference, details=details)
+    return ProviderResult(Outcome.APPROVED, reference=profile_id, details=details)
 
 
 def _nonce_not_kept() -> ProviderResult:
