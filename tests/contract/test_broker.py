@@ -16,7 +16,7 @@ import aio_pika
 import pytest
 from payments_shared.broker.factory import open_broker
 from payments_shared.broker.memory import InMemoryBroker
-from payments_shared.broker.port import Broker, BrokerUnavailable, Message, RequestTimeout
+from payments_shared.broker.port import Broker, BrokerUnavailable, Message, PublishUnconfirmed, RequestTimeout
 from payments_shared.broker.rabbitmq import RabbitMQBroker, dead_letter_queue
 
 from tests.support.tcp_proxy import TcpProxy
@@ -79,13 +79,16 @@ class BrokerEnv:
 
         return broker, kill
 
-    async def open_through_proxy(self, delivery_limit: int = DELIVERY_LIMIT) -> tuple[Broker, TcpProxy]:
+    async def open_through_proxy(
+        self, delivery_limit: int = DELIVERY_LIMIT, send_timeout: float = 5.0
+    ) -> tuple[Broker, TcpProxy]:
         target = urlparse(self.url)
         proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
         await proxy.start()
         self._proxies.append(proxy)
         netloc = f"{target.username}:{target.password}@127.0.0.1:{proxy.port}"
-        broker = await RabbitMQBroker.connect(urlunparse(target._replace(netloc=netloc)), delivery_limit=delivery_limit)
+        url = urlunparse(target._replace(netloc=netloc))
+        broker = await RabbitMQBroker.connect(url, delivery_limit=delivery_limit, send_timeout=send_timeout)
         self._brokers.append(broker)
         return broker, proxy
 
@@ -312,6 +315,63 @@ async def test_after_the_connection_drops_the_broker_reconnects_and_messages_flo
     await eventually(lambda: [m.body["n"] for m in recorder.received] == [1, 2], "delivery after reconnection")
     reply = await broker.request(env.queue, Message({"n": 3}), timeout=WAIT_S)
     assert reply == {"echo": {"n": 3}}
+
+
+async def open_requester_and_replier(env: BrokerEnv) -> tuple[Broker, TcpProxy, Recorder]:
+    """A requester through a proxy (send timeout 0.5 s) and a replying handler, the queue declared by a first
+    request; RabbitMQ only (the in-memory broker has no connection to lose)."""
+    if env.kind == "memory":
+        pytest.skip("the in-memory broker has no connection whose answers can be lost")
+    requester, proxy = await env.open_through_proxy(send_timeout=0.5)
+    recorder = Recorder(reply=True)
+    await (await env.open()).consume(env.queue, recorder)
+    assert await requester.request(env.queue, Message({"n": 0}), timeout=WAIT_S) == {"echo": {"n": 0}}
+    return requester, proxy, recorder
+
+
+def copies(recorder: Recorder, message_id: str) -> int:
+    return [message.message_id for message in recorder.received].count(message_id)
+
+
+async def test_a_request_whose_confirm_is_lost_is_sent_again_and_answered(env: BrokerEnv) -> None:
+    """A request that reached RabbitMQ but whose confirm never came back may be carried out, so the requester
+    must not give it up as unsent (a client would send it again). It publishes the same message again until a
+    copy is confirmed, and the reply to a copy answers it."""
+    requester, proxy, recorder = await open_requester_and_replier(env)
+    proxy.mute()  # RabbitMQ's answers (the confirm, the reply) no longer reach the requester
+    asking = asyncio.create_task(requester.request(env.queue, Message({"n": 1}, message_id="m-1"), timeout=WAIT_S))
+    await eventually(lambda: copies(recorder, "m-1") >= 2, "the request published again")
+    await proxy.cut()  # the connection drops; the requester reconnects and publishes it again
+    proxy.unmute()
+    await proxy.restore()
+    assert await asyncio.wait_for(asking, WAIT_S) == {"echo": {"n": 1}}
+    assert {message.body["n"] for message in recorder.received if message.message_id == "m-1"} == {1}
+
+
+async def test_a_request_never_confirmed_by_its_deadline_says_it_may_have_been_taken(env: BrokerEnv) -> None:
+    requester, proxy, recorder = await open_requester_and_replier(env)
+    proxy.mute()
+    with pytest.raises(PublishUnconfirmed):
+        await requester.request(env.queue, Message({"n": 1}, message_id="m-1"), timeout=1.5)
+    assert copies(recorder, "m-1") >= 1  # it was taken: it reached the handler
+
+
+async def test_a_request_that_could_not_be_handed_over_is_unavailable_at_once(env: BrokerEnv) -> None:
+    requester, proxy, recorder = await open_requester_and_replier(env)
+    await proxy.cut()
+
+    async def seen_down() -> bool:  # a publish racing the drop may have left: that one is PublishUnconfirmed
+        try:
+            await requester.ping()
+        except BrokerUnavailable:
+            return True
+        return False
+
+    await eventually(seen_down, "the requester to see its connection drop")
+    with pytest.raises(BrokerUnavailable) as refused:
+        await requester.request(env.queue, Message({"n": 1}, message_id="m-1"), timeout=WAIT_S)
+    assert not isinstance(refused.value, PublishUnconfirmed)  # nothing of it reached RabbitMQ: safe to send again
+    assert copies(recorder, "m-1") == 0
 
 
 async def test_a_closed_broker_refuses_work(env: BrokerEnv) -> None:

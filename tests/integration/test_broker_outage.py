@@ -111,3 +111,34 @@ def test_services_ride_out_a_broker_outage_without_losing_an_accepted_charge(
             pay_rows = [row for row in ledger(tmp_path) if row.operation == "pay"]
             assert len(pay_rows) == len(keys) + 1  # one charge per key (and the one after the outage)
             assert keys <= {row.idempotency_key for row in pay_rows}
+
+
+def test_a_keyless_charge_whose_confirm_is_lost_is_not_told_to_retry(
+    tmp_path: Path, isolated_rabbitmq_url: str
+) -> None:
+    """The gateway reaches RabbitMQ through a proxy that loses RabbitMQ's answers (the publisher confirm, the
+    reply) while the worker, connected directly, makes the charge. A client without an Idempotency-Key told
+    "retry later" would pay twice: it is told the charge may have been made, and which transaction to read."""
+    target = urlparse(isolated_rabbitmq_url)
+    with ThreadedProxy(target.hostname or "127.0.0.1", target.port or 5672) as proxy:
+        proxied = isolated_rabbitmq_url.replace(f":{target.port or 5672}/", f":{proxy.port}/")
+        env = {"RPC_TIMEOUT_S": str(RPC_TIMEOUT_S)}
+        with (
+            transactions_services(tmp_path, isolated_rabbitmq_url, env, gateway_broker_url=proxied) as services,
+            httpx.Client(base_url=services.base_url, timeout=ANSWER_BOUND_S + 10) as http,
+        ):
+            api = Api(http, new_workspace())
+            assert api.charge(key=new_key()).status_code == 201  # the gateway has declared the queue
+            proxy.mute()
+            response = api.charge()  # no Idempotency-Key
+            proxy.cut()
+            proxy.unmute()
+            proxy.restore()
+
+            assert response.status_code == 503
+            error = response.json()["error"]
+            assert "Retry-After" not in response.headers
+            assert "may still be carried out" in error["message"]
+            assert [row.operation for row in ledger(tmp_path)] == ["pay", "pay"]  # this charge was made, once
+            wait_until(partial(is_final, api, error["transaction_id"]), 30, "the charge to be read through the gateway")
+            assert api.get(error["transaction_id"]).json()["status"] == "captured"

@@ -33,6 +33,12 @@ class ThreadedProxy:
     def restore(self) -> None:
         self._run(self._proxy.restore())
 
+    def mute(self) -> None:
+        self._proxy.mute()  # a flag the pumps read: setting it from this thread takes effect at once
+
+    def unmute(self) -> None:
+        self._proxy.unmute()
+
     def __enter__(self) -> ThreadedProxy:
         self._thread.start()
         self._run(self._proxy.start())

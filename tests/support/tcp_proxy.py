@@ -6,6 +6,7 @@ restore, to put a real network outage between a client and a real server (e.g. R
         ...
         await proxy.cut()      # clients see their connections drop, reconnects are refused
         await proxy.restore()  # the same port accepts and forwards again
+        proxy.mute()           # the server's bytes are dropped (its answers lost), the client's still go through
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
         self.connections_accepted = 0
+        self.muted = False  # drop what the server sends: requests arrive, their answers never come back
 
     @property
     def is_cut(self) -> bool:
@@ -47,6 +49,12 @@ class TcpProxy:
         for pump in pumps:
             pump.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
+
+    def mute(self) -> None:
+        self.muted = True
+
+    def unmute(self) -> None:
+        self.muted = False
 
     async def restore(self) -> None:
         """Listen again on the same port."""
@@ -80,14 +88,17 @@ class TcpProxy:
             return
         self.connections_accepted += 1
         self._writers.update((client_writer, server_writer))
-        for reader, writer in ((client_reader, server_writer), (server_reader, client_writer)):
-            pump = asyncio.create_task(self._pump(reader, writer))
+        directions = ((client_reader, server_writer, False), (server_reader, client_writer, True))
+        for reader, writer, from_server in directions:
+            pump = asyncio.create_task(self._pump(reader, writer, from_server))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, from_server: bool) -> None:
         try:
             while chunk := await reader.read(CHUNK_SIZE):
+                if from_server and self.muted:
+                    continue
                 writer.write(chunk)
                 await writer.drain()
         except (ConnectionError, OSError):

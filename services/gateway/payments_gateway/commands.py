@@ -13,7 +13,14 @@ from payments_shared.messages import Command
 
 from payments_gateway.auth import Principal
 from payments_gateway.context import GatewayContext
-from payments_gateway.rpc import WorkerTimeout, still_processing, unavailable, valid_traceparent
+from payments_gateway.rpc import (
+    NotConfirmed,
+    WorkerTimeout,
+    not_confirmed,
+    still_processing,
+    unavailable,
+    valid_traceparent,
+)
 
 
 def command_id_for(principal: Principal, idempotency_key: str | None) -> str:
@@ -56,18 +63,28 @@ def is_read(command: Command) -> bool:
     return command.fingerprint is None
 
 
-async def send(context: GatewayContext, request: Request, queue: str, command: Command) -> JSONResponse:
-    """Request/reply to the worker; raises WorkerTimeout or a 503 ApiError."""
+async def send(
+    context: GatewayContext, request: Request, queue: str, command: Command, transaction_id: str | None = None
+) -> JSONResponse:
+    """Request/reply to the worker; raises WorkerTimeout or a 503 ApiError (naming `transaction_id`, the one the
+    command makes or changes, when it may have been carried out without a reply)."""
     request_id = correlation_id.get() or command.command_id
     traceparent = valid_traceparent(request.headers.get("traceparent"))
-    return await context.worker.call(queue, command, request_id, traceparent, read=is_read(command))
+    try:
+        return await context.worker.call(queue, command, request_id, traceparent, read=is_read(command))
+    except NotConfirmed:
+        if is_read(command):
+            raise unavailable("The service is temporarily unavailable; retry the read.") from None
+        raise not_confirmed(command.idempotency_key is not None, transaction_id) from None
 
 
-async def send_or_processing(context: GatewayContext, request: Request, queue: str, command: Command) -> JSONResponse:
+async def send_or_processing(
+    context: GatewayContext, request: Request, queue: str, command: Command, transaction_id: str | None = None
+) -> JSONResponse:
     """`send`, but past RPC_TIMEOUT_S a 503 `processing`: the command still completes, and the same
     Idempotency-Key later gets its result. A read (no fingerprint: nothing keyed) is simply to be retried."""
     try:
-        return await send(context, request, queue, command)
+        return await send(context, request, queue, command, transaction_id)
     except WorkerTimeout:
         if is_read(command):
             raise unavailable("The service did not answer in time; retry the read.") from None

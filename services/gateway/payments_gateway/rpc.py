@@ -13,7 +13,14 @@ import re
 
 from fastapi.responses import JSONResponse
 from payments_shared.broker.expiry import expiring
-from payments_shared.broker.port import Broker, BrokerError, BrokerUnavailable, Message, RequestTimeout
+from payments_shared.broker.port import (
+    Broker,
+    BrokerError,
+    BrokerUnavailable,
+    Message,
+    PublishUnconfirmed,
+    RequestTimeout,
+)
 from payments_shared.errors import ApiError
 from payments_shared.http.json_response import FastJSONResponse
 from payments_shared.messages import Command, Reply
@@ -31,6 +38,10 @@ class WorkerTimeout(Exception):
     """No reply within the deadline: the command is queued and will still be carried out."""
 
 
+class NotConfirmed(Exception):
+    """The broker was handed the command but confirmed no copy of it before the deadline: it may be carried out."""
+
+
 def unavailable(message: str) -> ApiError:
     return ApiError("provider_unavailable", message, code="service_unavailable", retry_after=RETRY_AFTER_S)
 
@@ -46,6 +57,25 @@ def still_processing(keyed: bool) -> ApiError:
         "makes a new request: read the object it changes before you do."
     )
     return ApiError("provider_unavailable", message, code="processing")
+
+
+def not_confirmed(keyed: bool, transaction_id: str | None) -> ApiError:
+    """The command may or may not be carried out. With its key a retry is safe (at most once); without one it
+    could be a second charge, so that client is told to look first (the transaction, when there is one)."""
+    if keyed:
+        message = (
+            "The service could not confirm that it took the request, so it may still be carried out; retry with "
+            "the same Idempotency-Key to get its result (it is carried out at most once)."
+        )
+        return ApiError("provider_unavailable", message, code="service_unavailable", retry_after=RETRY_AFTER_S)
+    message = (
+        "The service could not confirm that it took the request, so it may still be carried out. It had no "
+        "Idempotency-Key, so sending it again may do it twice: read the transaction first."
+        if transaction_id
+        else "The service could not confirm that it took the request, so it may still be carried out. It had no "
+        "Idempotency-Key, so sending it again may do it twice: read the object it changes first."
+    )
+    return ApiError("provider_unavailable", message, code="service_unavailable", transaction_id=transaction_id)
 
 
 def valid_traceparent(value: str | None) -> str | None:
@@ -73,6 +103,9 @@ class WorkerClient:
                 raw_reply = await self._broker.request(queue, message, timeout=self._timeout_s)
         except RequestTimeout:
             raise WorkerTimeout from None
+        except PublishUnconfirmed:
+            logger.warning("broker did not confirm %s, even sent again", command.type)
+            raise NotConfirmed from None
         except TimeoutError:
             # The broker did not even give up by itself: the request may never have been queued, so no 202.
             logger.warning("broker did not answer within the deadline for %s", command.type)

@@ -35,6 +35,10 @@ class BrokerUnavailable(BrokerError):
     pass
 
 
+class PublishUnconfirmed(BrokerUnavailable):
+    """The message was handed to the broker but its confirm never came back: it may be queued, and carried out."""
+
+
 class RequestTimeout(BrokerError):
     """No reply within the deadline; the request may still be carried out."""
 

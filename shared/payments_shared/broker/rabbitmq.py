@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import aio_pika
@@ -36,6 +37,7 @@ from payments_shared.broker.port import (
     DeadLetter,
     Handler,
     Message,
+    PublishUnconfirmed,
     RequestTimeout,
 )
 
@@ -47,6 +49,8 @@ FAILURE_REASON_HEADER = "x-failure-reason"
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 # Headers the broker or this adapter adds: not part of the message's own headers, dropped on requeue.
 BROKER_HEADER_PREFIX = "x-"
+# How often a request whose confirm was lost is published again while the connection does not serve.
+REPUBLISH_INTERVAL_S = 0.2
 # Failures of the connection or channel under a publish or declare: the broker cannot serve right now.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     aiormq.exceptions.AMQPConnectionError,
@@ -233,22 +237,31 @@ class RabbitMQBroker:
         exchange: AbstractExchange | None = None,
         declare: str | None = None,
         mandatory: bool = True,
+        deadline: float | None = None,
     ) -> None:
-        """Publish and wait for the broker's confirm, within the send timeout."""
+        """Publish and wait for the broker's confirm, within the send timeout (and `deadline`, a loop time).
+        Raises PublishUnconfirmed once the message was handed over (it may be queued), BrokerUnavailable before."""
         self._check_connected()
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._send_timeout
+        handed_over = False
         try:
-            async with asyncio.timeout(self._send_timeout):
+            async with asyncio.timeout_at(give_up_at if deadline is None else min(give_up_at, deadline)):
                 if declare is not None:
                     await self._declare(declare)
                 await channel.ready()
                 target = exchange or channel.default_exchange
+                handed_over = True
                 confirm = await target.publish(amqp_message, routing_key, mandatory=mandatory)
         except TimeoutError:
-            raise BrokerUnavailable(f"no publisher confirm within {self._send_timeout}s") from None
+            if handed_over:
+                raise PublishUnconfirmed(f"no publisher confirm within {self._send_timeout}s") from None
+            raise BrokerUnavailable(f"RabbitMQ did not take the message within {self._send_timeout}s") from None
         except aio_pika.exceptions.DeliveryError as exc:
             raise BrokerError(f"RabbitMQ refused the message: {exc}") from exc
         except TRANSPORT_ERRORS as exc:
-            raise BrokerUnavailable(f"RabbitMQ connection failed during publish: {exc!r}") from exc
+            failure = PublishUnconfirmed if handed_over else BrokerUnavailable
+            raise failure(f"RabbitMQ connection failed during publish: {exc!r}") from exc
         if mandatory and not isinstance(confirm, aiormq.spec.Basic.Ack):
             raise BrokerError(f"message to {routing_key!r} was returned unroutable")
 
@@ -262,8 +275,7 @@ class RabbitMQBroker:
         waiting = self._pending_replies.setdefault(message.message_id, [])
         waiting.append(reply)
         try:
-            amqp_message = _encode(message, reply_to=DIRECT_REPLY_TO)
-            await self._publish(self._rpc_channel, amqp_message, queue, declare=queue)
+            await self._publish_request(_encode(message, reply_to=DIRECT_REPLY_TO), queue, deadline)
             async with asyncio.timeout_at(deadline):  # not wait_for: on 3.11 it can swallow a cancel that meets a reply
                 return await reply
         except TimeoutError:
@@ -272,6 +284,25 @@ class RabbitMQBroker:
             waiting.remove(reply)
             if not waiting:
                 self._pending_replies.pop(message.message_id, None)
+
+    async def _publish_request(self, amqp_message: aio_pika.Message, queue: str, deadline: float) -> None:
+        """Publish a request. When its confirm was lost (it may be queued and carried out), publish it again as
+        soon as the connection serves, until a copy is confirmed or the deadline passes (PublishUnconfirmed):
+        answering "not sent" could have the client send it again. A second copy is the same message (same id,
+        same command), which every handler already takes as the same request: RabbitMQ redelivers too."""
+        publish = partial(self._publish, self._rpc_channel, amqp_message, queue, declare=queue, deadline=deadline)
+        try:
+            await publish()  # BrokerUnavailable: nothing of it reached the broker
+            return
+        except PublishUnconfirmed as error:
+            lost = error
+        loop = asyncio.get_running_loop()
+        while loop.time() + REPUBLISH_INTERVAL_S < deadline:
+            await asyncio.sleep(REPUBLISH_INTERVAL_S)
+            with contextlib.suppress(BrokerUnavailable):
+                await publish()
+                return
+        raise lost
 
     async def _on_reply(self, incoming: AbstractIncomingMessage) -> None:
         requesters = self._pending_replies.get(incoming.correlation_id or "", [])

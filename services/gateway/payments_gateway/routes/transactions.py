@@ -78,7 +78,7 @@ async def _create_payment(request: Request, caller: Caller, command_type: str) -
     route = f"POST {PREFIX}/{command_type}"
     command = keyed_command(principal, command_type, route, canonical, key, payload, command_id=command_id)
     try:
-        return await send(caller.context, request, TRANSACTIONS_QUEUE, command)
+        return await send(caller.context, request, TRANSACTIONS_QUEUE, command, transaction_id)
     except WorkerTimeout:
         if payload.get(CUSTOMER_MISSING):  # only an earlier request of the key may have made it: promise nothing
             raise in_progress() from None
@@ -118,7 +118,7 @@ async def _change_payment(request: Request, caller: Caller, command_type: str, m
     payload = {name: value for name, value in canonical.items() if value is not None}
     route = f"POST {PREFIX}/{command_type}"
     command = keyed_command(caller.principal, command_type, route, canonical, key, payload)
-    return await send_or_processing(caller.context, request, TRANSACTIONS_QUEUE, command)
+    return await send_or_processing(caller.context, request, TRANSACTIONS_QUEUE, command, payload["transaction_id"])
 
 
 async def _query(request: Request, caller: Caller, query_type: str, id_: str) -> Response:
