@@ -8,10 +8,11 @@ number: about 1 random UUID in 350 holds a Luhn-valid run of 13–19 digits, and
 are digits inside a hex token of 16 or more characters with a letter in it (a MongoDB ObjectId, a SHA digest, a
 UUID written without dashes): 1 random ObjectId in 900 holds such a run, 1 SHA-256 digest in 200, and refusing a
 client's order id as card data once in a few hundred requests is a fault a client cannot work around. A card
-number with a few hex letters glued to it ("cc4242424242424242", "4242424242424242abc") is no such id: besides the
-digit run, an id holds a digit or 5 characters or more, so a token of 24 or more (an ObjectId, a digest) is never
-refused, a card number having at most 19 digits; 1 random 16-character hex id in 7,000 is. A `%` starts no token:
-"pan%3D4242424242424242" is a card number after a percent-encoded separator.
+number with hex letters glued to it ("cc4242424242424242", "dead4242424242424242beef") is no such id: besides the
+digit run, a random id holds a digit (1 random ObjectId in 500,000 does not and is refused, a SHA digest
+practically never; 1 random 16-character hex id in 4,000 is). Letters and a digit glued to a card number
+("4242424242424242abc0") pass for an id. A `%` starts no token: "pan%3D4242424242424242" is a card number after a
+percent-encoded separator.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ _HEX = "[0-9A-Fa-f]"
 _UUID = re.compile(rf"(?<![0-9A-Za-z-]){_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![0-9A-Za-z-])")
 _HEX_TOKEN = re.compile(rf"(?<![0-9A-Za-z%]){_HEX}{{16,}}(?![0-9A-Za-z])")
 _HEX_LETTER = re.compile("[A-Fa-f]")
-_ID_REST = 5  # characters besides the digit run from which a hex token is an id whatever they are
 
 
 def luhn_valid(digits: str) -> bool:
@@ -64,13 +64,13 @@ def _identifier_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _part_of(text: str, run: tuple[int, int], identifier: tuple[int, int]) -> bool:
-    """Whether the digit run is part of the identifier: inside it, and the identifier's other characters are many
-    or hold a digit (a random id's do; a few letters glued to a card number do not)."""
+    """Whether the digit run is part of the identifier: inside it, and the identifier's other characters hold a
+    digit (a random id's do; letters glued to a card number do not)."""
     start, end = identifier
     if not (start <= run[0] and run[1] <= end):
         return False
     rest = text[start : run[0]] + text[run[1] : end]
-    return len(rest) >= _ID_REST or any(character.isdigit() for character in rest)
+    return any(character.isdigit() for character in rest)
 
 
 def _card_groups(text: str, groups: list[tuple[int, int]]) -> list[tuple[int, int]]:
