@@ -271,6 +271,7 @@ def test_each_route_needs_a_token(billing: Billing, method: str, route: str, bod
         ({"email": "a\u0000b@example.com"}, "email"),  # control characters: never part of an address
         ({"email": "a\u007fb@example.com"}, "email"),
         ({"email": "a\u0085b@example.com"}, "email"),
+        ({"email": "jenny@example.com\n"}, "email"),  # a final newline: `$` alone would let it through
         ({"email": 42}, "email"),
         ({"email": "a@example.com", "name": "n" * 257}, "name"),
         ({"email": "a@example.com", "phone": "1" * 21}, "phone"),

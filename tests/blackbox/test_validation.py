@@ -51,6 +51,8 @@ MIB = 1024 * 1024
         ("refund", {"transaction_id": 12}, "transaction_id"),
         ("refund", {"transaction_id": "txn_x", "reason": "because"}, "reason"),
         ("void", {"transaction_id": "txn_x", "amount": 1}, "amount"),
+        ("charge", {**VALID, "": "x"}, ""),  # a key with an empty name: named "", not left out
+        ("refund", {"transaction_id": "txn_x", "": "x"}, ""),
     ],
 )
 def test_invalid_bodies_are_400_naming_the_param(api: Api, route: str, body: dict[str, Any], param: str) -> None:
@@ -60,6 +62,7 @@ def test_invalid_bodies_are_400_naming_the_param(api: Api, route: str, body: dic
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
     assert error["message"]
+    assert "None" not in error["message"]
 
 
 def test_currency_is_normalised_to_lower_case(api: Api) -> None:

@@ -62,7 +62,7 @@ def param_from_loc(loc: Sequence[int | str], data: Any, missing: bool = False) -
             current = current[part]
         else:
             break
-    return ".".join(parts) or None
+    return ".".join(parts) if parts else None  # a key may be "": its param is "", not none
 
 
 def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -118,7 +118,7 @@ def api_error_from_validation(error: ValidationError, data: Any) -> ApiError:
     first = _most_telling(errors, data)
     param = param_from_loc(first["loc"], data, missing=first["type"] == "missing")
     if first["type"] == "extra_forbidden":
-        return invalid(f"Received unknown parameter: {param}", param=param)
+        return invalid(f"Received unknown parameter: {param or '(an empty name)'}", param=param)
     if first["type"] == "missing":
         return invalid(f"Missing required param: {param}", param=param)
     reason = str(first["msg"]).removeprefix("Value error, ")

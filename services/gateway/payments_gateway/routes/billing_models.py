@@ -27,7 +27,7 @@ _EMAIL = re.compile(
 
 
 def _email(value: str) -> str:
-    if not _EMAIL.match(value):
+    if not _EMAIL.fullmatch(value):  # not match: `$` also matches before a final newline
         raise ValueError("must be an email address such as jenny@example.com")
     return value
 
