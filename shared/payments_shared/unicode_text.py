@@ -19,6 +19,15 @@ def is_encodable(text: str) -> bool:
     return _LONE_SURROGATE.search(text) is None
 
 
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def is_name_text(text: str) -> bool:
+    """Whether `text` can name an actor or a tenant: not blank, no control character (a `"ws1\n"` would be a
+    tenant of its own, printed like `ws1`), encodable."""
+    return bool(text.strip()) and _CONTROL.search(text) is None and is_encodable(text)
+
+
 def encodable(text: str) -> str:
     """`text` with each lone surrogate replaced by U+FFFD."""
     return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text)

@@ -57,6 +57,9 @@ def bad_tokens(workspace: str) -> dict[str, str | None]:
         "exp past any float": mint_token(workspace, exp=10**309),
         # Lone surrogates: text that UTF-8 (the event store, the read models) cannot carry.
         "workspace not unicode": mint_token(f"{workspace}\udc00"),
+        "workspace blank": mint_token("   "),
+        "workspace with a newline": mint_token(f"{workspace}\n"),  # a tenant of its own, printed like `workspace`
+        "sub with a control character": mint_token(workspace, sub="mallory\x1b[2J"),
         "sub not unicode": mint_token(workspace, sub="caf\udce9"),
         "permission not unicode": mint_token(workspace, permissions=["payments:admin", "\ud800"]),
     }

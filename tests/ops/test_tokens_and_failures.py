@@ -24,6 +24,7 @@ from tests.ops.conftest import run_ops
         # refuses in a token.
         (["--workspace", "caf\udce9", "--permissions", "payments:admin"], "argument --workspace: is not valid UTF-8"),
         (["--workspace", "ws", "--permissions", "payments:admin", "--sub", "\udcff"], "argument --sub: is not valid"),
+        (["--workspace", "ws\n", "--permissions", "payments:admin"], "argument --workspace: must not hold a control"),
     ],
 )
 def test_a_token_the_gateway_would_refuse_is_not_minted(tmp_path: Path, arguments: list[str], refusal: str) -> None:

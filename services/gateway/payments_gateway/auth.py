@@ -2,7 +2,8 @@
 
 A token must carry `exp`, `sub`, `workspace` and `permissions` (a list of strings); `iss`/`aud` are checked when
 configured. Those strings must be valid Unicode (no lone surrogate): they reach the event store, ids and read
-models, none of which can write one as UTF-8. `exp`, `nbf` and `iat` must be JSON numbers (RFC 7519's NumericDate).
+models, none of which can write one as UTF-8; `sub` and `workspace` must also not be blank nor hold a control
+character. `exp`, `nbf` and `iat` must be JSON numbers (RFC 7519's NumericDate).
 Any failure is 401 `authentication_error` without saying more than needed (and never echoing the token); a valid
 token without the route's permission is 403 `permission_error`.
 """
@@ -17,7 +18,7 @@ from typing import Any, Final
 
 import jwt
 from payments_shared.errors import ApiError
-from payments_shared.unicode_text import is_encodable
+from payments_shared.unicode_text import is_encodable, is_name_text
 from starlette.datastructures import Headers
 
 ALGORITHMS = ["HS256"]  # pinned: never taken from the token, never `none`
@@ -127,6 +128,8 @@ def _principal_from(claims: dict[str, Any]) -> Principal:
         raise unauthenticated("The token's sub claim must be a non-empty string.")
     if not isinstance(workspace, str) or not workspace:
         raise unauthenticated("The token has no workspace claim.")
+    if not (is_name_text(actor) and is_name_text(workspace)):
+        raise unauthenticated("The token's sub and workspace must be text: not blank, no control characters.")
     if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
         raise unauthenticated("The token's permissions claim must be a list of strings.")
     if not all(is_encodable(text) for text in (actor, workspace, *permissions)):

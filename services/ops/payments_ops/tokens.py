@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 from payments_shared.settings import JwtSettings, load
-from payments_shared.unicode_text import is_encodable
+from payments_shared.unicode_text import is_encodable, is_name_text
 
 PERMISSION = re.compile(r"[a-z]+:[a-z*]+")
 
@@ -32,6 +32,8 @@ def claim_text(value: str) -> str:
         raise argparse.ArgumentTypeError("must not be empty (the gateway refuses a token without it)")
     if not is_encodable(value):
         raise argparse.ArgumentTypeError("is not valid UTF-8 text (the gateway refuses a token holding it)")
+    if not is_name_text(value):
+        raise argparse.ArgumentTypeError("must not hold a control character (the gateway refuses a token holding one)")
     return value
 
 
