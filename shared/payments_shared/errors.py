@@ -39,6 +39,9 @@ STATUS_BY_TYPE = {
 }
 
 
+BEARER_CHALLENGE: Final = 'Bearer realm="payments"'  # RFC 6750's scheme for the bearer tokens API.md asks for
+
+
 @dataclass
 class ApiError(Exception):
     type: str
@@ -65,9 +68,10 @@ class ApiError(Exception):
         return {"error": error}
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
+        headers = {"WWW-Authenticate": BEARER_CHALLENGE} if self.status == 401 else {}  # RFC 9110: every 401 has one
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(self.retry_after)))
+        return headers
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> ApiError:

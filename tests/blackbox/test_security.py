@@ -80,6 +80,7 @@ def test_bad_tokens_are_401_on_every_route(api: Api, name: str) -> None:
         response = request(api.http, method, route, token, "txn_any")
         assert response.status_code == 401, (name, route, response.text)
         assert response.json()["error"]["type"] == "authentication_error"
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="payments"'  # RFC 9110: a 401 names its scheme
         if token:
             assert token not in response.text
 
