@@ -377,17 +377,32 @@ CHARGE_HEAD = b'{"amount": 1099, "currency": "usd", "payment_method": "pm_card_v
     ("raw", "param"),
     [
         (b'{"amount": 1099, "amount": 99999999, "currency": "usd", "payment_method": "pm_card_visa"}', "amount"),
-        (CHARGE_HEAD + b', "metadata": {"a": "1", "a": "2"}}', "a"),
+        (CHARGE_HEAD + b', "metadata": {"a": "1", "a": "2"}}', "metadata.a"),  # its whole path
+        (CHARGE_HEAD + b', "metadata": {"a": "1", "a": "2"}, "x": }', None),  # malformed past it: that is said
     ],
 )
-def test_a_key_twice_in_one_object_is_refused(api: Api, raw: bytes, param: str) -> None:
+def test_a_key_twice_in_one_object_is_refused(api: Api, raw: bytes, param: str | None) -> None:
     # Which one counts would depend on the parser: a proxy that checked the first and this service using the last
     # would disagree about the amount.
     response = api.http.post(
         f"{API}/charge", content=raw, headers={**api.headers(), "Content-Type": "application/json"}
     )
     assert response.status_code == 400, response.text
-    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_json", param)
+    assert (response.json()["error"]["code"], response.json()["error"].get("param")) == ("invalid_json", param)
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b'{"amount": ' + b"1" * 4301 + b', "currency": "usd", "payment_method": "pm_card_visa"}', "amount"),
+        (CHARGE_HEAD + b', "metadata": {"order": -' + b"9" * 5000 + b"}}", "metadata.order"),
+    ],
+)
+def test_a_number_too_long_to_read_is_refused_naming_its_field(api: Api, raw: bytes, param: str) -> None:
+    # Valid JSON, but more digits than Python converts: it was "Malformed JSON" with no param.
+    response = post_raw(api, "charge", raw)
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_request_error", param)
 
 
 def test_a_duplicated_key_holding_a_card_number_is_card_data(api: Api) -> None:
@@ -396,6 +411,7 @@ def test_a_duplicated_key_holding_a_card_number_is_card_data(api: Api) -> None:
         f"{API}/charge", content=raw, headers={**api.headers(), "Content-Type": "application/json"}
     )
     assert (response.status_code, response.json()["error"]["code"]) == (400, "raw_card_data")
+    assert response.json()["error"]["param"] == "metadata"  # the object holding it, never the key
     assert "4242424242424242" not in response.text
 
 
@@ -412,17 +428,17 @@ def post_raw(api: Api, route: str, raw: bytes, token: str | None = None) -> http
 
 
 @pytest.mark.parametrize(
-    ("route", "raw"),
+    ("route", "raw", "param"),
     [
-        ("refund", b'{"transaction_id": "x", "\\udfff": 1, "\\udfff": 2}'),
-        ("charge", CHARGE_HEAD + b', "metadata": {"\\ud800": "x", "\\ud800": "y"}}'),
+        ("refund", b'{"transaction_id": "x", "\\udfff": 1, "\\udfff": 2}', "\ufffd"),
+        ("charge", CHARGE_HEAD + b', "metadata": {"\\ud800": "x", "\\ud800": "y"}}', "metadata.\ufffd"),
     ],
 )
-def test_a_key_twice_that_is_not_unicode_is_refused_naming_it(api: Api, route: str, raw: bytes) -> None:
+def test_a_key_twice_that_is_not_unicode_is_refused_naming_it(api: Api, route: str, raw: bytes, param: str) -> None:
     # The error echoed the key, a lone surrogate that the JSON renderer could not encode: a 500.
     response = post_raw(api, route, raw)
     assert response.status_code == 400, response.text
-    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_json", "\ufffd")
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_json", param)
 
 
 SUBSCRIPTION_HEAD = b'{"customer_id": "cus_x", "amount": 100, "currency": "usd", "interval": "month"'

@@ -5,7 +5,7 @@ strict validation into a pydantic model with errors naming the field."""
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from fastapi import Request
 from payments_shared.carddata import contains_card_number
@@ -36,36 +36,95 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
+def _repeated_keys(pairs: list[tuple[str, Any]]) -> list[str]:
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for key, _ in pairs:
+        if key in seen:
+            repeated.append(key)
+        seen.add(key)
+    return repeated
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """An object naming a key twice is refused: which one counts would depend on the parser (a proxy that
     checked the first and this service using the last would disagree about the request)."""
     result = dict(pairs)
     if len(result) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
+        raise _DuplicateKey(_repeated_keys(pairs)[0])
+    return result
+
+
+# When looking for where a refused part of a body is: the value of a key named twice, a number too long to read.
+_DUPLICATE: Final = object()
+_TOO_LONG: Final = object()
+
+
+def _int_or_too_long(digits: str) -> Any:
+    try:
+        return int(digits)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits, 4,300)
+        return _TOO_LONG
+
+
+def _marked_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        result.update(dict.fromkeys(_repeated_keys(pairs), _DUPLICATE))
     return result
 
 
 # Built once: `json.loads(raw, parse_constant=…)` would build a decoder per call. The decode below is what
 # json.loads does with bytes (UTF-8/16/32 detected).
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+# Only once the body was refused: where the part refused is (`metadata.order`), for the error's param.
+_LOCATING_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, object_pairs_hook=_marked_duplicates, parse_int=_int_or_too_long
+)
+
+
+def _decoded(raw: bytes, decoder: json.JSONDecoder) -> Any:
+    return decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+
+
+def _duplicate_key_error(raw: bytes, key: str) -> ApiError:
+    """The refusal of a key named twice, naming its path. Parsing again may fail past it (malformed, too deep):
+    that error is raised instead."""
+    found = first_match(_decoded(raw, _LOCATING_DECODER), lambda value: value is _DUPLICATE)
+    path = found[0] if found else (key,)
+    if contains_card_number(key):
+        return raw_card_data_error(".".join(path[:-1]) or None)  # the object holding it, never the key
+    param = ".".join(echoed(part) for part in path)
+    return invalid(f"The key {echoed(key)} appears twice in one object.", param=param, code="invalid_json")
+
+
+def _undecodable(raw: bytes) -> ApiError:
+    """Malformed JSON, unless what could not be read is an integer of more than 4,300 digits: that names its field
+    (it is valid JSON, and as wrong as any other number out of range)."""
+    try:
+        found = first_match(_decoded(raw, _LOCATING_DECODER), lambda value: value is _TOO_LONG)
+    except (ValueError, RecursionError):
+        found = None
+    if found is None:
+        return invalid("Malformed JSON in the request body.", code="invalid_json")
+    param = ".".join(echoed(part) for part in found[0])
+    return invalid(f"Invalid {param}: the number has too many digits.", param=param)
+
+
+def _parsed(raw: bytes) -> Any:
+    try:
+        return _decoded(raw, _DECODER)
+    except _DuplicateKey as duplicate:
+        raise _duplicate_key_error(raw, duplicate.key) from None
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
-    except _DuplicateKey as duplicate:
-        if contains_card_number(duplicate.key):
-            raise raw_card_data_error() from None
-        key = echoed(duplicate.key)
-        raise invalid(f"The key {key} appears twice in one object.", param=key, code="invalid_json") from None
+        data = _parsed(raw)
     except RecursionError:  # the parser nests one Python call per level: a few hundred levels exhaust it
         raise invalid("The JSON in the request body is nested too deeply.", code="invalid_json") from None
-    except ValueError:  # JSONDecodeError, bad UTF-8, absurdly long integers
-        raise invalid("Malformed JSON in the request body.", code="invalid_json") from None
+    except ValueError:  # JSONDecodeError, bad UTF-8, integers too long to read
+        raise _undecodable(raw) from None
     if not isinstance(data, dict):
         raise invalid("The request body must be a JSON object.", code="invalid_json")
     return data
