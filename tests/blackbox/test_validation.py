@@ -3,6 +3,8 @@ the 1 MiB body limit (declared and streamed), malformed JSON, API.md's error sha
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -95,6 +97,15 @@ def test_a_form_encoded_body_is_told_to_be_json_and_json_labelled_as_a_form_is_r
     assert "Content-Type: application/json" in refused.json()["error"]["message"]
     labelled_as_a_form = api.http.post(f"{API}/charge", content=b"{" + CHARGE_TAIL[2:], headers=form)
     assert labelled_as_a_form.status_code == 201, labelled_as_a_form.text
+
+
+def test_a_compressed_body_is_415_not_malformed_json(api: Api) -> None:
+    headers = {**api.headers(), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    response = api.http.post(f"{API}/charge", content=gzip.compress(json.dumps(VALID).encode()), headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json()["error"]["code"] == "unsupported_content_encoding"
+    plain = {**api.headers(), "Content-Type": "application/json", "Content-Encoding": "identity"}
+    assert api.http.post(f"{API}/charge", content=json.dumps(VALID), headers=plain).status_code == 201
 
 
 @pytest.mark.parametrize("depth", [2_000, 100_000])

@@ -156,9 +156,18 @@ def _looks_like_a_form(request: Request, raw: bytes) -> bool:
     return labelled and not raw.lstrip().startswith(b"{")
 
 
+def _refuse_encoded(request: Request) -> None:
+    """A compressed body (`Content-Encoding: gzip`) is not read as if it were JSON text (that says "malformed")."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        message = "Content-Encoding is not supported: send the JSON body uncompressed."
+        raise ApiError("invalid_request_error", message, code="unsupported_content_encoding", status=415)
+
+
 async def read_json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object, refused (413/400/400 raw_card_data/400 on text that is not Unicode) before it is
     used for anything. The body is read as JSON whatever its Content-Type (`curl -d` labels JSON as a form)."""
+    _refuse_encoded(request)
     raw = await request.body()
     try:
         data = parse_json_object(raw)
