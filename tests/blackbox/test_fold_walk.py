@@ -514,7 +514,9 @@ class Walk:
             expected.metadata,
             expected.cancel_at_period_end,
         ), f"{self.where()}: {sub_id} {shown}"
-        assert (shown["canceled_at"] is not None) == (expected.status == "canceled"), self.where()
+        # As Stripe: canceled once it is, or when a cancel at the period end was asked (the time it was asked).
+        ended_or_ending = expected.status == "canceled" or expected.cancel_at_period_end
+        assert (shown["canceled_at"] is not None) == ended_or_ending, self.where()
         self.check_move(sub_id, shown["status"], {**subscription_domain.MOVES})
 
     # ---- the walk ------------------------------------------------------------------------------------------------

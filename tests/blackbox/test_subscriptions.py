@@ -163,18 +163,17 @@ def test_cancel_at_period_end_then_immediately_then_409(
     path = f"subscriptions/{created['id']}"
     later = billing.call("POST", f"{path}/cancel", {"at_period_end": True})
     assert later.status_code == 200, later.text
-    assert (later.json()["status"], later.json()["cancel_at_period_end"], later.json()["canceled_at"]) == (
-        "active",
-        True,
-        None,
-    )
+    # As Stripe: canceled_at is when the cancel was asked, while it stays active until the period ends.
+    assert (later.json()["status"], later.json()["cancel_at_period_end"]) == ("active", True)
+    assert later.json()["canceled_at"] == later.json()["updated_at"]
     undone = billing.call("PUT", path, {"cancel_at_period_end": False}).json()
-    assert undone["cancel_at_period_end"] is False
+    assert (undone["cancel_at_period_end"], undone["canceled_at"]) == (False, None)
     again = billing.call("PUT", path, {"cancel_at_period_end": True}).json()
-    assert again["cancel_at_period_end"] is True
+    assert (again["cancel_at_period_end"], again["canceled_at"]) == (True, again["updated_at"])
+    assert again["canceled_at"] > later.json()["canceled_at"]
     now = billing.call("POST", f"{path}/cancel", {"at_period_end": False})
     assert now.status_code == 200
-    assert now.json()["status"] == "canceled" and now.json()["canceled_at"] is not None
+    assert now.json()["status"] == "canceled" and now.json()["canceled_at"] > again["canceled_at"]
     for method, route, body in (
         ("POST", f"{path}/cancel", {}),
         ("POST", f"{path}/cancel", {"at_period_end": True}),

@@ -11,6 +11,7 @@ from payments_shared.errors import ApiError
 
 T0 = "2027-01-31T00:00:00.000000Z"
 T1 = "2027-02-01T00:00:00.000000Z"
+T2 = "2027-02-02T00:00:00.000000Z"
 
 
 def new(status: str = domain.ACTIVE, **overrides: object) -> domain.NewSubscription:
@@ -38,13 +39,15 @@ def history(status: str = domain.ACTIVE) -> list[DomainEvent]:
     return [domain.decide_create(None, new(status), T0)]
 
 
-def with_cancel(events: list[DomainEvent], at_period_end: bool, command_id: str = "cmd_cancel") -> list[DomainEvent]:
+def with_cancel(
+    events: list[DomainEvent], at_period_end: bool, command_id: str = "cmd_cancel", at: str = T1
+) -> list[DomainEvent]:
     """`events` and a cancel: requested, then its outcome once the provider carried it out."""
-    requested = domain.decide_request_cancel(domain.fold(events), "ws_a", at_period_end, T1, command_id)
+    requested = domain.decide_request_cancel(domain.fold(events), "ws_a", at_period_end, at, command_id)
     with_request = [*events, requested]
     pending = domain.fold(with_request)
     assert pending is not None and pending.pending_update is not None
-    return [*with_request, domain.decide_cancel(pending, "ws_a", pending.pending_update, T1)]
+    return [*with_request, domain.decide_cancel(pending, "ws_a", pending.pending_update, at)]
 
 
 def canceled_history() -> list[DomainEvent]:
@@ -147,10 +150,19 @@ def test_cancel_at_period_end_keeps_it_active_then_cancel_now_ends_it() -> None:
     events = with_cancel(history(), at_period_end=True, command_id="cmd_later")
     scheduled = domain.fold(events)
     assert scheduled is not None and scheduled.pending_update is None
-    assert (scheduled.status, scheduled.cancel_at_period_end, scheduled.canceled_at) == ("active", True, None)
-    ended = domain.fold(with_cancel(events, at_period_end=False, command_id="cmd_now"))
+    # Stripe's canceled_at: the time the cancel at period end was asked, though it is still active.
+    assert (scheduled.status, scheduled.cancel_at_period_end, scheduled.canceled_at) == ("active", True, T1)
+    ended = domain.fold(with_cancel(events, at_period_end=False, command_id="cmd_now", at=T2))
     assert ended is not None and ended.pending_update is None
-    assert (ended.status, ended.canceled_at, ended.cancel_at_period_end) == ("canceled", T1, False)
+    assert (ended.status, ended.canceled_at, ended.cancel_at_period_end) == ("canceled", T2, False)
+
+
+def test_the_period_end_of_a_cancel_asked_earlier_keeps_the_time_it_was_asked() -> None:
+    events = with_cancel(history(), at_period_end=True)
+    period_end = domain.decide_reported(domain.fold(events), "ws_a", {"status": "canceled"}, T2, T2)
+    assert period_end is not None
+    ended = domain.fold([*events, period_end])
+    assert ended is not None and (ended.status, ended.canceled_at) == ("canceled", T1)
 
 
 def test_a_cancel_requested_while_another_change_is_open_is_refused_until_it_finishes() -> None:
@@ -185,7 +197,7 @@ def test_cancel_at_period_end_can_be_undone_by_an_update() -> None:
         )
     )
     subscription = domain.fold(events)
-    assert subscription is not None and subscription.cancel_at_period_end is False
+    assert subscription is not None and (subscription.cancel_at_period_end, subscription.canceled_at) == (False, None)
 
 
 def test_nothing_changes_a_canceled_subscription() -> None:

@@ -213,30 +213,41 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
         updated = replace(
             subscription, **known_changes(subscription, data.get("changes")), updated_at=data["updated_at"]
         )
-        return without_finished(updated, data)
+        return without_finished(with_cancel_request_time(subscription, updated), data)
     if event.type == UPDATE_FAILED:
         return without_finished(subscription, data)
     if event.type == STATUS_CHANGED:
         changes = known_changes(subscription, data.get("changes"))
-        return replace(
+        changed = replace(
             subscription, **changes, updated_at=data["updated_at"], provider_event_at=data["provider_created"]
         )
+        return with_cancel_request_time(subscription, changed)
     if event.type == REPORT_NOTED:
         return replace(subscription, provider_event_at=data["provider_created"])
     if event.type == CANCEL_SCHEDULED:
         scheduled = replace(subscription, cancel_at_period_end=True, updated_at=data["updated_at"])
-        return without_finished(scheduled, data)
+        return without_finished(with_cancel_request_time(subscription, scheduled), data)
     if event.type == CANCELED:
+        # The period end of a cancel asked earlier keeps the time it was asked; a cancel now is its own request.
+        asked_at = subscription.canceled_at if subscription.cancel_at_period_end and "command_id" not in data else None
         canceled = replace(
             subscription,
             status=CANCELED_STATUS,
-            canceled_at=data["canceled_at"],
+            canceled_at=asked_at or data["canceled_at"],
             cancel_at_period_end=False,
             updated_at=data["canceled_at"],
             provider_event_at=data.get("provider_created", subscription.provider_event_at),
         )
         return without_finished(canceled, data)
     return subscription
+
+
+def with_cancel_request_time(before: Subscription, after: Subscription) -> Subscription:
+    """Stripe's `canceled_at` for a cancel at period end: the time it was asked (the change's `updated_at`), kept
+    once the period ends; none again once it is taken back."""
+    if after.cancel_at_period_end == before.cancel_at_period_end or after.status == CANCELED_STATUS:
+        return after
+    return replace(after, canceled_at=after.updated_at if after.cancel_at_period_end else None)
 
 
 def visible(subscription: Subscription | None, workspace: str) -> Subscription:
