@@ -211,6 +211,19 @@ def test_trialing_and_incomplete_subscriptions_can_be_canceled(billing: Billing)
         assert response.json()["status"] == "canceled"
 
 
+def test_an_incomplete_subscription_changes_no_billing_until_paid(billing: Billing) -> None:
+    # Stripe: "You cannot update a subscription in `incomplete` status in a way that results in a new invoice".
+    declining = billing.customer(payment_method="pm_card_chargeDeclined")
+    path = f"subscriptions/{subscription(billing, declining['id'])['id']}"
+    for change in ({"quantity": 2}, {"amount": 2500}, {"price": "price_sandbox_weekly"}):
+        error = error_of(billing.call("PUT", path, change), 409)
+        assert (error["type"], error["code"]) == ("conflict", "subscription_incomplete")
+    changed = billing.call("PUT", path, {"metadata": {"note": "x"}, "quantity": 1, "cancel_at_period_end": True})
+    assert changed.status_code == 200, changed.text  # metadata, the same quantity, the cancel
+    shown = changed.json()
+    assert (shown["status"], shown["quantity"], shown["metadata"]) == ("incomplete", 1, {"note": "x"})
+
+
 def test_unknown_subscription_is_404_on_every_route(billing: Billing) -> None:
     for method, route, body in (
         ("GET", "subscriptions/sub_nope", None),

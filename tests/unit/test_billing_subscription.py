@@ -7,6 +7,7 @@ import itertools
 import pytest
 from payments_billing import subscription as domain
 from payments_billing.events import DomainEvent
+from payments_billing.pending import PendingChange
 from payments_shared.errors import ApiError
 
 T0 = "2027-01-31T00:00:00.000000Z"
@@ -350,3 +351,25 @@ def test_a_change_naming_a_field_of_a_newer_version_is_folded_without_it() -> No
     subscription = domain.fold(events)
     assert subscription is not None
     assert (subscription.quantity, subscription.status, subscription.updated_at) == (3, "past_due", T1)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "refused"),
+    [
+        ({"quantity": 2}, True),
+        ({"amount": 999}, True),
+        ({"price": "price_x"}, True),
+        ({"quantity": 1, "metadata": {"a": "b"}, "cancel_at_period_end": True}, False),  # bills the same
+    ],
+)
+def test_an_incomplete_subscription_changes_no_billing(parameters: dict[str, object], refused: bool) -> None:
+    incomplete = domain.fold(history(domain.INCOMPLETE))
+    pending = PendingChange("cmd_update", T1, parameters, {})
+    if not refused:
+        assert domain.decide_request_update(incomplete, "ws_a", pending).type == domain.UPDATE_REQUESTED
+        return
+    with pytest.raises(ApiError) as raised:
+        domain.decide_request_update(incomplete, "ws_a", pending)
+    assert (raised.value.status, raised.value.code) == (409, "subscription_incomplete")
+    active = domain.fold(history())
+    assert domain.decide_request_update(active, "ws_a", pending).type == domain.UPDATE_REQUESTED

@@ -295,7 +295,20 @@ def decide_create(existing: Subscription | None, new: NewSubscription, now: str)
 
 def decide_request_update(subscription: Subscription | None, workspace: str, pending: PendingChange) -> DomainEvent:
     """Record an update as requested before its provider is asked: one at a time (409 while another is open)."""
-    return _requested(UPDATE_REQUESTED, subscription, workspace, pending)
+    current = changeable(subscription, workspace)
+    if current.status == INCOMPLETE and _changes_billing(current, pending.parameters):
+        message = (
+            f"Subscription {current.id} is incomplete: until its first payment succeeds only its metadata and "
+            "cancel_at_period_end can change (as at Stripe). Cancel it and create another to bill differently."
+        )
+        raise conflict(message, code="subscription_incomplete")
+    return _requested(UPDATE_REQUESTED, current, workspace, pending)
+
+
+def _changes_billing(current: Subscription, parameters: Mapping[str, Any]) -> bool:
+    """Whether an update would change what a period bills (quantity, amount or price)."""
+    now_billed = {"quantity": current.quantity, "amount": current.amount, "price": current.price}
+    return any(parameters.get(name) not in (None, value) for name, value in now_billed.items())
 
 
 def decide_request_cancel(
