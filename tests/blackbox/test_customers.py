@@ -165,11 +165,20 @@ def test_put_is_held_to_fifty_metadata_keys_once_merged(billing: Billing) -> Non
 
 
 def test_put_may_clear_an_optional_field_but_not_the_email(billing: Billing) -> None:
-    created = billing.customer(name="Jenny")
+    created = billing.customer(name="Jenny", phone="+15555550100", description="VIP")
     cleared = billing.call("PUT", f"customers/{created['id']}", {"name": None})
     assert cleared.status_code == 200 and cleared.json()["name"] is None
-    error = error_of(billing.call("PUT", f"customers/{created['id']}", {"email": None}), 400)
-    assert error["param"] == "email"
+    # As at Stripe, an empty value unsets a field too.
+    emptied = billing.call("PUT", f"customers/{created['id']}", {"phone": "", "description": ""}).json()
+    assert (emptied["phone"], emptied["description"]) == (None, None)
+    for empty in ("", None):
+        error = error_of(billing.call("PUT", f"customers/{created['id']}", {"email": empty}), 400)
+        assert error["param"] == "email"
+
+
+def test_an_empty_optional_field_on_create_is_left_unset(billing: Billing) -> None:
+    created = billing.customer(name="", phone="", description="")
+    assert (created["name"], created["phone"], created["description"]) == (None, None, None)
 
 
 def test_put_cannot_change_the_provider(billing: Billing) -> None:

@@ -33,8 +33,16 @@ def _email(value: str) -> str:
 
 
 Email = Annotated[str, StringConstraints(max_length=MAX_EMAIL_LENGTH), AfterValidator(_email)]
-Name = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH)]
-Phone = Annotated[str, StringConstraints(max_length=MAX_PHONE_LENGTH)]
+
+
+def _unset_when_empty(value: str) -> str | None:
+    """As at Stripe, an empty value unsets the field: a PUT clears it (as `null` does), a POST leaves it unset."""
+    return value or None
+
+
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH), AfterValidator(_unset_when_empty)]
+Phone = Annotated[str, StringConstraints(max_length=MAX_PHONE_LENGTH), AfterValidator(_unset_when_empty)]
+CustomerDescription = Annotated[Description, AfterValidator(_unset_when_empty)]
 PriceId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PRICE_ID_LENGTH)]
 Interval = Literal["day", "week", "month", "year"]
 IntervalCount = Annotated[int, Field(ge=1)]
@@ -47,7 +55,7 @@ class CustomerBody(StrictModel):
     email: Email
     name: Name | None = None
     phone: Phone | None = None
-    description: Description | None = None
+    description: CustomerDescription | None = None
     metadata: Metadata = Field(default_factory=dict)
     provider: ProviderName | None = None
     payment_method: PaymentMethod | None = None
@@ -59,7 +67,7 @@ class CustomerUpdateBody(StrictModel):
     email: Email | None = None
     name: Name | None = None
     phone: Phone | None = None
-    description: Description | None = None
+    description: CustomerDescription | None = None
     metadata: Metadata | None = None
     provider: ProviderName | None = None
     payment_method: PaymentMethod | None = None
