@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -263,6 +264,29 @@ def test_events_about_unknown_objects_are_recorded_and_acknowledged(client: http
         assert client.post(STRIPE, content=body, headers=stripe_headers(body)).json() == DUPLICATE
     body = authnet_event("net.authorize.payment.void.created", trans_id="99999999999")
     assert client.post(AUTHNET, content=body, headers=authnet_headers(body)).json() == RECEIVED
+
+
+def stored_events(server: Server) -> str:
+    database = sqlite3.connect(f"file:{server.data_dir / 'events.db'}?mode=ro", uri=True)
+    try:
+        return "\n".join(f"{stream} {data}" for stream, data in database.execute("SELECT stream, data FROM events"))
+    finally:
+        database.close()
+
+
+def test_a_card_number_in_a_signed_event_is_not_recorded(client: httpx.Client, webhook_server: Server) -> None:
+    # Providers never send one, but a description typed at the provider may hold one; the event store must not.
+    visa, mastercard, amex = "4000056655665556", "5555 5555 5555 4444", "378282246310005"
+    stripe_body = stripe_event(obj={"id": "pi_card_text", "object": "payment_intent", "description": f"card {visa}"})
+    headers = {**stripe_headers(stripe_body), "User-Agent": f"Stripe/1.0 {mastercard}"}
+    assert client.post(STRIPE, content=stripe_body, headers=headers).json() == RECEIVED
+    trans_id = "4222222222222"  # Luhn-valid, but an identifier: kept, or the event would name nothing
+    authnet_body = authnet_event(trans_id=trans_id).replace(b'"LZ6I19"', json.dumps(f"ref {amex}").encode())
+    assert client.post(AUTHNET, content=authnet_body, headers=authnet_headers(authnet_body)).json() == RECEIVED
+    stored = stored_events(webhook_server)
+    assert "pi_card_text" in stored and trans_id in stored
+    for card in (visa, mastercard, mastercard.replace(" ", ""), amex):
+        assert card not in stored
 
 
 def test_a_provider_without_a_secret_is_refused_with_503(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
+from payments_shared.carddata import contains_card_number, mask_card_numbers
 from payments_shared.errors import ApiError
 from payments_shared.eventstore.port import NO_STREAM, EventStore, EventStoreError, NewEvent, WrongExpectedVersion
 from payments_shared.messages import utc_now_iso
@@ -37,9 +38,44 @@ def received_data(event: ProviderEvent, headers: Mapping[str, str], received_at:
         "object_type": event.object_type,
         "provider_created": event.provider_created,
         "received_at": received_at,
-        "headers": dict(headers),
-        "payload": dict(event.payload),
+        "headers": {name: mask_card_numbers(value) for name, value in headers.items()},
+        "payload": without_card_numbers(event.payload),
     }
+
+
+def _is_identifier(key: str) -> bool:
+    """A provider's id (`id`, `transId`, `customer_id`): digits in it are never a card number (Authorize.net's are
+    all digits), and masking one would lose what the event is about."""
+    return key == "id" or key.endswith(("Id", "_id", "ID"))
+
+
+def without_card_numbers(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a verified event with every card number in its text masked (a description typed at the provider,
+    say): no event holds one. Walked with a stack, not by recursion: the payload nests as deep as the parser went."""
+    copied = dict(payload)
+    pending: list[dict[str, Any] | list[Any]] = [copied]
+    while pending:
+        container = pending.pop()
+        if isinstance(container, list):
+            container[:] = [_masked(value, None, pending) for value in container]
+            continue
+        for key, value in container.items():
+            container[key] = _masked(value, key, pending)
+        for key in [key for key in container if contains_card_number(key)]:
+            container[mask_card_numbers(key)] = container.pop(key)
+    return copied
+
+
+def _masked(value: Any, key: str | None, pending: list[dict[str, Any] | list[Any]]) -> Any:
+    """Text with its card numbers masked (an identifier's as it is); an object or array copied and put on
+    `pending` to be walked; anything else as it is."""
+    if isinstance(value, str):
+        return value if key is not None and _is_identifier(key) else mask_card_numbers(value)
+    if isinstance(value, dict | list):
+        copy: dict[str, Any] | list[Any] = dict(value) if isinstance(value, dict) else list(value)
+        pending.append(copy)
+        return copy
+    return value
 
 
 class WebhookRecorder:
