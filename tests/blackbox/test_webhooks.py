@@ -296,6 +296,7 @@ def test_a_provider_without_a_secret_is_refused_with_503(tmp_path: Path) -> None
         stripe_answer = http.post(STRIPE, content=body, headers=stripe_headers(body))
         authnet_answer = http.post(AUTHNET, content=body, headers=authnet_headers(body))
         assert (stripe_answer.status_code, authnet_answer.status_code) == (503, 503)
+        assert stripe_answer.headers["Retry-After"] == authnet_answer.headers["Retry-After"] == "300"  # API.md's 503
         for secret in (*STRIPE_SECRETS, ANET_KEY):
             assert secret not in stripe_answer.text + authnet_answer.text
         limited = http.post(STRIPE, content=body, headers=stripe_headers(body))

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from payments_shared.errors import ApiError, invalid
 from payments_shared.unicode_text import find_unencodable_text
@@ -34,10 +34,13 @@ def not_provider_json(provider: str, reason: str) -> ApiError:
     return invalid(f"The body is not a valid {provider} event: {reason}.", code="invalid_payload")
 
 
+# API.md's 503 carries Retry-After; a provider retries anyway, and a secret is not set in seconds.
+NOT_CONFIGURED_RETRY_AFTER_S: Final = 300.0
+
+
 def webhook_not_configured(variable: str) -> ApiError:
-    return ApiError(
-        "provider_unavailable", f"Webhooks from this provider are not configured ({variable})", code="not_configured"
-    )
+    message = f"Webhooks from this provider are not configured ({variable})"
+    return ApiError("provider_unavailable", message, code="not_configured", retry_after=NOT_CONFIGURED_RETRY_AFTER_S)
 
 
 def json_object(provider: str, body: bytes) -> dict[str, Any]:
