@@ -60,9 +60,24 @@ def bad_tokens(workspace: str) -> dict[str, str | None]:
         "workspace blank": mint_token("   "),
         "workspace with a newline": mint_token(f"{workspace}\n"),  # a tenant of its own, printed like `workspace`
         "sub with a control character": mint_token(workspace, sub="mallory\x1b[2J"),
+        # Signed, but naming the workspace twice: a proxy reading the first and the gateway the last would disagree.
+        "workspace named twice": jwt.api_jws.encode(
+            f'{{"sub":"m","workspace":"{workspace}","permissions":["payments:admin"],"workspace":"other",'
+            f'"exp":{now + 600}}}'.encode(),
+            JWT_SECRET,
+            algorithm="HS256",
+        ),
         "sub not unicode": mint_token(workspace, sub="caf\udce9"),
         "permission not unicode": mint_token(workspace, permissions=["payments:admin", "\ud800"]),
     }
+
+
+def test_a_date_claim_that_is_not_a_number_is_told_so(api: Api) -> None:
+    # PyJWT read `"exp": true` as 1 and answered "The token has expired."
+    token = mint_token(api.workspace, exp=True)
+    response = request(api.http, "GET", "transactions/{id}", token, "txn_any")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "The token's exp claim must be a number."
 
 
 def _tampered(token: str) -> str:

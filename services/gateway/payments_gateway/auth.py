@@ -10,6 +10,7 @@ token without the route's permission is 403 `permission_error`.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import OrderedDict
@@ -47,6 +48,32 @@ def forbidden(permission: str) -> ApiError:
     return ApiError("permission_error", f"This token lacks the permission {permission}.", code="missing_permission")
 
 
+def _unique_claims(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    claims = dict(pairs)
+    if len(claims) != len(pairs):
+        raise ValueError("a claim is named twice")
+    return claims
+
+
+class _UniqueClaimsJWT(jwt.PyJWT):
+    """PyJWT, refusing a payload that names a claim twice (RFC 7519 §4 lets a parser take the last): a proxy that
+    read the first `workspace` and this gateway the last would disagree about the tenant. Runs once the signature
+    is verified."""
+
+    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
+        try:
+            payload = json.loads(decoded["payload"], object_pairs_hook=_unique_claims)
+        except (ValueError, RecursionError) as error:
+            raise jwt.DecodeError(f"Invalid payload string: {error}") from error
+        if not isinstance(payload, dict):
+            raise jwt.DecodeError("Invalid payload string: must be a json object")
+        _check_numeric_dates(payload)  # before PyJWT reads them (it takes `"exp": true` for 1: "expired")
+        return payload
+
+
+_JWT: Final = _UniqueClaimsJWT()
+
+
 class TokenVerifier:
     def __init__(self, secret: str, issuer: str | None = None, audience: str | None = None) -> None:
         self._secret = secret
@@ -75,7 +102,7 @@ class TokenVerifier:
     def _decode(self, token: str) -> dict[str, Any]:
         required = ["exp", "sub"] + (["iss"] if self._issuer else []) + (["aud"] if self._audience else [])
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims: dict[str, Any] = _JWT.decode(
                 token,
                 self._secret,
                 algorithms=ALGORITHMS,
@@ -87,7 +114,6 @@ class TokenVerifier:
             raise unauthenticated("The token has expired.") from None
         except jwt.InvalidTokenError:
             raise unauthenticated("Invalid bearer token.") from None
-        _check_numeric_dates(claims)
         return claims
 
 
