@@ -282,6 +282,33 @@ def retried_until_answered(api: Api, route: str, body: dict[str, Any], key: str)
         time.sleep(0.2)
 
 
+@pytest.mark.parametrize("kind", ["capture", "refund", "void"])
+def test_a_follow_up_finished_by_the_restart_is_replayed_to_its_retry_at_once(tmp_path: Path, kind: str) -> None:
+    """SIGKILL right after the follow-up's `…Requested`; the restart's recovery finishes it. The dead attempt's claim
+    of the key is still within its in-flight window (30 s), but nothing runs any more: the retry with the key gets
+    the outcome at once, as a replay, not 409 "still being processed" until the window ends."""
+    data_dir = tmp_path / "data"
+    workspace, key = new_workspace(), new_key()
+    crash = f"after_{kind}_requested:{tmp_path / 'crashed-once'}"
+    with contextlib.ExitStack() as stack, embedded_server(data_dir, PAYMENTS_FAULT_CRASH_ONCE=crash) as first_run:
+        api = Api(stack.enter_context(httpx.Client(base_url=first_run.base_url, timeout=30)), workspace)
+        route = "charge" if kind == "refund" else "authorize"
+        paid = api.post(route, {"amount": PAID, "currency": "usd", "payment_method": "pm_card_visa"})
+        assert paid.status_code == 201, paid.text
+        body = {"transaction_id": paid.json()["id"], **({"amount": PART} if kind != "void" else {})}
+        with pytest.raises(httpx.TransportError):
+            api.post(kind, body, key=key)  # the process dies with the request recorded
+        assert first_run.processes[0].popen.wait(timeout=30) == -9
+    with contextlib.ExitStack() as stack, embedded_server(data_dir, PAYMENTS_FAULT_CRASH_ONCE=crash) as second_run:
+        api = Api(stack.enter_context(httpx.Client(base_url=second_run.base_url, timeout=30)), workspace)
+        recovered = wait_for_status(api, str(body["transaction_id"]), FOLLOW_UP_STATUS[kind])
+        retried = api.post(kind, body, key=key)
+        assert retried.status_code == 200, retried.text
+        assert retried.headers["Idempotent-Replayed"] == "true"
+        assert retried.json() == recovered
+    assert ledger_operations(data_dir, kind) == 1  # the sandbox acted once
+
+
 @pytest.mark.parametrize("route", ["charge", "authorize"])
 @pytest.mark.parametrize("provider", ["stripe", "authnet"])
 def test_a_payment_killed_after_its_provider_answered_is_recorded_once_by_the_restart(

@@ -12,7 +12,7 @@ from typing import Any, Final
 from payments_shared import faults, ids
 from payments_shared.errors import ApiError, conflict, invalid, not_found
 from payments_shared.eventstore.port import WrongExpectedVersion
-from payments_shared.idempotency import Claimed, IdempotencyGuard, in_progress, may_take_over
+from payments_shared.idempotency import Claimed, IdempotencyGuard, in_progress, may_take_over, replayed
 from payments_shared.idempotency import Replay as KeyReplay
 from payments_shared.money import STRIPE_THREE_DECIMAL_STEP, provider_amount_refusal
 
@@ -29,7 +29,8 @@ from payments_transactions.views import awaiting_decision, error_reply, operatio
 logger = logging.getLogger(__name__)
 
 MAX_RACES: Final = 50
-TRANSIENT_CONFLICTS: Final = frozenset({"operation_in_progress", "idempotency_key_in_use"})
+KEY_IN_USE: Final = "idempotency_key_in_use"
+TRANSIENT_CONFLICTS: Final = frozenset({"operation_in_progress", KEY_IN_USE})
 
 
 def _optional_amount(payload: dict[str, Any]) -> int | None:
@@ -87,17 +88,29 @@ class FollowUpHandler:
 
     async def _keyed(self, delivery: Delivery) -> dict[str, Any]:
         command = delivery.command
-        begun = await self._guard.begin(
-            command.command_id,
-            fingerprint=command.fingerprint,
-            route=command.type,
-            target=str(delivery.payload.get("transaction_id")),
-            message_id=delivery.message_id,
-            redelivered=delivery.redelivered,
-            metadata=delivery.metadata(),
-        )
+        try:
+            begun = await self._guard.begin(
+                command.command_id,
+                fingerprint=command.fingerprint,
+                route=command.type,
+                target=str(delivery.payload.get("transaction_id")),
+                message_id=delivery.message_id,
+                redelivered=delivery.redelivered,
+                metadata=delivery.metadata(),
+            )
+        except ApiError as error:
+            # The key's claim is another attempt's, and recent: 409 unless that attempt's operation was finished
+            # meanwhile by another hand (a restarted worker's recovery), its response then unrecorded under the key.
+            finished = await self._finished_earlier(delivery) if error.code == KEY_IN_USE else None
+            if finished is None:
+                raise
+            return finished
         if isinstance(begun, KeyReplay):
             return begun.response
+        if begun.version > 0:  # taken over from an earlier attempt, which may have been finished since
+            finished = await self._finished_earlier(delivery)
+            if finished is not None:
+                return await self._keep(begun, finished, delivery)
         try:
             reply = await self._perform(delivery)
         except ApiError as error:
@@ -114,6 +127,14 @@ class FollowUpHandler:
         kept = await self._guard.record(claimed, reply, delivery.metadata())
         faults.reached("after_response_recorded")
         return kept
+
+    async def _finished_earlier(self, delivery: Delivery) -> dict[str, Any] | None:
+        """The response of this key's operation when an earlier attempt, or the recovery of one, finished it."""
+        recorded, transaction = await self._streams.load(str(delivery.payload["transaction_id"]))
+        operation = None if transaction is None else transaction.operations.get(delivery.command.command_id)
+        if operation is None or not operation.finished:
+            return None
+        return replayed(outcome_reply(recorded, operation))
 
     async def _perform(self, delivery: Delivery) -> dict[str, Any]:
         command = delivery.command
