@@ -52,8 +52,9 @@ def provider_amount_refusal(provider: str, currency: str, amount: int) -> str | 
     step = STRIPE_THREE_DECIMAL_STEP
     if provider != "stripe" or amount % step == 0 or minor_unit_exponent(currency) != 3:
         return None
-    lower = amount - amount % step
+    lower, higher = amount - amount % step, amount - amount % step + step
+    nearest = f"{lower} or {higher}" if lower else str(higher)
     return (
         f"Stripe takes {currency} amounts only in multiples of {step} of its minor unit: "
-        f"{amount} is not one (e.g. {lower or step} or {lower + step})."
+        f"{amount} is not one (e.g. {nearest})."
     )

@@ -68,3 +68,9 @@ def test_stripe_refuses_three_decimal_amounts_that_are_not_multiples_of_ten(
     assert (refusal is not None) is refused
     if refusal is not None:
         assert str(amount) in refusal and "multiples of 10" in refusal
+
+
+@pytest.mark.parametrize(("amount", "nearest"), [(5, "(e.g. 10)."), (1234, "(e.g. 1230 or 1240).")])
+def test_a_refused_three_decimal_amount_names_the_nearest_it_would_take(amount: int, nearest: str) -> None:
+    refusal = provider_amount_refusal("stripe", "kwd", amount)
+    assert refusal is not None and refusal.endswith(nearest)  # below 10 there is one: "10 or 10" said it twice
