@@ -43,7 +43,13 @@ def settings_or_exit(cls: type[S], *, services_mode: bool = False) -> S:
     try:
         if services_mode:
             _require_set(SERVICES_REQUIRED)
-        return load(cls)
+        settings = load(cls)
+        if services_mode and getattr(settings, "broker_url", None) == "memory://":
+            raise ConfigError(
+                "configuration error: BROKER_URL=memory:// is a queue of this process's own, which no other process "
+                f"reads (embedded mode's): services mode needs RabbitMQ, e.g. {SERVICES_REQUIRED['BROKER_URL']}"
+            )
+        return settings
     except ConfigError as error:
         print(error.line, file=sys.stderr)
         raise SystemExit(2) from None

@@ -50,10 +50,13 @@ def test_an_unreachable_rabbitmq_is_one_line_and_status_1(module: str, tmp_path:
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
-def test_a_data_directory_that_cannot_be_made_is_one_line_and_status_1(module: str, tmp_path: Path) -> None:
+def test_a_data_directory_that_cannot_be_made_is_one_line_and_status_1(
+    module: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("not a directory")
-    env = base_env(a_file / "data", BROKER_URL="memory://", PORT=str(free_port()))
+    broker_url = "memory://" if module == "payments_embedded" else request.getfixturevalue("isolated_rabbitmq_url")
+    env = base_env(a_file / "data", BROKER_URL=broker_url, PORT=str(free_port()))
     env.pop("EVENTSTORE_URI", None)
     status, output = start(module, env)
     assert status == 1, output
@@ -71,6 +74,15 @@ def test_a_service_without_broker_url_is_one_line_naming_it_and_status_2(module:
     assert output.strip().splitlines() == [
         "configuration error: BROKER_URL is required in services mode, e.g. amqp://user:pass@host:5672/vhost"
     ]
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS[1:])
+def test_a_service_given_the_in_process_broker_is_refused_naming_it(module: str, tmp_path: Path) -> None:
+    """Set explicitly, `memory://` was taken: a gateway so started answered charges 202 `pending` that no worker
+    ever saw."""
+    status, output = start(module, base_env(tmp_path, BROKER_URL="memory://", PORT=str(free_port())))
+    assert status == 2, output
+    assert output.strip().splitlines()[-1].startswith("configuration error: BROKER_URL=memory:// is a queue")
 
 
 def test_embedded_mode_needs_no_broker_url(tmp_path: Path) -> None:

@@ -16,9 +16,10 @@ logger = logging.getLogger("payments_gateway")
 
 
 async def run(settings: GatewaySettings) -> None:
-    broker = await open_broker(settings.broker_url)
-    # The gateway holds no state; it opens the store only so that /readyz checks it, as API.md asks.
+    # The gateway holds no state; it opens the store only so that /readyz checks it, as API.md asks. The store
+    # first: an unusable data directory then stops it before a broker connection is left open.
     store = open_event_store(settings.eventstore_uri)
+    broker = await open_broker(settings.broker_url)
     try:
         app = create_app(settings, broker, {"broker": broker.ping, "eventstore": store.ping})
         logger.info("gateway listening", extra={"port": settings.port})

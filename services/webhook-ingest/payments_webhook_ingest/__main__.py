@@ -16,8 +16,8 @@ logger = logging.getLogger("payments_webhook_ingest")
 
 
 async def run(settings: WebhookSettings) -> None:
+    store = open_event_store(settings.eventstore_uri)  # first: a bad data directory stops it before the broker
     broker = await open_broker(settings.broker_url)
-    store = open_event_store(settings.eventstore_uri)
     try:
         app = create_app(settings, store, broker, {"broker": broker.ping, "eventstore": store.ping})
         unconfigured = [
