@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 import pytest
 
@@ -47,6 +48,16 @@ def test_an_unreachable_rabbitmq_is_one_line_and_status_1(module: str, tmp_path:
     assert status == 1, output
     assert "RabbitMQ" in cannot_start_reason(output)
     assert PASSWORD not in output
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS[1:])
+def test_a_virtual_host_rabbitmq_will_not_open_is_one_line_naming_it_and_status_1(
+    module: str, tmp_path: Path, rabbitmq_url: str
+) -> None:
+    missing = urlunparse(urlparse(rabbitmq_url)._replace(path="/no-such-vhost"))
+    status, output = start(module, base_env(tmp_path, BROKER_URL=missing, PORT=str(free_port())))
+    assert status == 1, output  # was a 77-line traceback
+    assert "virtual host 'no-such-vhost'" in cannot_start_reason(output)
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -170,6 +171,11 @@ class RabbitMQBroker:
             connection = await aio_pika.connect_robust(url, reconnect_interval=reconnect_interval)
         except TRANSPORT_ERRORS as exc:
             raise BrokerUnavailable(f"cannot connect to RabbitMQ: {exc}") from exc
+        except aiormq.exceptions.AMQPError as exc:  # it answered, but closed instead of opening (a vhost, say)
+            vhost = unquote(urlsplit(url).path.removeprefix("/")) or "/"
+            raise BrokerUnavailable(
+                f"RabbitMQ refused to open a connection: is there a virtual host {vhost!r}, and may this user use it?"
+            ) from exc
         try:
             publish_channel = await connection.channel(publisher_confirms=True)
             rpc_channel = await connection.channel(publisher_confirms=True)
