@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 BROKER_FORMS = "memory:// or amqp://user:pass@host:5672/vhost (amqps:// too)"
 EVENTSTORE_FORMS = "sqlite:///path/events.db, kurrentdb://host:2113?tls=false, esdb://host:2113 or memory://"
 PROVIDER_NAMES = ("sandbox", "stripe", "authnet")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 AUTHNET_SANDBOX_URL = "https://apitest.authorize.net/xml/v1/request.api"
 ProviderName = Literal["sandbox", "stripe", "authnet"]
 
@@ -43,6 +44,13 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     # A …Requested without an outcome older than this is taken over by a new delivery (its first attempt died).
     in_flight_window_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() in LOG_LEVELS:
+            return value.upper()
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
 
     @field_validator("broker_url")
     @classmethod
@@ -168,7 +176,8 @@ def load(cls: type[S]) -> S:
         reason = str(first["msg"]).removeprefix("Value error, ")
         if not first["loc"]:  # a check across variables names them itself
             raise ConfigError(f"configuration error: {reason}") from None
-        raise ConfigError(f"configuration error: {str(first['loc'][0]).upper()} {reason}") from None
+        variable = f"{cls.model_config.get('env_prefix') or ''}{first['loc'][0]}".upper()  # SANDBOX_LATENCY_MS
+        raise ConfigError(f"configuration error: {variable} {reason}") from None
 
 
 # Used when PAYMENTS_JWT_SECRET is unset (embedded development only; the gateway warns loudly at start-up).
@@ -180,7 +189,7 @@ class JwtSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    payments_jwt_secret: str = DEVELOPMENT_JWT_SECRET
+    payments_jwt_secret: str = Field(default=DEVELOPMENT_JWT_SECRET, min_length=1)
     payments_jwt_issuer: str | None = None
     payments_jwt_audience: str | None = None
 

@@ -65,6 +65,39 @@ def test_a_data_dir_with_no_event_store_is_an_error_not_an_empty_all_clear(tmp_p
     assert not typo.exists()
 
 
+@pytest.mark.parametrize("command", [["verify"], ["export"]])
+def test_an_empty_events_file_is_no_event_store_and_is_left_empty(tmp_path: Path, command: list[str]) -> None:
+    """A zero-byte events.db (`touch`, a failed copy) verified as an empty store, and got a schema written in."""
+    empty = tmp_path / "events.db"
+    empty.touch()
+    ran = run_ops(tmp_path, *command)
+    assert (ran.status, ran.stderr.strip()) == (
+        1,
+        f"payments-ops {command[0]}: no event store at {empty} (check DATA_DIR or EVENTSTORE_URI)",
+    )
+    assert empty.stat().st_size == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "environment", "variable"),
+    [
+        (
+            ["token", "create", "--workspace", "ws", "--permissions", "payments:admin"],
+            {"PAYMENTS_JWT_SECRET": ""},
+            "PAYMENTS_JWT_SECRET",
+        ),
+        (["export"], {"EVENTSTORE_URI": "mysql://db"}, "EVENTSTORE_URI"),
+    ],
+)
+def test_a_wrong_setting_is_one_line_naming_it_and_status_2(
+    tmp_path: Path, command: list[str], environment: dict[str, str], variable: str
+) -> None:
+    ran = run_ops(tmp_path, *command, **environment)
+    assert ran.status == 2, ran.stderr  # an empty secret was a traceback; a wrong URI status 1
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"configuration error: {variable} "), ran.stderr
+
+
 def test_a_replay_position_past_any_event_store_is_refused_in_one_line(tmp_path: Path) -> None:
     ran = run_ops(tmp_path, "replay", "transactions", "--from-position", "99999999999999999999")
     assert (ran.status, ran.stderr.strip()) == (

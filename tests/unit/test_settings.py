@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+from payments_shared.providers.sandbox import SandboxSettings
 from payments_shared.settings import (
     AUTHNET_SANDBOX_URL,
     CommonSettings,
@@ -25,7 +26,13 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("BROKER_URL", "redis://x"), ("EVENTSTORE_URI", "postgres://db"), ("PORT", "eighty"), ("PORT", "70000")],
+    [
+        ("BROKER_URL", "redis://x"),
+        ("EVENTSTORE_URI", "postgres://db"),
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("LOG_LEVEL", "bogus"),  # was a traceback from logging at start-up
+    ],
 )
 def test_a_wrong_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
     monkeypatch.setenv(variable, value)
@@ -33,6 +40,16 @@ def test_a_wrong_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, varia
         load(CommonSettings)
     assert str(raised.value).startswith(f"configuration error: {variable} ")
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("SANDBOX_FAILURE_RATE", "2"), ("SANDBOX_LATENCY_MS", "-1"), ("SANDBOX_FAULT_SEED", "x")]
+)
+def test_a_prefixed_variable_is_named_whole(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as raised:
+        load(SandboxSettings)
+    assert str(raised.value).startswith(f"configuration error: {variable} ")  # was FAILURE_RATE, …
 
 
 def test_the_process_exits_with_one_line(tmp_path) -> None:

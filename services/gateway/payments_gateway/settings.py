@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from payments_shared.settings import (
-    DEVELOPMENT_JWT_SECRET,
     CommonSettings,
     JwtSettings,
     ProviderName,
@@ -15,7 +14,6 @@ from pydantic import Field, field_validator
 class GatewaySettings(CommonSettings, JwtSettings, RateLimitSettings):
     """The development secret is the default; start-up then logs a loud warning."""
 
-    payments_jwt_secret: str = Field(default=DEVELOPMENT_JWT_SECRET, min_length=1)
     payments_default_provider: ProviderName = "sandbox"
     rpc_timeout_s: float = Field(default=10.0, gt=0)
 

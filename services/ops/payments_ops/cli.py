@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from payments_shared.broker.port import BrokerError
 from payments_shared.eventstore.port import EventStoreError
+from payments_shared.settings import ConfigError
 
 from payments_ops import audit, dlq, export, replay, resolve, tokens, verify
 
@@ -38,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (EventStoreError, BrokerError, OSError) as error:  # what it reads is out of reach: one line, status 1
         print(f"payments-ops {arguments.command}: {error}", file=sys.stderr)
         status = 1
+    except ConfigError as error:  # a wrong setting: its one line, status 2, as the services say it
+        print(error.line, file=sys.stderr)
+        status = 2
     sys.exit(status)
 
 

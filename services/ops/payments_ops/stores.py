@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from payments_shared.eventstore.factory import SQLITE_PREFIX, open_event_store, sqlite_path
 from payments_shared.eventstore.port import EventStore, EventStoreUnavailable
@@ -16,12 +17,18 @@ def settings() -> CommonSettings:
     return load(CommonSettings)
 
 
+def _holds_a_store(path: Path) -> bool:
+    """A file with something in it (an empty one, from `touch` or a failed copy, is no store: opening it would
+    write a new empty one there)."""
+    return path.is_file() and path.stat().st_size > 0
+
+
 @asynccontextmanager
 async def event_store(common: CommonSettings) -> AsyncIterator[EventStore]:
     """The services' event store. An SQLite file that is not there is an error, not a new empty store: an audit
     of a mistyped DATA_DIR must not report all clear (nor leave an empty store behind)."""
     uri = common.eventstore_uri
-    if uri.startswith(SQLITE_PREFIX) and not sqlite_path(uri).is_file():
+    if uri.startswith(SQLITE_PREFIX) and not _holds_a_store(sqlite_path(uri)):
         raise EventStoreUnavailable(f"no event store at {sqlite_path(uri)} (check DATA_DIR or EVENTSTORE_URI)")
     store = open_event_store(uri)
     try:
