@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 from payments_shared.eventstore.port import NewEvent
@@ -137,6 +138,34 @@ def test_verify_finds_corrupted_streams(api: Api, server: Server, tmp_path: Path
     after_delete = [line for line in violations if deleted["id"] in line]
     assert after_delete == [f"customer-{deleted['id']} v2 CustomerUpdated: an event after the customer was deleted"]
     assert len(violations) == len(over_refund) + len(after_void) + 2  # nothing else in the store is flagged
+
+
+def test_verify_names_an_event_it_cannot_read(api: Api, server: Server, tmp_path: Path) -> None:
+    """An event whose data is not JSON (the file edited by hand) was a traceback: it is one line naming it."""
+    transaction_id = _refunded_charge(api)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    database = sqlite3.connect(server.data_dir / "events.db")
+    try:
+        database.execute("VACUUM INTO ?", (str(copy / "events.db"),))  # a consistent copy, WAL included
+    finally:
+        database.close()
+    edited = sqlite3.connect(copy / "events.db")
+    try:
+        with edited:
+            position = edited.execute(
+                "SELECT position FROM events WHERE stream = ? ORDER BY version LIMIT 1",
+                (f"transaction-{transaction_id}",),
+            ).fetchone()[0]
+            edited.execute("UPDATE events SET data = '{not json' WHERE position = ?", (position,))
+    finally:
+        edited.close()
+    ran = run_ops(copy, "verify")
+    assert ran.status == 1
+    assert "Traceback" not in ran.stderr
+    stream = f"transaction-{transaction_id}"
+    said = ran.stderr.strip().splitlines()[-1]
+    assert said.startswith(f"payments-ops verify: the event at position {position} (stream {stream!r}) is not readable")
 
 
 async def _corrupt(path: Path, workspace: str, refunded_id: str, voided_id: str) -> None:

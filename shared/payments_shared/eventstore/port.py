@@ -55,6 +55,10 @@ class EventStoreUnavailable(EventStoreError):
     """The store cannot be reached or written (locked, read-only, connection lost)."""
 
 
+class UnreadableEvent(EventStoreError):
+    """A stored event that cannot be decoded: its file was changed by something other than the store."""
+
+
 class EventStore(Protocol):
     async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
         """Append atomically; return the global position of the last event appended.

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from payments_shared import jsoncodec
-from payments_shared.eventstore.port import EventStoreUnavailable, NewEvent, RecordedEvent
+from payments_shared.eventstore.port import EventStoreUnavailable, NewEvent, RecordedEvent, UnreadableEvent
 from payments_shared.eventstore.sqlite_batch import (
     INSERT,
     Append,
@@ -102,16 +102,21 @@ _STOP: Final = object()
 
 def to_recorded(row: Row) -> RecordedEvent:
     position, event_id, stream, version, type_, data, metadata, recorded_at = row
-    return RecordedEvent(
-        id=uuid.UUID(event_id),
-        stream=stream,
-        type=type_,
-        data=jsoncodec.loads(data),
-        metadata=jsoncodec.loads(metadata),
-        version=version,
-        position=position,
-        recorded_at=datetime.fromisoformat(recorded_at),
-    )
+    try:
+        return RecordedEvent(
+            id=uuid.UUID(event_id),
+            stream=stream,
+            type=type_,
+            data=jsoncodec.loads(data),
+            metadata=jsoncodec.loads(metadata),
+            version=version,
+            position=position,
+            recorded_at=datetime.fromisoformat(recorded_at),
+        )
+    except (ValueError, TypeError) as error:
+        raise UnreadableEvent(
+            f"the event at position {position} (stream {stream!r}) is not readable: {error}"
+        ) from None
 
 
 class SqliteEventStore:
