@@ -22,6 +22,8 @@ from payments_shared.errors import ApiError
 from payments_shared.unicode_text import is_encodable, is_name_text
 from starlette.datastructures import Headers
 
+from payments_gateway.body import unique_keys
+
 ALGORITHMS = ["HS256"]  # pinned: never taken from the token, never `none`
 ADMIN_PERMISSION = "payments:admin"
 VERIFIED_TOKENS_KEPT: Final = 1024
@@ -48,13 +50,6 @@ def forbidden(permission: str) -> ApiError:
     return ApiError("permission_error", f"This token lacks the permission {permission}.", code="missing_permission")
 
 
-def _unique_claims(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    claims = dict(pairs)
-    if len(claims) != len(pairs):
-        raise ValueError("a claim is named twice")
-    return claims
-
-
 class _UniqueClaimsJWT(jwt.PyJWT):
     """PyJWT, refusing a payload that names a claim twice (RFC 7519 §4 lets a parser take the last): a proxy that
     read the first `workspace` and this gateway the last would disagree about the tenant. Runs once the signature
@@ -62,7 +57,7 @@ class _UniqueClaimsJWT(jwt.PyJWT):
 
     def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
         try:
-            payload = json.loads(decoded["payload"], object_pairs_hook=_unique_claims)
+            payload = json.loads(decoded["payload"], object_pairs_hook=unique_keys)  # a key twice: ValueError
         except (ValueError, RecursionError) as error:
             raise jwt.DecodeError(f"Invalid payload string: {error}") from error
         if not isinstance(payload, dict):

@@ -46,7 +46,7 @@ def _repeated_keys(pairs: list[tuple[str, Any]]) -> list[str]:
     return repeated
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """An object naming a key twice is refused: which one counts would depend on the parser (a proxy that
     checked the first and this service using the last would disagree about the request)."""
     result = dict(pairs)
@@ -76,7 +76,7 @@ def _marked_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # Built once: `json.loads(raw, parse_constant=…)` would build a decoder per call. The decode below is what
 # json.loads does with bytes (UTF-8/16/32 detected).
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=unique_keys)
 # Only once the body was refused: where the part refused is (`metadata.order`), for the error's param.
 _LOCATING_DECODER = json.JSONDecoder(
     parse_constant=_refuse_constant, object_pairs_hook=_marked_duplicates, parse_int=_int_or_too_long
