@@ -68,12 +68,10 @@ def not_confirmed(keyed: bool, transaction_id: str | None) -> ApiError:
             "the same Idempotency-Key to get its result (it is carried out at most once)."
         )
         return ApiError("provider_unavailable", message, code="service_unavailable", retry_after=RETRY_AFTER_S)
+    to_read = "the transaction" if transaction_id else "the object it changes"
     message = (
         "The service could not confirm that it took the request, so it may still be carried out. It had no "
-        "Idempotency-Key, so sending it again may do it twice: read the transaction first."
-        if transaction_id
-        else "The service could not confirm that it took the request, so it may still be carried out. It had no "
-        "Idempotency-Key, so sending it again may do it twice: read the object it changes first."
+        f"Idempotency-Key, so sending it again may do it twice: read {to_read} first."
     )
     return ApiError("provider_unavailable", message, code="service_unavailable", transaction_id=transaction_id)
 
