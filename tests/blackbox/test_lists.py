@@ -518,7 +518,9 @@ def test_a_card_number_in_a_list_query_is_card_data_and_never_echoed(http: httpx
 @pytest.mark.parametrize("kind", ["transactions", "customers", "subscriptions"])
 def test_a_huge_unknown_parameter_is_not_echoed_whole(http: httpx.Client, kind: str) -> None:
     token = mint_token(new_workspace(), READ_ALL)
-    response = http.get(f"{API}/{kind}?{'k' * 50_000}=1", headers={"Authorization": f"Bearer {token}"})
+    # 10,000, under the HTTP parser's 16 KiB limit: a 50,000-character request line arriving in pieces was refused
+    # by h11 before the app (400 invalid_http_request, connection closed unread), at times as a reset.
+    response = http.get(f"{API}/{kind}?{'k' * 10_000}=1", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "k" * 100 + "…"
     assert len(response.content) < 1_000
