@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -22,6 +21,7 @@ from fastapi import FastAPI
 from payments_shared.broker.factory import open_broker
 from payments_shared.broker.port import Broker, Message
 from payments_shared.http.serve import serve
+from payments_shared.settings import CommonSettings
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 ECHO_QUEUE = "bench.echo"
@@ -60,15 +60,15 @@ async def echo(message: Message) -> Mapping[str, Any]:
 
 
 async def run(mode: str) -> None:
-    port = int(os.environ.get("PORT", "8000"))
-    broker_url = os.environ.get("BROKER_URL", "memory://")
+    settings = CommonSettings()  # PORT, BROKER_URL and the HTTP limits, read as the services read them
+    broker_url = settings.broker_url
     if mode == "serve":
-        await serve(bare_app(None), port, host="127.0.0.1")
+        await serve(bare_app(None), settings, host="127.0.0.1")
         return
     broker = await open_broker(broker_url)
     try:
         if mode == "rpc":
-            await serve(bare_app(broker), port, host="127.0.0.1")
+            await serve(bare_app(broker), settings, host="127.0.0.1")
         else:
             await broker.consume(ECHO_QUEUE, echo, prefetch=32)
             stop = asyncio.Event()

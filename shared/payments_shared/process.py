@@ -112,7 +112,7 @@ async def run_worker(
             _breakers_route(app, worker)
         app.add_middleware(HeadAsGet)
         logger.info("worker started", extra={"worker": name, "port": settings.port})
-        await serve(app, settings.port)
+        await serve(app, settings)
     finally:
         logger.info("worker stopping", extra={"worker": name})
         if worker is not None and hasattr(worker, "stop"):

@@ -44,6 +44,9 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     # A …Requested without an outcome older than this is taken over by a new delivery (its first attempt died).
     in_flight_window_s: float = Field(default=30.0, gt=0)
+    # The HTTP server's protection against clients that hold connections (payments_shared.http.serve).
+    http_request_timeout_s: float = Field(default=15.0, gt=0, le=3600)
+    http_max_connections: int | None = Field(default=None, ge=1)  # default: the open-file limit less a reserve
 
     @field_validator("log_level")
     @classmethod

@@ -29,7 +29,7 @@ async def run(settings: EmbeddedSettings) -> None:
                 "eventstore": settings.gateway.eventstore_uri.split("://", 1)[0],
             },
         )
-        await serve(system.app, settings.gateway.port)
+        await serve(system.app, settings.gateway)
     finally:
         await system.close()
         logger.info("embedded mode stopped")

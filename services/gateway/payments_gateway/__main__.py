@@ -23,7 +23,7 @@ async def run(settings: GatewaySettings) -> None:
     try:
         app = create_app(settings, broker, {"broker": broker.ping, "eventstore": store.ping})
         logger.info("gateway listening", extra={"port": settings.port})
-        await serve(app, settings.port)
+        await serve(app, settings)
     finally:
         await broker.close()
         await store.close()

@@ -31,7 +31,7 @@ async def run(settings: WebhookSettings) -> None:
         for variable in unconfigured:
             logger.warning("%s is not set: that provider's webhooks are refused with 503", variable)
         logger.info("webhook-ingest listening", extra={"port": settings.port})
-        await serve(app, settings.port)
+        await serve(app, settings)
     finally:
         await broker.close()
         await store.close()

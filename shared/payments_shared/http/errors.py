@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from payments_shared.errors import ApiError, echoed, invalid
 from payments_shared.unicode_text import encodable
@@ -90,6 +91,13 @@ def _unexpected(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(INTERNAL_ERROR_BODY, status_code=500)
 
 
+def _client_gone(request: Request) -> JSONResponse:
+    """The client closed the connection (or its request ran out of time) before its body arrived: nothing was
+    done, and the answer has no one to reach. Not a server fault, so not logged as one."""
+    logger.info("the client went away before its request arrived whole: %s %s", request.method, request.url.path)
+    return error_response(invalid("The request body did not arrive whole.", code="request_incomplete"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)
@@ -106,9 +114,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         return _unexpected(request, error)
 
+    async def on_client_gone(request: Request, error: Exception) -> JSONResponse:
+        return _client_gone(request)
+
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -6,6 +6,12 @@ before the caller closes its broker and store; `_Server` keeps the signal handle
 
 A request that is not HTTP the parser accepts (a byte outside ASCII in the target, say) never reaches the app;
 uvicorn answers it 400 in plain text, `_H11Protocol` in API.md's error shape.
+
+uvicorn bounds neither how long a client may take to send a request nor how many connections stay open: a client
+trickling its headers, or thousands that connect and send nothing, would hold sockets until the process runs out
+of file descriptors (and every other client with it). `_H11Protocol` gives each request a deadline
+(`HTTP_REQUEST_TIMEOUT_S`, counted from the connection's start or the previous answer) and closes connections past
+a cap (`HTTP_MAX_CONNECTIONS`, by default the open-file limit less what the store, broker and logs need).
 """
 
 from __future__ import annotations
@@ -13,20 +19,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import resource
 import signal
+import time
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 import h11
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from payments_shared.errors import invalid
+from payments_shared.errors import ApiError, invalid
 from payments_shared.jsoncodec import dumps_bytes
+from payments_shared.settings import CommonSettings
+
+logger = logging.getLogger("payments_shared.http")
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GC_THRESHOLDS: Final = (10_000, 50, 50)  # CPython's defaults: (700, 10, 10)
+FILES_KEPT_FOR_THE_PROCESS: Final = 256  # event store, broker, log and provider sockets beside the HTTP clients
+REFUSAL_LOG_INTERVAL_S: Final = 60.0
+# h11 states of the client's side once its request has arrived whole (or never will).
+_REQUEST_IN: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.SWITCHED_PROTOCOL})
 
 
 class _Server(uvicorn.Server):
@@ -42,21 +58,117 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(stop_signal)
 
 
+class _Config(uvicorn.Config):
+    def __init__(self, app: ASGIApp, request_timeout_s: float, max_connections: int, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.request_timeout_s = request_timeout_s
+        self.max_connections = max_connections
+
+
+class _Refusals:
+    """Connections closed at the cap, logged at most once a minute (a flood must not flood the log too)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at = -REFUSAL_LOG_INTERVAL_S
+
+    def note(self, cap: int) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.logged_at >= REFUSAL_LOG_INTERVAL_S:
+            logger.warning(
+                "closing new connections: %d are open (the cap)", cap, extra={"closed_since_last": self.count}
+            )
+            self.logged_at, self.count = now, 0
+
+
+_refusals = _Refusals()
+
+
 class _H11Protocol(H11Protocol):
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self._limits.max_connections:
+            _refusals.note(self._limits.max_connections)
+            transport.abort()
+            return
+        self._watch_request()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_request()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_request()
+
     def send_400_response(self, msg: str) -> None:
-        body = dumps_bytes(invalid(msg, code="invalid_http_request").body())
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        for event in (h11.Response(status_code=400, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event) or b"")
+        self._answer_and_close(400, "Bad Request", invalid(msg, code="invalid_http_request"))
+
+    @property
+    def _limits(self) -> _Config:
+        assert isinstance(self.config, _Config)
+        return self.config
+
+    def _watch_request(self) -> None:
+        """Keep a deadline running while a request is awaited or arriving; none while it is being answered."""
+        if self.conn.their_state in _REQUEST_IN or self.transport.is_closing():
+            self._end_deadline()
+        elif self._deadline is None:
+            self._deadline = self.loop.call_later(self._limits.request_timeout_s, self._request_timed_out)
+
+    def _end_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _request_timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing() or self.conn.their_state in _REQUEST_IN:
+            return
+        arriving = self.cycle is not None and not self.cycle.response_complete  # its body is still coming
+        if not arriving and not self.conn.trailing_data[0]:
+            self.transport.close()  # an idle connection: nothing to answer
+            return
+        logger.info("closing a connection whose request did not arrive within %gs", self._limits.request_timeout_s)
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+            return
+        message = f"The request did not arrive whole within {self._limits.request_timeout_s:g} seconds."
+        self._answer_and_close(408, "Request Timeout", invalid(message, code="request_timeout"))
+
+    def _answer_and_close(self, status: int, reason: str, error: ApiError) -> None:
+        """Written as bytes: h11 refuses to send a response to a request it has not (wholly) parsed."""
+        body = dumps_bytes(error.body())
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode("ascii") + body)
         self.transport.close()
 
 
-def server(app: ASGIApp, port: int, host: str = "0.0.0.0") -> uvicorn.Server:
-    config = uvicorn.Config(
+def default_max_connections() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 65_536
+    return max(soft - FILES_KEPT_FOR_THE_PROCESS, soft // 2)
+
+
+def server(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> uvicorn.Server:
+    config = _Config(
         app,
+        request_timeout_s=settings.http_request_timeout_s,
+        max_connections=settings.http_max_connections or default_max_connections(),
         http=_H11Protocol,
         host=host,
-        port=port,
+        port=settings.port,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -66,9 +178,9 @@ def server(app: ASGIApp, port: int, host: str = "0.0.0.0") -> uvicorn.Server:
     return _Server(config)
 
 
-async def serve(app: ASGIApp, port: int, host: str = "0.0.0.0") -> None:
+async def serve(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> None:
     settle_heap()
-    await server(app, port, host).serve()
+    await server(app, settings, host).serve()
 
 
 def settle_heap() -> None:
