@@ -331,6 +331,40 @@ async def test_a_spent_token_whose_charge_the_reports_do_not_show_yet_is_retried
     assert [t.trans_id for t in charged] == [again.reference]
 
 
+async def test_a_full_refund_whose_answer_was_lost_is_not_refused_for_its_own_credit(authnet, authnet_server):
+    """The refund is made and its answer lost; the look-up misses it (reports lag) and the resend is refused with
+    reason 55 (the credits would exceed the charge): exceeded by the refund itself. No refusal: retried, it is found."""
+    charged = await authnet.pay(payment("cmd-charge-own-credit", "tok-own-credit"))
+    authnet_server.settle()
+    original = ref_of(charged, 1099, 1099)
+    authnet_server.fail_next("drop")
+    authnet_server.lag_reports(3)
+
+    first = await authnet.refund(original, 1099, "cmd-refund-own-credit", None)
+    again = await authnet.refund(original, 1099, "cmd-refund-own-credit", None)
+
+    assert first.outcome is Outcome.RETRYABLE, first  # not PERMANENT: the refund was made
+    assert again.outcome is Outcome.APPROVED and again.details["refund_of"] == charged.reference
+    refunds = authnet_server.state.payments_with_invoice(reference_for("cmd-refund-own-credit"))
+    assert [refund.trans_id for refund in refunds] == [again.reference]
+
+
+async def test_a_redriven_refund_refused_for_credits_and_unlisted_past_the_bound_is_refused(authnet, authnet_server):
+    """Twenty minutes after its first attempt a refund still unlisted was not made: the credits that exceed the
+    charge are another refund's (made at the Merchant Interface, say), and reason 55 is the answer."""
+    charged = await authnet.pay(payment("cmd-charge-other-credit", "tok-other-credit"))
+    authnet_server.settle()
+    original = ref_of(charged, 1099, 1099)
+    assert (await authnet.refund(original, 1099, "cmd-refund-elsewhere", None)).outcome is Outcome.APPROVED
+    second = fresh_adapter(authnet_server)
+
+    late = await second.refund(original, 1099, "cmd-refund-late-55", None, earlier_attempt_at=minutes_ago(25))
+
+    assert late.outcome is Outcome.PERMANENT and late.details["reason_code"] == "55"
+    assert authnet_server.state.payments_with_invoice(reference_for("cmd-refund-late-55")) == []
+    await second.close()
+
+
 async def test_a_redrive_after_settlement_finds_the_payment_in_its_batch(authnet_server):
     """A command re-driven after the nightly batch (a dead letter requeued the next morning): the payment is no
     longer in the unsettled list, and its token is spent. It is found in the batch settled since."""

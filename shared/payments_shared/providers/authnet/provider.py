@@ -36,6 +36,7 @@ from payments_shared.providers.authnet.client import Ambiguous, AuthnetClient, N
 from payments_shared.providers.authnet.outcomes import (
     ALREADY_CAPTURED,
     ALREADY_VOIDED,
+    CREDITS_EXCEED_DEBIT,
     DUPLICATE_RECORD,
     DUPLICATE_TRANSACTION,
     INVALID_ONE_TIME_TOKEN,
@@ -543,7 +544,31 @@ class AuthorizeNetProvider:
                 return _unlisted(reference, earlier)
         if transaction is None:
             return self._refused(response)
+        if transaction.reason_code == CREDITS_EXCEED_DEBIT and earlier is not None:
+            return await self._refund_over_credits(reference, response, transaction, currency, earlier)
         return transaction_outcome(response, transaction)
+
+    async def _refund_over_credits(
+        self, reference: str, response: ApiResponse, refused: TransactionResponse, currency: str, earlier: datetime
+    ) -> ProviderResult:
+        """A refund sent again after an attempt that may have reached Authorize.net, refused because the credits
+        would exceed the charge: the earlier attempt's own credit may be what exceeds it (a full refund's resend
+        is refused so, not taken for a duplicate). Found, it is the refund; unlisted, it is looked up again until
+        `NEVER_MADE_AFTER`, past which the reports would list it: the credits are another refund's, the refusal
+        stands."""
+        found = await self._find_by_invoice(reference, currency, earlier)
+        if found is not None:
+            return found
+        if _now() - earlier < NEVER_MADE_AFTER:
+            return ProviderResult(
+                Outcome.RETRYABLE,
+                message=(
+                    "Authorize.net refuses this refund as exceeding the charge, and does not list an earlier "
+                    "attempt of it yet: it is looked up again shortly"
+                ),
+                retry_after=30.0,
+            )
+        return transaction_outcome(response, refused)
 
     async def _resolve_unsendable(self, reference: str, currency: str, since: datetime) -> ProviderResult:
         """A payment re-driven without its Accept.js token (never stored): only a look-up can tell its fate."""
