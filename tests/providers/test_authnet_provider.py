@@ -125,14 +125,29 @@ async def test_void_and_void_again(authnet, authnet_server):
         ("test-reason-8", Outcome.DECLINED, "expired_card"),
         ("test-reason-4", Outcome.DECLINED, "pickup_card"),
         ("test-review", Outcome.PENDING_REVIEW, None),
-        ("test-error", Outcome.RETRYABLE, None),
+        ("test-error", Outcome.PERMANENT, None),  # reason 19: "try again in 5 minutes"
     ],
 )
 async def test_outcomes_of_the_answer(authnet, value, outcome, decline_code):
     result = await authnet.pay(payment(f"cmd-{value}", value))
     assert result.outcome is outcome
     assert result.decline_code == decline_code
-    assert result.reference is not None or outcome is Outcome.RETRYABLE
+    assert result.reference is not None
+
+
+async def test_a_payment_refused_for_processor_trouble_is_failed_also_when_redriven(authnet, authnet_server):
+    """Reason 19 ("An error occurred during processing. Please try again in 5 minutes."): Authorize.net keeps an
+    error transaction under the invoice number. A re-drive (its Accept.js token not kept) finds that transaction:
+    the payment is failed, not left pending and looked up for ever."""
+    first = await authnet.pay(payment("cmd-processor-trouble", "test-error-19"))
+    second = fresh_adapter(authnet_server)
+    redrive = dataclasses.replace(payment("cmd-processor-trouble", ""), earlier_attempt_at=minutes_ago(1))
+
+    again = await second.pay(redrive)
+
+    assert first.outcome is Outcome.PERMANENT and "try again" in (first.message or "").lower()
+    assert again.outcome is Outcome.PERMANENT and again.reference == first.reference
+    await second.close()
 
 
 async def test_held_for_review_is_pending_with_the_transaction(authnet, authnet_server):
@@ -363,6 +378,19 @@ async def test_a_redriven_refund_refused_for_credits_and_unlisted_past_the_bound
     assert late.outcome is Outcome.PERMANENT and late.details["reason_code"] == "55"
     assert authnet_server.state.payments_with_invoice(reference_for("cmd-refund-late-55")) == []
     await second.close()
+
+
+async def test_a_redriven_refund_refused_for_credits_known_here_is_refused_at_once(authnet, authnet_server):
+    """The refunds recorded here (ours, or reported by the provider) already explain reason 55: no waiting."""
+    charged = await authnet.pay(payment("cmd-charge-known-credit", "tok-known-credit"))
+    authnet_server.settle()
+    original = ref_of(charged, 1099, 1099)
+    assert (await authnet.refund(original, 600, "cmd-refund-known-a", None)).outcome is Outcome.APPROVED
+    known = dataclasses.replace(original, known_credits=600)
+
+    refused = await authnet.refund(known, 600, "cmd-refund-known-b", None, earlier_attempt_at=minutes_ago(1))
+
+    assert refused.outcome is Outcome.PERMANENT and refused.details["reason_code"] == "55"
 
 
 async def test_a_redrive_after_settlement_finds_the_payment_in_its_batch(authnet_server):

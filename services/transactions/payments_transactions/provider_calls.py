@@ -52,6 +52,7 @@ def _payment_ref(transaction: Transaction) -> PaymentRef:
         amount_captured=transaction.amount_captured,
         currency=transaction.currency,
         details=dict(transaction.provider_details),
+        known_credits=transaction.known_credits,
     )
 
 

@@ -136,6 +136,9 @@ class PaymentRef:
     amount_captured: int
     currency: str
     details: Mapping[str, Any] = field(default_factory=dict)  # kept from earlier results
+    # Refunds the provider is known to hold against it (refunded here, and refunds it reported that are not counted
+    # yet), the one being made not among them: what can explain a refund refused as exceeding the charge.
+    known_credits: int = 0
 
 
 class PaymentProvider(Protocol):

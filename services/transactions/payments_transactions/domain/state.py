@@ -157,6 +157,12 @@ class Transaction:
     def refundable(self) -> int:
         return self.amount_captured - self.refund_reserved
 
+    @property
+    def known_credits(self) -> int:
+        """Refunded, plus the refunds the provider reported while ours were under way (not counted yet)."""
+        noted = sum(report.amount or 0 for report in self.noted_refund_reports if report.kind == "refund")
+        return self.amount_refunded + noted
+
     def open_operations(self) -> list[Operation]:
         return [op for op in self.operations.values() if not op.finished]
 

@@ -61,10 +61,10 @@ DECLINE_CODES: dict[str, str] = {
 }
 # Reasons under responseCode 3 that are about the card: a decline the customer can fix, not a system error.
 CARD_ERROR_REASONS = frozenset({"6", "7", "8", "17", "28", "37", "78", "315", "316", "317"})
-# Processor trouble and timeouts: "An error occurred during processing. Please try again."
-RETRYABLE_REASONS = frozenset(
-    {"19", "20", "21", "22", "23", "25", "26", "35", "57", "58", "59", "60", "61", "62", "63", "120", "121", "122"}
-)
+# Processor trouble ("An error occurred during processing. Please try again in 5 minutes.", reasons 19-23 and the
+# like) is an error transaction Authorize.net keeps under the invoice number: a final failure, as Stripe's
+# `processing_error`. The same attempt is never made again: its Accept.js token is spent (and never kept for a
+# re-drive), and a look-up finds the error transaction; the client tries again with a new Idempotency-Key.
 
 
 def transaction_outcome(response: ApiResponse, transaction: TransactionResponse) -> ProviderResult:
@@ -89,8 +89,7 @@ def judge_transaction(transaction: TransactionResponse, result_code: str, error_
         details["invalid_param"] = "currency"
     if reason == CREDITS_EXCEED_DEBIT:  # a refund above what remains refundable there: API.md's 409
         details["conflict"] = "amount_too_large"
-    outcome = Outcome.RETRYABLE if reason in RETRYABLE_REASONS else Outcome.PERMANENT
-    return ProviderResult(outcome, reference=transaction.trans_id, message=message, details=details)
+    return ProviderResult(Outcome.PERMANENT, reference=transaction.trans_id, message=message, details=details)
 
 
 def request_outcome(response: ApiResponse) -> ProviderResult:

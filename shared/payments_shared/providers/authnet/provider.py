@@ -212,7 +212,9 @@ class AuthorizeNetProvider:
             last_four,
         )
         earlier = self._sent_since(reference, earlier_attempt_at)
-        result = await self._create(reference, document, payment.currency, earlier)
+        # Refused as exceeding the charge, with no known refund to explain it: its own earlier attempt may.
+        unexplained = payment.known_credits + amount <= payment.amount_captured
+        result = await self._create(reference, document, payment.currency, earlier, own_credit_possible=unexplained)
         if result.details.get("reason_code") != NOT_SETTLED_FOR_CREDIT:
             return _with_amount(_with_details(result, refund_of=payment.reference), amount)
         if amount < payment.amount_captured:
@@ -493,7 +495,14 @@ class AuthorizeNetProvider:
         known = [when for when in (earlier_attempt_at, self._unresolved.get(reference)) if when is not None]
         return min(known) if known else None
 
-    async def _create(self, reference: str, document: bytes, currency: str, earlier: datetime | None) -> ProviderResult:
+    async def _create(
+        self,
+        reference: str,
+        document: bytes,
+        currency: str,
+        earlier: datetime | None,
+        own_credit_possible: bool = False,
+    ) -> ProviderResult:
         """Send a transaction that creates a new transId, at most once per reference (its invoice number).
 
         `earlier`: since when an earlier attempt may have reached Authorize.net (None: this is the first), so the
@@ -521,7 +530,7 @@ class AuthorizeNetProvider:
                         self._unresolved.pop(reference, None)
                         return found
                     continue
-                result = await self._judge_created(reference, response, currency, earlier)
+                result = await self._judge_created(reference, response, currency, earlier, own_credit_possible)
                 if result.outcome is not Outcome.RETRYABLE:
                     self._unresolved.pop(reference, None)
                 return result
@@ -530,7 +539,12 @@ class AuthorizeNetProvider:
         return _unreachable()
 
     async def _judge_created(
-        self, reference: str, response: ApiResponse, currency: str, earlier: datetime | None
+        self,
+        reference: str,
+        response: ApiResponse,
+        currency: str,
+        earlier: datetime | None,
+        own_credit_possible: bool = False,
     ) -> ProviderResult:
         transaction = transaction_response(response)
         duplicate = transaction is not None and transaction.reason_code == DUPLICATE_TRANSACTION
@@ -544,7 +558,7 @@ class AuthorizeNetProvider:
                 return _unlisted(reference, earlier)
         if transaction is None:
             return self._refused(response)
-        if transaction.reason_code == CREDITS_EXCEED_DEBIT and earlier is not None:
+        if transaction.reason_code == CREDITS_EXCEED_DEBIT and earlier is not None and own_credit_possible:
             return await self._refund_over_credits(reference, response, transaction, currency, earlier)
         return transaction_outcome(response, transaction)
 
@@ -552,10 +566,10 @@ class AuthorizeNetProvider:
         self, reference: str, response: ApiResponse, refused: TransactionResponse, currency: str, earlier: datetime
     ) -> ProviderResult:
         """A refund sent again after an attempt that may have reached Authorize.net, refused because the credits
-        would exceed the charge: the earlier attempt's own credit may be what exceeds it (a full refund's resend
-        is refused so, not taken for a duplicate). Found, it is the refund; unlisted, it is looked up again until
-        `NEVER_MADE_AFTER`, past which the reports would list it: the credits are another refund's, the refusal
-        stands."""
+        would exceed the charge, and no refund known here explains it: the earlier attempt's own credit may be what
+        exceeds it (a full refund's resend is refused so, not taken for a duplicate). Found, it is the refund;
+        unlisted, it is looked up again until `NEVER_MADE_AFTER`, past which the reports would list it: the credits
+        are another refund's, the refusal stands."""
         found = await self._find_by_invoice(reference, currency, earlier)
         if found is not None:
             return found
