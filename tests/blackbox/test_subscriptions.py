@@ -178,7 +178,8 @@ def test_cancel_at_period_end_then_immediately_then_409(
         ("POST", f"{path}/cancel", {}),
         ("POST", f"{path}/cancel", {"at_period_end": True}),
         ("PUT", path, {"quantity": 2}),
-        ("PUT", path, {"metadata": {"a": "b"}}),
+        ("PUT", path, {"metadata": {"a": "b"}, "quantity": 2}),
+        ("PUT", path, {"cancel_at_period_end": False}),
     ):
         assert error_of(billing.call(method, route, body), 409)["type"] == "conflict"
     assert billing.call("GET", path).json()["status"] == "canceled"
@@ -193,6 +194,22 @@ def test_cancel_at_period_end_then_immediately_then_409(
         "SubscriptionCancelRequested",
         "SubscriptionCanceled",
     ]
+
+
+def test_a_canceled_subscription_still_takes_new_metadata(billing: Billing, customer: dict[str, Any]) -> None:
+    """As at Stripe ("a canceled subscription can only update its cancellation_details and metadata")."""
+    created = subscription(billing, customer["id"], metadata={"order": "1"})
+    path = f"subscriptions/{created['id']}"
+    canceled = billing.call("POST", f"{path}/cancel", {}).json()
+
+    updated = billing.call("PUT", path, {"metadata": {"refund_ticket": "T-9", "order": ""}})
+
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["metadata"] == {"refund_ticket": "T-9"}
+    assert {name: updated.json()[name] for name in ("status", "canceled_at", "quantity", "amount")} == {
+        name: canceled[name] for name in ("status", "canceled_at", "quantity", "amount")
+    }
+    assert billing.call("GET", path).json()["metadata"] == {"refund_ticket": "T-9"}
 
 
 def test_cancel_without_a_body_is_immediate(billing: Billing, customer: dict[str, Any]) -> None:

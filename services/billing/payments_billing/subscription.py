@@ -266,13 +266,20 @@ def check_period_amount(amount: int, quantity: int, param: str) -> None:
         )
 
 
-def changeable(subscription: Subscription | None, workspace: str) -> Subscription:
-    """The subscription if it may still change: not found → 404, canceled → 409."""
+def changeable(subscription: Subscription | None, workspace: str, metadata_only: bool = False) -> Subscription:
+    """The subscription if it may still change: not found → 404, canceled → 409 unless only its metadata changes
+    (as at Stripe)."""
     current = visible(subscription, workspace)
-    if current.status == CANCELED_STATUS:
-        message = f"Subscription {current.id} is canceled: it cannot change any more."
+    if current.status == CANCELED_STATUS and not metadata_only:
+        message = f"Subscription {current.id} is canceled: only its metadata can change."
         raise conflict(message, code=CANCELED_CODE)
     return current
+
+
+def changes_metadata_only(parameters: Mapping[str, Any]) -> bool:
+    """Whether an update's parameters change its metadata and nothing else."""
+    billing = ("quantity", "amount", "price", "cancel_at_period_end")
+    return parameters.get("metadata") is not None and all(parameters.get(name) is None for name in billing)
 
 
 def check_move(current: str, new: str) -> None:
@@ -295,7 +302,7 @@ def decide_create(existing: Subscription | None, new: NewSubscription, now: str)
 
 def decide_request_update(subscription: Subscription | None, workspace: str, pending: PendingChange) -> DomainEvent:
     """Record an update as requested before its provider is asked: one at a time (409 while another is open)."""
-    current = changeable(subscription, workspace)
+    current = changeable(subscription, workspace, changes_metadata_only(pending.parameters))
     if current.status == INCOMPLETE and _changes_billing(current, pending.parameters):
         message = (
             f"Subscription {current.id} is incomplete: until its first payment succeeds only its metadata and "
@@ -322,7 +329,8 @@ def decide_request_cancel(
 def _requested(
     event_type: str, subscription: Subscription | None, workspace: str, pending: PendingChange
 ) -> DomainEvent:
-    current = changeable(subscription, workspace)
+    metadata_only = event_type == UPDATE_REQUESTED and changes_metadata_only(pending.parameters)
+    current = changeable(subscription, workspace, metadata_only)
     if current.pending_update is not None:
         raise conflict("Another change of this subscription is in progress; retry.", code="operation_in_progress")
     return DomainEvent(event_type, pending.to_data())
@@ -339,10 +347,14 @@ def decide_update(
     changes: SubscriptionChanges,
     now: str,
     command_id: str | None = None,
+    metadata_only: bool = False,
 ) -> DomainEvent:
-    """The update with the provider's answer; `command_id` names the request it finishes."""
-    current = changeable(subscription, workspace)
+    """The update with the provider's answer; `command_id` names the request it finishes. A canceled subscription
+    takes only new metadata (`metadata_only`: what the request changed), whatever else the provider reports."""
+    current = changeable(subscription, workspace, metadata_only)
     values = {name: value for name, value in changes.values.items() if name in CHANGEABLE}
+    if current.status == CANCELED_STATUS:
+        values = {name: value for name, value in values.items() if name == "metadata"}
     if "status" in values:
         check_move(current.status, values["status"])
     if "metadata" in values:

@@ -283,7 +283,7 @@ def check_changed_period_amount(current: domain.Subscription, payload: Mapping[s
 def requested_update(state: domain.Subscription | None, call: Call) -> DomainEvent:
     """The update recorded as requested, with the provider's parameters fixed now (a re-drive sends the same
     ones under the same key); 4xx before any provider call."""
-    current = domain.changeable(state, call.workspace)
+    current = domain.changeable(state, call.workspace, domain.changes_metadata_only(call.payload))
     payload = call.payload
     check_changed_period_amount(current, payload)
     metadata = string_map(payload["metadata"]) if "metadata" in payload else None
@@ -334,7 +334,8 @@ def _changes(
         if domain.is_cancel(pending):
             return domain.decide_cancel(state, state.workspace, pending, call.now)
         changes = domain.SubscriptionChanges({**pending.requested, **reported_changes(result)})
-        return domain.decide_update(state, state.workspace, changes, call.now, pending.command_id)
+        metadata_only = domain.changes_metadata_only(pending.parameters)
+        return domain.decide_update(state, state.workspace, changes, call.now, pending.command_id, metadata_only)
 
     subscription = UpdatedObject(
         domain.stream_name(subscription_id), domain.fold, domain.visible, domain.UPDATED, domain.UPDATE_FAILED

@@ -212,6 +212,12 @@ class SubscriptionChange:
     def new_quantity(self) -> int | None:
         return self.quantity if self.quantity is not None else self.current_quantity
 
+    @property
+    def changes_billing(self) -> bool:
+        """Whether it changes more than metadata (what a canceled subscription still takes, as at Stripe)."""
+        fields = (self.quantity, self.amount, self.price, self.cancel_at_period_end)
+        return any(value is not None for value in fields)
+
 
 class BillingProvider(Protocol):
     """Customers and subscriptions. Subscription results carry in `details`: `status` (API.md's names),

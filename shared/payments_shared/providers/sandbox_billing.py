@@ -182,8 +182,10 @@ class SandboxBilling:
 
     async def update_subscription(self, reference: str, change: SubscriptionChange) -> ProviderResult:
         def decide() -> ProviderResult:
-            if self.ledger.subscription_canceled(reference):  # as Stripe and ARB refuse to change a canceled one
-                return ProviderResult(Outcome.PERMANENT, message="The subscription is canceled.")
+            if self.ledger.subscription_canceled(reference):  # as Stripe and ARB refuse to bill a canceled one
+                if change.changes_billing:
+                    return ProviderResult(Outcome.PERMANENT, message="The subscription is canceled.")
+                return ProviderResult(Outcome.APPROVED, reference)  # its metadata, as Stripe takes
             problem = change_problem(change)
             if problem is not None:
                 return problem
