@@ -358,6 +358,26 @@ async def test_a_creation_that_finds_its_customer_deleted_undoes_the_subscriptio
     assert (await billing.send("create_subscription", payload, key="k-sub"))["status"] == 404  # replayed
 
 
+async def test_a_creation_the_provider_refuses_as_its_customer_was_deleted_meanwhile_is_the_deletions_404(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The creation read its customer alive; the deletion won the race at the provider, which refuses the creation
+    (Stripe: no such customer). The answer is the deletion's 404 on customer_id, not a provider error."""
+    created = await customer(billing)
+    payload = {"customer_id": created["id"], "amount": 500, "currency": "usd", "interval": "month"}
+
+    async def refused_after_the_deletion(_: SandboxBilling, request: SubscriptionRequest) -> ProviderResult:
+        assert (await billing.send("delete_customer", {"customer_id": created["id"]}))["status"] == 200
+        return ProviderResult(Outcome.PERMANENT, message="No such customer: 'cus_…'")
+
+    monkeypatch.setattr(SandboxBilling, "create_subscription", refused_after_the_deletion)
+    answer = await billing.send("create_subscription", payload, key="k-sub-race")
+
+    assert answer["status"] == 404 and answer["body"]["error"]["param"] == "customer_id", answer
+    subscription_id = ids.derived_id("sub", ids.command_id("ws_a", "k-sub-race"))
+    assert (await billing.send("get_subscription", {"subscription_id": subscription_id}))["status"] == 404
+
+
 async def test_a_subscription_listed_after_a_deletion_began_is_canceled_by_it(billing: Billing) -> None:
     created = await customer(billing)
     with faults.hook(customer_commands.AFTER_SUBSCRIPTIONS_CANCELED, crash), pytest.raises(RuntimeError):

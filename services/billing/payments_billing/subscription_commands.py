@@ -206,7 +206,7 @@ async def _create(
     provider = context.provider(customer.provider)
     result = await provider.create_subscription(request)
     faults.reached(AFTER_SUBSCRIPTION_CALL)
-    if customer.deleted and not may_have_made(result):
+    if not may_have_made(result) and (customer.deleted or await _deleted_since(context, call)):
         raise customer_gone()
     status = initial_status(result, request.trial_days, provider.name)
     # Found a day later (Stripe forgot the key) and ended at Stripe since: it is recorded as it was made. A deleted
@@ -229,6 +229,12 @@ async def _create(
         created = domain.evolve(created, recorded)
     assert created is not None
     return created
+
+
+async def _deleted_since(context: BillingContext, call: Call) -> bool:
+    """Whether the customer, alive when read, was deleted since: a refusal of its creation (Stripe's "no such
+    customer") then lost the race to the deletion, whose 404 is the answer."""
+    return (await customer_of(context, call, deleted_too=True)).deleted
 
 
 def ended_at_provider(made: domain.Subscription | None, result: ProviderResult, call: Call) -> DomainEvent:
