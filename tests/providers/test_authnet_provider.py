@@ -328,7 +328,15 @@ async def test_a_token_reused_by_a_first_attempt_is_refused_at_once(authnet, aut
     result = await authnet.pay(payment("cmd-token-second", "tok-shared"))
 
     assert result.outcome is Outcome.PERMANENT
+    assert result.details["invalid_param"] == "payment_method"  # the client's to fix (400), as Stripe's token reuse
     assert authnet_server.state.payments_with_invoice(reference_for("cmd-token-second")) == []
+
+
+async def test_a_payment_profile_authorize_net_does_not_hold_is_the_clients_payment_method_error(authnet):
+    """E00040 on a charge of '<customerProfileId>/<paymentProfileId>': no such payment method, 400 as at Stripe."""
+    result = await authnet.pay(dataclasses.replace(payment("cmd-no-profile", "x"), payment_method="1/2"))
+
+    assert result.outcome is Outcome.PERMANENT and result.details["invalid_param"] == "payment_method", result
 
 
 async def test_a_spent_token_whose_charge_the_reports_do_not_show_yet_is_retried_not_refused(authnet, authnet_server):

@@ -177,7 +177,7 @@ class AuthorizeNetProvider:
             description=request.description,
         )
         result = await self._create(reference, document, request.currency, earlier)
-        return _with_amount(result, request.amount)
+        return _with_amount(_payment_method_refused(result, source), request.amount)
 
     async def capture(self, payment: PaymentRef, amount: int, idempotency_key: str) -> ProviderResult:
         reference = messages.reference_for(idempotency_key)
@@ -836,6 +836,19 @@ def _nonce_not_kept() -> ProviderResult:
         message="The Accept.js payment method of this update is not kept here: send a new one with a new key.",
         details={"invalid_param": "payment_method"},
     )
+
+
+def _payment_method_refused(result: ProviderResult, source: PaymentSource) -> ProviderResult:
+    """Authorize.net's refusals of the payment method itself are the client's to fix: 400 on payment_method, as
+    Stripe answers a token used twice or a payment method it does not hold (a provider error would say retry)."""
+    if result.outcome is not Outcome.PERMANENT:
+        return result
+    code = result.details.get("error_code")
+    if code == INVALID_ONE_TIME_TOKEN and "opaque" in source:
+        return _invalid_method("This Accept.js token was already used or has expired: ask Accept.js for a new one.")
+    if code in NOT_FOUND_CODES and "profile" in source:
+        return _invalid_method("No such payment method: Authorize.net holds no such customer payment profile.")
+    return result
 
 
 def _payment_source(method: PaymentMethod, customer_reference: str | None) -> PaymentSource | ProviderResult:
