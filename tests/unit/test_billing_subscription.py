@@ -201,6 +201,26 @@ def test_cancel_at_period_end_can_be_undone_by_an_update() -> None:
     assert subscription is not None and (subscription.cancel_at_period_end, subscription.canceled_at) == (False, None)
 
 
+def test_an_update_whose_answer_shows_it_canceled_sets_canceled_at() -> None:
+    """The provider canceled it before the update reached it (out of band, its webhook not here yet): the update's
+    answer brings `canceled`, and the subscription shows when, as Stripe never shows a canceled one without it."""
+    events = history()
+    changes = domain.SubscriptionChanges({"metadata": {"b": "2"}, "status": domain.CANCELED_STATUS})
+    events.append(domain.decide_update(domain.fold(events), "ws_a", changes, T1))
+    subscription = domain.fold(events)
+    assert subscription is not None
+    assert (subscription.status, subscription.canceled_at, subscription.cancel_at_period_end) == ("canceled", T1, False)
+
+
+def test_an_update_of_a_canceled_subscription_keeps_its_metadata_only() -> None:
+    canceled = domain.fold(canceled_history())
+    changes = domain.SubscriptionChanges({"metadata": {"b": "2"}, "quantity": 5, "status": "active"})
+    updated = domain.fold([*canceled_history(), domain.decide_update(canceled, "ws_a", changes, T2, None, True)])
+    assert updated is not None and canceled is not None
+    assert (updated.metadata, updated.quantity, updated.status) == ({"a": "1", "b": "2"}, 1, "canceled")
+    assert updated.canceled_at == canceled.canceled_at
+
+
 def test_nothing_changes_a_canceled_subscription() -> None:
     canceled = domain.fold(canceled_history())
     refused = [

@@ -213,7 +213,7 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
         updated = replace(
             subscription, **known_changes(subscription, data.get("changes")), updated_at=data["updated_at"]
         )
-        return without_finished(with_cancel_request_time(subscription, updated), data)
+        return without_finished(with_cancel_time(subscription, with_cancel_request_time(subscription, updated)), data)
     if event.type == UPDATE_FAILED:
         return without_finished(subscription, data)
     if event.type == STATUS_CHANGED:
@@ -240,6 +240,14 @@ def evolve(subscription: Subscription | None, event: StoredEvent) -> Subscriptio
         )
         return without_finished(canceled, data)
     return subscription
+
+
+def with_cancel_time(before: Subscription, after: Subscription) -> Subscription:
+    """An update whose answer shows the subscription canceled (at the provider, before the update reached it) is
+    its cancellation: `canceled_at` then, or when a cancel at the period end was asked, as a cancel records it."""
+    if after.status != CANCELED_STATUS or before.status == CANCELED_STATUS:
+        return after
+    return replace(after, canceled_at=before.canceled_at or after.updated_at, cancel_at_period_end=False)
 
 
 def with_cancel_request_time(before: Subscription, after: Subscription) -> Subscription:
