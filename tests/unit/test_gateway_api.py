@@ -17,7 +17,7 @@ from payments_gateway.settings import GatewaySettings
 from payments_shared import ids
 from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Message
-from payments_shared.messages import TRANSACTIONS_QUEUE
+from payments_shared.messages import BILLING_QUEUE, TRANSACTIONS_QUEUE
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
 CHARGE = {"amount": 1099, "currency": "USD", "payment_method": "pm_card_visa"}
@@ -316,6 +316,40 @@ async def test_timeout_gives_pending_charge_and_503_otherwise() -> None:
         while len(handled) < 3 and time.monotonic() < deadline:  # noqa: ASYNC110 - the released worker appends
             await asyncio.sleep(0.02)
     assert handled == ["charge", "refund", "get_transaction"]  # both commands were still carried out
+    await broker.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "made"),
+    [
+        ("/api/v1/payments/customers", {"email": "jenny@example.com"}, "customer_id"),
+        (
+            "/api/v1/payments/subscriptions",
+            {"customer_id": "cus_x", "amount": 500, "currency": "usd", "interval": "month"},
+            "subscription_id",
+        ),
+    ],
+)
+async def test_a_keyless_creation_still_processing_names_the_object_it_makes(
+    path: str, body: dict[str, Any], made: str
+) -> None:
+    """Without an Idempotency-Key, sending it again makes a second one: the 503 names the id to read first."""
+    release = asyncio.Event()
+    received: list[Mapping[str, Any]] = []
+
+    async def slow_worker(message: Message) -> Mapping[str, Any]:
+        received.append(message.body["payload"])
+        await release.wait()
+        return {"status": 201, "body": {}, "headers": {}}
+
+    broker = InMemoryBroker()
+    await broker.consume(BILLING_QUEUE, slow_worker)
+    async with await client_for(create_app(settings(rpc_timeout_s=0.2), broker, {})) as http:
+        permissions = ["customer:create", "subscription:create"]
+        response = await http.post(path, json=body, headers=auth(permissions))
+        release.set()
+    assert response.status_code == 503 and "Retry-After" not in response.headers
+    assert f"read {received[0][made]} before you do" in response.json()["error"]["message"]
     await broker.close()
 
 

@@ -75,7 +75,7 @@ async def send(
     except NotConfirmed:
         if is_read(command):
             raise unavailable("The service is temporarily unavailable; retry the read.") from None
-        raise not_confirmed(command.idempotency_key is not None, transaction_id) from None
+        raise not_confirmed(command.idempotency_key is not None, transaction_id, subject_of(command)) from None
 
 
 async def send_or_processing(
@@ -88,4 +88,12 @@ async def send_or_processing(
     except WorkerTimeout:
         if is_read(command):
             raise unavailable("The service did not answer in time; retry the read.") from None
-        raise still_processing(command.idempotency_key is not None) from None
+        raise still_processing(command.idempotency_key is not None, subject_of(command)) from None
+
+
+def subject_of(command: Command) -> str | None:
+    """The id of the object a command makes or changes, to name to a client that must look before it resends."""
+    for name in ("transaction_id", "subscription_id", "customer_id"):  # a subscription's customer comes after it
+        if isinstance(command.payload.get(name), str):
+            return str(command.payload[name])
+    return None

@@ -46,32 +46,33 @@ def unavailable(message: str) -> ApiError:
     return ApiError("provider_unavailable", message, code="service_unavailable", retry_after=RETRY_AFTER_S)
 
 
-def still_processing(keyed: bool) -> ApiError:
+def still_processing(keyed: bool, subject: str | None = None) -> ApiError:
     """The command is queued and will complete. Without an Idempotency-Key a retry is a new request (a second
-    refund, say): that client is told to look before sending it again, and gets no Retry-After inviting one."""
+    refund, say): that client is told to look (at `subject`, the object the command makes or changes) before
+    sending it again, and gets no Retry-After inviting one."""
     if keyed:
         message = "The request is still being processed; retry with the same Idempotency-Key to get its result."
         return ApiError("provider_unavailable", message, code="processing", retry_after=RETRY_AFTER_S)
     message = (
         "The request is still being processed and will complete. It had no Idempotency-Key, so sending it again "
-        "makes a new request: read the object it changes before you do."
+        f"makes a new request: read {subject or 'the object it changes'} before you do."
     )
     return ApiError("provider_unavailable", message, code="processing")
 
 
-def not_confirmed(keyed: bool, transaction_id: str | None) -> ApiError:
+def not_confirmed(keyed: bool, transaction_id: str | None, subject: str | None = None) -> ApiError:
     """The command may or may not be carried out. With its key a retry is safe (at most once); without one it
-    could be a second charge, so that client is told to look first (the transaction, when there is one)."""
+    could be a second charge, so that client is told to look first (at `subject`, the object it makes or
+    changes)."""
     if keyed:
         message = (
             "The service could not confirm that it took the request, so it may still be carried out; retry with "
             "the same Idempotency-Key to get its result (it is carried out at most once)."
         )
         return ApiError("provider_unavailable", message, code="service_unavailable", retry_after=RETRY_AFTER_S)
-    to_read = "the transaction" if transaction_id else "the object it changes"
     message = (
         "The service could not confirm that it took the request, so it may still be carried out. It had no "
-        f"Idempotency-Key, so sending it again may do it twice: read {to_read} first."
+        f"Idempotency-Key, so sending it again may do it twice: read {subject or 'the object it changes'} first."
     )
     return ApiError("provider_unavailable", message, code="service_unavailable", transaction_id=transaction_id)
 
