@@ -17,11 +17,21 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.blackbox.server import Server, embedded_server, mint_token, new_workspace
+from tests.blackbox.server import (
+    Server,
+    base_env,
+    embedded_server,
+    free_port,
+    mint_token,
+    new_workspace,
+    start_process,
+    wait_ready,
+)
 
 API = "/api/v1/payments"
 REQUEST_TIMEOUT_S = 1.0
 CAP = 12
+OPEN_FILES = 600  # the flood test's server: its default cap is then 300 connections
 WAIT_S = 10.0  # how long a test waits for what should take REQUEST_TIMEOUT_S (a slow machine has its pauses)
 
 
@@ -160,3 +170,38 @@ def _closed(connection: socket.socket) -> bool:
         return connection.recv(1) == b""
     except ConnectionResetError:
         return True
+
+
+def test_a_flood_of_connections_never_runs_the_process_out_of_file_descriptors(tmp_path: Path) -> None:
+    """More connections at once than the process may open files, against the default cap (the open-file limit
+    less a reserve): none is refused by the kernel's "too many open files" (asyncio would log each, over and
+    over), the flood's idle connections go at their deadline, and the server answers again."""
+    port = free_port()
+    env = base_env(tmp_path, PORT=str(port), BROKER_URL="memory://", HTTP_REQUEST_TIMEOUT_S="2")
+    limited = (
+        f"import resource, runpy; resource.setrlimit(resource.RLIMIT_NOFILE, ({OPEN_FILES}, {OPEN_FILES})); "
+        "runpy.run_module('payments_embedded', run_name='__main__')"
+    )
+    process = start_process("limited", ["-c", limited], env, tmp_path / "logs")
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base_url, [process])
+        flood: list[socket.socket] = []
+        with contextlib.suppress(OSError):  # the listen queue may fill: the flood is as big as it gets
+            for _ in range(OPEN_FILES + 200):
+                flood.append(socket.create_connection(("127.0.0.1", port), timeout=WAIT_S))
+        time.sleep(1.0)  # the server accepts (and closes what is past the cap) meanwhile
+        for connection in flood:
+            connection.close()
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base_url}/healthz", timeout=WAIT_S).status_code == 200:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        log = process.log_path.read_text(errors="replace")
+        assert "out of system resource" not in log
+        assert "closing new connections" in log  # the cap was reached: the test flooded past it
+    finally:
+        process.stop()

@@ -40,6 +40,9 @@ logger = logging.getLogger("payments_shared.http")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GC_THRESHOLDS: Final = (10_000, 50, 50)  # CPython's defaults: (700, 10, 10)
 FILES_KEPT_FOR_THE_PROCESS: Final = 256  # event store, broker, log and provider sockets beside the HTTP clients
+# asyncio accepts up to the listen backlog's worth of connections at a time before any of them is counted against
+# the cap (uvicorn's default is 2048): a burst may be that far past the cap before the first is closed.
+ACCEPT_BACKLOG: Final = 128
 REFUSAL_LOG_INTERVAL_S: Final = 60.0
 # h11 states of the client's side once its request has arrived whole (or never will).
 _REQUEST_IN: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.SWITCHED_PROTOCOL})
@@ -158,7 +161,7 @@ def default_max_connections() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 65_536
-    return max(soft - FILES_KEPT_FOR_THE_PROCESS, soft // 2)
+    return max(soft - FILES_KEPT_FOR_THE_PROCESS - ACCEPT_BACKLOG, soft // 2)
 
 
 def server(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> uvicorn.Server:
@@ -169,6 +172,7 @@ def server(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> uvi
         http=_H11Protocol,
         host=host,
         port=settings.port,
+        backlog=ACCEPT_BACKLOG,
         log_config=None,
         access_log=False,
         lifespan="on",
