@@ -271,6 +271,23 @@ async def test_subscription_from_a_given_plan_and_update_flags(
     assert flagged.details["cancel_at_period_end"] is True
 
 
+async def test_a_subscription_made_with_a_plan_billing_above_the_period_limit_is_refused_before_stripe_is_asked(
+    stripe_provider: StripeProvider, localstripe: str, customer: str
+) -> None:
+    plan = await stripe_post(
+        localstripe, "/v1/plans", {"amount": "60000000", "currency": "usd", "interval": "month", "product[name]": "B"}
+    )
+    before = await stripe_object(localstripe, "/v1/subscriptions", customer=customer)
+
+    refused = await stripe_provider.create_subscription(
+        SubscriptionRequest("cmd-sub-over", customer, 0, "usd", "month", 1, quantity=2, price=plan["id"])
+    )
+
+    assert (refused.outcome, refused.details["invalid_param"]) == (Outcome.PERMANENT, "quantity")
+    after = await stripe_object(localstripe, "/v1/subscriptions", customer=customer)
+    assert len(after["data"]) == len(before["data"])  # nothing made at Stripe
+
+
 async def test_a_new_plan_in_another_currency_or_above_the_period_limit_is_refused_before_any_change(
     stripe_provider: StripeProvider, localstripe: str, customer: str
 ) -> None:

@@ -488,7 +488,7 @@ class StripeProvider:
                     (await self._v1.subscriptions.retrieve_async(reference)).to_dict()
                 ).details
                 if change.price:
-                    await self._check_price(change.price, change, current)
+                    await self._check_changed_price(change.price, change, current)
                 params["items"] = [await self._changed_item(current, change, created)]
             if change.cancel_at_period_end is not None:
                 params["cancel_at_period_end"] = change.cancel_at_period_end
@@ -527,6 +527,7 @@ class StripeProvider:
 
     async def _new_item(self, request: SubscriptionRequest, created: Created) -> SubscriptionCreateParamsItem:
         if request.price:
+            await self._check_price(request.price, "", request.quantity, "quantity")  # it bills in the price's
             if _is_price_id(request.price):
                 return {"price": request.price, "quantity": request.quantity}
             return {"plan": request.price, "quantity": request.quantity}
@@ -536,24 +537,29 @@ class StripeProvider:
         created["plan"] = plan
         return {"plan": plan, "quantity": request.quantity}
 
-    async def _check_price(self, price: str, change: SubscriptionChange, current: Mapping[str, Any]) -> None:
-        """Refuse, before anything changes, a price in another currency (Stripe never changes a subscription's
-        currency) or one whose period bill (its amount × the quantity) is above the largest amount."""
+    async def _check_changed_price(self, price: str, change: SubscriptionChange, current: Mapping[str, Any]) -> None:
+        """A new price of a subscription: in its currency (Stripe never changes a subscription's currency), and
+        its period bill within the largest amount."""
+        currency = str(change.currency or current.get("currency") or "").lower()
+        quantity = change.new_quantity or int(current.get("quantity") or 1)
+        await self._check_price(price, currency, quantity, "quantity" if change.quantity is not None else "price")
+
+    async def _check_price(self, price: str, currency: str, quantity: int, limit_param: str) -> None:
+        """Refuse, before anything is made or changed, a price in another currency than `currency` (when given)
+        or one whose period bill (its amount × `quantity`) is above the largest amount (400 on `limit_param`)."""
         if _is_price_id(price):
             found = (await self._v1.prices.retrieve_async(price)).to_dict()
             amount = found.get("unit_amount")
         else:
             found = (await self._v1.plans.retrieve_async(price)).to_dict()
             amount = found.get("amount")
-        currency = str(change.currency or current.get("currency") or "").lower()
         if currency and str(found.get("currency") or "").lower() != currency:
             message = f"The price bills in {found.get('currency')}; this subscription bills in {currency}."
             raise _Refused(ProviderResult(Outcome.PERMANENT, message=message, details={"invalid_param": "price"}))
-        quantity = change.new_quantity or int(current.get("quantity") or 1)
         if isinstance(amount, int) and amount * quantity > MAX_AMOUNT:
-            param = "quantity" if change.quantity is not None else "price"
             message = f"The price × quantity {quantity} bills {amount * quantity} a period; at most {MAX_AMOUNT}."
-            raise _Refused(ProviderResult(Outcome.PERMANENT, message=message, details={"invalid_param": param}))
+            details = {"invalid_param": limit_param}
+            raise _Refused(ProviderResult(Outcome.PERMANENT, message=message, details=details))
 
     async def _changed_item(
         self, current: Mapping[str, Any], change: SubscriptionChange, created: Created
