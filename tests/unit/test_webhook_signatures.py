@@ -60,6 +60,8 @@ def test_stripe_any_v1_with_any_secret_is_accepted() -> None:
         "v1=" + "0" * 64,
         f"t=abc,v1={'0' * 64}",
         f"t={NOW},v0=abc",
+        f"t=1{'0' * 309},v1={'0' * 64}",  # too big for a float: the tolerance check must not overflow
+        f"t=1{'0' * 5000},v1={'0' * 64}",  # past int()'s 4,300 digits
     ],
 )
 def test_stripe_malformed_headers_are_refused(header: str | None) -> None:

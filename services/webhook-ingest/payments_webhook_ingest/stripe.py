@@ -24,6 +24,7 @@ from payments_webhook_ingest.event import (
 
 PROVIDER = "stripe"
 SIGNATURE_HEADER = "stripe-signature"
+TIMESTAMP_DIGITS = 12  # Unix seconds (10 digits until 2286); a longer one would overflow the tolerance check
 
 
 def _parse_header(header: str) -> tuple[str, list[str]]:
@@ -37,7 +38,7 @@ def _parse_header(header: str) -> tuple[str, list[str]]:
             timestamp = value
         elif key == "v1":
             signatures.append(value)
-    if timestamp is None or not timestamp.isascii() or not timestamp.isdigit():
+    if timestamp is None or not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > TIMESTAMP_DIGITS:
         raise invalid_signature("Stripe-Signature has no valid timestamp.")
     if not signatures:
         raise invalid_signature("Stripe-Signature has no v1 signature.")
