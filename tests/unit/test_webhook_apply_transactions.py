@@ -208,6 +208,25 @@ def test_a_dispute_is_recorded_then_closed_and_a_late_creation_is_ignored() -> N
     assert stream.state.status is Status.CAPTURED
 
 
+@pytest.mark.parametrize(
+    "dispute",
+    [
+        {"amount": 99_999_999, "status": "needs_response"},  # more than was captured
+        {"amount": 0, "status": "needs_response"},
+        {"amount": "lots", "status": "needs_response"},
+        {"amount": True, "status": "needs_response"},
+        {"status": "needs_response"},
+        {"amount": 500, "status": "bogus_status"},
+        {"amount": 500, "status": "lost", "reason": {"x": 1}},
+    ],
+)
+def test_a_dispute_stripe_could_not_have_sent_is_a_discrepancy_and_moves_nothing(dispute: dict[str, Any]) -> None:
+    stream = Stream().outcome(Outcome.APPROVED, amount=1000)
+    decided = stream.apply(stripe("charge.dispute.created", object_id="dp_1", **dispute))
+    assert decided is not None and decided.type == ev.PROVIDER_EVENT_DISCREPANCY
+    assert stream.state.dispute is None
+
+
 def test_a_dispute_on_an_authorization_is_a_discrepancy() -> None:
     stream = Stream(kind="authorize").outcome(Outcome.APPROVED, amount=1000)
     decided = stream.apply(stripe("charge.dispute.created", object_id="dp_1"))
@@ -251,7 +270,8 @@ def test_the_index_reads_every_provider_id_an_event_records() -> None:
 def test_a_disputes_own_creation_time_is_used_when_a_datetime_can_hold_it() -> None:
     def dispute_created_at(created: object) -> str:
         stream = Stream().outcome(Outcome.APPROVED, amount=1000)
-        stream.apply(stripe("charge.dispute.created", second=3, object_id="dp_1", amount=1000, created=created))
+        dispute = {"amount": 1000, "status": "needs_response", "created": created}
+        stream.apply(stripe("charge.dispute.created", second=3, object_id="dp_1", **dispute))
         assert stream.state.dispute is not None
         return str(stream.state.dispute["created_at"])
 

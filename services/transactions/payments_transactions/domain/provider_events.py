@@ -241,6 +241,9 @@ def _latest_refund_id(charge: Mapping[str, Any]) -> str | None:
 def _dispute(transaction: Transaction, event: ProviderEvent, closed: bool) -> DomainEvent | None:
     if transaction.status not in SETTLED:
         return discrepancy(transaction, event, f"a dispute on a payment that is {transaction.status.value}")
+    problem = _dispute_problem(transaction, event.obj)
+    if problem is not None:
+        return discrepancy(transaction, event, problem)
     dispute = transaction.dispute or {}
     status = event.obj.get("status")
     if dispute.get("dispute_id") == event.object_id and not _changes_dispute(event, dispute, closed):
@@ -253,6 +256,20 @@ def _dispute(transaction: Transaction, event: ProviderEvent, closed: bool) -> Do
         "created_at": unix_seconds_iso(event.obj.get("created")) or event.created,
     }
     return DomainEvent(ev.PAYMENT_DISPUTE_CLOSED if closed else ev.PAYMENT_DISPUTED, data)
+
+
+def _dispute_problem(transaction: Transaction, dispute: Mapping[str, Any]) -> str | None:
+    """Why a reported dispute cannot be Stripe's about this payment (recorded as a discrepancy, moving nothing):
+    an amount that is not a positive integer up to what was captured, a status Stripe does not have, a reason
+    that is not text."""
+    amount = dispute.get("amount")
+    if type(amount) is not int or not 0 < amount <= transaction.amount_captured:
+        return f"a dispute of {str(amount)[:20]!r}, not an amount up to the {transaction.amount_captured} captured"
+    if dispute.get("status") not in DISPUTE_STATUSES:
+        return f"a dispute with status {str(dispute.get('status'))[:40]!r}, not one of Stripe's"
+    if not isinstance(dispute.get("reason"), str | None):
+        return "a dispute whose reason is not text"
+    return None
 
 
 def _changes_dispute(event: ProviderEvent, known: Mapping[str, Any], closed: bool) -> bool:
@@ -268,6 +285,9 @@ def _changes_dispute(event: ProviderEvent, known: Mapping[str, Any], closed: boo
 
 STRIPE_DISPUTE_UPDATED = "charge.dispute.updated"
 CLOSED_DISPUTE = ("won", "lost", "warning_closed")
+DISPUTE_STATUSES = frozenset(
+    {"warning_needs_response", "warning_under_review", "needs_response", "under_review", "prevented", *CLOSED_DISPUTE}
+)
 
 
 def _stripe_amount(
