@@ -112,6 +112,32 @@ def test_a_payment_that_needed_action_is_captured_by_its_success_event_once() ->
     assert stream.apply(succeeded) is None  # a repeat
 
 
+@pytest.mark.parametrize("report", ["charge.refunded", "charge.dispute.created"])
+def test_a_refund_or_dispute_told_before_the_payments_success_first_records_the_capture_it_implies(
+    report: str,
+) -> None:
+    """Stripe does not promise order: a dashboard refund (or a dispute) of a 3-D Secure payment can arrive before
+    `payment_intent.succeeded`. A charge refunded or disputed was captured: that is recorded first, then the report;
+    the success told later changes nothing. (It was a discrepancy, and the refund or dispute was lost.)"""
+    stream = Stream().outcome(Outcome.REQUIRES_ACTION)
+    if report == "charge.refunded":
+        told = stripe(report, second=3, object_id="ch_1", amount_captured=1000, amount_refunded=1000)
+    else:
+        told = stripe(report, second=3, object_id="dp_1", amount=1000, status="needs_response", charge="ch_1")
+
+    stream.apply(told)
+
+    assert types(stream)[2] == ev.PAYMENT_CAPTURED and ev.PROVIDER_EVENT_DISCREPANCY not in types(stream)
+    assert stream.state.amount_captured == 1000
+    if report == "charge.refunded":
+        assert (stream.state.status, stream.state.amount_refunded) == (Status.REFUNDED, 1000)
+    else:
+        assert stream.state.dispute is not None and stream.state.dispute["status"] == "needs_response"
+    late = stripe("payment_intent.succeeded", second=2, amount_received=1000, status="succeeded")
+    assert stream.apply(late) is None
+    assert types(stream).count(ev.PAYMENT_CAPTURED) == 1
+
+
 def test_a_failure_after_action_fails_the_payment_with_the_providers_codes() -> None:
     stream = Stream().outcome(Outcome.REQUIRES_ACTION)
     error = {

@@ -109,11 +109,24 @@ def decide(transaction: Transaction, event: ProviderEvent, history: WebhookHisto
     rule = RULES.get((event.provider, event.type))
     if rule is None or not transaction.payment.finished:
         return []
+    implied = _capture_implied(transaction, event)
+    if implied is not None:
+        transaction = transaction.after(implied.type, implied.data, event.created)
     decided = rule(transaction, event)
-    if decided is None:
-        return []
-    listed = [decided] if isinstance(decided, DomainEvent) else decided
+    listed = [] if decided is None else [decided] if isinstance(decided, DomainEvent) else decided
+    if implied is not None:
+        listed = [implied, *listed]
     return [DomainEvent(one.type, {**one.data, **event.stamp()}) for one in listed]
+
+
+def _capture_implied(transaction: Transaction, event: ProviderEvent) -> DomainEvent | None:
+    """Stripe does not promise the order of its events: a refund or a dispute of a payment still awaiting 3-D
+    Secure can come before `payment_intent.succeeded`. A charge refunded or disputed was captured: its capture,
+    recorded first in the same append (the success told later changes nothing)."""
+    if event.provider != "stripe" or event.type not in CAPTURED_CHARGE_REPORTS or not _held_or_awaiting(transaction):
+        return None
+    captured = _captured(transaction, event, _stripe_amount(transaction, event, ("amount_captured",)))
+    return captured if captured is not None and captured.type == ev.PAYMENT_CAPTURED else None
 
 
 def discrepancy(transaction: Transaction, event: ProviderEvent, reason: str) -> DomainEvent:
@@ -284,6 +297,10 @@ def _changes_dispute(event: ProviderEvent, known: Mapping[str, Any], closed: boo
 # ---- Stripe ---------------------------------------------------------------------------------------------------
 
 STRIPE_DISPUTE_UPDATED = "charge.dispute.updated"
+# Reports about a charge that only a captured one can have.
+CAPTURED_CHARGE_REPORTS = frozenset(
+    {"charge.refunded", "charge.dispute.created", STRIPE_DISPUTE_UPDATED, "charge.dispute.closed"}
+)
 CLOSED_DISPUTE = ("won", "lost", "warning_closed")
 DISPUTE_STATUSES = frozenset(
     {"warning_needs_response", "warning_under_review", "needs_response", "under_review", "prevented", *CLOSED_DISPUTE}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -172,6 +174,23 @@ class Transaction:
     def refund(self, refund_id: str) -> Refund:
         return next(refund for refund in self.refunds if refund.id == refund_id)
 
+    def after(self, event_type: str, data: Mapping[str, Any], occurred: str) -> Transaction:
+        """The state once an event about to be appended is (self is unchanged): for deciding what follows it in
+        the same append."""
+        recorded = RecordedEvent(
+            id=uuid.uuid4(),
+            stream=f"transaction-{self.id}",
+            type=event_type,
+            data=data,
+            metadata={"occurred_at": occurred},
+            version=self.version + 1,
+            position=0,
+            recorded_at=_NEVER_READ,  # occurred_at is given
+        )
+        following = copy.deepcopy(self)
+        _apply(following, recorded)
+        return following
+
     @classmethod
     def from_events(cls, recorded: Sequence[RecordedEvent]) -> Transaction | None:
         """The state after `recorded` (a stream's events in order, or a prefix of them); None for no events."""
@@ -181,6 +200,9 @@ class Transaction:
         for event in recorded[1:]:
             _apply(transaction, event)
         return transaction
+
+
+_NEVER_READ: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def occurred_at(event: RecordedEvent) -> str:
