@@ -213,7 +213,22 @@ def test_a_refused_parameter_is_a_400_naming_it() -> None:
     reply = outcome_reply(to_recorded(history.events), history.state.payment)
     assert reply["status"] == 400
     assert reply["body"]["error"]["param"] == "payment_method"
+    assert reply["body"]["error"]["code"] == "parameter_invalid"
     assert history.state.failure_code == "invalid_payment_method"
+
+
+def test_a_parameter_stripe_refused_keeps_stripes_code() -> None:
+    """A client tells "below Stripe's minimum" from another bad amount as with Stripe itself."""
+    details = {"invalid_param": "amount", "stripe_code": "amount_too_small"}
+    history = History().answer(
+        ProviderResult(Outcome.PERMANENT, message="Amount must be at least $0.50 usd", details=details)
+    )
+    reply = outcome_reply(to_recorded(history.events), history.state.payment)
+    assert (reply["status"], reply["body"]["error"]["code"], reply["body"]["error"]["param"]) == (
+        400,
+        "amount_too_small",
+        "amount",
+    )
 
 
 def test_a_permanent_provider_error_is_a_502() -> None:
