@@ -168,6 +168,56 @@ def test_verify_names_an_event_it_cannot_read(api: Api, server: Server, tmp_path
     assert said.startswith(f"payments-ops verify: the event at position {position} (stream {stream!r}) is not readable")
 
 
+def test_verify_finds_what_a_fold_would_pass_over_and_never_crashes(api: Api, server: Server, tmp_path: Path) -> None:
+    """An event type no service knows (every fold skips it), a gap in a stream's versions, an amount that is not a
+    whole number (it was a TypeError traceback) or below 1, and an occurred_at that is not a time (it made
+    `export --since` a traceback): each a violation, one line each."""
+    ids = [_refunded_charge(api) for _ in range(5)]
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    database = sqlite3.connect(server.data_dir / "events.db")
+    try:
+        database.execute("VACUUM INTO ?", (str(copy / "events.db"),))
+    finally:
+        database.close()
+    workspace = json.dumps({"workspace": api.workspace})
+    odd_time = json.dumps({"workspace": api.workspace, "occurred_at": "yesterday"})
+    refund = {"command_id": "c", "refund_id": "re_x", "reason": None, "message_id": "m", "fingerprint": None}
+    rows = [  # stream, version, type, data, metadata; each stream holds versions 0-3
+        (ids[0], 4, "BogusHappened", {}, workspace),
+        (ids[1], 9, "ProviderEventDiscrepancy", {"status": "x", "reason": "y", "provider_object": {}}, workspace),
+        (ids[2], 4, "RefundRequested", {**refund, "amount": "5"}, workspace),
+        (ids[3], 4, "RefundRequested", {**refund, "amount": -500}, workspace),
+        (ids[4], 4, "ProviderEventDiscrepancy", {"status": "x", "reason": "y", "provider_object": {}}, odd_time),
+    ]
+    edited = sqlite3.connect(copy / "events.db")
+    try:
+        with edited:
+            for number, (transaction_id, version, event_type, data, metadata) in enumerate(rows):
+                edited.execute(
+                    "INSERT INTO events (id, stream, version, type, data, metadata, recorded_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, '2030-01-01T00:00:00+00:00')",
+                    (f"00000000-0000-4000-8000-{number:012d}", f"transaction-{transaction_id}", version, event_type,
+                     json.dumps(data), metadata),
+                )  # fmt: skip
+    finally:
+        edited.close()
+
+    ran = run_ops(copy, "verify")
+
+    assert ran.status == 1 and "Traceback" not in ran.stderr, ran.stderr
+    found = {line.split(":", 1)[0].split(" ")[0].removeprefix("transaction-"): line for line in ran.stdout.splitlines()}
+    assert "an event type its service does not know" in found[ids[0]]
+    assert "version 9 where 4 was due" in found[ids[1]]
+    assert "not an amount: refund re_x '5'" in found[ids[2]]
+    assert "not an amount: refund re_x -500" in found[ids[3]]
+    assert "occurred_at 'yesterday' is not a time" in found[ids[4]]
+    assert len(ran.stdout.splitlines()) == 5, ran.stdout
+    exported = run_ops(copy, "export", "--since", "2020-01-01")
+    assert exported.status == 0 and "Traceback" not in exported.stderr, exported.stderr
+    assert any(ids[4] in line and "yesterday" in line for line in exported.stdout.splitlines())
+
+
 async def _corrupt(path: Path, workspace: str, refunded_id: str, voided_id: str) -> None:
     """Append what the services would never write: a refund beyond the captured amount, a capture after a void."""
     store = SqliteEventStore(path)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Final
 
 from payments_billing import customer, subscription
 from payments_shared.eventstore.port import RecordedEvent
+from payments_transactions.domain import events as transaction_events
 from payments_transactions.domain.decisions import can_move
 from payments_transactions.domain.state import Transaction
+
+from payments_ops.objects import is_time
 
 
 @dataclass(frozen=True)
@@ -35,17 +39,44 @@ def _violation(event: RecordedEvent, message: str) -> Violation:
     return Violation(event.stream, event.version, event.type, message)
 
 
-def same_workspace(events: Sequence[RecordedEvent]) -> list[Violation]:
+def event_types(module: ModuleType) -> frozenset[str]:
+    """The event types a domain module names (its upper-case constants spelled like `PaymentCaptured`)."""
+    return frozenset(
+        value
+        for name, value in vars(module).items()
+        if name.isupper() and isinstance(value, str) and value[:1].isupper() and value.isalpha()
+    )
+
+
+TRANSACTION_TYPES: Final = event_types(transaction_events)
+CUSTOMER_TYPES: Final = event_types(customer)
+SUBSCRIPTION_TYPES: Final = event_types(subscription)
+
+
+def well_formed(events: Sequence[RecordedEvent], known: frozenset[str]) -> list[Violation]:
+    """What every stream owes before its rules: one workspace, versions 0, 1, 2… without a gap, event types its
+    service knows (one it does not would be skipped by every fold), and an `occurred_at` that is a time."""
     first = events[0].metadata.get("workspace")
-    return [
+    found = [
         _violation(event, f"workspace {event.metadata.get('workspace')!r} differs from the stream's {first!r}")
         for event in events[1:]
         if event.metadata.get("workspace") != first
     ]
+    gap = next((event for index, event in enumerate(events) if event.version != index), None)
+    if gap is not None:
+        found.append(_violation(gap, f"version {gap.version} where {events.index(gap)} was due: a gap in the stream"))
+    found.extend(
+        _violation(event, "an event type its service does not know") for event in events if event.type not in known
+    )
+    for event in events:
+        occurred = event.metadata.get("occurred_at")
+        if occurred is not None and not (isinstance(occurred, str) and is_time(occurred)):
+            found.append(_violation(event, f"occurred_at {str(occurred)[:40]!r} is not a time"))
+    return found
 
 
 def check_transaction(events: Sequence[RecordedEvent]) -> list[Violation]:
-    violations = same_workspace(events)
+    violations = well_formed(events, TRANSACTION_TYPES)
     previous: Transaction | None = None
     for index, event in enumerate(events):
         try:
@@ -57,12 +88,27 @@ def check_transaction(events: Sequence[RecordedEvent]) -> list[Violation]:
         if previous is not None and current.status != previous.status and not can_move(previous.status, current.status):
             message = f"moves from {previous.status.value} to {current.status.value}, outside the state diagram"
             violations.append(_violation(event, message))
-        violations.extend(_transaction_amounts(event, current))
+        amounts = _transaction_amounts(event, current)
+        violations.extend(amounts)
+        if any(violation.message.startswith(NOT_AN_AMOUNT) for violation in amounts):
+            return violations  # the sums below it cannot be taken
         previous = current
     return violations
 
 
+NOT_AN_AMOUNT: Final = "not an amount"
+
+
 def _transaction_amounts(event: RecordedEvent, transaction: Transaction) -> list[Violation]:
+    amounts = {
+        "amount": transaction.amount,
+        "amount_authorized": transaction.amount_authorized,
+        "amount_captured": transaction.amount_captured,
+        **{f"refund {refund.id}": refund.amount for refund in transaction.refunds},
+    }
+    wrong = [f"{NOT_AN_AMOUNT}: {name} {value!r}" for name, value in amounts.items() if not _is_amount(name, value)]
+    if wrong:
+        return [_violation(event, message) for message in wrong]
     found = []
     if transaction.amount_refunded > transaction.amount_captured:
         found.append(
@@ -79,8 +125,14 @@ def _transaction_amounts(event: RecordedEvent, transaction: Transaction) -> list
     return [_violation(event, message) for message in found]
 
 
+def _is_amount(name: str, value: object) -> bool:
+    """A whole number, at least 1 for what was asked (the payment, each refund), at least 0 for what has moved."""
+    lowest = 1 if name == "amount" or name.startswith("refund ") else 0
+    return type(value) is int and value >= lowest
+
+
 def check_customer(events: Sequence[RecordedEvent]) -> list[Violation]:
-    violations = same_workspace(events)
+    violations = well_formed(events, CUSTOMER_TYPES)
     if events[0].type != customer.CREATED:
         violations.append(_violation(events[0], f"a customer stream starts with {customer.CREATED}"))
     state: customer.Customer | None = None
@@ -95,7 +147,7 @@ def check_customer(events: Sequence[RecordedEvent]) -> list[Violation]:
 
 
 def check_subscription(events: Sequence[RecordedEvent]) -> list[Violation]:
-    violations = same_workspace(events)
+    violations = well_formed(events, SUBSCRIPTION_TYPES)
     if events[0].type != subscription.CREATED:
         violations.append(_violation(events[0], f"a subscription stream starts with {subscription.CREATED}"))
     state: subscription.Subscription | None = None

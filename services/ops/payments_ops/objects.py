@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from payments_shared.eventstore.port import RecordedEvent
 from payments_shared.messages import public_metadata
+from payments_shared.projections.readmodel import epoch_us
 
 STREAM_PREFIX_BY_ID_PREFIX: Final = {"txn_": "transaction-", "cus_": "customer-", "sub_": "subscription-"}
 
@@ -23,9 +24,20 @@ def stream_of(object_id: str) -> str | None:
 
 
 def event_time(event: RecordedEvent) -> str:
-    """When it happened: the `occurred_at` the service wrote, else the time the store recorded it."""
+    """When it happened: the `occurred_at` the service wrote, else (none, or not a time: `verify` reports that)
+    the time the store recorded it."""
     occurred = event.metadata.get("occurred_at")
-    return str(occurred) if occurred else event.recorded_at.isoformat().replace("+00:00", "Z")
+    if isinstance(occurred, str) and is_time(occurred):
+        return occurred
+    return event.recorded_at.isoformat().replace("+00:00", "Z")
+
+
+def is_time(text: str) -> bool:
+    try:
+        epoch_us(text)
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
 def event_json(event: RecordedEvent) -> dict[str, Any]:
