@@ -5,14 +5,17 @@ and exit status 1, never a traceback, and never the broker password. Every servi
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+import httpx
 import pytest
 
-from tests.blackbox.server import base_env, free_port, free_ports
+from tests.blackbox.server import API, Api, base_env, embedded_server, free_port, free_ports
 
 ENTRY_POINTS = [
     "payments_embedded",
@@ -102,3 +105,35 @@ def test_embedded_mode_needs_no_broker_url(tmp_path: Path) -> None:
     status, output = start("payments_embedded", base_env(a_file / "data", PORT=str(free_port())))
     assert status == 1, output  # past the settings: stopped by its data directory
     assert "Not a directory" in cannot_start_reason(output)
+
+
+@pytest.mark.parametrize("damage", ["not_sqlite", "damaged_page"])
+def test_a_damaged_read_model_is_moved_aside_and_rebuilt_from_the_store(tmp_path: Path, damage: str) -> None:
+    """`readmodels.db` is a cache of the event store: found damaged at start-up (not SQLite: that was a traceback
+    and exit 1; a damaged page: every list 503 for ever), it is moved aside and rebuilt, and the lists hold
+    what the store holds."""
+    with embedded_server(tmp_path) as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
+        api = Api(http)
+        charged = [api.charge(key=f"damaged-{n}").json()["id"] for n in range(40)]
+        token = api.token
+    read_model = tmp_path / "readmodels.db"
+    database = sqlite3.connect(read_model)
+    try:  # everything into the file itself, the write-ahead log emptied
+        database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        database.close()
+    if damage == "not_sqlite":
+        read_model.write_bytes(b"not a database, " * 4096)
+    else:
+        with read_model.open("r+b") as file:  # the pages past the first: the schema's and the entries'
+            file.seek(4096)
+            file.write(b"\xff" * 8192)
+    with embedded_server(tmp_path) as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
+        deadline = time.monotonic() + 15
+        while True:
+            page = http.get(f"{API}/transactions?limit=100", headers={"Authorization": f"Bearer {token}"})
+            if page.status_code == 200 and sorted(t["id"] for t in page.json()["data"]) == sorted(charged):
+                break
+            assert time.monotonic() < deadline, page.text
+            time.sleep(0.1)
+    assert list(tmp_path.glob("readmodels.db.damaged-*")), "the damaged file is kept aside for a look"

@@ -135,3 +135,39 @@ def test_replay_refuses_an_unknown_projection(filled: Server) -> None:
     ran = run_ops(filled.data_dir, "replay", "invoices")
     assert ran.status == 2
     assert "invalid choice" in ran.stderr
+
+
+def test_replay_when_the_read_model_is_ahead_of_the_store_rebuilds_it_from_the_store(
+    filled: Server, tmp_path: Path
+) -> None:
+    """The event store restored from an older backup, the read model kept: its checkpoint is past the store's
+    last event. Replay rebuilds it from what the store holds (it looped for ever, waiting to catch up)."""
+    copy = copy_store(filled.data_dir, tmp_path / "copy")
+    assert run_ops(copy, "replay", "transactions").status == 0
+    rebuilt = entries(copy, "transactions")
+    database = sqlite3.connect(copy / "readmodels.db")
+    try:
+        with database:
+            database.execute("UPDATE checkpoints SET position = position + 1000 WHERE projection = 'transactions'")
+    finally:
+        database.close()
+
+    ran = run_ops(copy, "replay", "transactions")
+
+    assert ran.status == 0, ran.stderr
+    assert checkpoint(copy, "transactions") == last_event_position(copy)
+    assert entries(copy, "transactions") == rebuilt
+
+
+def test_replay_of_a_damaged_read_model_is_one_line(filled: Server, tmp_path: Path) -> None:
+    copy = copy_store(filled.data_dir, tmp_path / "copy")
+    (copy / "readmodels.db").write_bytes(b"not a database, " * 4096)
+
+    ran = run_ops(copy, "replay", "transactions")
+
+    assert ran.status == 1 and "Traceback" not in ran.stderr, ran.stderr
+    assert ran.stderr.strip().splitlines() == [
+        f"payments-ops replay: the read model {copy / 'readmodels.db'} is damaged (file is not a database): "
+        "restart the service that keeps it (it moves the file aside and rebuilds it from the event store), or "
+        "stop it and delete the file"
+    ]

@@ -11,7 +11,7 @@ from payments_shared.broker.port import BrokerError
 from payments_shared.eventstore.port import EventStoreError
 from payments_shared.settings import ConfigError
 
-from payments_ops import audit, dlq, export, replay, resolve, tokens, verify
+from payments_ops import audit, dlq, export, replay, resolve, stores, tokens, verify
 
 STOPPED_READING_STATUS = 141  # a shell's status for a command whose reader went away (128 + SIGPIPE)
 
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         status: int = arguments.run(arguments)
     except BrokenPipeError:  # `payments-ops export | head`: the reader has what it wanted
         status = _stop_writing()
-    except (EventStoreError, BrokerError, OSError) as error:  # what it reads is out of reach: one line, status 1
+    except (EventStoreError, BrokerError, OSError, stores.ReadModelUnusable) as error:  # one line, status 1
         print(f"payments-ops {arguments.command}: {error}", file=sys.stderr)
         status = 1
     except ConfigError as error:  # a wrong setting: its one line, status 2, as the services say it

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,10 +38,29 @@ async def event_store(common: CommonSettings) -> AsyncIterator[EventStore]:
         await store.close()
 
 
+class ReadModelUnusable(Exception):
+    """The read model file is damaged or locked: one line naming it (a damaged one is rebuilt by the services)."""
+
+
 @asynccontextmanager
 async def read_model(common: CommonSettings) -> AsyncIterator[ReadModel]:
-    model = ReadModel(read_model_path(common.data_dir))
+    path = read_model_path(common.data_dir)
+    try:
+        model = ReadModel(path, repair=False)  # the services may have it open: theirs to repair
+    except sqlite3.Error as error:
+        raise ReadModelUnusable(_unusable(path, error)) from None
     try:
         yield model
+    except sqlite3.Error as error:
+        raise ReadModelUnusable(_unusable(path, error)) from None
     finally:
         await model.close()
+
+
+def _unusable(path: Path, error: sqlite3.Error) -> str:
+    if isinstance(error, sqlite3.OperationalError):
+        return f"the read model {path} cannot be used now ({error}): retry"
+    return (
+        f"the read model {path} is damaged ({error}): restart the service that keeps it (it moves the file aside "
+        "and rebuilds it from the event store), or stop it and delete the file"
+    )

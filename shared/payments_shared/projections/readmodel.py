@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ from typing import Any, Final, TypeVar
 from payments_shared.projections.model import ListEntry
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 FILE_NAME: Final = "readmodels.db"
 SCHEMA: Final = (
@@ -125,18 +128,25 @@ class UnknownCursor(Exception):
 
 
 class ReadModel:
-    """One SQLite file; calls run on a worker thread, one at a time (the connection is shared)."""
+    """One SQLite file; calls run on a worker thread, one at a time (the connection is shared).
 
-    def __init__(self, path: Path) -> None:
+    `repair`: a file found damaged when opened (not SQLite, or failing its check) is moved aside
+    (`readmodels.db.damaged-<time>`, for a look) and started afresh: it is a cache, rebuilt from the store. The
+    services repair; `payments-ops replay`, which may run beside them, does not (sqlite3.DatabaseError)."""
+
+    def __init__(self, path: Path, repair: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA busy_timeout = 10000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")  # a cache of the store: losing the tail only re-reads it
-        for statement in SCHEMA:
-            self._db.execute(statement)
+        try:
+            self._db = _opened(path)
+        except sqlite3.OperationalError:
+            raise  # locked or out of reach: not damage
+        except sqlite3.DatabaseError as damage:
+            if not repair:
+                raise
+            _move_aside(path, damage)
+            self._db = _opened(path)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
@@ -162,11 +172,11 @@ class ReadModel:
     async def discard(self, projection: str) -> None:
         await self._run(lambda db: _transaction(db, lambda: _discard(db, projection)))
 
-    async def swap(self, rebuilt: str, projection: str) -> int | None:
+    async def swap(self, rebuilt: str, projection: str, force: bool = False) -> int | None:
         """Replace `projection` (entries and checkpoint) with the `rebuilt` one in one transaction and return
-        the new checkpoint — unless the live one is further on (None, nothing changed): a model never goes back.
-        A runner of `projection` whose checkpoint moved on resumes from the new one."""
-        return await self._run(lambda db: _transaction(db, lambda: _swap(db, rebuilt, projection)))
+        the new checkpoint — unless the live one is further on (None, nothing changed): a model never goes back,
+        unless `force`. A runner of `projection` whose checkpoint moved resumes from the new one."""
+        return await self._run(lambda db: _transaction(db, lambda: _swap(db, rebuilt, projection, force)))
 
     async def entries(self, projection: str) -> list[tuple[str, str, int, str]]:
         """Every entry as (id, workspace, version, body): for comparisons in tests and checks."""
@@ -177,6 +187,32 @@ class ReadModel:
 
     async def page(self, projection: str, query: ListQuery) -> ListPage:
         return await self._run(lambda db: _transaction(db, lambda: _page(db, projection, query), "BEGIN"))
+
+
+def _opened(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA busy_timeout = 10000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # a cache of the store: losing the tail only re-reads it
+        for statement in SCHEMA:
+            db.execute(statement)
+        verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {verdict}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _move_aside(path: Path, damage: sqlite3.DatabaseError) -> None:
+    aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+    logger.warning("read model %s is damaged (%s): moved to %s and rebuilt from the event store", path, damage, aside)
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.rename(aside.with_name(aside.name + suffix))
 
 
 def _transaction(db: sqlite3.Connection, work: Callable[[], T], begin: str = "BEGIN IMMEDIATE") -> T:
@@ -237,9 +273,9 @@ def _discard(db: sqlite3.Connection, projection: str) -> None:
     db.execute("DELETE FROM checkpoints WHERE projection = ?", (projection,))
 
 
-def _swap(db: sqlite3.Connection, rebuilt: str, projection: str) -> int | None:
+def _swap(db: sqlite3.Connection, rebuilt: str, projection: str, force: bool) -> int | None:
     position = _checkpoint(db, rebuilt)
-    if _checkpoint(db, projection) > position:
+    if _checkpoint(db, projection) > position and not force:
         return None
     db.execute("DELETE FROM entries WHERE projection = ?", (projection,))
     db.execute("UPDATE entries SET projection = ? WHERE projection = ?", (projection, rebuilt))
