@@ -301,6 +301,40 @@ async def test_a_refund_made_at_authorize_net_while_ours_is_open_is_recorded_whe
     assert trail[-2:] == ["RefundFailed", "ProviderRefunded"]
 
 
+async def test_our_full_refund_whose_answer_was_lost_is_not_refused_for_its_own_webhook(
+    http: httpx.Client, authnet: AuthnetTestServer
+) -> None:
+    """Our full refund is made but its answer lost, and the reports lag; Authorize.net's webhook for it comes
+    first and is noted (it may be ours). The retry's resend is refused with reason 55: by our own credit, which a
+    report of that same amount may be. So no 409: 503 while unlisted, then the refund ours, once."""
+    workspace, paid, charged = settled_charge(http, authnet)
+    headers = {"Authorization": f"Bearer {mint_token(workspace)}", "Idempotency-Key": f"own-{uuid.uuid4().hex}"}
+    body = {"transaction_id": paid["id"]}
+    authnet.lag_reports(1000)
+    authnet.fail_next("drop")
+    lost = await asyncio.to_thread(http.post, f"{API}/refund", json=body, headers=headers)
+    assert lost.status_code == 503, lost.text
+    ours = refunds_of(authnet, charged["provider_reference"])
+    assert len(ours) == 1
+    notify(http, "refund.created", ours[0].trans_id)
+    noted = await asyncio.to_thread(eventual_event_types, http, workspace, paid["id"], "ProviderRefundReportNoted")
+    assert noted[-1] == "ProviderRefundReportNoted"
+
+    while_unlisted = await asyncio.to_thread(http.post, f"{API}/refund", json=body, headers=headers)
+    authnet.lag_reports(-authnet.state.lagging_lists)
+    listed = await asyncio.to_thread(http.post, f"{API}/refund", json=body, headers=headers)
+
+    assert while_unlisted.status_code == 503, while_unlisted.text  # not 409 amount_too_large
+    assert listed.status_code == 200, listed.text
+    assert [(r["amount"], r["status"]) for r in listed.json()["refunds"]] == [(4500, "succeeded")]
+    assert len(refunds_of(authnet, charged["provider_reference"])) == 1
+
+
+def refunds_of(authnet: AuthnetTestServer, trans_id: str) -> list[Any]:
+    with authnet.state.lock:
+        return [t for t in authnet.state.transactions.values() if t.ref_trans_id == trans_id]
+
+
 def test_an_event_recorded_then_lost_to_a_crash_before_it_was_applied_is_applied_after_the_restart(
     tmp_path: Path, authnet: AuthnetTestServer
 ) -> None:

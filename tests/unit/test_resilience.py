@@ -458,6 +458,28 @@ async def test_an_unresolved_answer_is_neither_retried_nor_counted_by_the_breake
     assert wrapped.breaker.breaker.fail_counter == 0
 
 
+class LaggingReportsProvider(ScriptedProvider):
+    """Answers every payment: what an earlier attempt did is not in its reports yet (Authorize.net's lag)."""
+
+    async def pay(self, request: PaymentRequest) -> ProviderResult:
+        self.keys.append(request.idempotency_key)
+        return ProviderResult.awaiting_reports("not listed yet", retry_after=30.0)
+
+
+async def test_an_answer_awaiting_the_providers_reports_is_neither_retried_nor_counted_by_the_breaker() -> None:
+    """One payment whose earlier attempt the reports do not show yet must not open the breaker for every other
+    payment of the process (it did: a probe's lagging refund refused every workspace's charges for a minute)."""
+    lagging = LaggingReportsProvider(Outcome.RETRYABLE)
+    wrapped = resilient(lagging, fail_max=2)
+
+    results = [await wrapped.pay(payment(f"k{number}")) for number in range(3)]
+
+    assert all(r.outcome is Outcome.RETRYABLE and r.retry_after == 30.0 for r in results)
+    assert lagging.keys == ["k0", "k1", "k2"]
+    assert wrapped.breaker.state == pybreaker.STATE_CLOSED
+    assert wrapped.breaker.breaker.fail_counter == 0
+
+
 class ClaimsAskingProvider(ScriptedProvider):
     """Answers a look-up, then asks the caller's `claims` of what it found (as Stripe's re-drive does)."""
 

@@ -45,14 +45,14 @@ def stored_payment_method(description: Mapping[str, Any]) -> PaymentMethod:
     return str(description.get("token", ""))
 
 
-def _payment_ref(transaction: Transaction) -> PaymentRef:
+def _payment_ref(transaction: Transaction, refund_amount: int = 0) -> PaymentRef:
     return PaymentRef(
         reference=transaction.provider_reference or "",
         amount_authorized=transaction.amount_authorized,
         amount_captured=transaction.amount_captured,
         currency=transaction.currency,
         details=dict(transaction.provider_details),
-        known_credits=transaction.known_credits,
+        known_credits=transaction.known_credits(refund_amount),
     )
 
 
@@ -84,7 +84,8 @@ async def _call(
     if operation.kind is OperationKind.CAPTURE:
         return await provider.capture(_payment_ref(transaction), amount, key)
     if operation.kind is OperationKind.REFUND:
-        return await provider.refund(_payment_ref(transaction), amount, key, operation.reason, earlier_attempt_at)
+        payment = _payment_ref(transaction, refund_amount=amount)
+        return await provider.refund(payment, amount, key, operation.reason, earlier_attempt_at)
     return await provider.void(_payment_ref(transaction), key)
 
 

@@ -13,6 +13,9 @@ A RETRYABLE result whose `details` hold `{"unresolved": [ids…]}` is no provide
 several of its objects may be an earlier attempt's, so nothing was created (or, Authorize.net, an earlier attempt
 that may have been made is not listed long after: the ids are what to look for); the operation stays open for an
 operator, and trying again at once would answer the same (not retried, not counted by the circuit breaker).
+One whose `details` hold `{"awaiting_reports": True}` is no provider failure either: the provider answered, but what
+an earlier attempt did is not in its reports yet (they lag); it is looked up again after `retry_after`, not at once,
+and not counted by the circuit breaker (a lagging report must not stop every other payment).
 A payment re-drive that looks for what its earlier attempt made by what it sent asks `PaymentRequest.claims` what the
 caller's records say of the objects it found (`Claims`): one another payment recorded is never adopted, and none is
 while another payment that sent the same has no answer recorded. `claims` reads the caller's records, not the
@@ -50,6 +53,7 @@ class OpaqueData:
 
 
 UNRESOLVED: Final = "unresolved"  # the `details` key of an unresolved answer's candidates
+AWAITING_REPORTS: Final = "awaiting_reports"
 
 PaymentMethod = str | OpaqueData  # a provider token (pm_…, a payment profile id) or opaque data
 
@@ -75,9 +79,19 @@ class ProviderResult:
         (the module's docstring)."""
         return cls(Outcome.RETRYABLE, message=message, retry_after=retry_after, details={UNRESOLVED: list(candidates)})
 
+    @classmethod
+    def awaiting_reports(cls, message: str, retry_after: float) -> ProviderResult:
+        """The provider answered; what an earlier attempt did is not in its reports yet (the module's docstring)."""
+        return cls(Outcome.RETRYABLE, message=message, retry_after=retry_after, details={AWAITING_REPORTS: True})
+
     @property
     def unresolved(self) -> bool:
         return self.outcome is Outcome.RETRYABLE and bool(self.details.get(UNRESOLVED))
+
+    @property
+    def provider_answered(self) -> bool:
+        """A RETRYABLE result the provider itself gave (unresolved, or awaiting its reports): no failure of it."""
+        return self.unresolved or (self.outcome is Outcome.RETRYABLE and bool(self.details.get(AWAITING_REPORTS)))
 
     @property
     def candidates(self) -> list[str]:

@@ -3,8 +3,8 @@ retries with exponential backoff and full jitter, bounded by a time budget.
 
 - Only a `RETRYABLE` answer (or no answer within the per-attempt timeout) counts as a failure of the provider:
   declines, permanent errors and refused parameters prove the provider is up and count as successes, and so does
-  an unresolved answer (`ProviderResult.unresolved`: the provider answered; asking again at once would not help,
-  so it is not retried either).
+  an unresolved answer or one awaiting the provider's reports (`ProviderResult.provider_answered`: the provider
+  answered; asking again at once would not help, so it is not retried either).
 - While the breaker is open no call is made: the answer is `UNAVAILABLE` with `retry_after` = the seconds until
   it half-opens. Half-open lets one trial call through at a time; its answer closes or re-opens the breaker.
 - A retry resends the same request, so the same idempotency key: the adapter's key (Stripe) or its look-up by
@@ -179,7 +179,7 @@ class ProviderBreaker:
         try:
             with self.breaker.calling():
                 result = await attempt()
-                if result.outcome is Outcome.RETRYABLE and not result.unresolved:
+                if result.outcome is Outcome.RETRYABLE and not result.provider_answered:
                     raise _RetryableFailure(result)
         except _RetryableFailure as failure:
             return failure.result
@@ -283,7 +283,7 @@ class ResilientProvider:
         deadline = _deadline.get()
         result = await self.breaker.call(lambda: self._attempt(operation, call, None))
         for retry in range(self.retry.attempts - 1):
-            if result.outcome is not Outcome.RETRYABLE or result.unresolved:
+            if result.outcome is not Outcome.RETRYABLE or result.provider_answered:
                 return result
             delay = self.retry.backoff(retry, self._rng)
             if deadline is not None and loop.time() + delay >= deadline:

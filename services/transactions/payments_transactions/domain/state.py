@@ -159,10 +159,11 @@ class Transaction:
     def refundable(self) -> int:
         return self.amount_captured - self.refund_reserved
 
-    @property
-    def known_credits(self) -> int:
-        """Refunded, plus the refunds the provider reported while ours were under way (not counted yet)."""
-        noted = sum(report.amount or 0 for report in self.noted_refund_reports if report.kind == "refund")
+    def known_credits(self, refund_amount: int) -> int:
+        """Refunded, plus the refunds the provider reported while ours were under way (not counted yet) that
+        cannot be a refund of `refund_amount` of ours: one of that very amount may be it (its answer lost)."""
+        reports = self.noted_refund_reports
+        noted = sum(r.amount or 0 for r in reports if r.kind == "refund" and r.amount != refund_amount)
         return self.amount_refunded + noted
 
     def open_operations(self) -> list[Operation]:

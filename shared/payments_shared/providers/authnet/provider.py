@@ -97,6 +97,7 @@ _METHOD_FORMS = "Accept.js opaque data or a customer payment profile '<customerP
 # (`payments-ops resolve --not-made`), and looked up again every `_UNLISTED_RETRY_S` until then.
 NEVER_MADE_AFTER = timedelta(minutes=20)
 _UNLISTED_RETRY_S = 300.0
+_LISTED_SOON_RETRY_S = 30.0  # before NEVER_MADE_AFTER: the reports usually catch up within a minute
 _SETTLED_LOOKBACK = timedelta(days=31)  # the widest range getSettledBatchList serves
 _SETTLEMENT_CLOCK_MARGIN = timedelta(hours=1)  # our clock against Authorize.net's (submission and settlement times)
 _BATCH_PAGES = 50  # a batch's transactions are read at most this many pages (of 1000) deep
@@ -574,14 +575,11 @@ class AuthorizeNetProvider:
         if found is not None:
             return found
         if _now() - earlier < NEVER_MADE_AFTER:
-            return ProviderResult(
-                Outcome.RETRYABLE,
-                message=(
-                    "Authorize.net refuses this refund as exceeding the charge, and does not list an earlier "
-                    "attempt of it yet: it is looked up again shortly"
-                ),
-                retry_after=30.0,
+            message = (
+                "Authorize.net refuses this refund as exceeding the charge, and does not list an earlier attempt of "
+                "it yet: it is looked up again shortly"
             )
+            return ProviderResult.awaiting_reports(message, _LISTED_SOON_RETRY_S)
         return transaction_outcome(response, refused)
 
     async def _resolve_unsendable(self, reference: str, currency: str, since: datetime) -> ProviderResult:
@@ -605,11 +603,10 @@ class AuthorizeNetProvider:
         found = await self._find_by_invoice(reference, currency, window_opened)
         if found is not None:
             return found
-        return ProviderResult(
-            Outcome.RETRYABLE,
-            message="Authorize.net reports a duplicate whose original cannot be found yet",
-            details={"reason_code": DUPLICATE_TRANSACTION},
+        waiting = ProviderResult.awaiting_reports(
+            "Authorize.net reports a duplicate whose original cannot be found yet", _LISTED_SOON_RETRY_S
         )
+        return _replace(waiting, details={**waiting.details, "reason_code": DUPLICATE_TRANSACTION})
 
     async def _act_on(
         self, payment: PaymentRef, document: bytes, done: Callable[[TransactionDetails], bool]
@@ -891,11 +888,8 @@ def _unlisted(reference: str, since: datetime) -> ProviderResult:
     """A payment that may have been made but is not listed (and cannot be sent again: its token is spent or was not
     kept): looked up again shortly; past `NEVER_MADE_AFTER`, left unresolved for an operator, never failed."""
     if _now() - since < NEVER_MADE_AFTER:
-        return ProviderResult(
-            Outcome.RETRYABLE,
-            message="Authorize.net does not list this payment yet; it is looked up again shortly",
-            retry_after=30.0,
-        )
+        message = "Authorize.net does not list this payment yet; it is looked up again shortly"
+        return ProviderResult.awaiting_reports(message, _LISTED_SOON_RETRY_S)
     message = (
         f"Authorize.net does not list this payment (invoice number {reference}) {_minutes(NEVER_MADE_AFTER)} "
         "minutes after it was first sent, and its Accept.js token cannot be sent again: an operator checks the "
