@@ -40,9 +40,11 @@ logger = logging.getLogger("payments_shared.http")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GC_THRESHOLDS: Final = (10_000, 50, 50)  # CPython's defaults: (700, 10, 10)
 FILES_KEPT_FOR_THE_PROCESS: Final = 256  # event store, broker, log and provider sockets beside the HTTP clients
-# asyncio accepts up to the listen backlog's worth of connections at a time before any of them is counted against
-# the cap (uvicorn's default is 2048): a burst may be that far past the cap before the first is closed.
+# asyncio accepts up to the listen backlog's worth of connections in one turn of the loop (uvicorn's default is
+# 2048), and those past the cap are counted and closed only in the next turns: a burst from many clients at once
+# runs a few backlogs past the cap before the first is closed.
 ACCEPT_BACKLOG: Final = 128
+ACCEPT_BURSTS_PAST_THE_CAP: Final = 4
 REFUSAL_LOG_INTERVAL_S: Final = 60.0
 # h11 states of the client's side once its request has arrived whole (or never will).
 _REQUEST_IN: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.SWITCHED_PROTOCOL})
@@ -66,6 +68,24 @@ class _Config(uvicorn.Config):
         super().__init__(app, **options)
         self.request_timeout_s = request_timeout_s
         self.max_connections = max_connections
+
+
+class _AcceptFailures(logging.Filter):
+    """asyncio logs every accept() that fails for want of file descriptors, with a traceback, as often as the
+    listening socket is ready (thousands a second): once a minute is enough to tell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logged_at = -REFUSAL_LOG_INTERVAL_S
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "socket.accept() out of system resource" not in record.getMessage():
+            return True
+        now = time.monotonic()
+        if now - self.logged_at < REFUSAL_LOG_INTERVAL_S:
+            return False
+        self.logged_at = now
+        return True
 
 
 class _Refusals:
@@ -161,7 +181,8 @@ def default_max_connections() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 65_536
-    return max(soft - FILES_KEPT_FOR_THE_PROCESS - ACCEPT_BACKLOG, soft // 2)
+    reserve = FILES_KEPT_FOR_THE_PROCESS + ACCEPT_BURSTS_PAST_THE_CAP * ACCEPT_BACKLOG
+    return max(soft - reserve, soft // 4)
 
 
 def server(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> uvicorn.Server:
@@ -184,6 +205,9 @@ def server(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> uvi
 
 async def serve(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> None:
     settle_heap()
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(known, _AcceptFailures) for known in asyncio_logger.filters):
+        asyncio_logger.addFilter(_AcceptFailures())
     await server(app, settings, host).serve()
 
 
