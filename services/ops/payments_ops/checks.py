@@ -62,9 +62,10 @@ def well_formed(events: Sequence[RecordedEvent], known: frozenset[str]) -> list[
         for event in events[1:]
         if event.metadata.get("workspace") != first
     ]
-    gap = next((event for index, event in enumerate(events) if event.version != index), None)
+    gap = next(((index, event) for index, event in enumerate(events) if event.version != index), None)
     if gap is not None:
-        found.append(_violation(gap, f"version {gap.version} where {events.index(gap)} was due: a gap in the stream"))
+        due, event = gap
+        found.append(_violation(event, f"version {event.version} where {due} was due: a gap in the stream"))
     found.extend(
         _violation(event, "an event type its service does not know") for event in events if event.type not in known
     )
@@ -88,27 +89,29 @@ def check_transaction(events: Sequence[RecordedEvent]) -> list[Violation]:
         if previous is not None and current.status != previous.status and not can_move(previous.status, current.status):
             message = f"moves from {previous.status.value} to {current.status.value}, outside the state diagram"
             violations.append(_violation(event, message))
-        amounts = _transaction_amounts(event, current)
-        violations.extend(amounts)
-        if any(violation.message.startswith(NOT_AN_AMOUNT) for violation in amounts):
-            return violations  # the sums below it cannot be taken
+        not_amounts = _not_amounts(event, current)
+        if not_amounts:
+            return [*violations, *not_amounts]  # no sum can be taken of them, here or after
+        violations.extend(_transaction_amounts(event, current))
         previous = current
     return violations
 
 
-NOT_AN_AMOUNT: Final = "not an amount"
-
-
-def _transaction_amounts(event: RecordedEvent, transaction: Transaction) -> list[Violation]:
+def _not_amounts(event: RecordedEvent, transaction: Transaction) -> list[Violation]:
     amounts = {
         "amount": transaction.amount,
         "amount_authorized": transaction.amount_authorized,
         "amount_captured": transaction.amount_captured,
         **{f"refund {refund.id}": refund.amount for refund in transaction.refunds},
     }
-    wrong = [f"{NOT_AN_AMOUNT}: {name} {value!r}" for name, value in amounts.items() if not _is_amount(name, value)]
-    if wrong:
-        return [_violation(event, message) for message in wrong]
+    return [
+        _violation(event, f"not an amount: {name} {value!r}")
+        for name, value in amounts.items()
+        if not _is_amount(name, value)
+    ]
+
+
+def _transaction_amounts(event: RecordedEvent, transaction: Transaction) -> list[Violation]:
     found = []
     if transaction.amount_refunded > transaction.amount_captured:
         found.append(

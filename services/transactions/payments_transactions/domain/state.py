@@ -179,7 +179,7 @@ class Transaction:
         """The state once an event about to be appended is (self is unchanged): for deciding what follows it in
         the same append."""
         recorded = RecordedEvent(
-            id=uuid.uuid4(),
+            id=uuid.UUID(int=0),  # never stored: the append gives the event its own
             stream=f"transaction-{self.id}",
             type=event_type,
             data=data,
