@@ -24,6 +24,7 @@ from typing import Any, Final
 from payments_shared.errors import conflict, invalid, not_found
 from payments_shared.metadata import merged_metadata, merged_metadata_within_limit
 from payments_shared.money import MAX_AMOUNT, MAX_QUANTITY
+from payments_shared.providers.port import SUBSCRIPTION_BILLING_FIELDS
 from payments_shared.timestamps import api_timestamp
 
 from payments_billing import periods
@@ -285,8 +286,8 @@ def changeable(subscription: Subscription | None, workspace: str, metadata_only:
 
 
 def changes_metadata_only(parameters: Mapping[str, Any]) -> bool:
-    """Whether an update's parameters change its metadata and nothing else."""
-    billing = ("quantity", "amount", "price", "cancel_at_period_end")
+    """Whether an update's parameters change its metadata and nothing else (a cancel's never do)."""
+    billing = SUBSCRIPTION_BILLING_FIELDS
     return parameters.get("metadata") is not None and all(parameters.get(name) is None for name in billing)
 
 
@@ -337,8 +338,7 @@ def decide_request_cancel(
 def _requested(
     event_type: str, subscription: Subscription | None, workspace: str, pending: PendingChange
 ) -> DomainEvent:
-    metadata_only = event_type == UPDATE_REQUESTED and changes_metadata_only(pending.parameters)
-    current = changeable(subscription, workspace, metadata_only)
+    current = changeable(subscription, workspace, changes_metadata_only(pending.parameters))
     if current.pending_update is not None:
         raise conflict("Another change of this subscription is in progress; retry.", code="operation_in_progress")
     return DomainEvent(event_type, pending.to_data())

@@ -46,18 +46,18 @@ async def rebuild(
         return counts.result(await read_model.checkpoint(projection.name))
     aside = projection.name + REBUILD_SUFFIX
     await read_model.discard(aside)
-    position, first_round = 0, True
+    position = 0
     while True:  # until the rebuilt model is at least as far as the live one, then swap it in
         read_before = counts.events
         await _catch_up(store, read_model, projection, aside, position + 1, counts)
         # Nothing more to read and the live model still further on: it is ahead of the store itself (the store
         # restored from an older backup). The store is the truth: swapped in anyway (a live runner resumes from
         # the rebuilt checkpoint, and re-applies whatever is appended meanwhile).
-        ahead_of_the_store = not first_round and counts.events == read_before
+        ahead_of_the_store = counts.events == read_before
         swapped = await read_model.swap(aside, projection.name, force=ahead_of_the_store)
         if swapped is not None:
             return counts.result(swapped)
-        position, first_round = await read_model.checkpoint(aside), False
+        position = await read_model.checkpoint(aside)
 
 
 class _Counts:

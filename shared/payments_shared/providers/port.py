@@ -54,6 +54,8 @@ class OpaqueData:
 
 UNRESOLVED: Final = "unresolved"  # the `details` key of an unresolved answer's candidates
 AWAITING_REPORTS: Final = "awaiting_reports"
+# What a subscription change bills by; any other change (its metadata) a canceled subscription still takes.
+SUBSCRIPTION_BILLING_FIELDS: Final = ("quantity", "amount", "price", "cancel_at_period_end")
 
 PaymentMethod = str | OpaqueData  # a provider token (pm_…, a payment profile id) or opaque data
 
@@ -229,8 +231,7 @@ class SubscriptionChange:
     @property
     def changes_billing(self) -> bool:
         """Whether it changes more than metadata (what a canceled subscription still takes, as at Stripe)."""
-        fields = (self.quantity, self.amount, self.price, self.cancel_at_period_end)
-        return any(value is not None for value in fields)
+        return any(getattr(self, name) is not None for name in SUBSCRIPTION_BILLING_FIELDS)
 
 
 class BillingProvider(Protocol):

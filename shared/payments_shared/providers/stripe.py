@@ -527,7 +527,7 @@ class StripeProvider:
 
     async def _new_item(self, request: SubscriptionRequest, created: Created) -> SubscriptionCreateParamsItem:
         if request.price:
-            await self._check_price(request.price, "", request.quantity, "quantity")  # it bills in the price's
+            await self._check_price(request.price, None, request.quantity, "quantity")  # it bills in the price's
             if _is_price_id(request.price):
                 return {"price": request.price, "quantity": request.quantity}
             return {"plan": request.price, "quantity": request.quantity}
@@ -540,11 +540,11 @@ class StripeProvider:
     async def _check_changed_price(self, price: str, change: SubscriptionChange, current: Mapping[str, Any]) -> None:
         """A new price of a subscription: in its currency (Stripe never changes a subscription's currency), and
         its period bill within the largest amount."""
-        currency = str(change.currency or current.get("currency") or "").lower()
+        currency = str(change.currency or current.get("currency") or "").lower() or None
         quantity = change.new_quantity or int(current.get("quantity") or 1)
         await self._check_price(price, currency, quantity, "quantity" if change.quantity is not None else "price")
 
-    async def _check_price(self, price: str, currency: str, quantity: int, limit_param: str) -> None:
+    async def _check_price(self, price: str, currency: str | None, quantity: int, limit_param: str) -> None:
         """Refuse, before anything is made or changed, a price in another currency than `currency` (when given)
         or one whose period bill (its amount × `quantity`) is above the largest amount (400 on `limit_param`)."""
         if _is_price_id(price):
