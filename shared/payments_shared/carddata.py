@@ -1,5 +1,12 @@
-"""Finding card numbers in free text: a Luhn-valid run of 13–19 digits, alone or grouped by single spaces or
-dashes. Used by the gateway's guard (refuse) and by the log formatter (mask).
+"""Finding card numbers in free text: a Luhn-valid run of 13–19 digits, alone or grouped. Used by the gateway's
+guard (refuse) and by the log formatter (mask).
+
+API.md names groups split by single spaces or dashes. Written by hand a card number is also split by other
+whitespace (a tab, a no-break space), other dashes (an en dash), or two or three of them ("4242 - 4242"): each
+is a separator here too. A dot, a slash or an underscore splits it only in a card's own shape (4-4-4-4, with up to
+3 more digits, or 4-6-4/5, one separator throughout): "4242.4242.4242.4242" and "card_4111_1111_1111_1111" are
+card numbers, a decimal or a coordinate ("51.5073509512345") and a timestamp in a name ("batch_20261128_174205")
+are not. Commas are no separator: "1001,1002,1003,1004" is a list of four numbers.
 
 A run of digit groups is split at its separators; any consecutive groups holding 13–19 digits in all that
 pass the Luhn check count as a card number ("4242 4242 4242 4242 12/28" is caught, a bare 20-digit order
@@ -19,7 +26,11 @@ from __future__ import annotations
 
 import re
 
-_GROUPED_RUN = re.compile(r"(?<![\d])\d+(?:[ -]\d+)*(?![\d])")
+_SEPARATOR = r"[\s\-\u2010-\u2015\u2212]{1,3}"  # whitespace and dashes (hyphen to horizontal bar, minus sign)
+_GROUPED_RUN = re.compile(rf"(?<![\d])\d+(?:{_SEPARATOR}\d+)*(?![\d])")
+_CARD_SHAPED = re.compile(
+    r"(?<!\d)(?<!\d[./_])\d{4}([./_])(?:\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{6}\1\d{4,5})(?!\d|[./_]\d)"
+)
 _GROUP = re.compile(r"\d+")
 _HEX = "[0-9A-Fa-f]"
 _UUID = re.compile(rf"(?<![0-9A-Za-z-]){_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![0-9A-Za-z-])")
@@ -54,6 +65,19 @@ def card_spans(text: str) -> list[tuple[int, int]]:
             continue
         groups = [(m.start() + run.start(), m.end() + run.start()) for m in _GROUP.finditer(run.group())]
         spans.extend(_card_groups(text, groups))
+    if "." in text or "/" in text or "_" in text:
+        spans.extend(_card_shaped_spans(text, spans))
+    return sorted(spans)
+
+
+def _card_shaped_spans(text: str, found: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Card numbers split by dots, slashes or underscores (`_CARD_SHAPED`) that overlap none already `found`."""
+    spans = []
+    for match in _CARD_SHAPED.finditer(text):
+        start, end = match.span()
+        overlaps = any(start < other_end and other_start < end for other_start, other_end in found)
+        if not overlaps and luhn_valid("".join(_GROUP.findall(match.group()))):
+            spans.append((start, end))
     return spans
 
 

@@ -1,7 +1,8 @@
 """Query strings. Only the list routes take query parameters. Elsewhere a query string is refused (400 naming the
 parameter), not ignored: `POST /charge?amount=5` with `"amount": 100` in the body must not quietly charge 100.
-On every route, a parameter whose name or value holds a card number is refused as card data, and never named or
-echoed; one whose percent-escapes are not UTF-8 is refused naming it (Starlette would quietly read them as U+FFFD)."""
+On every route, a parameter whose name or value holds a card number is refused as card data and never echoed (a
+value's parameter is named, as a body's field is; a name holding one is not); one whose percent-escapes are not
+UTF-8 is refused naming it (Starlette would quietly read them as U+FFFD)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from payments_gateway.body import raw_card_data_error
 def query_parameters(request: Request) -> list[tuple[str, str]]:
     """The query string's (name, value) pairs, in order, once neither card data nor bytes that are not UTF-8."""
     parameters = request.query_params.multi_items()
-    if any(contains_card_number(name) or contains_card_number(value) for name, value in parameters):
-        raise raw_card_data_error()
+    for name, value in parameters:
+        if contains_card_number(name):
+            raise raw_card_data_error()
+        if contains_card_number(value):
+            raise raw_card_data_error(echoed(name))
     _refuse_undecodable(request.scope.get("query_string", b""))
     return parameters
 
