@@ -3,7 +3,9 @@
 A token must carry `exp`, `sub`, `workspace` and `permissions` (a list of strings); `iss`/`aud` are checked when
 configured. Those strings must be valid Unicode (no lone surrogate): they reach the event store, ids and read
 models, none of which can write one as UTF-8; `sub` and `workspace` must also not be blank nor hold a control
-character. `exp`, `nbf` and `iat` must be JSON numbers (RFC 7519's NumericDate).
+character. `exp`, `nbf` and `iat` must be JSON numbers (RFC 7519's NumericDate). An issuer's clock may run ahead
+of this one: `nbf` and `iat` may lie up to CLOCK_SKEW_S in the future (PyJWT refuses one a second ahead, so a
+slightly fast issuer's fresh tokens failed now and then). `exp` has no such leeway: expired is expired.
 Any failure is 401 `authentication_error` without saying more than needed (and never echoing the token); a valid
 token without the route's permission is 403 `permission_error`.
 """
@@ -28,6 +30,7 @@ ALGORITHMS = ["HS256"]  # pinned: never taken from the token, never `none`
 ADMIN_PERMISSION = "payments:admin"
 VERIFIED_TOKENS_KEPT: Final = 1024
 NUMERIC_DATES: Final = ("exp", "nbf", "iat")
+CLOCK_SKEW_S: Final = 60.0
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,25 @@ class TokenVerifier:
                 algorithms=ALGORITHMS,
                 issuer=self._issuer,
                 audience=self._audience,
-                options={"require": required, "verify_aud": self._audience is not None},
+                options={
+                    "require": required,
+                    "verify_aud": self._audience is not None,
+                    "verify_nbf": False,  # checked below, with CLOCK_SKEW_S
+                    "verify_iat": False,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise unauthenticated("The token has expired.") from None
         except jwt.InvalidTokenError:
             raise unauthenticated("Invalid bearer token.") from None
+        _check_not_before(claims, time.time())
         return claims
+
+
+def _check_not_before(claims: dict[str, Any], now: float) -> None:
+    """`nbf` (not valid before) and `iat` (issued at) no further in the future than the clocks may differ."""
+    if any(claims.get(name, now) > now + CLOCK_SKEW_S for name in ("nbf", "iat")):
+        raise unauthenticated("The token is not valid yet.")
 
 
 def _check_numeric_dates(claims: dict[str, Any]) -> None:
