@@ -308,6 +308,20 @@ def test_invalid_create_is_400_naming_the_field(billing: Billing, body: dict[str
     assert error["param"] == param
 
 
+def test_a_payment_method_the_provider_refuses_is_one_error_on_every_route(billing: Billing) -> None:
+    # The sandbox refuses an unknown payment method: a charge said `parameter_invalid`, a customer
+    # `invalid_request_error` (the type, for want of a code).
+    unknown = "pm_card_unknown"
+    body = {"amount": 500, "currency": "usd", "payment_method": unknown}
+    charge = billing.call("POST", "charge", body, permissions=["payments:charge"])
+    customer = billing.create_customer(payment_method=unknown)
+    updated = billing.call("PUT", f"customers/{billing.customer()['id']}", {"payment_method": unknown})
+    errors = [error_of(response, 400) for response in (charge, customer, updated)]
+    assert {(error["type"], error["code"], error["param"]) for error in errors} == {
+        ("invalid_request_error", "parameter_invalid", "payment_method")
+    }
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -12,7 +12,12 @@ from payments_shared.providers.port import Outcome, ProviderResult
     ("result", "status", "code"),
     [
         (ProviderResult(Outcome.PERMANENT, details={"unsupported": True}), 400, "provider_unsupported"),
-        (ProviderResult(Outcome.PERMANENT, details={"invalid_param": "price"}), 400, "invalid_request_error"),
+        (ProviderResult(Outcome.PERMANENT, details={"invalid_param": "price"}), 400, "parameter_invalid"),
+        (
+            ProviderResult(Outcome.PERMANENT, details={"invalid_param": "amount", "stripe_code": "amount_too_small"}),
+            400,
+            "amount_too_small",
+        ),
         (ProviderResult(Outcome.PERMANENT, message="boom"), 502, "provider_error"),
         (ProviderResult(Outcome.RETRYABLE), 503, "provider_unavailable"),
         (ProviderResult(Outcome.UNAVAILABLE, retry_after=7), 503, "provider_unavailable"),

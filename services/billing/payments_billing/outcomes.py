@@ -19,7 +19,7 @@ def provider_error(provider: str, result: ProviderResult) -> ApiError:
         return unsupported(provider, result)
     param = result.details.get("invalid_param")
     if isinstance(param, str):
-        return invalid(result.message or f"Invalid {param}.", param=param)
+        return invalid(result.message or f"Invalid {param}.", param=param, code=result.refusal_code)
     if result.outcome in (Outcome.RETRYABLE, Outcome.UNAVAILABLE):
         return ApiError(
             "provider_unavailable",

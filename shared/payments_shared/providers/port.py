@@ -96,6 +96,12 @@ class ProviderResult:
         return self.unresolved or (self.outcome is Outcome.RETRYABLE and bool(self.details.get(AWAITING_REPORTS)))
 
     @property
+    def refusal_code(self) -> str:
+        """The error code of a parameter the provider refused (`invalid_param`): the provider's own (Stripe's
+        `amount_too_small`…), else `parameter_invalid`."""
+        return str(self.details.get("stripe_code") or "parameter_invalid")
+
+    @property
     def candidates(self) -> list[str]:
         """The ids an unresolved answer leaves an operator to choose between (empty for any other answer)."""
         return [str(candidate) for candidate in self.details.get(UNRESOLVED) or ()] if self.unresolved else []

@@ -217,8 +217,7 @@ def permanent_error(result: ProviderResult) -> dict[str, Any]:
     param = result.details.get("invalid_param")
     if param:
         message = result.message or f"The provider refused the {param}."
-        code = str(result.details.get("stripe_code") or "parameter_invalid")  # Stripe's own: amount_too_small…
-        return {"type": "invalid_request_error", "code": code, "message": message, "param": param}
+        return {"type": "invalid_request_error", "code": result.refusal_code, "message": message, "param": param}
     conflict = result.details.get("conflict")
     if conflict:
         message = result.message or "The payment's present state at the provider does not allow this."
