@@ -86,7 +86,8 @@ def test_an_issuer_clock_a_little_ahead_is_not_refused(api: Api) -> None:
     # PyJWT alone refused `nbf` or `iat` one second ahead: a slightly fast issuer's fresh tokens failed at random.
     now = int(time.time())
     transaction_id = api.charge().json()["id"]
-    for claims in ({"iat": now + 20}, {"nbf": now + 20}, {"iat": now + 20, "nbf": now + 20}):
+    claim_sets: list[dict[str, Any]] = [{"iat": now + 20}, {"nbf": now + 20}, {"iat": now + 20, "nbf": now + 20}]
+    for claims in claim_sets:
         token = mint_token(api.workspace, **claims)
         response = request(api.http, "GET", "transactions/{id}", token, transaction_id)
         assert response.status_code == 200, (claims, response.text)
