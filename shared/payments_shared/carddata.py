@@ -33,7 +33,10 @@ _CARD_SHAPED = re.compile(
 )
 _GROUP = re.compile(r"\d+")
 _HEX = "[0-9A-Fa-f]"
-_UUID = re.compile(rf"(?<![0-9A-Za-z-]){_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![0-9A-Za-z-])")
+# A UUID may follow a word and a dash ("order-…", our "idempotency-…" streams), not a hex group and a dash.
+_UUID = re.compile(
+    rf"(?<![0-9A-Za-z])(?<!{_HEX}-){_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![0-9A-Za-z-])"
+)
 _HEX_TOKEN = re.compile(rf"(?<![0-9A-Za-z%]){_HEX}{{16,}}(?![0-9A-Za-z])")
 _HEX_LETTER = re.compile("[A-Fa-f]")
 

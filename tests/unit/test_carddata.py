@@ -84,7 +84,11 @@ def test_uuids_clients_send_are_never_taken_for_card_numbers() -> None:
     for text in ("ab43297d-7003-4703-9070-6ec5c492b911", "892c8b51-4f3b-46d6-9ba4-740213207134"):
         assert not contains_card_number(text)
         assert not contains_card_number(f"order {text.upper()}, shipped")
+        # After a word and a dash: a client's "order-…", this system's "idempotency-…" streams in its logs
+        assert not contains_card_number(f"order-{text}")
+        assert not contains_card_number(f"stream 'idempotency-{text}' busy")
     assert [str(u) for u in (uuid.uuid4() for _ in range(20_000)) if contains_card_number(str(u))] == []
+    assert [str(u) for u in (uuid.uuid4() for _ in range(20_000)) if contains_card_number(f"user-{u}")] == []
 
 
 @pytest.mark.parametrize(
@@ -93,6 +97,7 @@ def test_uuids_clients_send_are_never_taken_for_card_numbers() -> None:
         "order ab43297d-7003-4703-9070-6ec5c492b911 card 4242 4242 4242 4242",
         "4242424242424242-7003-4703-9070-6ec5c492b911",  # not a UUID: its first group is 16 digits
         "ab43297d-7003-4703-9070-6ec5c492b911-4242424242424242",  # a UUID does not end with a dash
+        "4111-1111-1111-1111-ab43297d-7003-4703-9070-6ec5c492b911",  # a card's dashes run into the UUID
     ],
 )
 def test_a_card_number_beside_a_uuid_is_still_found(text: str) -> None:
