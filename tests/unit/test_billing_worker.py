@@ -4,7 +4,8 @@ the real sandbox ledger and the shared idempotency guard."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -21,6 +22,7 @@ from payments_shared import faults, ids
 from payments_shared.broker.memory import InMemoryBroker
 from payments_shared.broker.port import Message
 from payments_shared.eventstore.memory import InMemoryEventStore
+from payments_shared.eventstore.port import NewEvent
 from payments_shared.messages import Command
 from payments_shared.providers.port import CustomerRequest, Outcome, PaymentMethod, ProviderResult, SubscriptionRequest
 from payments_shared.providers.sandbox import SandboxProvider
@@ -799,26 +801,140 @@ async def test_deleting_a_customer_finishes_an_update_left_open_by_a_crash_befor
     await sandbox.close()
 
 
-async def test_a_customer_update_open_when_the_customer_is_deleted_records_nothing_after_the_deletion(
-    billing: Billing,
+def _crash() -> None:
+    raise RuntimeError("crash")
+
+
+def _customer_operations(billing: Billing) -> list[str]:
+    """The sandbox's customer calls, in the order it took them."""
+    return [entry.operation for entry in billing.sandbox.ledger.entries() if entry.operation.endswith("_customer")]
+
+
+async def test_a_customer_update_open_when_a_deletion_comes_holds_it_back_then_ends_first(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A PUT of the customer in flight (here left open by a crash after its provider call) when a DELETE of it is
-    carried out: its outcome is not recorded on the deleted customer's stream (`payments-ops verify` finds an
-    event after a deletion a broken history), and its redelivery answers what a PUT of a deleted customer gets."""
+    """A DELETE finding a PUT of the customer open (here left by a crash after its provider call) waits for it
+    as another PUT would: 409 `operation_in_progress` while it is in flight; once the PUT is redriven, the deletion
+    goes ahead. The stream and the provider see update, then deletion (the deletion went first at the provider
+    and the update was left open for good, probe)."""
+    monkeypatch.setattr(serialized, "WAIT_S", 0.2)
     owner = await customer(billing)
-
-    def crash() -> None:
-        raise RuntimeError("crash between the provider call and the outcome")
-
     renamed = {"customer_id": owner["id"], "name": "Renamed"}
-    with faults.hook(serialized.AFTER_CHANGE_CALL, crash), pytest.raises(RuntimeError):
+    with faults.hook(serialized.AFTER_CHANGE_CALL, _crash), pytest.raises(RuntimeError):
         await billing.send("update_customer", renamed, key="k-rename")
-    deleted = await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del")
-    assert deleted["status"] == 200, deleted
 
+    held_back = await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del")
+    assert (held_back["status"], held_back["body"]["error"]["code"]) == (409, "operation_in_progress")
     redriven = await billing.send("update_customer", renamed, key="k-rename", redelivered=True)
+    assert (redriven["status"], redriven["body"]["name"]) == (200, "Renamed")
+    deleted = await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del")
 
-    assert redriven["status"] == 404, redriven
+    assert deleted["status"] == 200, deleted
     history = await billing.store.read(f"customer-{owner['id']}")
-    assert history[-1].type == "CustomerDeleted"
+    assert [event.type for event in history] == [
+        "CustomerCreated",
+        "CustomerUpdateRequested",
+        "CustomerUpdated",
+        "CustomerDeleted",
+    ]
     assert check_customer(history) == []
+    assert _customer_operations(billing) == ["create_customer", "update_customer", "delete_customer"]
+
+
+async def test_a_deletion_waits_for_an_update_in_flight_and_is_recorded_after_it(billing: Billing) -> None:
+    """The probe's order: a PUT accepted (recorded as requested, not sent yet) and a DELETE delivered beside it.
+    The deletion waits while the update is carried out, then deletes: one order in the stream and at the
+    provider."""
+    owner = await customer(billing)
+    renamed = {"customer_id": owner["id"], "name": "Renamed"}
+    with faults.hook(serialized.AFTER_CHANGE_REQUESTED, _crash), pytest.raises(RuntimeError):
+        await billing.send("update_customer", renamed, key="k-rename")
+
+    deleting = asyncio.create_task(billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del"))
+    await asyncio.sleep(0.1)
+    assert not deleting.done()  # waiting for the update
+    redriven = await billing.send("update_customer", renamed, key="k-rename", redelivered=True)
+    deleted = await deleting
+
+    assert (redriven["status"], deleted["status"]) == (200, 200), (redriven, deleted)
+    history = await billing.store.read(f"customer-{owner['id']}")
+    assert [event.type for event in history][1:] == ["CustomerUpdateRequested", "CustomerUpdated", "CustomerDeleted"]
+    assert _customer_operations(billing) == ["create_customer", "update_customer", "delete_customer"]
+
+
+async def test_an_update_sent_after_the_provider_deleted_the_customer_is_recorded_failed(billing: Billing) -> None:
+    """A deletion that crashed between the provider's deletion and its append, then a PUT: the provider refuses the
+    update (the customer is gone, as Stripe answers), its failure is recorded, and the deletion's redelivery
+    records the deletion after it (deleted at the provider once, by its key)."""
+    owner = await customer(billing)
+    with faults.hook(customer_commands.AFTER_DELETE_CALL, _crash), pytest.raises(RuntimeError):
+        await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del")
+
+    updated = await billing.send("update_customer", {"customer_id": owner["id"], "name": "Renamed"}, key="k-rename")
+    deleted = await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del", redelivered=True)
+
+    assert (updated["status"], updated["body"]["error"]["type"]) == (502, "provider_error"), updated
+    assert deleted["status"] == 200, deleted
+    history = await billing.store.read(f"customer-{owner['id']}")
+    assert [event.type for event in history][1:] == [
+        "CustomerUpdateRequested",
+        "CustomerUpdateFailed",
+        "CustomerDeleted",
+    ]
+    assert check_customer(history) == []
+    assert billing.sandbox.ledger.count(ids.command_id("ws_a", "k-del")) == 1
+
+
+async def test_verify_flags_a_deletion_recorded_while_an_update_had_no_outcome(billing: Billing) -> None:
+    """The history the deletion left before it waited for updates: `payments-ops verify` names it."""
+    owner = await customer(billing)
+    with faults.hook(serialized.AFTER_CHANGE_REQUESTED, _crash), pytest.raises(RuntimeError):
+        await billing.send("update_customer", {"customer_id": owner["id"], "name": "Renamed"}, key="k-rename")
+    history = await billing.store.read(f"customer-{owner['id']}")
+    deletion = dataclasses.replace(
+        history[-1], type="CustomerDeleted", data={"deleted_at": "2026-11-28T18:00:00.000000Z"}, version=2
+    )
+
+    violations = [str(violation) for violation in check_customer([*history, deletion])]
+
+    open_update = ids.command_id("ws_a", "k-rename")
+    assert violations == [
+        f"customer-{owner['id']} v2 CustomerDeleted: deleted while its update {open_update} had no outcome"
+    ]
+
+
+class _UpdateBeforeDeletion(InMemoryEventStore):
+    """An event store where a PUT of the customer gets its request in just before the deletion's append."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.billing: Billing | None = None
+        self.update: dict[str, Any] | None = None
+
+    async def append(self, stream: str, events: Sequence[NewEvent], expected_version: int) -> int:
+        if self.billing and self.update is None and any(event.type == "CustomerDeleted" for event in events):
+            payload = {"customer_id": stream.removeprefix("customer-"), "name": "Renamed"}
+            self.update = await self.billing.send("update_customer", payload, key="k-rename")
+        return await super().append(stream, events, expected_version)
+
+
+async def test_a_deletion_that_meets_an_update_requested_meanwhile_is_appended_after_its_outcome(
+    tmp_path: Path,
+) -> None:
+    store, sandbox = _UpdateBeforeDeletion(), SandboxProvider(tmp_path / "sandbox.db")
+    billing = Billing(build_worker(store, {"sandbox": sandbox}, BillingSettings(data_dir=tmp_path)), store, sandbox)
+    owner = await customer(billing)
+    store.billing = billing
+
+    deleted = await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del")
+
+    assert deleted["status"] == 200, deleted
+    assert store.update is not None and store.update["status"] == 502, store.update  # the customer was gone
+    history = await billing.store.read(f"customer-{owner['id']}")
+    assert [event.type for event in history][1:] == [
+        "CustomerUpdateRequested",
+        "CustomerUpdateFailed",
+        "CustomerDeleted",
+    ]
+    assert check_customer(history) == []
+    await sandbox.close()

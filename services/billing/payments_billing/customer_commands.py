@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from payments_shared import faults
+from payments_shared.eventstore.port import WrongExpectedVersion
 from payments_shared.messages import Reply
 from payments_shared.providers.port import CustomerRequest, ProviderResult
 
@@ -145,11 +146,30 @@ async def update_customer(context: BillingContext, call: Call) -> Reply:
 
 
 async def delete_customer(context: BillingContext, call: Call) -> Reply:
+    """After any update of the customer in progress (`serialized.without_open_change`), so the provider and the
+    stream see them in one order. An update requested while the provider deletes gets its outcome first (the
+    provider refuses it: the customer is gone), and the deletion is appended after it."""
     customer_id = str(call.payload["customer_id"])
-    loaded = await load(context, customer_id)
-    if loaded.applied(call.command_id):
+    for _ in range(serialized.MAX_APPEND_RACES):
+        loaded = await serialized.without_open_change(context, call, _updates(context, customer_id))
+        if loaded.applied(call.command_id):
+            return Reply(status=200, body=domain.deleted_reply(customer_id))
+        current = domain.visible(loaded.state, call.workspace)
+        failed = await _delete_at_provider(context, call, current)
+        if failed is not None:  # a subscription's cancel failed: its reply, and the customer stays
+            return failed
+        event = domain.decide_delete(loaded.state, call.workspace, call.now)
+        try:
+            await context.streams.append(domain.stream_name(customer_id), event, loaded.version, call.origin)
+        except WrongExpectedVersion:
+            continue  # an update was requested meanwhile: it ends first (the provider's deletion is kept by key)
         return Reply(status=200, body=domain.deleted_reply(customer_id))
-    current = domain.visible(loaded.state, call.workspace)
+    raise RuntimeError(f"customer {customer_id}: too many concurrent appends; giving up for a redelivery")
+
+
+async def _delete_at_provider(context: BillingContext, call: Call, current: domain.Customer) -> Reply | None:
+    """Cancel the customer's subscriptions, then delete it at its provider (both by the command's id: once); the
+    reply of a subscription's cancel that failed, if one did."""
     await _refuse_if_billed_from_elsewhere(context, current)
     failed = await subscription_commands.cancel_all_of_customer(context, call, current)
     if failed is not None:
@@ -160,9 +180,7 @@ async def delete_customer(context: BillingContext, call: Call) -> Reply:
         deleted = await provider.delete_customer(current.provider_reference, call.command_id)
         faults.reached(AFTER_DELETE_CALL)
         require_deleted(provider.name, deleted)
-    event = domain.decide_delete(loaded.state, call.workspace, call.now)
-    await context.streams.append(domain.stream_name(customer_id), event, loaded.version, call.origin)
-    return Reply(status=200, body=domain.deleted_reply(customer_id))
+    return None
 
 
 async def _refuse_if_billed_from_elsewhere(context: BillingContext, customer: domain.Customer) -> None:

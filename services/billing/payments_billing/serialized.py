@@ -146,12 +146,7 @@ async def change(context: BillingContext, call: Call, kind: ChangeKind[S]) -> Re
             return await _outcome_reply(context, call, kind)
         kind.shown(loaded.state, call)  # 404 for an object this caller may not see, before anything else
         if pending is not None:
-            if is_stale(pending, call.now, context.in_flight_window_s):
-                await drive(context, call, kind, loaded, pending)  # left by a crash: finish it first
-            elif time.monotonic() > deadline:
-                raise conflict("Another change of this object is in progress; retry.", code="operation_in_progress")
-            else:
-                await asyncio.sleep(POLL_S)
+            await _finish_or_wait(context, call, kind, loaded, pending, deadline)
             continue
         event = kind.request(loaded.state, call)
         try:
@@ -160,6 +155,35 @@ async def change(context: BillingContext, call: Call, kind: ChangeKind[S]) -> Re
             continue  # another change got in first: look again
         requested_here = True
         faults.reached(AFTER_CHANGE_REQUESTED)
+
+
+async def without_open_change(context: BillingContext, call: Call, kind: ChangeKind[S]) -> Loaded[S]:
+    """The object once no change of it is open, for a command that changes it without recording a request of its
+    own (a customer's deletion): an open request is waited for as `change` waits (409 after WAIT_S), one left by
+    a crash is finished first. Its caller appends at the version returned, so no request can open meanwhile."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        loaded = await context.streams.load(kind.stream, kind.fold)
+        if loaded.applied(call.command_id):  # finished before: a redelivery
+            return loaded
+        kind.shown(loaded.state, call)  # 404 for an object this caller may not see, before any wait
+        pending = kind.pending(loaded.state)
+        if pending is None:
+            return loaded
+        await _finish_or_wait(context, call, kind, loaded, pending, deadline)
+
+
+async def _finish_or_wait(
+    context: BillingContext, call: Call, kind: ChangeKind[S], loaded: Loaded[S], pending: PendingChange, deadline: float
+) -> None:
+    """One step past another command's open request: drive it when a crash left it, else wait a moment for it
+    (409 `operation_in_progress` once `deadline` passed). The caller loads the object again."""
+    if is_stale(pending, call.now, context.in_flight_window_s):
+        await drive(context, call, kind, loaded, pending)
+    elif time.monotonic() > deadline:
+        raise conflict("Another change of this object is in progress; retry.", code="operation_in_progress")
+    else:
+        await asyncio.sleep(POLL_S)
 
 
 async def drive(

@@ -142,6 +142,9 @@ def check_customer(events: Sequence[RecordedEvent]) -> list[Violation]:
     for event in events:
         if state is not None and state.deleted:
             violations.append(_violation(event, "an event after the customer was deleted"))
+        if state is not None and state.pending_update is not None and event.type == customer.DELETED:
+            message = f"deleted while its update {state.pending_update.command_id} had no outcome"
+            violations.append(_violation(event, message))
         try:
             state = customer.evolve(state, event)
         except Exception as error:

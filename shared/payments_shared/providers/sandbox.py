@@ -108,6 +108,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS ledger_reference ON ledger (reference);
+CREATE INDEX IF NOT EXISTS ledger_cancels ON ledger (payment_reference) WHERE operation = 'cancel_subscription';
+CREATE INDEX IF NOT EXISTS ledger_deletions ON ledger (payment_reference) WHERE operation = 'delete_customer';
 """
 
 
@@ -199,6 +201,16 @@ class SandboxLedger:
             row = self._reader.execute(
                 "SELECT 1 FROM ledger WHERE payment_reference = ? AND operation = 'cancel_subscription'"
                 " AND json_extract(result, '$.details.status') = 'canceled' LIMIT 1",
+                (reference,),
+            ).fetchone()
+        return row is not None
+
+    def customer_deleted(self, reference: str) -> bool:
+        """Whether customer `reference` was deleted."""
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT 1 FROM ledger WHERE payment_reference = ? AND operation = 'delete_customer'"
+                " AND outcome = 'approved' LIMIT 1",
                 (reference,),
             ).fetchone()
         return row is not None

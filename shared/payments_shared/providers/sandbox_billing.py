@@ -153,12 +153,16 @@ class SandboxBilling:
         return await self._once(request.idempotency_key, "create_customer", reference, None, 0, lambda: result)
 
     async def update_customer(self, reference: str, request: CustomerRequest) -> ProviderResult:
-        problem = payment_method_problem(request.payment_method)
-        details: Mapping[str, Any] = {}
-        if isinstance(request.payment_method, str):
-            details = {"default_payment_method": request.payment_method}
-        result = problem or ProviderResult(Outcome.APPROVED, reference, details=details)
-        return await self._once(request.idempotency_key, "update_customer", None, reference, 0, lambda: result)
+        def decide() -> ProviderResult:
+            if self.ledger.customer_deleted(reference):  # as Stripe answers "No such customer"
+                return ProviderResult(Outcome.PERMANENT, message="No such customer: it was deleted.")
+            details: Mapping[str, Any] = {}
+            if isinstance(request.payment_method, str):
+                details = {"default_payment_method": request.payment_method}
+            problem = payment_method_problem(request.payment_method)
+            return problem or ProviderResult(Outcome.APPROVED, reference, details=details)
+
+        return await self._once(request.idempotency_key, "update_customer", None, reference, 0, decide)
 
     async def delete_customer(self, reference: str, idempotency_key: str) -> ProviderResult:
         result = ProviderResult(Outcome.APPROVED, reference, details={"deleted": True})
