@@ -4,6 +4,7 @@ go through (with a warning) within STORAGE_TIMEOUT_S, never a 500."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -76,6 +77,23 @@ async def test_an_unreachable_redis_lets_requests_through_with_one_warning(
     assert time.monotonic() - started < 3 * ratelimit.STORAGE_TIMEOUT_S + 1.0
     warnings = [record for record in caplog.records if record.name == ratelimit.__name__]
     assert len(warnings) == 1 and "not limited" in warnings[0].getMessage()
+
+
+async def test_a_redis_that_stopped_answering_is_left_alone_for_a_while_then_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each request of a Redis brownout waited STORAGE_TIMEOUT_S (a probe: charges from 0.03 to 0.5-0.6 s each).
+    monkeypatch.setattr(ratelimit, "STORAGE_BACKOFF_S", 2.0, raising=False)
+    with silent_server() as port:
+        limiter = RateLimiter(f"redis://127.0.0.1:{port}")
+        assert await decisions([limiter], "1/minute", unique_key(), 1) == [None]  # waits, finds it silent
+        started = time.monotonic()
+        assert await decisions([limiter], "1/minute", unique_key(), 20) == [None] * 20
+        assert time.monotonic() - started < ratelimit.STORAGE_TIMEOUT_S  # not asked: no wait at all
+        await asyncio.sleep(2.0)
+        started = time.monotonic()
+        assert await decisions([limiter], "1/minute", unique_key(), 1) == [None]
+        assert time.monotonic() - started >= ratelimit.STORAGE_TIMEOUT_S * 0.9  # asked again
 
 
 def test_two_servers_share_a_workspaces_write_budget(redis_url: str, tmp_path: Path) -> None:
