@@ -862,6 +862,14 @@ async def test_a_deletion_waits_for_an_update_in_flight_and_is_recorded_after_it
     assert _customer_operations(billing) == ["create_customer", "update_customer", "delete_customer"]
 
 
+async def _update_failed_then_deleted(billing: Billing, customer_id: str) -> None:
+    """The customer's history after its creation: the update refused by the provider, then the deletion."""
+    history = await billing.store.read(f"customer-{customer_id}")
+    types = [event.type for event in history][1:]
+    assert types == ["CustomerUpdateRequested", "CustomerUpdateFailed", "CustomerDeleted"]
+    assert check_customer(history) == []
+
+
 async def test_an_update_sent_after_the_provider_deleted_the_customer_is_recorded_failed(billing: Billing) -> None:
     """A deletion that crashed between the provider's deletion and its append, then a PUT: the provider refuses the
     update (the customer is gone, as Stripe answers), its failure is recorded, and the deletion's redelivery
@@ -875,13 +883,7 @@ async def test_an_update_sent_after_the_provider_deleted_the_customer_is_recorde
 
     assert (updated["status"], updated["body"]["error"]["type"]) == (502, "provider_error"), updated
     assert deleted["status"] == 200, deleted
-    history = await billing.store.read(f"customer-{owner['id']}")
-    assert [event.type for event in history][1:] == [
-        "CustomerUpdateRequested",
-        "CustomerUpdateFailed",
-        "CustomerDeleted",
-    ]
-    assert check_customer(history) == []
+    await _update_failed_then_deleted(billing, owner["id"])
     assert billing.sandbox.ledger.count(ids.command_id("ws_a", "k-del")) == 1
 
 
@@ -930,11 +932,5 @@ async def test_a_deletion_that_meets_an_update_requested_meanwhile_is_appended_a
 
     assert deleted["status"] == 200, deleted
     assert store.update is not None and store.update["status"] == 502, store.update  # the customer was gone
-    history = await billing.store.read(f"customer-{owner['id']}")
-    assert [event.type for event in history][1:] == [
-        "CustomerUpdateRequested",
-        "CustomerUpdateFailed",
-        "CustomerDeleted",
-    ]
-    assert check_customer(history) == []
+    await _update_failed_then_deleted(billing, owner["id"])
     await sandbox.close()

@@ -197,22 +197,17 @@ class SandboxLedger:
 
     def subscription_canceled(self, reference: str) -> bool:
         """Whether subscription `reference` was canceled (at once, not at its period end)."""
-        with self._read_lock:
-            row = self._reader.execute(
-                "SELECT 1 FROM ledger WHERE payment_reference = ? AND operation = 'cancel_subscription'"
-                " AND json_extract(result, '$.details.status') = 'canceled' LIMIT 1",
-                (reference,),
-            ).fetchone()
-        return row is not None
+        return self._ended(reference, "cancel_subscription", "json_extract(result, '$.details.status') = 'canceled'")
 
     def customer_deleted(self, reference: str) -> bool:
         """Whether customer `reference` was deleted."""
+        return self._ended(reference, "delete_customer", "outcome = 'approved'")
+
+    def _ended(self, reference: str, operation: str, condition: str) -> bool:
+        """Whether an `operation` about `reference` meeting `condition` is recorded (on its partial index)."""
+        sql = f"SELECT 1 FROM ledger WHERE payment_reference = ? AND operation = '{operation}' AND {condition} LIMIT 1"
         with self._read_lock:
-            row = self._reader.execute(
-                "SELECT 1 FROM ledger WHERE payment_reference = ? AND operation = 'delete_customer'"
-                " AND outcome = 'approved' LIMIT 1",
-                (reference,),
-            ).fetchone()
+            row = self._reader.execute(sql, (reference,)).fetchone()
         return row is not None
 
     async def record(self, entry: LedgerEntry, currency: str | None, result: ProviderResult) -> ProviderResult:
