@@ -19,6 +19,7 @@ from payments_shared.providers.port import Outcome, ProviderResult
             "amount_too_small",
         ),
         (ProviderResult(Outcome.PERMANENT, message="boom"), 502, "provider_error"),
+        (ProviderResult(Outcome.PERMANENT, details={"stripe_code": "resource_missing"}), 404, "resource_missing"),
         (ProviderResult(Outcome.RETRYABLE), 503, "provider_unavailable"),
         (ProviderResult(Outcome.UNAVAILABLE, retry_after=7), 503, "provider_unavailable"),
         (ProviderResult(Outcome.DECLINED, decline_code="expired_card"), 402, "card_declined"),

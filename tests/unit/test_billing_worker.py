@@ -881,7 +881,7 @@ async def test_an_update_sent_after_the_provider_deleted_the_customer_is_recorde
     updated = await billing.send("update_customer", {"customer_id": owner["id"], "name": "Renamed"}, key="k-rename")
     deleted = await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del", redelivered=True)
 
-    assert (updated["status"], updated["body"]["error"]["type"]) == (502, "provider_error"), updated
+    assert (updated["status"], updated["body"]["error"]["code"]) == (404, "resource_missing"), updated
     assert deleted["status"] == 200, deleted
     await _update_failed_then_deleted(billing, owner["id"])
     assert billing.sandbox.ledger.count(ids.command_id("ws_a", "k-del")) == 1
@@ -931,6 +931,6 @@ async def test_a_deletion_that_meets_an_update_requested_meanwhile_is_appended_a
     deleted = await billing.send("delete_customer", {"customer_id": owner["id"]}, key="k-del")
 
     assert deleted["status"] == 200, deleted
-    assert store.update is not None and store.update["status"] == 502, store.update  # the customer was gone
+    assert store.update is not None and store.update["status"] == 404, store.update  # the customer was gone
     await _update_failed_then_deleted(billing, owner["id"])
     await sandbox.close()

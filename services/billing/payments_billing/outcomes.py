@@ -20,6 +20,9 @@ def provider_error(provider: str, result: ProviderResult) -> ApiError:
     param = result.details.get("invalid_param")
     if isinstance(param, str):
         return invalid(result.message or f"Invalid {param}.", param=param, code=result.refusal_code)
+    if result.outcome is Outcome.PERMANENT and result.details.get("stripe_code") == "resource_missing":
+        # The object is gone at the provider (a customer deleted while this change waited): as a deleted one is.
+        return ApiError("not_found", result.message or "No such object.", code="resource_missing")
     if result.outcome in (Outcome.RETRYABLE, Outcome.UNAVAILABLE):
         return ApiError(
             "provider_unavailable",

@@ -155,7 +155,8 @@ class SandboxBilling:
     async def update_customer(self, reference: str, request: CustomerRequest) -> ProviderResult:
         def decide() -> ProviderResult:
             if self.ledger.customer_deleted(reference):  # as Stripe answers "No such customer"
-                return ProviderResult(Outcome.PERMANENT, message="No such customer: it was deleted.")
+                message = "No such customer: it was deleted."
+                return ProviderResult(Outcome.PERMANENT, message=message, details={"stripe_code": "resource_missing"})
             details: Mapping[str, Any] = {}
             if isinstance(request.payment_method, str):
                 details = {"default_payment_method": request.payment_method}
