@@ -9,12 +9,14 @@ wiring (one in-memory broker). Both use the real factories, so what is traced is
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import json
 import logging
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ import httpx
 import jwt
 import pytest
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -236,17 +239,70 @@ def test_console_export_is_chosen_by_the_standard_variable(clean_otel_env: pytes
     assert isinstance(exporter_from_environment(), ConsoleSpanExporter)
 
 
-def test_an_otlp_endpoint_without_the_exporter_package_is_one_warning(
+def test_otlp_over_grpc_without_its_exporter_package_is_one_warning(
     clean_otel_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clean_otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-    if importlib.util.find_spec("opentelemetry.exporter") is not None:
-        pytest.skip("the OTLP exporter is installed here")
+    # OTLP/HTTP's exporter is a dependency; gRPC's is the operator's to install.
+    clean_otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    clean_otel_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    if importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None:
+        pytest.skip("the OTLP/gRPC exporter is installed here")
     with caplog.at_level(logging.WARNING):
         assert exporter_from_environment() is None
-        assert reader_from_environment() is None
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert any("opentelemetry-exporter-otlp" in message for message in warnings), warnings
+
+
+class _OtlpSink(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that keeps what it is sent: (path, body) in `received`."""
+
+    received: list[tuple[str, bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+EXPORTING_PROBE = """
+from payments_shared import tracing
+tracing.configure_telemetry("otlp-probe")
+with tracing.tracer().start_as_current_span("exported-span"):
+    tracing.record_redelivery("payments.transactions")
+"""
+
+
+def test_a_process_given_an_otlp_endpoint_exports_its_spans_and_metrics() -> None:
+    # The OTLP/HTTP exporter was not a dependency: every process and image logged "not installed", exported nothing.
+    _OtlpSink.received = []
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
+        env = {k: v for k, v in os.environ.items() if k not in OTEL_VARIABLES} | {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", EXPORTING_PROBE], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        sink.shutdown()
+        sink.server_close()
+    traces = [body for path, body in _OtlpSink.received if path == "/v1/traces"]
+    exported = ExportTraceServiceRequest()
+    exported.ParseFromString(b"".join(traces[:1]))
+    names = [
+        span.name for resource in exported.resource_spans for scope in resource.scope_spans for span in scope.spans
+    ]
+    assert names == ["exported-span"], (done.stderr, [path for path, _ in _OtlpSink.received])
+    assert "/v1/metrics" in {path for path, _ in _OtlpSink.received}
 
 
 PROBE = """
