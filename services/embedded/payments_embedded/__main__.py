@@ -29,7 +29,7 @@ async def run(settings: EmbeddedSettings) -> None:
                 "eventstore": settings.gateway.eventstore_uri.split("://", 1)[0],
             },
         )
-        await serve(system.app, settings.gateway)
+        await serve(system.app, settings.gateway, longest_request_s=settings.gateway.rpc_timeout_s)
     finally:
         await system.close()
         logger.info("embedded mode stopped")

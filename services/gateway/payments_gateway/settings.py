@@ -15,7 +15,7 @@ class GatewaySettings(CommonSettings, JwtSettings, RateLimitSettings):
     """The development secret is the default; start-up then logs a loud warning."""
 
     payments_default_provider: ProviderName = "sandbox"
-    rpc_timeout_s: float = Field(default=10.0, gt=0)
+    rpc_timeout_s: float = Field(default=10.0, gt=0, le=300)  # bounded: a shutdown waits for it (http.serve)
 
     @field_validator("payments_jwt_issuer", "payments_jwt_audience")
     @classmethod

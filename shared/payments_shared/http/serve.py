@@ -46,6 +46,10 @@ FILES_KEPT_FOR_THE_PROCESS: Final = 256  # event store, broker, log and provider
 ACCEPT_BACKLOG: Final = 128
 ACCEPT_BURSTS_PAST_THE_CAP: Final = 4
 REFUSAL_LOG_INTERVAL_S: Final = 60.0
+# Once told to stop, requests in flight get at least this long to end, and longer when one may wait longer (a
+# gateway's RPC_TIMEOUT_S, after which it answers 202): cut off, a client got a plain-text 500 for a charge made.
+MIN_SHUTDOWN_GRACE_S: Final = 10.0
+SHUTDOWN_MARGIN_S: Final = 2.0
 # h11 states of the client's side once its request has arrived whole (or never will).
 _REQUEST_IN: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.SWITCHED_PROTOCOL})
 
@@ -185,7 +189,13 @@ def default_max_connections() -> int:
     return max(soft - reserve, soft // 4)
 
 
-def server(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> uvicorn.Server:
+def shutdown_grace_s(longest_request_s: float) -> float:
+    return max(MIN_SHUTDOWN_GRACE_S, longest_request_s + SHUTDOWN_MARGIN_S)
+
+
+def server(
+    app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0", longest_request_s: float = 0.0
+) -> uvicorn.Server:
     config = _Config(
         app,
         request_timeout_s=settings.http_request_timeout_s,
@@ -197,18 +207,20 @@ def server(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> uvi
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=shutdown_grace_s(longest_request_s),
         server_header=False,
     )
     return _Server(config)
 
 
-async def serve(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0") -> None:
+async def serve(app: ASGIApp, settings: CommonSettings, host: str = "0.0.0.0", longest_request_s: float = 0.0) -> None:
+    """Serve until SIGINT/SIGTERM; `longest_request_s`: how long a request may wait for its answer (see
+    MIN_SHUTDOWN_GRACE_S)."""
     settle_heap()
     asyncio_logger = logging.getLogger("asyncio")
     if not any(isinstance(known, _AcceptFailures) for known in asyncio_logger.filters):
         asyncio_logger.addFilter(_AcceptFailures())
-    await server(app, settings, host).serve()
+    await server(app, settings, host, longest_request_s).serve()
 
 
 def settle_heap() -> None:
