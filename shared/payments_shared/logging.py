@@ -24,7 +24,8 @@ _SECRETS = re.compile(
     r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWTs
     r"|(?i:bearer)\s+[^\s\"']+"
 )
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# color_message: uvicorn's copy of the message with ANSI colour codes, for terminals
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 _registered_secrets: list[str] = []
 
 

@@ -38,3 +38,10 @@ def test_card_numbers_tokens_and_keys_are_removed() -> None:
 def test_registered_secrets_are_removed() -> None:
     register_secret("authnet-key-XYZ987")
     assert "authnet-key-XYZ987" not in json.dumps(_format("login with authnet-key-XYZ987"))
+
+
+def test_uvicorns_coloured_copy_of_the_message_is_left_out() -> None:
+    # uvicorn passes `color_message` (the message with ANSI escape codes) with its records: it reached the JSON line.
+    line = _format("Started server process", color_message="Started server process [\x1b[36m1\x1b[0m]")
+    assert "color_message" not in line
+    assert line["message"] == "Started server process"

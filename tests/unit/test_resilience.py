@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -253,6 +254,28 @@ async def test_the_breaker_opens_after_the_threshold_and_then_refuses_without_ca
     assert refused.outcome is Outcome.UNAVAILABLE
     assert refused.retry_after is not None and 25 < refused.retry_after <= 30
     assert counted == ["k0", "k1", "k2"]  # the refused call never reached the provider
+
+
+async def test_calls_failing_while_the_breaker_is_open_do_not_log_it_opening_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # pybreaker opens an open breaker again for each call in flight that fails: "breaker open, open -> open"
+    # was logged once per call (probe: 28 lines in one run).
+    class SlowlyFailing(ScriptedProvider):
+        async def pay(self, request: PaymentRequest) -> ProviderResult:
+            await asyncio.sleep(0.01)
+            return await super().pay(request)
+
+    no_retry = RetryPolicy(attempts=1, base_s=0, cap_s=0, attempt_timeout_s=2.0)
+    wrapped = resilient(SlowlyFailing(Outcome.RETRYABLE), fail_max=1, retry=no_retry)
+    with caplog.at_level(logging.INFO, logger="payments_shared.providers.resilience"):
+        await asyncio.gather(*(wrapped.pay(payment(f"k{number}")) for number in range(5)))
+    changes = [
+        (vars(record)["breaker_from"], vars(record)["breaker_to"])
+        for record in caplog.records
+        if hasattr(record, "breaker_to")
+    ]
+    assert changes == [("closed", "open")]
 
 
 async def test_calls_cancelled_by_a_stopping_worker_are_not_provider_failures() -> None:

@@ -118,6 +118,8 @@ class _StateLogger(pybreaker.CircuitBreakerListener):
         new_state: pybreaker.CircuitBreakerState,
     ) -> None:
         old = old_state.name if old_state is not None else None
+        if old == new_state.name:  # pybreaker opens an open breaker again for each call that fails meanwhile
+            return
         log = logger.warning if new_state.name == pybreaker.STATE_OPEN else logger.info
         log(
             "provider circuit breaker %s",
