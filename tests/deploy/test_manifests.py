@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from payments_gateway.settings import GatewaySettings
+from payments_shared.http.health import CHECK_TIMEOUT_S
 from payments_shared.http.serve import shutdown_grace_s
 
 from tests.deploy import k8s_rules
@@ -180,6 +181,7 @@ def test_app_deployments_probe_readyz_and_healthz_on_their_port(name: str) -> No
     for deployment_name, port in APP_DEPLOYMENTS.items():
         container = find(RENDERED[name], "Deployment", deployment_name)["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["readinessProbe"]["timeoutSeconds"] > CHECK_TIMEOUT_S  # else cut before its 503 answers
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert [p["containerPort"] for p in container["ports"]] == [port]
         assert {"name": "PORT", "value": str(port)} in container["env"]
