@@ -71,6 +71,22 @@ def _scrub_values(value: Any) -> Any:
     return scrub(str(value))
 
 
+class _HealingConnection(logging.Filter):
+    """A RabbitMQ connection that drops and reconnects by itself (aio-pika's robust connection) is one warning
+    ("unexpected connection close"), then "broker connection restored" (payments_shared.broker.rabbitmq), not
+    ERRORs and tracebacks: aio-pika's channels each log an error as they find the transport gone, and aiormq's
+    reader its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "aio_pika.tools" and "RobustChannel._on_close" in record.getMessage():
+            return False  # a channel's close callback meeting the closed connection: the reconnection reopens it
+        if record.name == "aiormq.connection":
+            record.exc_info = None  # the reader's traceback of the close just logged
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -79,6 +95,9 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("aio_pika", "aiormq", "httpx", "httpcore", "stripe", "coredis"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for broker_logger in ("aio_pika.tools", "aiormq.connection"):
+        if not any(isinstance(known, _HealingConnection) for known in logging.getLogger(broker_logger).filters):
+            logging.getLogger(broker_logger).addFilter(_HealingConnection())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -128,6 +128,11 @@ def _death_reason(incoming: AbstractIncomingMessage) -> str:
     return f"{by_broker}: dead-lettered by RabbitMQ (the consumer went away without acking)"
 
 
+def _log_restored(connection: object) -> None:
+    """The other half of aio-pika's "unexpected connection close" line: the connection is back."""
+    logger.info("broker connection restored")
+
+
 class RabbitMQBroker:
     """Use `await RabbitMQBroker.connect(url)` (or `open_broker`)."""
 
@@ -188,6 +193,7 @@ class RabbitMQBroker:
             )
             reply_queue = await rpc_channel.declare_queue(DIRECT_REPLY_TO, passive=True)
             await reply_queue.consume(broker._on_reply, no_ack=True)
+            connection.reconnect_callbacks.add(_log_restored)
         except BaseException as exc:
             with contextlib.suppress(*TRANSPORT_ERRORS):
                 await connection.close()
