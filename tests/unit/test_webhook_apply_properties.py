@@ -87,3 +87,13 @@ def test_any_payload_applies_without_raising_or_breaking_the_rules(
         if rule[0] == provider:
             stream.apply(provider_event(rule, index, obj, about))
     assert check_transaction(stream.recorded()) == []
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(obj=PAYLOADS, about=st.sampled_from(["pi_1", "ch_1", "dp_1"]))
+def test_the_ids_an_event_names_are_text_whatever_its_payload(obj: dict[str, Any], about: str) -> None:
+    # How the worker finds the payment: a `charge` or `payment_intent` that was an object raised TypeError there.
+    event = provider_event(("stripe", "charge.dispute.created"), 0, obj, about)
+    references = event.references()
+    assert all(isinstance(reference, str) and reference for reference in references)
+    assert len(references) == len(set(references)) and about in references

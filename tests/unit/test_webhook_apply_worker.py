@@ -72,3 +72,40 @@ async def test_a_malformed_apply_command_is_refused(store: InMemoryEventStore) -
     command = Command(type="apply_provider_event", workspace="", actor="webhook:stripe", command_id="c", payload={})
     reply = await worker.handle(Message(body=command.model_dump()))
     assert reply["status"] == 400
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("payment_intent", {"id": "pi_c", "object": "payment_intent"}),  # expanded, as Stripe's expandable fields
+        ("payment_intent", ["pi_c"]),
+        ("charge", {"id": "ch_other"}),
+        ("charge", {"nested": {"x": 1}}),
+    ],
+)
+async def test_a_dispute_naming_its_payment_by_an_object_is_applied_not_crashed(
+    store: InMemoryEventStore, field: str, value: Any
+) -> None:
+    # `dict.fromkeys` over the ids raised TypeError (unhashable dict) on every delivery: a signed webhook answered
+    # 200 was dead-lettered, never applied (probe).
+    worker = TransactionsWorker(store, {}, TransactionsSettings())
+    await paid_transaction(
+        store, "txn_c", "stripe", "pm_card_visa", ProviderResult(Outcome.APPROVED, "pi_c", amount=1500)
+    )
+    message = apply_message("evt_dispute", "dp_1", "charge.dispute.created")
+    payload = message.body["payload"]
+    payload["object_type"] = "dispute"
+    payload["object"] = {
+        "id": "dp_1",
+        "object": "dispute",
+        "amount": 1500,
+        "status": "needs_response",
+        "reason": "fraudulent",
+        "payment_intent": "pi_c",
+        field: value,
+    }
+
+    reply = await worker.handle(message)
+
+    expected = "PaymentDisputed" if field == "charge" or isinstance(value, dict) else "unknown_object"
+    assert reply["body"].get("outcome") == expected, reply

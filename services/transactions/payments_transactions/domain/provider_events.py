@@ -60,8 +60,8 @@ class ProviderEvent:
         """Provider ids that may name the payment, most specific first (a dispute names its charge and intent)."""
         refund = self.obj.get("refund")  # an Authorize.net refund, re-fetched: the transaction it refunds
         original = refund.get("ref_trans_id") if isinstance(refund, Mapping) else None
-        found = [self.obj.get("payment_intent"), self.object_id, self.obj.get("charge"), original]
-        return [str(ref) for ref in dict.fromkeys(found) if isinstance(ref, str) and ref]
+        found = [id_of(self.obj.get("payment_intent")), self.object_id, id_of(self.obj.get("charge")), id_of(original)]
+        return list(dict.fromkeys(ref for ref in found if ref))
 
     def stamp(self) -> dict[str, Any]:
         """Carried by every event a webhook causes: how repeats and stale deliveries are recognised."""
@@ -71,6 +71,14 @@ class ProviderEvent:
             "provider_object_id": self.object_id,
             "provider_created": self.created,
         }
+
+
+def id_of(value: object) -> str | None:
+    """A provider id as a payload gives it: the id itself, or the object expanded in its place (Stripe's
+    expandable fields: `"charge": "ch_…"` or `"charge": {"id": "ch_…", …}`); None for anything else."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True)
@@ -493,8 +501,8 @@ def refetch_reference(event: ProviderEvent) -> str | None:
     if event.received_type is not None:
         return None  # read already
     if event.provider == "stripe" and event.type in STRIPE_REFETCHED:
-        reference = event.obj.get("payment_intent") if event.type == "charge.refunded" else event.object_id
-        return str(reference) if isinstance(reference, str) and reference else None
+        reference = id_of(event.obj.get("payment_intent")) if event.type == "charge.refunded" else event.object_id
+        return reference or None
     if event.provider == "authnet" and event.type == AUTHNET_REFUND_CREATED:
         return event.object_id
     return None
