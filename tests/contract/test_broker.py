@@ -7,6 +7,7 @@ afterwards. Faults are real: a consumer "dies" by having its TCP connection cut 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -284,6 +285,26 @@ async def test_past_the_delivery_limit_the_message_is_dead_lettered_with_its_rea
     requeued = recorder.received[-1]
     assert (requeued.message_id, requeued.delivery_count, requeued.headers) == ("m-poison", 1, headers)
     assert await broker.dead_letters(env.queue) == []
+
+
+async def test_the_failure_that_dead_letters_a_message_is_logged_with_its_traceback(
+    env: BrokerEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Only "handler failed" with the reason was logged: a probe's dead-lettered webhook (a TypeError deep in the
+    # worker) could not be traced to its line. Earlier deliveries stay one line (a store outage retries them all).
+    broker = await env.open()
+    await broker.consume(env.queue, Recorder(fail_first=DELIVERY_LIMIT))
+    with caplog.at_level(logging.WARNING, logger="payments_shared.broker"):
+        await broker.send(env.queue, Message({"poison": True}, message_id="m-traced"))
+
+        async def dead_lettered() -> bool:
+            return len(await broker.dead_letters(env.queue)) == 1
+
+        await eventually(dead_lettered, "the dead letter")
+    failures = [record for record in caplog.records if record.getMessage().startswith("handler failed")]
+    assert len(failures) == DELIVERY_LIMIT
+    assert [record.exc_info is not None for record in failures] == [False] * (DELIVERY_LIMIT - 1) + [True]
+    assert "refusing delivery" in str(failures[-1].exc_info[1])  # type: ignore[index]
 
 
 async def test_after_the_connection_drops_the_broker_reconnects_and_messages_flow_again(env: BrokerEnv) -> None:

@@ -132,7 +132,13 @@ class _Consumer:
         except asyncio.CancelledError:
             raise  # close() returns what is still unacked
         except Exception as exc:
-            logger.warning("handler failed on %s (delivery %d)", self._queue_name, envelope.delivery_count)
+            last = envelope.delivery_count >= self._hub.delivery_limit  # dead-lettered now: its traceback, to find why
+            logger.warning(
+                "handler failed on %s (delivery %d)",
+                self._queue_name,
+                envelope.delivery_count,
+                exc_info=exc if last else None,
+            )
             self._settle(task)
             self._hub.give_back(self._queue_name, envelope, f"{type(exc).__name__}: {exc}")
         else:

@@ -361,7 +361,10 @@ class RabbitMQBroker:
             raise  # closing: the unacked message goes back to the queue with the channel
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            logger.warning("handler failed on %s (delivery %d): %s", queue, count, reason)
+            last = count >= self._delivery_limit  # dead-lettered now: its traceback, to find out why
+            logger.warning(
+                "handler failed on %s (delivery %d): %s", queue, count, reason, exc_info=exc if last else None
+            )
             await self._settle_failure(queue, incoming, count, reason)
             return
         await self._settle(incoming.ack())
