@@ -278,6 +278,23 @@ def test_unknown_route_and_wrong_method_use_the_error_shape(api: Api) -> None:
     wrong = api.http.delete(f"{API}/charge", headers=api.headers())
     assert wrong.status_code == 405
     assert set(wrong.json()["error"]) >= {"type", "code", "message"}
+    assert wrong.headers["Allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("customers", "GET, HEAD, POST"),
+        ("customers/cus_x", "DELETE, GET, HEAD, PUT"),
+        ("subscriptions", "GET, HEAD, POST"),
+        ("subscriptions/sub_x", "GET, HEAD, PUT"),
+        ("transactions/txn_x", "GET, HEAD"),
+    ],
+)
+def test_a_405_allows_every_method_the_url_takes(api: Api, path: str, allowed: str) -> None:
+    # Each method of a URL is its own route: Allow named only the first one's (`PATCH /customers/{id}`: "GET").
+    wrong = api.http.patch(f"{API}/{path}", headers=api.headers(), json={})
+    assert (wrong.status_code, wrong.headers["Allow"]) == (405, allowed)
 
 
 def test_head_is_answered_wherever_get_is_with_the_same_headers_and_no_body(api: Api) -> None:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match, Route
 
 from payments_shared.errors import ApiError, echoed, invalid
 from payments_shared.unicode_text import encodable
@@ -81,9 +82,22 @@ def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse
         api_error = ApiError(
             "invalid_request_error", "Method not allowed for this URL.", code="method_not_allowed", status=405
         )
+        return error_response(api_error, {"Allow": ", ".join(allowed_methods(request))})
     else:
         api_error = ApiError("invalid_request_error", str(error.detail), status=error.status_code)
     return error_response(api_error, dict(error.headers or {}))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (RFC 9110's Allow), with HEAD wherever GET is (head.HeadAsGet):
+    Starlette names only the first route matching the path (`/customers/{id}` has GET, PUT and DELETE routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def _unexpected(request: Request, error: Exception) -> JSONResponse:
