@@ -77,6 +77,11 @@ class Authorized(SecurityBase):
         self._bucket = bucket
         self._takes_query = takes_query
 
+    @property
+    def permission(self) -> str:
+        """The permission the route asks for (documented in OpenAPI: openapi_docs)."""
+        return self._permission
+
     async def __call__(self, request: Request) -> Caller:  # async: a plain def would cost a thread hop
         context: GatewayContext = request.app.state.gateway
         principal = context.tokens.principal(authorization_header(request.headers))

@@ -5,7 +5,7 @@ not be cleared) is checked by `check_*` after validation, naming the field."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from payments_shared.errors import invalid
 from payments_shared.money import MAX_QUANTITY
@@ -64,6 +64,8 @@ class CustomerBody(StrictModel):
 class CustomerUpdateBody(StrictModel):
     """PUT: any of the create fields; only those sent change (metadata is merged, "" removes a key)."""
 
+    NOT_NULL: ClassVar = ("email", "metadata", "provider", "payment_method")  # may be left out, not cleared
+
     email: Email | None = None
     name: Name | None = None
     phone: Phone | None = None
@@ -87,6 +89,8 @@ class SubscriptionBody(StrictModel):
 
 
 class SubscriptionUpdateBody(StrictModel):
+    NOT_NULL: ClassVar = ("quantity", "price", "amount", "cancel_at_period_end", "metadata")
+
     quantity: Quantity | None = None
     price: PriceId | None = None
     amount: Amount | None = None
@@ -99,7 +103,7 @@ class CancelBody(StrictModel):
 
 
 def check_customer_update(sent: dict[str, object]) -> None:
-    for name in ("email", "metadata", "provider", "payment_method"):
+    for name in CustomerUpdateBody.NOT_NULL:
         if name in sent and sent[name] is None:
             raise invalid(f"{name} cannot be null.", param=name)
 
@@ -120,7 +124,7 @@ def check_subscription_terms(body: SubscriptionBody) -> None:
 def check_subscription_update(sent: dict[str, object]) -> None:
     if sent.get("price") is not None and sent.get("amount") is not None:
         raise invalid("Give either price or amount, not both.", param="amount")
-    for name in ("quantity", "price", "amount", "cancel_at_period_end", "metadata"):
+    for name in SubscriptionUpdateBody.NOT_NULL:
         if name in sent and sent[name] is None:
             raise invalid(f"{name} cannot be null.", param=name)
 
