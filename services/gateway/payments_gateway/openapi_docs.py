@@ -12,6 +12,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from payments_gateway.response_docs import SUCCESS_SHAPES
+
 _REF_TEMPLATE = "#/components/schemas/{model}"
 _extra_schemas: dict[str, Any] = {}
 
@@ -48,6 +50,7 @@ def install_openapi(app: FastAPI) -> None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
             schema.setdefault("components", {}).setdefault("schemas", {}).update(_extra_schemas)
             _drop_validation_errors(schema)
+            document_success_shapes(schema)
             document_api_errors(schema, _permissions(app))
             app.openapi_schema = schema
         return app.openapi_schema
@@ -104,6 +107,23 @@ ERRORS = {  # API.md's table: status → when
     502: "The provider answered with an error that is not a decline.",
     503: "The provider or the service is unavailable (see Retry-After).",
 }
+
+
+def document_success_shapes(schema: dict[str, Any]) -> None:
+    """Each route's success answer: its shape (response_docs), where FastAPI saw only a JSONResponse."""
+    components = schema["components"]["schemas"]
+    for (method, path), model in SUCCESS_SHAPES.items():
+        operation = schema.get("paths", {}).get(path, {}).get(method)
+        if operation is None:
+            continue
+        shape = model.model_json_schema(ref_template=_REF_TEMPLATE)
+        components.update(shape.pop("$defs", {}))
+        components[model.__name__] = shape
+        for status, response in operation.get("responses", {}).items():
+            if status.startswith("2"):
+                response["content"] = {
+                    "application/json": {"schema": {"$ref": _REF_TEMPLATE.format(model=model.__name__)}}
+                }
 
 
 def _permissions(app: FastAPI) -> dict[tuple[str, str], str]:
