@@ -378,6 +378,9 @@ def test_openapi_documents_the_errors_permissions_and_idempotency_key_of_each_ro
     assert schemas["CustomerUpdateBody"]["properties"]["email"]["type"] == "string"  # left out, never null
     assert {"type": "null"} in schemas["CustomerUpdateBody"]["properties"]["name"]["anyOf"]  # null clears it
     assert "anyOf" not in schemas["SubscriptionUpdateBody"]["properties"]["quantity"]
+    cancel = operations[("POST", f"{API}/subscriptions/{{subscription_id}}/cancel")]
+    assert cancel["requestBody"]["required"] is False  # an absent body is {"at_period_end": false}
+    assert operations[("PUT", f"{API}/subscriptions/{{subscription_id}}")]["requestBody"]["required"] is True
 
 
 QUERY_ROUTES = [

@@ -18,9 +18,9 @@ _REF_TEMPLATE = "#/components/schemas/{model}"
 _extra_schemas: dict[str, Any] = {}
 
 
-def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` for a route whose JSON body is `model`. Its fields named in `NOT_NULL` may be left out but
-    not sent as null (a PUT's; null clears the others)."""
+def json_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    """`openapi_extra` for a route whose JSON body is `model` (`required`: unless the route reads an absent body as
+    `{}`). Its fields named in `NOT_NULL` may be left out but not sent as null (a PUT's; null clears the others)."""
     schema = model.model_json_schema(ref_template=_REF_TEMPLATE)
     for name in getattr(model, "NOT_NULL", ()):
         _not_nullable(schema["properties"][name])
@@ -28,7 +28,7 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
     _extra_schemas[model.__name__] = schema
     return {
         "requestBody": {
-            "required": True,
+            "required": required,
             "content": {"application/json": {"schema": {"$ref": _REF_TEMPLATE.format(model=model.__name__)}}},
         }
     }

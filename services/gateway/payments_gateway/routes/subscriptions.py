@@ -74,7 +74,7 @@ async def update_subscription(
     )
 
 
-@router.post("/subscriptions/{subscription_id}/cancel", openapi_extra=json_body(CancelBody))
+@router.post("/subscriptions/{subscription_id}/cancel", openapi_extra=json_body(CancelBody, required=False))
 async def cancel_subscription(
     subscription_id: str,
     request: Request,

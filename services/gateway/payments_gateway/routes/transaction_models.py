@@ -24,7 +24,9 @@ class PaymentBody(StrictModel):
 
     amount: Amount
     currency: Currency
-    payment_method: PaymentMethodToken | OpaquePaymentMethod | None = None  # default: the customer's
+    payment_method: PaymentMethodToken | OpaquePaymentMethod | None = Field(
+        None, description="Required, unless `customer_id` names a customer with a default payment method."
+    )
     provider: ProviderName | None = None
     customer_id: ObjectId | None = None
     description: Description | None = None
