@@ -134,20 +134,29 @@ class SubscriptionList(_Page):
 
 
 API = "/api/v1/payments"
+
+
+def _billing_routes(
+    plural: str, shape: type[BaseModel], page: type[BaseModel]
+) -> dict[tuple[str, str], type[BaseModel]]:
+    """Create, read, update and list of `customers` or `subscriptions`."""
+    one = f"{API}/{plural}/{{{plural[:-1]}_id}}"
+    return {
+        ("post", f"{API}/{plural}"): shape,
+        ("get", one): shape,
+        ("put", one): shape,
+        ("get", f"{API}/{plural}"): page,
+    }
+
+
 # (method, path) → the shape of its success answer
 SUCCESS_SHAPES: dict[tuple[str, str], type[BaseModel]] = {
     **{("post", f"{API}/{name}"): Transaction for name in ("charge", "authorize", "capture", "refund", "void")},
     ("get", f"{API}/transactions/{{transaction_id}}"): Transaction,
     ("get", f"{API}/transactions/{{transaction_id}}/events"): AuditTrail,
     ("get", f"{API}/transactions"): TransactionList,
-    ("post", f"{API}/customers"): Customer,
-    ("get", f"{API}/customers/{{customer_id}}"): Customer,
-    ("put", f"{API}/customers/{{customer_id}}"): Customer,
+    **_billing_routes("customers", Customer, CustomerList),
     ("delete", f"{API}/customers/{{customer_id}}"): DeletedCustomer,
-    ("get", f"{API}/customers"): CustomerList,
-    ("post", f"{API}/subscriptions"): Subscription,
-    ("get", f"{API}/subscriptions/{{subscription_id}}"): Subscription,
-    ("put", f"{API}/subscriptions/{{subscription_id}}"): Subscription,
+    **_billing_routes("subscriptions", Subscription, SubscriptionList),
     ("post", f"{API}/subscriptions/{{subscription_id}}/cancel"): Subscription,
-    ("get", f"{API}/subscriptions"): SubscriptionList,
 }
