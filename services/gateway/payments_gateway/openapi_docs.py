@@ -71,6 +71,7 @@ def _drop_validation_errors(schema: dict[str, Any]) -> None:
 API_PREFIX = "/api/v1/payments/"
 WEBHOOK_PREFIX = "/api/v1/webhooks/"
 WRITES = ("post", "put", "delete")
+PAYMENTS = ("/charge", "/authorize")  # the routes that answer 202 past RPC_TIMEOUT_S, and 402 for a decline
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
@@ -144,28 +145,22 @@ def document_api_errors(schema: dict[str, Any], permissions: dict[tuple[str, str
     schema["components"]["schemas"]["Error"] = ERROR_SCHEMA
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
-            statuses = _error_statuses(path, method, operation)
+            statuses = _error_statuses(path, method)
             responses = operation.setdefault("responses", {})
             for status in statuses:
                 responses.setdefault(str(status), _error_response(status))
             if path.startswith(API_PREFIX) and method in WRITES:
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
-            if 201 in {int(code) for code in responses if code.isdigit()} and "402" in responses:
-                responses.setdefault(
-                    "202",
-                    {
-                        **responses["201"],
-                        "description": "Not answered by the worker within "
-                        "RPC_TIMEOUT_S: the transaction, `pending`; it is still carried out.",
-                    },
-                )
+            if path.startswith(API_PREFIX) and path.endswith(PAYMENTS):
+                pending = "Not answered by the worker within RPC_TIMEOUT_S: the transaction, `pending`, carried out."
+                responses.setdefault("202", {**responses["201"], "description": pending})
             permission = permissions.get((path, method))
             if permission:
                 operation["x-permission"] = permission
                 operation["description"] = f"Permission: `{permission}`.\n\n" + operation.get("description", "")
 
 
-def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
+def _error_statuses(path: str, method: str) -> list[int]:
     if path.startswith(WEBHOOK_PREFIX):
         return [400, 413, 429, 503]
     if not path.startswith(API_PREFIX):
@@ -175,7 +170,7 @@ def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[i
         statuses.append(404)
     if method in WRITES:
         statuses += [409, 413, 422, 502]
-    if "201" in operation.get("responses", {}) and path.endswith(("/charge", "/authorize")):
+    if path.endswith(PAYMENTS):
         statuses.append(402)
     return sorted(statuses)
 
