@@ -45,6 +45,7 @@ from payments_shared.eventstore.sqlite_batch import (
 from payments_shared.per_thread import PerThread
 from payments_shared.per_turn import TurnBatches
 from payments_shared.sqlite_checkpoints import Checkpointer
+from payments_shared.sqlite_setup import set_up
 
 __all__ = ["INSERT", "SCHEMA", "SqliteEventStore", "connect"]
 
@@ -386,8 +387,7 @@ class SqliteEventStore:
         try:
             connection = connect(self._path, self._busy_timeout_ms)
             try:
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute(SCHEMA)
+                set_up(connection, lambda db: db.execute(SCHEMA))
             finally:
                 connection.close()
         except sqlite3.Error as error:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from payments_shared.projections.model import ListEntry
+from payments_shared.sqlite_setup import set_up
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -193,10 +194,8 @@ def _opened(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA busy_timeout = 10000")
-        db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # a cache of the store: losing the tail only re-reads it
-        for statement in SCHEMA:
-            db.execute(statement)
+        set_up(db, lambda connection: [connection.execute(statement) for statement in SCHEMA])
         verdict = db.execute("PRAGMA quick_check").fetchone()[0]
         if verdict != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {verdict}")

@@ -27,6 +27,7 @@ from payments_shared import ids, jsoncodec
 from payments_shared.per_turn import TurnBatches
 from payments_shared.providers.port import OpaqueData, Outcome, PaymentRef, PaymentRequest, ProviderResult
 from payments_shared.sqlite_checkpoints import BACKSTOP_PAGES, Checkpointer
+from payments_shared.sqlite_setup import set_up
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +176,7 @@ class SandboxLedger:
         self.path = path
         self._lock = threading.Lock()  # the waiting write connection: held by the thread committing a batch
         self._db = _connect(path, timeout_s=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        set_up(self._db, lambda db: db.executescript(_SCHEMA))
         self._loop_db = _connect(path, timeout_s=0)  # never waits: a held lock sends the batch to `_db`
         self._checkpointer = Checkpointer(path, busy_timeout_ms=30_000)  # not the loop's commits (see the module)
         self._turns: TurnBatches[_QueuedRecord] = TurnBatches(self._commit_turn)
